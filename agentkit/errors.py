@@ -1,0 +1,351 @@
+"""The exception tree: every error agentkit raises derives from :class:`AgentKitError`.
+
+This module also maps an HTTP status and an OpenAI-style error body
+(``{"error": {"message", "type", "param", "code"}}``) to the matching exception class.
+It does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AgentKitError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ContentModerationError",
+    "IncompleteStreamError",
+    "InvalidResponseError",
+    "MaxTurnsExceeded",
+    "NotFoundError",
+    "OutputTruncatedError",
+    "OutputValidationError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RepeatedToolCallError",
+    "RequestValidationError",
+    "RunCancelledError",
+    "RunError",
+    "ServerError",
+    "ToolArgumentsError",
+    "ToolCallLimitExceeded",
+    "ToolDefinitionError",
+    "ToolFailureLimitExceeded",
+    "ToolRetry",
+    "error_from_response",
+]
+
+
+class AgentKitError(Exception):
+    """Base of every agentkit exception.
+
+    ``messages`` is the transcript so far (plain wire-format dicts) when the error escaped
+    an agent run, so nothing the run produced is lost; it is ``None`` outside a run.
+    """
+
+    def __init__(self, message: str, *, messages: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.messages = messages
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class ConfigurationError(AgentKitError):
+    """Client or agent set up wrongly: a missing API key, an unknown preset, a bad option."""
+
+
+class RequestValidationError(AgentKitError, ValueError):
+    """A request parameter breaks the provider's documented rules; raised before sending.
+
+    ``param`` names the offending parameter (for example ``"temperature"``).
+    """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class ToolDefinitionError(AgentKitError, TypeError):
+    """A function cannot become a tool (bad name, ``*args``, an unsupported type...).
+
+    Raised at decoration time, never per call.
+    """
+
+
+class ToolArgumentsError(AgentKitError, ValueError):
+    """Tool-call arguments from a model are not JSON or do not fit the tool's schema.
+
+    ``str(error)`` is the readable text fed back to the model so it can correct itself;
+    ``errors`` lists the individual problems as ``(location, message)`` pairs.
+    """
+
+    def __init__(
+        self, message: str, *, tool_name: str, errors: list[tuple[str, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.tool_name = tool_name
+        self.errors = errors or []
+
+
+class ToolRetry(AgentKitError):
+    """Raise inside a tool to ask the model to try again; the message goes to the model."""
+
+
+# --- errors from the API ------------------------------------------------------------------
+
+
+class APIError(AgentKitError):
+    """An error talking to the Chat Completions API.
+
+    Attributes: ``status`` (HTTP status or ``None``), ``code`` and ``type`` and ``param``
+    (from the error body, when the server sent one) and ``request_id`` (from the
+    ``x-request-id`` style headers or the body), plus ``message``. The API key never
+    appears in any of them.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+        messages: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message, messages=messages)
+        self.status = status
+        self.code = code
+        self.type = type
+        self.param = param
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        details = []
+        if self.status is not None:
+            details.append(f"status {self.status}")
+        if self.code:
+            details.append(f"code {self.code}")
+        if self.request_id:
+            details.append(f"request id {self.request_id}")
+        if details:
+            parts.append(f"({', '.join(details)})")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(message={self.message!r}, status={self.status!r}, "
+            f"code={self.code!r}, request_id={self.request_id!r})"
+        )
+
+
+class APIStatusError(APIError):
+    """The server answered with an HTTP error status."""
+
+
+class BadRequestError(APIStatusError):
+    """400 or 422: the server refused the request as invalid. Never retried."""
+
+
+class ContentModerationError(BadRequestError):
+    """DashScope's content moderation refused the input or output (``data_inspection_failed``).
+
+    Never retried: the same content would be refused again.
+    """
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked. Never retried."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not use this model or resource. Never retried."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown model or endpoint (check the base URL). Never retried."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests for now. Retried with backoff, honouring ``Retry-After``."""
+
+    retryable = True
+
+
+class QuotaExceededError(RateLimitError):
+    """429 meaning the quota is used up or the bill is overdue. Never retried."""
+
+    retryable = False
+
+
+class ServerError(APIStatusError):
+    """5xx: the server failed. 500, 502, 503 and 504 are retried with backoff."""
+
+    retryable = True
+
+
+class APIConnectionError(APIError):
+    """The server could not be reached, or the connection broke. Retried with backoff."""
+
+    retryable = True
+
+
+class APITimeoutError(APIConnectionError):
+    """The connect or read timeout fired. Retried with backoff."""
+
+
+class IncompleteStreamError(APIError):
+    """A stream ended before ``[DONE]`` or a finish reason: the answer is not whole.
+
+    ``partial`` holds what had arrived, for inspection; it is never used as an answer.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, partial: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.partial = partial
+
+
+class InvalidResponseError(APIError):
+    """A 2xx answer that is not a valid completion (not JSON, no ``choices``, HTML...)."""
+
+
+# --- errors that end an agent run -------------------------------------------------------
+
+
+class RunError(AgentKitError):
+    """An agent run stopped before a final answer; ``messages`` holds the transcript."""
+
+
+class MaxTurnsExceeded(RunError):
+    """The run made ``max_turns`` model calls without reaching a final answer."""
+
+
+class ToolCallLimitExceeded(RunError):
+    """The run asked for more tool calls than its per-run cap allows."""
+
+
+class ToolFailureLimitExceeded(RunError):
+    """One tool failed too many times in a row; ``tool_name`` says which."""
+
+    def __init__(
+        self, message: str, *, tool_name: str, messages: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message, messages=messages)
+        self.tool_name = tool_name
+
+
+class RepeatedToolCallError(RunError):
+    """The model repeated the same call with the same arguments too many rounds in a row."""
+
+
+class OutputTruncatedError(RunError):
+    """The model stopped at ``max_tokens`` (``finish_reason == "length"``): not an answer."""
+
+
+class OutputValidationError(RunError):
+    """The final answer did not validate against ``output_type`` after the allowed retries."""
+
+
+class RunCancelledError(RunError):
+    """The run was cancelled (task cancellation or Ctrl-C); ``messages`` is resumable."""
+
+
+# --- mapping an HTTP error to an exception ----------------------------------------------
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+# A 429 is a used-up quota or an unpaid bill, not a momentary rate limit, when its code or
+# message says so (the seed's status table; OpenAI's "insufficient_quota"; DashScope's
+# "Throttling.AllocationQuota" and "Arrearage"). DashScope's "Throttling.RateQuota" is a
+# plain rate limit despite its name.
+_BILLING_MARKERS = ("billing", "arrearage", "overdue", "insufficient_quota")
+
+
+def _is_quota(lowered: str) -> bool:
+    if any(marker in lowered for marker in _BILLING_MARKERS):
+        return True
+    return "quota" in lowered and "ratequota" not in lowered
+
+
+_MODERATION_CODES = ("data_inspection_failed", "datainspectionfailed", "content_filter")
+
+
+def _as_str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def error_from_response(
+    status: int,
+    body: Any,
+    *,
+    request_id: str | None = None,
+    text: str | None = None,
+) -> APIStatusError:
+    """Build the exception for an HTTP error answer.
+
+    ``body`` is the decoded JSON body if there was one (any shape is tolerated), ``text``
+    the raw body text for servers that answer HTML or plain text.
+    """
+    message: str | None = None
+    code = type_ = param = None
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if isinstance(error, Mapping):
+        message = _as_str(error.get("message"))
+        code = _as_str(error.get("code"))
+        type_ = _as_str(error.get("type"))
+        param = _as_str(error.get("param"))
+    elif isinstance(body, Mapping):
+        # DashScope's native shape: {"code": ..., "message": ..., "request_id": ...}
+        message = _as_str(body.get("message")) or _as_str(error)
+        code = _as_str(body.get("code"))
+    if isinstance(body, Mapping) and request_id is None:
+        request_id = _as_str(body.get("request_id")) or _as_str(body.get("id"))
+    if message is None:
+        snippet = " ".join((text or "").split())[:200]
+        message = f"HTTP {status}" + (f": {snippet}" if snippet else "")
+
+    cls: type[APIStatusError]
+    lowered = " ".join(filter(None, (code, type_, message))).lower().replace(" ", "")
+    if any(marker in lowered for marker in _MODERATION_CODES):
+        cls = ContentModerationError
+    elif status == 429 and _is_quota(lowered):
+        cls = QuotaExceededError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = _STATUS_CLASSES.get(status, APIStatusError)
+    return cls(
+        message.strip(),
+        status=status,
+        code=code,
+        type=type_,
+        param=param,
+        request_id=request_id,
+    )

@@ -1,0 +1,154 @@
+"""Pydantic models of the Chat Completions wire format (responses and stream chunks).
+
+Every model tolerates unknown fields (vendors add ``reasoning_content`` and more) and
+nulls where real servers send them. Requests and the transcript stay plain dicts: they are
+what users read and write, and building them needs no validation layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatMessage",
+    "Choice",
+    "ChunkChoice",
+    "Delta",
+    "FunctionCall",
+    "FunctionCallDelta",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Usage(_Wire):
+    """Token counts of one model call, or summed over a run."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+        )
+
+
+class FunctionCall(_Wire):
+    """The function a tool call names, with its arguments as a JSON text."""
+
+    name: str = ""
+    arguments: str = ""
+
+
+class ToolCall(_Wire):
+    """One tool call of an assistant message."""
+
+    id: str = ""
+    type: str = "function"
+    function: FunctionCall = Field(default_factory=FunctionCall)
+
+
+class ChatMessage(_Wire):
+    """An assistant message from a non-streamed answer (or assembled from a stream)."""
+
+    role: str = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class Choice(_Wire):
+    """One choice of a completion."""
+
+    index: int = 0
+    message: ChatMessage = Field(default_factory=ChatMessage)
+    finish_reason: str | None = None
+
+
+class ChatCompletion(_Wire):
+    """A non-streamed answer: ``POST /chat/completions`` with ``stream`` off."""
+
+    id: str = ""
+    object: str = "chat.completion"
+    created: int | None = None
+    model: str = ""
+    choices: list[Choice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class FunctionCallDelta(_Wire):
+    """A fragment of a streamed tool call's function; absent keys are ``None``."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(_Wire):
+    """A fragment of a streamed tool call, keyed by ``index``."""
+
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: FunctionCallDelta | None = None
+
+
+class Delta(_Wire):
+    """The increment a stream chunk carries for one choice."""
+
+    role: str | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class ChunkChoice(_Wire):
+    """One choice of a stream chunk."""
+
+    index: int = 0
+    delta: Delta = Field(default_factory=Delta)
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(_Wire):
+    """One ``data:`` event of a streamed answer."""
+
+    id: str = ""
+    object: str = "chat.completion.chunk"
+    created: int | None = None
+    model: str = ""
+    choices: list[ChunkChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+def message_to_dict(message: ChatMessage) -> dict[str, Any]:
+    """The assistant message as a transcript dict, in the form every server accepts back.
+
+    ``content`` is ``""`` rather than null when there are tool calls (llama.cpp fails on a
+    null), vendor extras such as ``reasoning_content`` are dropped (servers reject them as
+    input), and each tool call keeps only ``id``, ``type`` and ``function``.
+    """
+    out: dict[str, Any] = {"role": "assistant", "content": message.content or ""}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    return out
