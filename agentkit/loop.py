@@ -1,0 +1,967 @@
+"""The agent run as a state machine with no I/O: what to send, what to run, what to append.
+
+A driver (``agent.py``) performs; this core decides. One run goes::
+
+    loop = RunLoop(settings, messages)
+    while True:
+        request = loop.next_request()          # raises MaxTurnsExceeded when spent
+        completion = client.create(**request)  # the driver's I/O
+        step = loop.on_response(completion)
+        if isinstance(step, Finished):
+            return step.result
+        outcomes = [...run step.calls...]      # the driver's I/O (threads, tasks)
+        loop.on_tool_outcomes(outcomes)
+
+The core never blocks, never awaits and never reads a clock, so the sync and async drivers
+share every decision and it is tested without sockets. Its transcript (``messages``) is a
+list of plain wire-format dicts that is valid to send again after any step: every assistant
+turn with tool calls is followed by exactly one ``role: tool`` message per call, also when a
+call failed, was refused or the run was interrupted (see :meth:`RunLoop.interrupt`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from .errors import (
+    AgentKitError,
+    BadRequestError,
+    ConfigurationError,
+    ContentModerationError,
+    IncompleteStreamError,
+    InvalidResponseError,
+    MaxTurnsExceeded,
+    OutputTruncatedError,
+    OutputValidationError,
+    RepeatedToolCallError,
+    ToolArgumentsError,
+    ToolCallLimitExceeded,
+    ToolFailureLimitExceeded,
+    ToolRetry,
+)
+from .events import (
+    ModelRoundFinished,
+    ReasoningDelta,
+    StreamDelta,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolResult,
+)
+from .result import RunResult
+from .wire import ChatCompletion, ToolCall, Usage, message_to_dict
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .context import RunContext
+    from .function_tool import Tool
+
+__all__ = [
+    "FINAL_RESULT_TOOL",
+    "Finished",
+    "LoopSettings",
+    "OutputMode",
+    "PlannedCall",
+    "RunLoop",
+    "RunTools",
+    "Step",
+    "ToolOutcome",
+    "completion_deltas",
+    "render_tool_output",
+]
+
+OutputMode: TypeAlias = Literal["text", "json_schema", "tool"]
+"""How the final answer is obtained: plain text, ``response_format`` JSON Schema, or a
+final-answer tool named :data:`FINAL_RESULT_TOOL`."""
+
+FINAL_RESULT_TOOL = "final_result"
+"""Name of the final-answer tool offered when structured output cannot use JSON Schema."""
+
+_CallKind = Literal["run", "unknown_tool", "invalid_arguments", "repeated", "limit", "output"]
+
+# Calls that were not run for these reasons count against the tool's consecutive-failure
+# bound; a repeated call and the per-run cap have bounds of their own.
+_FAILURE_KINDS = frozenset({"unknown_tool", "invalid_arguments"})
+
+
+# --- settings, derived once per agent ------------------------------------------------------
+
+
+class LoopSettings:
+    """Everything a run needs that does not change between runs, derived once per agent.
+
+    Building this derives each tool's wire definition once; every round then sends the same
+    ``tools`` list object. ``params`` are wire fields sent on every request (``temperature``,
+    ``tool_choice``, ``extra_body``...).
+
+    Limits (``None`` switches a limit off where noted):
+        max_turns: model calls per run, then :class:`~agentkit.MaxTurnsExceeded`.
+        max_tool_calls: tool calls per run (``None``: no cap). Calls past the cap are not run
+            and the model is told to answer; a model that still asks for more ends the run
+            with :class:`~agentkit.ToolCallLimitExceeded`.
+        max_tool_output_chars: longest tool message sent to the model (``None``: no cap);
+            longer output is cut, with a note saying so.
+        max_repeated_calls: how many rounds in a row the model is told that it repeated a
+            call (same tool, same arguments, previous result stands, the call is not run
+            again); the next repeat ends the run with :class:`~agentkit.RepeatedToolCallError`.
+        max_tool_failures: consecutive rounds in which every call of one tool failed
+            (exception, timeout, invalid arguments, refused approval) before the run ends
+            with :class:`~agentkit.ToolFailureLimitExceeded`. Parallel calls of one tool in
+            one round count once, so they never use up each other's budget.
+        max_output_retries: how many invalid structured answers are fed back for correction
+            before :class:`~agentkit.OutputValidationError`.
+        on_truncated: ``"raise"`` (default) turns ``finish_reason == "length"`` into
+            :class:`~agentkit.OutputTruncatedError`; ``"return"`` accepts the partial text as
+            the answer, with ``RunResult.truncated`` set.
+        tool_timeout: seconds a tool may run (a tool's own ``timeout`` wins; ``None``: none).
+    """
+
+    __slots__ = (
+        "_base_request",
+        "max_output_retries",
+        "max_repeated_calls",
+        "max_tool_calls",
+        "max_tool_failures",
+        "max_tool_output_chars",
+        "max_turns",
+        "model",
+        "on_truncated",
+        "output_mode",
+        "output_type",
+        "tool_definitions",
+        "tool_timeout",
+        "tools",
+    )
+
+    def __init__(
+        self,
+        model: str,
+        tools: Sequence[Tool] = (),
+        *,
+        params: Mapping[str, Any] | None = None,
+        max_turns: int = 10,
+        max_tool_calls: int | None = 64,
+        max_tool_output_chars: int | None = 32_000,
+        max_repeated_calls: int = 2,
+        max_tool_failures: int = 3,
+        output_type: type[BaseModel] | None = None,
+        output_mode: OutputMode = "text",
+        max_output_retries: int = 2,
+        on_truncated: Literal["raise", "return"] = "raise",
+        tool_timeout: float | None = 120.0,
+    ) -> None:
+        _check_positive("max_turns", max_turns)
+        _check_positive("max_tool_calls", max_tool_calls)
+        _check_positive("max_tool_output_chars", max_tool_output_chars)
+        _check_positive("max_tool_failures", max_tool_failures)
+        if max_repeated_calls < 0 or max_output_retries < 0:
+            raise ConfigurationError("max_repeated_calls and max_output_retries must be >= 0")
+        if on_truncated not in ("raise", "return"):
+            raise ConfigurationError('on_truncated must be "raise" or "return"')
+        if tool_timeout is not None and tool_timeout <= 0:
+            raise ConfigurationError("tool_timeout must be positive or None")
+        if output_type is None:
+            output_mode = "text"
+        elif output_mode == "text":
+            raise ConfigurationError("an output_type needs output_mode 'json_schema' or 'tool'")
+
+        self.model = model
+        self.tools: dict[str, Tool] = {}
+        for tool_ in tools:
+            if tool_.name in self.tools:
+                raise ConfigurationError(f"two tools are named {tool_.name!r}")
+            if output_mode == "tool" and tool_.name == FINAL_RESULT_TOOL:
+                raise ConfigurationError(f"the tool name {FINAL_RESULT_TOOL!r} is reserved")
+            self.tools[tool_.name] = tool_
+        definitions = [tool_.to_openai() for tool_ in self.tools.values()]
+
+        request: dict[str, Any] = {"model": model, **(params or {})}
+        if output_type is not None and output_mode == "tool":
+            definitions.append(_final_result_definition(output_type))
+        elif output_type is not None:
+            request["response_format"] = _response_format(output_type)
+        self.tool_definitions: list[dict[str, Any]] = definitions
+        if definitions:
+            request["tools"] = definitions
+        self._base_request = request
+
+        self.max_turns = max_turns
+        self.max_tool_calls = max_tool_calls
+        self.max_tool_output_chars = max_tool_output_chars
+        self.max_repeated_calls = max_repeated_calls
+        self.max_tool_failures = max_tool_failures
+        self.output_type = output_type
+        self.output_mode: OutputMode = output_mode
+        self.max_output_retries = max_output_retries
+        self.on_truncated = on_truncated
+        self.tool_timeout = tool_timeout
+
+    @property
+    def base_request(self) -> Mapping[str, Any]:
+        """The request fields every round shares (model, params, tools, response_format)."""
+        return self._base_request
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ConfigurationError(f"{name} must be at least 1")
+
+
+def _final_result_definition(output_type: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": FINAL_RESULT_TOOL,
+            "description": (
+                "Give the final answer. Call this once, when you have the answer; its "
+                "arguments are the answer."
+            ),
+            "parameters": output_type.model_json_schema(),
+        },
+    }
+
+
+def _response_format(output_type: type[BaseModel]) -> dict[str, Any]:
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", output_type.__name__)[:64] or "output"
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": output_type.model_json_schema()},
+    }
+
+
+# --- what the core hands the driver -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCall:
+    """One tool call of the current round, checked and ready for the driver.
+
+    ``ready`` is set when the call must not run: the message for the model is already
+    decided (unknown tool, arguments that are not JSON or do not validate, a repeated call,
+    the per-run cap, an invalid final result). Otherwise ``tool`` and ``kwargs`` (validated,
+    coerced) are set and the driver runs :meth:`invoke` — after asking for approval when
+    :attr:`needs_approval` is true.
+
+    Attributes:
+        index: position of the call in the assistant message.
+        call_id: the model's ``tool_call_id``.
+        name: the tool name the model asked for (untrusted text).
+        arguments: the raw argument JSON the model wrote.
+        tool: the tool, or ``None`` for an unknown name.
+        kwargs: the validated keyword arguments, or ``None`` when not run.
+        context: the :class:`~agentkit.RunContext` passed to tools that declare one.
+        ready: the model-facing message for a call that is not run, else ``None``.
+        kind: why: ``"run"``, ``"unknown_tool"``, ``"invalid_arguments"``, ``"repeated"``,
+            ``"limit"`` or ``"output"``.
+        timeout: seconds the call may run, or ``None``.
+    """
+
+    index: int
+    call_id: str
+    name: str
+    arguments: str
+    tool: Tool | None = None
+    kwargs: dict[str, Any] | None = None
+    context: RunContext[Any] | None = None
+    ready: str | None = None
+    kind: _CallKind = "run"
+    timeout: float | None = None
+    _key: str = field(default="", repr=False, compare=False)
+
+    @property
+    def runs(self) -> bool:
+        """Whether the driver should run this call (after approval, if needed)."""
+        return self.ready is None
+
+    @property
+    def needs_approval(self) -> bool:
+        """Whether the tool is marked ``requires_approval``: ask before running it."""
+        return self.ready is None and self.tool is not None and self.tool.requires_approval
+
+    @property
+    def is_async(self) -> bool:
+        """Whether :meth:`invoke` returns an awaitable."""
+        return self.tool is not None and self.tool.is_async
+
+    def invoke(self) -> Any:
+        """Call the tool with the validated arguments (an awaitable for async tools)."""
+        if self.tool is None or self.kwargs is None:
+            raise RuntimeError(f"tool call {self.call_id!r} is not to be run")
+        return self.tool.call(self.kwargs, context=self.context)
+
+
+OutcomeStatus: TypeAlias = Literal["ok", "error", "timeout", "refused", "not_run", "cancelled"]
+
+
+@dataclass(slots=True)
+class ToolOutcome:
+    """How one planned call ended, as the driver observed it.
+
+    Build with the class methods; the core turns it into text with
+    :meth:`RunLoop.settle`. ``duration`` is in seconds.
+    """
+
+    call: PlannedCall
+    status: OutcomeStatus
+    value: Any = None
+    error: BaseException | None = None
+    duration: float = 0.0
+    timeout: float | None = None
+    approver_configured: bool = True
+    _result: ToolResult | None = field(default=None, repr=False)
+    _failed: bool = field(default=False, repr=False)
+
+    @classmethod
+    def ok(cls, call: PlannedCall, value: Any, duration: float = 0.0) -> ToolOutcome:
+        """The tool returned ``value``."""
+        return cls(call, "ok", value=value, duration=duration)
+
+    @classmethod
+    def failed(cls, call: PlannedCall, error: BaseException, duration: float = 0.0) -> ToolOutcome:
+        """The tool raised ``error`` (including :class:`~agentkit.ToolRetry`)."""
+        return cls(call, "error", error=error, duration=duration)
+
+    @classmethod
+    def timed_out(cls, call: PlannedCall, timeout: float) -> ToolOutcome:
+        """The tool ran past ``timeout`` seconds and its result is abandoned."""
+        return cls(call, "timeout", duration=timeout, timeout=timeout)
+
+    @classmethod
+    def refused(cls, call: PlannedCall, *, approver_configured: bool = True) -> ToolOutcome:
+        """Approval was refused (or no approver is configured): the tool did not run."""
+        return cls(call, "refused", approver_configured=approver_configured)
+
+    @classmethod
+    def not_run(cls, call: PlannedCall) -> ToolOutcome:
+        """A call the core already answered (``call.ready``)."""
+        return cls(call, "not_run")
+
+    @classmethod
+    def cancelled(cls, call: PlannedCall) -> ToolOutcome:
+        """The run was cancelled before this call finished."""
+        return cls(call, "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class RunTools:
+    """Step: run ``calls`` (possibly none), then hand the outcomes to ``on_tool_outcomes``.
+
+    An empty ``calls`` means the core fed a correction back to the model (an invalid
+    structured answer) and the driver simply goes on to the next request.
+    """
+
+    calls: list[PlannedCall]
+    round: ModelRoundFinished
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Step: the run is over; ``result`` is the :class:`~agentkit.RunResult`."""
+
+    result: RunResult[Any]
+    round: ModelRoundFinished
+
+
+Step: TypeAlias = RunTools | Finished
+"""What :meth:`RunLoop.on_response` decides."""
+
+
+# --- the state machine ------------------------------------------------------------------
+
+_State = Literal["request", "response", "outcomes", "done"]
+
+
+class RunLoop:
+    """One agent run, as a state machine: ``next_request`` → ``on_response`` →
+    (``on_tool_outcomes`` → ``next_request`` …) → ``Finished``.
+
+    ``messages`` is adopted as the transcript and appended to in place (pass a copy if the
+    caller's list must stay as it was). ``deps`` is handed to tools as ``RunContext.deps``.
+    ``tools_with_stream`` says whether the provider accepts tools on a streamed request.
+    Misuse of the sequence raises ``RuntimeError``: that is a driver bug, not model input.
+    """
+
+    __slots__ = (
+        "_calls_made",
+        "_completion_tokens",
+        "_failures",
+        "_limit_told",
+        "_max_turns",
+        "_output_retries",
+        "_pending",
+        "_prompt_tokens",
+        "_state",
+        "_streaks",
+        "_total_tokens",
+        "deps",
+        "messages",
+        "settings",
+        "tools_with_stream",
+        "turns",
+    )
+
+    def __init__(
+        self,
+        settings: LoopSettings,
+        messages: list[dict[str, Any]],
+        *,
+        deps: Any = None,
+        max_turns: int | None = None,
+        tools_with_stream: bool = True,
+    ) -> None:
+        if max_turns is not None:
+            _check_positive("max_turns", max_turns)
+        self.settings = settings
+        self.messages = messages
+        self.deps = deps
+        self.turns = 0
+        self.tools_with_stream = tools_with_stream
+        self._max_turns = settings.max_turns if max_turns is None else max_turns
+        self._state: _State = "request"
+        self._pending: list[PlannedCall] = []
+        self._prompt_tokens = 0
+        self._completion_tokens = 0
+        self._total_tokens = 0
+        self._calls_made = 0
+        self._limit_told = False
+        self._output_retries = 0
+        self._failures: dict[str, int] = {}
+        # canonical call key -> rounds in a row it ran (or was told it repeats)
+        self._streaks: dict[str, int] = {}
+
+    # -- reading the run ----------------------------------------------------------------
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens used by the run's model calls so far."""
+        return Usage(
+            prompt_tokens=self._prompt_tokens,
+            completion_tokens=self._completion_tokens,
+            total_tokens=self._total_tokens,
+        )
+
+    @property
+    def pending(self) -> list[PlannedCall]:
+        """The calls of the current round still waiting for ``on_tool_outcomes``."""
+        return self._pending
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has finished or was interrupted."""
+        return self._state == "done"
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def next_request(self) -> dict[str, Any]:
+        """The keyword arguments for the next model call (``client.create(**request)``).
+
+        Counts the turn. Raises :class:`~agentkit.MaxTurnsExceeded` (with the transcript)
+        when ``max_turns`` model calls were already made. ``messages`` in the request is the
+        live transcript: send it before calling the core again.
+        """
+        self._expect("request")
+        if self.turns >= self._max_turns:
+            self._state = "done"
+            raise MaxTurnsExceeded(
+                f"the run made {self.turns} model calls (max_turns={self._max_turns}) "
+                "without a final answer",
+                messages=self.messages,
+            )
+        self.turns += 1
+        request = dict(self.settings.base_request)
+        request["messages"] = self.messages
+        if self._limit_told and self.settings.output_mode != "tool" and "tools" in request:
+            request["tool_choice"] = "none"
+        self._state = "response"
+        return request
+
+    def wants_stream(self, request: Mapping[str, Any]) -> bool:
+        """Whether to stream this request, given what the provider accepts."""
+        return self.tools_with_stream or "tools" not in request
+
+    def stream_refused(
+        self, request: Mapping[str, Any], error: BaseException, yielded_any: bool
+    ) -> bool:
+        """Whether a failed streamed request should be redone without streaming.
+
+        True (and streaming with tools is off for the rest of the run) when the request had
+        tools, nothing was yielded to the caller yet, and the provider refused: a 400 on
+        opening the stream, or a stream that ended with nothing in it (llama.cpp's empty
+        200 answer). The round is then redone as one non-streamed request.
+        """
+        if yielded_any or "tools" not in request:
+            return False
+        refused = isinstance(error, IncompleteStreamError) or (
+            isinstance(error, BadRequestError) and not isinstance(error, ContentModerationError)
+        )
+        if refused:
+            self.tools_with_stream = False
+        return refused
+
+    def on_response(self, completion: ChatCompletion) -> Step:
+        """Take the model's answer for the current round and decide what happens next."""
+        self._expect("response")
+        if not completion.choices:
+            self._state = "done"
+            raise InvalidResponseError("the completion has no choices", messages=self.messages)
+        choice = completion.choices[0]
+        message = choice.message
+        usage = completion.usage
+        if usage is not None:
+            self._prompt_tokens += usage.prompt_tokens
+            self._completion_tokens += usage.completion_tokens
+            self._total_tokens += usage.total_tokens
+        assistant = message_to_dict(message)
+        round_ = ModelRoundFinished(
+            turn=self.turns,
+            usage=usage if usage is not None else Usage(),
+            finish_reason=choice.finish_reason,
+            message=assistant,
+        )
+        truncated = choice.finish_reason == "length"
+        if truncated and (message.tool_calls or self.settings.on_truncated == "raise"):
+            self._state = "done"
+            raise OutputTruncatedError(
+                f"the model stopped at the token limit (finish_reason 'length') after "
+                f"{len(message.content or '')} characters; raise max_tokens, or pass "
+                "on_truncated='return' to accept a partial answer",
+                messages=self.messages,
+            )
+
+        self.messages.append(assistant)
+        if message.tool_calls:
+            return self._plan(message.tool_calls, round_)
+        return self._final_text(message.content or "", round_, truncated)
+
+    def settle(self, outcome: ToolOutcome) -> ToolResult:
+        """The text the model will get for ``outcome``, as a ``ToolResult`` event.
+
+        Pure and cached on the outcome: drivers call it as each call ends (for hooks and
+        events); ``on_tool_outcomes`` reuses it.
+        """
+        if outcome._result is not None:
+            return outcome._result
+        call = outcome.call
+        failed = True
+        error: str | None
+        if outcome.status == "ok":
+            text, error = render_tool_output(call.name, outcome.value)
+            failed = error is not None
+        elif outcome.status == "error":
+            text = error = _error_text(call.name, outcome.error)
+        elif outcome.status == "timeout":
+            text = error = f"tool {call.name} timed out after {outcome.timeout or 0:g} s"
+        elif outcome.status == "refused":
+            text = error = _refusal_text(call.name, outcome.approver_configured)
+        elif outcome.status == "not_run":
+            text = error = call.ready or f"tool {call.name} was not run: the run stopped"
+            failed = call.kind in _FAILURE_KINDS
+        else:
+            text = error = f"tool {call.name} was cancelled before it finished"
+        result = ToolResult(
+            call_id=call.call_id,
+            name=call.name,
+            output=_cap(text, self.settings.max_tool_output_chars),
+            error=error,
+            duration=outcome.duration,
+        )
+        outcome._result = result
+        outcome._failed = failed
+        return result
+
+    def on_tool_outcomes(self, outcomes: Iterable[ToolOutcome]) -> None:
+        """Append one ``role: tool`` message per pending call, in call order.
+
+        Outcomes may come in any order; a pending call with no outcome is recorded as
+        cancelled. Raises :class:`~agentkit.ToolFailureLimitExceeded` (after appending, so
+        the transcript stays whole) when a tool failed too many rounds in a row.
+        """
+        self._expect("outcomes")
+        settled = self._close_round(outcomes)
+        self._state = "request"
+        self._track(settled)
+
+    def interrupt(self, outcomes: Iterable[ToolOutcome] = ()) -> list[dict[str, Any]]:
+        """End the run early (cancellation, an error) and return a resendable transcript.
+
+        Calls of the current round get their known outcome, or a "cancelled" message.
+        Safe to call in any state, more than once.
+        """
+        if self._state == "outcomes":
+            self._close_round(outcomes)
+        self._state = "done"
+        return self.messages
+
+    def fail(self, error: BaseException, outcomes: Iterable[ToolOutcome] = ()) -> BaseException:
+        """Interrupt the run and attach the transcript to ``error``; returns ``error``.
+
+        agentkit errors get ``.messages`` if they have none yet; other exceptions
+        (``KeyboardInterrupt``, ``asyncio.CancelledError``, a hook's own error) get a
+        ``messages`` attribute where Python allows it, so nothing the run produced is lost.
+        """
+        messages = self.interrupt(outcomes)
+        if isinstance(error, AgentKitError):
+            if error.messages is None:
+                error.messages = messages
+        elif getattr(error, "messages", None) is None:
+            # an exception type with __slots__ cannot take the attribute
+            with contextlib.suppress(AttributeError):
+                error.messages = messages  # type: ignore[attr-defined]
+        return error
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _expect(self, state: _State) -> None:
+        if self._state != state:
+            raise RuntimeError(f"RunLoop: expected the {state!r} step, not {self._state!r}")
+
+    def _close_round(self, outcomes: Iterable[ToolOutcome]) -> list[ToolOutcome]:
+        """Append the pending calls' tool messages in call order ("cancelled" if missing)."""
+        by_index = {outcome.call.index: outcome for outcome in outcomes}
+        settled = []
+        for call in self._pending:
+            outcome = by_index.get(call.index) or ToolOutcome.cancelled(call)
+            self._append_tool_message(call.call_id, call.name, self.settle(outcome).output)
+            settled.append(outcome)
+        self._pending = []
+        return settled
+
+    def _append_tool_message(self, call_id: str, name: str, content: str) -> None:
+        self.messages.append(
+            {"role": "tool", "tool_call_id": call_id, "name": name, "content": content}
+        )
+
+    def _plan(self, tool_calls: list[ToolCall], round_: ModelRoundFinished) -> Step:
+        settings = self.settings
+        calls: list[PlannedCall] = []
+        context: list[RunContext[Any]] = []  # built once per round, only if a tool wants it
+        output_problem: str | None = None
+        for index, tool_call in enumerate(tool_calls):
+            call_id = tool_call.id or f"call_{self.turns}_{index}"
+            if settings.output_mode == "tool" and tool_call.function.name == FINAL_RESULT_TOOL:
+                final = self._final_call(index, call_id, tool_call, tool_calls, round_)
+                if isinstance(final, Finished):
+                    return final
+                if not self._output_retry_left():
+                    output_problem = final.ready
+                calls.append(final)
+            else:
+                calls.append(self._plan_call(index, call_id, tool_call, context))
+
+        self._pending = calls
+        self._state = "outcomes"
+        if output_problem is not None:
+            self.interrupt(ToolOutcome.not_run(call) for call in calls)
+            raise self._output_error(output_problem)
+        for call in calls:
+            if call.kind == "repeated" and self._streaks[call._key] > settings.max_repeated_calls:
+                self.interrupt(ToolOutcome.not_run(call) for call in calls)
+                raise RepeatedToolCallError(
+                    f"the model called {call.name} with the same arguments "
+                    f"{self._streaks[call._key] + 1} rounds in a row "
+                    f"(max_repeated_calls={settings.max_repeated_calls})",
+                    messages=self.messages,
+                )
+        if any(call.kind == "limit" for call in calls):
+            if self._limit_told:
+                self.interrupt(ToolOutcome.not_run(call) for call in calls)
+                raise ToolCallLimitExceeded(
+                    f"the model kept asking for tools after the run's limit of "
+                    f"{settings.max_tool_calls} tool calls",
+                    messages=self.messages,
+                )
+            self._limit_told = True
+        return RunTools(calls, round_)
+
+    def _plan_call(
+        self, index: int, call_id: str, tool_call: ToolCall, context: list[RunContext[Any]]
+    ) -> PlannedCall:
+        """Check one call: the cap, the name, a repeat, the arguments."""
+        settings = self.settings
+        name = tool_call.function.name
+        arguments = tool_call.function.arguments
+        key = _call_key(name, arguments)
+        tool_ = settings.tools.get(name)
+        cap = settings.max_tool_calls
+        self._calls_made += 1
+        if cap is not None and self._calls_made > cap:
+            text = (
+                f"Not run: this run reached its limit of {cap} tool calls. "
+                "Answer now with the information you have."
+            )
+            return PlannedCall(index, call_id, name, arguments, tool_, ready=text, kind="limit")
+        if tool_ is None:
+            text = _unknown_tool_text(name, settings.tools)
+            return PlannedCall(index, call_id, name, arguments, ready=text, kind="unknown_tool")
+        repeats = self._streaks.get(key, 0)
+        if repeats:
+            text = (
+                f"Not run again: you already called {name} with these exact arguments in the "
+                f"previous round{'s' if repeats > 1 else ''} and its result is above. Use that "
+                "result, change the arguments, or answer."
+            )
+            return PlannedCall(
+                index, call_id, name, arguments, tool_, ready=text, kind="repeated", _key=key
+            )
+        try:
+            kwargs = tool_.validate_json(arguments)
+        except ToolArgumentsError as exc:
+            return PlannedCall(
+                index, call_id, name, arguments, tool_, ready=str(exc), kind="invalid_arguments"
+            )
+        run_context = None
+        if tool_.context_param is not None:
+            if not context:
+                context.append(self._context())
+            run_context = context[0]
+        timeout = tool_.timeout if tool_.timeout is not None else settings.tool_timeout
+        return PlannedCall(
+            index, call_id, name, arguments, tool_, kwargs, run_context, timeout=timeout, _key=key
+        )
+
+    def _final_call(
+        self,
+        index: int,
+        call_id: str,
+        tool_call: ToolCall,
+        tool_calls: list[ToolCall],
+        round_: ModelRoundFinished,
+    ) -> PlannedCall | Finished:
+        output_type = self.settings.output_type
+        assert output_type is not None
+        arguments = tool_call.function.arguments
+        try:
+            output = output_type.model_validate_json(arguments or "{}")
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            text = (
+                f"Invalid final result:\n{_describe_invalid(exc)}\n"
+                f"Call {FINAL_RESULT_TOOL} again with corrected arguments."
+            )
+            return PlannedCall(
+                index, call_id, FINAL_RESULT_TOOL, arguments, ready=text, kind="output"
+            )
+        # Close the turn so the transcript stays resendable: every call gets its message.
+        for other_index, other in enumerate(tool_calls):
+            self._append_tool_message(
+                other.id or f"call_{self.turns}_{other_index}",
+                other.function.name,
+                "Final result accepted."
+                if other_index == index
+                else "Not run: the final result was given.",
+            )
+        return self._finish(output, round_, truncated=False)
+
+    def _final_text(self, content: str, round_: ModelRoundFinished, truncated: bool) -> Step:
+        settings = self.settings
+        if settings.output_type is None:
+            return self._finish(content, round_, truncated)
+        if settings.output_mode == "tool":
+            if not self._output_retry_left():
+                raise self._output_error(f"the answer was text, not a {FINAL_RESULT_TOOL} call")
+            self.messages.append(
+                {
+                    "role": "user",
+                    "content": (
+                        f"Give your final answer by calling the {FINAL_RESULT_TOOL} tool, "
+                        "not as text."
+                    ),
+                }
+            )
+            return RunTools([], round_)
+        try:
+            output = settings.output_type.model_validate_json(_strip_code_fence(content))
+        except ValueError as exc:
+            problem = _describe_invalid(exc)
+            if not self._output_retry_left():
+                raise self._output_error(problem) from exc
+            self.messages.append(
+                {
+                    "role": "user",
+                    "content": (
+                        f"Your answer does not match the required JSON schema:\n{problem}\n"
+                        "Answer again with only the corrected JSON."
+                    ),
+                }
+            )
+            return RunTools([], round_)
+        return self._finish(output, round_, truncated)
+
+    def _output_retry_left(self) -> bool:
+        """Count one invalid structured answer; whether it may still be fed back."""
+        self._output_retries += 1
+        return self._output_retries <= self.settings.max_output_retries
+
+    def _output_error(self, problem: str) -> OutputValidationError:
+        self._state = "done"
+        return OutputValidationError(
+            f"the final answer did not match the output type after "
+            f"{self.settings.max_output_retries} retries: {problem}",
+            messages=self.messages,
+        )
+
+    def _finish(self, output: Any, round_: ModelRoundFinished, truncated: bool) -> Finished:
+        self._state = "done"
+        result: RunResult[Any] = RunResult(
+            output=output,
+            messages=self.messages,
+            usage=self.usage,
+            turns=self.turns,
+            truncated=truncated,
+        )
+        return Finished(result, round_)
+
+    def _context(self) -> RunContext[Any]:
+        from .context import RunContext
+
+        return RunContext(deps=self.deps, usage=self.usage, messages=self.messages, turn=self.turns)
+
+    def _track(self, settled: list[ToolOutcome]) -> None:
+        """Update the repeat streaks and the failure counts after a round."""
+        streaks: dict[str, int] = {}
+        round_failures: dict[str, bool] = {}  # tool name -> every call of it failed
+        last_error: dict[str, str] = {}
+        for outcome in settled:
+            call = outcome.call
+            if call.kind in ("limit", "output"):
+                continue
+            if call.kind == "repeated" or (outcome.status == "ok" and not outcome._failed):
+                streaks[call._key] = self._streaks.get(call._key, 0) + 1
+            if call.kind == "repeated":
+                continue
+            failed = outcome._failed
+            round_failures[call.name] = round_failures.get(call.name, True) and failed
+            if failed and outcome._result is not None:
+                last_error[call.name] = outcome._result.error or ""
+        self._streaks = streaks
+        for name, all_failed in round_failures.items():
+            if not all_failed:
+                self._failures.pop(name, None)
+                continue
+            count = self._failures.get(name, 0) + 1
+            self._failures[name] = count
+            if count >= self.settings.max_tool_failures:
+                self._state = "done"
+                raise ToolFailureLimitExceeded(
+                    f"tool {name!r} failed {count} rounds in a row "
+                    f"(max_tool_failures={self.settings.max_tool_failures}); last error: "
+                    f"{_cap(last_error.get(name, ''), 500)}",
+                    tool_name=name,
+                    messages=self.messages,
+                )
+
+
+# --- pure helpers -------------------------------------------------------------------------
+
+
+def render_tool_output(name: str, value: Any) -> tuple[str, str | None]:
+    """A tool's return value as the text the model gets: ``(text, error)``.
+
+    A ``str`` goes as it is; anything else as JSON (pydantic models, dataclasses, dicts,
+    lists, datetimes...). A value that cannot become JSON gives a clear message instead,
+    and ``error`` says so.
+    """
+    if isinstance(value, str):
+        return value, None
+    from pydantic_core import PydanticSerializationError, to_json
+
+    try:
+        return to_json(value).decode(), None
+    except (PydanticSerializationError, ValueError, TypeError) as exc:
+        text = (
+            f"tool {name} returned a value of type {type(value).__name__} that cannot be "
+            f"turned into JSON ({_first_line(str(exc))})"
+        )
+        return text, text
+
+
+def completion_deltas(completion: ChatCompletion) -> list[StreamDelta]:
+    """The deltas a streamed answer would have yielded, for a round that was not streamed."""
+    if not completion.choices:
+        return []
+    message = completion.choices[0].message
+    deltas: list[StreamDelta] = []
+    if message.reasoning_content:
+        deltas.append(ReasoningDelta(message.reasoning_content))
+    if message.content:
+        deltas.append(TextDelta(message.content))
+    for index, call in enumerate(message.tool_calls or ()):
+        deltas.append(
+            ToolCallArgumentsDelta(index, call.id, call.function.name, call.function.arguments)
+        )
+    return deltas
+
+
+def _cap(text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n[output cut: showing the first {limit} of {len(text)} characters]"
+
+
+def _error_text(name: str, error: BaseException | None) -> str:
+    if isinstance(error, ToolRetry):
+        return str(error)
+    if error is None:
+        return f"tool {name} failed"
+    detail = str(error)
+    kind = type(error).__name__
+    return f"tool {name} failed: {kind}: {detail}" if detail else f"tool {name} failed: {kind}"
+
+
+def _refusal_text(name: str, approver_configured: bool) -> str:
+    why = (
+        "the user did not approve it"
+        if approver_configured
+        else ("it requires approval and no approver is configured")
+    )
+    return (
+        f"The call to {name} was refused: {why}. It was not run. Do not call it again "
+        "unless the user asks you to."
+    )
+
+
+def _unknown_tool_text(name: str, tools: Mapping[str, Tool]) -> str:
+    shown = name if len(name) <= 100 else name[:100] + "..."
+    available = ", ".join(tools) or "none"
+    return f"Unknown tool {shown!r}. Available tools: {available}."
+
+
+def _call_key(name: str, arguments: str) -> str:
+    """The call's identity for repeat detection: name and canonical argument JSON."""
+    try:
+        canonical = json.dumps(json.loads(arguments or "{}"), sort_keys=True, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        canonical = arguments
+    return f"{name}\x00{canonical}"
+
+
+def _describe_invalid(error: ValueError) -> str:
+    """A pydantic validation error as one line per bad field, for the model to fix."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError):
+        return _first_line(str(error))
+    lines = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"]) or "(the answer)"
+        lines.append(f"- {location}: {item['msg']}")
+    return "\n".join(lines) or _first_line(str(error))
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:300]
+
+
+def _strip_code_fence(text: str) -> str:
+    """Models often wrap JSON in a Markdown fence; the JSON inside is the answer."""
+    stripped = text.strip()
+    if stripped.startswith("```") and stripped.endswith("```"):
+        inner = stripped[3:-3]
+        newline = inner.find("\n")
+        return inner[newline + 1 :] if newline != -1 else inner
+    return stripped
