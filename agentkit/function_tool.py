@@ -1,0 +1,472 @@
+"""``@tool`` and ``Tool``: a Python function the model can call.
+
+Everything is derived once, when the function is decorated: the name, the description,
+the JSON Schema of the parameters and the pydantic validator of the arguments. Per call
+there is one pydantic-core JSON validation and the call itself::
+
+    @tool
+    def get_weather(city: str, days: int = 1) -> str:
+        \"\"\"Get the weather forecast.
+
+        Args:
+            city: The city, e.g. "Hangzhou".
+            days: How many days ahead, 1 to 7.
+        \"\"\"
+        ...
+
+    get_weather("Hangzhou")                       # still the plain function
+    get_weather.to_openai()                       # {"type": "function", "function": {...}}
+    kwargs = get_weather.validate_json('{"city": "Hangzhou"}')
+    get_weather.call(kwargs)                      # what the agent loop does
+
+Validation is pydantic's *strict* JSON mode, so the schema the model sees says exactly
+what is accepted: ``"5"`` is not an integer and ``"true"`` is not a boolean (the model is
+told and corrects itself), while the values JSON cannot hold natively are read from their
+JSON form (ISO-8601 strings for datetime/date/time/duration, strings for UUID, Path and
+Decimal, enum values, arrays for tuples and sets, objects for models, dataclasses and
+TypedDicts). A number with a zero fraction (``3.0``) is accepted as an integer, as JSON
+Schema says it is. Unknown fields are refused at every level.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import pydantic_core
+from pydantic import ValidationError
+
+from .errors import ToolArgumentsError, ToolDefinitionError
+from .schema import FunctionSchema, function_schema
+
+__all__ = ["Tool", "tool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MAX_LISTED_ERRORS = 20
+_MAX_SHOWN_CHARS = 80
+# pydantic error types that a number with a zero fraction (3.0) triggers in strict mode,
+# although JSON Schema counts it as an integer; such numbers are read as integers.
+_INTEGRAL_FLOAT_ERRORS = frozenset({"int_type", "literal_error", "enum"})
+
+
+class Tool(Generic[P, R]):
+    """A function the model can call, with its schema and argument validator.
+
+    A ``Tool`` is still the function: ``tool_obj(*args, **kwargs)`` calls it exactly as
+    before (an async function still returns a coroutine). It keeps the function's
+    ``__name__``, ``__doc__`` and ``__wrapped__``.
+
+    Attributes:
+        name: the name the model calls the tool by.
+        description: what the tool does, for the model.
+        parameters: the JSON Schema (Draft 2020-12) of the arguments object.
+        strict: whether ``parameters`` is in OpenAI's strict structured-outputs subset.
+        requires_approval: the agent asks the approval callback before each call.
+        timeout: seconds a call may take before the agent gives up on it, or ``None``.
+        is_async: the function is a coroutine function.
+        context_param: the name of the ``RunContext`` parameter, or ``None``.
+        function: the wrapped callable.
+    """
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    strict: bool
+    requires_approval: bool
+    timeout: float | None
+    is_async: bool
+    context_param: str | None
+    function: Callable[P, R]
+
+    def __init__(
+        self,
+        function: Callable[P, R],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        strict: bool = False,
+        requires_approval: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        if not callable(function):
+            raise ToolDefinitionError(f"@tool needs a function, got {function!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ToolDefinitionError(
+                f"timeout must be a positive number of seconds, got {timeout!r}"
+            )
+        schema = function_schema(function, name=name, description=description, strict=strict)
+        functools.update_wrapper(self, function)
+        self.__name__ = getattr(function, "__name__", schema.name)
+        self._schema: FunctionSchema = schema
+        self._validator = schema.model.__pydantic_validator__
+        self.name = schema.name
+        self.description = schema.description
+        self.parameters = schema.parameters
+        self.strict = strict
+        self.requires_approval = requires_approval
+        self.timeout = float(timeout) if timeout is not None else None
+        self.context_param = schema.context_param
+        self.function = function
+        self.is_async = _is_coroutine_function(function)
+        _mark_like_function(self, function, self.is_async)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function directly, exactly as if it were not decorated."""
+        return self.function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool(name={self.name!r}, strict={self.strict!r})"
+
+    def to_openai(self) -> dict[str, Any]:
+        """The tool as a Chat Completions ``tools`` entry.
+
+        ``{"type": "function", "function": {"name", "description", "parameters"}}``, plus
+        ``"strict": true`` in the function object when the tool is strict.
+        """
+        function: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+        }
+        if self.strict:
+            function["strict"] = True
+        return {"type": "function", "function": function}
+
+    def validate_json(self, text: str | bytes | bytearray) -> dict[str, Any]:
+        """Validate a tool call's argument JSON; return the keyword arguments for :meth:`call`.
+
+        Values are converted to the annotated Python types (models, dataclasses, enums,
+        datetimes...). Arguments the model left out are left out here too, so the
+        function's own defaults apply; so is a null that strict mode sent for an optional
+        parameter. An empty string means no arguments (``{}``): some servers send ``""``
+        for tools without parameters.
+
+        Raises :class:`~agentkit.errors.ToolArgumentsError` when the text is not JSON, not
+        an object, or does not fit the parameters; its ``str()`` names every bad field,
+        what was expected and what was received, for the model to correct itself.
+        """
+        if not text or (isinstance(text, str) and text.isspace()):
+            text = "{}"
+        nested = self._schema.nested_null_defaults
+        if nested is not None:
+            text = _without_default_nulls(text, nested.apply)
+        try:
+            instance = self._validator.validate_json(text, strict=True, extra="forbid")
+        except ValidationError as exc:
+            instance = self._revalidate_integral_floats(text, exc)
+        return self._keyword_arguments(instance)
+
+    def call(self, kwargs: dict[str, Any], context: Any = None) -> R:
+        """Call the function with validated ``kwargs`` (from :meth:`validate_json`).
+
+        ``context`` is passed as the ``RunContext`` parameter if the tool declares one.
+        Returns what the function returns: an awaitable for an async tool. Does not
+        validate again.
+        """
+        schema = self._schema
+        if schema.context_param is not None:
+            kwargs = {**kwargs, schema.context_param: context}
+        if not schema.positional_only:
+            return self.function(**kwargs)  # type: ignore[call-arg]
+        kwargs = dict(kwargs)
+        args = [
+            kwargs.pop(name) if name in kwargs else schema.defaults[name]
+            for name in schema.positional_only
+        ]
+        return self.function(*args, **kwargs)
+
+    # --- internals ------------------------------------------------------------------
+
+    def _keyword_arguments(self, instance: Any) -> dict[str, Any]:
+        values = instance.__dict__
+        given = instance.__pydantic_fields_set__
+        nulls = self._schema.null_means_default
+        out: dict[str, Any] = {}
+        for field_name, param in self._schema.fields:
+            if field_name in given:
+                value = values[field_name]
+                if value is None and param in nulls:
+                    continue
+                out[param] = value
+        return out
+
+    def _revalidate_integral_floats(
+        self, text: str | bytes | bytearray, exc: ValidationError
+    ) -> Any:
+        fixed = _integral_floats_as_ints(text, exc.errors())
+        if fixed is not None:
+            try:
+                return self._validator.validate_json(fixed, strict=True, extra="forbid")
+            except ValidationError as again:
+                exc = again
+        raise _arguments_error(self.name, [f[1] for f in self._schema.fields], text, exc) from None
+
+
+# --- decoration ----------------------------------------------------------------------------
+
+
+@overload
+def tool(function: Callable[P, R], /) -> Tool[P, R]: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool = False,
+    requires_approval: bool = False,
+    timeout: float | None = None,
+) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
+
+
+def tool(
+    function: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool = False,
+    requires_approval: bool = False,
+    timeout: float | None = None,
+) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
+    """Turn a function into a :class:`Tool`; bare (``@tool``) or with options.
+
+    Args:
+        function: the function (sync or async), a bound method or a ``functools.partial``.
+        name: the tool name; defaults to the function's ``__name__``. 1 to 64 letters,
+            digits, ``_`` or ``-``.
+        description: overrides the docstring's summary and long description.
+        strict: emit OpenAI's strict structured-outputs schema and send ``"strict": true``.
+        requires_approval: the agent asks its approval callback before every call.
+        timeout: seconds a call may run before the agent reports a timeout to the model.
+
+    Raises :class:`~agentkit.errors.ToolDefinitionError` at decoration time for a bad name,
+    ``*args``/``**kwargs``, or a parameter type that has no JSON Schema.
+    """
+    options: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "strict": strict,
+        "requires_approval": requires_approval,
+        "timeout": timeout,
+    }
+    if function is not None:
+        return Tool(function, **options)
+
+    def decorate(function: Callable[P, R]) -> Tool[P, R]:
+        return Tool(function, **options)
+
+    return decorate
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _is_coroutine_function(function: Callable[..., Any]) -> bool:
+    while isinstance(function, functools.partial):
+        function = function.func
+    if inspect.iscoroutinefunction(function):
+        return True
+    call = getattr(function, "__call__", None)  # noqa: B004 (a callable object's method)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _mark_like_function(
+    tool_obj: Tool[Any, Any], function: Callable[..., Any], is_async: bool
+) -> None:
+    """Let ``inspect.iscoroutinefunction(tool_obj)`` answer as it would for the function.
+
+    Python 3.12+ has ``inspect.markcoroutinefunction``. On 3.11, ``inspect`` accepts an
+    object as "function-like" when it carries a code object and the function attributes;
+    the code object of the wrapped function carries the coroutine flag.
+    """
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:
+        if is_async:
+            mark(tool_obj)
+        return
+    target = function
+    while True:
+        if isinstance(target, functools.partial):
+            target = target.func
+        elif inspect.ismethod(target):
+            target = target.__func__
+        else:
+            break
+    code = getattr(target, "__code__", None)
+    if code is None:
+        return
+    vars(tool_obj).update(
+        __code__=code,
+        __defaults__=getattr(target, "__defaults__", None),
+        __kwdefaults__=getattr(target, "__kwdefaults__", None),
+    )
+    if not isinstance(getattr(tool_obj, "__annotations__", None), dict):
+        vars(tool_obj)["__annotations__"] = {}
+
+
+def _without_default_nulls(
+    text: str | bytes | bytearray, strip: Callable[[Any], None]
+) -> str | bytes | bytearray:
+    try:
+        data = pydantic_core.from_json(text)
+    except ValueError:
+        return text  # not JSON: validation reports it
+    if not isinstance(data, dict):
+        return text
+    strip(data)
+    return pydantic_core.to_json(data)
+
+
+def _integral_floats_as_ints(text: str | bytes | bytearray, errors: list[Any]) -> bytes | None:
+    """The arguments with the floats like ``3.0`` that failed as integers made integers."""
+    locations = [
+        error["loc"]
+        for error in errors
+        if error["type"] in _INTEGRAL_FLOAT_ERRORS
+        and isinstance(error.get("input"), float)
+        and error["input"].is_integer()
+    ]
+    if not locations:
+        return None
+    try:
+        data = pydantic_core.from_json(text)
+    except ValueError:
+        return None
+    changed = False
+    for location in locations:
+        parent: Any = None
+        key: Any = None
+        node: Any = data
+        for part in location:
+            # a part that does not index the data is a union-branch label: skip it
+            if _indexes(node, part):
+                parent, key, node = node, part, node[part]
+        if parent is not None and isinstance(node, float) and node.is_integer():
+            parent[key] = int(node)
+            changed = True
+    return pydantic_core.to_json(data) if changed else None
+
+
+def _indexes(node: Any, part: Any) -> bool:
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    if isinstance(node, list):
+        return isinstance(part, int) and 0 <= part < len(node)
+    return False
+
+
+# --- the readable error --------------------------------------------------------------------
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = pydantic_core.to_json(value, fallback=repr).decode()
+    except Exception:
+        text = repr(value)
+    if len(text) > _MAX_SHOWN_CHARS:
+        text = text[: _MAX_SHOWN_CHARS - 1] + "…"
+    return text
+
+
+def _path(data: Any, location: tuple[Any, ...], is_missing: bool) -> tuple[str, list[str]]:
+    """The JSON path of an error location in the data, and the union labels skipped on the way."""
+    parts: list[str] = []
+    labels: list[str] = []
+    node = data
+    for index, part in enumerate(location):
+        last = index == len(location) - 1
+        if (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and (part in node or (last and is_missing))
+        ):
+            parts.append(part if part.isidentifier() else f"[{_shown(part)}]")
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int):
+            parts.append(f"[{part}]")
+            node = node[part] if 0 <= part < len(node) else None
+        elif isinstance(part, str) and node is not None and not isinstance(node, dict | list):
+            labels.append(part)
+        elif isinstance(part, str) and node is None and last and is_missing:
+            parts.append(part)
+        else:
+            labels.append(str(part))
+    path = ""
+    for part in parts:
+        path += part if part.startswith("[") or not path else f".{part}"
+    return path, labels
+
+
+def _arguments_error(
+    tool_name: str, params: list[str], text: str | bytes | bytearray, exc: ValidationError
+) -> ToolArgumentsError:
+    errors = exc.errors(include_url=False)
+    received = text.decode(errors="replace") if isinstance(text, bytes | bytearray) else text
+    first = errors[0] if errors else None
+    if first is not None and first["type"] == "json_invalid":
+        message = (
+            f"The arguments for tool `{tool_name}` are not valid JSON "
+            f"({first['msg'].removeprefix('Invalid JSON: ')}); received: {_shown(received)}. "
+            "Send one JSON object with the parameters."
+        )
+        return ToolArgumentsError(message, tool_name=tool_name, errors=[("", message)])
+    if (
+        first is not None
+        and first["loc"] == ()
+        and first["type"] in ("model_type", "model_attributes_type")
+    ):
+        message = (
+            f"The arguments for tool `{tool_name}` must be a JSON object of parameters "
+            f"({', '.join(params) or 'none'}); received: {_shown(first.get('input'))}."
+        )
+        return ToolArgumentsError(message, tool_name=tool_name, errors=[("", message)])
+
+    try:
+        data = pydantic_core.from_json(text)
+    except ValueError:
+        data = None
+    grouped: dict[str, list[str]] = {}
+    for error in errors:
+        is_missing = error["type"] == "missing"
+        path, labels = _path(data, tuple(error["loc"]), is_missing)
+        if error["type"] == "extra_forbidden":
+            if "." in path or "[" in path:
+                line = "unknown field, not allowed here"
+            else:
+                line = "unknown parameter; this tool takes: " + (
+                    ", ".join(params) or "no parameters"
+                )
+        elif is_missing:
+            line = "required, but missing"
+        else:
+            line = error["msg"]
+        if labels and len(labels) == 1 and labels[0][:1].isupper():
+            line = f"{line} (as {labels[0]})"
+        if not is_missing:
+            line = f"{line}; received {_shown(error.get('input'))}"
+        lines = grouped.setdefault(path or "(arguments)", [])
+        if line not in lines:
+            lines.append(line)
+
+    pairs: list[tuple[str, str]] = []
+    for path, lines in grouped.items():
+        pairs.append((path, " OR ".join(lines) if len(lines) > 1 else lines[0]))
+    count = len(pairs)
+    shown = pairs[:_MAX_LISTED_ERRORS]
+    body = "\n".join(f"- {path}: {line}" for path, line in shown)
+    if count > len(shown):
+        body += f"\n- ... and {count - len(shown)} more"
+    noun = "problem" if count == 1 else "problems"
+    message = (
+        f"Invalid arguments for tool `{tool_name}` ({count} {noun}):\n{body}\n"
+        "Fix the arguments and call the tool again."
+    )
+    return ToolArgumentsError(message, tool_name=tool_name, errors=pairs)

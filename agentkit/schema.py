@@ -1,0 +1,661 @@
+"""Python signature and docstring to JSON Schema, and the OpenAI strict-mode transform.
+
+Everything here runs once, when a function is decorated with ``@tool``:
+
+* :func:`function_schema` reads the signature (``typing.get_type_hints``) and the docstring
+  (docstring-parser: Google, NumPy, reST or Epydoc), builds a pydantic model of the
+  arguments (the validator) and its JSON Schema (what the model is told). Both come from
+  the same pydantic model, so the schema says what the validator accepts.
+* :func:`to_strict_json_schema` rewrites a schema into the subset OpenAI's structured
+  outputs accept: every property required, optional ones as a union with null,
+  ``additionalProperties: false`` on every object, unsupported keywords removed.
+
+Rules the schema follows (and the validator enforces):
+
+* Unknown fields are refused at every level (``additionalProperties: false`` on every
+  object with named fields; ``dict[str, X]`` keeps its value schema).
+* Auto-generated ``title`` keys are dropped; ``$defs``/``$ref`` are kept for nested and
+  recursive types; JSON-serialisable defaults are shown as ``default``.
+* The description of a parameter is ``Annotated[..., Field(description=...)]`` (or a
+  ``Field(description=...)`` default) if given, else the docstring's.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+import sys
+import types
+import typing
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import docstring_parser
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import PydanticJsonSchemaWarning
+from pydantic_core import PydanticUndefined
+
+from .context import RunContext
+from .errors import ToolDefinitionError
+
+__all__ = [
+    "NAME_PATTERN",
+    "FunctionSchema",
+    "NullDefaults",
+    "describe_function",
+    "function_schema",
+    "to_strict_json_schema",
+]
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""A tool name as the Chat Completions API accepts it: letters, digits, ``_``, ``-``, 1 to 64."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSchema:
+    """Everything derived from a function when it becomes a tool.
+
+    Attributes:
+        name: the tool name (checked against :data:`NAME_PATTERN`).
+        description: the docstring's summary and long description, or the override.
+        parameters: the JSON Schema of the arguments object (strict-transformed if
+            ``strict``).
+        model: the pydantic model that validates the arguments object.
+        fields: ``(model field name, parameter name)`` per schema parameter, in order.
+        positional_only: names of positional-only parameters, in order.
+        defaults: the signature's default per parameter that has one.
+        null_means_default: parameters for which a JSON ``null`` means "not given" (strict
+            mode makes optional parameters nullable; the Python default then applies).
+        nested_null_defaults: in strict mode, removes such nulls inside nested objects
+            before validation; ``None`` when there are none.
+        context_param: the name of the ``RunContext`` parameter, or ``None``.
+        strict: whether ``parameters`` is in OpenAI's strict subset.
+    """
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    model: type[BaseModel]
+    fields: tuple[tuple[str, str], ...]
+    positional_only: tuple[str, ...]
+    defaults: dict[str, Any]
+    null_means_default: frozenset[str]
+    nested_null_defaults: NullDefaults | None
+    context_param: str | None
+    strict: bool
+
+
+# --- the function ----------------------------------------------------------------------
+
+
+def _underlying(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The plain function behind partials, bound methods and decorators (for hints, docs)."""
+    seen = 0
+    while seen < 100:  # a cycle of __wrapped__ is a user bug; never loop forever
+        seen += 1
+        if isinstance(function, partial):
+            function = function.func
+        elif isinstance(function, types.MethodType):
+            function = function.__func__
+        elif hasattr(function, "__wrapped__"):
+            function = function.__wrapped__
+        else:
+            break
+    return function
+
+
+def _type_hints(function: Callable[..., Any], display: str) -> dict[str, Any]:
+    target = _underlying(function)
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception as exc:  # NameError for unresolvable forward references, and more
+        raise ToolDefinitionError(
+            f"Cannot read the type annotations of {display}: {exc}. Every annotation must "
+            "be resolvable at decoration time (define or import the types it names)."
+        ) from exc
+
+
+def describe_function(function: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    """The description and the per-parameter descriptions from a function's docstring.
+
+    The description is the summary and the long description, without the parameter (or
+    returns, raises, examples) sections. Google, NumPy, reST and Epydoc styles are
+    recognised by docstring-parser.
+    """
+    doc = inspect.getdoc(_underlying(function))
+    if not doc:
+        return "", {}
+    try:
+        parsed = docstring_parser.parse(doc)
+    except docstring_parser.ParseError:
+        return doc.strip(), {}
+    params = {
+        p.arg_name.lstrip("*"): p.description.strip()
+        for p in parsed.params
+        if p.description and p.description.strip()
+    }
+    return (parsed.description or "").strip(), params
+
+
+# --- typing helpers ---------------------------------------------------------------------
+
+
+def _strip_annotated(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _is_context(annotation: Any) -> bool:
+    annotation = _strip_annotated(annotation)
+    return annotation is RunContext or get_origin(annotation) is RunContext
+
+
+def _accepts_none(annotation: Any) -> bool:
+    annotation = _strip_annotated(annotation)
+    if annotation in (None, type(None), Any):
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_accepts_none(arg) for arg in get_args(annotation))
+    if get_origin(annotation) is Literal:
+        return None in get_args(annotation)
+    return False
+
+
+def _is_stdlib_typeddict(annotation: Any) -> bool:
+    return (
+        sys.version_info < (3, 12)
+        and isinstance(annotation, type)
+        and typing.is_typeddict(annotation)
+        and type(annotation).__module__ == "typing"
+    )
+
+
+def _modernise(annotation: Any, memo: dict[Any, Any]) -> Any:
+    """Rebuild ``typing.TypedDict`` classes as ``typing_extensions.TypedDict`` (Python 3.11).
+
+    pydantic refuses ``typing.TypedDict`` before Python 3.12; the rebuilt class has the
+    same name, docstring, keys, totality and (converted) annotations. Other annotations
+    are returned unchanged unless something inside them had to be rebuilt.
+    """
+    if _is_stdlib_typeddict(annotation):
+        if annotation in memo:
+            return memo[annotation]
+        import typing_extensions
+
+        # Create first and fill in after, so recursive TypedDicts find themselves in memo.
+        make_typeddict: Any = typing_extensions.TypedDict
+        rebuilt: Any = make_typeddict(annotation.__name__, {})
+        memo[annotation] = rebuilt
+        hints = typing.get_type_hints(annotation, include_extras=True)
+        rebuilt.__annotations__ = {key: _modernise(value, memo) for key, value in hints.items()}
+        rebuilt.__required_keys__ = frozenset(annotation.__required_keys__)
+        rebuilt.__optional_keys__ = frozenset(annotation.__optional_keys__)
+        rebuilt.__total__ = annotation.__total__
+        rebuilt.__doc__ = annotation.__doc__
+        rebuilt.__module__ = annotation.__module__
+        rebuilt.__qualname__ = annotation.__qualname__
+        return rebuilt
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin is None or not args:
+        return annotation
+    if origin is Annotated:
+        inner = _modernise(args[0], memo)
+        return annotation if inner is args[0] else Annotated[(inner, *annotation.__metadata__)]
+    if origin is Literal:
+        return annotation
+    new_args = tuple(_modernise(arg, memo) for arg in args)
+    if all(new is old for new, old in zip(new_args, args, strict=True)):
+        return annotation
+    if origin in (Union, types.UnionType):
+        return Union[new_args]  # noqa: UP007 (a runtime-built union)
+    if origin in (typing.Required, typing.NotRequired):
+        return origin[new_args[0]]
+    try:
+        return origin[new_args]
+    except TypeError:  # an origin that cannot be subscripted again: leave it to pydantic
+        return annotation
+
+
+# --- building the schema ----------------------------------------------------------------
+
+
+def _field_name(name: str) -> str:
+    # pydantic treats leading underscores as private attributes and refuses names that
+    # shadow BaseModel's own; such parameters get an internal field name and keep their
+    # real name as the alias (what the JSON uses).
+    if name.startswith("_") or hasattr(BaseModel, name):
+        return f" {name}"
+    return name
+
+
+def function_schema(
+    function: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool = False,
+) -> FunctionSchema:
+    """Derive a tool's name, description, argument model and JSON Schema from a function.
+
+    Raises :class:`~agentkit.errors.ToolDefinitionError` for anything that cannot become a
+    tool: a bad name, ``*args``/``**kwargs``, an unresolvable or unsupported annotation.
+    """
+    underlying = _underlying(function)
+    tool_name = name if name is not None else getattr(underlying, "__name__", "")
+    display = f"function {getattr(underlying, '__qualname__', tool_name)!r}"
+    if not isinstance(tool_name, str) or not NAME_PATTERN.match(tool_name):
+        raise ToolDefinitionError(
+            f"Invalid tool name {tool_name!r} for {display}: a tool name is 1 to 64 "
+            "letters, digits, '_' or '-'. Pass a valid one with @tool(name=...)."
+        )
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError) as exc:
+        raise ToolDefinitionError(f"Cannot read the signature of {display}: {exc}") from exc
+    hints = _type_hints(function, display)
+    doc_description, doc_params = describe_function(function)
+
+    memo: dict[Any, Any] = {}
+    model_fields: dict[str, Any] = {}
+    fields: list[tuple[str, str]] = []
+    positional_only: list[str] = []
+    defaults: dict[str, Any] = {}
+    null_means_default: set[str] = set()
+    context_param: str | None = None
+
+    for index, param in enumerate(signature.parameters.values()):
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            star = "*" if param.kind is param.VAR_POSITIONAL else "**"
+            raise ToolDefinitionError(
+                f"{display} takes {star}{param.name}; a tool needs named parameters the model "
+                "can fill in. Replace it with explicit parameters (or a list/dict parameter)."
+            )
+        annotation = hints.get(param.name, Any)
+        if _is_context(annotation):
+            if context_param is not None:
+                raise ToolDefinitionError(
+                    f"{display} has two RunContext parameters ({context_param!r} and "
+                    f"{param.name!r}); declare at most one."
+                )
+            context_param = param.name
+            continue
+        if index == 0 and param.name in ("self", "cls") and param.name not in hints:
+            raise ToolDefinitionError(
+                f"{display} looks like a method ({param.name!r} is its first parameter). "
+                "Make the tool from the bound method instead: tool(instance.method)."
+            )
+        if param.kind is param.POSITIONAL_ONLY:
+            positional_only.append(param.name)
+        has_default = param.default is not param.empty
+        if has_default and not isinstance(param.default, FieldInfo):
+            defaults[param.name] = param.default
+        annotation = _modernise(annotation, memo)
+        try:
+            info = FieldInfo.from_annotated_attribute(
+                annotation, param.default if has_default else PydanticUndefined
+            )
+        except Exception as exc:
+            raise ToolDefinitionError(
+                f"Parameter {param.name!r} of {display} has an unusable annotation: {exc}"
+            ) from exc
+        if isinstance(param.default, FieldInfo) and not info.is_required():
+            # a Field(default=...) default: the function's own default is that value
+            defaults[param.name] = info.get_default(call_default_factory=True)
+        overrides: dict[str, Any] = {}
+        if info.description is None and param.name in doc_params:
+            overrides["description"] = doc_params[param.name]
+        field_name = _field_name(param.name)
+        if field_name != param.name:
+            overrides["alias"] = param.name
+        if overrides:
+            info = FieldInfo.merge_field_infos(info, Field(**overrides))
+        if strict and not info.is_required() and not _accepts_none(info.annotation):
+            # Strict mode sends every property; an optional one may come as null, which
+            # then means "use the default".
+            info = FieldInfo.merge_field_infos(info)
+            base = (
+                Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            )
+            widened: Any = typing.Optional[base]  # noqa: UP045 (a runtime-built union)
+            info.annotation = widened
+            info.metadata = []
+            null_means_default.add(param.name)
+        model_fields[field_name] = (info.annotation, info)
+        fields.append((field_name, param.name))
+
+    model = _build_model(tool_name, model_fields, display)
+    parameters = _json_schema(model, display)
+    nested_null_defaults = None
+    if strict:
+        transform = _StrictTransform()
+        parameters = transform.convert(parameters, "parameters")
+        if transform.null_defaults:
+            nested_null_defaults = NullDefaults(parameters, transform.null_defaults)
+            parameters = copy.deepcopy(parameters)  # the callers' copy; the plan keeps its own
+    return FunctionSchema(
+        name=tool_name,
+        description=description if description is not None else doc_description,
+        parameters=parameters,
+        model=model,
+        fields=tuple(fields),
+        positional_only=tuple(positional_only),
+        defaults=defaults,
+        null_means_default=frozenset(null_means_default),
+        nested_null_defaults=nested_null_defaults,
+        context_param=context_param,
+        strict=strict,
+    )
+
+
+def _build_model(name: str, model_fields: dict[str, Any], display: str) -> type[BaseModel]:
+    try:
+        with warnings.catch_warnings():
+            # shadowing warnings are avoided by _field_name; others are not the user's concern
+            warnings.simplefilter("ignore")
+            return create_model(
+                f"{name}_arguments",
+                __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+                **model_fields,
+            )
+    except Exception as exc:
+        raise ToolDefinitionError(f"Cannot build the argument model of {display}: {exc}") from exc
+
+
+def _json_schema(model: type[BaseModel], display: str) -> dict[str, Any]:
+    try:
+        with warnings.catch_warnings():
+            # a default that is not JSON-serialisable is left out of the schema, by design
+            warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
+            schema = model.model_json_schema(mode="validation")
+    except Exception as exc:
+        raise ToolDefinitionError(
+            f"Cannot describe the parameters of {display} as JSON Schema: {exc}"
+        ) from exc
+    _tidy(schema)
+    return schema
+
+
+# --- walking schemas --------------------------------------------------------------------
+
+# Keywords whose value is one schema, a list of schemas, or a name -> schema mapping.
+_ONE_SCHEMA = (
+    "items",
+    "additionalProperties",
+    "not",
+    "if",
+    "then",
+    "else",
+    "contains",
+    "propertyNames",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+)
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
+
+
+def _subschemas(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for key in _ONE_SCHEMA:
+        value = schema.get(key)
+        if isinstance(value, dict):
+            yield value
+    for key in _SCHEMA_LISTS:
+        value = schema.get(key)
+        if isinstance(value, list):
+            yield from (item for item in value if isinstance(item, dict))
+    for key in _SCHEMA_MAPS:
+        value = schema.get(key)
+        if isinstance(value, dict):
+            yield from (item for item in value.values() if isinstance(item, dict))
+
+
+def _tidy(schema: dict[str, Any]) -> None:
+    """Drop titles; forbid unknown fields on every object with named fields (in place)."""
+    schema.pop("title", None)
+    if "properties" in schema and not isinstance(schema.get("additionalProperties"), dict):
+        # the validator refuses unknown fields everywhere (extra="forbid" at validation)
+        schema["additionalProperties"] = False
+    for sub in _subschemas(schema):
+        _tidy(sub)
+
+
+# --- strict mode ------------------------------------------------------------------------
+
+# What OpenAI's structured outputs accept; anything else is removed in strict mode.
+_STRICT_KEYWORDS = frozenset(
+    {
+        "type",
+        "description",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "prefixItems",
+        "anyOf",
+        "enum",
+        "const",
+        "$ref",
+        "$defs",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+    }
+)
+_STRICT_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+)
+_LOOKAROUND = re.compile(r"(?<!\\)\(\?<?[=!]")
+
+
+def to_strict_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` in OpenAI's structured-outputs subset (``"strict": true``).
+
+    * every object: all properties ``required``, ``additionalProperties: false``;
+    * a property that was optional becomes a union with null (``anyOf`` with
+      ``{"type": "null"}``) unless it already accepts null; a tool's validator reads that
+      null as "not given" and applies the default;
+    * ``oneOf`` becomes ``anyOf``; a one-item ``allOf`` is merged into its parent;
+      ``const`` becomes a one-value ``enum``;
+    * ``$ref`` with sibling keywords is wrapped as ``anyOf: [{"$ref": ...}]``;
+    * keywords outside the subset are dropped: ``default``, ``title``, ``minLength``,
+      ``maxLength``, ``uniqueItems``, ``examples``, formats other than date-time, time,
+      date, duration, email, hostname, ipv4, ipv6 and uuid, patterns with lookaround...
+      The tool's validator still enforces dropped constraints and explains a violation.
+
+    Raises :class:`~agentkit.errors.ToolDefinitionError` for what strict mode cannot say:
+    a mapping with free-form keys (``dict[str, X]``), an array without an item type, or a
+    value of any type (an unannotated parameter).
+    """
+    return _StrictTransform().convert(schema, "parameters")
+
+
+class _StrictTransform:
+    """One strict conversion; remembers which properties it made nullable, per object."""
+
+    def __init__(self) -> None:
+        # id(converted object schema) -> properties whose null means "use the default"
+        self.null_defaults: dict[int, frozenset[str]] = {}
+
+    def convert(self, schema: dict[str, Any], where: str) -> dict[str, Any]:
+        schema = dict(schema)
+        if "oneOf" in schema:
+            schema["anyOf"] = schema.pop("oneOf")
+        all_of = schema.pop("allOf", None)
+        if isinstance(all_of, list):
+            if len(all_of) != 1 or not isinstance(all_of[0], dict):
+                raise ToolDefinitionError(
+                    f"Strict mode cannot express an intersection (allOf) at {where}."
+                )
+            schema = {**all_of[0], **schema}
+        out = {key: value for key, value in schema.items() if _strict_keeps(key, value)}
+        if "const" in out:
+            out["enum"] = [out.pop("const")]
+
+        if out.get("type") == "object" or "properties" in out:
+            self._object(schema, out, where)
+        else:
+            out.pop("additionalProperties", None)
+            out.pop("required", None)
+        if "items" in out:
+            items = out["items"]
+            if not isinstance(items, dict) or not _has_type(items):
+                raise ToolDefinitionError(
+                    f"Strict mode needs a type for the items of the array at {where}: use "
+                    "list[X] with a concrete X, or strict=False."
+                )
+            out["items"] = self.convert(items, f"{where}[]")
+        if "prefixItems" in out:
+            out["prefixItems"] = [
+                self.convert(item, f"{where}[{i}]") for i, item in enumerate(out["prefixItems"])
+            ]
+        if "anyOf" in out:
+            out["anyOf"] = [self.convert(item, where) for item in out["anyOf"]]
+        if "$defs" in out:
+            out["$defs"] = {
+                key: self.convert(sub, f"$defs.{key}") for key, sub in out["$defs"].items()
+            }
+        if "$ref" in out and len(out) > 1:
+            out["anyOf"] = [{"$ref": out.pop("$ref")}, *out.get("anyOf", [])]
+        if not _has_type(out):
+            raise ToolDefinitionError(
+                f"Strict mode needs a type at {where}, but it accepts any JSON value (an "
+                "unannotated parameter, or Any). Annotate it, or use strict=False."
+            )
+        return out
+
+    def _object(self, schema: dict[str, Any], out: dict[str, Any], where: str) -> None:
+        additional = schema.get("additionalProperties")
+        if "properties" not in schema or additional not in (None, False):
+            raise ToolDefinitionError(
+                f"Strict mode cannot express a mapping with free-form keys at {where} (every "
+                "object must list its properties). Use a model with named fields, a list of "
+                "key/value models, or strict=False."
+            )
+        required = set(schema.get("required", ()))
+        properties: dict[str, Any] = {}
+        nulls: set[str] = set()
+        for prop, sub in schema["properties"].items():
+            converted = self.convert(sub, f"{where}.{prop}")
+            if prop not in required and not _allows_null(converted):
+                converted = _nullable(converted)
+                nulls.add(prop)
+            properties[prop] = converted
+        out["properties"] = properties
+        out["required"] = list(properties)
+        out["additionalProperties"] = False
+        if nulls:
+            self.null_defaults[id(out)] = frozenset(nulls)
+
+
+def _strict_keeps(key: str, value: Any) -> bool:
+    if key not in _STRICT_KEYWORDS:
+        return False
+    if key == "format":
+        return value in _STRICT_FORMATS
+    if key == "pattern":
+        return isinstance(value, str) and not _LOOKAROUND.search(value)
+    return True
+
+
+def _has_type(schema: dict[str, Any]) -> bool:
+    return any(key in schema for key in ("type", "$ref", "anyOf", "enum", "const"))
+
+
+def _allows_null(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return True
+    if "enum" in schema and "type" not in schema:
+        return None in schema["enum"]
+    return any(isinstance(item, dict) and _allows_null(item) for item in schema.get("anyOf", ()))
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    description = schema.pop("description", None)
+    out: dict[str, Any] = {"anyOf": [schema, {"type": "null"}]}
+    if description is not None:
+        out["description"] = description
+    return out
+
+
+class NullDefaults:
+    """Removes the nulls that mean "use the default" from nested objects (strict mode).
+
+    Strict mode makes an optional field of a nested model required and nullable, but the
+    model class itself does not accept null for ``count: int = 0``. Before validation the
+    parsed arguments are walked along the strict schema and such nulls are deleted, so the
+    model's default applies, as it does for an omitted field. For a union of objects the
+    branch whose properties match the object's keys is followed.
+    """
+
+    __slots__ = ("_defs", "_nulls", "_schema")
+
+    def __init__(self, schema: dict[str, Any], nulls: dict[int, frozenset[str]]) -> None:
+        self._schema = schema
+        self._defs: dict[str, Any] = schema.get("$defs", {})
+        self._nulls = nulls
+
+    def apply(self, data: Any) -> None:
+        """Delete, in place, every null in ``data`` that stands for a default."""
+        self._walk(self._schema, data, 0)
+
+    def _resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            return self._defs.get(ref.rsplit("/", 1)[-1], {})  # type: ignore[no-any-return]
+        return schema
+
+    def _walk(self, schema: dict[str, Any], value: Any, depth: int) -> None:
+        if depth > 500:  # deeper than any real argument object; validation will refuse it
+            return
+        schema = self._resolve(schema)
+        options = schema.get("anyOf")
+        if options is not None:
+            chosen = self._choose([self._resolve(option) for option in options], value)
+            if chosen is not None:
+                self._walk(chosen, value, depth + 1)
+            return
+        if isinstance(value, dict) and "properties" in schema:
+            for key in self._nulls.get(id(schema), ()):
+                if key in value and value[key] is None:
+                    del value[key]
+            for key, sub in schema["properties"].items():
+                if key in value:
+                    self._walk(sub, value[key], depth + 1)
+        elif isinstance(value, list):
+            prefix = schema.get("prefixItems")
+            if prefix is not None:
+                for sub, item in zip(prefix, value, strict=False):
+                    self._walk(sub, item, depth + 1)
+            elif isinstance(schema.get("items"), dict):
+                for item in value:
+                    self._walk(schema["items"], item, depth + 1)
+
+    @staticmethod
+    def _choose(options: list[dict[str, Any]], value: Any) -> dict[str, Any] | None:
+        if isinstance(value, dict):
+            objects = [option for option in options if "properties" in option]
+            keys = set(value)
+            for option in objects:
+                if set(option["properties"]) == keys:
+                    return option
+            for option in objects:
+                if keys <= set(option["properties"]):
+                    return option
+            return None
+        if isinstance(value, list):
+            return next((option for option in options if option.get("type") == "array"), None)
+        return None
