@@ -100,7 +100,7 @@ class ModelRoundFinished:
 class RunFinished:
     """The last event of a run; ``result`` is the :class:`~agentkit.RunResult`."""
 
-    result: RunResult
+    result: RunResult[Any]
 
 
 StreamDelta: TypeAlias = TextDelta | ReasoningDelta | ToolCallArgumentsDelta
