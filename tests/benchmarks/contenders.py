@@ -1,0 +1,315 @@
+"""The two-round run, written once per contender, each the way its documentation shows.
+
+Every factory takes the server's base URL and returns a :class:`Contender` whose ``run``
+performs one whole conversation (question, tool call, tool result, answer) and returns the
+answer text. Clients are built once and reused across runs, as a user's program would.
+Async contenders return a coroutine function; the harness runs them on one long-lived loop,
+so no contender pays for creating an event loop per run.
+
+A factory raises :class:`Skip` when its package is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import scripted
+
+API_KEY = "sk-bench-not-a-real-key"
+MAX_TURNS = 10
+
+
+class Skip(Exception):
+    """The contender cannot run here (its package is missing); the message says why."""
+
+
+@dataclass
+class Contender:
+    """One way of running the two-round conversation."""
+
+    name: str
+    run: Callable[[], Any]
+    """Sync: returns the answer. Async: returns an awaitable of the answer."""
+    is_async: bool = False
+    close: Callable[[], Any] = field(default=lambda: None)
+    """Releases the contender's clients (may return an awaitable for async ones)."""
+
+
+Factory = Callable[[str], Contender]
+
+
+def label(factory: Factory) -> str:
+    """The name a factory's contender goes by in the tables."""
+    name: str = getattr(factory, "label", factory.__name__)
+    return name
+
+
+def _named(name: str) -> Callable[[Factory], Factory]:
+    def decorate(factory: Factory) -> Factory:
+        factory.label = name  # type: ignore[attr-defined]
+        return factory
+
+    return decorate
+
+
+def _require(module: str, package: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise Skip(f"{package} is not installed (pip install -e '.[bench]')")
+
+
+# -- the floor -------------------------------------------------------------------------
+
+
+@_named("floor: httpx.Client loop")
+def floor_httpx(base_url: str) -> Contender:
+    """The least a program can do: an ``httpx.Client`` loop over plain dicts."""
+    import httpx
+
+    client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"})
+
+    def run() -> str:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": scripted.QUESTION}]
+        for _ in range(MAX_TURNS):
+            response = client.post(
+                "/chat/completions",
+                json={"model": scripted.MODEL, "messages": messages, "tools": scripted.TOOLS},
+            )
+            response.raise_for_status()
+            message = response.json()["choices"][0]["message"]
+            messages.append(message)
+            calls = message.get("tool_calls")
+            if not calls:
+                answer: str = message["content"]
+                return answer
+            for call in calls:
+                arguments = json.loads(call["function"]["arguments"])
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call["id"],
+                        "content": scripted.get_weather(**arguments),
+                    }
+                )
+        raise RuntimeError("no final answer")
+
+    return Contender(label(floor_httpx), run, close=client.close)
+
+
+# -- peers -------------------------------------------------------------------------------
+
+
+@_named("openai SDK by hand")
+def openai_sdk(base_url: str) -> Contender:
+    """The openai SDK's chat completions, with the tool loop written by hand."""
+    _require("openai", "openai")
+    from openai import OpenAI
+
+    client = OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0)
+
+    def run() -> str:
+        messages: list[Any] = [{"role": "user", "content": scripted.QUESTION}]
+        for _ in range(MAX_TURNS):
+            completion = client.chat.completions.create(
+                model=scripted.MODEL, messages=messages, tools=scripted.TOOLS
+            )
+            message = completion.choices[0].message
+            messages.append(message)
+            if not message.tool_calls:
+                return message.content or ""
+            for call in message.tool_calls:
+                arguments = json.loads(call.function.arguments)
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.id,
+                        "content": scripted.get_weather(**arguments),
+                    }
+                )
+        raise RuntimeError("no final answer")
+
+    return Contender(label(openai_sdk), run, close=client.close)
+
+
+@_named("openai-agents Runner.run")
+def openai_agents(base_url: str) -> Contender:
+    """openai-agents: ``Runner.run`` with a ``@function_tool``, on the Chat Completions model."""
+    _require("agents", "openai-agents")
+    from agents import (
+        Agent,
+        OpenAIChatCompletionsModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+    from openai import AsyncOpenAI
+
+    set_tracing_disabled(True)  # tracing would export to the network
+    client = AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=0)
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """Get the current weather for a city.
+
+        Args:
+            city: The city name, for example Paris.
+        """
+        return scripted.get_weather(city)
+
+    agent = Agent(
+        name="bench",
+        model=OpenAIChatCompletionsModel(model=scripted.MODEL, openai_client=client),
+        tools=[get_weather],
+    )
+
+    async def run() -> str:
+        result = await Runner.run(agent, scripted.QUESTION)
+        return str(result.final_output)
+
+    return Contender(label(openai_agents), run, is_async=True, close=client.close)
+
+
+@_named("pydantic-ai Agent.run")
+def pydantic_ai(base_url: str) -> Contender:
+    """pydantic-ai: ``Agent.run`` with a ``@agent.tool_plain``, on its OpenAI chat model."""
+    _require("pydantic_ai", "pydantic-ai-slim[openai]")
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    provider = OpenAIProvider(base_url=base_url, api_key=API_KEY)
+    agent = Agent(OpenAIChatModel(scripted.MODEL, provider=provider))
+
+    @agent.tool_plain
+    def get_weather(city: str) -> str:
+        """Get the current weather for a city.
+
+        Args:
+            city: The city name, for example Paris.
+        """
+        return scripted.get_weather(city)
+
+    async def run() -> str:
+        result = await agent.run(scripted.QUESTION)
+        return result.output
+
+    return Contender(label(pydantic_ai), run, is_async=True, close=provider.client.close)
+
+
+@_named("LangChain bind_tools loop")
+def langchain(base_url: str) -> Contender:
+    """LangChain: ``ChatOpenAI.bind_tools`` and the documented tool-message loop."""
+    _require("langchain_openai", "langchain-openai")
+    os.environ.pop("LANGSMITH_TRACING", None)
+    os.environ.pop("LANGCHAIN_TRACING_V2", None)
+    from langchain_core.messages import BaseMessage, HumanMessage
+    from langchain_core.tools import tool as lc_tool
+    from langchain_openai import ChatOpenAI
+
+    @lc_tool
+    def get_weather(city: str) -> str:
+        """Get the current weather for a city.
+
+        Args:
+            city: The city name, for example Paris.
+        """
+        return scripted.get_weather(city)
+
+    llm = ChatOpenAI(
+        model=scripted.MODEL, base_url=base_url, api_key=API_KEY, max_retries=0
+    ).bind_tools([get_weather])
+
+    def run() -> str:
+        messages: list[BaseMessage] = [HumanMessage(scripted.QUESTION)]
+        for _ in range(MAX_TURNS):
+            reply = llm.invoke(messages)
+            messages.append(reply)
+            if not reply.tool_calls:
+                return str(reply.content)
+            for call in reply.tool_calls:
+                messages.append(get_weather.invoke(call))
+        raise RuntimeError("no final answer")
+
+    return Contender(label(langchain), run)
+
+
+PEERS = (openai_sdk, openai_agents, pydantic_ai, langchain)
+
+
+# -- agentkit ----------------------------------------------------------------------------
+
+
+def _agentkit_agent(base_url: str, model: str = scripted.MODEL) -> Any:
+    try:
+        from agentkit import Agent, tool
+    except ImportError as error:  # agent.py not there yet
+        raise Skip(f"agentkit.Agent is not available yet ({error})") from error
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the current weather for a city.
+
+        Args:
+            city: The city name, for example Paris.
+        """
+        return scripted.get_weather(city)
+
+    return Agent(model, tools=[get_weather], base_url=base_url, api_key=API_KEY)
+
+
+@_named("agentkit Agent.run")
+def agentkit_run(base_url: str) -> Contender:
+    """agentkit's sync ``Agent.run``."""
+    agent = _agentkit_agent(base_url)
+
+    def run() -> str:
+        return str(agent.run(scripted.QUESTION).output)
+
+    return Contender(label(agentkit_run), run, close=_closer(agent))
+
+
+@_named("agentkit Agent.run_async")
+def agentkit_run_async(base_url: str) -> Contender:
+    """agentkit's ``Agent.run_async``."""
+    agent = _agentkit_agent(base_url)
+
+    async def run() -> str:
+        result = await agent.run_async(scripted.QUESTION)
+        return str(result.output)
+
+    return Contender(label(agentkit_run_async), run, is_async=True, close=_closer(agent))
+
+
+@_named("agentkit Agent.stream")
+def agentkit_stream(base_url: str) -> Contender:
+    """agentkit's sync ``Agent.stream``, consumed to its last event (both rounds streamed)."""
+    agent = _agentkit_agent(base_url)
+
+    def run() -> str:
+        last: Any = None
+        for event in agent.stream(scripted.QUESTION):
+            last = event
+        return str(last.result.output)
+
+    return Contender(label(agentkit_stream), run, close=_closer(agent))
+
+
+def _closer(agent: Any) -> Callable[[], Awaitable[None] | None]:
+    def close() -> Awaitable[None] | None:
+        for name in ("close", "aclose"):
+            method = getattr(agent, name, None)
+            if method is not None:
+                result: Awaitable[None] | None = method()
+                return result
+        return None
+
+    return close
+
+
+AGENTKIT = (agentkit_run, agentkit_run_async, agentkit_stream)
+ALL = (floor_httpx, *PEERS, *AGENTKIT)

@@ -1,0 +1,151 @@
+"""The scripted loopback server, run in a child process, and its handle in the parent.
+
+The server runs in its own process so that its CPU time does not share the benchmark's
+interpreter (and its GIL) with the contenders. The parent talks to it over the child's
+stdin and stdout, one line per command:
+
+- ``stats``: a JSON object with ``requests`` and ``connections_opened`` since the last reset;
+- ``reset``: zero both counters;
+- ``stamps``: a JSON list of the monotonic times (ns) at which the server began sending each
+  streamed answer since the last ``stamps``; ``time.monotonic_ns()`` is one system-wide
+  clock on Linux, so the parent can subtract it from its own readings.
+
+End of input stops the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from . import scripted
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+FIRST_CHUNK_PAUSE = 0.05
+"""Seconds the server waits after the first text chunk of a streamed answer, so a client
+that buffers the stream instead of yielding as bytes arrive shows it in the timing."""
+
+
+class _Recorder:
+    """What the child tells the parent about: streamed-answer start times."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stream_starts: list[int] = []
+
+    def stamp(self) -> None:
+        now = time.monotonic_ns()
+        with self.lock:
+            self.stream_starts.append(now)
+
+    def take_stamps(self) -> list[int]:
+        with self.lock:
+            stamps, self.stream_starts = self.stream_starts, []
+        return stamps
+
+
+def _start_server(recorder: _Recorder) -> Any:
+    """Start the scripted server in this process; return an object with ``url``,
+    ``requests``, ``connections_opened``, ``reset_counters()`` and ``stop()``."""
+    from ._interim_server import InterimServer
+
+    return InterimServer(recorder)
+
+
+def _serve() -> None:
+    recorder = _Recorder()
+    server = _start_server(recorder)
+    print(f"URL {server.url}", flush=True)
+    try:
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "stats":
+                reply: Any = {
+                    "requests": server.requests,
+                    "connections_opened": server.connections_opened,
+                }
+            elif command == "reset":
+                server.reset_counters()
+                reply = "ok"
+            elif command == "stamps":
+                reply = recorder.take_stamps()
+            else:
+                reply = {"error": f"unknown command {command!r}"}
+            print(json.dumps(reply), flush=True)
+    finally:
+        server.stop()
+
+
+class ServerProcess:
+    """The scripted server running in a child process; use as a context manager."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=REPO_ROOT,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
+        assert self._process.stdout is not None
+        first = self._process.stdout.readline().split()
+        if len(first) != 2 or first[0] != "URL":
+            self.close()
+            raise RuntimeError(f"the benchmark server did not start: {first!r}")
+        self.url: str = first[1]
+        """The server's base URL, ending in ``/v1``."""
+
+    def _ask(self, command: str) -> Any:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(command + "\n")
+        self._process.stdin.flush()
+        return json.loads(self._process.stdout.readline())
+
+    def stats(self) -> dict[str, int]:
+        """Requests and connections the server saw since the last :meth:`reset`."""
+        result: dict[str, int] = self._ask("stats")
+        return result
+
+    def reset(self) -> None:
+        """Zero the request and connection counters."""
+        self._ask("reset")
+
+    def stamps(self) -> list[int]:
+        """Monotonic ns at which each streamed answer began, since the last call."""
+        result: list[int] = self._ask("stamps")
+        return result
+
+    def close(self) -> None:
+        """Stop the server and wait for the child to exit."""
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+if __name__ == "__main__":
+    _serve()
