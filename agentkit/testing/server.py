@@ -1,0 +1,500 @@
+"""The scripted OpenAI-compatible HTTP/1.1 server, on asyncio streams in a background thread.
+
+asyncio gives the server full control over every byte it writes (for the faults) and
+serves thousands of keep-alive connections from one thread. The listening socket is made
+in the caller's thread, so the port is known as soon as :meth:`ScriptedServer.start`
+returns and no resolver thread is ever started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import socket
+import struct
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import TypeAlias
+
+from .recorded import RecordedRequest, _Headers
+from .replies import Rendered, Reply, _Hang, _Reset, reason_phrase, render, split_pieces
+
+__all__ = ["Handler", "ScriptedServer"]
+
+Handler: TypeAlias = Callable[[RecordedRequest], "Reply | Awaitable[Reply]"]
+"""Computes a reply from a request; may be a coroutine function. Runs on the server's
+event-loop thread, so it should not block."""
+
+_BACKLOG = 2048
+_HEAD_LIMIT = 64 * 1024
+_SPLIT_GAP = 0.002  # between split pieces, so the client reads them separately
+_STOP_TIMEOUT = 5.0
+# llama.cpp's answer to an assistant message whose content is null or missing, as captured.
+_LLAMA_NULL_CONTENT_BODY = (
+    b'{"error":{"message":"\'dict object\' has no attribute \'content\'",'
+    b'"type":"internal_server_error","param":null,"code":null}}'
+)
+
+
+class ScriptedServer:
+    """An OpenAI-compatible Chat Completions server on loopback that answers from a script.
+
+    Each request to ``POST .../chat/completions`` takes the next queued :class:`Reply`; when
+    the queue is empty the handler set by :meth:`respond_with` computes one; with neither,
+    the server answers 500 with a body saying the script ran out (and notes it in
+    :attr:`errors`), so a test fails readably instead of hanging. Every request is recorded.
+
+    Use it as a context manager or call :meth:`start` and :meth:`stop`::
+
+        with ScriptedServer() as server:
+            server.queue(Reply.tool_calls(("get_time", {})), Reply.text("It is noon."))
+            client = ChatClient(base_url=server.base_url, api_key="test")
+            ...
+            assert server.requests[1].messages[-1]["role"] == "tool"
+
+    ``reject_null_assistant_content=True`` reproduces llama.cpp's server: a request with an
+    assistant message whose ``content`` is null or missing gets llama.cpp's 500 (the queued
+    reply is left for the next request).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        replies: Iterable[Reply] = (),
+        handler: Handler | None = None,
+        reject_null_assistant_content: bool = False,
+    ) -> None:
+        self._host = host
+        self._requested_port = port
+        self._port = 0
+        self._replies: collections.deque[Reply] = collections.deque(replies)
+        self._handler = handler
+        self.reject_null_assistant_content = reject_null_assistant_content
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._requests: list[RecordedRequest] = []
+        self._errors: list[str] = []
+        self._connections_opened = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._startup_error: BaseException | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> ScriptedServer:
+        """Bind the port and serve from a background thread; returns the server."""
+        if self._thread is not None:
+            raise RuntimeError("ScriptedServer is already started")
+        sock = socket.create_server((self._host, self._requested_port), backlog=_BACKLOG)
+        sock.setblocking(False)
+        self._port = sock.getsockname()[1]
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(sock, ready), name=f"ScriptedServer:{self._port}", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+        if self._startup_error is not None:
+            self._thread.join()
+            self._thread = None
+            raise RuntimeError("ScriptedServer failed to start") from self._startup_error
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: close every client connection (hung ones too) and join the thread.
+
+        Idempotent; returns promptly whatever replies are in progress.
+        """
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        if thread is None or loop is None or stopping is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop may already be closed
+            loop.call_soon_threadsafe(stopping.set)
+        if thread is threading.current_thread():
+            return  # stop() called from a handler: the loop winds down by itself
+        thread.join(_STOP_TIMEOUT)
+        if thread.is_alive():
+            raise RuntimeError(
+                "ScriptedServer did not stop within 5 s; is a handler blocking its thread?"
+            )
+        self._thread = None
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- the script -----------------------------------------------------------------------
+
+    def queue(self, *replies: Reply) -> None:
+        """Append replies to the script; each answers one request, in order."""
+        for reply in replies:
+            if not isinstance(reply, Reply):
+                raise TypeError(f"queue() takes Reply objects, not {type(reply).__name__}")
+        with self._lock:
+            self._replies.extend(replies)
+
+    def respond_with(self, handler: Handler | None) -> None:
+        """Compute replies with ``handler(request)`` whenever the queue is empty (None: off)."""
+        self._handler = handler
+
+    # -- what happened --------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The host the server listens on."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound port (0 before :meth:`start`)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The server's root URL, ``http://HOST:PORT``."""
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL, ``http://HOST:PORT/v1``."""
+        return f"{self.url}/v1"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def remaining(self) -> int:
+        """How many queued replies have not been used yet."""
+        with self._lock:
+            return len(self._replies)
+
+    @property
+    def errors(self) -> list[str]:
+        """Problems with the script itself: ran out of replies, a handler raised or returned
+        something that is not a Reply. A test can end with ``assert not server.errors``."""
+        with self._lock:
+            return list(self._errors)
+
+    @property
+    def connections_opened(self) -> int:
+        """How many TCP connections clients have opened to the server."""
+        return self._connections_opened
+
+    @property
+    def open_connections(self) -> int:
+        """How many client connections are open right now."""
+        return len(self._writers)
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        """Block until at least ``count`` requests have arrived; returns them.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds. Lets a test wait for the server
+        instead of sleeping (for example before stopping a server with a hung reply).
+        """
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self._requests) >= count, timeout):
+                raise TimeoutError(
+                    f"ScriptedServer got {len(self._requests)} requests, expected {count}"
+                )
+            return list(self._requests)
+
+    # -- the event loop -------------------------------------------------------------------
+
+    def _run(self, sock: socket.socket, ready: threading.Event) -> None:
+        try:
+            asyncio.run(self._main(sock, ready))
+        except BaseException as exc:  # reported to start(), never lost
+            self._startup_error = exc
+            ready.set()
+        finally:
+            sock.close()
+
+    async def _main(self, sock: socket.socket, ready: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        server = await asyncio.start_server(self._serve_connection, sock=sock, limit=_HEAD_LIMIT)
+        ready.set()
+        await self._stopping.wait()
+        server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._connections_opened += 1
+        self._writers.add(writer)
+        try:
+            while True:
+                keep_going = await self._serve_request(reader, writer)
+                if not keep_going:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away; nothing to answer
+        except asyncio.CancelledError:
+            # stop() cancelled us. Not re-raised: Python 3.11's streams callback calls
+            # task.exception() on the finished task, which raises for a cancelled one.
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _serve_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Read one request and answer it; False when the connection should close."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False  # closed between requests: the normal end of keep-alive
+        except asyncio.LimitOverrunError:
+            await self._send_plain(writer, 431, "request head too large", 0, keep_alive=False)
+            return False
+        lines = head.lstrip(b"\r\n").decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            await self._send_plain(writer, 400, "malformed request line", 0, keep_alive=False)
+            return False
+        method, target, version = parts
+        headers = _Headers(
+            (name.strip(), value.strip())
+            for name, _, value in (line.partition(":") for line in lines[1:] if line)
+        )
+        body = await _read_body(reader, headers)
+        connection = headers.get("connection", "").lower()
+        keep_alive = (
+            "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        )
+        with self._lock:
+            number = len(self._requests) + 1
+            request = RecordedRequest(
+                method, target, headers, body, number=number, received_at=time.monotonic()
+            )
+            self._requests.append(request)
+            self._arrived.notify_all()
+        reply = await self._choose_reply(request)
+        return await self._send(writer, reply, request, keep_alive)
+
+    async def _choose_reply(self, request: RecordedRequest) -> Reply:
+        path = request.path.split("?", 1)[0].rstrip("/")
+        if not path.endswith("/chat/completions"):
+            return Reply.error(
+                404,
+                f"no route for {request.method} {request.path}; "
+                "the scripted server serves POST .../chat/completions",
+                code="not_found",
+            )
+        if request.method != "POST":
+            return Reply.error(
+                405, f"{request.method} is not allowed; use POST", headers={"Allow": "POST"}
+            )
+        if self.reject_null_assistant_content and _has_null_assistant_content(request):
+            return Reply.raw(_LLAMA_NULL_CONTENT_BODY, status=500)
+        with self._lock:
+            reply = self._replies.popleft() if self._replies else None
+        if reply is not None:
+            return reply
+        handler = self._handler
+        if handler is None:
+            return self._script_error(
+                f"the script ran out: request #{request.number} ({request.method} "
+                f"{request.path}) arrived but no reply was queued and no handler is set; "
+                "queue more replies or call respond_with()"
+            )
+        try:
+            result = handler(request)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            return self._script_error(
+                f"the handler raised {type(exc).__name__}: {exc} (request #{request.number})"
+            )
+        if not isinstance(result, Reply):
+            return self._script_error(
+                f"the handler returned {type(result).__name__}, not a Reply "
+                f"(request #{request.number})"
+            )
+        return result
+
+    def _script_error(self, message: str) -> Reply:
+        with self._lock:
+            self._errors.append(message)
+        return Reply.error(
+            500, f"agentkit.testing: {message}", code="script_error", type="script_error"
+        )
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        reply: Reply,
+        request: RecordedRequest,
+        keep_alive: bool,
+    ) -> bool:
+        """Write ``reply`` with its faults; False when the connection is (to be) closed."""
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if isinstance(reply.body, _Reset):
+            _close(writer, rst=reply.rst)
+            return False
+        if isinstance(reply.body, _Hang):
+            await self._hang()
+            return False
+        rendered = render(reply, request)
+        plain = (
+            reply.cut_after is None
+            and reply.hang_after is None
+            and reply.split_bytes is None
+            and not reply.chunk_delay
+        )
+        head = _head(rendered, reply, request.number, keep_alive)
+        if plain:  # the fast path: one write
+            if rendered.streamed:
+                writer.write(head + b"".join(map(_frame, rendered.pieces)) + b"0\r\n\r\n")
+            else:
+                writer.write(head + rendered.pieces[0])
+            await writer.drain()
+            return keep_alive
+        return await self._send_with_faults(writer, reply, rendered, head, keep_alive)
+
+    async def _send_with_faults(
+        self,
+        writer: asyncio.StreamWriter,
+        reply: Reply,
+        rendered: Rendered,
+        head: bytes,
+        keep_alive: bool,
+    ) -> bool:
+        pieces = rendered.pieces
+        # cut_after and hang_after count events of a stream, bytes of a plain body.
+        stop_at = next((n for n in (reply.cut_after, reply.hang_after) if n is not None), None)
+        if stop_at is not None:
+            pieces = pieces[:stop_at] if rendered.streamed else [pieces[0][:stop_at]]
+        gap = reply.chunk_delay or 0.0
+        if reply.split_bytes is not None:
+            pieces = split_pieces(b"".join(pieces), reply.split_bytes)
+            gap = _SPLIT_GAP if reply.chunk_delay is None else gap
+        writer.write(head)
+        for index, piece in enumerate(pieces):
+            if index and gap:
+                await writer.drain()
+                await asyncio.sleep(gap)
+            writer.write(_frame(piece) if rendered.streamed else piece)
+        await writer.drain()
+        if reply.cut_after is not None:
+            _close(writer, rst=reply.rst)
+            return False
+        if reply.hang_after is not None:
+            await self._hang()
+            return False
+        if rendered.streamed:
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        return keep_alive
+
+    async def _send_plain(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        message: str,
+        number: int,
+        *,
+        keep_alive: bool,
+    ) -> None:
+        reply = Reply.error(status, message)
+        rendered = render(reply, _NO_REQUEST)
+        writer.write(_head(rendered, reply, number, keep_alive) + rendered.pieces[0])
+        await writer.drain()
+
+    async def _hang(self) -> None:
+        assert self._stopping is not None
+        await self._stopping.wait()
+
+
+_NO_REQUEST = RecordedRequest("", "", _Headers(()), b"")
+
+
+def _head(rendered: Rendered, reply: Reply, number: int, keep_alive: bool) -> bytes:
+    headers = list(rendered.headers)
+    if rendered.streamed:
+        headers.append(("transfer-encoding", "chunked"))
+    else:
+        headers.append(("content-length", str(len(rendered.pieces[0]))))
+    headers.append(("x-request-id", f"req-{number}"))
+    if not keep_alive:
+        headers.append(("connection", "close"))
+    if reply.headers:
+        replaced = {name.lower() for name, _ in reply.headers}
+        headers = [(n, v) for n, v in headers if n.lower() not in replaced]
+        headers.extend(reply.headers)
+    lines = [f"HTTP/1.1 {rendered.status} {reason_phrase(rendered.status)}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _frame(piece: bytes) -> bytes:
+    # An empty chunk would end the body, so an empty piece is sent as nothing.
+    return b"%x\r\n%b\r\n" % (len(piece), piece) if piece else b""
+
+
+def _close(writer: asyncio.StreamWriter, *, rst: bool) -> None:
+    if rst:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                # linger on, timeout 0: close() sends RST instead of FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+    else:
+        writer.close()
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: _Headers) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        parts: list[bytes] = []
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass  # trailers
+                return b"".join(parts)
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+    length = int(headers.get("content-length", "0") or "0")
+    return await reader.readexactly(length) if length else b""
+
+
+def _has_null_assistant_content(request: RecordedRequest) -> bool:
+    return any(
+        isinstance(message, dict)
+        and message.get("role") == "assistant"
+        and message.get("content") is None
+        for message in request.messages
+    )
