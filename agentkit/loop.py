@@ -141,7 +141,7 @@ class LoopSettings:
     def __init__(
         self,
         model: str,
-        tools: Sequence[Tool] = (),
+        tools: Sequence[Tool[..., Any]] = (),
         *,
         params: Mapping[str, Any] | None = None,
         max_turns: int = 10,
@@ -171,7 +171,7 @@ class LoopSettings:
             raise ConfigurationError("an output_type needs output_mode 'json_schema' or 'tool'")
 
         self.model = model
-        self.tools: dict[str, Tool] = {}
+        self.tools: dict[str, Tool[..., Any]] = {}
         for tool_ in tools:
             if tool_.name in self.tools:
                 raise ConfigurationError(f"two tools are named {tool_.name!r}")
@@ -265,7 +265,7 @@ class PlannedCall:
     call_id: str
     name: str
     arguments: str
-    tool: Tool | None = None
+    tool: Tool[..., Any] | None = None
     kwargs: dict[str, Any] | None = None
     context: RunContext[Any] | None = None
     ready: str | None = None
@@ -772,7 +772,7 @@ class RunLoop:
                     ),
                 }
             )
-            return RunTools([], round_)
+            return self._correction_round(round_)
         try:
             output = settings.output_type.model_validate_json(_strip_code_fence(content))
         except ValueError as exc:
@@ -788,8 +788,14 @@ class RunLoop:
                     ),
                 }
             )
-            return RunTools([], round_)
+            return self._correction_round(round_)
         return self._finish(output, round_, truncated)
+
+    def _correction_round(self, round_: ModelRoundFinished) -> RunTools:
+        """A round with nothing to run: a correction was appended for the model."""
+        self._pending = []
+        self._state = "outcomes"
+        return RunTools([], round_)
 
     def _output_retry_left(self) -> bool:
         """Count one invalid structured answer; whether it may still be fed back."""
@@ -924,7 +930,7 @@ def _refusal_text(name: str, approver_configured: bool) -> str:
     )
 
 
-def _unknown_tool_text(name: str, tools: Mapping[str, Tool]) -> str:
+def _unknown_tool_text(name: str, tools: Mapping[str, Tool[..., Any]]) -> str:
     shown = name if len(name) <= 100 else name[:100] + "..."
     available = ", ".join(tools) or "none"
     return f"Unknown tool {shown!r}. Available tools: {available}."
