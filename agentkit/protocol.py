@@ -1,0 +1,744 @@
+"""The Chat Completions protocol, shared by the sync and async clients; it does no I/O.
+
+Everything a client decides lives here, so :mod:`agentkit.client` holds only the lines
+that block or await:
+
+- :meth:`ChatProtocol.build_body`: model, messages and parameters to one JSON body
+  (unknown parameters refused, ``None`` omitted, ``extra_body`` merged, outgoing assistant
+  messages made acceptable to every server, the provider's rules checked);
+- :meth:`ChatProtocol.parse_completion`: a response to a ``ChatCompletion`` or a typed
+  error (:func:`~agentkit.errors.error_from_response`);
+- :meth:`ChatProtocol.transport_error`: an httpx exception to an agentkit one;
+- :meth:`ChatProtocol.retry_delay`: whether to retry, and after how long
+  (:func:`should_retry`, :func:`retry_delay`);
+- :class:`StreamState`: one streamed request's bytes to deltas and a completion, and the
+  decision whether a failed stream may be retried.
+
+The API key is known here only to be scrubbed from anything a server echoes back.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from .assemble import StreamAssembler
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    IncompleteStreamError,
+    InvalidResponseError,
+    RequestValidationError,
+    error_from_response,
+)
+from .events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
+from .providers import Provider
+from .sse import ServerSentEvent, SSEDecoder
+from .textcalls import _new_call_id, extract_text_tool_calls
+from .wire import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatMessage,
+    FunctionCall,
+    ToolCall,
+    message_to_dict,
+)
+
+__all__ = [
+    "MAX_SERVER_DELAY",
+    "RETRY_STATUSES",
+    "WIRE_PARAMS",
+    "ChatProtocol",
+    "StreamState",
+    "request_id_of",
+    "retry_delay",
+    "should_retry",
+]
+
+logger = logging.getLogger("agentkit.client")
+
+WIRE_PARAMS = frozenset(
+    {
+        "audio",
+        "frequency_penalty",
+        "function_call",
+        "functions",
+        "logit_bias",
+        "logprobs",
+        "max_completion_tokens",
+        "max_tokens",
+        "metadata",
+        "modalities",
+        "n",
+        "parallel_tool_calls",
+        "prediction",
+        "presence_penalty",
+        "prompt_cache_key",
+        "reasoning_effort",
+        "response_format",
+        "safety_identifier",
+        "seed",
+        "service_tier",
+        "stop",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "user",
+        "verbosity",
+        "web_search_options",
+    }
+)
+"""The request fields of the Chat Completions API a client accepts as keyword arguments.
+
+Anything else (a typo, or a vendor extra such as Qwen's ``enable_thinking``) is refused
+before sending; vendor extras go in ``extra_body``."""
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""HTTP statuses that are retried (a 429 only when it is a rate limit, not a quota)."""
+
+MAX_SERVER_DELAY = 60.0
+"""The longest ``Retry-After`` honoured, in seconds; a longer one is cut to this."""
+
+_REQUEST_ID_HEADERS = ("x-request-id", "x-dashscope-request-id", "request-id")
+_SNIPPET = 200
+
+
+def request_id_of(headers: Mapping[str, str] | None) -> str | None:
+    """The request id a server put in its response headers, if any."""
+    if headers:
+        for name in _REQUEST_ID_HEADERS:
+            value = headers.get(name)
+            if value:
+                return value
+    return None
+
+
+def should_retry(error: BaseException) -> bool:
+    """Whether a failed request may be sent again.
+
+    Rate limits (429, but never a quota or billing 429), 500, 502, 503 and 504,
+    connection errors and timeouts are retried; any other status (400, 401, 403, 404,
+    422, content moderation), an invalid response or a request the client refused are
+    not. A cut stream is retried too, but only the client knows whether anything was
+    shown yet (see :class:`StreamState`).
+    """
+    if isinstance(error, APIStatusError):
+        return error.retryable and error.status in RETRY_STATUSES
+    if isinstance(error, APIError):
+        return error.retryable
+    return False
+
+
+def _server_delay(headers: Mapping[str, str] | None) -> float | None:
+    """The delay a server asked for, in seconds: ``retry-after-ms`` or ``Retry-After``."""
+    if not headers:
+        return None
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            value = float(milliseconds) / 1000
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(value):
+                return value
+    after = headers.get("retry-after")
+    if not after:
+        return None
+    try:
+        value = float(after)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(after)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT even when it forgets to say so
+            return when.timestamp() - time.time() - time.timezone
+        return when.timestamp() - time.time()
+    return value if math.isfinite(value) else None
+
+
+def retry_delay(
+    attempt: int,
+    headers: Mapping[str, str] | None = None,
+    *,
+    base: float = 0.5,
+    maximum: float = 8.0,
+) -> float:
+    """Seconds to wait before retry number ``attempt + 1`` (``attempt`` counts from 0).
+
+    A server's ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date) is honoured,
+    at most :data:`MAX_SERVER_DELAY` and never negative. Otherwise exponential backoff
+    with full jitter: uniform between 0 and ``min(maximum, base * 2**attempt)``.
+    """
+    asked = _server_delay(headers)
+    if asked is not None:
+        return min(max(asked, 0.0), MAX_SERVER_DELAY)
+    return random.uniform(0.0, min(maximum, base * 2.0**attempt))
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _SNIPPET else flat[:_SNIPPET] + "..."
+
+
+def _is_success(status: int) -> bool:
+    return 200 <= status < 300
+
+
+class ChatProtocol:
+    """The request builder, response parser and retry policy of one client.
+
+    Built once per client; every method is cheap and does no I/O. ``url`` is the
+    ``/chat/completions`` endpoint and ``headers`` the request headers (authorisation
+    included, so this object's ``repr`` never shows them).
+    """
+
+    __slots__ = (
+        "_secret",
+        "headers",
+        "max_retries",
+        "parse_text_tool_calls",
+        "provider",
+        "retry_base_delay",
+        "retry_max_delay",
+        "url",
+    )
+
+    def __init__(
+        self,
+        provider: Provider,
+        api_key: str | None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_retries: int = 2,
+        parse_text_tool_calls: bool = True,
+        retry_base_delay: float = 0.5,
+        retry_max_delay: float = 8.0,
+        user_agent: str = "agentkit",
+    ) -> None:
+        self.provider = provider
+        base = provider.base_url.rstrip("/")
+        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
+        all_headers = {"Content-Type": "application/json", "User-Agent": user_agent}
+        if api_key:
+            all_headers["Authorization"] = f"Bearer {api_key}"
+        if headers:
+            all_headers.update(headers)
+        self.headers = all_headers
+        self._secret = api_key or None
+        self.max_retries = max_retries
+        self.parse_text_tool_calls = parse_text_tool_calls
+        self.retry_base_delay = retry_base_delay
+        self.retry_max_delay = retry_max_delay
+
+    def __repr__(self) -> str:
+        return f"ChatProtocol(url={self.url!r}, provider={self.provider.name!r})"
+
+    # --- requests -------------------------------------------------------------------
+
+    def build_body(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any] | ChatMessage],
+        params: dict[str, Any],
+        *,
+        stream: bool,
+    ) -> bytes:
+        """The JSON body of one request. ``params`` is consumed (it is the caller's kwargs).
+
+        ``None`` parameters are left out; ``stream`` is set (a contradicting ``stream``
+        parameter is refused); a streamed request asks for the usage chunk unless
+        ``stream_options`` was given, a non-streamed one drops ``stream_options``;
+        ``extra_body`` is merged last; then the provider's rules are checked.
+
+        Raises:
+            RequestValidationError: naming the parameter that is unknown, malformed or
+                against the provider's rules, or when the body is not JSON-serialisable.
+        """
+        if not isinstance(model, str) or not model:
+            raise RequestValidationError("model must be a non-empty string", param="model")
+        extra_body = params.pop("extra_body", None)
+        if extra_body is not None and not isinstance(extra_body, Mapping):
+            raise RequestValidationError("extra_body must be a dict", param="extra_body")
+        unknown = params.keys() - WIRE_PARAMS
+        if unknown:
+            name = min(unknown)
+            raise RequestValidationError(
+                f"unknown request parameter {name!r}; vendor extras (such as Qwen's "
+                "enable_thinking) go in extra_body={...}",
+                param=name,
+            )
+        asked = params.pop("stream", None)
+        if asked is not None and bool(asked) != stream:
+            raise RequestValidationError(
+                "stream=True needs client.stream(), not create()"
+                if asked
+                else "client.stream() always streams; use create() for stream=False",
+                param="stream",
+            )
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": self._outgoing_messages(messages),
+        }
+        for name, value in params.items():
+            if value is not None:
+                body[name] = value
+        body["stream"] = stream
+        if stream:
+            if "stream_options" not in body and self.provider.stream_include_usage:
+                body["stream_options"] = {"include_usage": True}
+        else:
+            body.pop("stream_options", None)  # servers refuse it without a stream
+        if extra_body:
+            body.update(extra_body)
+        if self.provider.check_request is not None:
+            self.provider.check_request(body)
+        try:
+            return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            raise RequestValidationError(f"the request is not JSON-serialisable: {exc}") from exc
+
+    def _outgoing_messages(
+        self, messages: Sequence[Mapping[str, Any] | ChatMessage]
+    ) -> list[Any]:
+        """The messages as sent: the caller's list unless one needs fixing (never mutated)."""
+        if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+            raise RequestValidationError(
+                "messages must be a list of message dicts", param="messages"
+            )
+        out: list[Any] | None = None
+        fix_content = self.provider.send_empty_content_with_tool_calls
+        for position, message in enumerate(messages):
+            fixed: Any = None
+            if isinstance(message, Mapping):
+                if (
+                    fix_content
+                    and message.get("content") is None
+                    and message.get("tool_calls")
+                    and message.get("role") == "assistant"
+                ):
+                    fixed = {**message, "content": ""}
+            elif isinstance(message, ChatMessage):
+                fixed = message_to_dict(message)
+            elif isinstance(message, BaseModel):
+                fixed = message.model_dump(exclude_none=True)
+            else:
+                raise RequestValidationError(
+                    f"messages[{position}] must be a dict, got {type(message).__name__}",
+                    param="messages",
+                )
+            if fixed is not None:
+                if out is None:
+                    out = list(messages)
+                out[position] = fixed
+        if out is not None:
+            return out
+        return messages if isinstance(messages, list) else list(messages)
+
+    # --- responses ------------------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the API key masked, for anything a server may have echoed."""
+        secret = self._secret
+        return text.replace(secret, "***") if secret and secret in text else text
+
+    def error_for_status(
+        self, status: int, headers: Mapping[str, str], content: bytes
+    ) -> APIStatusError:
+        """The exception for an HTTP error answer (its body read in full)."""
+        text = self.scrub(content.decode("utf-8", "replace"))
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        return error_from_response(status, body, request_id=request_id_of(headers), text=text)
+
+    def parse_completion(
+        self, status: int, headers: Mapping[str, str], content: bytes
+    ) -> ChatCompletion:
+        """A non-streamed answer to a ``ChatCompletion``, or the typed error it stands for.
+
+        Raises:
+            APIStatusError: a subclass for an error status, or for an error body sent
+                with a 2xx status.
+            InvalidResponseError: a 2xx body that is not a completion (not JSON, no
+                ``choices``, an HTML page...), with a readable snippet of it.
+        """
+        if not _is_success(status):
+            raise self.error_for_status(status, headers, content)
+        try:
+            completion = ChatCompletion.model_validate_json(content)
+        except ValidationError as exc:
+            raise self._not_a_completion(status, headers, content, exc) from None
+        if not completion.choices:
+            extra = completion.__pydantic_extra__
+            if extra and extra.get("error") is not None:
+                raise self.error_for_status(status, headers, content)
+            raise InvalidResponseError(
+                "the server answered with a completion that has no choices: "
+                + _snippet(self.scrub(content.decode("utf-8", "replace"))),
+                status=status,
+                request_id=request_id_of(headers),
+            )
+        for choice in completion.choices:
+            message = choice.message
+            if not message.tool_calls:
+                message = _legacy_function_call(message)
+            if self.parse_text_tool_calls:
+                message = extract_text_tool_calls(message)
+            choice.message = message
+        return completion
+
+    def _not_a_completion(
+        self, status: int, headers: Mapping[str, str], content: bytes, exc: ValidationError
+    ) -> APIError:
+        text = self.scrub(content.decode("utf-8", "replace"))
+        request_id = request_id_of(headers)
+        try:
+            body = json.loads(text)
+        except ValueError:
+            kind = headers.get("content-type") or "no content type"
+            what = "an empty body" if not text.strip() else f"a body that is not JSON ({kind})"
+            return InvalidResponseError(
+                f"the server answered {status} with {what}: {_snippet(text)}".rstrip(": "),
+                status=status,
+                request_id=request_id,
+            )
+        if isinstance(body, Mapping) and body.get("error") is not None:
+            return error_from_response(status, body, request_id=request_id, text=text)
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the body"
+        return InvalidResponseError(
+            f"the server answered {status} with JSON that is not a chat completion "
+            f"({where}: {first['msg']}): {_snippet(text)}",
+            status=status,
+            request_id=request_id,
+        )
+
+    def transport_error(self, exc: httpx.HTTPError) -> APIError:
+        """The agentkit exception for an httpx exception (the URL named, no headers)."""
+        name = type(exc).__name__
+        detail = str(exc) or name
+        error: APIError
+        if isinstance(exc, httpx.TimeoutException):
+            doing = {
+                "ConnectTimeout": "connecting",
+                "ReadTimeout": "waiting for the answer",
+                "WriteTimeout": "sending the request",
+                "PoolTimeout": "waiting for a free connection",
+            }.get(name, "waiting for the server")
+            error = APITimeoutError(f"timed out {doing} (POST {self.url}, {name})")
+        elif isinstance(exc, httpx.ConnectError):
+            error = APIConnectionError(f"could not connect to {self.url}: {detail}")
+        elif isinstance(exc, httpx.TransportError):
+            error = APIConnectionError(f"the connection to {self.url} failed ({name}): {detail}")
+        else:  # decoding a compressed body failed, and the like
+            error = InvalidResponseError(f"could not read the answer from {self.url}: {detail}")
+        error.message = self.scrub(error.message)
+        error.__cause__ = exc
+        return error
+
+    # --- retries --------------------------------------------------------------------
+
+    def retry_delay(
+        self, error: BaseException, attempt: int, headers: Mapping[str, str] | None
+    ) -> float | None:
+        """Seconds to wait before sending again, or ``None`` when ``error`` is final.
+
+        ``attempt`` counts the retries already made. Logs the decision on the
+        ``agentkit.client`` logger (method, URL, status, attempt, delay; never headers).
+        """
+        if attempt >= self.max_retries or not should_retry(error):
+            if attempt and isinstance(error, APIError):
+                logger.info(
+                    "POST %s failed after %d retries: %s (status %s)",
+                    self.url,
+                    attempt,
+                    type(error).__name__,
+                    error.status,
+                )
+            return None
+        delay = retry_delay(
+            attempt, headers, base=self.retry_base_delay, maximum=self.retry_max_delay
+        )
+        logger.info(
+            "POST %s: %s (status %s); retry %d of %d in %.2f s",
+            self.url,
+            type(error).__name__,
+            getattr(error, "status", None),
+            attempt + 1,
+            self.max_retries,
+            delay,
+        )
+        return delay
+
+    def new_stream(self) -> StreamState:
+        """The state of one streamed request, across its retries."""
+        return StreamState(self)
+
+
+def _legacy_function_call(message: ChatMessage) -> ChatMessage:
+    """A message with only a legacy ``function_call`` gets it as a tool call too."""
+    extra = message.__pydantic_extra__
+    legacy = extra.get("function_call") if extra else None
+    if not isinstance(legacy, Mapping):
+        return message
+    name = legacy.get("name")
+    if not isinstance(name, str) or not name:
+        return message
+    arguments = legacy.get("arguments")
+    call = ToolCall(
+        id=_new_call_id(),
+        type="function",
+        function=FunctionCall(name=name, arguments=arguments if isinstance(arguments, str) else ""),
+    )
+    return message.model_copy(update={"tool_calls": [call]})
+
+
+class StreamState:
+    """One streamed request, from bytes to deltas and a completion, across its retries.
+
+    The client feeds it what the socket gives and takes deltas out one at a time
+    (:meth:`next_delta`); :attr:`completion` is set once the stream is whole. On any
+    failure the client calls :meth:`recover`, which returns how long to wait before
+    sending again, or raises the final error: a stream is retried only while nothing has
+    been handed to the caller.
+    """
+
+    __slots__ = (
+        "_assembler",
+        "_decoder",
+        "_pending",
+        "_protocol",
+        "_request_id",
+        "_started",
+        "_status",
+        "attempt",
+        "completion",
+        "yielded",
+    )
+
+    def __init__(self, protocol: ChatProtocol) -> None:
+        self._protocol = protocol
+        self.attempt = 0
+        self.yielded = False
+        self.completion: ChatCompletion | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._decoder = SSEDecoder()
+        self._assembler = StreamAssembler(self._protocol.parse_text_tool_calls)
+        self._pending: deque[StreamDelta] = deque()
+        self._started = False  # a 2xx event stream is being read
+        self._status = 0
+        self._request_id: str | None = None
+
+    # --- what the client calls ------------------------------------------------------
+
+    def next_delta(self) -> StreamDelta | None:
+        """The next delta to hand to the caller, or ``None`` when none is ready."""
+        if self._pending:
+            self.yielded = True
+            return self._pending.popleft()
+        return None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the stream is whole and every delta has been handed out."""
+        return self.completion is not None and not self._pending
+
+    def wants_body(self, status: int, headers: Mapping[str, str]) -> bool:
+        """Whether the response must be read whole (an error, or not an event stream).
+
+        Otherwise the stream has started and its bytes go to :meth:`feed`.
+        """
+        self._status = status
+        self._request_id = request_id_of(headers)
+        if _is_success(status):
+            kind = headers.get("content-type", "").lower()
+            if "event-stream" in kind or not ("json" in kind or "html" in kind):
+                self._started = True
+                return False
+        return True
+
+    def accept_body(self, status: int, headers: Mapping[str, str], content: bytes) -> None:
+        """A whole body instead of an event stream: raise its error, or take its answer.
+
+        A server that ignores ``stream=True`` and answers JSON is accepted: its
+        completion is handed out as deltas.
+        """
+        if _is_success(status) and "html" in headers.get("content-type", "").lower():
+            text = self._protocol.scrub(content.decode("utf-8", "replace"))
+            raise InvalidResponseError(
+                f"expected an event stream, the server answered {status} with an HTML page: "
+                + _snippet(text),
+                status=status,
+                request_id=request_id_of(headers),
+            )
+        completion = self._protocol.parse_completion(status, headers, content)
+        for choice in completion.choices:
+            message = choice.message
+            if message.reasoning_content:
+                self._pending.append(ReasoningDelta(message.reasoning_content))
+            if message.content:
+                self._pending.append(TextDelta(message.content))
+            for index, call in enumerate(message.tool_calls or ()):
+                self._pending.append(
+                    ToolCallArgumentsDelta(
+                        index, call.id, call.function.name, call.function.arguments
+                    )
+                )
+        self.completion = completion
+
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes of the event stream."""
+        if self.completion is not None:
+            return  # after [DONE]: whatever follows is drained and ignored
+        for event in self._decoder.feed(data):
+            self._on_event(event)
+            if self.completion is not None:
+                return
+
+    def end(self) -> None:
+        """The event stream ended cleanly: settle the completion, or raise why not."""
+        if self.completion is not None:
+            return
+        for event in self._decoder.flush():
+            self._on_event(event)
+            if self.completion is not None:
+                return
+        if not self._assembler.received_any:
+            raise IncompleteStreamError(
+                f"the server answered {self._status} with an empty stream (no chunks, no "
+                "[DONE]); some servers do this for tools with stream=True",
+                status=self._status,
+                code="empty_stream",
+                request_id=self._request_id,
+            )
+        self._settle()
+
+    def recover(self, exc: Exception) -> float:
+        """A failure while sending or reading: seconds to wait before retrying, or raise.
+
+        Returns ``0.0`` without a retry when a cut stream turns out to be whole (its
+        finish reason arrived, only ``[DONE]`` was lost). A transport failure after the
+        stream started is an :class:`~agentkit.errors.IncompleteStreamError` keeping
+        the partial answer. Anything not an httpx or agentkit error is re-raised as is.
+        """
+        if isinstance(exc, httpx.HTTPError):
+            error: APIError = self._protocol.transport_error(exc)
+            if self._started:
+                cut = self._cut(error)
+                if cut is None:
+                    return 0.0
+                error = cut
+        elif isinstance(exc, APIError):
+            error = exc
+        else:
+            raise exc
+        delay: float | None = None
+        if not self.yielded and error.code != "empty_stream":
+            delay = self._protocol.retry_delay(error, self.attempt, None)
+        if delay is None:
+            if error is exc:
+                raise error
+            raise error from exc
+        self.attempt += 1
+        self._reset()
+        return delay
+
+    # --- internals ------------------------------------------------------------------
+
+    def _on_event(self, event: ServerSentEvent) -> None:
+        data = event.data
+        if data == "[DONE]" or data.strip() == "[DONE]":
+            self._pending.extend(self._assembler.mark_done())
+            self._settle()
+            return
+        if not data.strip():
+            return  # an empty data line: a keep-alive at most
+        if event.event == "error":
+            self._raise_stream_error(data)
+        try:
+            chunk = ChatCompletionChunk.model_validate_json(data)
+        except ValidationError:
+            self._raise_stream_error(data, bad_chunk=True)
+        extra = chunk.__pydantic_extra__
+        if extra and extra.get("error") is not None:
+            self._raise_stream_error(data)
+        self._pending.extend(self._assembler.feed(chunk))
+
+    def _settle(self) -> None:
+        try:
+            self.completion = self._assembler.finish()
+        except IncompleteStreamError as exc:
+            exc.status = self._status
+            exc.request_id = self._request_id
+            raise
+
+    def _raise_stream_error(self, data: str, *, bad_chunk: bool = False) -> NoReturn:
+        """An ``error`` event or object in the stream, or a ``data:`` line that is no chunk."""
+        text = self._protocol.scrub(data)
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, Mapping) else None
+        if error is None:
+            if bad_chunk:
+                raise InvalidResponseError(
+                    "the stream sent a data line that is not a valid chunk: " + _snippet(text),
+                    status=self._status,
+                    request_id=self._request_id,
+                )
+            error = body if isinstance(body, Mapping) else {"message": text}
+        if not isinstance(error, Mapping):
+            error = {"message": str(error)}
+        status = self._status
+        code = error.get("code")
+        if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+            status = code  # vLLM puts the HTTP status of a mid-stream error in "code"
+        raise error_from_response(
+            status, {"error": error}, request_id=self._request_id, text=text
+        )
+
+    def _cut(self, error: APIError) -> IncompleteStreamError | None:
+        """The error for a stream cut mid-way, or ``None`` when what arrived is whole."""
+        try:
+            for event in self._decoder.flush():
+                self._on_event(event)
+            if self.completion is None and self._assembler.received_any:
+                self._settle()
+        except IncompleteStreamError as exc:
+            partial = exc.partial
+        except APIError as exc:
+            partial = None
+            error = exc
+        else:
+            if self.completion is not None:
+                return None
+            partial = None
+        return IncompleteStreamError(
+            f"the stream was cut before it was whole: {error.message}",
+            partial=partial,
+            status=self._status,
+            request_id=self._request_id,
+        )

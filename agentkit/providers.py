@@ -1,0 +1,335 @@
+"""Provider presets: base URL, API key variable, parameter rules and quirk flags.
+
+A provider's quirks are data, not branches in the client: a :class:`Provider` is a small
+frozen record that the client consults before sending (``check_request``) and the agent
+loop consults when it plans a request (``tools_with_stream``, ``json_schema_output``).
+
+Presets (:data:`PROVIDERS`):
+
+- ``dashscope`` / ``dashscope-intl`` / ``dashscope-singapore``: DashScope Singapore,
+  ``https://dashscope-intl.aliyuncs.com/compatible-mode/v1``, key in ``DASHSCOPE_API_KEY``;
+- ``dashscope-cn`` / ``dashscope-beijing``: DashScope Beijing,
+  ``https://dashscope.aliyuncs.com/compatible-mode/v1``, key in ``DASHSCOPE_API_KEY``;
+- ``openai``: ``https://api.openai.com/v1``, key in ``OPENAI_API_KEY``;
+- ``custom``: any other OpenAI-compatible server (vLLM, Ollama, llama.cpp...), key optional.
+
+How a client picks its provider (:func:`resolve_provider`): an explicit ``provider``
+(a name or a :class:`Provider`); else the ``base_url`` argument; else the
+``DASHSCOPE_BASE_URL`` environment variable; else DashScope Singapore. A base URL on a
+DashScope host gets the DashScope rules, one on ``api.openai.com`` the OpenAI preset, any
+other the permissive ``custom`` preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError, RequestValidationError
+
+__all__ = [
+    "DASHSCOPE_BASE_URL_ENV",
+    "PROVIDERS",
+    "Provider",
+    "check_dashscope_request",
+    "resolve_api_key",
+    "resolve_provider",
+]
+
+DASHSCOPE_BASE_URL_ENV = "DASHSCOPE_BASE_URL"
+"""The environment variable a client reads its base URL from when none is given."""
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A preset: where requests go, which key they carry, and the server's known rules.
+
+    Attributes:
+        name: the preset's name (``"dashscope-intl"``, ``"openai"``, ``"custom"``...).
+        base_url: the API root; ``/chat/completions`` is appended to it.
+        api_key_env: the environment variable holding the key, or ``None``.
+        key_required: whether a request without a key is refused before sending.
+        tools_with_stream: whether the server accepts ``tools`` together with
+            ``stream=True``. When it does not, or refuses once, the agent loop falls back
+            to a non-streamed request for that round.
+        json_schema_output: whether ``response_format={"type": "json_schema", ...}`` is
+            supported; otherwise the loop asks for structured output through a tool.
+        stream_include_usage: whether streamed requests ask for the usage chunk
+            (``stream_options.include_usage``) unless the caller set ``stream_options``.
+        send_empty_content_with_tool_calls: whether an outgoing assistant message with
+            tool calls and a null or missing ``content`` is sent with ``content: ""``
+            (llama.cpp answers 500 to the null; every server accepts ``""``).
+        check_request: called with the whole request body (``extra_body`` merged) before
+            it is sent; raises :class:`~agentkit.errors.RequestValidationError` naming the
+            parameter that breaks a documented rule.
+    """
+
+    name: str
+    base_url: str
+    api_key_env: str | None = None
+    key_required: bool = False
+    tools_with_stream: bool = True
+    json_schema_output: bool = True
+    stream_include_usage: bool = True
+    send_empty_content_with_tool_calls: bool = True
+    check_request: Callable[[dict[str, Any]], None] | None = dataclasses.field(
+        default=None, compare=False
+    )
+
+    def with_base_url(self, base_url: str) -> Provider:
+        """The same preset pointed at another URL (a proxy or a gateway, for example)."""
+        return dataclasses.replace(self, base_url=base_url)
+
+
+# --- DashScope's documented parameter rules --------------------------------------------
+
+
+def _number(body: Mapping[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestValidationError(
+            f"{name} must be a number, got {type(value).__name__}", param=name
+        )
+    if not math.isfinite(value):
+        raise RequestValidationError(f"{name} must be a finite number, got {value}", param=name)
+    return float(value)
+
+
+def _check_stop(stop: Any) -> None:
+    if stop is None or isinstance(stop, str):
+        return
+    if not isinstance(stop, list | tuple):
+        raise RequestValidationError(
+            "stop must be a string, a list of strings, a list of token ids or a list of "
+            f"lists of token ids, got {type(stop).__name__}",
+            param="stop",
+        )
+    kinds = set()
+    for item in stop:
+        if isinstance(item, str):
+            kinds.add("strings")
+        elif isinstance(item, int) and not isinstance(item, bool):
+            kinds.add("token ids")
+        elif isinstance(item, list | tuple) and all(
+            isinstance(t, int) and not isinstance(t, bool) for t in item
+        ):
+            kinds.add("lists of token ids")
+        else:
+            raise RequestValidationError(
+                f"stop may hold strings, token ids or lists of token ids, not {item!r}",
+                param="stop",
+            )
+    if len(kinds) > 1:
+        raise RequestValidationError(
+            f"stop mixes {' and '.join(sorted(kinds))}; DashScope needs one kind only",
+            param="stop",
+        )
+
+
+def check_dashscope_request(body: dict[str, Any]) -> None:
+    """DashScope's documented rules, checked before sending.
+
+    temperature in [0, 2); top_p in (0, 1]; presence_penalty in [-2, 2]; n in 1..4, and 1
+    when tools are sent; stop never mixes token ids and strings; a system message only as
+    the first message; with ``enable_thinking`` on, the request must stream and
+    ``tool_choice`` may not be ``"required"`` or a named function; the legacy
+    ``functions``/``function_call`` fields are refused (use ``tools``/``tool_choice``).
+
+    Raises:
+        RequestValidationError: naming the parameter (``param``) that breaks a rule.
+    """
+    temperature = _number(body, "temperature")
+    if temperature is not None and not 0 <= temperature < 2:
+        raise RequestValidationError(
+            f"temperature must be in [0, 2) for DashScope, got {temperature}",
+            param="temperature",
+        )
+    top_p = _number(body, "top_p")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise RequestValidationError(
+            f"top_p must be in (0, 1] for DashScope, got {top_p}", param="top_p"
+        )
+    presence_penalty = _number(body, "presence_penalty")
+    if presence_penalty is not None and not -2 <= presence_penalty <= 2:
+        raise RequestValidationError(
+            f"presence_penalty must be in [-2, 2] for DashScope, got {presence_penalty}",
+            param="presence_penalty",
+        )
+    n = body.get("n")
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4:
+            raise RequestValidationError(
+                f"n must be an integer from 1 to 4 for DashScope, got {n!r}", param="n"
+            )
+        if n != 1 and body.get("tools"):
+            raise RequestValidationError(
+                f"n must be 1 when tools are sent to DashScope, got {n}", param="n"
+            )
+    _check_stop(body.get("stop"))
+    for legacy in ("functions", "function_call"):
+        if body.get(legacy) is not None:
+            raise RequestValidationError(
+                f"DashScope refuses the legacy {legacy!r} field: use tools and tool_choice",
+                param=legacy,
+            )
+    messages = body.get("messages")
+    if isinstance(messages, list | tuple):
+        for position, message in enumerate(messages):
+            if position and isinstance(message, Mapping) and message.get("role") == "system":
+                raise RequestValidationError(
+                    f"messages[{position}] is a system message; DashScope accepts a system "
+                    "message only as the first message",
+                    param="messages",
+                )
+    if body.get("enable_thinking") is True:
+        if not body.get("stream"):
+            raise RequestValidationError(
+                "enable_thinking needs a streamed request with DashScope: use stream() "
+                "instead of create(), or set enable_thinking to False",
+                param="enable_thinking",
+            )
+        tool_choice = body.get("tool_choice")
+        if tool_choice == "required" or isinstance(tool_choice, Mapping):
+            raise RequestValidationError(
+                'with enable_thinking on, DashScope accepts tool_choice "auto" or "none" '
+                f"only, got {tool_choice!r}",
+                param="tool_choice",
+            )
+
+
+# --- the presets ------------------------------------------------------------------------
+
+_DASHSCOPE_INTL = Provider(
+    name="dashscope-intl",
+    base_url="https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+    api_key_env="DASHSCOPE_API_KEY",
+    key_required=True,
+    # The reference says tools cannot be combined with stream=True; current models accept
+    # it, so the loop tries and falls back to a non-streamed round when refused.
+    tools_with_stream=True,
+    json_schema_output=False,
+    check_request=check_dashscope_request,
+)
+_DASHSCOPE_CN = dataclasses.replace(
+    _DASHSCOPE_INTL,
+    name="dashscope-cn",
+    base_url="https://dashscope.aliyuncs.com/compatible-mode/v1",
+)
+_OPENAI = Provider(
+    name="openai",
+    base_url="https://api.openai.com/v1",
+    api_key_env="OPENAI_API_KEY",
+    key_required=True,
+)
+_CUSTOM = Provider(name="custom", base_url="http://localhost:8000/v1")
+
+PROVIDERS: dict[str, Provider] = {
+    "dashscope": _DASHSCOPE_INTL,
+    "dashscope-intl": _DASHSCOPE_INTL,
+    "dashscope-singapore": _DASHSCOPE_INTL,
+    "dashscope-cn": _DASHSCOPE_CN,
+    "dashscope-beijing": _DASHSCOPE_CN,
+    "openai": _OPENAI,
+    "custom": _CUSTOM,
+}
+"""Presets by name. ``custom`` stands for any other OpenAI-compatible server (vLLM at
+``http://localhost:8000/v1``, Ollama at ``http://localhost:11434/v1``, llama.cpp at
+``http://localhost:8080/v1``): no parameter rules, and the key is optional."""
+
+
+def _preset_for_url(base_url: str) -> Provider:
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host == "dashscope.aliyuncs.com":
+        return _DASHSCOPE_CN
+    if host.startswith("dashscope") and host.endswith(".aliyuncs.com"):
+        return _DASHSCOPE_INTL
+    if host == "api.openai.com":
+        return _OPENAI
+    return _CUSTOM
+
+
+def resolve_provider(
+    provider: str | Provider | None = None,
+    base_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Provider:
+    """The provider a client uses, with its base URL settled.
+
+    ``provider`` wins (a ``base_url`` given too points the preset elsewhere, keeping its
+    rules); else the preset is recognised from ``base_url``; else from the
+    ``DASHSCOPE_BASE_URL`` environment variable; else DashScope Singapore. A custom server
+    named by ``DASHSCOPE_BASE_URL`` reads its key from ``DASHSCOPE_API_KEY``; one named
+    by the ``base_url`` argument reads no environment variable, so a DashScope key is
+    never sent to a server the caller did not choose for it.
+
+    Raises:
+        ConfigurationError: for an unknown preset name or a base URL that is not http(s).
+    """
+    env = os.environ if env is None else env
+    if isinstance(provider, Provider):
+        chosen = provider
+    elif provider is not None:
+        try:
+            chosen = PROVIDERS[provider.strip().lower()]
+        except KeyError:
+            known = ", ".join(sorted(PROVIDERS))
+            raise ConfigurationError(
+                f"unknown provider {provider!r}; known presets: {known} "
+                "(or pass base_url= for any OpenAI-compatible server)"
+            ) from None
+    else:
+        chosen = None
+    if base_url is None and chosen is None:
+        env_url = env.get(DASHSCOPE_BASE_URL_ENV, "").strip()
+        if env_url:
+            chosen = _preset_for_url(env_url)
+            if chosen is _CUSTOM:
+                chosen = dataclasses.replace(_CUSTOM, api_key_env="DASHSCOPE_API_KEY")
+            base_url = env_url
+        else:
+            chosen = _DASHSCOPE_INTL
+    if base_url is not None:
+        base_url = base_url.strip()
+        scheme = urlsplit(base_url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ConfigurationError(
+                f"base_url must be an http:// or https:// URL, got {base_url!r}"
+            )
+        if chosen is None:
+            chosen = _preset_for_url(base_url)
+        chosen = chosen.with_base_url(base_url)
+    assert chosen is not None
+    return chosen
+
+
+def resolve_api_key(
+    provider: Provider, api_key: str | None = None, env: Mapping[str, str] | None = None
+) -> str | None:
+    """The API key to send: ``api_key`` if given, else the provider's environment variable.
+
+    Raises:
+        ConfigurationError: when the provider requires a key and none is set; the message
+            names the variable to set. Raised before any request is sent.
+    """
+    if api_key:
+        return api_key
+    env = os.environ if env is None else env
+    if provider.api_key_env:
+        value = env.get(provider.api_key_env, "").strip()
+        if value:
+            return value
+    if provider.key_required:
+        how = (
+            f"set the {provider.api_key_env} environment variable or pass api_key=..."
+            if provider.api_key_env
+            else "pass api_key=..."
+        )
+        raise ConfigurationError(f"no API key for {provider.name}: {how}")
+    return None
