@@ -12,7 +12,8 @@ Real servers bend the format, and the assembler accepts what they send:
   sends ``"id": ""`` on continuation chunks and may end with ``"function": {}``; an empty
   string counts as absent. Only ``arguments`` fragments are concatenated.
 - A tool-call delta without an ``index`` continues the latest call, or starts a new one
-  when it carries an id different from the latest call's.
+  when it carries an id different from the latest call's. A call that never got an id
+  gets a generated ``call_...`` one in the completion (the transcript needs it).
 - A legacy ``function_call`` delta is ignored when the same choice has ``tool_calls``
   (llama.cpp sends both); alone, it becomes a tool call with a generated id.
 - With ``parse_text_tool_calls`` on, ``<tool_call>{...}</tool_call>`` written in the
@@ -341,13 +342,18 @@ class StreamAssembler:
         )
 
     def _build_choice(self, index: int, state: _ChoiceState, *, whole: bool) -> Choice:
+        calls = _calls_of(state)
+        for call in calls:
+            if not call.id:
+                # Never sent (some servers): the transcript needs one to answer the call.
+                call.id = _new_call_id()
         tool_calls = [
             ToolCall(
                 id=call.id,
                 type=call.type or "function",
                 function=FunctionCall(name=call.name, arguments="".join(call.arguments)),
             )
-            for call in _calls_of(state)
+            for call in calls
         ]
         text: str
         if whole and state.text_filter is not None:

@@ -231,6 +231,61 @@ def test_dashscope_continuation_chunks_with_empty_id_and_trailing_empty_function
     ]
 
 
+def _tool_call_chunks(style: str, calls: list[tuple[str, str, list[str]]]) -> list[dict[str, Any]]:
+    """Chunks streaming ``calls`` (id, name, argument fragments) the way a server does."""
+    out = []
+    for index, (call_id, name, fragments) in enumerate(calls):
+        for number, fragment in enumerate(fragments or [""]):
+            first = number == 0
+            delta: dict[str, Any] = {"index": index, "function": {"arguments": fragment}}
+            if style == "openai":  # id, type and name once, then arguments only
+                if first:
+                    delta.update(id=call_id, type="function")
+                    delta["function"]["name"] = name
+            elif style == "llama.cpp":  # everything repeated, plus a legacy function_call
+                delta.update(id=call_id, type="function")
+                delta["function"]["name"] = name
+            else:  # dashscope: "id": "" and "type" on continuations, a trailing {}
+                delta.update(id=call_id if first else "", type="function")
+                if first:
+                    delta["function"]["name"] = name
+            body: dict[str, Any] = {"tool_calls": [delta]}
+            if style == "llama.cpp":
+                body["function_call"] = {"name": name, "arguments": fragment}
+            out.append(chunk(body))
+        if style == "dashscope":
+            out.append(chunk({"tool_calls": [
+                {"index": index, "id": "", "type": "function", "function": {}}]}))  # fmt: skip
+    out.append(chunk(finish_reason="tool_calls"))
+    return out
+
+
+_names = st.text(st.sampled_from("abcdefgh_"), min_size=1, max_size=12)
+_fragments = st.lists(st.text(max_size=6), max_size=8)
+
+
+@given(
+    style=st.sampled_from(["openai", "llama.cpp", "dashscope"]),
+    calls=st.lists(st.tuples(_names, _names, _fragments), min_size=1, max_size=3),
+)
+@settings(max_examples=300, deadline=None)
+def test_tool_calls_assemble_the_same_whatever_the_server_repeats(
+    style: str, calls: list[tuple[str, str, list[str]]]
+) -> None:
+    calls = [(f"call_{i}_{call_id}", name, fragments) for i, (call_id, name, fragments) in
+             enumerate(calls)]  # fmt: skip
+    assembler, deltas = feed_chunks(_tool_call_chunks(style, calls), done=False)
+    got = assembler.finish().choices[0].message.tool_calls
+    assert got is not None
+    assert [(c.id, c.type, c.function.name, c.function.arguments) for c in got] == [
+        (call_id, "function", name, "".join(fragments)) for call_id, name, fragments in calls
+    ]
+    for index, (call_id, name, fragments) in enumerate(calls):
+        mine = [d for d in deltas if isinstance(d, ToolCallArgumentsDelta) and d.index == index]
+        assert "".join(d.delta for d in mine) == "".join(fragments)
+        assert {(d.call_id, d.name) for d in mine} == {(call_id, name)}
+
+
 def test_parallel_tool_calls_interleaved_by_index() -> None:
     chunks = [
         chunk({"tool_calls": [{"index": 1, "id": "b", "type": "function",
@@ -271,6 +326,18 @@ def test_tool_call_deltas_without_index() -> None:
         ("c1", "one", '{"a": 1}'),
         ("c2", "two", "{}"),
     ]
+
+
+def test_a_call_without_an_id_gets_one() -> None:
+    chunks = [
+        chunk({"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": "{}"}}]}),
+        chunk(finish_reason="tool_calls"),
+    ]
+    assembler, deltas = feed_chunks(chunks)
+    calls = assembler.finish().choices[0].message.tool_calls
+    assert calls is not None and calls[0].id.startswith("call_") and len(calls[0].id) > 10
+    assert assembler.finish().choices[0].message.tool_calls == calls  # stable
+    assert [d.call_id for d in deltas if isinstance(d, ToolCallArgumentsDelta)] == [""]
 
 
 def test_legacy_function_call_alone_becomes_a_tool_call() -> None:
