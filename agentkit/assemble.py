@@ -24,8 +24,8 @@ Real servers bend the format, and the assembler accepts what they send:
 
 When is a stream whole? When ``[DONE]`` arrived (:meth:`StreamAssembler.mark_done`) or
 every choice that appeared carries a finish reason. A finish reason is the model's own
-word that its answer ended, so a stream that has one but lost only the ``[DONE]`` line
-(or the usage chunk after it) is whole, its ``usage`` then ``None``. Without either,
+word that its answer ended, so a stream that has one but lost what follows it (the usage
+chunk, the ``[DONE]`` line) is whole, its ``usage`` then ``None``. Without either,
 :meth:`StreamAssembler.finish` raises :class:`~agentkit.errors.IncompleteStreamError`,
 as it does for a stream that brought no chunk at all (llama.cpp's empty 200 answer), no
 choice, or, without a finish reason, a tool call whose arguments are not whole JSON.
