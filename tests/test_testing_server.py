@@ -73,15 +73,15 @@ def assemble_tool_calls(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [calls[i] for i in sorted(calls)]
 
 
-def raw_exchange(server: ScriptedServer, body: dict[str, Any]) -> tuple[bytes, socket.socket]:
-    """Send one request on a bare socket; return the response head and the socket."""
+def raw_exchange(server: ScriptedServer, body: dict[str, Any]) -> socket.socket:
+    """Send one request on a bare socket; return the socket to read the response from."""
     payload = json.dumps(body).encode()
     sock = socket.create_connection((server.host, server.port), timeout=5)
     sock.sendall(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%b" % (len(payload), payload)
     )
-    return b"", sock
+    return sock
 
 
 def read_all(sock: socket.socket) -> bytes:
@@ -91,18 +91,23 @@ def read_all(sock: socket.socket) -> bytes:
     return data
 
 
-def chunk_sizes(raw: bytes) -> list[int]:
-    """The sizes of the HTTP chunks in a raw chunked response (head included in ``raw``)."""
+def post_raw_stream(server: ScriptedServer) -> list[bytes]:
+    """POST a streaming request on a bare socket; return the body's HTTP chunks as framed."""
+    with raw_exchange(server, {"stream": True}) as sock:
+        raw = b""
+        while not raw.endswith(b"0\r\n\r\n"):
+            data = sock.recv(65536)
+            assert data, "connection closed before the end of the body"
+            raw += data
     body = raw.split(b"\r\n\r\n", 1)[1]
-    sizes = []
-    while body:
-        line, body = body.split(b"\r\n", 1)
-        size = int(line, 16)
+    pieces: list[bytes] = []
+    while True:
+        size_line, body = body.split(b"\r\n", 1)
+        size = int(size_line, 16)
         if size == 0:
-            break
-        sizes.append(size)
+            return pieces
+        pieces.append(body[:size])
         body = body[size + 2 :]
-    return sizes
 
 
 # --- completions as JSON ---------------------------------------------------------------
@@ -168,7 +173,11 @@ def test_generated_call_ids_are_unique_across_requests(
     server: ScriptedServer, client: httpx.Client
 ) -> None:
     server.respond_with(always(Reply.tool_calls(("f", {}), ("g", {}))))
-    ids = [c["id"] for _ in range(3) for c in post(client).json()["choices"][0]["message"]["tool_calls"]]
+    ids = [
+        c["id"]
+        for _ in range(3)
+        for c in post(client).json()["choices"][0]["message"]["tool_calls"]
+    ]
     assert len(set(ids)) == 6
 
 
@@ -248,7 +257,9 @@ def test_tool_calls_stream_openai_style(server: ScriptedServer, client: httpx.Cl
 
 
 def test_tool_calls_stream_dashscope_style(server: ScriptedServer, client: httpx.Client) -> None:
-    server.queue(Reply.tool_calls(("get_current_weather", {"location": "Beijing"}), style="dashscope"))
+    server.queue(
+        Reply.tool_calls(("get_current_weather", {"location": "Beijing"}), style="dashscope")
+    )
     chunks = sse_payloads(post(client, stream=True).text)[:-1]
     deltas = [d for c in chunks for d in c["choices"][0]["delta"].get("tool_calls") or []]
     assert deltas[0]["id"].startswith("call_")
@@ -302,7 +313,9 @@ def test_text_tool_calls_qwen_without_parser(server: ScriptedServer, client: htt
 
 def test_error_reply(server: ScriptedServer, client: httpx.Client) -> None:
     server.queue(
-        Reply.error(400, "Range of temperature is [0, 2)", code="invalid_parameter", param="temperature")
+        Reply.error(
+            400, "Range of temperature is [0, 2)", code="invalid_parameter", param="temperature"
+        )
     )
     response = post(client)
     assert response.status_code == 400
@@ -354,7 +367,11 @@ def test_raw_bodies(server: ScriptedServer, client: httpx.Client) -> None:
     assert post(client).text == "this is not json"
     assert "choices" not in post(client).json()
     proxy = post(client)
-    assert (proxy.status_code, proxy.headers["content-type"], proxy.text) == (502, "text/html", html)
+    assert (proxy.status_code, proxy.headers["content-type"], proxy.text) == (
+        502,
+        "text/html",
+        html,
+    )
     empty = post(client)
     assert empty.status_code == 200 and empty.content == b""
     assert empty.headers["content-length"] == "0"
@@ -395,7 +412,9 @@ def test_empty_stream_like_llama_cpp(server: ScriptedServer, client: httpx.Clien
         "llama-cpp/req_plain_stream.response.txt",
     ],
 )
-def test_replay_sse_byte_for_byte(server: ScriptedServer, client: httpx.Client, sample: str) -> None:
+def test_replay_sse_byte_for_byte(
+    server: ScriptedServer, client: httpx.Client, sample: str
+) -> None:
     data = (DATA / sample).read_bytes()
     server.queue(Reply.replay(data))
     response = post(client, stream=True)
@@ -457,9 +476,12 @@ def test_async_handler(server: ScriptedServer, client: httpx.Client) -> None:
 
 
 def test_constructor_replies_and_handler() -> None:
-    with ScriptedServer(replies=[Reply.text("one")], handler=always(Reply.text("more"))) as server:
-        with httpx.Client(base_url=server.base_url) as client:
-            contents = [post(client).json()["choices"][0]["message"]["content"] for _ in range(3)]
+    replies = [Reply.text("one")]
+    with (
+        ScriptedServer(replies=replies, handler=always(Reply.text("more"))) as server,
+        httpx.Client(base_url=server.base_url) as client,
+    ):
+        contents = [post(client).json()["choices"][0]["message"]["content"] for _ in range(3)]
     assert contents == ["one", "more", "more"]
 
 
@@ -479,7 +501,11 @@ def test_tool_then_answer_model(server: ScriptedServer, client: httpx.Client) ->
 def test_paths(server: ScriptedServer, client: httpx.Client) -> None:
     server.respond_with(always(Reply.text("ok")))
     root = server.url
-    for path in ("/chat/completions", "/compatible-mode/v1/chat/completions", "/v1/chat/completions/"):
+    for path in (
+        "/chat/completions",
+        "/compatible-mode/v1/chat/completions",
+        "/v1/chat/completions/",
+    ):
         assert client.post(root + path, json={"messages": []}).status_code == 200
     missing = client.post(root + "/v1/completions", json={})
     assert missing.status_code == 404
@@ -522,9 +548,10 @@ def test_chunked_request_body_is_read(server: ScriptedServer, client: httpx.Clie
 
 
 def test_null_assistant_content_rejected_like_llama_cpp() -> None:
-    with ScriptedServer(reject_null_assistant_content=True) as server, httpx.Client(
-        base_url=server.base_url
-    ) as client:
+    with (
+        ScriptedServer(reject_null_assistant_content=True) as server,
+        httpx.Client(base_url=server.base_url) as client,
+    ):
         server.queue(Reply.text("fine"))
         call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
         for assistant in (
@@ -535,7 +562,9 @@ def test_null_assistant_content_rejected_like_llama_cpp() -> None:
             assert response.status_code == 500
             assert response.json()["error"]["type"] == "internal_server_error"
         assert server.remaining == 1  # the queued reply waits for a good request
-        ok = post(client, messages=[*USER, {"role": "assistant", "content": "", "tool_calls": [call]}])
+        ok = post(
+            client, messages=[*USER, {"role": "assistant", "content": "", "tool_calls": [call]}]
+        )
         assert ok.json()["choices"][0]["message"]["content"] == "fine"
 
 
@@ -553,3 +582,342 @@ def test_connection_close_is_honoured(server: ScriptedServer, client: httpx.Clie
     assert response.headers["connection"] == "close"
     post(client)
     assert server.connections_opened == 2
+
+
+# --- faults ----------------------------------------------------------------------------
+
+
+def test_delay_before_status_line(server: ScriptedServer, client: httpx.Client) -> None:
+    server.queue(Reply.text("late").with_(delay=0.3), Reply.text("now"))
+    started = time.monotonic()
+    assert post(client).json()["choices"][0]["message"]["content"] == "late"
+    assert time.monotonic() - started >= 0.29
+    started = time.monotonic()
+    post(client)
+    assert time.monotonic() - started < 0.25  # the delay belongs to one reply only
+
+
+def test_chunk_delay_spaces_the_events(server: ScriptedServer, client: httpx.Client) -> None:
+    server.queue(Reply.text("one two three", chunk_size=4).with_(chunk_delay=0.05))
+    arrivals: list[float] = []
+    started = time.monotonic()
+    with client.stream("POST", "/chat/completions", json={"stream": True}) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                arrivals.append(time.monotonic() - started)
+    # first chunk, 4 text chunks, finish chunk, [DONE]: 6 gaps of 50 ms
+    assert len(arrivals) == 7
+    assert arrivals[-1] - arrivals[0] >= 0.25
+
+
+def test_cut_stream_mid_tool_call(server: ScriptedServer, client: httpx.Client) -> None:
+    server.queue(
+        Reply.tool_calls(("get_current_weather", {"location": "Singapore"})).with_(cut_after=3)
+    )
+    lines: list[str] = []
+    with (
+        pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"),
+        client.stream("POST", "/chat/completions", json={"stream": True}) as response,
+    ):
+        assert response.status_code == 200
+        lines.extend(line for line in response.iter_lines() if line)
+    assert len(lines) == 3  # three events got through, then the connection closed
+    assert "[DONE]" not in "".join(lines)
+    assert all(json.loads(line[6:])["choices"][0]["finish_reason"] is None for line in lines)
+    assert server.open_connections == 0
+
+
+def test_cut_after_every_event_still_misses_the_terminator(
+    server: ScriptedServer, client: httpx.Client
+) -> None:
+    server.queue(Reply.text("hi").with_(cut_after=1000))
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(client, stream=True)
+
+
+def test_cut_json_body(server: ScriptedServer, client: httpx.Client) -> None:
+    server.queue(Reply.text("a complete answer").with_(cut_after=10), Reply.text("next"))
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(client)
+    # the client recovers on a fresh connection
+    assert post(client).json()["choices"][0]["message"]["content"] == "next"
+    assert server.connections_opened == 2
+
+
+def test_cut_with_rst(server: ScriptedServer) -> None:
+    server.queue(Reply.text("a b c d", stream=True).with_(cut_after=2, rst=True))
+    sock = raw_exchange(server, {"stream": True})
+    with sock, pytest.raises(ConnectionResetError):
+        read_all(sock)
+
+
+def test_reset_sends_rst_and_close_sends_fin(server: ScriptedServer, client: httpx.Client) -> None:
+    server.queue(Reply.reset(), Reply.reset(rst=False))
+    sock = raw_exchange(server, {})
+    with sock, pytest.raises(ConnectionResetError):
+        read_all(sock)
+    sock = raw_exchange(server, {})
+    with sock:
+        assert read_all(sock) == b""  # an orderly close with no response at all
+    server.queue(Reply.reset(), Reply.reset(rst=False))
+    with pytest.raises(httpx.ReadError):
+        post(client)
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        post(client)
+
+
+def test_hang_then_stop_returns_promptly() -> None:
+    threads_before = threading.active_count()
+    server = ScriptedServer().start()
+    server.queue(Reply.hang())
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            with httpx.Client(base_url=server.base_url, timeout=30) as client:
+                post(client)
+        except httpx.HTTPError as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    server.wait_for_requests(1)
+    assert server.open_connections == 1
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 2.0
+    caller.join(5)
+    assert not caller.is_alive()
+    assert isinstance(outcome[0], httpx.RemoteProtocolError)  # the hung connection was closed
+    assert threading.active_count() == threads_before
+
+
+def test_hang_fires_the_client_read_timeout(server: ScriptedServer) -> None:
+    server.queue(Reply.hang())
+    with httpx.Client(base_url=server.base_url, timeout=0.3) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            post(client)
+    assert time.monotonic() - started < 3.0
+
+
+def test_hang_after_stalls_a_stream(server: ScriptedServer) -> None:
+    server.queue(Reply.text("a b c d e").with_(hang_after=2))
+    lines: list[str] = []
+    with (
+        httpx.Client(base_url=server.base_url, timeout=0.3) as client,
+        pytest.raises(httpx.ReadTimeout),
+        client.stream("POST", "/chat/completions", json={"stream": True}) as response,
+    ):
+        lines.extend(line for line in response.iter_lines() if line)
+    assert len(lines) == 2
+
+
+def test_split_bytes_frames_each_piece_on_its_own(server: ScriptedServer) -> None:
+    reply = Reply.sse([{"choices": [{"index": 0, "delta": {"content": "héllo"}}]}])
+    server.queue(reply)
+    events = post_raw_stream(server)
+    assert len(events) == 2  # unsplit: one HTTP chunk per event, [DONE] included
+    body = b"".join(events)
+
+    server.queue(reply.with_(split_bytes=7))
+    split = post_raw_stream(server)
+    assert b"".join(split) == body
+    assert len(split) > 3 and all(len(piece) == 7 for piece in split[:-1])
+
+    # "é" is two bytes in UTF-8: pieces of (position, 1) split the character in two.
+    position = body.index("é".encode()) + 1
+    server.queue(reply.with_(split_bytes=(position, 1)))
+    pieces = post_raw_stream(server)
+    assert [len(piece) for piece in pieces] == [position, 1, len(body) - position - 1]
+    assert pieces[0].endswith(b"\xc3")
+    assert b"".join(pieces) == body
+
+
+def test_split_bytes_on_a_json_body_arrives_in_time_slices(
+    server: ScriptedServer, client: httpx.Client
+) -> None:
+    server.queue(Reply.text("hello").with_(split_bytes=40, chunk_delay=0.05))
+    started = time.monotonic()
+    response = post(client)
+    elapsed = time.monotonic() - started
+    pieces = -(-len(response.content) // 40)
+    assert pieces >= 4
+    assert elapsed >= (pieces - 1) * 0.05 * 0.9
+    assert response.json()["choices"][0]["message"]["content"] == "hello"
+
+
+def test_extra_headers_override_defaults(server: ScriptedServer, client: httpx.Client) -> None:
+    server.queue(Reply.text("hi").with_(headers={"X-Request-Id": "custom", "X-Extra": "1"}))
+    response = post(client)
+    assert response.headers["x-request-id"] == "custom"
+    assert response.headers.get_list("x-request-id") == ["custom"]
+    assert response.headers["x-extra"] == "1"
+
+
+def test_with_validates_and_keeps_replies_immutable() -> None:
+    base = Reply.text("hi")
+    slow = base.with_(delay=0.5)
+    assert base.delay == 0.0 and slow.delay == 0.5
+    assert slow.with_(cut_after=2).delay == 0.5
+    with pytest.raises(ValueError, match="delay"):
+        base.with_(delay=-1)
+    with pytest.raises(ValueError, match="split_bytes"):
+        base.with_(split_bytes=[3, 0])
+    with pytest.raises(ValueError, match="at least one"):
+        Reply.tool_calls()
+    with pytest.raises(TypeError, match="name, arguments"):
+        Reply.tool_calls(("only-a-name",))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Reply objects"):
+        ScriptedServer().queue("hi")  # type: ignore[arg-type]
+
+
+# --- scale and lifecycle ---------------------------------------------------------------
+
+
+def test_200_concurrent_clients(server: ScriptedServer) -> None:
+    server.respond_with(echo())
+
+    async def one(client: httpx.AsyncClient, i: int) -> str:
+        response = await client.post(
+            "/chat/completions", json={"messages": [{"role": "user", "content": f"n{i}"}]}
+        )
+        response.raise_for_status()
+        content: str = response.json()["choices"][0]["message"]["content"]
+        return content
+
+    async def main() -> list[str]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=30) as c:
+            return await asyncio.gather(*(one(c, i) for i in range(200)))
+
+    assert asyncio.run(main()) == [f"n{i}" for i in range(200)]
+    assert len(server.requests) == 200
+    assert server.connections_opened > 1
+    assert not server.errors
+
+
+def test_concurrent_delays_overlap(server: ScriptedServer) -> None:
+    server.respond_with(always(Reply.text("ok").with_(delay=0.3)))
+
+    async def main() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            await asyncio.gather(*(client.post("/chat/completions", json={}) for _ in range(3)))
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < 0.6  # 3 x 0.3 s served at once, not in turn
+
+
+def test_no_thread_or_connection_left_after_stop() -> None:
+    threads_before = threading.active_count()
+    for _ in range(3):
+        with ScriptedServer() as server:
+            server.respond_with(always(Reply.text("ok")))
+            with httpx.Client(base_url=server.base_url) as client:
+                post(client)
+                assert threading.active_count() == threads_before + 1
+        assert server.open_connections == 0
+    assert threading.active_count() == threads_before
+
+
+def test_stop_is_idempotent_and_closes_idle_keep_alive_connections() -> None:
+    server = ScriptedServer().start()
+    server.queue(Reply.text("ok"))
+    with httpx.Client(base_url=server.base_url) as client:
+        post(client)
+        assert server.open_connections == 1
+        server.stop()
+        server.stop()
+        assert server.open_connections == 0
+        with pytest.raises(httpx.HTTPError):
+            post(client)
+
+
+def test_start_twice_is_an_error() -> None:
+    with ScriptedServer() as server, pytest.raises(RuntimeError, match="already started"):
+        server.start()
+
+
+def test_wait_for_requests_times_out_readably(server: ScriptedServer) -> None:
+    with pytest.raises(TimeoutError, match="got 0 requests, expected 1"):
+        server.wait_for_requests(1, timeout=0.05)
+
+
+# --- properties ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[tuple[ScriptedServer, httpx.Client]]:
+    with ScriptedServer() as s, httpx.Client(base_url=s.base_url, timeout=10) as c:
+        yield s, c
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    content=st.text(max_size=200),
+    chunk_size=st.none() | st.integers(min_value=1, max_value=20),
+)
+def test_streamed_text_reassembles_to_the_json_text(
+    shared: tuple[ScriptedServer, httpx.Client], content: str, chunk_size: int | None
+) -> None:
+    server, client = shared
+    reply = Reply.text(content, chunk_size=chunk_size)
+    server.queue(reply, reply)
+    assert post(client).json()["choices"][0]["message"]["content"] == content
+    chunks = sse_payloads(post(client, stream=True).text)[:-1]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == content
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    arguments=st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+    style=st.sampled_from(["openai", "dashscope", "llama.cpp"]),
+    chunk_size=st.none() | st.integers(min_value=1, max_value=10),
+)
+def test_streamed_tool_call_reassembles_for_every_style(
+    shared: tuple[ScriptedServer, httpx.Client],
+    arguments: dict[str, Any],
+    style: Any,
+    chunk_size: int | None,
+) -> None:
+    server, client = shared
+    server.queue(
+        Reply.tool_calls(("f", arguments), ("g", "not json"), style=style, chunk_size=chunk_size)
+    )
+    chunks = sse_payloads(post(client, stream=True).text)[:-1]
+    first, second = assemble_tool_calls(chunks)
+    assert first["name"] == "f" and json.loads(first["arguments"]) == arguments
+    assert second["name"] == "g" and second["arguments"] == "not json"
+    assert first["id"] != second["id"]
+
+
+# --- throughput ------------------------------------------------------------------------
+
+
+def test_throughput_small_json_keep_alive(server: ScriptedServer, client: httpx.Client) -> None:
+    """Requests per second for a small JSON reply over one keep-alive connection."""
+    server.respond_with(always(Reply.text("ok")))
+    for _ in range(50):  # warm up
+        post(client)
+    count = 1000
+    started = time.perf_counter()
+    for _ in range(count):
+        post(client)
+    rate = count / (time.perf_counter() - started)
+    print(f"\nscripted server: {rate:.0f} requests/s (small JSON, one keep-alive httpx client)")
+    assert rate > 200  # generous: the machine is shared; measured figure is in the output
+    assert server.connections_opened == 1
