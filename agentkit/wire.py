@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "ChatCompletion",
@@ -28,6 +28,17 @@ __all__ = [
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class _Indexed(_Wire):
+    """A wire object with an ``index`` that some servers send as null: null means absent."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_index_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "index" in data and data["index"] is None:
+            data = {key: value for key, value in data.items() if key != "index"}
+        return data
 
 
 class Usage(_Wire):
@@ -69,7 +80,7 @@ class ChatMessage(_Wire):
     tool_calls: list[ToolCall] | None = None
 
 
-class Choice(_Wire):
+class Choice(_Indexed):
     """One choice of a completion."""
 
     index: int = 0
@@ -96,7 +107,7 @@ class FunctionCallDelta(_Wire):
     arguments: str | None = None
 
 
-class ToolCallDelta(_Wire):
+class ToolCallDelta(_Indexed):
     """A fragment of a streamed tool call, keyed by ``index``."""
 
     index: int = 0
@@ -114,7 +125,7 @@ class Delta(_Wire):
     tool_calls: list[ToolCallDelta] | None = None
 
 
-class ChunkChoice(_Wire):
+class ChunkChoice(_Indexed):
     """One choice of a stream chunk."""
 
     index: int = 0
