@@ -35,10 +35,10 @@ from functools import partial
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import docstring_parser
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
-from pydantic.json_schema import PydanticJsonSchemaWarning
-from pydantic_core import PydanticUndefined
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, PydanticJsonSchemaWarning
+from pydantic_core import PydanticUndefined, core_schema
 
 from .context import RunContext
 from .errors import ToolDefinitionError
@@ -177,11 +177,14 @@ def _is_stdlib_typeddict(annotation: Any) -> bool:
 
 
 def _modernise(annotation: Any, memo: dict[Any, Any]) -> Any:
-    """Rebuild ``typing.TypedDict`` classes as ``typing_extensions.TypedDict`` (Python 3.11).
+    """Adjust an annotation so that pydantic validates exactly what its schema says.
 
-    pydantic refuses ``typing.TypedDict`` before Python 3.12; the rebuilt class has the
-    same name, docstring, keys, totality and (converted) annotations. Other annotations
-    are returned unchanged unless something inside them had to be rebuilt.
+    * ``typing.TypedDict`` classes are rebuilt as ``typing_extensions.TypedDict`` (pydantic
+      refuses the former before Python 3.12) with the same name, docstring, keys,
+      totality and (converted) annotations;
+    * integer ``Literal``s refuse booleans (pydantic would read ``true`` as ``1``).
+
+    Other annotations are returned unchanged unless something inside them changed.
     """
     if _is_stdlib_typeddict(annotation):
         if annotation in memo:
@@ -209,6 +212,9 @@ def _modernise(annotation: Any, memo: dict[Any, Any]) -> Any:
         inner = _modernise(args[0], memo)
         return annotation if inner is args[0] else Annotated[(inner, *annotation.__metadata__)]
     if origin is Literal:
+        if any(type(arg) is int for arg in args) and not any(type(arg) is bool for arg in args):
+            # pydantic matches JSON true/false to the literals 1/0; the schema does not
+            return Annotated[annotation, BeforeValidator(_refuse_bool)]
         return annotation
     new_args = tuple(_modernise(arg, memo) for arg in args)
     if all(new is old for new, old in zip(new_args, args, strict=True)):
@@ -221,6 +227,12 @@ def _modernise(annotation: Any, memo: dict[Any, Any]) -> Any:
         return origin[new_args]
     except TypeError:  # an origin that cannot be subscripted again: leave it to pydantic
         return annotation
+
+
+def _refuse_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"Input should be a number, not {str(value).lower()}")
+    return value
 
 
 # --- building the schema ----------------------------------------------------------------
@@ -368,18 +380,59 @@ def _build_model(name: str, model_fields: dict[str, Any], display: str) -> type[
         raise ToolDefinitionError(f"Cannot build the argument model of {display}: {exc}") from exc
 
 
+# The string forms the validator reads (pydantic strict JSON mode), as patterns beside the
+# usual ``format``: JSON Schema treats ``format`` as a note only, a pattern is checked.
+# Dates that match but do not exist (2024-02-30) are still refused by the validator.
+_OFFSET = r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?"
+_TIME = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?" + _OFFSET
+_PATTERNS = {
+    "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    "date-time": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt _]" + _TIME + "$",
+    "time": "^" + _TIME + "$",
+    "uuid": r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{32})$",
+}
+
+
+class _SchemaGenerator(GenerateJsonSchema):
+    """pydantic's generator, plus patterns for the date, time and UUID string forms."""
+
+    def _with_pattern(self, schema: JsonSchemaValue) -> JsonSchemaValue:
+        pattern = _PATTERNS.get(schema.get("format", ""))
+        if pattern is not None and "pattern" not in schema:
+            schema["pattern"] = pattern
+        return schema
+
+    def date_schema(self, schema: core_schema.DateSchema) -> JsonSchemaValue:
+        return self._with_pattern(super().date_schema(schema))
+
+    def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
+        return self._with_pattern(super().datetime_schema(schema))
+
+    def time_schema(self, schema: core_schema.TimeSchema) -> JsonSchemaValue:
+        return self._with_pattern(super().time_schema(schema))
+
+    def uuid_schema(self, schema: core_schema.UuidSchema) -> JsonSchemaValue:
+        return self._with_pattern(super().uuid_schema(schema))
+
+
 def _json_schema(model: type[BaseModel], display: str) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             # a default that is not JSON-serialisable is left out of the schema, by design
             warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
-            schema = model.model_json_schema(mode="validation")
+            schema = model.model_json_schema(mode="validation", schema_generator=_SchemaGenerator)
     except Exception as exc:
         raise ToolDefinitionError(
             f"Cannot describe the parameters of {display} as JSON Schema: {exc}"
         ) from exc
     _tidy(schema)
-    return schema
+    # the top level in reading order: what the object is, then the definitions it uses
+    order = ("type", "description", "properties", "required", "additionalProperties")
+    tidy = {key: schema.pop(key) for key in order if key in schema}
+    tidy.setdefault("properties", {})
+    tidy.update(schema)
+    return tidy
 
 
 # --- walking schemas --------------------------------------------------------------------
