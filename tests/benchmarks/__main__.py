@@ -1,0 +1,244 @@
+"""``python -m tests.benchmarks``: agentkit against the floor and its peers, in one run.
+
+Prints Markdown tables (paste-ready for docs/performance.md) and the targets met or missed.
+``--quick`` takes fewer samples; ``--only`` picks sections; ``--check`` exits 1 when a
+target is missed. Peers that are not installed are skipped with a note
+(``pip install -e ".[bench]"`` installs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import contenders, imports, measure, parallel, scale, streaming, tooldecor
+from .measure import Row, median, print_table
+from .server import ServerProcess
+
+SECTIONS = ("run", "imports", "parallel", "scale", "streaming", "tool")
+
+RUN_TARGET = 1.3
+IMPORT_TARGET = 0.4
+SCALE_CONVERSATIONS = 1000
+POOL_BOUND = 100
+"""Connections the scale run may open: a bounded pool, never one per conversation."""
+
+
+@dataclass
+class Settings:
+    """How many samples each section takes."""
+
+    warmup: int = 20
+    rounds: int = 60
+    batch: int = 5
+    import_repeats: int = 5
+    parallel_repeats: int = 10
+    stream_repeats: int = 20
+    decoration_repeats: int = 10
+    validation_repeats: int = 20
+
+
+QUICK = Settings(
+    warmup=5,
+    rounds=12,
+    batch=3,
+    import_repeats=2,
+    parallel_repeats=4,
+    stream_repeats=6,
+    decoration_repeats=4,
+    validation_repeats=6,
+)
+
+
+@dataclass
+class Verdicts:
+    """The targets, met or missed, in the order they were checked."""
+
+    lines: list[tuple[bool, str]] = field(default_factory=list)
+
+    def add(self, met: bool, text: str) -> None:
+        self.lines.append((met, text))
+
+    @property
+    def all_met(self) -> bool:
+        return all(met for met, _ in self.lines)
+
+
+def _run_cost(server: ServerProcess, loop: asyncio.Runner, s: Settings, v: Verdicts) -> None:
+    ready: list[contenders.Contender] = []
+    notes: dict[str, str] = {}
+    for factory in contenders.ALL:
+        name = contenders.label(factory)
+        try:
+            contender = factory(server.url)
+            measure.check(contender, loop, server, s.warmup)
+        except contenders.Skip as reason:
+            notes[name] = f"skipped: {reason}"
+            continue
+        except Exception as error:  # a peer that breaks is reported, not fatal
+            notes[name] = f"failed: {type(error).__name__}: {error}"
+            continue
+        ready.append(contender)
+    samples = measure.interleaved_ms(ready, loop, rounds=s.rounds, batch=s.batch)
+    for contender in ready:
+        closed = contender.close()
+        if inspect.isawaitable(closed):
+            loop.run(_awaited(closed))
+    rows = [
+        Row(contenders.label(f), median(samples[n]) if n in samples else None, notes.get(n, ""),
+            samples.get(n, []))
+        for f in contenders.ALL
+        for n in [contenders.label(f)]
+    ]
+    floor = rows[0].value
+    print_table("1. Two-round run (question, tool call, tool result, answer)", rows,
+                "ms/run", baseline=floor)
+    agentkit_run = next(r for r in rows if r.name == contenders.label(contenders.agentkit_run))
+    if floor is None or agentkit_run.value is None:
+        v.add(False, f"run: agentkit Agent.run not measured ({agentkit_run.note})")
+    else:
+        ratio = agentkit_run.value / floor
+        v.add(ratio <= RUN_TARGET, f"run: agentkit Agent.run at {ratio:.2f}x the floor "
+              f"(target <= {RUN_TARGET}x)")
+
+
+async def _awaited(awaitable: object) -> None:
+    await awaitable  # type: ignore[misc]
+
+
+def _imports(s: Settings, v: Verdicts) -> None:
+    samples, failed = imports.measure(s.import_repeats)
+    rows: list[Row] = []
+    for case in imports.CASES:
+        if case.label in failed:
+            rows.append(Row(case.label, None, failed[case.label]))
+            continue
+        for kind, statement in (("bare", f"import {case.module}"), ("usable", case.usable)):
+            data = samples[case.label][kind]
+            rows.append(Row(f"{case.label}: `{statement}`", median(data), "", data))
+    print_table("2. Import time (fresh interpreter, -X importtime)", rows, "ms")
+    ours = samples.get("agentkit")
+    peers = [c.label for c in imports.CASES if c.framework and c.label != "agentkit"
+             and c.label in samples]
+    if ours is None or not peers:
+        v.add(False, f"imports: agentkit or every peer framework missing {failed}")
+        return
+    for kind in ("bare", "usable"):
+        fastest = min(peers, key=lambda label: median(samples[label][kind]))
+        share = median(ours[kind]) / median(samples[fastest][kind])
+        v.add(share <= IMPORT_TARGET, f"imports ({kind}): agentkit at {share:.0%} of the fastest "
+              f"peer framework, {fastest} (target <= {IMPORT_TARGET:.0%})")
+
+
+def _parallel(server: ServerProcess, loop: asyncio.Runner, s: Settings, v: Verdicts) -> None:
+    try:
+        samples = parallel.measure(server.url, loop, s.parallel_repeats)
+    except contenders.Skip as reason:
+        print_table("3. Parallel tools", [Row("agentkit", None, f"skipped: {reason}")], "ms")
+        v.add(False, f"parallel: not measured ({reason})")
+        return
+    rows = [Row(label, median(data), "", data) for label, data in samples.items()]
+    print_table(
+        f"3. Parallel tools: {parallel.scripted.PARALLEL_CALLS} calls of a "
+        f"{parallel.scripted.TOOL_SECONDS * 1000:.0f} ms tool in one round, whole run", rows, "ms"
+    )
+    worst = max(rows, key=lambda row: row.value or 0.0)
+    v.add((worst.value or 0.0) <= parallel.TARGET_MS, f"parallel: slowest case {worst.name} at "
+          f"{worst.value:.0f} ms (target <= {parallel.TARGET_MS:.0f} ms)")
+
+
+def _scale(server: ServerProcess, v: Verdicts) -> None:
+    print("")
+    print(f"### 4. Scale: {SCALE_CONVERSATIONS} two-round conversations at once on one event loop")
+    print("")
+    print("| | wall s | requests/s | peak RSS MB | RSS before MB | connections opened | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in scale.CONTENDERS:
+        try:
+            r = scale.measure(server, name, SCALE_CONVERSATIONS)
+        except RuntimeError as error:
+            print(f"| {name} | - | - | - | - | - | {error} |")
+            if name == "agentkit":
+                v.add(False, f"scale: not measured ({error})")
+            continue
+        errors = r["errors"] + r["wrong_answers"]
+        label = "floor: httpx.AsyncClient loop" if name == "floor" else "agentkit Agent.run_async"
+        print(f"| {label} | {r['wall_s']:.2f} | {r['requests_per_s']:.0f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['rss_before_mb']:.0f} | {r['connections_opened']} | "
+              f"{errors}{' ' + r['first_error'] if r['first_error'] else ''} |")
+        if name == "agentkit":
+            met = (errors == 0 and r["peak_rss_mb"] < scale.TARGET_MB
+                   and r["connections_opened"] <= POOL_BOUND)
+            v.add(met, f"scale: {errors} errors, peak {r['peak_rss_mb']:.0f} MB, "
+                  f"{r['connections_opened']} connections (target: 0 errors, "
+                  f"< {scale.TARGET_MB:.0f} MB, <= {POOL_BOUND} connections)")
+
+
+def _streaming(server: ServerProcess, s: Settings) -> None:
+    samples, skipped = streaming.measure(server, s.stream_repeats)
+    rows = [Row(label, median(data), "", data) for label, data in samples.items()]
+    rows += [Row(label, None, f"skipped: {reason}") for label, reason in skipped.items()]
+    print_table("5. Streaming: server's first byte to the caller's first text event", rows, "ms",
+                baseline=rows[0].value, baseline_label="x raw httpx")
+
+
+def _tool(s: Settings) -> None:
+    samples, skipped = tooldecor.measure_decoration(s.decoration_repeats)
+    rows = [Row(label, median(data), "", data) for label, data in samples.items()]
+    rows += [Row(label, None, f"skipped: {reason}") for label, reason in skipped.items()]
+    print_table("6a. Decorating a 10-parameter function (once per tool)", rows, "us")
+    samples = tooldecor.measure_validation(s.validation_repeats)
+    rows = [Row(label, median(data), "", data) for label, data in samples.items()]
+    print_table("6b. Validating its arguments (per call)", rows, "us", baseline=rows[0].value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen sections, print the tables and the targets; the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples (about 1 minute)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    settings = QUICK if args.quick else Settings()
+    chosen = args.only or SECTIONS
+    verdicts = Verdicts()
+    started = time.perf_counter()
+    print(f"Python {platform.python_version()} on {platform.machine()}, "
+          f"{_cpu_count()} CPUs; {'quick' if args.quick else 'full'} run")
+    sections: dict[str, Callable[[ServerProcess, asyncio.Runner], None]] = {
+        "run": lambda srv, loop: _run_cost(srv, loop, settings, verdicts),
+        "imports": lambda srv, loop: _imports(settings, verdicts),
+        "parallel": lambda srv, loop: _parallel(srv, loop, settings, verdicts),
+        "scale": lambda srv, loop: _scale(srv, verdicts),
+        "streaming": lambda srv, loop: _streaming(srv, settings),
+        "tool": lambda srv, loop: _tool(settings),
+    }
+    with ServerProcess() as server, asyncio.Runner() as loop:
+        for name in SECTIONS:
+            if name in chosen:
+                sections[name](server, loop)
+                sys.stdout.flush()
+    print("")
+    print("### Targets")
+    print("")
+    for met, text in verdicts.lines:
+        print(f"- {'met' if met else 'MISSED'}: {text}")
+    print("")
+    print(f"Total time: {time.perf_counter() - started:.0f} s")
+    return 1 if args.check and not verdicts.all_met else 0
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
