@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import pydantic_core
@@ -184,16 +185,22 @@ class Tool(Generic[P, R]):
     # --- internals ------------------------------------------------------------------
 
     def _keyword_arguments(self, instance: Any) -> dict[str, Any]:
+        schema = self._schema
         values = instance.__dict__
         given = instance.__pydantic_fields_set__
-        nulls = self._schema.null_means_default
         out: dict[str, Any] = {}
-        for field_name, param in self._schema.fields:
+        for field_name, param in schema.fields:
             if field_name in given:
                 value = values[field_name]
-                if value is None and param in nulls:
+                if value is None and param in schema.null_means_default:
+                    # strict mode's null for "not given": Python's default applies
+                    if param in schema.filled_defaults:
+                        field = schema.model.model_fields[field_name]
+                        out[param] = field.get_default(call_default_factory=True)
                     continue
                 out[param] = value
+            elif param in schema.filled_defaults:
+                out[param] = values[field_name]
         return out
 
     def _revalidate_integral_floats(
@@ -367,65 +374,145 @@ def _indexes(node: Any, part: Any) -> bool:
 
 
 def _shown(value: Any) -> str:
+    """A value as JSON, cut to a length that keeps the message readable."""
     try:
         text = pydantic_core.to_json(value, fallback=repr).decode()
     except Exception:
         text = repr(value)
+    return _cut(text)
+
+
+def _cut(text: str) -> str:
     if len(text) > _MAX_SHOWN_CHARS:
-        text = text[: _MAX_SHOWN_CHARS - 1] + "…"
+        return text[: _MAX_SHOWN_CHARS - 1] + "…"
     return text
 
 
-def _path(data: Any, location: tuple[Any, ...], is_missing: bool) -> tuple[str, list[str]]:
-    """The JSON path of an error location in the data, and the union labels skipped on the way."""
-    parts: list[str] = []
-    labels: list[str] = []
+@dataclass(slots=True)
+class _Problem:
+    path: str  # JSON path of the bad value, e.g. "items[2].name"
+    text: str  # what is wrong / what was expected
+    received: str | None  # the value received, shown as JSON; None when missing
+    branch: tuple[str, str] | None  # (path of the union, member tried) inside a union
+
+
+def _locate(data: Any, location: tuple[Any, ...], is_missing: bool) -> tuple[str, list[str]]:
+    """Split a pydantic error location into a JSON path and the union members on the way.
+
+    pydantic's locations mix keys and indexes of the data with the names of the union
+    members it tried (``Cat``, ``int``, ``list[int]``...). Walking the data tells them apart.
+    Returns the path and, per union member met, the path up to it.
+    """
+    path = ""
+    branches: list[str] = []
     node = data
+    last = len(location) - 1
     for index, part in enumerate(location):
-        last = index == len(location) - 1
         if (
             isinstance(node, dict)
             and isinstance(part, str)
-            and (part in node or (last and is_missing))
+            and (part in node or (index == last and is_missing))
         ):
-            parts.append(part if part.isidentifier() else f"[{_shown(part)}]")
+            path += (f".{part}" if path else part) if part.isidentifier() else f"[{_shown(part)}]"
             node = node.get(part)
         elif isinstance(node, list) and isinstance(part, int):
-            parts.append(f"[{part}]")
+            path += f"[{part}]"
             node = node[part] if 0 <= part < len(node) else None
-        elif isinstance(part, str) and node is not None and not isinstance(node, dict | list):
-            labels.append(part)
-        elif isinstance(part, str) and node is None and last and is_missing:
-            parts.append(part)
         else:
-            labels.append(str(part))
-    path = ""
-    for part in parts:
-        path += part if part.startswith("[") or not path else f".{part}"
-    return path, labels
+            branches.append(f"{path}\0{part}")
+    return path, branches
+
+
+def _problems(data: Any, errors: list[Any], params: list[str]) -> list[_Problem]:
+    problems: list[_Problem] = []
+    for error in errors:
+        kind = error["type"]
+        is_missing = kind == "missing"
+        path, branches = _locate(data, tuple(error["loc"]), is_missing)
+        nested = "." in path or "[" in path
+        if kind == "extra_forbidden":
+            text = (
+                "unknown field, not allowed here"
+                if nested
+                else "unknown parameter; this tool takes: " + (", ".join(params) or "nothing")
+            )
+        elif is_missing:
+            text = "required field is missing" if nested else "required parameter is missing"
+        else:
+            text = error["msg"]
+        branch = None
+        if branches:
+            site, _, member = branches[0].partition("\0")
+            branch = (site, member)
+        received = None if is_missing else _shown(error.get("input"))
+        problems.append(_Problem(path or "(arguments)", text, received, branch))
+    return _closest_union_members(problems)
+
+
+def _closest_union_members(problems: list[_Problem]) -> list[_Problem]:
+    """Inside a union, keep the problems of the member(s) that came closest to matching.
+
+    A value meant as a ``Dog`` fails as a ``Cat`` too; reporting only the member with the
+    fewest problems tells the model what to fix instead of everything it could have meant.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    for problem in problems:
+        if problem.branch is not None:
+            site, member = problem.branch
+            members = counts.setdefault(site, {})
+            members[member] = members.get(member, 0) + 1
+    kept: list[_Problem] = []
+    for problem in problems:
+        if problem.branch is not None:
+            site, member = problem.branch
+            members = counts[site]
+            if members[member] > min(members.values()):
+                continue
+            if len(members) > 1 and member[:1].isupper():
+                problem.text = f"{problem.text} (as {member})"
+        kept.append(problem)
+    return kept
+
+
+def _merge(problems: list[_Problem]) -> list[tuple[str, str]]:
+    """One line per path: "expected X or Y; received Z"."""
+    grouped: dict[str, list[_Problem]] = {}
+    for problem in problems:
+        grouped.setdefault(problem.path, []).append(problem)
+    lines: list[tuple[str, str]] = []
+    for path, group in grouped.items():
+        texts: list[str] = []
+        for problem in group:
+            text = problem.text
+            if texts and text.startswith("Input should be "):
+                text = text.removeprefix("Input should be ")
+            if text not in texts:
+                texts.append(text)
+        line = " or ".join(texts)
+        received = {p.received for p in group if p.received is not None}
+        if len(received) == 1:
+            line += f"; received {received.pop()}"
+        lines.append((path, line))
+    return lines
 
 
 def _arguments_error(
     tool_name: str, params: list[str], text: str | bytes | bytearray, exc: ValidationError
 ) -> ToolArgumentsError:
     errors = exc.errors(include_url=False)
-    received = text.decode(errors="replace") if isinstance(text, bytes | bytearray) else text
+    raw = text.decode(errors="replace") if isinstance(text, bytes | bytearray) else text
     first = errors[0] if errors else None
     if first is not None and first["type"] == "json_invalid":
         message = (
             f"The arguments for tool `{tool_name}` are not valid JSON "
-            f"({first['msg'].removeprefix('Invalid JSON: ')}); received: {_shown(received)}. "
+            f"({first['msg'].removeprefix('Invalid JSON: ')}). Received: {_cut(raw)}\n"
             "Send one JSON object with the parameters."
         )
         return ToolArgumentsError(message, tool_name=tool_name, errors=[("", message)])
-    if (
-        first is not None
-        and first["loc"] == ()
-        and first["type"] in ("model_type", "model_attributes_type")
-    ):
+    if first is not None and first["loc"] == () and first["type"] == "model_type":
         message = (
-            f"The arguments for tool `{tool_name}` must be a JSON object of parameters "
-            f"({', '.join(params) or 'none'}); received: {_shown(first.get('input'))}."
+            f"The arguments for tool `{tool_name}` must be a JSON object of its parameters "
+            f"({', '.join(params) or 'none'}). Received: {_shown(first.get('input'))}"
         )
         return ToolArgumentsError(message, tool_name=tool_name, errors=[("", message)])
 
@@ -433,40 +520,14 @@ def _arguments_error(
         data = pydantic_core.from_json(text)
     except ValueError:
         data = None
-    grouped: dict[str, list[str]] = {}
-    for error in errors:
-        is_missing = error["type"] == "missing"
-        path, labels = _path(data, tuple(error["loc"]), is_missing)
-        if error["type"] == "extra_forbidden":
-            if "." in path or "[" in path:
-                line = "unknown field, not allowed here"
-            else:
-                line = "unknown parameter; this tool takes: " + (
-                    ", ".join(params) or "no parameters"
-                )
-        elif is_missing:
-            line = "required, but missing"
-        else:
-            line = error["msg"]
-        if labels and len(labels) == 1 and labels[0][:1].isupper():
-            line = f"{line} (as {labels[0]})"
-        if not is_missing:
-            line = f"{line}; received {_shown(error.get('input'))}"
-        lines = grouped.setdefault(path or "(arguments)", [])
-        if line not in lines:
-            lines.append(line)
-
-    pairs: list[tuple[str, str]] = []
-    for path, lines in grouped.items():
-        pairs.append((path, " OR ".join(lines) if len(lines) > 1 else lines[0]))
-    count = len(pairs)
+    pairs = _merge(_problems(data, errors, params))
     shown = pairs[:_MAX_LISTED_ERRORS]
     body = "\n".join(f"- {path}: {line}" for path, line in shown)
-    if count > len(shown):
-        body += f"\n- ... and {count - len(shown)} more"
-    noun = "problem" if count == 1 else "problems"
+    if len(pairs) > len(shown):
+        body += f"\n- ... and {len(pairs) - len(shown)} more"
+    noun = "problem" if len(pairs) == 1 else "problems"
     message = (
-        f"Invalid arguments for tool `{tool_name}` ({count} {noun}):\n{body}\n"
+        f"Invalid arguments for tool `{tool_name}` ({len(pairs)} {noun}):\n{body}\n"
         "Fix the arguments and call the tool again."
     )
     return ToolArgumentsError(message, tool_name=tool_name, errors=pairs)

@@ -71,6 +71,8 @@ class FunctionSchema:
         defaults: the signature's default per parameter that has one.
         null_means_default: parameters for which a JSON ``null`` means "not given" (strict
             mode makes optional parameters nullable; the Python default then applies).
+        filled_defaults: parameters whose signature default is a pydantic ``Field(...)``;
+            Python would pass the ``FieldInfo`` itself, so the validator's default is passed.
         nested_null_defaults: in strict mode, removes such nulls inside nested objects
             before validation; ``None`` when there are none.
         context_param: the name of the ``RunContext`` parameter, or ``None``.
@@ -85,6 +87,7 @@ class FunctionSchema:
     positional_only: tuple[str, ...]
     defaults: dict[str, Any]
     null_means_default: frozenset[str]
+    filled_defaults: frozenset[str]
     nested_null_defaults: NullDefaults | None
     context_param: str | None
     strict: bool
@@ -111,6 +114,8 @@ def _underlying(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def _type_hints(function: Callable[..., Any], display: str) -> dict[str, Any]:
     target = _underlying(function)
+    if not inspect.isroutine(target) and callable(target):
+        target = _underlying(type(target).__call__)  # a callable object: its __call__
     try:
         return typing.get_type_hints(target, include_extras=True)
     except Exception as exc:  # NameError for unresolvable forward references, and more
@@ -280,6 +285,7 @@ def function_schema(
     positional_only: list[str] = []
     defaults: dict[str, Any] = {}
     null_means_default: set[str] = set()
+    filled_defaults: set[str] = set()
     context_param: str | None = None
 
     for index, param in enumerate(signature.parameters.values()):
@@ -306,7 +312,9 @@ def function_schema(
         if param.kind is param.POSITIONAL_ONLY:
             positional_only.append(param.name)
         has_default = param.default is not param.empty
-        if has_default and not isinstance(param.default, FieldInfo):
+        if has_default and isinstance(param.default, FieldInfo):
+            filled_defaults.add(param.name)
+        elif has_default:
             defaults[param.name] = param.default
         annotation = _modernise(annotation, memo)
         try:
@@ -317,9 +325,6 @@ def function_schema(
             raise ToolDefinitionError(
                 f"Parameter {param.name!r} of {display} has an unusable annotation: {exc}"
             ) from exc
-        if isinstance(param.default, FieldInfo) and not info.is_required():
-            # a Field(default=...) default: the function's own default is that value
-            defaults[param.name] = info.get_default(call_default_factory=True)
         overrides: dict[str, Any] = {}
         if info.description is None and param.name in doc_params:
             overrides["description"] = doc_params[param.name]
@@ -360,6 +365,7 @@ def function_schema(
         positional_only=tuple(positional_only),
         defaults=defaults,
         null_means_default=frozenset(null_means_default),
+        filled_defaults=frozenset(filled_defaults),
         nested_null_defaults=nested_null_defaults,
         context_param=context_param,
         strict=strict,
