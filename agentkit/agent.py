@@ -1,0 +1,883 @@
+"""``Agent``: multi-round function calling, as thin sync and async drivers around the loop core.
+
+The core (:mod:`agentkit.loop`) decides everything: the request, which calls run, what is
+appended, when the run ends. The drivers here only perform: call the client (plain or
+streamed), run the planned tool calls concurrently (sync tools in a shared bounded thread
+pool, async tools as tasks), apply timeouts, time the calls, call hooks and yield events::
+
+    from agentkit import Agent, tool
+
+    @tool
+    def get_current_time() -> str:
+        \"\"\"The current time.\"\"\"
+        ...
+
+    agent = Agent("qwen-plus", [get_current_time], "You are a helpful assistant.")
+    result = agent.run("What time is it?")
+    print(result.output, result.usage.total_tokens)
+    follow_up = agent.run([*result.messages, {"role": "user", "content": "And in Tokyo?"}])
+
+Cancellation: cancelling a task running :meth:`Agent.run_async` (``task.cancel()``, a
+timeout) stops the run at its next await, cancels the tool tasks in flight, closes the
+response stream and re-raises ``asyncio.CancelledError`` unchanged (so ``asyncio.timeout``,
+``TaskGroup`` and friends keep working); the exception carries ``.messages``, a resendable
+transcript. Ctrl-C during :meth:`Agent.run` does the same with ``KeyboardInterrupt``. A sync
+tool already running in a thread cannot be stopped: it finishes in the background and its
+result is dropped. Every other exception that escapes a run carries ``.messages`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import queue
+import threading
+import time
+import weakref
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
+
+from .client import AsyncChatClient, ChatClient
+from .errors import APIError, ConfigurationError
+from .events import AgentEvent, RunFinished, StreamDelta, ToolCallStarted, ToolResult
+from .function_tool import Tool, tool
+from .loop import (
+    LoopSettings,
+    OutputMode,
+    PlannedCall,
+    RunLoop,
+    RunTools,
+    Step,
+    ToolOutcome,
+    completion_deltas,
+)
+from .providers import Provider, resolve_api_key, resolve_provider
+from .result import RunResult
+from .wire import ChatCompletion
+
+__all__ = ["Agent", "AgentOptions", "Approver", "Hooks", "Prompt"]
+
+OutputT = TypeVar("OutputT")
+
+Prompt: TypeAlias = str | Sequence[Mapping[str, Any]]
+"""A user prompt, or a whole transcript of wire-format messages (e.g. ``RunResult.messages``
+with a new user message appended)."""
+
+Approver: TypeAlias = Callable[[PlannedCall], "bool | Awaitable[bool]"]
+"""Decides whether a ``requires_approval`` tool call may run; only ``True`` approves.
+It sees the call's ``name``, validated ``kwargs`` and raw ``arguments``."""
+
+_HookResult: TypeAlias = "Awaitable[None] | None"
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """Callbacks around each model call and each tool call; all optional.
+
+    They run on the caller's thread (``run``/``stream``) or event loop (``run_async``/
+    ``stream_async``), never concurrently with each other. In the async drivers a hook may
+    return an awaitable, which is awaited. An exception from a hook ends the run (with
+    ``.messages``). Tool hooks see only the calls that actually run; every call, run or not,
+    appears as a :class:`~agentkit.events.ToolResult` event.
+
+    Attributes:
+        before_model_call: ``(turn, request)``; ``request`` is the keyword arguments about to
+            be sent (read it; do not change it).
+        after_model_call: ``(turn, completion)`` with the whole ``ChatCompletion``.
+        before_tool_call: ``(call)``, a :class:`~agentkit.loop.PlannedCall` about to run.
+        after_tool_call: ``(call, result)``; ``result`` is the ``ToolResult`` event (the
+            text the model gets, the error if any, the duration).
+    """
+
+    before_model_call: Callable[[int, dict[str, Any]], _HookResult] | None = None
+    after_model_call: Callable[[int, ChatCompletion], _HookResult] | None = None
+    before_tool_call: Callable[[PlannedCall], _HookResult] | None = None
+    after_tool_call: Callable[[PlannedCall, ToolResult], _HookResult] | None = None
+
+
+class AgentOptions(TypedDict, total=False):
+    """The keyword options of :class:`Agent` (see its docstring for each one)."""
+
+    client: ChatClient | AsyncChatClient | None
+    base_url: str | None
+    api_key: str | None
+    provider: str | Provider | None
+    max_turns: int
+    output_mode: Literal["auto", "json_schema", "tool"]
+    max_output_retries: int
+    max_tool_calls: int | None
+    tool_timeout: float | None
+    max_tool_output_chars: int | None
+    max_repeated_calls: int
+    max_tool_failures: int
+    on_truncated: Literal["raise", "return"]
+    parallel_tool_calls_limit: int
+    hooks: Hooks | None
+    approve: Approver | None
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    seed: int | None
+    stop: str | list[str] | list[int] | list[list[int]] | None
+    presence_penalty: float | None
+    tool_choice: str | dict[str, Any] | None
+    parallel_tool_calls: bool | None
+    extra_body: Mapping[str, Any] | None
+    params: Mapping[str, Any] | None
+
+
+class Agent(Generic[OutputT]):
+    """A model, its tools and instructions, and the rules of a run. Reusable and safe to share
+    between threads and tasks; every run has its own state.
+
+    Args:
+        model: the model name (``"qwen-plus"``, ``"gpt-4o-mini"``...).
+        tools: ``Tool`` objects (or plain functions, wrapped with ``@tool``).
+        instructions: the system message, sent first (not added again when a transcript
+            passed to ``run`` already starts with a system message).
+        output_type: a pydantic model; ``RunResult.output`` is then a validated instance.
+        client: a ``ChatClient`` (for ``run``/``stream``) or ``AsyncChatClient`` (for
+            ``run_async``/``stream_async``) to use instead of building one; the agent does
+            not close a client it was given.
+        base_url, api_key, provider: how to build the clients (see ``ChatClient``). A
+            missing key for DashScope or OpenAI is reported here, before any request.
+        max_turns: model calls per run before ``MaxTurnsExceeded`` (default 10).
+        output_mode: ``"auto"`` (default) uses ``response_format`` JSON Schema when the
+            provider supports it, else a ``final_result`` tool; or force one of them.
+        max_output_retries: invalid structured answers fed back before
+            ``OutputValidationError`` (default 2).
+        max_tool_calls: tool calls per run (default 64; ``None``: no cap).
+        tool_timeout: seconds a tool call may run (default 120; a tool's own ``timeout``
+            wins; ``None``: no limit). Counted from when the call starts running.
+        max_tool_output_chars: longest tool message sent back (default 32,000; cut with a
+            note).
+        max_repeated_calls: identical repeated calls told to the model before
+            ``RepeatedToolCallError`` (default 2).
+        max_tool_failures: rounds in a row one tool may fail before
+            ``ToolFailureLimitExceeded`` (default 3).
+        on_truncated: ``"raise"`` (default: ``OutputTruncatedError``) or ``"return"`` (the
+            partial answer, ``RunResult.truncated`` set) when the model hits ``max_tokens``.
+        parallel_tool_calls_limit: tool calls running at once (default 16): the size of the
+            agent's thread pool for sync tools and the bound on async tool tasks per round.
+        hooks: :class:`Hooks` around model and tool calls.
+        approve: the :data:`Approver` asked before each call of a ``requires_approval``
+            tool. Without one, such calls are refused and the model is told.
+        temperature, top_p, max_tokens, seed, stop, presence_penalty, tool_choice,
+            parallel_tool_calls, extra_body: model parameters sent with every request
+            (``None``: not sent). ``extra_body`` carries vendor extras such as Qwen's
+            ``enable_thinking``.
+        params: any other wire fields to send with every request.
+    """
+
+    @overload
+    def __init__(
+        self: Agent[str],
+        model: str,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        instructions: str | None = None,
+        *,
+        output_type: None = None,
+        **options: Unpack[AgentOptions],
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Agent[OutputT],
+        model: str,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        instructions: str | None = None,
+        *,
+        output_type: type[OutputT],
+        **options: Unpack[AgentOptions],
+    ) -> None: ...
+
+    def __init__(
+        self,
+        model: str,
+        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        instructions: str | None = None,
+        *,
+        output_type: type[Any] | None = None,
+        client: ChatClient | AsyncChatClient | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        provider: str | Provider | None = None,
+        max_turns: int = 10,
+        output_mode: Literal["auto", "json_schema", "tool"] = "auto",
+        max_output_retries: int = 2,
+        max_tool_calls: int | None = 64,
+        tool_timeout: float | None = 120.0,
+        max_tool_output_chars: int | None = 32_000,
+        max_repeated_calls: int = 2,
+        max_tool_failures: int = 3,
+        on_truncated: Literal["raise", "return"] = "raise",
+        parallel_tool_calls_limit: int = 16,
+        hooks: Hooks | None = None,
+        approve: Approver | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        stop: str | list[str] | list[int] | list[list[int]] | None = None,
+        presence_penalty: float | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(model, str) or not model:
+            raise ConfigurationError("model must be a non-empty string, e.g. 'qwen-plus'")
+        if parallel_tool_calls_limit < 1:
+            raise ConfigurationError("parallel_tool_calls_limit must be at least 1")
+        if output_type is not None and not (
+            isinstance(output_type, type) and hasattr(output_type, "model_validate_json")
+        ):
+            raise ConfigurationError("output_type must be a pydantic model class")
+        if client is not None and not isinstance(client, ChatClient | AsyncChatClient):
+            raise ConfigurationError("client must be a ChatClient or an AsyncChatClient")
+
+        if client is not None:
+            chosen = client.provider
+            key = None
+        else:
+            chosen = resolve_provider(provider, base_url)
+            key = resolve_api_key(chosen, api_key)  # a missing key is reported now
+        mode: OutputMode = "text"
+        if output_type is not None:
+            if output_mode == "auto":
+                mode = "json_schema" if chosen.json_schema_output else "tool"
+            elif output_mode in ("json_schema", "tool"):
+                mode = output_mode
+            else:
+                raise ConfigurationError("output_mode must be 'auto', 'json_schema' or 'tool'")
+
+        wire: dict[str, Any] = {}
+        for name, value in (
+            ("temperature", temperature),
+            ("top_p", top_p),
+            ("max_tokens", max_tokens),
+            ("seed", seed),
+            ("stop", stop),
+            ("presence_penalty", presence_penalty),
+            ("tool_choice", tool_choice),
+            ("parallel_tool_calls", parallel_tool_calls),
+            ("extra_body", dict(extra_body) if extra_body is not None else None),
+        ):
+            if value is not None:
+                wire[name] = value
+        wire.update(params or {})
+        for reserved in ("model", "messages", "stream", "tools"):
+            if reserved in wire:
+                raise ConfigurationError(f"{reserved!r} is set by the agent, not by params")
+
+        self.model = model
+        self.instructions = instructions
+        self.output_type = output_type
+        self.tools: list[Tool[..., Any]] = [
+            item if isinstance(item, Tool) else tool(item) for item in tools
+        ]
+        self._settings = LoopSettings(
+            model,
+            self.tools,
+            params=wire,
+            max_turns=max_turns,
+            max_tool_calls=max_tool_calls,
+            max_tool_output_chars=max_tool_output_chars,
+            max_repeated_calls=max_repeated_calls,
+            max_tool_failures=max_tool_failures,
+            output_type=output_type,
+            output_mode=mode,
+            max_output_retries=max_output_retries,
+            on_truncated=on_truncated,
+            tool_timeout=tool_timeout,
+        )
+        self._hooks = hooks or Hooks()
+        self._approve = approve
+        self._parallel_limit = parallel_tool_calls_limit
+        self._tools_with_stream = chosen.tools_with_stream
+        self._client_config: dict[str, Any] = {"provider": chosen, "api_key": key}
+        self._given_client = client
+        self._sync_client: ChatClient | None = client if isinstance(client, ChatClient) else None
+        self._async_client: AsyncChatClient | None = (
+            client if isinstance(client, AsyncChatClient) else None
+        )
+        self._async_loop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        names = [t.name for t in self.tools]
+        return f"Agent(model={self.model!r}, tools={names!r})"
+
+    # -- public drivers -----------------------------------------------------------------
+
+    def run(
+        self, prompt: Prompt, *, context: Any = None, max_turns: int | None = None
+    ) -> RunResult[OutputT]:
+        """Run to the final answer and return the :class:`~agentkit.RunResult`.
+
+        ``prompt`` is a user message, or a transcript to continue (``RunResult.messages``
+        plus a new user message). ``context`` is handed to tools as ``RunContext.deps``;
+        ``max_turns`` overrides the agent's for this run.
+        """
+        loop = self._new_loop(prompt, context, max_turns)
+        result: RunResult[Any] | None = None
+        for event in self._drive(loop, stream=False):
+            if isinstance(event, RunFinished):
+                result = event.result
+        assert result is not None
+        return cast(RunResult[OutputT], result)
+
+    def stream(
+        self, prompt: Prompt, *, context: Any = None, max_turns: int | None = None
+    ) -> Generator[AgentEvent, None, None]:
+        """Run with a streamed model call per round, yielding events as they happen.
+
+        Text, reasoning and tool-argument deltas as they arrive, then per round
+        ``ModelRoundFinished``, ``ToolCallStarted`` and ``ToolResult``; the last event is
+        ``RunFinished`` with the result. Rounds the provider refuses to stream with tools
+        are sent unstreamed and their text arrives as one delta. Stopping the iteration
+        early (``break``, ``close()``) closes the response stream.
+        """
+        return self._drive(self._new_loop(prompt, context, max_turns), stream=True)
+
+    async def run_async(
+        self, prompt: Prompt, *, context: Any = None, max_turns: int | None = None
+    ) -> RunResult[OutputT]:
+        """The asynchronous :meth:`run`: async tools run as tasks, sync tools in threads."""
+        loop = self._new_loop(prompt, context, max_turns)
+        result: RunResult[Any] | None = None
+        async with contextlib.aclosing(self._drive_async(loop, stream=False)) as events:
+            async for event in events:
+                if isinstance(event, RunFinished):
+                    result = event.result
+        assert result is not None
+        return cast(RunResult[OutputT], result)
+
+    def stream_async(
+        self, prompt: Prompt, *, context: Any = None, max_turns: int | None = None
+    ) -> AsyncGenerator[AgentEvent, None]:
+        """The asynchronous :meth:`stream`. To stop early, close it:
+        ``async with contextlib.aclosing(agent.stream_async(...)) as events: ...``."""
+        return self._drive_async(self._new_loop(prompt, context, max_turns), stream=True)
+
+    # -- resources ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pool and the tool threads this agent made (idempotent).
+
+        A client passed in is left open. An async client can only be closed from its event
+        loop: use ``await agent.aclose()`` (or ``async with agent``) in async code.
+        """
+        with self._lock:
+            client = self._sync_client if self._given_client is None else None
+            self._sync_client = None if self._given_client is None else self._sync_client
+            pool, self._pool = self._pool, None
+        if client is not None:
+            client.close()
+        if pool is not None:
+            # A sync tool still running cannot be interrupted; don't wait for it.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """Close everything :meth:`close` does, and the async client made for this loop."""
+        with self._lock:
+            client = self._async_client if self._given_client is None else None
+            if self._given_client is None:
+                self._async_client = None
+                self._async_loop = None
+        if client is not None:
+            await client.aclose()
+        self.close()
+
+    def __enter__(self) -> Agent[OutputT]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Agent[OutputT]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- setup --------------------------------------------------------------------------
+
+    def _new_loop(self, prompt: Prompt, context: Any, max_turns: int | None) -> RunLoop:
+        return RunLoop(
+            self._settings,
+            self._messages_for(prompt),
+            deps=context,
+            max_turns=max_turns,
+            tools_with_stream=self._tools_with_stream,
+        )
+
+    def _messages_for(self, prompt: Prompt) -> list[dict[str, Any]]:
+        if isinstance(prompt, str):
+            user = {"role": "user", "content": prompt}
+            if self.instructions is None:
+                return [user]
+            return [{"role": "system", "content": self.instructions}, user]
+        messages: list[dict[str, Any]] = []
+        for message in prompt:
+            if not isinstance(message, Mapping) or "role" not in message:
+                raise ConfigurationError(
+                    "a transcript is a list of message dicts, each with a 'role'; got "
+                    f"{type(message).__name__}"
+                )
+            messages.append(message if isinstance(message, dict) else dict(message))
+        if not messages:
+            raise ConfigurationError("the transcript is empty: nothing to send")
+        if self.instructions is not None and messages[0].get("role") != "system":
+            messages.insert(0, {"role": "system", "content": self.instructions})
+        return messages
+
+    def _client(self) -> ChatClient:
+        client = self._sync_client
+        if client is not None:
+            return client
+        if self._given_client is not None:
+            raise ConfigurationError(
+                "this agent was given an AsyncChatClient: use run_async/stream_async, or "
+                "pass a ChatClient"
+            )
+        with self._lock:
+            if self._sync_client is None:
+                self._sync_client = ChatClient(**self._client_config)
+            return self._sync_client
+
+    def _client_async(self) -> AsyncChatClient:
+        if self._given_client is not None:
+            if self._async_client is None:
+                raise ConfigurationError(
+                    "this agent was given a ChatClient: use run/stream, or pass an AsyncChatClient"
+                )
+            return self._async_client
+        # An httpx.AsyncClient's connections belong to one event loop: keep one client
+        # (one connection pool, shared by every run) per loop.
+        running = asyncio.get_running_loop()
+        with self._lock:
+            owner = self._async_loop() if self._async_loop is not None else None
+            if self._async_client is None or owner is not running:
+                self._async_client = AsyncChatClient(**self._client_config)
+                self._async_loop = weakref.ref(running)
+            return self._async_client
+
+    def _executor(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is not None:
+            return pool
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self._parallel_limit, thread_name_prefix="agentkit-tool"
+                )
+            return self._pool
+
+    def _remember(self, loop: RunLoop) -> None:
+        # A provider that refused tools with stream=True will refuse again: skip the try.
+        if not loop.tools_with_stream:
+            self._tools_with_stream = False
+
+    # -- the sync driver ----------------------------------------------------------------
+
+    def _drive(self, loop: RunLoop, *, stream: bool) -> Generator[AgentEvent, None, None]:
+        client = self._client()
+        hooks = self._hooks
+        outcomes: list[ToolOutcome] = []
+        try:
+            while True:
+                request = loop.next_request()
+                if hooks.before_model_call is not None:
+                    _settle_sync(hooks.before_model_call(loop.turns, request))
+                if stream and loop.wants_stream(request):
+                    completion: ChatCompletion | None = None
+                    with contextlib.closing(self._stream_round(loop, client, request)) as items:
+                        for item in items:
+                            if isinstance(item, ChatCompletion):
+                                completion = item
+                            else:
+                                yield item
+                    assert completion is not None
+                else:
+                    completion = client.create(**request)
+                    if stream:
+                        yield from completion_deltas(completion)
+                if hooks.after_model_call is not None:
+                    _settle_sync(hooks.after_model_call(loop.turns, completion))
+                step: Step = loop.on_response(completion)
+                yield step.round
+                if isinstance(step, RunTools):
+                    outcomes = []
+                    with contextlib.closing(self._run_tools(loop, step.calls, outcomes)) as events:
+                        yield from events
+                    loop.on_tool_outcomes(outcomes)
+                    outcomes = []
+                else:
+                    self._remember(loop)
+                    yield RunFinished(step.result)
+                    return
+        except GeneratorExit:
+            loop.interrupt(outcomes)
+            raise
+        except BaseException as exc:
+            self._remember(loop)
+            loop.fail(exc, outcomes)
+            raise
+
+    def _stream_round(
+        self, loop: RunLoop, client: ChatClient, request: dict[str, Any]
+    ) -> Generator[StreamDelta | ChatCompletion, None, None]:
+        """One streamed model call; the completion comes last. Falls back to a plain
+        request when the provider refuses tools with ``stream=True``."""
+        yielded = False
+        try:
+            with client.stream(**request) as chat_stream:
+                for delta in chat_stream:
+                    yielded = True
+                    yield delta
+                completion = chat_stream.completion
+        except APIError as exc:
+            if not loop.stream_refused(request, exc, yielded):
+                raise
+        else:
+            yield completion
+            return
+        completion = client.create(**request)
+        yield from completion_deltas(completion)
+        yield completion
+
+    def _run_tools(
+        self, loop: RunLoop, calls: list[PlannedCall], outcomes: list[ToolOutcome]
+    ) -> Generator[AgentEvent, None, None]:
+        hooks = self._hooks
+        runnable: list[PlannedCall] = []
+        for call in calls:
+            if not call.runs:
+                outcome = ToolOutcome.not_run(call)
+            elif call.needs_approval and not self._approved_sync(call):
+                outcome = ToolOutcome.refused(call, approver_configured=self._approve is not None)
+            else:
+                runnable.append(call)
+                continue
+            outcomes.append(outcome)
+            yield loop.settle(outcome)
+        if not runnable:
+            return
+        for call in runnable:
+            if hooks.before_tool_call is not None:
+                _settle_sync(hooks.before_tool_call(call))
+            yield ToolCallStarted(call.call_id, call.name, call.arguments)
+
+        reports: queue.SimpleQueue[_Report] = queue.SimpleQueue()
+        pool = self._executor()
+        futures: list[Future[None]] = [pool.submit(_work, call, reports) for call in runnable]
+        waiting = {call.index: call for call in runnable}
+        started: dict[int, float] = {}
+        try:
+            while waiting:
+                deadline = _next_deadline(waiting, started)
+                wait = _MAX_WAIT if deadline is None else deadline - time.perf_counter()
+                try:
+                    kind, index, payload = reports.get(timeout=max(0.0, min(wait, _MAX_WAIT)))
+                except queue.Empty:
+                    now = time.perf_counter()
+                    for index, call in list(waiting.items()):
+                        deadline = _deadline(call, started.get(index))
+                        if deadline is not None and now >= deadline:
+                            del waiting[index]
+                            timed_out = ToolOutcome.timed_out(call, call.timeout or 0.0)
+                            yield self._finished_sync(loop, timed_out, outcomes)
+                    continue
+                if index not in waiting:
+                    continue  # the late result of a call that timed out
+                if kind == "started":
+                    started[index] = cast(float, payload)
+                elif kind == "fatal":
+                    raise cast(BaseException, payload)
+                else:
+                    del waiting[index]
+                    yield self._finished_sync(loop, cast(ToolOutcome, payload), outcomes)
+        finally:
+            for future in futures:
+                future.cancel()  # calls not started yet never start
+
+    def _finished_sync(
+        self, loop: RunLoop, outcome: ToolOutcome, outcomes: list[ToolOutcome]
+    ) -> ToolResult:
+        outcomes.append(outcome)
+        result = loop.settle(outcome)
+        if self._hooks.after_tool_call is not None:
+            _settle_sync(self._hooks.after_tool_call(outcome.call, result))
+        return result
+
+    def _approved_sync(self, call: PlannedCall) -> bool:
+        if self._approve is None:
+            return False
+        return _settle_sync(self._approve(call)) is True
+
+    # -- the async driver ---------------------------------------------------------------
+
+    async def _drive_async(
+        self, loop: RunLoop, *, stream: bool
+    ) -> AsyncGenerator[AgentEvent, None]:
+        client = self._client_async()
+        hooks = self._hooks
+        outcomes: list[ToolOutcome] = []
+        try:
+            while True:
+                request = loop.next_request()
+                if hooks.before_model_call is not None:
+                    await _settle(hooks.before_model_call(loop.turns, request))
+                if stream and loop.wants_stream(request):
+                    completion: ChatCompletion | None = None
+                    round_items = self._stream_round_async(loop, client, request)
+                    async with contextlib.aclosing(round_items) as items:
+                        async for item in items:
+                            if isinstance(item, ChatCompletion):
+                                completion = item
+                            else:
+                                yield item
+                    assert completion is not None
+                else:
+                    completion = await client.create(**request)
+                    if stream:
+                        for delta in completion_deltas(completion):
+                            yield delta
+                if hooks.after_model_call is not None:
+                    await _settle(hooks.after_model_call(loop.turns, completion))
+                step: Step = loop.on_response(completion)
+                yield step.round
+                if isinstance(step, RunTools):
+                    outcomes = []
+                    tool_events = self._run_tools_async(loop, step.calls, outcomes)
+                    async with contextlib.aclosing(tool_events) as events:
+                        async for event in events:
+                            yield event
+                    loop.on_tool_outcomes(outcomes)
+                    outcomes = []
+                else:
+                    self._remember(loop)
+                    yield RunFinished(step.result)
+                    return
+        except GeneratorExit:
+            loop.interrupt(outcomes)
+            raise
+        except BaseException as exc:
+            self._remember(loop)
+            loop.fail(exc, outcomes)
+            raise
+
+    async def _stream_round_async(
+        self, loop: RunLoop, client: AsyncChatClient, request: dict[str, Any]
+    ) -> AsyncGenerator[StreamDelta | ChatCompletion, None]:
+        yielded = False
+        try:
+            async with client.stream(**request) as chat_stream:
+                async for delta in chat_stream:
+                    yielded = True
+                    yield delta
+                completion = chat_stream.completion
+        except APIError as exc:
+            if not loop.stream_refused(request, exc, yielded):
+                raise
+        else:
+            yield completion
+            return
+        completion = await client.create(**request)
+        for delta in completion_deltas(completion):
+            yield delta
+        yield completion
+
+    async def _run_tools_async(
+        self, loop: RunLoop, calls: list[PlannedCall], outcomes: list[ToolOutcome]
+    ) -> AsyncGenerator[AgentEvent, None]:
+        hooks = self._hooks
+        runnable: list[PlannedCall] = []
+        for call in calls:
+            if not call.runs:
+                outcome = ToolOutcome.not_run(call)
+            elif call.needs_approval and not await self._approved(call):
+                outcome = ToolOutcome.refused(call, approver_configured=self._approve is not None)
+            else:
+                runnable.append(call)
+                continue
+            outcomes.append(outcome)
+            yield loop.settle(outcome)
+        if not runnable:
+            return
+        for call in runnable:
+            if hooks.before_tool_call is not None:
+                await _settle(hooks.before_tool_call(call))
+            yield ToolCallStarted(call.call_id, call.name, call.arguments)
+
+        limit = asyncio.Semaphore(self._parallel_limit)
+        tasks = [asyncio.ensure_future(self._execute(call, limit)) for call in runnable]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                outcome = await next_done
+                outcomes.append(outcome)
+                result = loop.settle(outcome)
+                if hooks.after_tool_call is not None:
+                    await _settle(hooks.after_tool_call(outcome.call, result))
+                yield result
+        finally:
+            pending = [task for task in tasks if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _execute(self, call: PlannedCall, limit: asyncio.Semaphore) -> ToolOutcome:
+        if not call.is_async:
+            return await self._execute_in_thread(call)
+        async with limit:
+            start = time.perf_counter()
+            try:
+                value = await _with_timeout(call.invoke(), call.timeout)
+            except _ToolTimedOut:
+                return ToolOutcome.timed_out(call, call.timeout or 0.0)
+            except Exception as exc:
+                return ToolOutcome.failed(call, exc, time.perf_counter() - start)
+            return ToolOutcome.ok(call, value, time.perf_counter() - start)
+
+    async def _execute_in_thread(self, call: PlannedCall) -> ToolOutcome:
+        running = asyncio.get_running_loop()
+        started: asyncio.Future[None] = running.create_future()
+
+        def work() -> tuple[Any, float]:
+            with contextlib.suppress(RuntimeError):  # the loop may be gone
+                running.call_soon_threadsafe(_resolve, started)
+            start = time.perf_counter()
+            value = call.invoke()
+            return value, time.perf_counter() - start
+
+        context = contextvars.copy_context()
+        future = running.run_in_executor(self._executor(), context.run, work)
+        try:
+            if call.timeout is not None:
+                # The clock starts when a worker picks the call up, not while it queues.
+                await asyncio.wait((started, future), return_when=asyncio.FIRST_COMPLETED)
+            value, duration = await _with_timeout(future, call.timeout)
+        except _ToolTimedOut:
+            return ToolOutcome.timed_out(call, call.timeout or 0.0)
+        except Exception as exc:
+            return ToolOutcome.failed(call, exc)
+        finally:
+            future.cancel()  # a call still queued never starts
+            started.cancel()
+        return ToolOutcome.ok(call, value, duration)
+
+    async def _approved(self, call: PlannedCall) -> bool:
+        if self._approve is None:
+            return False
+        return await _settle(self._approve(call)) is True
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+_MAX_WAIT = 0.5  # seconds; the sync driver wakes at least this often (Ctrl-C everywhere)
+
+_Report: TypeAlias = tuple[str, int, Any]
+
+
+class _ToolTimedOut(Exception):
+    """The tool ran past its timeout (told apart from a TimeoutError the tool raised)."""
+
+
+def _work(call: PlannedCall, reports: queue.SimpleQueue[_Report]) -> None:
+    """Run one call in a pool thread and report: started, then the outcome."""
+    start = time.perf_counter()
+    reports.put(("started", call.index, start))
+    try:
+        value = call.invoke()
+        if call.is_async:
+            # An async tool in the sync driver runs on its own event loop in this thread.
+            value = asyncio.run(_with_timeout(value, call.timeout))
+        outcome = ToolOutcome.ok(call, value, time.perf_counter() - start)
+    except _ToolTimedOut:
+        outcome = ToolOutcome.timed_out(call, call.timeout or 0.0)
+    except Exception as exc:
+        outcome = ToolOutcome.failed(call, exc, time.perf_counter() - start)
+    except BaseException as exc:  # SystemExit in a tool: the caller's thread re-raises it
+        reports.put(("fatal", call.index, exc))
+        return
+    reports.put(("done", call.index, outcome))
+
+
+def _deadline(call: PlannedCall, started: float | None) -> float | None:
+    """When a sync-driver call times out: its timeout counts from when a worker started it."""
+    if call.timeout is None or started is None:
+        return None
+    return started + call.timeout
+
+
+def _next_deadline(
+    waiting: Mapping[int, PlannedCall], started: Mapping[int, float]
+) -> float | None:
+    deadlines = (_deadline(call, started.get(index)) for index, call in waiting.items())
+    return min((d for d in deadlines if d is not None), default=None)
+
+
+async def _with_timeout(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+    if timeout is None:
+        return await awaitable
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise _ToolTimedOut from None
+        raise
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _settle(value: Any) -> Any:
+    """A hook's or approver's result, awaited if it is awaitable."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _settle_sync(value: Any) -> Any:
+    """The same in the sync driver: an awaitable runs to completion on a fresh loop."""
+    if inspect.isawaitable(value):
+        return asyncio.run(_as_coroutine(value))
+    return value
+
+
+def _as_coroutine(value: Awaitable[Any]) -> Coroutine[Any, Any, Any]:
+    async def wait() -> Any:
+        return await value
+
+    return wait()
