@@ -91,21 +91,31 @@ def _run_cost(server: ServerProcess, loop: asyncio.Runner, s: Settings, v: Verdi
         if inspect.isawaitable(closed):
             loop.run(_awaited(closed))
     rows = [
-        Row(contenders.label(f), median(samples[n]) if n in samples else None, notes.get(n, ""),
-            samples.get(n, []))
+        Row(
+            contenders.label(f),
+            median(samples[n]) if n in samples else None,
+            notes.get(n, ""),
+            samples.get(n, []),
+        )
         for f in contenders.ALL
         for n in [contenders.label(f)]
     ]
     floor = rows[0].value
-    print_table("1. Two-round run (question, tool call, tool result, answer)", rows,
-                "ms/run", baseline=floor)
+    print_table(
+        "1. Two-round run (question, tool call, tool result, answer)",
+        rows,
+        "ms/run",
+        baseline=floor,
+    )
     agentkit_run = next(r for r in rows if r.name == contenders.label(contenders.agentkit_run))
     if floor is None or agentkit_run.value is None:
         v.add(False, f"run: agentkit Agent.run not measured ({agentkit_run.note})")
     else:
         ratio = agentkit_run.value / floor
-        v.add(ratio <= RUN_TARGET, f"run: agentkit Agent.run at {ratio:.2f}x the floor "
-              f"(target <= {RUN_TARGET}x)")
+        v.add(
+            ratio <= RUN_TARGET,
+            f"run: agentkit Agent.run at {ratio:.2f}x the floor (target <= {RUN_TARGET}x)",
+        )
 
 
 async def _awaited(awaitable: object) -> None:
@@ -124,16 +134,22 @@ def _imports(s: Settings, v: Verdicts) -> None:
             rows.append(Row(f"{case.label}: `{statement}`", median(data), "", data))
     print_table("2. Import time (fresh interpreter, -X importtime)", rows, "ms")
     ours = samples.get("agentkit")
-    peers = [c.label for c in imports.CASES if c.framework and c.label != "agentkit"
-             and c.label in samples]
+    peers = [
+        c.label
+        for c in imports.CASES
+        if c.framework and c.label != "agentkit" and c.label in samples
+    ]
     if ours is None or not peers:
         v.add(False, f"imports: agentkit or every peer framework missing {failed}")
         return
     for kind in ("bare", "usable"):
         fastest = min(peers, key=lambda label: median(samples[label][kind]))
         share = median(ours[kind]) / median(samples[fastest][kind])
-        v.add(share <= IMPORT_TARGET, f"imports ({kind}): agentkit at {share:.0%} of the fastest "
-              f"peer framework, {fastest} (target <= {IMPORT_TARGET:.0%})")
+        v.add(
+            share <= IMPORT_TARGET,
+            f"imports ({kind}): agentkit at {share:.0%} of the fastest "
+            f"peer framework, {fastest} (target <= {IMPORT_TARGET:.0%})",
+        )
 
 
 def _parallel(server: ServerProcess, loop: asyncio.Runner, s: Settings, v: Verdicts) -> None:
@@ -146,11 +162,16 @@ def _parallel(server: ServerProcess, loop: asyncio.Runner, s: Settings, v: Verdi
     rows = [Row(label, median(data), "", data) for label, data in samples.items()]
     print_table(
         f"3. Parallel tools: {parallel.scripted.PARALLEL_CALLS} calls of a "
-        f"{parallel.scripted.TOOL_SECONDS * 1000:.0f} ms tool in one round, whole run", rows, "ms"
+        f"{parallel.scripted.TOOL_SECONDS * 1000:.0f} ms tool in one round, whole run",
+        rows,
+        "ms",
     )
     worst = max(rows, key=lambda row: row.value or 0.0)
-    v.add((worst.value or 0.0) <= parallel.TARGET_MS, f"parallel: slowest case {worst.name} at "
-          f"{worst.value:.0f} ms (target <= {parallel.TARGET_MS:.0f} ms)")
+    v.add(
+        (worst.value or 0.0) <= parallel.TARGET_MS,
+        f"parallel: slowest case {worst.name} at "
+        f"{worst.value:.0f} ms (target <= {parallel.TARGET_MS:.0f} ms)",
+    )
 
 
 def _scale(server: ServerProcess, v: Verdicts) -> None:
@@ -169,23 +190,36 @@ def _scale(server: ServerProcess, v: Verdicts) -> None:
             continue
         errors = r["errors"] + r["wrong_answers"]
         label = "floor: httpx.AsyncClient loop" if name == "floor" else "agentkit Agent.run_async"
-        print(f"| {label} | {r['wall_s']:.2f} | {r['requests_per_s']:.0f} | "
-              f"{r['peak_rss_mb']:.0f} | {r['rss_before_mb']:.0f} | {r['connections_opened']} | "
-              f"{errors}{' ' + r['first_error'] if r['first_error'] else ''} |")
+        print(
+            f"| {label} | {r['wall_s']:.2f} | {r['requests_per_s']:.0f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['rss_before_mb']:.0f} | {r['connections_opened']} | "
+            f"{errors}{' ' + r['first_error'] if r['first_error'] else ''} |"
+        )
         if name == "agentkit":
-            met = (errors == 0 and r["peak_rss_mb"] < scale.TARGET_MB
-                   and r["connections_opened"] <= POOL_BOUND)
-            v.add(met, f"scale: {errors} errors, peak {r['peak_rss_mb']:.0f} MB, "
-                  f"{r['connections_opened']} connections (target: 0 errors, "
-                  f"< {scale.TARGET_MB:.0f} MB, <= {POOL_BOUND} connections)")
+            met = (
+                errors == 0
+                and r["peak_rss_mb"] < scale.TARGET_MB
+                and r["connections_opened"] <= POOL_BOUND
+            )
+            v.add(
+                met,
+                f"scale: {errors} errors, peak {r['peak_rss_mb']:.0f} MB, "
+                f"{r['connections_opened']} connections (target: 0 errors, "
+                f"< {scale.TARGET_MB:.0f} MB, <= {POOL_BOUND} connections)",
+            )
 
 
 def _streaming(server: ServerProcess, s: Settings) -> None:
     samples, skipped = streaming.measure(server, s.stream_repeats)
     rows = [Row(label, median(data), "", data) for label, data in samples.items()]
     rows += [Row(label, None, f"skipped: {reason}") for label, reason in skipped.items()]
-    print_table("5. Streaming: server's first byte to the caller's first text event", rows, "ms",
-                baseline=rows[0].value, baseline_label="x raw httpx")
+    print_table(
+        "5. Streaming: server's first byte to the caller's first text event",
+        rows,
+        "ms",
+        baseline=rows[0].value,
+        baseline_label="x raw httpx",
+    )
 
 
 def _tool(s: Settings) -> None:
@@ -209,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.only or SECTIONS
     verdicts = Verdicts()
     started = time.perf_counter()
-    print(f"Python {platform.python_version()} on {platform.machine()}, "
-          f"{_cpu_count()} CPUs; {'quick' if args.quick else 'full'} run")
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, "
+        f"{_cpu_count()} CPUs; {'quick' if args.quick else 'full'} run"
+    )
     sections: dict[str, Callable[[ServerProcess, asyncio.Runner], None]] = {
         "run": lambda srv, loop: _run_cost(srv, loop, settings, verdicts),
         "imports": lambda srv, loop: _imports(settings, verdicts),

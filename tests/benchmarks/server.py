@@ -28,9 +28,9 @@ from . import scripted
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-FIRST_CHUNK_PAUSE = 0.05
-"""Seconds the server waits after the first text chunk of a streamed answer, so a client
-that buffers the stream instead of yielding as bytes arrive shows it in the timing."""
+CHUNK_GAP = 0.01
+"""Seconds between the events of the streamed answer that times the first text event, so
+a client that buffers the stream instead of yielding as bytes arrive shows it."""
 
 
 class _Recorder:
@@ -51,12 +51,62 @@ class _Recorder:
         return stamps
 
 
-def _start_server(recorder: _Recorder) -> Any:
-    """Start the scripted server in this process; return an object with ``url``,
-    ``requests``, ``connections_opened``, ``reset_counters()`` and ``stop()``."""
-    from ._interim_server import InterimServer
+class _Scripted:
+    """``agentkit.testing.ScriptedServer`` answering from :mod:`.scripted`, with counters
+    that the parent can reset."""
 
-    return InterimServer(recorder)
+    def __init__(self, recorder: _Recorder) -> None:
+        from agentkit.testing import ScriptedServer
+
+        self._recorder = recorder
+        # Replies are immutable and depend only on these keys: build each once.
+        self._replies: dict[tuple[str, bool, bool], Any] = {}
+        self._server = ScriptedServer(handler=self._reply).start()
+        self.url = self._server.base_url
+        self._requests_at_reset = 0
+        self._connections_at_reset = 0
+
+    def _reply(self, request: Any) -> Any:
+        body = request.json()
+        key = (str(body.get("model")), scripted.wants_answer(body), bool(body.get("stream")))
+        reply = self._replies.get(key)
+        if reply is None:
+            reply = self._replies[key] = self._build(body)
+        if key[2] and key[0] == scripted.ANSWER_MODEL:
+            self._recorder.stamp()  # the server writes the status line next
+        return reply
+
+    @staticmethod
+    def _build(body: dict[str, Any]) -> Any:
+        from agentkit.testing import Reply
+
+        if not body.get("stream"):
+            return Reply.raw(json.dumps(scripted.completion(body)))
+        reply = Reply.sse(scripted.chunks(body))
+        if body.get("model") == scripted.ANSWER_MODEL:
+            reply = reply.with_(chunk_delay=CHUNK_GAP)
+        return reply
+
+    @property
+    def requests(self) -> int:
+        return self._server.request_count - self._requests_at_reset
+
+    @property
+    def connections_opened(self) -> int:
+        return self._server.connections_opened - self._connections_at_reset
+
+    def reset_counters(self) -> None:
+        self._server.clear_requests()  # the server records every request; keep it small
+        self._requests_at_reset = self._server.request_count
+        self._connections_at_reset = self._server.connections_opened
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def _start_server(recorder: _Recorder) -> _Scripted:
+    """Start the scripted server in this process."""
+    return _Scripted(recorder)
 
 
 def _serve() -> None:

@@ -1,7 +1,7 @@
 """Streaming: from the server's first byte to the caller's first text event.
 
 The server notes ``time.monotonic_ns()`` just before it writes a streamed answer's status
-line, sends the first text chunk, then waits 50 ms before the rest (so a client that
+line, sends the first text chunk, then the rest 10 ms apart (so a client that
 buffers the whole stream cannot hide it). The caller notes the same clock when its first
 piece of answer text reaches user code. The difference is what the client stack adds to
 the wire: reading the headers, decoding SSE, parsing JSON, building events, plus the
