@@ -181,8 +181,9 @@ class ChatClient(_ClientBase):
             retry_max_delay=retry_max_delay,
         )
         if http_client is not None and not isinstance(http_client, httpx.Client):
-            raise ConfigurationError("http_client must be an httpx.Client (AsyncChatClient "
-                                     "takes an httpx.AsyncClient)")
+            raise ConfigurationError(
+                "http_client must be an httpx.Client (AsyncChatClient takes an httpx.AsyncClient)"
+            )
         self._owns_http = http_client is None
         if http_client is None:
             # Headers live on the pool, so a request merges nothing per call.
@@ -405,8 +406,9 @@ class AsyncChatClient(_ClientBase):
             retry_max_delay=retry_max_delay,
         )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
-            raise ConfigurationError("http_client must be an httpx.AsyncClient (ChatClient "
-                                     "takes an httpx.Client)")
+            raise ConfigurationError(
+                "http_client must be an httpx.AsyncClient (ChatClient takes an httpx.Client)"
+            )
         self._owns_http = http_client is None
         if http_client is None:
             self._http = httpx.AsyncClient(
@@ -431,9 +433,7 @@ class AsyncChatClient(_ClientBase):
             headers = None
             error: APIError
             try:
-                response = await self._http.post(
-                    protocol.url, content=body, headers=self._headers
-                )
+                response = await self._http.post(protocol.url, content=body, headers=self._headers)
             except httpx.HTTPError as exc:
                 error = protocol.transport_error(exc)
             else:

@@ -316,9 +316,7 @@ class ChatProtocol:
         except (TypeError, ValueError) as exc:
             raise RequestValidationError(f"the request is not JSON-serialisable: {exc}") from exc
 
-    def _outgoing_messages(
-        self, messages: Sequence[Mapping[str, Any] | ChatMessage]
-    ) -> list[Any]:
+    def _outgoing_messages(self, messages: Sequence[Mapping[str, Any] | ChatMessage]) -> list[Any]:
         """The messages as sent: the caller's list unless one needs fixing (never mutated)."""
         if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
             raise RequestValidationError(
@@ -716,9 +714,7 @@ class StreamState:
         code = error.get("code")
         if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
             status = code  # vLLM puts the HTTP status of a mid-stream error in "code"
-        raise error_from_response(
-            status, {"error": error}, request_id=self._request_id, text=text
-        )
+        raise error_from_response(status, {"error": error}, request_id=self._request_id, text=text)
 
     def _cut(self, error: APIError) -> IncompleteStreamError | None:
         """The error for a stream cut mid-way, or ``None`` when what arrived is whole."""
