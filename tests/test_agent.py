@@ -36,6 +36,12 @@ def server() -> Iterator[ScriptedServer]:
         yield scripted
 
 
+@pytest.fixture
+def client(server: ScriptedServer) -> Iterator[ChatClient]:
+    with fast_client(server) as made:
+        yield made
+
+
 def fast_client(server: ScriptedServer, **options: Any) -> ChatClient:
     """A client whose retries do not wait long (the scripted faults come back at once)."""
     return ChatClient(server.base_url, KEY, retry_base_delay=0.01, retry_max_delay=0.05, **options)
@@ -109,15 +115,13 @@ def usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
-def test_multi_round_run(server: ScriptedServer) -> None:
+def test_multi_round_run(server: ScriptedServer, client: ChatClient) -> None:
     server.queue(
         Reply.tool_calls(("get_weather", {"city": "Hangzhou"}, "w1"), usage=usage(50, 10)),
         Reply.tool_calls(("get_time", {"city": "Hangzhou"}, "t1"), usage=usage(80, 12)),
         Reply.text("Sunny, and it is ten o'clock.", usage=usage(110, 9)),
     )
-    with Agent(
-        "qwen-plus", [get_weather, get_time], "Be brief.", client=fast_client(server)
-    ) as agent:
+    with Agent("qwen-plus", [get_weather, get_time], "Be brief.", client=client) as agent:
         result = agent.run("Weather and time in Hangzhou?")
 
     assert result.output == "Sunny, and it is ten o'clock."
@@ -167,13 +171,15 @@ def test_run_async_multi_round(server: ScriptedServer) -> None:
     assert server.requests[1].messages[-1]["content"] == "Sunny in Paris, 24 C."
 
 
-def test_passing_the_transcript_back_continues_the_conversation(server: ScriptedServer) -> None:
+def test_passing_the_transcript_back_continues_the_conversation(
+    server: ScriptedServer, client: ChatClient
+) -> None:
     server.queue(
         Reply.tool_calls(("get_weather", {"city": "Rome"})),
         Reply.text("Sunny in Rome."),
         Reply.text("You asked about Rome."),
     )
-    with Agent("qwen-plus", [get_weather], "Be brief.", client=fast_client(server)) as agent:
+    with Agent("qwen-plus", [get_weather], "Be brief.", client=client) as agent:
         first = agent.run("Weather in Rome?")
         follow_up = [*first.messages, {"role": "user", "content": "Which city did I ask about?"}]
         second = agent.run(follow_up)
@@ -188,9 +194,10 @@ def test_passing_the_transcript_back_continues_the_conversation(server: Scripted
 
 def test_instructions_are_added_to_a_transcript_without_a_system_message(
     server: ScriptedServer,
+    client: ChatClient,
 ) -> None:
     server.queue(Reply.text("ok"))
-    with Agent("qwen-plus", instructions="Be brief.", client=fast_client(server)) as agent:
+    with Agent("qwen-plus", instructions="Be brief.", client=client) as agent:
         agent.run([{"role": "user", "content": "hi"}])
     assert server.requests[0].messages == [
         {"role": "system", "content": "Be brief."},
@@ -199,12 +206,12 @@ def test_instructions_are_added_to_a_transcript_without_a_system_message(
     assert "tools" not in server.requests[0].json()  # no tools, no empty list
 
 
-def test_model_parameters_are_sent_every_round(server: ScriptedServer) -> None:
+def test_model_parameters_are_sent_every_round(server: ScriptedServer, client: ChatClient) -> None:
     server.queue(Reply.tool_calls(("get_weather", {"city": "x"})), Reply.text("done"))
     agent = Agent(
         "qwen-plus",
         [get_weather],
-        client=fast_client(server),
+        client=client,
         temperature=0.3,
         top_p=0.9,
         max_tokens=200,
@@ -223,18 +230,18 @@ def test_model_parameters_are_sent_every_round(server: ScriptedServer) -> None:
         assert body["enable_thinking"] is False  # extra_body merged into the body
 
 
-def test_plain_functions_become_tools(server: ScriptedServer) -> None:
+def test_plain_functions_become_tools(server: ScriptedServer, client: ChatClient) -> None:
     def add(a: int, b: int) -> int:
         """Add two numbers."""
         return a + b
 
     server.queue(Reply.tool_calls(("add", {"a": 2, "b": 3})), Reply.text("5"))
-    with Agent("m", [add], client=fast_client(server)) as agent:
+    with Agent("m", [add], client=client) as agent:
         agent.run("2+3?")
     assert server.requests[1].messages[-1]["content"] == "5"
 
 
-def test_run_context_reaches_tools(server: ScriptedServer) -> None:
+def test_run_context_reaches_tools(server: ScriptedServer, client: ChatClient) -> None:
     seen: list[RunContext[dict[str, str]]] = []
     last_message_seen: list[dict[str, Any]] = []
 
@@ -246,7 +253,7 @@ def test_run_context_reaches_tools(server: ScriptedServer) -> None:
         return ctx.deps["user"]
 
     server.queue(Reply.tool_calls(("whoami", {}), usage=usage(20, 5)), Reply.text("You are Ada."))
-    with Agent("m", [whoami], client=fast_client(server)) as agent:
+    with Agent("m", [whoami], client=client) as agent:
         assert "ctx" not in json.dumps(whoami.to_openai())  # the model never sees it
         agent.run("Who am I?", context={"user": "Ada"})
     (ctx,) = seen
@@ -273,10 +280,12 @@ def three_calls(name: str) -> Reply:
 
 
 @pytest.mark.parametrize("tool_name", ["slow_sync", "slow_async"])
-def test_run_overlaps_three_slow_calls(server: ScriptedServer, tool_name: str) -> None:
+def test_run_overlaps_three_slow_calls(
+    server: ScriptedServer, client: ChatClient, tool_name: str
+) -> None:
     timeline = Timeline()
     server.queue(three_calls(tool_name), Reply.text("done"))
-    with Agent("m", slow_tools(timeline), client=fast_client(server)) as agent:
+    with Agent("m", slow_tools(timeline), client=client) as agent:
         start = time.perf_counter()
         result = agent.run("go")
         elapsed = time.perf_counter() - start
@@ -307,7 +316,7 @@ def test_run_async_overlaps_three_slow_calls(server: ScriptedServer, tool_name: 
     assert elapsed < 0.6, elapsed
 
 
-def test_stream_overlaps_sync_and_async_calls(server: ScriptedServer) -> None:
+def test_stream_overlaps_sync_and_async_calls(server: ScriptedServer, client: ChatClient) -> None:
     timeline = Timeline()
     server.queue(
         Reply.tool_calls(
@@ -315,7 +324,7 @@ def test_stream_overlaps_sync_and_async_calls(server: ScriptedServer) -> None:
         ),
         Reply.text("done"),
     )
-    with Agent("m", slow_tools(timeline), client=fast_client(server)) as agent:
+    with Agent("m", slow_tools(timeline), client=client) as agent:
         start = time.perf_counter()
         events = list(agent.stream("go"))
         elapsed = time.perf_counter() - start
@@ -326,7 +335,7 @@ def test_stream_overlaps_sync_and_async_calls(server: ScriptedServer) -> None:
     assert isinstance(events[-1], RunFinished)
 
 
-def test_concurrency_is_bounded(server: ScriptedServer) -> None:
+def test_concurrency_is_bounded(server: ScriptedServer, client: ChatClient) -> None:
     running = 0
     peak = 0
     lock = threading.Lock()
@@ -344,7 +353,7 @@ def test_concurrency_is_bounded(server: ScriptedServer) -> None:
         return "ok"
 
     server.queue(Reply.tool_calls(*[("busy", {"n": n}) for n in range(6)]), Reply.text("done"))
-    with Agent("m", [busy], client=fast_client(server), parallel_tool_calls_limit=2) as agent:
+    with Agent("m", [busy], client=client, parallel_tool_calls_limit=2) as agent:
         agent.run("go")
     assert peak == 2
 
@@ -360,16 +369,19 @@ def test_a_503_burst_is_retried_and_the_run_recovers(server: ScriptedServer) -> 
         Reply.error(503, "busy"),
         Reply.text("Sunny in Oslo."),
     )
-    with Agent("m", [get_weather], client=fast_client(server, max_retries=2)) as agent:
+    with (
+        fast_client(server, max_retries=2) as client,
+        Agent("m", [get_weather], client=client) as agent,
+    ):
         result = agent.run("Weather in Oslo?")
     assert result.output == "Sunny in Oslo."
     assert len(server.requests) == 5
     assert result.turns == 2
 
 
-def test_a_429_with_retry_after_is_honoured(server: ScriptedServer) -> None:
+def test_a_429_with_retry_after_is_honoured(server: ScriptedServer, client: ChatClient) -> None:
     server.queue(Reply.rate_limited(retry_after=0.2), Reply.text("ok"))
-    with Agent("m", client=fast_client(server)) as agent:
+    with Agent("m", client=client) as agent:
         assert agent.run("hi").output == "ok"
     first, second = server.requests
     assert second.received_at - first.received_at >= 0.15
@@ -379,9 +391,12 @@ def test_a_quota_error_is_typed_sent_once_and_carries_the_transcript(
     server: ScriptedServer,
 ) -> None:
     server.queue(Reply.tool_calls(("get_weather", {"city": "Oslo"})), Reply.quota_exceeded())
-    with Agent("m", [get_weather], client=fast_client(server, max_retries=3)) as agent:
-        with pytest.raises(QuotaExceededError) as caught:
-            agent.run("Weather in Oslo?")
+    with (
+        fast_client(server, max_retries=3) as client,
+        Agent("m", [get_weather], client=client) as agent,
+        pytest.raises(QuotaExceededError) as caught,
+    ):
+        agent.run("Weather in Oslo?")
     error = caught.value
     assert len(server.requests) == 2  # never retried
     assert error.status == 429
@@ -392,9 +407,12 @@ def test_a_quota_error_is_typed_sent_once_and_carries_the_transcript(
 
 def test_a_bad_key_is_typed_and_not_retried(server: ScriptedServer) -> None:
     server.queue(Reply.invalid_api_key())
-    with Agent("m", client=fast_client(server, max_retries=3)) as agent:
-        with pytest.raises(AuthenticationError) as caught:
-            agent.run("hi")
+    with (
+        fast_client(server, max_retries=3) as client,
+        Agent("m", client=client) as agent,
+        pytest.raises(AuthenticationError) as caught,
+    ):
+        agent.run("hi")
     assert len(server.requests) == 1
     assert caught.value.messages == [{"role": "user", "content": "hi"}]
     assert KEY not in str(caught.value) and KEY not in repr(caught.value)
@@ -408,8 +426,10 @@ def test_a_missing_key_is_reported_before_any_request(monkeypatch: pytest.Monkey
         Agent("qwen-plus")
 
 
-def test_a_transcript_that_is_not_messages_is_refused(server: ScriptedServer) -> None:
-    with Agent("m", client=fast_client(server)) as agent:
+def test_a_transcript_that_is_not_messages_is_refused(
+    server: ScriptedServer, client: ChatClient
+) -> None:
+    with Agent("m", client=client) as agent:
         with pytest.raises(ConfigurationError):
             agent.run(["hello"])  # type: ignore[list-item]
         with pytest.raises(ConfigurationError):
@@ -420,16 +440,16 @@ def test_a_transcript_that_is_not_messages_is_refused(server: ScriptedServer) ->
 # --- real servers' bodies -------------------------------------------------------------------
 
 
-def test_the_seed_json_body(server: ScriptedServer) -> None:
+def test_the_seed_json_body(server: ScriptedServer, client: ChatClient) -> None:
     body = (DATA / "dashscope" / "http_completion.json").read_bytes()
     server.queue(Reply.replay(body))
-    with Agent("qwen-plus", client=fast_client(server)) as agent:
+    with Agent("qwen-plus", client=client) as agent:
         result = agent.run("Who are you?")
     assert result.output == "I am a large language model from Alibaba Cloud. My name is Qwen."
     assert result.usage.total_tokens == 27
 
 
-def test_the_seed_stream(server: ScriptedServer) -> None:
+def test_the_seed_stream(server: ScriptedServer, client: ChatClient) -> None:
     body = (DATA / "dashscope" / "http_stream.txt").read_bytes()
     expected = "".join(
         json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
@@ -437,7 +457,7 @@ def test_the_seed_stream(server: ScriptedServer) -> None:
         if line.startswith("data: {") and json.loads(line[6:])["choices"]
     )
     server.queue(Reply.replay(body))
-    with Agent("qwen-plus", client=fast_client(server)) as agent:
+    with Agent("qwen-plus", client=client) as agent:
         events = list(agent.stream("Who are you?"))
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
     assert text == expected and text
@@ -453,18 +473,21 @@ def test_llama_cpp_style_calls_and_its_null_content_rule() -> None:
             Reply.tool_calls(("get_weather", {"city": "Lima"}), style="llama.cpp", content=None),
             Reply.text("Sunny in Lima."),
         )
-        with Agent("m", [get_weather], client=fast_client(server, max_retries=0)) as agent:
+        with (
+            fast_client(server, max_retries=0) as client,
+            Agent("m", [get_weather], client=client) as agent,
+        ):
             result = agent.run("Weather in Lima?")
     assert result.output == "Sunny in Lima."
     assert server.requests[1].messages[1]["content"] == ""
 
 
-def test_tool_calls_written_in_the_text_are_run(server: ScriptedServer) -> None:
+def test_tool_calls_written_in_the_text_are_run(server: ScriptedServer, client: ChatClient) -> None:
     server.queue(
         Reply.text_tool_calls(("get_weather", {"city": "Kyiv"})),
         Reply.text("Sunny in Kyiv."),
     )
-    with Agent("m", [get_weather], client=fast_client(server)) as agent:
+    with Agent("m", [get_weather], client=client) as agent:
         result = agent.run("Weather in Kyiv?")
     assert server.requests[1].messages[-1]["content"] == "Sunny in Kyiv, 24 C."
     assert result.output == "Sunny in Kyiv."
