@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -40,7 +41,7 @@ import pydantic_core
 from pydantic import ValidationError
 
 from .errors import ToolArgumentsError, ToolDefinitionError
-from .schema import FunctionSchema, function_schema
+from .schema import FunctionSchema, StrictDecoder, function_schema
 
 __all__ = ["Tool", "tool"]
 
@@ -101,7 +102,13 @@ class Tool(Generic[P, R]):
             raise ToolDefinitionError(
                 f"timeout must be a positive number of seconds, got {timeout!r}"
             )
-        schema = function_schema(function, name=name, description=description, strict=strict)
+        schema = function_schema(
+            function,
+            name=name,
+            description=description,
+            strict=strict,
+            localns=_caller_locals(),
+        )
         functools.update_wrapper(self, function)
         self.__name__ = getattr(function, "__name__", schema.name)
         self._schema: FunctionSchema = schema
@@ -154,9 +161,9 @@ class Tool(Generic[P, R]):
         """
         if not text or (isinstance(text, str) and text.isspace()):
             text = "{}"
-        nested = self._schema.nested_null_defaults
-        if nested is not None:
-            text = _without_default_nulls(text, nested.apply)
+        decoder = self._schema.strict_decoder
+        if decoder is not None:
+            text = _decoded(text, decoder)
         try:
             instance = self._validator.validate_json(text, strict=True, extra="forbid")
         except ValidationError as exc:
@@ -276,6 +283,18 @@ def tool(
 # --- helpers -------------------------------------------------------------------------------
 
 
+def _caller_locals() -> dict[str, Any] | None:
+    """The local names where the tool is defined (as pydantic does for models).
+
+    A function defined inside another one may name local classes in string annotations
+    (``from __future__ import annotations``); its own globals cannot resolve those.
+    """
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back  # type: ignore[assignment]
+    return frame.f_locals if frame is not None else None
+
+
 def _is_coroutine_function(function: Callable[..., Any]) -> bool:
     while isinstance(function, functools.partial):
         function = function.func
@@ -319,17 +338,15 @@ def _mark_like_function(
         vars(tool_obj)["__annotations__"] = {}
 
 
-def _without_default_nulls(
-    text: str | bytes | bytearray, strip: Callable[[Any], None]
-) -> str | bytes | bytearray:
+def _decoded(text: str | bytes | bytearray, decoder: StrictDecoder) -> str | bytes | bytearray:
+    """Arguments written for the strict schema, in the shape the validator reads."""
     try:
         data = pydantic_core.from_json(text)
     except ValueError:
         return text  # not JSON: validation reports it
     if not isinstance(data, dict):
         return text
-    strip(data)
-    return pydantic_core.to_json(data)
+    return pydantic_core.to_json(decoder.decode(data))
 
 
 def _integral_floats_as_ints(text: str | bytes | bytearray, errors: list[Any]) -> bytes | None:

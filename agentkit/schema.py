@@ -46,7 +46,7 @@ from .errors import ToolDefinitionError
 __all__ = [
     "NAME_PATTERN",
     "FunctionSchema",
-    "NullDefaults",
+    "StrictDecoder",
     "describe_function",
     "function_schema",
     "to_strict_json_schema",
@@ -73,8 +73,10 @@ class FunctionSchema:
             mode makes optional parameters nullable; the Python default then applies).
         filled_defaults: parameters whose signature default is a pydantic ``Field(...)``;
             Python would pass the ``FieldInfo`` itself, so the validator's default is passed.
-        nested_null_defaults: in strict mode, removes such nulls inside nested objects
-            before validation; ``None`` when there are none.
+        strict_decoder: in strict mode, turns arguments written for the strict schema
+            back into the shape the validator reads (nulls inside nested objects that mean
+            "use the default", key/value lists that stand for mappings); ``None`` when the
+            strict schema has neither.
         context_param: the name of the ``RunContext`` parameter, or ``None``.
         strict: whether ``parameters`` is in OpenAI's strict subset.
     """
@@ -88,7 +90,7 @@ class FunctionSchema:
     defaults: dict[str, Any]
     null_means_default: frozenset[str]
     filled_defaults: frozenset[str]
-    nested_null_defaults: NullDefaults | None
+    strict_decoder: StrictDecoder | None
     context_param: str | None
     strict: bool
 
@@ -112,12 +114,14 @@ def _underlying(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-def _type_hints(function: Callable[..., Any], display: str) -> dict[str, Any]:
+def _type_hints(
+    function: Callable[..., Any], display: str, localns: dict[str, Any] | None
+) -> dict[str, Any]:
     target = _underlying(function)
     if not inspect.isroutine(target) and callable(target):
         target = _underlying(type(target).__call__)  # a callable object: its __call__
     try:
-        return typing.get_type_hints(target, include_extras=True)
+        return typing.get_type_hints(target, localns=localns, include_extras=True)
     except Exception as exc:  # NameError for unresolvable forward references, and more
         raise ToolDefinitionError(
             f"Cannot read the type annotations of {display}: {exc}. Every annotation must "
@@ -258,8 +262,12 @@ def function_schema(
     name: str | None = None,
     description: str | None = None,
     strict: bool = False,
+    localns: dict[str, Any] | None = None,
 ) -> FunctionSchema:
     """Derive a tool's name, description, argument model and JSON Schema from a function.
+
+    ``localns`` resolves string annotations that name local classes (a function defined
+    inside another one, under ``from __future__ import annotations``).
 
     Raises :class:`~agentkit.errors.ToolDefinitionError` for anything that cannot become a
     tool: a bad name, ``*args``/``**kwargs``, an unresolvable or unsupported annotation.
@@ -276,7 +284,7 @@ def function_schema(
         signature = inspect.signature(function)
     except (TypeError, ValueError) as exc:
         raise ToolDefinitionError(f"Cannot read the signature of {display}: {exc}") from exc
-    hints = _type_hints(function, display)
+    hints = _type_hints(function, display, localns)
     doc_description, doc_params = describe_function(function)
 
     memo: dict[Any, Any] = {}
@@ -349,13 +357,13 @@ def function_schema(
 
     model = _build_model(tool_name, model_fields, display)
     parameters = _json_schema(model, display)
-    nested_null_defaults = None
+    decoder = None
     if strict:
         transform = _StrictTransform()
         parameters = transform.convert(parameters, "parameters")
-        if transform.null_defaults:
-            nested_null_defaults = NullDefaults(parameters, transform.null_defaults)
-            parameters = copy.deepcopy(parameters)  # the callers' copy; the plan keeps its own
+        if transform.null_defaults or transform.pairs:
+            decoder = StrictDecoder(parameters, transform.null_defaults, transform.pairs)
+            parameters = copy.deepcopy(parameters)  # the callers' copy; the decoder keeps its own
     return FunctionSchema(
         name=tool_name,
         description=description if description is not None else doc_description,
@@ -366,7 +374,7 @@ def function_schema(
         defaults=defaults,
         null_means_default=frozenset(null_means_default),
         filled_defaults=frozenset(filled_defaults),
-        nested_null_defaults=nested_null_defaults,
+        strict_decoder=decoder,
         context_param=context_param,
         strict=strict,
     )
@@ -529,24 +537,29 @@ def to_strict_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     * ``oneOf`` becomes ``anyOf``; a one-item ``allOf`` is merged into its parent;
       ``const`` becomes a one-value ``enum``;
     * ``$ref`` with sibling keywords is wrapped as ``anyOf: [{"$ref": ...}]``;
+    * a mapping with free-form keys (``dict[str, X]``) becomes a list of
+      ``{"key": ..., "value": ...}`` objects, since strict mode wants every object's
+      properties listed; a tool's validator turns the list back into a dict;
     * keywords outside the subset are dropped: ``default``, ``title``, ``minLength``,
       ``maxLength``, ``uniqueItems``, ``examples``, formats other than date-time, time,
       date, duration, email, hostname, ipv4, ipv6 and uuid, patterns with lookaround...
       The tool's validator still enforces dropped constraints and explains a violation.
 
     Raises :class:`~agentkit.errors.ToolDefinitionError` for what strict mode cannot say:
-    a mapping with free-form keys (``dict[str, X]``), an array without an item type, or a
-    value of any type (an unannotated parameter).
+    a value of any type (an unannotated parameter, ``Any``, a bare ``dict`` or ``list``) and
+    an intersection (``allOf`` of several schemas).
     """
     return _StrictTransform().convert(schema, "parameters")
 
 
 class _StrictTransform:
-    """One strict conversion; remembers which properties it made nullable, per object."""
+    """One strict conversion; remembers what it changed that a decoder must undo."""
 
     def __init__(self) -> None:
         # id(converted object schema) -> properties whose null means "use the default"
         self.null_defaults: dict[int, frozenset[str]] = {}
+        # ids of the key/value list schemas that stand for mappings
+        self.pairs: set[int] = set()
 
     def convert(self, schema: dict[str, Any], where: str) -> dict[str, Any]:
         schema = dict(schema)
@@ -568,7 +581,7 @@ class _StrictTransform:
         else:
             out.pop("additionalProperties", None)
             out.pop("required", None)
-        if "items" in out:
+        if "items" in out and id(out) not in self.pairs:
             items = out["items"]
             if not isinstance(items, dict) or not _has_type(items):
                 raise ToolDefinitionError(
@@ -597,11 +610,13 @@ class _StrictTransform:
 
     def _object(self, schema: dict[str, Any], out: dict[str, Any], where: str) -> None:
         additional = schema.get("additionalProperties")
+        if not schema.get("properties") and additional not in (None, False):
+            self._mapping(schema, out, where)
+            return
         if "properties" not in schema or additional not in (None, False):
             raise ToolDefinitionError(
-                f"Strict mode cannot express a mapping with free-form keys at {where} (every "
-                "object must list its properties). Use a model with named fields, a list of "
-                "key/value models, or strict=False."
+                f"Strict mode cannot express an object with both named and free-form keys "
+                f"at {where}. Use a model with named fields only, or strict=False."
             )
         required = set(schema.get("required", ()))
         properties: dict[str, Any] = {}
@@ -617,6 +632,29 @@ class _StrictTransform:
         out["additionalProperties"] = False
         if nulls:
             self.null_defaults[id(out)] = frozenset(nulls)
+
+    def _mapping(self, schema: dict[str, Any], out: dict[str, Any], where: str) -> None:
+        """``dict[str, X]`` as a list of ``{"key", "value"}`` objects (changes ``out``)."""
+        value = schema["additionalProperties"]
+        if not isinstance(value, dict) or not _has_type(value):
+            raise ToolDefinitionError(
+                f"Strict mode needs a type for the values of the mapping at {where}: use "
+                "dict[str, X] with a concrete X, or strict=False."
+            )
+        entry = {
+            "type": "object",
+            "properties": {
+                "key": {"type": "string"},
+                "value": self.convert(value, f"{where}[]"),
+            },
+            "required": ["key", "value"],
+            "additionalProperties": False,
+        }
+        for key in ("properties", "required", "additionalProperties"):
+            out.pop(key, None)
+        out["type"] = "array"
+        out["items"] = entry
+        self.pairs.add(id(out))
 
 
 def _strict_keeps(key: str, value: Any) -> bool:
@@ -650,26 +688,29 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class NullDefaults:
-    """Removes the nulls that mean "use the default" from nested objects (strict mode).
+class StrictDecoder:
+    """Turns arguments written for a strict schema back into what the validator reads.
 
-    Strict mode makes an optional field of a nested model required and nullable, but the
-    model class itself does not accept null for ``count: int = 0``. Before validation the
-    parsed arguments are walked along the strict schema and such nulls are deleted, so the
-    model's default applies, as it does for an omitted field. For a union of objects the
-    branch whose properties match the object's keys is followed.
+    Strict mode changes two shapes (see :func:`to_strict_json_schema`): an optional field
+    of a nested model becomes required and nullable, and a mapping becomes a list of
+    key/value entries. The argument object is walked along the strict schema; such nulls
+    are deleted (so the model's default applies, as for an omitted field) and such lists
+    become dicts again. In a union, the member whose shape matches the value is followed.
     """
 
-    __slots__ = ("_defs", "_nulls", "_schema")
+    __slots__ = ("_defs", "_nulls", "_pairs", "_schema")
 
-    def __init__(self, schema: dict[str, Any], nulls: dict[int, frozenset[str]]) -> None:
+    def __init__(
+        self, schema: dict[str, Any], nulls: dict[int, frozenset[str]], pairs: set[int]
+    ) -> None:
         self._schema = schema
         self._defs: dict[str, Any] = schema.get("$defs", {})
         self._nulls = nulls
+        self._pairs = frozenset(pairs)
 
-    def apply(self, data: Any) -> None:
-        """Delete, in place, every null in ``data`` that stands for a default."""
-        self._walk(self._schema, data, 0)
+    def decode(self, data: Any) -> Any:
+        """``data`` (parsed JSON, changed in place where possible) in the validator's shape."""
+        return self._walk(self._schema, data, 0)
 
     def _resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         ref = schema.get("$ref")
@@ -677,44 +718,58 @@ class NullDefaults:
             return self._defs.get(ref.rsplit("/", 1)[-1], {})  # type: ignore[no-any-return]
         return schema
 
-    def _walk(self, schema: dict[str, Any], value: Any, depth: int) -> None:
+    def _walk(self, schema: dict[str, Any], value: Any, depth: int) -> Any:
         if depth > 500:  # deeper than any real argument object; validation will refuse it
-            return
+            return value
         schema = self._resolve(schema)
-        options = schema.get("anyOf")
-        if options is not None:
-            chosen = self._choose([self._resolve(option) for option in options], value)
-            if chosen is not None:
-                self._walk(chosen, value, depth + 1)
-            return
+        if "anyOf" in schema:
+            chosen = self._choose(schema["anyOf"], value)
+            return value if chosen is None else self._walk(chosen, value, depth + 1)
         if isinstance(value, dict) and "properties" in schema:
             for key in self._nulls.get(id(schema), ()):
                 if key in value and value[key] is None:
                     del value[key]
             for key, sub in schema["properties"].items():
                 if key in value:
-                    self._walk(sub, value[key], depth + 1)
+                    value[key] = self._walk(sub, value[key], depth + 1)
         elif isinstance(value, list):
+            if id(schema) in self._pairs:
+                return self._mapping(schema, value, depth)
             prefix = schema.get("prefixItems")
             if prefix is not None:
-                for sub, item in zip(prefix, value, strict=False):
-                    self._walk(sub, item, depth + 1)
+                for index, sub in enumerate(prefix[: len(value)]):
+                    value[index] = self._walk(sub, value[index], depth + 1)
             elif isinstance(schema.get("items"), dict):
-                for item in value:
-                    self._walk(schema["items"], item, depth + 1)
+                for index, item in enumerate(value):
+                    value[index] = self._walk(schema["items"], item, depth + 1)
+        return value
 
-    @staticmethod
-    def _choose(options: list[dict[str, Any]], value: Any) -> dict[str, Any] | None:
+    def _mapping(self, schema: dict[str, Any], entries: list[Any], depth: int) -> Any:
+        if not all(_is_entry(entry) for entry in entries):
+            return entries  # not key/value entries: the validator explains what it wanted
+        value_schema = schema["items"]["properties"]["value"]
+        return {
+            entry["key"]: self._walk(value_schema, entry["value"], depth + 1) for entry in entries
+        }
+
+    def _choose(self, options: list[Any], value: Any) -> dict[str, Any] | None:
+        resolved = [self._resolve(option) for option in options if isinstance(option, dict)]
         if isinstance(value, dict):
-            objects = [option for option in options if "properties" in option]
+            objects = [option for option in resolved if "properties" in option]
             keys = set(value)
             for option in objects:
                 if set(option["properties"]) == keys:
                     return option
-            for option in objects:
-                if keys <= set(option["properties"]):
-                    return option
-            return None
+            return next((o for o in objects if keys <= set(o["properties"])), None)
         if isinstance(value, list):
-            return next((option for option in options if option.get("type") == "array"), None)
+            arrays = [option for option in resolved if option.get("type") == "array"]
+            if value and all(_is_entry(entry) for entry in value):
+                mapping = next((o for o in arrays if id(o) in self._pairs), None)
+                if mapping is not None:
+                    return mapping
+            return next((o for o in arrays if id(o) not in self._pairs), None)
         return None
+
+
+def _is_entry(entry: Any) -> bool:
+    return isinstance(entry, dict) and entry.keys() == {"key", "value"}
