@@ -48,6 +48,7 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100
 """The connection pool of a client that builds its own httpx client."""
 
 Messages = Sequence[Mapping[str, Any] | ChatMessage]
+"""What ``messages`` may hold: wire-format dicts, or assistant messages as received."""
 
 
 class _ClientBase:
@@ -277,6 +278,7 @@ class ChatStream:
         self._state: StreamState = client._protocol.new_stream()
         self._response: httpx.Response | None = None
         self._pieces: Iterator[bytes] | None = None
+        self._closed = False
 
     @property
     def completion(self) -> ChatCompletion:
@@ -304,6 +306,8 @@ class ChatStream:
             if state.completion is not None:
                 self._finish()
                 raise StopIteration
+            if self._closed:
+                raise StopIteration
             try:
                 if self._pieces is None:
                     self._open()
@@ -314,8 +318,12 @@ class ChatStream:
                     else:
                         state.feed(piece)
             except Exception as exc:
-                self.close()
-                delay = state.recover(exc)
+                self._release()
+                try:
+                    delay = state.recover(exc)
+                except BaseException:
+                    self._closed = True
+                    raise
                 if delay:
                     time.sleep(delay)
             except BaseException:
@@ -347,7 +355,11 @@ class ChatStream:
         self.close()
 
     def close(self) -> None:
-        """Release the connection; reading stops here."""
+        """Release the connection; the stream ends here (further iteration stops)."""
+        self._closed = True
+        self._release()
+
+    def _release(self) -> None:
         pieces, self._pieces = self._pieces, None
         if isinstance(pieces, Generator):
             pieces.close()
@@ -484,6 +496,7 @@ class AsyncChatStream:
         self._state: StreamState = client._protocol.new_stream()
         self._response: httpx.Response | None = None
         self._pieces: AsyncGenerator[bytes, None] | None = None
+        self._closed = False
 
     @property
     def completion(self) -> ChatCompletion:
@@ -511,6 +524,8 @@ class AsyncChatStream:
             if state.completion is not None:
                 await self._finish()
                 raise StopAsyncIteration
+            if self._closed:
+                raise StopAsyncIteration
             try:
                 if self._pieces is None:
                     await self._open()
@@ -521,8 +536,12 @@ class AsyncChatStream:
                     else:
                         state.feed(piece)
             except Exception as exc:
-                await self.aclose()
-                delay = state.recover(exc)
+                await self._release()
+                try:
+                    delay = state.recover(exc)
+                except BaseException:
+                    self._closed = True
+                    raise
                 if delay:
                     await asyncio.sleep(delay)
             except BaseException:
@@ -554,7 +573,11 @@ class AsyncChatStream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the connection; reading stops here."""
+        """Release the connection; the stream ends here (further iteration stops)."""
+        self._closed = True
+        await self._release()
+
+    async def _release(self) -> None:
         pieces, self._pieces = self._pieces, None
         if pieces is not None:
             await pieces.aclose()

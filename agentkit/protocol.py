@@ -19,6 +19,7 @@ The API key is known here only to be scrubbed from anything a server echoes back
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
 import logging
@@ -169,8 +170,8 @@ def _server_delay(headers: Mapping[str, str] | None) -> float | None:
             when = email.utils.parsedate_to_datetime(after)
         except (TypeError, ValueError, IndexError):
             return None
-        if when.tzinfo is None:  # an HTTP date is GMT even when it forgets to say so
-            return when.timestamp() - time.time() - time.timezone
+        if when.tzinfo is None:  # an HTTP date is GMT even when it says "-0000"
+            when = when.replace(tzinfo=datetime.UTC)
         return when.timestamp() - time.time()
     return value if math.isfinite(value) else None
 
@@ -382,6 +383,8 @@ class ChatProtocol:
         """
         if not _is_success(status):
             raise self.error_for_status(status, headers, content)
+        if "event-stream" in headers.get("content-type", ""):
+            return self._completion_of_stream(status, headers, content)
         try:
             completion = ChatCompletion.model_validate_json(content)
         except ValidationError as exc:
@@ -404,6 +407,17 @@ class ChatProtocol:
                 message = extract_text_tool_calls(message)
             choice.message = message
         return completion
+
+    def _completion_of_stream(
+        self, status: int, headers: Mapping[str, str], content: bytes
+    ) -> ChatCompletion:
+        # A server that streams although stream=False was asked: take the whole stream.
+        state = StreamState(self)
+        state.wants_body(status, headers)
+        state.feed(content)
+        state.end()
+        assert state.completion is not None
+        return state.completion
 
     def _not_a_completion(
         self, status: int, headers: Mapping[str, str], content: bytes, exc: ValidationError

@@ -195,10 +195,18 @@ def test_full_jitter_bounds(attempt: int, base: float, maximum: float) -> None:
         ({"retry-after": "-3"}, 0.0),
         ({"retry-after": "86400"}, MAX_SERVER_DELAY),
         ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # long past
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 -0000"}, 0.0),
     ],
 )
 def test_server_delay_forms(headers: dict[str, str], expected: float) -> None:
     assert retry_delay(5, headers, base=100, maximum=100) == pytest.approx(expected)
+
+
+def test_http_date_is_read_as_gmt() -> None:
+    ahead = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= retry_delay(0, {"retry-after": ahead}) <= 30
+    naive = ahead.replace("GMT", "-0000")
+    assert 28 <= retry_delay(0, {"retry-after": naive}) <= 30
 
 
 @pytest.mark.parametrize("value", ["soon", "", "nan", "inf"])

@@ -366,6 +366,27 @@ def test_early_exit_releases_the_connection(server: ScriptedServer) -> None:
         assert answer.choices[0].message.content == "next"
 
 
+def test_a_failed_or_closed_stream_sends_nothing_more(server: ScriptedServer) -> None:
+    server.queue(Reply.error(400, "no"), Reply.text("one two three"), Reply.text("spare"))
+    with ChatClient(server.base_url) as client:
+        failed = client.stream(model="m", messages=USER)
+        with pytest.raises(BadRequestError):
+            next(failed)
+        assert list(failed) == []
+        closed = client.stream(model="m", messages=USER)
+        next(closed)
+        closed.close()
+        assert list(closed) == []
+    assert len(server.requests) == 2
+
+
+def test_create_accepts_a_stream_it_did_not_ask_for(server: ScriptedServer) -> None:
+    server.queue(Reply.replay(SEED_STREAM))
+    with ChatClient(server.base_url) as client:
+        completion = client.create(model="m", messages=USER)
+    assert completion.choices[0].message.content == SEED_TEXT
+
+
 def test_consecutive_streams_reuse_one_connection(server: ScriptedServer) -> None:
     server.queue(Reply.text("a b"), Reply.replay(SEED_STREAM), Reply.text("c"))
     with ChatClient(server.base_url) as client:
