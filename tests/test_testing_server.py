@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -839,6 +841,28 @@ def test_start_twice_is_an_error() -> None:
         server.start()
 
 
+def test_clear_requests_keeps_numbering(server: ScriptedServer, client: httpx.Client) -> None:
+    server.respond_with(always(Reply.tool_calls(("f", {}))))
+    first = post(client).json()["choices"][0]["message"]["tool_calls"][0]["id"]
+    server.clear_requests()
+    assert server.requests == [] and server.request_count == 1
+    response = post(client)
+    assert response.headers["x-request-id"] == "req-2"
+    assert response.json()["choices"][0]["message"]["tool_calls"][0]["id"] != first
+    assert [r.number for r in server.requests] == [2]
+
+
+def test_recorded_request_built_by_hand() -> None:
+    request = RecordedRequest(
+        "POST", "/v1/chat/completions", {"Content-Type": "application/json"}, b'{"stream": true}'
+    )
+    assert request.headers["content-type"] == "application/json"
+    assert request.stream is True and request.messages == []
+    handler = tool_then_answer(("f", {}))
+    reply = handler(request)
+    assert reply == Reply.tool_calls(("f", {}))
+
+
 def test_wait_for_requests_times_out_readably(server: ScriptedServer) -> None:
     with pytest.raises(TimeoutError, match="got 0 requests, expected 1"):
         server.wait_for_requests(1, timeout=0.05)
@@ -864,8 +888,7 @@ def test_streamed_text_reassembles_to_the_json_text(
     shared: tuple[ScriptedServer, httpx.Client], content: str, chunk_size: int | None
 ) -> None:
     server, client = shared
-    reply = Reply.text(content, chunk_size=chunk_size)
-    server.queue(reply, reply)
+    server.respond_with(always(Reply.text(content, chunk_size=chunk_size)))
     assert post(client).json()["choices"][0]["message"]["content"] == content
     chunks = sse_payloads(post(client, stream=True).text)[:-1]
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == content
@@ -895,9 +918,10 @@ def test_streamed_tool_call_reassembles_for_every_style(
     chunk_size: int | None,
 ) -> None:
     server, client = shared
-    server.queue(
-        Reply.tool_calls(("f", arguments), ("g", "not json"), style=style, chunk_size=chunk_size)
+    reply = Reply.tool_calls(
+        ("f", arguments), ("g", "not json"), style=style, chunk_size=chunk_size
     )
+    server.respond_with(always(reply))
     chunks = sse_payloads(post(client, stream=True).text)[:-1]
     first, second = assemble_tool_calls(chunks)
     assert first["name"] == "f" and json.loads(first["arguments"]) == arguments
@@ -921,3 +945,26 @@ def test_throughput_small_json_keep_alive(server: ScriptedServer, client: httpx.
     print(f"\nscripted server: {rate:.0f} requests/s (small JSON, one keep-alive httpx client)")
     assert rate > 200  # generous: the machine is shared; measured figure is in the output
     assert server.connections_opened == 1
+
+
+def test_command_line_server() -> None:
+    command = [sys.executable, "-m", "agentkit.testing", "--model", "tool-then-answer"]
+    command += ["--tool", "get_current_weather", "--arguments", '{"location": "Paris"}']
+    command += ["--text", "Sunny."]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            base_url = process.stdout.readline().strip()
+            assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+            with httpx.Client(base_url=base_url, timeout=10) as client:
+                message = post(client).json()["choices"][0]["message"]
+                call = message["tool_calls"][0]
+                assert call["function"]["name"] == "get_current_weather"
+                assert json.loads(call["function"]["arguments"]) == {"location": "Paris"}
+                tool_result = {"role": "tool", "tool_call_id": call["id"], "content": "sun"}
+                messages = [*USER, message, tool_result]
+                answer = post(client, messages=messages).json()["choices"][0]["message"]
+                assert answer["content"] == "Sunny."
+        finally:
+            process.terminate()
+            assert process.wait(10) == 0

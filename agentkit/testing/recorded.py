@@ -46,7 +46,10 @@ class RecordedRequest:
     """One HTTP request as the scripted server received it.
 
     ``headers`` is a case-insensitive mapping (names are stored lower-case); ``body`` is the
-    raw body. ``number`` counts requests from 1 in arrival order (the response's
+    raw body. A test can build one to call a handler directly:
+    ``RecordedRequest("POST", "/v1/chat/completions", {}, b'{"messages": []}')``.
+
+    ``number`` counts requests from 1 in arrival order (the response's
     ``x-request-id`` is ``req-<number>``); ``received_at`` is a ``time.monotonic()`` reading,
     for tests about the time between requests (retry backoff, ``Retry-After``).
     """
@@ -57,7 +60,11 @@ class RecordedRequest:
     body: bytes
     number: int = 0
     received_at: float = 0.0
-    _parsed: Any = field(default=_NOT_PARSED, repr=False, compare=False)
+    _parsed: Any = field(default=_NOT_PARSED, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, _Headers):  # a plain dict from a test: make it
+            object.__setattr__(self, "headers", _Headers(self.headers.items()))
 
     def json(self) -> Any:
         """The body decoded as JSON; raises ``ValueError`` when it is not JSON."""

@@ -21,7 +21,8 @@ from types import TracebackType
 from typing import TypeAlias
 
 from .recorded import RecordedRequest, _Headers
-from .replies import Rendered, Reply, _Hang, _Reset, reason_phrase, render, split_pieces
+from .render import Rendered, reason_phrase, render, split_pieces
+from .replies import Reply, _Hang, _Reset
 
 __all__ = ["Handler", "ScriptedServer"]
 
@@ -80,6 +81,7 @@ class ScriptedServer:
         self._arrived = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
         self._errors: list[str] = []
+        self._request_count = 0
         self._connections_opened = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._thread: threading.Thread | None = None
@@ -181,6 +183,19 @@ class ScriptedServer:
             return list(self._requests)
 
     @property
+    def request_count(self) -> int:
+        """How many requests have arrived since the server was made (cheaper than
+        ``len(server.requests)``, and not reset by :meth:`clear_requests`)."""
+        return self._request_count
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests and script errors (between benchmark rounds, or
+        in a long-running server). Request numbers keep counting, so ids stay unique."""
+        with self._lock:
+            self._requests.clear()
+            self._errors.clear()
+
+    @property
     def remaining(self) -> int:
         """How many queued replies have not been used yet."""
         with self._lock:
@@ -230,7 +245,10 @@ class ScriptedServer:
     async def _main(self, sock: socket.socket, ready: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        server = await asyncio.start_server(self._serve_connection, sock=sock, limit=_HEAD_LIMIT)
+        # asyncio listens again with its own backlog (default 100), so pass ours here too.
+        server = await asyncio.start_server(
+            self._serve_connection, sock=sock, limit=_HEAD_LIMIT, backlog=_BACKLOG
+        )
         ready.set()
         await self._stopping.wait()
         server.close()
@@ -291,7 +309,8 @@ class ScriptedServer:
             "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
         )
         with self._lock:
-            number = len(self._requests) + 1
+            self._request_count += 1
+            number = self._request_count
             request = RecordedRequest(
                 method, target, headers, body, number=number, received_at=time.monotonic()
             )
