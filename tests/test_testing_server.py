@@ -468,6 +468,16 @@ def test_handler_errors_become_500(server: ScriptedServer, client: httpx.Client)
     assert len(server.errors) == 2
 
 
+def test_a_reply_that_cannot_be_rendered_is_reported(
+    server: ScriptedServer, client: httpx.Client
+) -> None:
+    server.queue(Reply.text("x", usage={"tokens": object()}), Reply.text("fine"))
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(client)
+    assert "TypeError" in server.errors[0]
+    assert post(client).json()["choices"][0]["message"]["content"] == "fine"
+
+
 def test_async_handler(server: ScriptedServer, client: httpx.Client) -> None:
     async def handler(request: RecordedRequest) -> Reply:
         await asyncio.sleep(0)
@@ -762,6 +772,10 @@ def test_with_validates_and_keeps_replies_immutable() -> None:
     slow = base.with_(delay=0.5)
     assert base.delay == 0.0 and slow.delay == 0.5
     assert slow.with_(cut_after=2).delay == 0.5
+    with pytest.raises(ValueError, match="not both"):
+        base.with_(cut_after=1).with_(hang_after=1)
+    twice = base.with_(headers={"X-A": "1"}).with_(headers={"x-a": "2"})
+    assert twice.headers == (("x-a", "2"),)
     with pytest.raises(ValueError, match="delay"):
         base.with_(delay=-1)
     with pytest.raises(ValueError, match="split_bytes"):
@@ -834,6 +848,13 @@ def test_stop_is_idempotent_and_closes_idle_keep_alive_connections() -> None:
         assert server.open_connections == 0
         with pytest.raises(httpx.HTTPError):
             post(client)
+
+
+def test_a_stopped_server_refuses_connections() -> None:
+    with ScriptedServer() as server:
+        base_url = server.base_url
+    with httpx.Client(base_url=base_url) as client, pytest.raises(httpx.ConnectError):
+        post(client)
 
 
 def test_start_twice_is_an_error() -> None:

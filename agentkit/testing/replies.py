@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 __all__ = ["Reply", "ToolCallSpec", "ToolCallStyle"]
 
@@ -30,6 +30,7 @@ ToolCallStyle: TypeAlias = Literal["openai", "dashscope", "llama.cpp"]
 SSE_CONTENT_TYPE = "text/event-stream"
 JSON_CONTENT_TYPE = "application/json"
 _DONE = b"data: [DONE]\n\n"
+_Number = TypeVar("_Number", int, float)
 _EVENT_BOUNDARY = re.compile(rb"(?<=\n\n)|(?<=\r\n\r\n)|(?<=\r\r)")
 
 
@@ -100,7 +101,8 @@ class Reply:
       (the rest, ``[DONE]`` and the chunked terminator are never sent, so the client sees
       an incomplete body), or bytes of a plain body (fewer than its ``Content-Length``).
     - ``hang_after``: send this many SSE events (bytes of a plain body), then send nothing
-      more until the server stops: a stalled stream, for read timeouts.
+      more until the server stops: a stalled stream, for read timeouts. A reply is cut or
+      stalled, not both.
     - ``split_bytes``: re-split the body into pieces of these byte sizes (an int: pieces of
       that size; a sequence: successive sizes, the rest in one last piece), each flushed on
       its own, ``chunk_delay`` (2 ms when unset) apart. Lets a test split mid-event or in
@@ -108,7 +110,7 @@ class Reply:
     - ``rst``: when a fault closes the connection, close it with a TCP reset (RST) instead
       of an orderly close (FIN).
     - ``headers``: extra response headers; they replace default headers of the same name
-      (so even ``Content-Length`` can be made to lie).
+      (so even ``Content-Length`` can be made to lie), and later ones earlier ones.
     """
 
     body: _Body
@@ -407,8 +409,14 @@ class Reply:
         if rst is not None:
             changes["rst"] = rst
         if headers:
-            changes["headers"] = (*self.headers, *_pairs(headers))
-        return dataclasses.replace(self, **changes)
+            added = _pairs(headers)
+            names = {name.lower() for name, _ in added}
+            kept = tuple(pair for pair in self.headers if pair[0].lower() not in names)
+            changes["headers"] = (*kept, *added)
+        reply = dataclasses.replace(self, **changes)
+        if reply.cut_after is not None and reply.hang_after is not None:
+            raise ValueError("a reply can be cut (cut_after) or stalled (hang_after), not both")
+        return reply
 
 
 def _sse_event(event: Mapping[str, Any] | str | bytes) -> bytes:
@@ -452,7 +460,7 @@ def _positive(name: str, value: int | None) -> int | None:
     return value
 
 
-def _non_negative(name: str, value: float) -> Any:
+def _non_negative(name: str, value: _Number) -> _Number:
     if value < 0:
         raise ValueError(f"{name} must not be negative, got {value}")
     return value

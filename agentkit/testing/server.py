@@ -204,7 +204,8 @@ class ScriptedServer:
     @property
     def errors(self) -> list[str]:
         """Problems with the script itself: ran out of replies, a handler raised or returned
-        something that is not a Reply. A test can end with ``assert not server.errors``."""
+        something that is not a Reply, a reply that could not be rendered (the connection is
+        then closed). A test can end with ``assert not server.errors``."""
         with self._lock:
             return list(self._errors)
 
@@ -274,6 +275,9 @@ class ScriptedServer:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away; nothing to answer
+        except Exception as exc:  # a malformed request or a reply that cannot be rendered
+            with self._lock:
+                self._errors.append(f"the server failed: {type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
             # stop() cancelled us. Not re-raised: Python 3.11's streams callback calls
             # task.exception() on the finished task, which raises for a cancelled one.
