@@ -57,7 +57,47 @@ _EXPORTS: dict[str, str] = {
     "Usage": "wire",
 }
 
-__all__ = sorted(_EXPORTS)
+# Written out (not computed from _EXPORTS) so type checkers see what is exported.
+__all__ = [
+    "PROVIDERS",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Agent",
+    "AgentKitError",
+    "AsyncChatClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatClient",
+    "ConfigurationError",
+    "ContentModerationError",
+    "IncompleteStreamError",
+    "InvalidResponseError",
+    "MaxTurnsExceeded",
+    "NotFoundError",
+    "OutputTruncatedError",
+    "OutputValidationError",
+    "PermissionDeniedError",
+    "Provider",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RepeatedToolCallError",
+    "RequestValidationError",
+    "RunCancelledError",
+    "RunContext",
+    "RunError",
+    "RunResult",
+    "ServerError",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCallLimitExceeded",
+    "ToolDefinitionError",
+    "ToolFailureLimitExceeded",
+    "ToolRetry",
+    "Usage",
+    "tool",
+]
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -93,9 +133,9 @@ if TYPE_CHECKING:
         ToolFailureLimitExceeded,
         ToolRetry,
     )
+    from .function_tool import Tool, tool
     from .providers import PROVIDERS, Provider
     from .result import RunResult
-    from .function_tool import Tool, tool
     from .wire import Usage
 
 
