@@ -20,7 +20,7 @@ from typing import Any
 from agentkit import Tool, ToolArgumentsError, ToolRetry
 from agentkit.tools import get_current_time, get_current_weather
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (get_current_time, get_current_weather)}
+TOOLS: dict[str, Tool[..., Any]] = {t.name: t for t in (get_current_time, get_current_weather)}
 DASHSCOPE_URL = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
 MAX_ROUNDS = 10
 
@@ -44,14 +44,15 @@ def with_openai(question: str, model: str, base_url: str, api_key: str) -> str:
     client = OpenAI(base_url=base_url, api_key=api_key)
     messages: list[Any] = [{"role": "user", "content": question}]
     for _ in range(MAX_ROUNDS):
-        reply = client.chat.completions.create(
-            model=model, messages=messages, tools=[t.to_openai() for t in TOOLS.values()]
-        )
+        tools: Any = [t.to_openai() for t in TOOLS.values()]
+        reply = client.chat.completions.create(model=model, messages=messages, tools=tools)
         message = reply.choices[0].message
         if not message.tool_calls:
             return message.content or ""
         messages.append({**message.model_dump(exclude_none=True), "content": message.content or ""})
         for call in message.tool_calls:
+            if call.type != "function":
+                continue  # the SDK's "custom" tools: not sent here
             output = run_tool_call(call.function.name, call.function.arguments)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
     raise RuntimeError(f"no final answer after {MAX_ROUNDS} rounds")
