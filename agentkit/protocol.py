@@ -538,6 +538,7 @@ class StreamState:
     __slots__ = (
         "_assembler",
         "_decoder",
+        "_headers",
         "_pending",
         "_protocol",
         "_request_id",
@@ -561,6 +562,7 @@ class StreamState:
         self._pending: deque[StreamDelta] = deque()
         self._started = False  # a 2xx event stream is being read
         self._status = 0
+        self._headers: Mapping[str, str] | None = None  # of the response, for Retry-After
         self._request_id: str | None = None
 
     # --- what the client calls ------------------------------------------------------
@@ -583,6 +585,7 @@ class StreamState:
         Otherwise the stream has started and its bytes go to :meth:`feed`.
         """
         self._status = status
+        self._headers = headers
         self._request_id = request_id_of(headers)
         if _is_success(status):
             kind = headers.get("content-type", "").lower()
@@ -668,7 +671,7 @@ class StreamState:
             raise exc
         delay: float | None = None
         if not self.yielded and error.code != "empty_stream":
-            delay = self._protocol.retry_delay(error, self.attempt, None)
+            delay = self._protocol.retry_delay(error, self.attempt, self._headers)
         if delay is None:
             if error is exc:
                 raise error

@@ -253,6 +253,22 @@ def test_stream_open_errors_are_retried(server: ScriptedServer) -> None:
     assert len(server.requests) == 3
 
 
+def test_stream_retry_after_is_honoured(server: ScriptedServer) -> None:
+    server.queue(
+        Reply.rate_limited(retry_after=0.3),
+        Reply.error(503).with_(headers={"retry-after-ms": "200"}),
+        Reply.text("ok"),
+    )
+    with (
+        _client(server, retry_base_delay=SLOW) as client,
+        client.stream(model="m", messages=USER) as stream,
+    ):
+        assert stream.until_done().choices[0].message.content == "ok"
+    first, second = _gaps(server)
+    assert 0.29 <= first < 1.5
+    assert 0.19 <= second < 1.5
+
+
 def test_stream_cut_before_the_first_delta_is_retried(server: ScriptedServer) -> None:
     # The first event is the role chunk with "" content: nothing reaches the caller.
     server.queue(Reply.text("alpha beta").with_(cut_after=1), Reply.text("alpha beta"))
@@ -322,6 +338,7 @@ def test_async_retry_rules(server: ScriptedServer) -> None:
         Reply.text("created"),
         Reply.quota_exceeded(),
         Reply.text("x y").with_(cut_after=1),
+        Reply.rate_limited(retry_after=0.2),
         Reply.text("streamed"),
     )
 
@@ -335,5 +352,6 @@ def test_async_retry_rules(server: ScriptedServer) -> None:
         return created.choices[0].message.content, text
 
     assert asyncio.run(main()) == ("created", "streamed")
-    assert len(server.requests) == 6
-    assert _gaps(server)[1] >= 0.19  # Retry-After honoured by the async client too
+    assert len(server.requests) == 7
+    gaps = _gaps(server)
+    assert gaps[1] >= 0.19 and gaps[5] >= 0.19  # Retry-After honoured by the async client too
