@@ -46,7 +46,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
@@ -595,34 +595,30 @@ class Agent(Generic[OutputT]):
             yield ToolCallStarted(call.call_id, call.name, call.arguments)
 
         reports: queue.SimpleQueue[_Report] = queue.SimpleQueue()
+        started: dict[int, float] = {}  # written by the workers as they pick calls up
         pool = self._executor()
-        futures: list[Future[None]] = [pool.submit(_work, call, reports) for call in runnable]
+        futures = [pool.submit(_work, call, reports, started) for call in runnable]
         waiting = {call.index: call for call in runnable}
-        started: dict[int, float] = {}
         try:
             while waiting:
-                deadline = _next_deadline(waiting, started)
-                wait = _MAX_WAIT if deadline is None else deadline - time.perf_counter()
+                now = time.perf_counter()
+                for index, call in list(waiting.items()):
+                    if _timed_out(call, started.get(index), now):
+                        del waiting[index]
+                        timed_out = ToolOutcome.timed_out(call, call.timeout or 0.0)
+                        yield self._finished_sync(loop, timed_out, outcomes)
+                if not waiting:
+                    break
                 try:
-                    kind, index, payload = reports.get(timeout=max(0.0, min(wait, _MAX_WAIT)))
+                    kind, index, payload = reports.get(timeout=_wait_time(waiting, started, now))
                 except queue.Empty:
-                    now = time.perf_counter()
-                    for index, call in list(waiting.items()):
-                        deadline = _deadline(call, started.get(index))
-                        if deadline is not None and now >= deadline:
-                            del waiting[index]
-                            timed_out = ToolOutcome.timed_out(call, call.timeout or 0.0)
-                            yield self._finished_sync(loop, timed_out, outcomes)
                     continue
                 if index not in waiting:
                     continue  # the late result of a call that timed out
-                if kind == "started":
-                    started[index] = cast(float, payload)
-                elif kind == "fatal":
+                if kind == "fatal":
                     raise cast(BaseException, payload)
-                else:
-                    del waiting[index]
-                    yield self._finished_sync(loop, cast(ToolOutcome, payload), outcomes)
+                del waiting[index]
+                yield self._finished_sync(loop, cast(ToolOutcome, payload), outcomes)
         finally:
             for future in futures:
                 future.cancel()  # calls not started yet never start
@@ -767,30 +763,29 @@ class Agent(Generic[OutputT]):
             return ToolOutcome.ok(call, value, time.perf_counter() - start)
 
     async def _execute_in_thread(self, call: PlannedCall) -> ToolOutcome:
-        running = asyncio.get_running_loop()
-        started: asyncio.Future[None] = running.create_future()
+        started: list[float] = []  # the worker notes when it picks the call up
 
         def work() -> tuple[Any, float]:
-            with contextlib.suppress(RuntimeError):  # the loop may be gone
-                running.call_soon_threadsafe(_resolve, started)
             start = time.perf_counter()
+            started.append(start)
             value = call.invoke()
             return value, time.perf_counter() - start
 
         context = contextvars.copy_context()
+        running = asyncio.get_running_loop()
         future = running.run_in_executor(self._executor(), context.run, work)
         try:
-            if call.timeout is not None:
-                # The clock starts when a worker picks the call up, not while it queues.
-                await asyncio.wait((started, future), return_when=asyncio.FIRST_COMPLETED)
-            value, duration = await _with_timeout(future, call.timeout)
-        except _ToolTimedOut:
-            return ToolOutcome.timed_out(call, call.timeout or 0.0)
+            while call.timeout is not None and not future.done():
+                start = started[0] if started else None
+                remaining = _remaining(call.timeout, start, time.perf_counter())
+                if start is not None and remaining <= 0:
+                    return ToolOutcome.timed_out(call, call.timeout)
+                await asyncio.wait((future,), timeout=remaining)
+            value, duration = await future
         except Exception as exc:
             return ToolOutcome.failed(call, exc)
         finally:
             future.cancel()  # a call still queued never starts
-            started.cancel()
         return ToolOutcome.ok(call, value, duration)
 
     async def _approved(self, call: PlannedCall) -> bool:
@@ -810,10 +805,11 @@ class _ToolTimedOut(Exception):
     """The tool ran past its timeout (told apart from a TimeoutError the tool raised)."""
 
 
-def _work(call: PlannedCall, reports: queue.SimpleQueue[_Report]) -> None:
-    """Run one call in a pool thread and report: started, then the outcome."""
-    start = time.perf_counter()
-    reports.put(("started", call.index, start))
+def _work(
+    call: PlannedCall, reports: queue.SimpleQueue[_Report], started: dict[int, float]
+) -> None:
+    """Run one call in a pool thread; note when it started, report how it ended."""
+    start = started[call.index] = time.perf_counter()
     try:
         value = call.invoke()
         if call.is_async:
@@ -830,18 +826,32 @@ def _work(call: PlannedCall, reports: queue.SimpleQueue[_Report]) -> None:
     reports.put(("done", call.index, outcome))
 
 
-def _deadline(call: PlannedCall, started: float | None) -> float | None:
-    """When a sync-driver call times out: its timeout counts from when a worker started it."""
-    if call.timeout is None or started is None:
-        return None
-    return started + call.timeout
+def _remaining(timeout: float, started: float | None, now: float) -> float:
+    """Seconds before a call could time out; its clock starts when a worker picks it up.
+
+    A call still queued cannot time out before ``now + timeout``.
+    """
+    return (started if started is not None else now) + timeout - now
 
 
-def _next_deadline(
-    waiting: Mapping[int, PlannedCall], started: Mapping[int, float]
-) -> float | None:
-    deadlines = (_deadline(call, started.get(index)) for index, call in waiting.items())
-    return min((d for d in deadlines if d is not None), default=None)
+def _timed_out(call: PlannedCall, started: float | None, now: float) -> bool:
+    return (
+        call.timeout is not None
+        and started is not None
+        and _remaining(call.timeout, started, now) <= 0
+    )
+
+
+def _wait_time(
+    waiting: Mapping[int, PlannedCall], started: Mapping[int, float], now: float
+) -> float:
+    """How long the sync driver may sleep: until the next possible timeout, and never so
+    long that Ctrl-C waits (some platforms deliver it only between waits)."""
+    wait = _MAX_WAIT
+    for index, call in waiting.items():
+        if call.timeout is not None:
+            wait = min(wait, _remaining(call.timeout, started.get(index), now))
+    return max(wait, 0.0)
 
 
 async def _with_timeout(awaitable: Awaitable[Any], timeout: float | None) -> Any:
@@ -855,11 +865,6 @@ async def _with_timeout(awaitable: Awaitable[Any], timeout: float | None) -> Any
         if scope.expired():
             raise _ToolTimedOut from None
         raise
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 async def _settle(value: Any) -> Any:
