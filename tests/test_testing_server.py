@@ -858,8 +858,14 @@ def test_a_stopped_server_refuses_connections() -> None:
 
 
 def test_start_twice_is_an_error() -> None:
-    with ScriptedServer() as server, pytest.raises(RuntimeError, match="already started"):
-        server.start()
+    with ScriptedServer() as server:
+        assert (
+            repr(server)
+            == f"<ScriptedServer {server.base_url} serving: 0 requests, 0 replies queued>"
+        )
+        with pytest.raises(RuntimeError, match="already started"):
+            server.start()
+    assert "stopped" in repr(server)
 
 
 def test_clear_requests_keeps_numbering(server: ScriptedServer, client: httpx.Client) -> None:

@@ -129,6 +129,13 @@ class ScriptedServer:
             )
         self._thread = None
 
+    def __repr__(self) -> str:
+        state = "serving" if self._thread is not None else "stopped"
+        return (
+            f"<ScriptedServer {self.base_url} {state}: {self._request_count} requests, "
+            f"{len(self._replies)} replies queued>"
+        )
+
     def __enter__(self) -> ScriptedServer:
         return self.start()
 
