@@ -53,6 +53,8 @@ _EXPORTS: dict[str, str] = {
     "PROVIDERS": "providers",
     # agent
     "Agent": "agent",
+    "Hooks": "agent",
+    "PlannedCall": "loop",
     "RunResult": "result",
     "Usage": "wire",
 }
@@ -72,6 +74,7 @@ __all__ = [
     "ChatClient",
     "ConfigurationError",
     "ContentModerationError",
+    "Hooks",
     "IncompleteStreamError",
     "InvalidResponseError",
     "MaxTurnsExceeded",
@@ -79,6 +82,7 @@ __all__ = [
     "OutputTruncatedError",
     "OutputValidationError",
     "PermissionDeniedError",
+    "PlannedCall",
     "Provider",
     "QuotaExceededError",
     "RateLimitError",
@@ -100,7 +104,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from .agent import Agent, Hooks
     from .client import AsyncChatClient, ChatClient
     from .context import RunContext
     from .errors import (
@@ -134,6 +138,7 @@ if TYPE_CHECKING:
         ToolRetry,
     )
     from .function_tool import Tool, tool
+    from .loop import PlannedCall
     from .providers import PROVIDERS, Provider
     from .result import RunResult
     from .wire import Usage
