@@ -81,8 +81,6 @@ Approver: TypeAlias = Callable[[PlannedCall], "bool | Awaitable[bool]"]
 """Decides whether a ``requires_approval`` tool call may run; only ``True`` approves.
 It sees the call's ``name``, validated ``kwargs`` and raw ``arguments``."""
 
-_HookResult: TypeAlias = "Awaitable[None] | None"
-
 
 @dataclass(frozen=True, slots=True)
 class Hooks:
@@ -103,10 +101,10 @@ class Hooks:
             text the model gets, the error if any, the duration).
     """
 
-    before_model_call: Callable[[int, dict[str, Any]], _HookResult] | None = None
-    after_model_call: Callable[[int, ChatCompletion], _HookResult] | None = None
-    before_tool_call: Callable[[PlannedCall], _HookResult] | None = None
-    after_tool_call: Callable[[PlannedCall, ToolResult], _HookResult] | None = None
+    before_model_call: Callable[[int, dict[str, Any]], object] | None = None
+    after_model_call: Callable[[int, ChatCompletion], object] | None = None
+    before_tool_call: Callable[[PlannedCall], object] | None = None
+    after_tool_call: Callable[[PlannedCall, ToolResult], object] | None = None
 
 
 class AgentOptions(TypedDict, total=False):
@@ -247,6 +245,8 @@ class Agent(Generic[OutputT]):
             isinstance(output_type, type) and hasattr(output_type, "model_validate_json")
         ):
             raise ConfigurationError("output_type must be a pydantic model class")
+        if isinstance(tools, Tool) or callable(tools):
+            raise ConfigurationError("tools must be a list of tools, e.g. tools=[get_weather]")
         if client is not None and not isinstance(client, ChatClient | AsyncChatClient):
             raise ConfigurationError("client must be a ChatClient or an AsyncChatClient")
 
@@ -336,9 +336,15 @@ class Agent(Generic[OutputT]):
         """
         loop = self._new_loop(prompt, context, max_turns)
         result: RunResult[Any] | None = None
-        for event in self._drive(loop, stream=False):
-            if isinstance(event, RunFinished):
-                result = event.result
+        events = self._drive(loop, stream=False)
+        try:
+            for event in events:
+                if isinstance(event, RunFinished):
+                    result = event.result
+        except BaseException as exc:  # e.g. Ctrl-C between two events
+            events.close()
+            loop.fail(exc)
+            raise
         assert result is not None
         return cast(RunResult[OutputT], result)
 
@@ -361,10 +367,14 @@ class Agent(Generic[OutputT]):
         """The asynchronous :meth:`run`: async tools run as tasks, sync tools in threads."""
         loop = self._new_loop(prompt, context, max_turns)
         result: RunResult[Any] | None = None
-        async with contextlib.aclosing(self._drive_async(loop, stream=False)) as events:
-            async for event in events:
-                if isinstance(event, RunFinished):
-                    result = event.result
+        try:
+            async with contextlib.aclosing(self._drive_async(loop, stream=False)) as events:
+                async for event in events:
+                    if isinstance(event, RunFinished):
+                        result = event.result
+        except BaseException as exc:
+            loop.fail(exc)
+            raise
         assert result is not None
         return cast(RunResult[OutputT], result)
 
