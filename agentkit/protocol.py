@@ -68,7 +68,7 @@ __all__ = [
     "should_retry",
 ]
 
-logger = logging.getLogger("agentkit.client")
+_logger = logging.getLogger("agentkit.client")
 
 WIRE_PARAMS = frozenset(
     {
@@ -480,7 +480,7 @@ class ChatProtocol:
         """
         if attempt >= self.max_retries or not should_retry(error):
             if attempt and isinstance(error, APIError):
-                logger.info(
+                _logger.info(
                     "POST %s failed after %d retries: %s (status %s)",
                     self.url,
                     attempt,
@@ -491,7 +491,7 @@ class ChatProtocol:
         delay = retry_delay(
             attempt, headers, base=self.retry_base_delay, maximum=self.retry_max_delay
         )
-        logger.info(
+        _logger.info(
             "POST %s: %s (status %s); retry %d of %d in %.2f s",
             self.url,
             type(error).__name__,

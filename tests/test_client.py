@@ -160,7 +160,10 @@ def test_null_content_captured_500_is_a_server_error_without_the_fix(
     server.reject_null_assistant_content = True
     raw = PROVIDERS["custom"].with_base_url(server.base_url)
     unfixed = dataclasses.replace(raw, send_empty_content_with_tool_calls=False)
-    messages = [*USER, {"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}]
+    messages: list[dict[str, Any]] = [
+        *USER,
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]},
+    ]
     with (
         ChatClient(provider=unfixed, max_retries=0) as client,
         pytest.raises(ServerError, match="has no attribute 'content'"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -436,3 +437,32 @@ def test_async_streaming_parity(server: ScriptedServer) -> None:
     assert isinstance(empty, IncompleteStreamError) and empty.code == "empty_stream"
     assert after.content == "after"
     assert len(server.requests) == 7
+
+
+def test_async_cancellation_closes_the_stream_and_leaves_the_client_usable(
+    server: ScriptedServer,
+) -> None:
+    server.queue(Reply.text("one two three").with_(hang_after=2), Reply.text("still here"))
+
+    async def main() -> tuple[str | None, bool]:
+        async with AsyncChatClient(server.base_url, read_timeout=30) as client:
+            stream = client.stream(model="m", messages=USER)
+            first = asyncio.Event()
+
+            async def consume() -> None:
+                async with stream:
+                    async for _ in stream:
+                        first.set()
+
+            task = asyncio.create_task(consume())
+            await asyncio.wait_for(first.wait(), 5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            released = stream._response is None
+            answer = await client.create(model="m", messages=USER)
+            return answer.choices[0].message.content, released
+
+    started = time.monotonic()
+    assert asyncio.run(main()) == ("still here", True)
+    assert time.monotonic() - started < 5  # never waited for the stalled stream
