@@ -179,10 +179,11 @@ TOOLS = (list_orders, lookup_order, change_shipping_address, cancel_order, refun
 
 def ask_at_terminal(call: PlannedCall) -> bool:
     """Let the person at the terminal approve a call; refuse when no one is there."""
+    shown = f"{call.name}({', '.join(f'{k}={v!r}' for k, v in (call.kwargs or {}).items())})"
     if not sys.stdin.isatty():
-        print(f"[refused {call.name}{call.kwargs}: no one at the terminal to approve it]")
+        print(f"[refused {shown}: no one at the terminal to approve it]")
         return False
-    return input(f"Approve {call.name}{call.kwargs}? [y/N] ").strip().lower() in {"y", "yes"}
+    return input(f"Approve {shown}? [y/N] ").strip().lower() in {"y", "yes"}
 
 
 def make_agent(

@@ -23,17 +23,23 @@ from agentkit.tools import BUILTIN_TOOLS
 def chat_turn(agent: Agent[str], messages: list[dict[str, Any]]) -> RunResult[str]:
     """Stream one answer to the terminal and return the finished run."""
     finished: RunResult[str] | None = None
+    line = ""  # what the current line shows: "", "reasoning" or "text"
     for event in agent.stream(messages):
         match event:
-            case ReasoningDelta(text=text):
-                print(f"\033[2m{text}\033[0m", end="", flush=True)  # dim: the model thinking
-            case TextDelta(text=text):
-                print(text, end="", flush=True)
+            case ReasoningDelta(text=text) | TextDelta(text=text):
+                kind = "reasoning" if isinstance(event, ReasoningDelta) else "text"
+                if line not in ("", kind):
+                    print()
+                print(f"\033[2m{text}\033[0m" if kind == "reasoning" else text, end="", flush=True)
+                line = kind
             case ToolCallStarted(name=name, arguments=arguments):
-                print(f"\n  [{name} {arguments}]", flush=True)
+                if line:
+                    print()
+                print(f"  [{name} {arguments}]", flush=True)
+                line = ""
             case ToolResult(output=output, error=error, duration=duration):
-                mark = "failed" if error else "ok"
-                print(f"  [{mark} in {duration * 1000:.0f} ms: {output}]", flush=True)
+                outcome = "failed" if error else "ok"
+                print(f"  [{outcome} in {duration * 1000:.0f} ms: {output}]", flush=True)
             case RunFinished():
                 finished = event.result
     print()

@@ -201,6 +201,23 @@ def test_time_without_zone_is_local_time() -> None:
     assert "local time" in get_current_time()
 
 
+@pytest.fixture
+def local_zone_kathmandu(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local zone set to UTC+05:45, so "local" cannot pass by being UTC."""
+    monkeypatch.setenv("TZ", "Asia/Kathmandu")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_time_without_zone_follows_the_machines_zone(local_zone_kathmandu: None) -> None:
+    stamp, named, offset = _parse(get_current_time())
+    assert (named, offset) == (None, "+05:45")
+    now = datetime.now(ZoneInfo("Asia/Kathmandu")).replace(tzinfo=None)
+    assert abs(now - stamp) < timedelta(seconds=5)
+
+
 def test_time_zone_names_in_the_wrong_case_are_understood() -> None:
     assert " in Asia/Shanghai (UTC+08:00)" in get_current_time("asia/shanghai")
 
@@ -328,3 +345,15 @@ def test_every_wmo_code_reads_as_words(open_meteo: FakeOpenMeteo, code: int) -> 
 def test_unlisted_wmo_code_is_still_reported(open_meteo: FakeOpenMeteo) -> None:
     open_meteo.current["weather_code"] = 42
     assert "weather code 42" in get_current_weather("Singapore")
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", ""])
+def test_weather_timeout_setting_falls_back_to_the_default_when_unusable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from agentkit.tools import weather
+
+    monkeypatch.setenv("AGENTKIT_WEATHER_TIMEOUT", value)
+    assert weather._timeout() == weather.DEFAULT_TIMEOUT
+    monkeypatch.setenv("AGENTKIT_WEATHER_TIMEOUT", "2.5")
+    assert weather._timeout() == 2.5
