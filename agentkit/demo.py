@@ -124,7 +124,13 @@ def _zone_for(place: str) -> str | None:
 def _zones_by_city() -> dict[str, str]:
     import zoneinfo
 
-    return {zone.rsplit("/", 1)[-1].lower(): zone for zone in zoneinfo.available_timezones()}
+    # "Area/City" names only ("Singapore" alone is a legacy alias), first in sorted order,
+    # so the answer is the same on every run
+    zones: dict[str, str] = {}
+    for zone in sorted(zoneinfo.available_timezones()):
+        if "/" in zone and not zone.startswith(("Etc/", "SystemV/", "US/")):
+            zones.setdefault(zone.rsplit("/", 1)[-1].lower(), zone)
+    return zones
 
 
 def _answer_line(result: str, place: str | None) -> str:

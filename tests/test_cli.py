@@ -6,17 +6,30 @@ here reaches the internet.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pty
+import re
+import select
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentkit.cli import main
+from agentkit import Agent
+from agentkit.cli import Console, main, repl
+from agentkit.demo import scripted_qwen
+from agentkit.testing import RecordedRequest, Reply, ScriptedServer, always
+from agentkit.tools import BUILTIN_TOOLS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,3 +179,596 @@ def test_two_tools_with_one_name_are_refused(
     )
     assert main(["tools", str(tools_file), str(other)]) == 2
     assert "two tools are named 'add'" in capsys.readouterr().err
+
+
+# --- agentkit chat, one-shot --------------------------------------------------------------
+
+SECRET = "sk-test-0123456789abcdef-SECRET"
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as scripted:
+        yield scripted
+        assert not scripted.errors
+
+
+def last_tool_result(request: RecordedRequest) -> str:
+    message = request.messages[-1]
+    assert message["role"] == "tool"
+    return str(message["content"])
+
+
+def answer_with_tool_result(request: RecordedRequest) -> Reply:
+    """A model whose final answer quotes the tool result it was sent."""
+    return Reply.text(f"The tool said: {last_tool_result(request)}")
+
+
+def test_one_shot_with_a_tools_file_streams_the_answer_to_stdout(
+    server: ScriptedServer, tools_file: Path
+) -> None:
+    server.queue(
+        Reply.tool_calls(("add", {"a": 2, "b": 3}), style="dashscope"),
+        Reply.text("2 + 3 = 5, as the tool confirms."),
+    )
+    done = run_cli(
+        "chat", "--base-url", server.base_url, "--tools", str(tools_file), "What is 2 + 3?"
+    )
+    assert done.returncode == 0, done.stderr
+    # stdout holds the answer and nothing else: `> answer.txt` keeps only the answer
+    assert done.stdout == "2 + 3 = 5, as the tool confirms.\n"
+    # the tool activity went to stderr: name, arguments, duration, result
+    assert re.search(r"add\(\{\"a\": 2, \"b\": 3\}\)", done.stderr)
+    assert re.search(r"add \d+ ms: 5\b", done.stderr)
+    first, second = server.requests
+    assert [t["function"]["name"] for t in first.tools] == ["add", "shout"]
+    assert first.model == "qwen-plus"
+    assert first.stream
+    assert last_tool_result(second) == "5"  # the real function ran on the model's arguments
+
+
+def test_builtin_time_tool_from_piped_stdin(server: ScriptedServer) -> None:
+    server.queue(Reply.tool_calls(("get_current_time", {"timezone": "Asia/Tokyo"})))
+    server.respond_with(answer_with_tool_result)
+    done = run_cli("chat", "--base-url", server.base_url, input="What time is it in Tokyo?\n")
+    assert done.returncode == 0, done.stderr
+    first, second = server.requests
+    assert first.messages == [{"role": "user", "content": "What time is it in Tokyo?"}]
+    assert {t["function"]["name"] for t in first.tools} == {
+        "get_current_time",
+        "get_current_weather",
+    }
+    result = last_tool_result(second)
+    clock = r"It is \w+ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d in Asia/Tokyo \(UTC\+09:00\)\."
+    assert re.fullmatch(clock, result)
+    assert done.stdout == f"The tool said: {result}\n"
+    assert "get_current_time" in done.stderr
+
+
+def test_quota_error_is_one_clear_line_and_never_shows_the_key(server: ScriptedServer) -> None:
+    server.queue(Reply.quota_exceeded())
+    done = run_cli(
+        "chat",
+        "--provider", "dashscope",
+        "--base-url", server.base_url,
+        "Hello?",
+        env={"DASHSCOPE_API_KEY": SECRET},
+    )
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("agentkit: error: quota exceeded: You exceeded your current quota")
+    assert lines[1].startswith("agentkit: hint: this is a quota or billing error")
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert len(server.requests) == 1  # a quota error is never retried
+    assert server.requests[0].headers["authorization"] == f"Bearer {SECRET}"  # it was sent...
+    assert SECRET not in done.stderr + done.stdout  # ...and never shown
+
+
+def test_debug_shows_the_traceback(server: ScriptedServer) -> None:
+    server.queue(Reply.quota_exceeded())
+    done = run_cli("chat", "--base-url", server.base_url, "--debug", "Hello?")
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "QuotaExceededError" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "variable"),
+    [((), "DASHSCOPE_API_KEY"), (("--region", "cn"), "DASHSCOPE_API_KEY"),
+     (("--provider", "openai"), "OPENAI_API_KEY"), (("--api-key-env", "MY_KEY"), "MY_KEY")],
+)
+def test_a_missing_key_names_the_variable_to_set(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    options: tuple[str, ...],
+    variable: str,
+) -> None:
+    for name in ("DASHSCOPE_API_KEY", "OPENAI_API_KEY", "DASHSCOPE_BASE_URL", "MY_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["chat", *options, "Hello?"]) == 2
+    captured = capsys.readouterr()
+    first, hint = captured.err.splitlines()
+    assert first.startswith("agentkit: error: ") and f"{variable} is not set" in first
+    assert hint.startswith(f"agentkit: hint: set {variable} ")
+    assert captured.out == ""
+
+
+def test_json_output_is_the_run_result_without_the_key(server: ScriptedServer) -> None:
+    server.queue(Reply.tool_calls(("get_current_time", {"timezone": "UTC"})))
+    server.respond_with(answer_with_tool_result)
+    done = run_cli(
+        "chat",
+        "--json",
+        "--provider", "dashscope",
+        "--base-url", server.base_url,
+        "--system", "Be brief.",
+        "What time is it in UTC?",
+        env={"DASHSCOPE_API_KEY": SECRET},
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)  # stdout is the JSON and nothing else
+    assert set(result) >= {"output", "messages", "usage", "turns"}
+    assert result["turns"] == 2
+    assert result["output"].startswith("The tool said: It is ")
+    roles = [m["role"] for m in result["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    assert result["messages"][0]["content"] == "Be brief."
+    assert result["usage"]["total_tokens"] > 0
+    assert SECRET not in done.stdout + done.stderr
+    assert "get_current_time" in done.stderr  # tool activity still shown, on stderr
+
+
+def test_no_stream_asks_for_whole_answers_and_still_shows_tools(
+    server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.queue(Reply.tool_calls(("get_current_time", {})))
+    server.respond_with(answer_with_tool_result)
+    assert main(["chat", "--no-stream", "--base-url", server.base_url, "Time?"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("The tool said: It is ") and captured.out.endswith("\n")
+    assert "get_current_time" in captured.err
+    assert not any(request.stream for request in server.requests)
+
+
+def test_model_options_reach_the_request(
+    server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.queue(Reply.text("ok"))
+    code = main([
+        "chat", "--base-url", server.base_url, "--model", "qwen-max", "--no-tools",
+        "--temperature", "0.2", "--top-p", "0.9", "--max-tokens", "50", "--seed", "7",
+        "--presence-penalty", "0.5", "--stop", "END", "--system", "Answer in French.", "Hi",
+    ])
+    assert code == 0
+    body = server.requests[0].json()
+    assert body["model"] == "qwen-max"
+    assert "tools" not in body
+    assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"]) == (
+        0.2, 0.9, 50, 7
+    )
+    assert body["presence_penalty"] == 0.5 and body["stop"] == ["END"]
+    assert body["messages"][0] == {"role": "system", "content": "Answer in French."}
+    assert capsys.readouterr().out == "ok\n"
+
+
+def test_max_turns_says_what_to_raise(
+    server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.respond_with(always(Reply.tool_calls(("get_current_time", {}))))
+    started = time.perf_counter()
+    assert main(["chat", "--base-url", server.base_url, "--max-turns", "2", "Loop!"]) == 1
+    assert time.perf_counter() - started < 10
+    err = capsys.readouterr().err
+    assert "agentkit: error: no final answer" in err
+    assert "raise --max-turns (now 2)" in err
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "title", "hint"),
+    [
+        (Reply.invalid_api_key(), "authentication failed", "check the API key"),
+        (Reply.error(404, "model not found"), "not found", "check --model and --base-url"),
+        (Reply.content_moderation(), "refused by content moderation", "rephrase"),
+        (Reply.raw("<html>bad gateway</html>", content_type="text/html"), "invalid answer",
+         "OpenAI-compatible"),
+    ],
+)
+def test_api_errors_come_with_a_hint(
+    server: ScriptedServer,
+    capsys: pytest.CaptureFixture[str],
+    reply: Reply,
+    title: str,
+    hint: str,
+) -> None:
+    server.queue(reply)
+    assert main(["chat", "--base-url", server.base_url, "--max-retries", "0", "Hi"]) == 1
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.startswith(f"agentkit: error: {title}")
+    assert second.startswith("agentkit: hint: ") and hint in second
+
+
+def test_an_unreachable_server_says_check_the_base_url(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+        assert main(["chat", "--base-url", url, "--max-retries", "0", "Hi"]) == 1
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.startswith("agentkit: error: cannot connect")
+    assert "check --base-url and your network" in second
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["chat", "--temperature", "warm", "Hi"], ["chat", "--no-such-option"], ["frobnicate"], []],
+)
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert "usage: agentkit" in capsys.readouterr().err
+
+
+def test_an_empty_pipe_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "--base-url", "http://127.0.0.1:9/v1"], stdin=io.StringIO("  \n")) == 2
+    assert "no prompt" in capsys.readouterr().err
+
+
+# --- interactive chat -------------------------------------------------------------------
+
+
+def scripted_input(*lines: str | type[BaseException]) -> Callable[[str], str]:
+    """An ``input()`` stand-in: returns the lines, raises the exceptions, then EOF."""
+    pending = list(lines)
+
+    def read_line(prompt: str) -> str:
+        if not pending:
+            raise EOFError
+        item = pending.pop(0)
+        if isinstance(item, str):
+            return item
+        raise item()
+
+    return read_line
+
+
+def echo_history(request: RecordedRequest) -> Reply:
+    """A model that answers with the user messages it was sent, joined by " | "."""
+    said = [m["content"] for m in request.messages if m["role"] == "user"]
+    return Reply.text(" | ".join(said))
+
+
+def test_the_repl_keeps_history_and_obeys_its_commands(server: ScriptedServer) -> None:
+    server.respond_with(echo_history)
+    out, err = io.StringIO(), io.StringIO()
+    console = Console(out, err)
+    with Agent("qwen-plus", BUILTIN_TOOLS, base_url=server.base_url) as agent:
+        code = repl(
+            agent,
+            console,
+            scripted_input(
+                "first", "second", "/tools", KeyboardInterrupt, "/reset", "", "third", "/nope"
+            ),
+        )
+    assert code == 0
+    assert out.getvalue().splitlines() == ["first", "first | second", "third"]
+    assert "get_current_time: Get the current date and time" in err.getvalue()
+    assert "(history cleared)" in err.getvalue()
+    assert "Ctrl-D or /exit to leave" in err.getvalue()  # Ctrl-C at the prompt: stay
+    assert "unknown command /nope" in err.getvalue()
+    assert len(server.requests) == 3  # commands and the empty line sent nothing
+
+
+def test_the_repl_exit_command_leaves(server: ScriptedServer) -> None:
+    console = Console(io.StringIO(), io.StringIO())
+    with Agent("qwen-plus", base_url=server.base_url) as agent:
+        assert repl(agent, console, scripted_input("/exit", "never asked")) == 0
+    assert server.requests == []
+
+
+def test_an_error_in_the_repl_is_shown_and_the_chat_goes_on(server: ScriptedServer) -> None:
+    server.queue(Reply.error(400, "bad request, scripted"))
+    server.respond_with(echo_history)
+    out, err = io.StringIO(), io.StringIO()
+    with Agent("qwen-plus", base_url=server.base_url) as agent:
+        assert repl(agent, Console(out, err), scripted_input("fails", "works")) == 0
+    assert "agentkit: error: request refused: bad request, scripted" in err.getvalue()
+    assert out.getvalue() == "works\n"  # the failed question is not in the history
+
+
+class _InterruptAfterFirstWord(Console):
+    """Ctrl-C arriving while the answer is printed (KeyboardInterrupt in the main thread)."""
+
+    armed = True
+
+    def text(self, text: str) -> None:
+        super().text(text)
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_mid_answer_returns_to_the_prompt_without_that_question(
+    server: ScriptedServer,
+) -> None:
+    server.queue(Reply.text("a long answer that is never finished " * 20).with_(chunk_delay=0.05))
+    server.respond_with(echo_history)
+    out, err = io.StringIO(), io.StringIO()
+    started = time.perf_counter()
+    with Agent("qwen-plus", base_url=server.base_url) as agent:
+        console = _InterruptAfterFirstWord(out, err)
+        assert repl(agent, console, scripted_input("stop me", "next")) == 0
+    assert time.perf_counter() - started < 3  # not the ~6 s the whole answer takes
+    assert "(stopped; that question is left out of the history)" in err.getvalue()
+    assert out.getvalue().splitlines() == ["a", "next"]
+    assert server.requests[1].messages == [{"role": "user", "content": "next"}]
+
+
+class Terminal:
+    """``agentkit chat`` in a pseudo-terminal, so it runs interactively as for a person."""
+
+    def __init__(self, *args: str) -> None:
+        self.master, slave = pty.openpty()
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+        environment.update(PYTHONIOENCODING="utf-8", TERM="dumb", NO_COLOR="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agentkit.cli", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=environment,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.seen = ""
+        self.position = 0  # where the next expect() starts looking
+
+    def expect(self, text: str, timeout: float = 10) -> None:
+        """Read the terminal until ``text`` shows after the last match, or fail."""
+        deadline = time.monotonic() + timeout
+        while text not in self.seen[self.position :]:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.master], [], [], left)[0]:
+                raise AssertionError(f"{text!r} never showed; the terminal shows:\n{self.seen}")
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # the child closed the terminal
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"{text!r} never showed before exit:\n{self.seen}")
+            self.seen += chunk.decode("utf-8", "replace").replace("\r\n", "\n")
+        self.position = self.seen.index(text, self.position) + len(text)
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal_factory() -> Iterator[Callable[..., Terminal]]:
+    opened: list[Terminal] = []
+
+    def open_terminal(*args: str) -> Terminal:
+        opened.append(Terminal(*args))
+        return opened[-1]
+
+    yield open_terminal
+    for terminal in opened:
+        terminal.close()
+
+
+def test_interactive_chat_in_a_terminal_ctrl_c_and_ctrl_d(
+    server: ScriptedServer, terminal_factory: Callable[..., Terminal]
+) -> None:
+    slow = "words keep coming slowly " * 40
+    server.queue(Reply.text(slow).with_(chunk_delay=0.1), Reply.text("Second answer."))
+    term = terminal_factory("chat", "--base-url", server.base_url, "--no-tools")
+    term.expect("Ctrl-D leaves")
+    term.expect("> ")
+    term.type("tell me everything\n")
+    term.expect("words keep")
+    interrupted = time.monotonic()
+    os.kill(term.process.pid, signal.SIGINT)  # what Ctrl-C sends
+    term.expect("(stopped; that question is left out of the history)")
+    assert time.monotonic() - interrupted < 3  # promptly, not after the 16 s answer
+    term.expect("> ")
+    term.type("and now?\n")
+    term.expect("Second answer.")
+    term.expect("> ")
+    term.type("\x04")  # Ctrl-D
+    assert term.process.wait(10) == 0
+    assert server.requests[1].messages == [{"role": "user", "content": "and now?"}]
+
+
+SLOW_TOOL = '''
+import pathlib, sys, time
+
+from agentkit import tool
+
+
+@tool
+def slow(marker: str) -> str:
+    """A tool that takes far too long."""
+    pathlib.Path(marker).write_text("started")
+    time.sleep(60)
+    return "done"
+'''
+
+
+def test_ctrl_c_in_a_one_shot_run_exits_130_without_waiting_for_the_tool(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    (tmp_path / "slow_tools.py").write_text(SLOW_TOOL, encoding="utf-8")
+    server.queue(Reply.tool_calls(("slow", {"marker": str(marker)})))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentkit.cli", "chat", "--base-url", server.base_url,
+         "--tools", str(tmp_path / "slow_tools.py"), "Go slowly"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the tool never started"
+            time.sleep(0.02)
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert time.monotonic() - interrupted < 5  # the 60 s tool thread is not waited for
+    assert process.returncode == 130
+    assert "agentkit: interrupted after" in err
+    assert "Traceback" not in err
+    assert out == ""
+
+
+# --- agentkit demo --------------------------------------------------------------------------
+
+
+def test_demo_runs_the_weather_and_time_conversation_offline(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTKIT_GEOCODING_URL", "http://example.invalid/kept")
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)  # no key needed
+    assert main(["demo", "--fast"]) == 0
+    captured = capsys.readouterr()
+    answer = captured.out
+    assert answer.startswith("I couldn't reach the weather service (this demo runs offline)")
+    assert re.search(r"It is \w+ [\d-]+ [\d:]+ in Asia/Singapore \(UTC\+08:00\)\.\n$", answer)
+    err = captured.err
+    assert "the model is a scripted stand-in for Qwen, no network" in err
+    assert 'get_current_weather({"location": "Singapore"})' in err
+    assert "The weather service is unreachable right now" in err  # the real tool, offline
+    assert 'get_current_time({"timezone": "Asia/Singapore"})' in err
+    assert err.index("round 1") < err.index("round 2") < err.index("round 3")
+    assert "3 model calls · 2 tool calls" in err
+    # the weather tool's endpoints are the user's again afterwards
+    assert os.environ["AGENTKIT_GEOCODING_URL"] == "http://example.invalid/kept"
+    assert "AGENTKIT_FORECAST_URL" not in os.environ
+
+
+NO_NETWORK = """
+import socket, sys
+
+def refuse(address):
+    host = address[0] if isinstance(address, tuple) else address
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        sys.stderr.write(f"NETWORK ATTEMPT {address}\\n")
+        raise OSError("network disabled by the test")
+
+connect = socket.socket.connect
+def guarded(self, address):
+    refuse(address)
+    return connect(self, address)
+socket.socket.connect = guarded
+resolve = socket.getaddrinfo
+def guarded_resolve(host, *args, **kwargs):
+    refuse((host,))
+    return resolve(host, *args, **kwargs)
+socket.getaddrinfo = guarded_resolve
+
+from agentkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_demo_touches_no_network_and_needs_no_key() -> None:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "OPENAI_"))
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK, "demo", "--fast", "Is it raining in Hangzhou?"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "NETWORK ATTEMPT" not in done.stderr
+    assert "can't tell you the weather in Hangzhou" in done.stdout
+
+
+def test_demo_paces_its_stream_like_a_real_model(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.perf_counter()
+    assert main(["demo", "What time is it in Tokyo?"]) == 0
+    elapsed = time.perf_counter() - started
+    assert elapsed > 0.5  # two paced rounds: visible, not instant
+    assert elapsed < 15
+    assert "in Asia/Tokyo" in capsys.readouterr().out
+
+
+def test_the_console_script_runs_the_demo() -> None:
+    script = shutil.which("agentkit", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the agentkit console script is not installed next to this Python")
+    done = subprocess.run([script, "demo", "--fast"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Asia/Singapore" in done.stdout
+
+
+def request_body(*messages: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": list(messages), "tools": [t.to_openai() for t in BUILTIN_TOOLS]}
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def called(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    function = {"name": name, "arguments": json.dumps(arguments)}
+    call = {"id": "c1", "type": "function", "function": function}
+    return {"role": "assistant", "content": "", "tool_calls": [call]}
+
+
+def tool_said(text: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": "c1", "content": text}
+
+
+def test_the_scripted_model_calls_one_tool_per_round_then_answers() -> None:
+    question = user("What's the weather in Paris, and what time is it there?")
+    weather = {"location": "Paris"}
+    assert scripted_qwen(request_body(question)) == {
+        "tool_calls": [{"name": "get_current_weather", "arguments": json.dumps(weather)}]
+    }
+    after_weather = [question, called("get_current_weather", weather), tool_said("Sunny.")]
+    assert scripted_qwen(request_body(*after_weather)) == {
+        "tool_calls": [
+            {"name": "get_current_time", "arguments": json.dumps({"timezone": "Europe/Paris"})}
+        ]
+    }
+    done = [*after_weather, called("get_current_time", {}), tool_said("It is noon.")]
+    assert scripted_qwen(request_body(*done)) == {"content": "Sunny. It is noon."}
+
+
+def test_the_scripted_model_follows_the_conversation() -> None:
+    earlier = [
+        user("Is it sunny in Beijing?"),
+        called("get_current_weather", {"location": "Beijing"}),
+        tool_said("Clear."),
+        {"role": "assistant", "content": "Clear."},
+    ]
+    follow_up = scripted_qwen(request_body(*earlier, user("And what time is it there?")))
+    assert follow_up["tool_calls"][0]["arguments"] == json.dumps({"timezone": "Asia/Shanghai"})
+    # no place at all: the local time
+    assert scripted_qwen(request_body(user("What time is it?")))["tool_calls"][0][
+        "arguments"
+    ] == "{}"
+    # nothing it can do: it says what it is
+    reply = scripted_qwen(request_body(user("Write me a poem")))
+    assert "scripted stand-in for Qwen" in reply["content"]
+    # tools not offered: it does not call them
+    assert "content" in scripted_qwen({"messages": [user("What time is it?")]})
