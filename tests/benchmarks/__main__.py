@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import os
 import platform
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import contenders, imports, measure, parallel, scale, streaming, tooldecor
+from . import contenders, imports, measure, parallel, scale, scripted, streaming, tooldecor
 from .measure import Row, median, print_table
 from .server import ServerProcess
 
@@ -101,6 +102,15 @@ def _run_cost(server: ServerProcess, loop: asyncio.Runner, s: Settings, v: Verdi
         for n in [contenders.label(f)]
     ]
     floor = rows[0].value
+    for row in rows:
+        if row.samples and rows[0].samples:
+            row.ratio = measure.paired_ratio(row.samples, rows[0].samples)
+    by_name = {row.name: row for row in rows}
+    for driver, own_floor in contenders.OWN_FLOOR.items():
+        row, base = by_name[contenders.label(driver)], by_name[contenders.label(own_floor)]
+        if row.samples and base.samples:
+            own = measure.paired_ratio(row.samples, base.samples)
+            row.note = f"{own:.2f}x {base.name}"
     print_table(
         "1. Two-round run (question, tool call, tool result, answer)",
         rows,
@@ -108,10 +118,10 @@ def _run_cost(server: ServerProcess, loop: asyncio.Runner, s: Settings, v: Verdi
         baseline=floor,
     )
     agentkit_run = next(r for r in rows if r.name == contenders.label(contenders.agentkit_run))
-    if floor is None or agentkit_run.value is None:
+    if agentkit_run.ratio is None:
         v.add(False, f"run: agentkit Agent.run not measured ({agentkit_run.note})")
     else:
-        ratio = agentkit_run.value / floor
+        ratio = agentkit_run.ratio
         v.add(
             ratio <= RUN_TARGET,
             f"run: agentkit Agent.run at {ratio:.2f}x the floor (target <= {RUN_TARGET}x)",
@@ -161,8 +171,8 @@ def _parallel(server: ServerProcess, loop: asyncio.Runner, s: Settings, v: Verdi
         return
     rows = [Row(label, median(data), "", data) for label, data in samples.items()]
     print_table(
-        f"3. Parallel tools: {parallel.scripted.PARALLEL_CALLS} calls of a "
-        f"{parallel.scripted.TOOL_SECONDS * 1000:.0f} ms tool in one round, whole run",
+        f"3. Parallel tools: {scripted.PARALLEL_CALLS} calls of a "
+        f"{scripted.TOOL_SECONDS * 1000:.0f} ms tool in one round, whole run",
         rows,
         "ms",
     )
@@ -245,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(
         f"Python {platform.python_version()} on {platform.machine()}, "
-        f"{_cpu_count()} CPUs; {'quick' if args.quick else 'full'} run"
+        f"{_cpu_count()} CPUs; {'quick' if args.quick else 'full'} run; "
+        f"load average {os.getloadavg()[0]:.1f} at the start"
     )
     sections: dict[str, Callable[[ServerProcess, asyncio.Runner], None]] = {
         "run": lambda srv, loop: _run_cost(srv, loop, settings, verdicts),
@@ -266,13 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     for met, text in verdicts.lines:
         print(f"- {'met' if met else 'MISSED'}: {text}")
     print("")
-    print(f"Total time: {time.perf_counter() - started:.0f} s")
+    print(
+        f"Total time: {time.perf_counter() - started:.0f} s; "
+        f"load average {os.getloadavg()[0]:.1f} at the end"
+    )
     return 1 if args.check and not verdicts.all_met else 0
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import scripted
 
@@ -101,6 +101,111 @@ def floor_httpx(base_url: str) -> Contender:
     return Contender(label(floor_httpx), run, close=client.close)
 
 
+@_named("floor: httpx.AsyncClient loop")
+def floor_httpx_async(base_url: str) -> Contender:
+    """The async floor: the same loop over ``httpx.AsyncClient`` (``run_async``'s floor)."""
+    import httpx
+
+    client = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"})
+
+    async def run() -> str:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": scripted.QUESTION}]
+        for _ in range(MAX_TURNS):
+            response = await client.post(
+                "/chat/completions",
+                json={"model": scripted.MODEL, "messages": messages, "tools": scripted.TOOLS},
+            )
+            response.raise_for_status()
+            message = response.json()["choices"][0]["message"]
+            messages.append(message)
+            calls = message.get("tool_calls")
+            if not calls:
+                answer: str = message["content"]
+                return answer
+            for call in calls:
+                arguments = json.loads(call["function"]["arguments"])
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call["id"],
+                        "content": scripted.get_weather(**arguments),
+                    }
+                )
+        raise RuntimeError("no final answer")
+
+    return Contender(label(floor_httpx_async), run, is_async=True, close=client.aclose)
+
+
+@_named("floor: httpx.Client SSE loop")
+def floor_httpx_sse(base_url: str) -> Contender:
+    """The streaming floor: both rounds streamed, text and tool-call deltas assembled by
+    hand from ``data:`` lines (``stream``'s floor)."""
+    import httpx
+
+    client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"})
+
+    def round_trip(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        body = {
+            "model": scripted.MODEL,
+            "messages": messages,
+            "tools": scripted.TOOLS,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        text: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        with client.stream("POST", "/chat/completions", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                for choice in json.loads(data)["choices"]:
+                    delta = choice["delta"]
+                    if delta.get("content"):
+                        text.append(delta["content"])
+                    for part in delta.get("tool_calls") or ():
+                        call = calls.setdefault(
+                            part["index"],
+                            {
+                                "id": "",
+                                "type": "function",
+                                "function": {"name": "", "arguments": ""},
+                            },
+                        )
+                        call["id"] = part.get("id") or call["id"]
+                        function = part.get("function") or {}
+                        call["function"]["name"] = function.get("name") or call["function"]["name"]
+                        call["function"]["arguments"] += function.get("arguments") or ""
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+        if calls:
+            message["tool_calls"] = [calls[index] for index in sorted(calls)]
+        return message
+
+    def run() -> str:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": scripted.QUESTION}]
+        for _ in range(MAX_TURNS):
+            message = round_trip(messages)
+            messages.append(message)
+            if "tool_calls" not in message:
+                answer: str = message["content"]
+                return answer
+            for call in message["tool_calls"]:
+                arguments = json.loads(call["function"]["arguments"])
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call["id"],
+                        "content": scripted.get_weather(**arguments),
+                    }
+                )
+        raise RuntimeError("no final answer")
+
+    return Contender(label(floor_httpx_sse), run, close=client.close)
+
+
 # -- peers -------------------------------------------------------------------------------
 
 
@@ -116,13 +221,13 @@ def openai_sdk(base_url: str) -> Contender:
         messages: list[Any] = [{"role": "user", "content": scripted.QUESTION}]
         for _ in range(MAX_TURNS):
             completion = client.chat.completions.create(
-                model=scripted.MODEL, messages=messages, tools=scripted.TOOLS
+                model=scripted.MODEL, messages=messages, tools=cast(Any, scripted.TOOLS)
             )
             message = completion.choices[0].message
             messages.append(message)
             if not message.tool_calls:
                 return message.content or ""
-            for call in message.tool_calls:
+            for call in cast(list[Any], message.tool_calls):
                 arguments = json.loads(call.function.arguments)
                 messages.append(
                     {
@@ -210,6 +315,7 @@ def langchain(base_url: str) -> Contender:
     from langchain_core.messages import BaseMessage, HumanMessage
     from langchain_core.tools import tool as lc_tool
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
 
     @lc_tool
     def get_weather(city: str) -> str:
@@ -221,7 +327,7 @@ def langchain(base_url: str) -> Contender:
         return scripted.get_weather(city)
 
     llm = ChatOpenAI(
-        model=scripted.MODEL, base_url=base_url, api_key=API_KEY, max_retries=0
+        model=scripted.MODEL, base_url=base_url, api_key=SecretStr(API_KEY), max_retries=0
     ).bind_tools([get_weather])
 
     def run() -> str:
@@ -312,4 +418,12 @@ def _closer(agent: Any) -> Callable[[], Awaitable[None] | None]:
 
 
 AGENTKIT = (agentkit_run, agentkit_run_async, agentkit_stream)
-ALL = (floor_httpx, *PEERS, *AGENTKIT)
+FLOORS = (floor_httpx, floor_httpx_async, floor_httpx_sse)
+ALL = (*FLOORS, *PEERS, *AGENTKIT)
+
+OWN_FLOOR = {
+    agentkit_run: floor_httpx,
+    agentkit_run_async: floor_httpx_async,
+    agentkit_stream: floor_httpx_sse,
+}
+"""The floor doing the same I/O as each agentkit driver (sync, async, streamed)."""

@@ -23,6 +23,9 @@ class Row:
     """The median, in the table's unit; ``None`` when the row was skipped or failed."""
     note: str = ""
     samples: list[float] = field(default_factory=list)
+    ratio: float | None = None
+    """The ratio to the table's baseline when measured pairwise (see :func:`paired_ratio`);
+    else the table divides the medians."""
 
     @property
     def spread(self) -> str:
@@ -36,6 +39,15 @@ class Row:
 def median(samples: Sequence[float]) -> float:
     """The median of ``samples``."""
     return statistics.median(samples)
+
+
+def paired_ratio(samples: Sequence[float], baseline: Sequence[float]) -> float:
+    """The median over rounds of ``samples[i] / baseline[i]``.
+
+    Both were taken in the same interleaved round, so a slow spell on the machine (other
+    processes, CPU frequency) scales both and cancels out of the ratio.
+    """
+    return statistics.median(a / b for a, b in zip(samples, baseline, strict=True))
 
 
 def call(contender: Contender, loop: asyncio.Runner, times: int) -> list[Any]:
@@ -109,7 +121,8 @@ def print_table(
         else:
             cells += [_fmt(row.value), row.spread]
             if baseline is not None:
-                cells.append(f"{row.value / baseline:.2f}")
+                ratio = row.ratio if row.ratio is not None else row.value / baseline
+                cells.append(f"{ratio:.2f}")
         cells.append(row.note)
         out("| " + " | ".join(cells) + " |")
 

@@ -8,6 +8,7 @@ threads) and async tools (tasks), from both drivers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ def _agent(base_url: str, *, async_tool: bool) -> Any:
     except ImportError as error:
         raise Skip(f"agentkit.Agent is not available yet ({error})") from error
 
+    weather: Any
     if async_tool:
 
         @tool(name=scripted.TOOL_NAME)
@@ -62,15 +64,19 @@ CASES: tuple[tuple[str, bool, bool], ...] = (
 )
 
 
+def _run_async(loop: asyncio.Runner, agent: Any) -> Any:
+    return loop.run(agent.run_async(scripted.QUESTION))
+
+
 def measure(base_url: str, loop: asyncio.Runner, repeats: int) -> dict[str, list[float]]:
     """Per case, ``repeats`` wall times (ms) of the whole 8-call run, interleaved."""
     runners: dict[str, Callable[[], Any]] = {}
     for label, async_driver, async_tool in CASES:
         agent = _agent(base_url, async_tool=async_tool)
         if async_driver:
-            runners[label] = lambda agent=agent: loop.run(agent.run_async(scripted.QUESTION))
+            runners[label] = functools.partial(_run_async, loop, agent)
         else:
-            runners[label] = lambda agent=agent: agent.run(scripted.QUESTION)
+            runners[label] = functools.partial(agent.run, scripted.QUESTION)
     for label, run in runners.items():  # warm up and check the conversation
         result = run()
         assert result.output == scripted.ANSWER, f"{label}: answered {result.output!r}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -146,7 +147,7 @@ def measure_decoration(repeats: int) -> tuple[dict[str, list[float]], dict[str, 
         except Skip as reason:
             skipped[label] = str(reason)
             continue
-        ready[label] = lambda decorate=decorate: decorate(search_flights)
+        ready[label] = functools.partial(decorate, search_flights)
     samples: dict[str, list[float]] = {label: [] for label in ready}
     for _ in range(repeats):
         for label, action in ready.items():
