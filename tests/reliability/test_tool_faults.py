@@ -1,0 +1,170 @@
+"""Tools that misbehave: one that raises, one that hangs past its timeout, one that returns
+what JSON cannot hold. One test per row of ``docs/reliability.md``.
+
+The failure goes back to the model as the call's message (no traceback) and the run
+finishes; the caller's code is never interrupted by a tool's exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agentkit import Tool, tool
+from agentkit.testing import Reply, ScriptedServer
+
+from ._support import Driver, assert_wire_transcript, run_with, tool_messages, within
+
+ANSWER = "The forecast service is down."
+
+
+def run_tool_round(
+    server: ScriptedServer, driver: Driver, forecast: Tool[..., Any], **options: Any
+) -> str:
+    """The model calls ``forecast`` (twice in parallel, with ``get_weather``-free tools)
+    then answers; returns the message the model got for the first call."""
+    server.queue(
+        Reply.tool_calls(("forecast", {"city": "Paris"}), ("echo", {"text": "still here"})),
+        Reply.text(ANSWER),
+    )
+    result = run_with(driver, server.base_url, tools=(forecast, echo), **options)
+    assert result.output == ANSWER
+    assert_wire_transcript(result.messages)
+    told = tool_messages(server.requests[1].messages)
+    assert [m["name"] for m in told] == ["forecast", "echo"]
+    assert told[1]["content"] == "still here", "a failing call does not spoil its neighbour"
+    return str(told[0]["content"])
+
+
+@tool
+def echo(text: str) -> str:
+    """Repeat the text."""
+    return text
+
+
+# --- a tool that raises ---------------------------------------------------------------------
+
+
+class ForecastDown(RuntimeError):
+    pass
+
+
+@tool(name="forecast")
+def raising_forecast(city: str) -> str:
+    """The forecast."""
+    raise ForecastDown(f"no forecast for {city}: upstream returned 503")
+
+
+@tool(name="forecast")
+async def raising_forecast_async(city: str) -> str:
+    """The forecast."""
+    await asyncio.sleep(0)
+    raise ForecastDown(f"no forecast for {city}: upstream returned 503")
+
+
+@pytest.mark.parametrize("forecast", [raising_forecast, raising_forecast_async],
+                         ids=["sync_tool", "async_tool"])
+def test_tool_that_raises(server: ScriptedServer, driver: Driver, forecast: Tool[..., Any]) -> None:
+    with within(3.0):
+        told = run_tool_round(server, driver, forecast)
+    assert "ForecastDown" in told and "no forecast for Paris: upstream returned 503" in told
+    assert "Traceback" not in told and 'File "' not in told, "a message, not a traceback"
+
+
+# --- a tool that hangs ----------------------------------------------------------------------
+
+_release = threading.Event()
+_async_tool_cancelled: list[bool] = []
+
+
+@pytest.fixture(autouse=True)
+def _release_hung_threads() -> Iterator[None]:
+    """A sync tool in a thread cannot be stopped: let it go at the end of each test."""
+    _release.clear()
+    _async_tool_cancelled.clear()
+    yield
+    _release.set()
+
+
+@tool(name="forecast", timeout=0.3)
+def hanging_forecast(city: str) -> str:
+    """The forecast."""
+    _release.wait(30)
+    return "too late"
+
+
+@tool(name="forecast", timeout=0.3)
+async def hanging_forecast_async(city: str) -> str:
+    """The forecast."""
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        _async_tool_cancelled.append(True)
+        raise
+    return "too late"
+
+
+@tool(name="forecast")
+def hanging_forecast_no_own_timeout(city: str) -> str:
+    """The forecast."""
+    _release.wait(30)
+    return "too late"
+
+
+@pytest.mark.parametrize(
+    ("forecast", "options"),
+    [
+        (hanging_forecast, {}),
+        (hanging_forecast_async, {}),
+        (hanging_forecast_no_own_timeout, {"tool_timeout": 0.3}),
+    ],
+    ids=["sync_tool", "async_tool", "agent_tool_timeout"],
+)
+def test_tool_that_hangs_past_its_timeout(
+    server: ScriptedServer, driver: Driver, forecast: Tool[..., Any], options: dict[str, Any]
+) -> None:
+    with within(2.5):  # 0.3 s of timeout and two quick rounds, not 30 s
+        told = run_tool_round(server, driver, forecast, **options)
+    assert "timed out after 0.3 s" in told
+    if forecast is hanging_forecast_async:
+        assert _async_tool_cancelled == [True], "the abandoned coroutine was cancelled"
+
+
+# --- a tool whose result JSON cannot hold ---------------------------------------------------
+
+
+class Opaque:
+    """An object with no JSON form."""
+
+
+def _circular() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+UNSERIALISABLE: dict[str, Any] = {
+    "plain_object": Opaque(),
+    "object_in_a_dict": {"when": "now", "lock": threading.Lock()},
+    "circular_list": _circular(),
+    "bytes_not_utf8": b"\xff\xfe binary",
+}
+
+
+@pytest.mark.parametrize("value", UNSERIALISABLE.values(), ids=UNSERIALISABLE.keys())
+def test_tool_returns_a_non_json_serialisable_object(
+    server: ScriptedServer, driver: Driver, value: Any
+) -> None:
+    @tool(name="forecast")
+    def forecast(city: str) -> Any:
+        """The forecast."""
+        return value
+
+    with within(3.0):
+        told = run_tool_round(server, driver, forecast)
+    assert "cannot be turned into JSON" in told
+    assert type(value).__name__ in told
