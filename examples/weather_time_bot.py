@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 from agentkit import Agent, AgentKitError
@@ -53,14 +54,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _ask() -> Iterator[str]:
-    while True:
-        try:
-            question = input("Please enter your query: ").strip()
-        except EOFError:
-            return
-        if not question:
-            return
-        yield question
+    with suppress(EOFError):  # Ctrl-D ends, as an empty line does
+        while question := input("Please enter your query: ").strip():
+            yield question
 
 
 def _show_rounds(messages: list[dict[str, Any]]) -> None:
