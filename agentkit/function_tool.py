@@ -168,6 +168,12 @@ class Tool(Generic[P, R]):
             instance = self._validator.validate_json(text, strict=True, extra="forbid")
         except ValidationError as exc:
             instance = self._revalidate_integral_floats(text, exc)
+        except Exception as exc:  # a validator of the user's own types that broke
+            message = (
+                f"The arguments for tool `{self.name}` could not be validated "
+                f"({type(exc).__name__}: {_cut(str(exc))})."
+            )
+            raise ToolArgumentsError(message, tool_name=self.name, errors=[("", message)]) from exc
         return self._keyword_arguments(instance)
 
     def call(self, kwargs: dict[str, Any], context: Any = None) -> R:

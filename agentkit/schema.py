@@ -399,6 +399,7 @@ def _build_model(name: str, model_fields: dict[str, Any], display: str) -> type[
 # Dates that match but do not exist (2024-02-30) are still refused by the validator.
 _OFFSET = r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?"
 _TIME = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?" + _OFFSET
+_DECIMAL_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"
 _PATTERNS = {
     "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
     "date-time": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt _]" + _TIME + "$",
@@ -428,6 +429,15 @@ class _SchemaGenerator(GenerateJsonSchema):
 
     def uuid_schema(self, schema: core_schema.UuidSchema) -> JsonSchemaValue:
         return self._with_pattern(super().uuid_schema(schema))
+
+    def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
+        # pydantic's pattern uses a lookahead, which strict mode cannot keep; this one
+        # says the same without it (digits with at most one point, and at least one digit)
+        json_schema = super().decimal_schema(schema)
+        for option in json_schema.get("anyOf", ()):
+            if option.get("type") == "string" and "(?!" in option.get("pattern", ""):
+                option["pattern"] = _DECIMAL_PATTERN
+        return json_schema
 
 
 def _json_schema(model: type[BaseModel], display: str) -> dict[str, Any]:
@@ -763,11 +773,11 @@ class StrictDecoder:
             return next((o for o in objects if keys <= set(o["properties"])), None)
         if isinstance(value, list):
             arrays = [option for option in resolved if option.get("type") == "array"]
+            mappings = [option for option in arrays if id(option) in self._pairs]
+            lists = [option for option in arrays if id(option) not in self._pairs]
             if value and all(_is_entry(entry) for entry in value):
-                mapping = next((o for o in arrays if id(o) in self._pairs), None)
-                if mapping is not None:
-                    return mapping
-            return next((o for o in arrays if id(o) not in self._pairs), None)
+                return (mappings or lists or [None])[0]
+            return (lists or mappings or [None])[0]
         return None
 
 

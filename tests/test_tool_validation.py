@@ -448,3 +448,24 @@ def test_tool_class_can_be_built_directly() -> None:
     assert t.name == "direct"
     assert t.strict is True
     assert repr(t) == "Tool(name='direct', strict=True)"
+
+
+def test_a_broken_validator_of_a_user_type_becomes_an_arguments_error() -> None:
+    from pydantic import field_validator
+
+    class Order(BaseModel):
+        number: int
+
+        @field_validator("number")
+        @classmethod
+        def _lookup(cls, value: int) -> int:
+            return {1: 1}[value]  # a KeyError is not a validation error for pydantic
+
+    @tool
+    def f(order: Order) -> Order:
+        """F."""
+        return order
+
+    assert f.call(f.validate_json('{"order": {"number": 1}}')) == Order(number=1)
+    with pytest.raises(ToolArgumentsError, match=r"could not be validated \(KeyError: 2\)"):
+        f.validate_json('{"order": {"number": 2}}')
