@@ -775,9 +775,10 @@ class StrictDecoder:
             arrays = [option for option in resolved if option.get("type") == "array"]
             mappings = [option for option in arrays if id(option) in self._pairs]
             lists = [option for option in arrays if id(option) not in self._pairs]
-            if value and all(_is_entry(entry) for entry in value):
-                return (mappings or lists or [None])[0]
-            return (lists or mappings or [None])[0]
+            preferred = (
+                mappings + lists if value and all(_is_entry(e) for e in value) else lists + mappings
+            )
+            return preferred[0] if preferred else None
         return None
 
 
