@@ -743,21 +743,29 @@ class Agent(Generic[OutputT]):
             yield ToolCallStarted(call.call_id, call.name, call.arguments)
 
         limit = asyncio.Semaphore(self._parallel_limit)
-        tasks = [asyncio.ensure_future(self._execute(call, limit)) for call in runnable]
+        if len(runnable) == 1:  # the common case: no task to schedule
+            yield await self._finished(loop, await self._execute(runnable[0], limit), outcomes)
+            return
+        pending = {asyncio.ensure_future(self._execute(call, limit)) for call in runnable}
         try:
-            for next_done in asyncio.as_completed(tasks):
-                outcome = await next_done
-                outcomes.append(outcome)
-                result = loop.settle(outcome)
-                if hooks.after_tool_call is not None:
-                    await _settle(hooks.after_tool_call(outcome.call, result))
-                yield result
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for outcome in sorted((task.result() for task in done), key=_call_order):
+                    yield await self._finished(loop, outcome, outcomes)
         finally:
-            pending = [task for task in tasks if not task.done()]
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _finished(
+        self, loop: RunLoop, outcome: ToolOutcome, outcomes: list[ToolOutcome]
+    ) -> ToolResult:
+        outcomes.append(outcome)
+        result = loop.settle(outcome)
+        if self._hooks.after_tool_call is not None:
+            await _settle(self._hooks.after_tool_call(outcome.call, result))
+        return result
 
     async def _execute(self, call: PlannedCall, limit: asyncio.Semaphore) -> ToolOutcome:
         if not call.is_async:
@@ -834,6 +842,10 @@ def _work(
         reports.put(("fatal", call.index, exc))
         return
     reports.put(("done", call.index, outcome))
+
+
+def _call_order(outcome: ToolOutcome) -> int:
+    return outcome.call.index
 
 
 def _remaining(timeout: float, started: float | None, now: float) -> float:
