@@ -519,13 +519,14 @@ class Agent(Generic[OutputT]):
     def _drive(self, loop: RunLoop, *, stream: bool) -> Generator[AgentEvent, None, None]:
         client = self._client()
         hooks = self._hooks
+        streamed_always = self._settings.stream_required
         outcomes: list[ToolOutcome] = []
         try:
             while True:
                 request = loop.next_request()
                 if hooks.before_model_call is not None:
                     _settle_sync(hooks.before_model_call(loop.turns, request))
-                if stream and loop.wants_stream(request):
+                if (stream or streamed_always) and loop.wants_stream(request):
                     completion: ChatCompletion | None = None
                     with contextlib.closing(self._stream_round(loop, client, request)) as items:
                         for item in items:
@@ -654,13 +655,14 @@ class Agent(Generic[OutputT]):
     ) -> AsyncGenerator[AgentEvent, None]:
         client = self._client_async()
         hooks = self._hooks
+        streamed_always = self._settings.stream_required
         outcomes: list[ToolOutcome] = []
         try:
             while True:
                 request = loop.next_request()
                 if hooks.before_model_call is not None:
                     await _settle(hooks.before_model_call(loop.turns, request))
-                if stream and loop.wants_stream(request):
+                if (stream or streamed_always) and loop.wants_stream(request):
                     completion: ChatCompletion | None = None
                     round_items = self._stream_round_async(loop, client, request)
                     async with contextlib.aclosing(round_items) as items:

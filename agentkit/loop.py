@@ -119,6 +119,9 @@ class LoopSettings:
             :class:`~agentkit.OutputTruncatedError`; ``"return"`` accepts the partial text as
             the answer, with ``RunResult.truncated`` set.
         tool_timeout: seconds a tool may run (a tool's own ``timeout`` wins; ``None``: none).
+
+    ``stream_required`` is derived: requests with ``extra_body={"enable_thinking": True}``
+    are streamed even by ``Agent.run``, as Qwen's thinking mode requires.
     """
 
     __slots__ = (
@@ -133,6 +136,7 @@ class LoopSettings:
         "on_truncated",
         "output_mode",
         "output_type",
+        "stream_required",
         "tool_definitions",
         "tool_timeout",
         "tools",
@@ -200,6 +204,12 @@ class LoopSettings:
         self.max_output_retries = max_output_retries
         self.on_truncated = on_truncated
         self.tool_timeout = tool_timeout
+        # Qwen's thinking mode answers only streamed requests (DashScope refuses the rest),
+        # so even a plain run() streams them; the result is the same.
+        extra_body = request.get("extra_body")
+        self.stream_required = (
+            isinstance(extra_body, Mapping) and extra_body.get("enable_thinking") is True
+        )
 
     @property
     def base_request(self) -> Mapping[str, Any]:

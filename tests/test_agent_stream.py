@@ -299,3 +299,23 @@ async def wait_until_async(condition: Any, timeout: float = 3.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+def test_run_streams_when_qwen_thinking_requires_it(server: ScriptedServer) -> None:
+    # DashScope answers thinking-mode requests only when streamed; run() just works.
+    server.queue(
+        Reply.tool_calls(("get_weather", {"city": "Oslo"})),
+        Reply.text("Sunny.", reasoning="The tool said so."),
+    )
+    with Agent(
+        "qwen3-32b",
+        [get_weather],
+        base_url=server.base_url,
+        provider="dashscope",
+        api_key=KEY,
+        extra_body={"enable_thinking": True},
+    ) as agent:
+        result = agent.run("Weather in Oslo?")
+    assert result.output == "Sunny."
+    assert [r.stream for r in server.requests] == [True, True]
+    assert all(r.json()["enable_thinking"] is True for r in server.requests)
