@@ -346,6 +346,8 @@ def _mark_like_function(
 
 def _decoded(text: str | bytes | bytearray, decoder: StrictDecoder) -> str | bytes | bytearray:
     """Arguments written for the strict schema, in the shape the validator reads."""
+    if not decoder.needed(text):
+        return text
     try:
         data = pydantic_core.from_json(text)
     except ValueError:

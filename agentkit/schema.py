@@ -35,6 +35,10 @@ from functools import partial
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import docstring_parser
+import docstring_parser.epydoc
+import docstring_parser.google
+import docstring_parser.numpydoc
+import docstring_parser.rest
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, PydanticJsonSchemaWarning
@@ -139,9 +143,8 @@ def describe_function(function: Callable[..., Any]) -> tuple[str, dict[str, str]
     doc = inspect.getdoc(_underlying(function))
     if not doc:
         return "", {}
-    try:
-        parsed = docstring_parser.parse(doc)
-    except docstring_parser.ParseError:
+    parsed = _parse_docstring(doc)
+    if parsed is None:
         return doc.strip(), {}
     params = {
         p.arg_name.lstrip("*"): p.description.strip()
@@ -149,6 +152,47 @@ def describe_function(function: Callable[..., Any]) -> tuple[str, dict[str, str]
         if p.description and p.description.strip()
     }
     return (parsed.description or "").strip(), params
+
+
+# Google-style sections that document parameters beyond docstring-parser's defaults (the
+# names Sphinx's napoleon reads), so keyword-only parameters documented under "Keyword
+# Args:" get their descriptions and the section stays out of the tool description.
+_GOOGLE = docstring_parser.google.GoogleParser(
+    sections=[
+        *docstring_parser.google.DEFAULT_SECTIONS,
+        *(
+            docstring_parser.google.Section(
+                title, "param", docstring_parser.google.SectionType.MULTIPLE
+            )
+            for title in (
+                "Keyword Args",
+                "Keyword Arguments",
+                "Kwargs",
+                "Other Args",
+                "Other Arguments",
+                "Other Parameters",
+            )
+        ),
+    ]
+)
+_STYLES: tuple[Callable[[str], docstring_parser.Docstring], ...] = (
+    docstring_parser.rest.parse,
+    _GOOGLE.parse,
+    docstring_parser.numpydoc.parse,
+    docstring_parser.epydoc.parse,
+)
+
+
+def _parse_docstring(doc: str) -> docstring_parser.Docstring | None:
+    """The docstring read in the style that recognises the most sections (as docstring-parser's
+    own automatic choice does, with the wider Google sections)."""
+    parsed: list[docstring_parser.Docstring] = []
+    for parse in _STYLES:
+        try:
+            parsed.append(parse(doc))
+        except docstring_parser.ParseError:
+            continue
+    return max(parsed, key=lambda result: len(result.meta), default=None)
 
 
 # --- typing helpers ---------------------------------------------------------------------
@@ -717,6 +761,14 @@ class StrictDecoder:
         self._defs: dict[str, Any] = schema.get("$defs", {})
         self._nulls = nulls
         self._pairs = frozenset(pairs)
+
+    def needed(self, text: str | bytes | bytearray) -> bool:
+        """Whether arguments in this JSON text may need decoding (a quick check)."""
+        if self._pairs:
+            return True  # even an empty list stands for a mapping
+        if isinstance(text, str):
+            return "null" in text
+        return b"null" in text
 
     def decode(self, data: Any) -> Any:
         """``data`` (parsed JSON, changed in place where possible) in the validator's shape."""

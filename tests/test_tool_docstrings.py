@@ -241,3 +241,24 @@ def test_docstring_without_sections_is_all_description() -> None:
     assert f.description == (
         "Do a thing.\n\nFirst paragraph.\n\nSecond paragraph, with a colon: here."
     )
+
+
+def test_keyword_argument_sections_of_google_style() -> None:
+    for section in ("Keyword Args", "Keyword Arguments", "Kwargs", "Other Parameters"):
+
+        def search(query: str, *, limit: int = 10) -> str:
+            return query
+
+        search.__doc__ = f"""Search the catalogue.
+
+        Args:
+            query: What to look for.
+
+        {section}:
+            limit: At most this many results.
+        """
+        t = tool(search)
+        assert t.description == "Search the catalogue.", section
+        props = t.parameters["properties"]
+        assert props["query"]["description"] == "What to look for."
+        assert props["limit"]["description"] == "At most this many results.", section
