@@ -500,15 +500,21 @@ class RunLoop:
         """Whether a failed streamed request should be redone without streaming.
 
         True (and streaming with tools is off for the rest of the run) when the request had
-        tools, nothing was yielded to the caller yet, and the provider refused: a 400 on
-        opening the stream, or a stream that ended with nothing in it (llama.cpp's empty
-        200 answer). The round is then redone as one non-streamed request.
+        tools, nothing was yielded to the caller yet, and the provider refused the pair: a
+        400 on opening the stream that names streaming or tools (in its ``param`` or its
+        message), or a stream that ended with nothing in it (llama.cpp's empty 200
+        answer). The round is then redone as one non-streamed request. Any other 400 (an
+        input too long, a bad parameter) is the caller's to see, at once.
         """
         if yielded_any or "tools" not in request:
             return False
-        refused = isinstance(error, IncompleteStreamError) or (
-            isinstance(error, BadRequestError) and not isinstance(error, ContentModerationError)
-        )
+        if isinstance(error, IncompleteStreamError):
+            refused = True
+        elif isinstance(error, BadRequestError) and not isinstance(error, ContentModerationError):
+            said = f"{error.param or ''} {error.message}".lower()
+            refused = "stream" in said or "tool" in said
+        else:
+            refused = False
         if refused:
             self.tools_with_stream = False
         return refused

@@ -559,6 +559,11 @@ def test_stream_refusal_decision() -> None:
     assert not loop.stream_refused(request, refusal, yielded_any=True)
     assert not loop.stream_refused({"model": "m"}, refusal, yielded_any=False)
     assert not loop.stream_refused(request, RuntimeError("x"), yielded_any=False)
+    too_long = BadRequestError("Range of input length should be [1, 129024]", status=400)
+    assert not loop.stream_refused(request, too_long, yielded_any=False)
+    named = BadRequestError("not supported", status=400, param="stream")
+    assert loop.stream_refused(request, named, yielded_any=False)
+    loop.tools_with_stream = True
     assert loop.wants_stream(request)
     assert loop.stream_refused(request, IncompleteStreamError("empty"), yielded_any=False)
     assert not loop.wants_stream(request)  # for the rest of the run
