@@ -125,7 +125,13 @@ def _type_hints(
     if not inspect.isroutine(target) and callable(target):
         target = _underlying(type(target).__call__)  # a callable object: its __call__
     try:
-        return typing.get_type_hints(target, localns=localns, include_extras=True)
+        try:
+            return typing.get_type_hints(target, include_extras=True)
+        except NameError:
+            if localns is None:
+                raise
+            # a local class named in a string annotation: look where the tool was made
+            return typing.get_type_hints(target, localns=localns, include_extras=True)
     except Exception as exc:  # NameError for unresolvable forward references, and more
         raise ToolDefinitionError(
             f"Cannot read the type annotations of {display}: {exc}. Every annotation must "

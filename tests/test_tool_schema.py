@@ -714,3 +714,24 @@ def test_importing_the_tool_module_does_not_import_jsonschema() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _uses_point(p: Point) -> Point:
+    """Module-level function whose (string) annotation names the module's Point."""
+    return p
+
+
+def test_local_classes_resolve_but_never_shadow_the_functions_own_names() -> None:
+    class Local(BaseModel):
+        flag: bool
+
+    def uses_local(item: Local) -> bool:
+        """F."""
+        return item.flag
+
+    assert tool(uses_local).call({"item": Local(flag=True)}) is True
+    assert "Local" in tool(uses_local).parameters["$defs"]
+
+    Point = int  # noqa: N806 (a local of the caller that must not replace the module's Point)
+    assert Point is int
+    assert tool(_uses_point).parameters["properties"]["p"] == {"$ref": "#/$defs/Point"}
