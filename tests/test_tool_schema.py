@@ -732,6 +732,6 @@ def test_local_classes_resolve_but_never_shadow_the_functions_own_names() -> Non
     assert tool(uses_local).call({"item": Local(flag=True)}) is True
     assert "Local" in tool(uses_local).parameters["$defs"]
 
-    Point = int  # noqa: N806 (a local of the caller that must not replace the module's Point)
+    Point = int  # a local of the caller that must not replace the module's Point
     assert Point is int
     assert tool(_uses_point).parameters["properties"]["p"] == {"$ref": "#/$defs/Point"}
