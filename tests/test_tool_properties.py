@@ -222,7 +222,11 @@ def _verdict(t: Tool[..., Any], arguments: dict[str, Any]) -> dict[str, Any] | N
 SETTINGS = settings(
     max_examples=150,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 )
 
 
