@@ -149,7 +149,9 @@ def describe_function(function: Callable[..., Any]) -> tuple[str, dict[str, str]
     doc = inspect.getdoc(_underlying(function))
     if not doc:
         return "", {}
-    parsed = _parse_docstring(doc)
+    # The parsers clean the text again, and cleaning takes the first line as the summary
+    # line; a leading newline keeps the indentation of a docstring that opens with "Args:".
+    parsed = _parse_docstring("\n" + doc)
     if parsed is None:
         return doc.strip(), {}
     params = {

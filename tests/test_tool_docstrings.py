@@ -262,3 +262,26 @@ def test_keyword_argument_sections_of_google_style() -> None:
         props = t.parameters["properties"]
         assert props["query"]["description"] == "What to look for."
         assert props["limit"]["description"] == "At most this many results.", section
+
+
+def test_docstring_that_opens_with_its_parameter_section() -> None:
+    def google_only(x: int) -> int:
+        """
+        Args:
+            x: The x.
+        """
+        return x
+
+    def numpy_only(x: int) -> int:
+        """
+        Parameters
+        ----------
+        x : int
+            The x.
+        """
+        return x
+
+    for function in (google_only, numpy_only):
+        t = tool(function)
+        assert t.description == ""
+        assert t.parameters["properties"]["x"]["description"] == "The x."
