@@ -11,6 +11,7 @@ configuration (bad option, a tools file that does not load, a missing API key),
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .agent import Agent
     from .client import ChatClient
     from .function_tool import Tool
+    from .loop import PlannedCall
     from .result import RunResult
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -72,12 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     conn.add_argument(
         "--region",
-        choices=("intl", "cn"),
-        help="DashScope region: intl (Singapore) or cn (Beijing)",
+        choices=("intl", "cn", "singapore", "beijing"),
+        help="DashScope region: intl = singapore (the default), cn = beijing",
     )
-    conn.add_argument("--api-key-env", metavar="VAR", help="read the API key from VAR")
-    conn.add_argument("--timeout", type=float, metavar="SECONDS", help="read timeout")
-    conn.add_argument("--max-retries", type=int, metavar="N", help="retries per request")
+    conn.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="read the API key from VAR (default: the preset's, e.g. DASHSCOPE_API_KEY)",
+    )
+    conn.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="wait this long for the server (600)"
+    )
+    conn.add_argument(
+        "--max-retries", type=int, metavar="N", help="retries of a failed request (2)"
+    )
     run = chat.add_argument_group("the run")
     run.add_argument(
         "-t",
@@ -88,14 +98,22 @@ def _parser() -> argparse.ArgumentParser:
         "default: the built-in weather and time tools)",
     )
     run.add_argument("--no-tools", action="store_true", help="offer the model no tools")
+    run.add_argument(
+        "--approve-all",
+        action="store_true",
+        help="run requires_approval tools without asking (default: ask in a terminal, "
+        "refuse otherwise)",
+    )
     run.add_argument("-s", "--system", metavar="TEXT", help="system instructions")
-    run.add_argument("--max-turns", type=int, default=10, metavar="N", help="model calls (10)")
-    params = chat.add_argument_group("sampling")
-    params.add_argument("--temperature", type=float)
-    params.add_argument("--top-p", type=float)
-    params.add_argument("--max-tokens", type=int)
-    params.add_argument("--presence-penalty", type=float)
-    params.add_argument("--seed", type=int)
+    run.add_argument(
+        "--max-turns", type=int, default=10, metavar="N", help="model calls per answer (10)"
+    )
+    params = chat.add_argument_group("sampling (sent only when given)")
+    params.add_argument("--temperature", type=float, metavar="T", help="randomness, 0 to 2")
+    params.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling, 0 to 1")
+    params.add_argument("--max-tokens", type=int, metavar="N", help="longest answer, in tokens")
+    params.add_argument("--presence-penalty", type=float, metavar="X", help="-2 to 2")
+    params.add_argument("--seed", type=int, metavar="N", help="for repeatable sampling")
     params.add_argument("--stop", action="append", metavar="TEXT", help="stop text (repeatable)")
     out = chat.add_argument_group("output")
     out.add_argument("--no-stream", action="store_true", help="ask for whole answers")
@@ -422,11 +440,11 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
         (e.ToolCallLimitExceeded, "too many tool calls", "ask for less in one question"),
         (e.RequestValidationError, "invalid option", "see `agentkit chat --help`"),
         (e.ToolDefinitionError, "cannot use a tool", "fix the function's signature"),
-        (e.ConfigurationError, "configuration", _configuration_hint(message, args)),
+        (e.ConfigurationError, "", _configuration_hint(message, args)),
     ]
     for cls, title, hint in hints:
         if isinstance(exc, cls):
-            return f"{title}: {message}", hint
+            return (f"{title}: {message}" if title else message), hint
     if isinstance(exc, e.AgentKitError):
         return message, "run again with --debug for details"
     return f"{type(exc).__name__}: {message}", "run again with --debug for the traceback"
@@ -481,10 +499,12 @@ def _client(args: argparse.Namespace) -> ChatClient:
 def _preset(args: argparse.Namespace) -> str | None:
     if args.provider:
         return str(args.provider)
-    return f"dashscope-{args.region}" if args.region else None
+    return f"dashscope-{args.region}" if args.region else None  # e.g. dashscope-cn
 
 
-def _build_agent(args: argparse.Namespace, client: ChatClient, console: Console) -> Agent[str]:
+def _build_agent(
+    args: argparse.Namespace, client: ChatClient, console: Console, stdin: TextIO
+) -> Agent[str]:
     from .agent import Agent, Hooks
 
     if args.no_tools:
@@ -504,6 +524,11 @@ def _build_agent(args: argparse.Namespace, client: ChatClient, console: Console)
                 done.name, done.output, done.error, done.duration
             ),
         )
+    approve: Callable[[PlannedCall], bool] | None = None
+    if args.approve_all:
+        approve = _approve_all
+    elif stdin.isatty():
+        approve = functools.partial(_ask_approval, console, stdin)
     return Agent(
         args.model,
         tools,
@@ -511,8 +536,22 @@ def _build_agent(args: argparse.Namespace, client: ChatClient, console: Console)
         client=client,
         max_turns=args.max_turns,
         hooks=hooks,
+        approve=approve,
         **params,
     )
+
+
+def _approve_all(call: PlannedCall) -> bool:
+    return True
+
+
+def _ask_approval(console: Console, stdin: TextIO, call: PlannedCall) -> bool:
+    """Ask on the terminal whether a ``requires_approval`` tool call may run."""
+    console.note(f"  ? {call.name}({_compact_json(call.arguments)}) needs your approval")
+    console.err.write("    run it? [y/N] ")
+    console.err.flush()
+    answer = stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
@@ -548,7 +587,7 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> 
     console = Console(out, err, verbose=args.verbose, show_text=not args.json)
     client = _client(args)
     try:
-        with _build_agent(args, client, console) as agent:
+        with _build_agent(args, client, console, stdin) as agent:
             if interactive:
                 return repl(agent, console, input, stream=not args.no_stream)
             result = ask(agent, prompt, console, stream=not args.no_stream)

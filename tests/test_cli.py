@@ -772,3 +772,70 @@ def test_the_scripted_model_follows_the_conversation() -> None:
     assert "scripted stand-in for Qwen" in reply["content"]
     # tools not offered: it does not call them
     assert "content" in scripted_qwen({"messages": [user("What time is it?")]})
+
+
+# --- approvals ----------------------------------------------------------------------------
+
+REFUND_TOOL = '''
+from agentkit import tool
+
+REFUNDS = []
+
+
+@tool(requires_approval=True)
+def refund(order_id: int) -> str:
+    """Refund an order."""
+    REFUNDS.append(order_id)
+    return f"refunded order {order_id}"
+'''
+
+
+class TerminalInput(io.StringIO):
+    """Typed answers on a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("options", "typed", "runs"),
+    [((), "y\n", True), ((), "n\n", False), (("--approve-all",), "", True)],
+)
+def test_approval_is_asked_on_the_terminal(
+    server: ScriptedServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: tuple[str, ...],
+    typed: str,
+    runs: bool,
+) -> None:
+    (tmp_path / "refunds.py").write_text(REFUND_TOOL, encoding="utf-8")
+    server.queue(Reply.tool_calls(("refund", {"order_id": 7})))
+    server.respond_with(answer_with_tool_result)
+    code = main(
+        ["chat", "--base-url", server.base_url, "--tools", str(tmp_path / "refunds.py"),
+         *options, "Refund order 7"],
+        stdin=TerminalInput(typed),
+    )
+    assert code == 0
+    result = last_tool_result(server.requests[1])
+    err = capsys.readouterr().err
+    if runs:
+        assert result == "refunded order 7"
+    else:
+        assert result.startswith("The call to refund was refused")
+    assert ("run it? [y/N]" in err) is not bool(options)
+
+
+def test_approval_is_refused_when_nobody_can_be_asked(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    (tmp_path / "refunds.py").write_text(REFUND_TOOL, encoding="utf-8")
+    server.queue(Reply.tool_calls(("refund", {"order_id": 7})))
+    server.respond_with(answer_with_tool_result)
+    done = run_cli(
+        "chat", "--base-url", server.base_url, "--tools", str(tmp_path / "refunds.py"),
+        input="Refund order 7",
+    )
+    assert done.returncode == 0, done.stderr
+    assert last_tool_result(server.requests[1]).startswith("The call to refund was refused")
