@@ -551,6 +551,11 @@ class RunLoop:
 
         self.messages.append(assistant)
         if message.tool_calls:
+            # A server that sends no call ids still gets a transcript it can take back:
+            # one id per call, the same in the assistant turn and in its tool message.
+            for index, wire_call in enumerate(assistant["tool_calls"]):
+                if not wire_call["id"]:
+                    wire_call["id"] = f"call_{self.turns}_{index}"
             return self._plan(message.tool_calls, round_)
         return self._final_text(message.content or "", round_, truncated)
 
@@ -657,10 +662,11 @@ class RunLoop:
         calls: list[PlannedCall] = []
         context: list[RunContext[Any]] = []  # built once per round, only if a tool wants it
         output_problem: str | None = None
+        call_ids = [wire_call["id"] for wire_call in self.messages[-1]["tool_calls"]]
         for index, tool_call in enumerate(tool_calls):
-            call_id = tool_call.id or f"call_{self.turns}_{index}"
+            call_id = call_ids[index]
             if settings.output_mode == "tool" and tool_call.function.name == FINAL_RESULT_TOOL:
-                final = self._final_call(index, call_id, tool_call, tool_calls, round_)
+                final = self._final_call(index, call_ids, tool_calls, round_)
                 if isinstance(final, Finished):
                     return final
                 if not self._output_retry_left():
@@ -743,14 +749,13 @@ class RunLoop:
     def _final_call(
         self,
         index: int,
-        call_id: str,
-        tool_call: ToolCall,
+        call_ids: list[str],
         tool_calls: list[ToolCall],
         round_: ModelRoundFinished,
     ) -> PlannedCall | Finished:
         output_type = self.settings.output_type
         assert output_type is not None
-        arguments = tool_call.function.arguments
+        arguments = tool_calls[index].function.arguments
         try:
             output = output_type.model_validate_json(arguments or "{}")
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
@@ -759,12 +764,12 @@ class RunLoop:
                 f"Call {FINAL_RESULT_TOOL} again with corrected arguments."
             )
             return PlannedCall(
-                index, call_id, FINAL_RESULT_TOOL, arguments, ready=text, kind="output"
+                index, call_ids[index], FINAL_RESULT_TOOL, arguments, ready=text, kind="output"
             )
         # Close the turn so the transcript stays resendable: every call gets its message.
         for other_index, other in enumerate(tool_calls):
             self._append_tool_message(
-                other.id or f"call_{self.turns}_{other_index}",
+                call_ids[other_index],
                 other.function.name,
                 "Final result accepted."
                 if other_index == index

@@ -187,6 +187,21 @@ def test_assistant_message_with_null_content_goes_back_as_empty_string() -> None
     loop.on_tool_outcomes([run_planned(c) for c in step.calls])
 
 
+def test_calls_without_ids_get_the_same_id_in_the_turn_and_the_tool_message() -> None:
+    loop = new_loop()
+    step = run_round(
+        loop,
+        completion(
+            calls=[("", "get_weather", '{"city": "A"}'), ("", "get_weather", '{"city": "B"}')]
+        ),
+    )
+    loop.on_tool_outcomes([run_planned(c) for c in step.calls])
+    ids = [call["id"] for call in loop.messages[-3]["tool_calls"]]
+    assert len(set(ids)) == 2 and all(ids)
+    assert [c.call_id for c in step.calls] == ids
+    assert_resendable(loop.messages)
+
+
 def test_agent_without_tools_sends_no_tools_key() -> None:
     loop = RunLoop(LoopSettings("m"), [{"role": "user", "content": "hi"}])
     assert "tools" not in loop.next_request()
@@ -645,6 +660,22 @@ def test_structured_output_through_a_final_result_tool() -> None:
     assert done.result.output == City(name="Paris", population=3)
     assert_resendable(done.result.messages)
     assert done.result.messages[-1]["content"].startswith("Not run")
+
+
+def test_final_result_among_calls_without_ids_keeps_the_transcript_whole() -> None:
+    loop = new_loop(output_type=City, output_mode="tool")
+    loop.next_request()
+    done = loop.on_response(
+        completion(
+            calls=[
+                ("", "get_weather", '{"city": "Rome"}'),
+                ("", FINAL_RESULT_TOOL, '{"name": "Rome", "population": 3}'),
+            ]
+        )
+    )
+    assert isinstance(done, Finished)
+    assert_resendable(done.result.messages)
+    assert done.result.messages[-1]["content"] == "Final result accepted."
 
 
 def test_final_result_tool_asks_again_when_the_model_answers_in_text() -> None:
