@@ -159,7 +159,7 @@ class Tool(Generic[P, R]):
         an object, or does not fit the parameters; its ``str()`` names every bad field,
         what was expected and what was received, for the model to correct itself.
         """
-        if not text or (isinstance(text, str) and text.isspace()):
+        if not text or text.isspace():
             text = "{}"
         decoder = self._schema.strict_decoder
         if decoder is not None:
@@ -189,10 +189,14 @@ class Tool(Generic[P, R]):
         if not schema.positional_only:
             return self.function(**kwargs)  # type: ignore[call-arg]
         kwargs = dict(kwargs)
-        args = [
-            kwargs.pop(name) if name in kwargs else schema.defaults[name]
-            for name in schema.positional_only
-        ]
+        args = []
+        for name in schema.positional_only:
+            if name in kwargs:
+                args.append(kwargs.pop(name))
+            elif name in schema.defaults:  # left out, but a later one may be given
+                args.append(schema.defaults[name])
+            else:
+                break  # Python reports the missing argument
         return self.function(*args, **kwargs)
 
     # --- internals ------------------------------------------------------------------

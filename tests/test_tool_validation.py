@@ -174,7 +174,7 @@ def test_bytes_and_bytearray_input() -> None:
     assert book.validate_json(bytearray(json.dumps(GOOD).encode()))["room"] == "B2"
 
 
-@pytest.mark.parametrize("text", ["", "   ", "\n", b""])
+@pytest.mark.parametrize("text", ["", "   ", "\n", b"", b" \r\n"])
 def test_empty_arguments_mean_no_arguments(text: str | bytes) -> None:
     @tool
     def now() -> str:
