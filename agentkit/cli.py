@@ -250,6 +250,7 @@ class Console:
         self.show_text = show_text
         self.label = label  # written to ``err`` before each answer, e.g. "qwen › "
         self._open_line = False  # the answer on ``out`` does not end with a newline yet
+        self._answering = False  # text of the current answer was written
         self._reasoning = False
         color = err.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
         self._dim, self._red, self._reset = (
@@ -264,9 +265,10 @@ class Console:
         if not self.show_text or not text:
             return
         self._end_reasoning()
-        if self.label and not self._open_line:
+        if self.label and not self._answering:
             self.err.write(self.label)
             self.err.flush()
+        self._answering = True
         self.out.write(text)
         self.out.flush()
         self._open_line = not text.endswith("\n")
@@ -311,6 +313,7 @@ class Console:
     def end_answer(self) -> None:
         """The answer is complete: end its line."""
         self._end_reasoning()
+        self._answering = False
         if self._open_line:
             self.out.write("\n")
             self.out.flush()

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from agentkit import Agent
-from agentkit.cli import Console, main, repl
+from agentkit import Agent, tool
+from agentkit.cli import Console, main, play, repl
 from agentkit.demo import scripted_qwen
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer, always
 from agentkit.tools import BUILTIN_TOOLS
@@ -839,3 +839,53 @@ def test_approval_is_refused_when_nobody_can_be_asked(
     )
     assert done.returncode == 0, done.stderr
     assert last_tool_result(server.requests[1]).startswith("The call to refund was refused")
+
+
+# --- what the console shows -----------------------------------------------------------------
+
+
+def test_verbose_shows_reasoning_rounds_and_whole_tool_output(
+    server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_time = "It is teatime. " * 30
+    server.queue(
+        Reply.tool_calls(("get_current_time", {})),
+        Reply.text("Teatime.", reasoning="The tool says tea.", usage={
+            "prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14
+        }),
+    )
+    for _ in ("short", "verbose"):
+        server.queue(Reply.tool_calls(("long", {})), Reply.text("Done."))
+
+    @tool
+    def long() -> str:
+        """A long answer."""
+        return long_time
+
+    console_out, console_err = io.StringIO(), io.StringIO()
+    with Agent("qwen-plus", BUILTIN_TOOLS, base_url=server.base_url) as agent:
+        play(agent, "Time?", Console(console_out, console_err, verbose=True))
+    err = console_err.getvalue()
+    assert "The tool says tea.\n" in err  # the reasoning, apart from the answer
+    assert "[round 2: stop, 11 in, 3 out]" in err
+    assert console_out.getvalue() == "Teatime.\n"
+
+    for verbose in (False, True):
+        shown = io.StringIO()
+        with Agent("qwen-plus", [long], base_url=server.base_url) as agent:
+            play(agent, "Long?", Console(io.StringIO(), shown, verbose=verbose))
+        line = next(x for x in shown.getvalue().splitlines() if "long " in x and "ms:" in x)
+        assert line.endswith("…") is not verbose  # cut short unless --verbose
+        assert (long_time.strip() in line) is verbose
+
+
+def test_the_answer_label_is_written_once_per_answer() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    console = Console(out, err, label="qwen › ")
+    for piece in ("First line\n", "second ", "line."):
+        console.text(piece)
+    console.end_answer()
+    console.text("Next answer.")
+    console.end_answer()
+    assert out.getvalue() == "First line\nsecond line.\nNext answer.\n"
+    assert err.getvalue() == "qwen › qwen › "
