@@ -316,6 +316,7 @@ class Agent(Generic[OutputT]):
             client if isinstance(client, AsyncChatClient) else None
         )
         self._async_loop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
+        self._async_closer: AsyncGenerator[None, None] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -406,12 +407,12 @@ class Agent(Generic[OutputT]):
     async def aclose(self) -> None:
         """Close everything :meth:`close` does, and the async client made for this loop."""
         with self._lock:
-            client = self._async_client if self._given_client is None else None
+            closer, self._async_closer = self._async_closer, None
             if self._given_client is None:
                 self._async_client = None
                 self._async_loop = None
-        if client is not None:
-            await client.aclose()
+        if closer is not None:
+            await closer.aclose()  # closes the async client
         self.close()
 
     def __enter__(self) -> Agent[OutputT]:
@@ -481,7 +482,7 @@ class Agent(Generic[OutputT]):
                 self._sync_client = ChatClient(**self._client_config)
             return self._sync_client
 
-    def _client_async(self) -> AsyncChatClient:
+    async def _client_async(self) -> AsyncChatClient:
         if self._given_client is not None:
             if self._async_client is None:
                 raise ConfigurationError(
@@ -493,10 +494,16 @@ class Agent(Generic[OutputT]):
         running = asyncio.get_running_loop()
         with self._lock:
             owner = self._async_loop() if self._async_loop is not None else None
-            if self._async_client is None or owner is not running:
-                self._async_client = AsyncChatClient(**self._client_config)
-                self._async_loop = weakref.ref(running)
-            return self._async_client
+            if self._async_client is not None and owner is running:
+                return self._async_client
+            client = self._async_client = AsyncChatClient(**self._client_config)
+            self._async_loop = weakref.ref(running)
+            closer = self._async_closer = _close_with_the_loop(client)
+        # Started here, the closer is an async generator the loop knows: asyncio.run()
+        # finalizes it on shutdown, so each `asyncio.run(agent.run_async(...))` leaves no
+        # connection open even without `await agent.aclose()`.
+        await closer.__anext__()
+        return client
 
     def _executor(self) -> ThreadPoolExecutor:
         pool = self._pool
@@ -653,7 +660,7 @@ class Agent(Generic[OutputT]):
     async def _drive_async(
         self, loop: RunLoop, *, stream: bool
     ) -> AsyncGenerator[AgentEvent, None]:
-        client = self._client_async()
+        client = await self._client_async()
         hooks = self._hooks
         streamed_always = self._settings.stream_required
         outcomes: list[ToolOutcome] = []
@@ -889,6 +896,13 @@ async def _with_timeout(awaitable: Awaitable[Any], timeout: float | None) -> Any
         if scope.expired():
             raise _ToolTimedOut from None
         raise
+
+
+async def _close_with_the_loop(client: AsyncChatClient) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 async def _settle(value: Any) -> Any:

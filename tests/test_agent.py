@@ -491,3 +491,22 @@ def test_tool_calls_written_in_the_text_are_run(server: ScriptedServer, client: 
         result = agent.run("Weather in Kyiv?")
     assert server.requests[1].messages[-1]["content"] == "Sunny in Kyiv, 24 C."
     assert result.output == "Sunny in Kyiv."
+
+
+def test_each_event_loop_gets_one_pool_closed_with_the_loop(server: ScriptedServer) -> None:
+    server.respond_with(lambda request: Reply.text("hello"))
+    agent = Agent("m", base_url=server.base_url, api_key=KEY)
+
+    async def three_runs() -> None:
+        for _ in range(3):
+            assert (await agent.run_async("hi")).output == "hello"
+
+    # No aclose(): asyncio.run's shutdown closes the agent's client for that loop.
+    for _ in range(2):
+        asyncio.run(three_runs())
+    agent.close()
+    assert server.connections_opened == 2  # one per event loop, reused by its runs
+    deadline = time.monotonic() + 3
+    while server.open_connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.open_connections == 0
