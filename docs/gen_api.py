@@ -27,18 +27,23 @@ MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("agentkit.agent", ("Approver", "Prompt")),
     ("agentkit.loop", ("PlannedCall",)),
     ("agentkit.events", None),
-    ("agentkit.testing", None),
+    (
+        "agentkit.testing",
+        ("ScriptedServer", "Reply", "RecordedRequest", "always", "tool_then_answer", "echo",
+         "Handler", "ToolCallSpec", "ToolCallStyle"),
+    ),
     ("agentkit.tools", None),
 )
-"""The public API in page order: each module with the names it contributes (``None``: its
-whole ``__all__``). ``agentkit`` re-exports most names; the others add what the top level
-does not (what approvers receive, the events, the testing kit, the built-in tools)."""
+"""The public API in page order: each module with the names it contributes, in that order
+(``None``: its whole ``__all__``, in source order). ``agentkit`` re-exports most names; the
+others add what the top level does not (what approvers receive, the events, the testing
+kit, the built-in tools). ``tests/test_docs.py`` checks that every ``__all__`` is covered."""
 
 PAGE = Path(__file__).with_name("api.md")
 
 # Sections of the top-level package, by the submodule that defines each name.
 _SECTIONS = (
-    ("The agent", ("agent", "result", "context")),
+    ("The agent", ("agent", "result", "context", "loop")),
     ("Tools", ("function_tool",)),
     ("The client", ("client", "providers", "wire")),
     ("Errors", ("errors",)),
@@ -166,15 +171,18 @@ def _is_documented_value(obj: Any) -> bool:
     return not (inspect.isclass(obj) or inspect.isroutine(obj) or isinstance(obj, Tool))
 
 
-def _members(cls: type) -> Iterator[tuple[str, Any]]:
-    """Public methods and properties a class defines itself, in definition order."""
+def _members(cls: type) -> Iterator[tuple[str, Any, str]]:
+    """Public methods and properties a class defines itself, in definition order, with
+    their kind: ``"property"``, ``"classmethod"``, ``"staticmethod"`` or ``"method"``."""
     for name, value in cls.__dict__.items():
         if name.startswith("_") or name in ("model_config",):
             continue
-        if isinstance(value, staticmethod | classmethod):
-            value = value.__func__
-        if isinstance(value, property) or inspect.isfunction(value):
-            yield name, value
+        if isinstance(value, property):
+            yield name, value, "property"
+        elif isinstance(value, staticmethod | classmethod):
+            yield name, value.__func__, type(value).__name__
+        elif inspect.isfunction(value):
+            yield name, value, "method"
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -302,19 +310,20 @@ def _render_object(name: str, obj: Any, owner: str, level: str) -> list[str]:
             lines += ["```python", f"{'class ' if is_class else ''}{signature}", "```", ""]
     lines += [markdown(_own_doc(obj) or ""), ""]
     if is_class and not issubclass(obj, BaseException):
-        for member_name, member in _members(obj):
-            lines += _render_member(name, member_name, member, level + "#")
+        for member_name, member, kind in _members(obj):
+            lines += _render_member(name, member_name, member, kind, level + "#")
     return lines
 
 
-def _render_member(owner: str, name: str, member: Any, level: str) -> list[str]:
+def _render_member(owner: str, name: str, member: Any, kind: str, level: str) -> list[str]:
     doc = markdown(_own_doc(member) or "")
-    if isinstance(member, property):
+    if kind == "property":
         return [f"{level} `{owner}.{name}` (property)", "", doc, ""]
-    signature = _signature(member, name, drop_self=True) or name
+    signature = _signature(member, name, drop_self=kind != "staticmethod") or name
     prefix = "async def" if inspect.iscoroutinefunction(member) else "def"
-    return [f"{level} `{owner}.{name}`", "", "```python", f"{prefix} {signature}", "```", "",
-            doc, ""]
+    decorator = [f"@{kind}"] if kind != "method" else []
+    return [f"{level} `{owner}.{name}`", "", "```python", *decorator, f"{prefix} {signature}",
+            "```", "", doc, ""]
 
 
 def _indented(text: str) -> list[str]:
@@ -327,10 +336,6 @@ def generate() -> str:
     seen: set[int] = set()
     for module_name, _ in MODULES:
         module = importlib.import_module(module_name)
-        out += [f"## `{module_name}`", ""]
-        summary = inspect.cleandoc(module.__doc__ or "").split("\n\n", 1)[0]
-        if summary:
-            out += [markdown(summary), ""]
         entries = []
         for name in public_names(module_name):
             obj, owner = _defining_module(module_name, name)
@@ -338,9 +343,17 @@ def generate() -> str:
                 continue  # documented where the top level re-exports it
             seen.add(id(obj))
             entries.append((name, obj, owner))
+        if not entries:
+            continue  # everything it offers is re-exported above
+        out += [f"## `{module_name}`", ""]
+        summary = inspect.cleandoc(module.__doc__ or "").split("\n\n", 1)[0]
+        if summary:
+            out += [markdown(summary), ""]
         if module_name == "agentkit":
             out += _render_package(entries)
         else:
+            if dict(MODULES)[module_name] is None:
+                entries = _ordered(entries)
             for name, obj, owner in entries:
                 out += _render_object(name, obj, owner, "###")
     text = "\n".join(out)
@@ -369,15 +382,19 @@ def _render_package(entries: list[tuple[str, Any, str]]) -> list[str]:
 
 
 def _ordered(entries: list[tuple[str, Any, str]]) -> list[tuple[str, Any, str]]:
-    """Source order within a module, so a class comes before its subclasses."""
+    """Source order (by defining module, then line), so a class comes before its
+    subclasses and events in the order a run yields them; values come last."""
 
-    def line(entry: tuple[str, Any, str]) -> int:
+    def key(entry: tuple[str, Any, str]) -> tuple[int, str, int]:
+        _, obj, owner = entry
+        if _is_documented_value(obj):
+            return (1, "", 0)
         try:
-            return inspect.getsourcelines(entry[1])[1]
+            return (0, owner, inspect.getsourcelines(obj)[1])
         except (OSError, TypeError):
-            return 10**6
+            return (1, "", 0)
 
-    return sorted(entries, key=line)
+    return sorted(entries, key=key)
 
 
 def missing_docstrings() -> list[str]:
@@ -396,7 +413,7 @@ def missing_docstrings() -> list[str]:
             if inspect.isclass(obj) and not issubclass(obj, BaseException):
                 missing += [
                     f"{qualified}.{member_name}"
-                    for member_name, member in _members(obj)
+                    for member_name, member, _ in _members(obj)
                     if not _own_doc(member)
                 ]
     return sorted(set(missing))

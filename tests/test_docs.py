@@ -268,8 +268,10 @@ def test_the_api_reference_is_current() -> None:
 
 
 def test_the_api_reference_covers_the_public_surface() -> None:
-    import agentkit
-
     page = (DOCS / "api.md").read_text(encoding="utf-8")
-    for name in agentkit.__all__:
-        assert f"`{name}`" in page, name
+    for module_name, _ in _generator().MODULES:
+        if module_name in ("agentkit.agent", "agentkit.loop"):
+            continue  # their other names are internal to the drivers and the core
+        module = importlib.import_module(module_name)
+        missing = [name for name in module.__all__ if f"`{name}`" not in page]
+        assert not missing, f"{module_name}: not in docs/api.md: {missing}"
