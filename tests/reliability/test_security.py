@@ -108,9 +108,9 @@ ECHOING_FAULTS: dict[str, Reply] = {
 
 def _echoing_failures(
     server: ScriptedServer, driver: Driver, faults: dict[str, Reply] = ECHOING_FAULTS
-) -> list[BaseException]:
+) -> list[AgentKitError]:
     """Run once per echoing fault, with no retries; return the errors."""
-    errors: list[BaseException] = []
+    errors: list[AgentKitError] = []
     options = client_options(max_retries=0)
     for fault in faults.values():
         server.queue(fault)
