@@ -33,7 +33,7 @@ class Row:
         if len(self.samples) < 4:
             return ""
         quartiles = statistics.quantiles(self.samples, n=4)
-        return f"{quartiles[0]:.3g}-{quartiles[2]:.3g}"
+        return f"{_fmt(quartiles[0])}-{_fmt(quartiles[2])}"
 
 
 def median(samples: Sequence[float]) -> float:

@@ -26,6 +26,7 @@ from .server import REPO_ROOT, ServerProcess
 
 TARGET_MB = 150.0
 CONTENDERS = ("floor", "agentkit")
+LABELS = {"floor": "floor: httpx.AsyncClient loop", "agentkit": "agentkit Agent.run_async"}
 
 
 def _status_mb(field: str) -> float:
@@ -110,7 +111,8 @@ async def _main(base_url: str, contender: str, count: int) -> dict[str, Any]:
 
 def measure(server: ServerProcess, contender: str, count: int) -> dict[str, Any]:
     """Run ``count`` conversations of ``contender`` at once in a child process; its JSON
-    report plus ``connections_opened`` and ``requests`` as the server counted them."""
+    report plus ``requests``, ``connections_opened`` and ``peak_open_connections`` as the
+    server counted them."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     server.reset()

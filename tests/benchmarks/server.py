@@ -4,8 +4,9 @@ The server runs in its own process so that its CPU time does not share the bench
 interpreter (and its GIL) with the contenders. The parent talks to it over the child's
 stdin and stdout, one line per command:
 
-- ``stats``: a JSON object with ``requests`` and ``connections_opened`` since the last reset;
-- ``reset``: zero both counters;
+- ``stats``: a JSON object with ``requests``, ``connections_opened`` and
+  ``peak_open_connections`` (the most open at once) since the last reset;
+- ``reset``: zero the counters;
 - ``stamps``: a JSON list of the monotonic times (ns) at which the server began sending each
   streamed answer since the last ``stamps``; ``time.monotonic_ns()`` is one system-wide
   clock on Linux, so the parent can subtract it from its own readings.
@@ -65,6 +66,18 @@ class _Scripted:
         self.url = self._server.base_url
         self._requests_at_reset = 0
         self._connections_at_reset = 0
+        self.peak_open_connections = 0
+        self._stop_sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_open_connections, daemon=True)
+        self._sampler.start()
+
+    def _sample_open_connections(self) -> None:
+        # The server counts connections opened but keeps no peak of those open at once;
+        # a look every 5 ms is cheap, and pooled connections live far longer than that.
+        while not self._stop_sampling.wait(0.005):
+            open_now = self._server.open_connections
+            if open_now > self.peak_open_connections:
+                self.peak_open_connections = open_now
 
     def _reply(self, request: Any) -> Any:
         body = request.json()
@@ -99,8 +112,11 @@ class _Scripted:
         self._server.clear_requests()  # the server records every request; keep it small
         self._requests_at_reset = self._server.request_count
         self._connections_at_reset = self._server.connections_opened
+        self.peak_open_connections = self._server.open_connections
 
     def stop(self) -> None:
+        self._stop_sampling.set()
+        self._sampler.join()
         self._server.stop()
 
 
@@ -120,6 +136,7 @@ def _serve() -> None:
                 reply: Any = {
                     "requests": server.requests,
                     "connections_opened": server.connections_opened,
+                    "peak_open_connections": server.peak_open_connections,
                 }
             elif command == "reset":
                 server.reset_counters()
