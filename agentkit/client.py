@@ -230,7 +230,7 @@ class ChatClient(_ClientBase):
                     error = exc
             delay = protocol.retry_delay(error, attempt, headers)
             if delay is None:
-                raise error
+                raise protocol.scrubbed(error)
             time.sleep(delay)
             attempt += 1
 
@@ -458,7 +458,7 @@ class AsyncChatClient(_ClientBase):
                     error = exc
             delay = protocol.retry_delay(error, attempt, headers)
             if delay is None:
-                raise error
+                raise protocol.scrubbed(error)
             await asyncio.sleep(delay)
             attempt += 1
 

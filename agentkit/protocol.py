@@ -28,7 +28,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -69,6 +69,7 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("agentkit.client")
+_E = TypeVar("_E", bound=BaseException)
 
 WIRE_PARAMS = frozenset(
     {
@@ -358,6 +359,29 @@ class ChatProtocol:
         """``text`` with the API key masked, for anything a server may have echoed."""
         secret = self._secret
         return text.replace(secret, "***") if secret and secret in text else text
+
+    def scrubbed(self, error: _E) -> _E:
+        """``error`` with the API key masked wherever a server may have echoed it.
+
+        Masks the message, the body fields and ``args``; a chained cause or context that
+        shows the key is cut from the chain, so a printed traceback cannot show it either.
+        Every error a client raises passes through here.
+        """
+        secret = self._secret
+        if not secret:
+            return error
+        for attribute in ("message", "code", "type", "param", "request_id"):
+            value = getattr(error, attribute, None)
+            if isinstance(value, str) and secret in value:
+                setattr(error, attribute, value.replace(secret, "***"))
+        error.args = tuple(
+            self.scrub(arg) if isinstance(arg, str) else arg for arg in error.args
+        )
+        for linked in (error.__cause__, error.__context__):
+            if linked is not None and secret in f"{linked!s}{linked!r}{linked.args!r}":
+                error.__cause__ = None
+                error.__suppress_context__ = True
+        return error
 
     def error_for_status(
         self, status: int, headers: Mapping[str, str], content: bytes
@@ -674,8 +698,9 @@ class StreamState:
             delay = self._protocol.retry_delay(error, self.attempt, self._headers)
         if delay is None:
             if error is exc:
-                raise error
-            raise error from exc
+                raise self._protocol.scrubbed(error)
+            error.__cause__ = exc
+            raise self._protocol.scrubbed(error)
         self.attempt += 1
         self._reset()
         return delay
