@@ -1,0 +1,1 @@
+"""Benchmarks: agentkit against the floor and its peers (`python -m tests.benchmarks`)."""
