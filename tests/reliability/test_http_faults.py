@@ -27,7 +27,7 @@ from agentkit import (
     RunResult,
     ServerError,
 )
-from agentkit.testing import Reply, ScriptedServer
+from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 from ._support import (
     KEY,
@@ -182,8 +182,14 @@ def _http_date(seconds_from_now: float) -> str:
 @pytest.mark.parametrize("form", ["seconds", "http_date"])
 def test_429_with_retry_after(server: ScriptedServer, driver: Driver, form: str) -> None:
     # The backoff alone would wait at most 0.05 s: a gap of about a second is Retry-After's.
-    retry_after = "1" if form == "seconds" else _http_date(2)  # a date: 1 to 2 s from now
-    script(server, Reply.rate_limited(retry_after))
+    def model(request: RecordedRequest) -> Reply:
+        if request.number > 2:
+            return Reply.text(ANSWER)
+        # a date is whole seconds: 2 s from now is 1 to 2 s away once truncated
+        return Reply.rate_limited("1" if form == "seconds" else _http_date(2))
+
+    server.queue(CALL)
+    server.respond_with(model)
     with within(4.0):
         assert_recovered(run_with(driver, server.base_url), server, 1)
     limited, retried = server.requests[1:3]

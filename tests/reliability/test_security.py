@@ -205,7 +205,7 @@ def test_api_key_never_in_logs(
     # key in a header is beyond what agentkit can scrub, so that one fault is left out here
     bodies = {name: reply for name, reply in ECHOING_FAULTS.items() if "header" not in name}
     _echoing_failures(server, driver, bodies)
-    assert "agentkit.client" in all_logs.loggers, "the retries were logged"
+    assert any(name.startswith("agentkit") for name in all_logs.loggers), "retries are logged"
     assert any("httpcore" in name or "httpx" in name for name in all_logs.loggers)
     for line in all_logs.lines:
         assert_no_key(line, "a log record")
