@@ -24,6 +24,8 @@ while nothing has been handed to the caller.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import time
 from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -49,6 +51,23 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100
 
 Messages = Sequence[Mapping[str, Any] | ChatMessage]
 """What ``messages`` may hold: wire-format dicts, or assistant messages as received."""
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: loading the CA bundle costs tens of ms."""
+    return httpx.create_ssl_context()
+
+
+@functools.cache
+def _no_tls_context() -> ssl.SSLContext:
+    """For a plain-http base URL: never used, and with no CA loaded it verifies nothing,
+    so it cannot be mistaken for one that accepts any certificate."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def _ssl_context(base_url: str) -> ssl.SSLContext:
+    return _no_tls_context() if base_url.startswith("http://") else _tls_context()
 
 
 class _ClientBase:
@@ -96,7 +115,10 @@ class _ClientBase:
                 connect=connect_timeout,
                 read=read_timeout,
                 write=max(connect_timeout, 60.0),
-                pool=read_timeout,
+                # Waiting for a free pooled connection is bounded by the requests that
+                # hold them (each has its own timeouts); a fixed bound here only turns
+                # a burst of concurrent runs into spurious timeouts.
+                pool=None,
             )
 
     @property
@@ -190,6 +212,7 @@ class ChatClient(_ClientBase):
             # Headers live on the pool, so a request merges nothing per call.
             self._http = httpx.Client(
                 headers=self._protocol.headers,
+                verify=_ssl_context(self.base_url),
                 timeout=self._timeout,
                 limits=limits or DEFAULT_LIMITS,
             )
@@ -425,6 +448,7 @@ class AsyncChatClient(_ClientBase):
         if http_client is None:
             self._http = httpx.AsyncClient(
                 headers=self._protocol.headers,
+                verify=_ssl_context(self.base_url),
                 timeout=self._timeout,
                 limits=limits or DEFAULT_LIMITS,
             )
