@@ -583,6 +583,8 @@ def _api_key(args: argparse.Namespace) -> str | None:
 def _chat(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     prompt = args.prompt
     interactive = prompt is None and stdin.isatty()
+    if interactive and args.json:
+        raise _UsageError("--json prints one result: give a prompt, or pipe one on stdin")
     if prompt is None and not interactive:
         prompt = stdin.read().strip()
         if not prompt:

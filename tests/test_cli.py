@@ -889,3 +889,9 @@ def test_the_answer_label_is_written_once_per_answer() -> None:
     console.end_answer()
     assert out.getvalue() == "First line\nsecond line.\nNext answer.\n"
     assert err.getvalue() == "qwen › qwen › "
+
+
+def test_json_needs_a_prompt(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "--json", "--base-url", "http://127.0.0.1:9/v1"],
+                stdin=TerminalInput("")) == 2
+    assert "--json prints one result" in capsys.readouterr().err
