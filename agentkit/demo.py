@@ -178,7 +178,8 @@ def run_demo(
     as a real one does; tests switch it off. Returns the exit code (0).
     """
     from .agent import Agent, Hooks
-    from .cli import Console, _builtin_tools, play
+    from .cli._console import Console, play
+    from .cli._loading import builtin_tools
     from .testing import Reply, ScriptedServer
 
     question = prompt or DEFAULT_QUESTION
@@ -210,7 +211,7 @@ def run_demo(
         console.note(f"you {arrow} {question}")
         agent = Agent(
             "qwen-plus (scripted)",
-            _builtin_tools(),
+            builtin_tools(),
             base_url=server.base_url,
             hooks=Hooks(before_model_call=round_starts),
         )

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from agentkit import tool
-from agentkit.cli import _parser
+from agentkit.cli._arguments import build_parser
 from agentkit.demo import _offline_weather
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
@@ -217,7 +217,7 @@ def test_the_type_table_is_what_tool_produces(
 
 def test_cli_page_documents_every_chat_option() -> None:
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
-    parser = _parser()
+    parser = build_parser()
     chat = parser._subparsers._group_actions[0].choices["chat"]  # type: ignore[union-attr]
     for action in chat._actions:
         for option in action.option_strings:

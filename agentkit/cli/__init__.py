@@ -1,0 +1,105 @@
+"""The ``agentkit`` command: ``chat``, ``tools`` and ``demo``.
+
+Only the standard library is imported at start-up; the client, the loop and the tools load
+when a command needs them, so ``agentkit --help`` answers at once. The pieces:
+``_arguments`` (the options), ``_chat`` (one question or a chat), ``_console`` (showing a
+run), ``_loading`` (tools from files and modules, ``agentkit tools``), ``_errors`` (one
+line and a hint per error, the exit codes); ``agentkit.demo`` is ``agentkit demo``.
+
+Exit codes: 0 success, 1 the run failed (API, network, run limits), 2 usage or
+configuration (bad option, a tools file that does not load, a missing API key),
+130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from ._arguments import PROG, build_parser
+from ._chat import chat, repl
+from ._console import Console, ask, play
+from ._errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, report_error
+from ._loading import list_tools, load_tools
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Console",
+    "ask",
+    "load_tools",
+    "main",
+    "play",
+    "repl",
+]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the ``agentkit`` command with ``argv``; return the exit code.
+
+    With ``argv=None`` this is the program itself (the console script passes the code to
+    ``sys.exit``): the process arguments are read, and once the command is over the
+    process does not wait for tool threads that are still running (a sync tool cannot be
+    stopped, and Ctrl-C must not leave the user waiting for it). Tests pass ``argv``, and
+    ``stdin``/``stdout``/``stderr`` to capture the streams.
+    """
+    code = _main(argv, stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
+    if argv is None:
+        _leave_stuck_threads(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.debug:
+        import logging
+
+        logging.basicConfig(stream=err, format="%(name)s %(levelname)s %(message)s")
+        logging.getLogger("agentkit").setLevel(logging.DEBUG)
+    started = time.perf_counter()
+    try:
+        if args.command == "chat":
+            return chat(args, stdin, out, err)
+        if args.command == "tools":
+            return list_tools(args, out)
+        from ..demo import run_demo
+
+        return run_demo(args.prompt, out, err, verbose=args.verbose, paced=not args.fast)
+    except KeyboardInterrupt:
+        out.flush()
+        err.write(f"\n{PROG}: interrupted after {time.perf_counter() - started:.1f} s\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            import traceback
+
+            traceback.print_exception(exc, file=err)
+        return report_error(exc, err, args)
+
+
+def _leave_stuck_threads(code: int) -> None:
+    """Exit now if a tool thread is still running, rather than wait for it at shutdown."""
+    import threading
+
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    deadline = time.monotonic() + 0.5  # idle pool threads wind down in far less
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in others):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

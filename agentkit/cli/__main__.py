@@ -1,0 +1,7 @@
+"""``python -m agentkit.cli``: the ``agentkit`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

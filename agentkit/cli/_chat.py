@@ -1,0 +1,213 @@
+"""``agentkit chat``: one question, or an interactive chat, with tools."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._console import Console, ask, compact_json
+from ._errors import EXIT_OK, UsageError, report_error
+from ._loading import builtin_tools, load_tools
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+    from ..client import ChatClient
+    from ..function_tool import Tool
+    from ..loop import PlannedCall
+
+__all__ = ["chat", "repl"]
+
+
+def _client(args: argparse.Namespace) -> ChatClient:
+    from ..client import ChatClient
+
+    options: dict[str, Any] = {}
+    if args.timeout is not None:
+        options["read_timeout"] = args.timeout
+    if args.max_retries is not None:
+        options["max_retries"] = args.max_retries
+    return ChatClient(args.base_url, _api_key(args), provider=_preset(args), **options)
+
+
+def _preset(args: argparse.Namespace) -> str | None:
+    if args.provider:
+        return str(args.provider)
+    return f"dashscope-{args.region}" if args.region else None  # e.g. dashscope-cn
+
+
+def _build_agent(
+    args: argparse.Namespace, client: ChatClient, console: Console, stdin: TextIO
+) -> Agent[str]:
+    from ..agent import Agent, Hooks
+
+    if args.no_tools:
+        tools: list[Tool[..., Any]] = []
+    else:
+        tools = load_tools(args.tools) if args.tools else builtin_tools()
+    params = {
+        name: getattr(args, name)
+        for name in ("temperature", "top_p", "max_tokens", "presence_penalty", "seed", "stop")
+        if getattr(args, name) is not None
+    }
+    hooks = None
+    if args.no_stream:  # Agent.run yields no events: show tool activity from the hooks
+        hooks = Hooks(
+            before_tool_call=lambda call: console.tool_started(call.name, call.arguments),
+            after_tool_call=lambda call, done: console.tool_result(
+                done.name, done.output, done.error, done.duration
+            ),
+        )
+    approve: Callable[[PlannedCall], bool] | None = None
+    if args.approve_all:
+        approve = _approve_all
+    elif stdin.isatty():
+        approve = functools.partial(_ask_approval, console, stdin)
+    return Agent(
+        args.model,
+        tools,
+        args.system,
+        client=client,
+        max_turns=args.max_turns,
+        hooks=hooks,
+        approve=approve,
+        **params,
+    )
+
+
+def _approve_all(call: PlannedCall) -> bool:
+    return True
+
+
+def _ask_approval(console: Console, stdin: TextIO, call: PlannedCall) -> bool:
+    """Ask on the terminal whether a ``requires_approval`` tool call may run."""
+    console.note(f"  ? {call.name}({compact_json(call.arguments)}) needs your approval")
+    console.err.write("    run it? [y/N] ")
+    console.err.flush()
+    answer = stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The key from ``--api-key-env``, or ``None`` to let the provider's variable decide.
+
+    A missing key is reported here in the CLI's words (which variable to set), before
+    anything is sent.
+    """
+    from ..errors import ConfigurationError
+    from ..providers import resolve_api_key, resolve_provider
+
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env, "").strip()
+        if not key:
+            raise ConfigurationError(f"no API key: {args.api_key_env} is not set")
+        return key
+    provider = resolve_provider(_preset(args), args.base_url)
+    try:
+        return resolve_api_key(provider)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"no API key for {provider.name}: {provider.api_key_env} is not set"
+        ) from None
+
+
+def chat(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    """``agentkit chat``: ask once (a prompt, or piped stdin), or chat in a terminal."""
+    prompt = args.prompt
+    interactive = prompt is None and stdin.isatty()
+    if interactive and args.json:
+        raise UsageError("--json prints one result: give a prompt, or pipe one on stdin")
+    if prompt is None and not interactive:
+        prompt = stdin.read().strip()
+        if not prompt:
+            raise UsageError("no prompt: give one as an argument or pipe it on stdin")
+    console = Console(out, err, verbose=args.verbose, show_text=not args.json)
+    client = _client(args)
+    try:
+        with _build_agent(args, client, console, stdin) as agent:
+            if interactive:
+                return repl(agent, console, input, stream=not args.no_stream)
+            result = ask(agent, prompt, console, stream=not args.no_stream)
+            if args.json:
+                out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
+            return EXIT_OK
+    finally:
+        client.close()  # the agent leaves a client it was given open
+
+
+def repl(
+    agent: Agent[str], console: Console, read_line: Callable[[str], str], *, stream: bool = True
+) -> int:
+    """The interactive chat: history kept across turns; ``/reset``, ``/tools``, ``/exit``.
+
+    ``read_line`` is ``input`` in a terminal (tests pass their own). Ctrl-C stops the
+    current answer and returns to the prompt, leaving the history as it was before the
+    question; Ctrl-D (end of input) or ``/exit`` leaves. An error is shown and the chat
+    goes on.
+    """
+    from ..errors import AgentKitError
+
+    _enable_line_editing()
+    history: list[dict[str, Any]] = []
+    console.note(
+        f"agentkit chat · {agent.model} · tools: {_tool_names(agent.tools) or 'none'}\n"
+        "/help for commands · Ctrl-C stops an answer · Ctrl-D leaves"
+    )
+    while True:
+        try:
+            line = read_line("> ").strip()
+        except EOFError:
+            console.note("")
+            return EXIT_OK
+        except KeyboardInterrupt:
+            console.note("\n(Ctrl-D or /exit to leave)")
+            continue
+        if not line:
+            continue
+        if line.startswith("/"):
+            command = line.split()[0].lower()
+            if command in ("/exit", "/quit"):
+                return EXIT_OK
+            if command == "/reset":
+                history = []
+                console.note("(history cleared)")
+            elif command == "/tools":
+                for item in agent.tools:
+                    console.note(f"{item.name}: {_first_line(item.description)}")
+                if not agent.tools:
+                    console.note("(no tools)")
+            elif command == "/help":
+                console.note(
+                    "/reset  forget the conversation\n/tools  list the tools\n/exit   leave"
+                )
+            else:
+                console.note(f"unknown command {command}; /help lists them")
+            continue
+        question = [*history, {"role": "user", "content": line}]
+        try:
+            result = ask(agent, question, console, stream=stream)
+        except KeyboardInterrupt:
+            console.note("(stopped; that question is left out of the history)")
+            continue
+        except AgentKitError as exc:
+            report_error(exc, console.err, None)
+            continue
+        history = result.messages
+
+
+def _first_line(text: str) -> str:
+    return text.strip().split("\n", 1)[0]
+
+
+def _tool_names(tools: Iterable[Tool[..., Any]]) -> str:
+    return ", ".join(t.name for t in tools)
+
+
+def _enable_line_editing() -> None:
+    import contextlib
+
+    with contextlib.suppress(ImportError):  # Windows has no readline
+        import readline  # noqa: F401  # input() gains history and editing once loaded

@@ -1,0 +1,178 @@
+"""Showing a run as it happens: the answer on stdout, everything else on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+    from ..result import RunResult
+
+__all__ = ["Console", "ask", "compact_json", "play"]
+
+
+class Console:
+    """Writes a run as it happens: answer text to ``out``, tool activity to ``err``.
+
+    ``agentkit chat "..." > answer.txt`` keeps only the answer because everything else
+    goes to ``err``.
+    """
+
+    def __init__(
+        self,
+        out: TextIO,
+        err: TextIO,
+        *,
+        verbose: bool = False,
+        show_text: bool = True,
+        label: str = "",
+    ) -> None:
+        self.out = out
+        self.err = err
+        self.verbose = verbose
+        self.show_text = show_text
+        self.label = label  # written to ``err`` before each answer, e.g. "qwen › "
+        self._open_line = False  # the answer on ``out`` does not end with a newline yet
+        self._answering = False  # text of the current answer was written
+        self._reasoning = False
+        color = err.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        self._dim, self._red, self._reset = (
+            ("\033[2m", "\033[31m", "\033[0m") if color else ("",) * 3
+        )
+        encoding = (getattr(err, "encoding", None) or "").lower().replace("-", "")
+        self.fancy = encoding == "utf8"  # arrows and rules, or plain ASCII
+        self._call, self._back = ("→", "←") if self.fancy else ("->", "<-")
+
+    def text(self, text: str) -> None:
+        """A piece of the answer."""
+        if not self.show_text or not text:
+            return
+        self._end_reasoning()
+        if self.label and not self._answering:
+            self.err.write(self.label)
+            self.err.flush()
+        self._answering = True
+        self.out.write(text)
+        self.out.flush()
+        self._open_line = not text.endswith("\n")
+
+    def reasoning(self, text: str) -> None:
+        """A piece of the model's reasoning; shown, dimmed, with ``--verbose`` only."""
+        if self.verbose and text:
+            self.err.write(f"{self._dim}{text}{self._reset}")
+            self.err.flush()
+            self._reasoning = True
+
+    def note(self, line: str) -> None:
+        """A line about the run, on ``err``."""
+        self._end_reasoning()
+        if self._open_line and self.out.isatty():
+            # keep the terminal tidy; when stdout is a file the answer stays untouched
+            self.out.write("\n")
+            self.out.flush()
+            self._open_line = False
+        self.err.write(f"{self._dim}{line}{self._reset}\n")
+        self.err.flush()
+
+    def tool_started(self, name: str, arguments: str) -> None:
+        """A tool call is about to run."""
+        self.note(f"  {self._call} {name}({_short(compact_json(arguments), 400, self.verbose)})")
+
+    def tool_result(self, name: str, output: str, error: str | None, duration: float) -> None:
+        """A tool call ended."""
+        took = f"{duration * 1000:.0f} ms"
+        if error is not None:
+            shown = _short(output or error, 200, self.verbose)
+            self.note(f"  {self._back} {name} failed in {took}: {self._red}{shown}{self._dim}")
+        else:
+            self.note(f"  {self._back} {name} {took}: {_short(output, 200, self.verbose)}")
+
+    def round_finished(self, turn: int, usage: Any, finish_reason: str | None) -> None:
+        """One model call finished; shown with ``--verbose``."""
+        if self.verbose:
+            tokens = f"{usage.prompt_tokens} in, {usage.completion_tokens} out"
+            self.note(f"  [round {turn}: {finish_reason or 'no finish reason'}, {tokens}]")
+
+    def end_answer(self) -> None:
+        """The answer is complete: end its line."""
+        self._end_reasoning()
+        self._answering = False
+        if self._open_line:
+            self.out.write("\n")
+            self.out.flush()
+            self._open_line = False
+
+    def _end_reasoning(self) -> None:
+        if self._reasoning:
+            self.err.write("\n")
+            self._reasoning = False
+
+
+def compact_json(text: str) -> str:
+    """Argument JSON on one line, as the model wrote it when it is not JSON."""
+    try:
+        return json.dumps(json.loads(text or "{}"), ensure_ascii=False, separators=(", ", ": "))
+    except ValueError:
+        return text
+
+
+def _short(text: str, limit: int, verbose: bool) -> str:
+    text = " ".join(text.split())
+    if verbose or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def play(
+    agent: Agent[str], conversation: str | list[dict[str, Any]], console: Console
+) -> RunResult[Any]:
+    """Run ``agent`` on ``conversation``, showing each event on ``console`` as it comes."""
+    from ..events import (
+        ModelRoundFinished,
+        ReasoningDelta,
+        RunFinished,
+        TextDelta,
+        ToolCallStarted,
+        ToolResult,
+    )
+
+    result: RunResult[Any] | None = None
+    events = agent.stream(conversation)
+    try:
+        for event in events:
+            if isinstance(event, TextDelta):
+                console.text(event.text)
+            elif isinstance(event, ReasoningDelta):
+                console.reasoning(event.text)
+            elif isinstance(event, ToolCallStarted):
+                console.tool_started(event.name, event.arguments)
+            elif isinstance(event, ToolResult):
+                console.tool_result(event.name, event.output, event.error, event.duration)
+            elif isinstance(event, ModelRoundFinished):
+                if event.message.get("tool_calls"):
+                    console.end_answer()  # the next round's text starts on a new line
+                console.round_finished(event.turn, event.usage, event.finish_reason)
+            elif isinstance(event, RunFinished):
+                result = event.result
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()  # Ctrl-C mid-answer: stop the stream and the tools now
+        console.end_answer()
+    if result is None:  # pragma: no cover - the loop always ends with RunFinished
+        raise RuntimeError("the run ended without a result")
+    return result
+
+
+def ask(
+    agent: Agent[str], conversation: str | list[dict[str, Any]], console: Console, *, stream: bool
+) -> RunResult[Any]:
+    """One run: streamed event by event, or (``stream=False``) whole answers per round."""
+    if stream:
+        return play(agent, conversation, console)
+    result = agent.run(conversation)
+    console.text(str(result.output))
+    console.end_answer()
+    return result

@@ -1,0 +1,122 @@
+"""What went wrong, in one line, with a hint; and the exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import TextIO
+
+from ._arguments import PROG
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageError",
+    "describe_error",
+    "report_error",
+]
+
+EXIT_OK = 0
+"""The command did what was asked."""
+EXIT_ERROR = 1
+"""The run failed: an API or network error, or a run limit such as ``--max-turns``."""
+EXIT_USAGE = 2
+"""Usage or configuration: a bad option, tools that do not load, a missing API key."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (128 + SIGINT, as shells report it)."""
+
+
+class UsageError(Exception):
+    """A problem with what the user typed; reported with exit code 2."""
+
+
+def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -> tuple[str, str]:
+    """One line saying what went wrong and one hint saying what to do about it."""
+    from .. import errors as e
+
+    message = str(exc) or type(exc).__name__
+    max_turns = getattr(args, "max_turns", None)
+    hints: list[tuple[type[BaseException], str, str]] = [
+        (
+            e.QuotaExceededError,
+            "quota exceeded",
+            "this is a quota or billing error, not a rate "
+            "limit: check your plan and billing in the provider's console; retrying will not help",
+        ),
+        (e.RateLimitError, "rate limited", "too many requests for now: wait a little and retry"),
+        (
+            e.AuthenticationError,
+            "authentication failed",
+            "check the API key (DashScope keys "
+            "belong to one region: Singapore keys fail in Beijing and back)",
+        ),
+        (
+            e.PermissionDeniedError,
+            "permission denied",
+            "this key may not use this model: check --model and your account's access",
+        ),
+        (e.NotFoundError, "not found", "check --model and --base-url"),
+        (e.ContentModerationError, "refused by content moderation", "rephrase the request"),
+        (e.BadRequestError, "request refused", "check --model and the sampling options"),
+        (e.ServerError, "server error", "the provider failed; try again later"),
+        (
+            e.APITimeoutError,
+            "timed out",
+            "the server is slow or unreachable: check --base-url, or raise --timeout",
+        ),
+        (e.APIConnectionError, "cannot connect", "check --base-url and your network"),
+        (e.IncompleteStreamError, "the answer stream was cut", "retry, or use --no-stream"),
+        (
+            e.InvalidResponseError,
+            "invalid answer from the server",
+            "check that --base-url points at an OpenAI-compatible API (it usually ends in /v1)",
+        ),
+        (e.MaxTurnsExceeded, "no final answer", f"raise --max-turns (now {max_turns})"),
+        (e.OutputTruncatedError, "answer cut at the token limit", "raise --max-tokens"),
+        (e.RepeatedToolCallError, "the model repeats itself", "rephrase, or try another model"),
+        (e.ToolFailureLimitExceeded, "a tool keeps failing", "run with --verbose to see why"),
+        (e.ToolCallLimitExceeded, "too many tool calls", "ask for less in one question"),
+        (e.RequestValidationError, "invalid option", "see `agentkit chat --help`"),
+        (e.ToolDefinitionError, "cannot use a tool", "fix the function's signature"),
+        (e.ConfigurationError, "", _configuration_hint(message, args)),
+    ]
+    for cls, title, hint in hints:
+        if isinstance(exc, cls):
+            return (f"{title}: {message}" if title else message), hint
+    if isinstance(exc, e.AgentKitError):
+        return message, "run again with --debug for details"
+    return f"{type(exc).__name__}: {message}", "run again with --debug for the traceback"
+
+
+def _configuration_hint(message: str, args: argparse.Namespace | None) -> str:
+    if "key" in message.lower():
+        named = re.search(r"\b([A-Z][A-Z0-9_]*_KEY[A-Z0-9_]*)\b", message)
+        variable = named.group(1) if named else "DASHSCOPE_API_KEY"
+        return (
+            f"set {variable} (export {variable}=sk-...), or pass --base-url for a local "
+            "server that needs no key; `agentkit demo` runs with no key at all"
+        )
+    return "see `agentkit chat --help`"
+
+
+def _exit_code(exc: BaseException) -> int:
+    from ..errors import ConfigurationError, RequestValidationError, ToolDefinitionError
+
+    if isinstance(exc, UsageError | ConfigurationError | RequestValidationError):
+        return EXIT_USAGE
+    if isinstance(exc, ToolDefinitionError):
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+def report_error(exc: BaseException, err: TextIO, args: argparse.Namespace | None) -> int:
+    """Print the error as one line and a hint on ``err``; return the exit code."""
+    if isinstance(exc, UsageError):
+        err.write(f"{PROG}: error: {exc}\n")
+        return EXIT_USAGE
+    line, hint = describe_error(exc, args)
+    err.write(f"{PROG}: error: {line}\n{PROG}: hint: {hint}\n")
+    err.flush()
+    return _exit_code(exc)

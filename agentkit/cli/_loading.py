@@ -1,0 +1,108 @@
+"""Tools from a ``.py`` file or a module, and the ``agentkit tools`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._errors import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from ..function_tool import Tool
+
+__all__ = ["builtin_tools", "list_tools", "load_tools"]
+
+
+def load_tools(sources: Sequence[str]) -> list[Tool[..., Any]]:
+    """Every ``Tool`` defined at module level in each source, a ``.py`` path or a module.
+
+    A module's tools come in definition order; a name defined twice is an error, because
+    the model could not tell the two apart.
+    """
+    from ..function_tool import Tool
+
+    found: dict[str, Tool[..., Any]] = {}
+    for source in sources:
+        try:
+            module = _import_source(source)
+        except UsageError:
+            raise
+        except Exception as exc:  # the user's module failed while importing
+            raise UsageError(f"--tools {source}: {type(exc).__name__}: {exc}") from exc
+        tools = [value for value in vars(module).values() if isinstance(value, Tool)]
+        if not tools:
+            raise UsageError(f"--tools {source}: defines no tools (decorate functions with @tool)")
+        for found_tool in tools:
+            other = found.get(found_tool.name)
+            if other is not None and other is not found_tool:
+                raise UsageError(f"two tools are named {found_tool.name!r}; rename one")
+            found[found_tool.name] = found_tool
+    return list(found.values())
+
+
+def _import_source(source: str) -> ModuleType:
+    import importlib
+    import importlib.util
+
+    if source.endswith(".py") or os.sep in source or "/" in source:
+        path = os.path.abspath(source)
+        if not os.path.isfile(path):
+            raise UsageError(f"--tools {source}: no such file")
+        folder = os.path.dirname(path)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)  # like `python file.py`: its neighbours import
+        name = f"_agentkit_tools_{len(sys.modules)}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise UsageError(f"--tools {source}: not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pydantic look their module up
+        spec.loader.exec_module(module)
+        return module
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: modules in the current folder are found
+    try:
+        return importlib.import_module(source)
+    except ModuleNotFoundError as exc:
+        if exc.name and source.startswith(exc.name):
+            raise UsageError(f"--tools {source}: no such file or module") from exc
+        raise
+
+
+def builtin_tools() -> list[Tool[..., Any]]:
+    """The built-in weather and time tools (``agentkit.tools.BUILTIN_TOOLS``)."""
+    import importlib
+
+    # imported by name: agentkit.tools lives in tools/ (mapped at install), where mypy
+    # checking agentkit/ cannot follow it
+    builtin = importlib.import_module("agentkit.tools")
+    return list(builtin.BUILTIN_TOOLS)
+
+
+
+def list_tools(args: argparse.Namespace, out: TextIO) -> int:
+    """``agentkit tools``: each tool's name and the JSON it sends, ``to_openai()``."""
+    tools = load_tools(args.sources) if args.sources else builtin_tools()
+    for index, item in enumerate(tools):
+        if args.names:
+            out.write(f"{item.name}\n")
+            continue
+        if index:
+            out.write("\n")
+        flags = [
+            flag
+            for flag, on in (
+                ("strict", item.strict),
+                ("requires approval", item.requires_approval),
+                ("async", item.is_async),
+            )
+            if on
+        ]
+        out.write(f"# {item.name}" + (f"  ({', '.join(flags)})" if flags else "") + "\n")
+        out.write(json.dumps(item.to_openai(), indent=2, ensure_ascii=False) + "\n")
+    return EXIT_OK
