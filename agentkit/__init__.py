@@ -39,7 +39,6 @@ _EXPORTS: dict[str, str] = {
     "RepeatedToolCallError": "errors",
     "OutputTruncatedError": "errors",
     "OutputValidationError": "errors",
-    "RunCancelledError": "errors",
     "ToolRetry": "errors",
     # tools
     "tool": "function_tool",
@@ -88,7 +87,6 @@ __all__ = [
     "RateLimitError",
     "RepeatedToolCallError",
     "RequestValidationError",
-    "RunCancelledError",
     "RunContext",
     "RunError",
     "RunResult",
@@ -128,7 +126,6 @@ if TYPE_CHECKING:
         RateLimitError,
         RepeatedToolCallError,
         RequestValidationError,
-        RunCancelledError,
         RunError,
         ServerError,
         ToolArgumentsError,

@@ -31,7 +31,6 @@ __all__ = [
     "RateLimitError",
     "RepeatedToolCallError",
     "RequestValidationError",
-    "RunCancelledError",
     "RunError",
     "ServerError",
     "ToolArgumentsError",
@@ -263,9 +262,6 @@ class OutputTruncatedError(RunError):
 class OutputValidationError(RunError):
     """The final answer did not validate against ``output_type`` after the allowed retries."""
 
-
-class RunCancelledError(RunError):
-    """The run was cancelled (task cancellation or Ctrl-C); ``messages`` is resumable."""
 
 
 # --- mapping an HTTP error to an exception ----------------------------------------------
