@@ -441,8 +441,9 @@ class RunLoop:
         self._limit_told = False
         self._output_retries = 0
         self._failures: dict[str, int] = {}
-        # canonical call key -> rounds in a row it ran (or was told it repeats)
-        self._streaks: dict[str, int] = {}
+        # tool name -> {its arguments as the model wrote them: rounds in a row the call ran
+        # (or was told it repeats)}; only the previous round's calls are kept
+        self._streaks: dict[str, dict[str, int]] = {}
 
     # -- reading the run ----------------------------------------------------------------
 
@@ -681,11 +682,14 @@ class RunLoop:
             self.interrupt(ToolOutcome.not_run(call) for call in calls)
             raise self._output_error(output_problem)
         for call in calls:
-            if call.kind == "repeated" and self._streaks[call._key] > settings.max_repeated_calls:
+            if call.kind != "repeated":
+                continue
+            streak = self._streaks[call.name][call._key]
+            if streak > settings.max_repeated_calls:
                 self.interrupt(ToolOutcome.not_run(call) for call in calls)
                 raise RepeatedToolCallError(
                     f"the model called {call.name} with the same arguments "
-                    f"{self._streaks[call._key] + 1} rounds in a row "
+                    f"{streak + 1} rounds in a row "
                     f"(max_repeated_calls={settings.max_repeated_calls})",
                     messages=self.messages,
                 )
@@ -707,7 +711,6 @@ class RunLoop:
         settings = self.settings
         name = tool_call.function.name
         arguments = tool_call.function.arguments
-        key = _call_key(name, arguments)
         tool_ = settings.tools.get(name)
         cap = settings.max_tool_calls
         self._calls_made += 1
@@ -720,7 +723,7 @@ class RunLoop:
         if tool_ is None:
             text = _unknown_tool_text(name, settings.tools)
             return PlannedCall(index, call_id, name, arguments, ready=text, kind="unknown_tool")
-        repeats = self._streaks.get(key, 0)
+        key, repeats = _repeat_of(arguments, self._streaks.get(name))
         if repeats:
             text = (
                 f"Not run again: you already called {name} with these exact arguments in the "
@@ -849,7 +852,7 @@ class RunLoop:
 
     def _track(self, settled: list[ToolOutcome]) -> None:
         """Update the repeat streaks and the failure counts after a round."""
-        streaks: dict[str, int] = {}
+        streaks: dict[str, dict[str, int]] = {}
         round_failures: dict[str, bool] = {}  # tool name -> every call of it failed
         last_error: dict[str, str] = {}
         for outcome in settled:
@@ -857,7 +860,9 @@ class RunLoop:
             if call.kind in ("limit", "output"):
                 continue
             if call.kind == "repeated" or (outcome.status == "ok" and not outcome._failed):
-                streaks[call._key] = self._streaks.get(call._key, 0) + 1
+                before = self._streaks.get(call.name)
+                count = before.get(call._key, 0) if before else 0
+                streaks.setdefault(call.name, {})[call._key] = count + 1
             if call.kind == "repeated":
                 continue
             failed = outcome._failed
@@ -957,13 +962,32 @@ def _unknown_tool_text(name: str, tools: Mapping[str, Tool[..., Any]]) -> str:
     return f"Unknown tool {shown!r}. Available tools: {available}."
 
 
-def _call_key(name: str, arguments: str) -> str:
-    """The call's identity for repeat detection: name and canonical argument JSON."""
+def _repeat_of(arguments: str, previous: Mapping[str, int] | None) -> tuple[str, int]:
+    """Whether a call repeats one of the previous round's calls of the same tool:
+    ``(key, rounds in a row)``, or ``(arguments, 0)`` for a new call.
+
+    The same text is a repeat at once; other text is compared as canonical JSON (keys
+    sorted, spacing dropped), so the arguments are parsed a second time only when the tool
+    was called in the previous round.
+    """
+    if not previous:
+        return arguments, 0
+    count = previous.get(arguments)
+    if count:
+        return arguments, count
+    canonical = _canonical(arguments)
+    for earlier, count in previous.items():
+        if _canonical(earlier) == canonical:
+            return earlier, count
+    return arguments, 0
+
+
+def _canonical(arguments: str) -> str:
+    """Argument JSON with sorted keys and no spacing (the text as is when it is not JSON)."""
     try:
-        canonical = json.dumps(json.loads(arguments or "{}"), sort_keys=True, separators=(",", ":"))
+        return json.dumps(json.loads(arguments or "{}"), sort_keys=True, separators=(",", ":"))
     except (ValueError, RecursionError):
-        canonical = arguments
-    return f"{name}\x00{canonical}"
+        return arguments
 
 
 def _describe_invalid(error: ValueError) -> str:

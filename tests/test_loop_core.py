@@ -415,6 +415,37 @@ def test_repeated_identical_calls_are_told_then_stopped() -> None:
     assert caught.value.messages[-1]["tool_call_id"] == "c9"
 
 
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    first=st.fixed_dictionaries({"city": st.text(max_size=8), "days": st.integers(-5, 5)}),
+    second=st.fixed_dictionaries({"city": st.text(max_size=8), "days": st.integers(-5, 5)}),
+    reorder=st.booleans(),
+    spacing=st.sampled_from([None, 1, 2]),
+)
+def test_a_repeat_is_the_same_json_however_it_is_written(
+    first: dict[str, Any], second: dict[str, Any], reorder: bool, spacing: int | None
+) -> None:
+    loop = new_loop(max_repeated_calls=2)
+    step = run_round(loop, completion(calls=[("c0", "get_weather", json.dumps(first))]))
+    loop.on_tool_outcomes([run_planned(step.calls[0])])
+    # The next round calls the same tool twice: once with the first call's arguments
+    # written another way, once with arguments that may or may not be the same.
+    respelled = dict(reversed(first.items())) if reorder else first
+    step = run_round(
+        loop,
+        completion(
+            calls=[
+                ("c1", "get_weather", json.dumps(respelled, indent=spacing)),
+                ("c2", "get_weather", json.dumps(second, indent=spacing)),
+            ]
+        ),
+    )
+    assert [call.kind for call in step.calls] == [
+        "repeated",
+        "repeated" if second == first else "run",
+    ]
+
+
 def test_a_failed_call_may_be_retried_with_the_same_arguments() -> None:
     loop = new_loop()
     for index in range(2):
