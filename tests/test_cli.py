@@ -155,9 +155,14 @@ def test_tools_that_do_not_load_are_one_clear_line(
             (tmp_path / source).write_text(content, encoding="utf-8")
     assert main(["tools", target]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("agentkit: error: --tools ")
+    assert err.startswith(f"agentkit: error: {target}: ")  # as typed: no --tools here
     assert expected in err
     assert "Traceback" not in err
+    # `chat` names the option the source came with
+    assert main(["chat", "--base-url", "http://127.0.0.1:9/v1", "--tools", target, "Hi"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"agentkit: error: --tools {target}: ")
+    assert expected in err
 
 
 def test_two_tools_with_one_name_are_refused(
@@ -368,7 +373,7 @@ def test_max_turns_says_what_to_raise(
 @pytest.mark.parametrize(
     ("reply", "title", "hint"),
     [
-        (Reply.invalid_api_key(), "authentication failed", "check the API key"),
+        (Reply.invalid_api_key(), "authentication failed", "pass --api-key-env VAR"),
         (Reply.error(404, "model not found"), "not found", "check --model and --base-url"),
         (Reply.content_moderation(), "refused by content moderation", "rephrase"),
         (Reply.raw("<html>bad gateway</html>", content_type="text/html"), "invalid answer",
@@ -402,12 +407,143 @@ def test_an_unreachable_server_says_check_the_base_url(
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["chat", "--temperature", "warm", "Hi"], ["chat", "--no-such-option"], ["frobnicate"], []],
+    ("argv", "error", "help_of"),
+    [
+        (["chat", "--temperature", "warm", "Hi"], "argument --temperature: invalid", "chat"),
+        (["chat", "--no-such-option"], "unrecognized arguments: --no-such-option", "chat"),
+        (["demo", "--no-such-option"], "unrecognized arguments: --no-such-option", "demo"),
+        (["chat", "--max-turns", "0", "Hi"], "--max-turns: must be at least 1, got 0", "chat"),
+        (["chat", "--max-turns", "many", "Hi"], "invalid integer value: 'many'", "chat"),
+        (["chat", "--max-retries", "-1", "Hi"], "--max-retries: must be at least 0", "chat"),
+        (["chat", "--timeout", "0", "Hi"], "--timeout: must be more than 0", "chat"),
+        (["chat", "--provider", "acme", "Hi"], "invalid choice: 'acme'", "chat"),
+        (["frobnicate"], "invalid choice: 'frobnicate'", ""),
+    ],
 )
-def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_are_one_line_and_a_hint(
+    argv: list[str], error: str, help_of: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(argv) == 2
-    assert "usage: agentkit" in capsys.readouterr().err
+    command = f"agentkit {help_of}".strip()
+    first, hint = capsys.readouterr().err.splitlines()  # not the whole usage block
+    assert first.startswith(f"{command}: error: ") and error in first
+    assert hint == f"agentkit: hint: `{command} --help` lists the options"
+
+
+def test_agentkit_alone_shows_what_it_can_do(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: agentkit")
+    for command in ("chat", "tools", "demo"):
+        assert f"\n    {command} " in err
+    assert "agentkit demo" in err  # where to start
+
+
+def test_chat_help_shows_examples_and_the_environment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["chat", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert 'agentkit chat "What' in out and "| agentkit chat" in out
+    for variable in ("DASHSCOPE_API_KEY", "DASHSCOPE_BASE_URL", "OPENAI_API_KEY"):
+        assert variable in out
+
+
+def test_provider_choices_are_the_presets() -> None:
+    from agentkit import PROVIDERS
+    from agentkit.cli._arguments import PRESETS
+
+    assert sorted(PRESETS) == sorted(PROVIDERS)
+
+
+def test_region_is_refused_beside_another_provider(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "--provider", "openai", "--region", "cn", "Hi"]) == 2
+    assert capsys.readouterr().err == (
+        "agentkit: error: --region is DashScope's: it does not apply to openai\n"
+    )
+
+
+def test_an_unquoted_prompt_is_one_question(server: ScriptedServer) -> None:
+    server.respond_with(echo_history)
+    done = run_cli("chat", "--base-url", server.base_url, "--no-tools", "What", "time", "is", "it?")
+    assert done.returncode == 0, done.stderr
+    assert server.requests[0].messages == [{"role": "user", "content": "What time is it?"}]
+    assert done.stdout == "What time is it?\n"
+
+
+def test_a_base_url_without_a_scheme_gets_the_whole_url_as_a_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["chat", "--base-url", "localhost:8000", "Hi"]) == 2
+    first, hint = capsys.readouterr().err.splitlines()
+    assert "localhost:8000" in first
+    assert hint == "agentkit: hint: write the whole URL, such as http://localhost:8000/v1"
+
+
+def test_a_dashscope_key_that_fails_points_at_the_region(
+    server: ScriptedServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
+    server.queue(Reply.invalid_api_key())
+    argv = ["chat", "--provider", "dashscope", "--base-url", server.base_url, "Hi"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    first, hint = err.splitlines()
+    assert first.startswith("agentkit: error: authentication failed: Incorrect API key")
+    assert "--region cn" in hint
+    assert SECRET not in err
+
+
+def test_a_parameter_the_provider_refuses_is_named_as_its_option(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)  # checked before anything is sent
+    assert main(["chat", "--temperature", "5", "Hi"]) == 2
+    first, hint = capsys.readouterr().err.splitlines()
+    assert first == (
+        "agentkit: error: invalid option: --temperature must be in [0, 2) for DashScope, got 5.0"
+    )
+    assert hint.startswith("agentkit: hint: change --temperature")
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (Reply.hang(), "agentkit: error: timed out waiting"),  # not "timed out: timed out"
+        (Reply.text("cut short", finish_reason="length"), "agentkit: error: answer cut at the"),
+    ],
+)
+def test_error_lines_say_it_once_in_the_cli_s_words(
+    server: ScriptedServer, capsys: pytest.CaptureFixture[str], reply: Reply, expected: str
+) -> None:
+    server.queue(reply)
+    argv = ["chat", "--base-url", server.base_url, "--max-retries", "0", "--timeout", "0.3", "Hi"]
+    assert main(argv) == 1
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith(expected)
+    assert "on_truncated" not in first  # the Python API's advice, not the CLI's
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(server: ScriptedServer) -> None:
+    # `agentkit chat ... | head -c 1`: no BrokenPipeError line, no traceback, exit 141.
+    # Sixty words 0.05 s apart: the reader has left long before the answer is over.
+    server.queue(Reply.text("word " * 60, chunk_size=5).with_(chunk_delay=0.05))
+    command = [sys.executable, "-m", "agentkit.cli", "chat", "--base-url", server.base_url]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    with subprocess.Popen(
+        [*command, "--no-tools", "Talk"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.read(1) == b"w"
+        process.stdout.close()  # the reader leaves
+        err = process.stderr.read().decode()
+        code = process.wait(timeout=30)
+    assert code == 141, err
+    assert err == ""  # no BrokenPipeError, no traceback, no "Exception ignored"
 
 
 def test_an_empty_pipe_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,7 @@ line and a hint per error, the exit codes); ``agentkit.demo`` is ``agentkit demo
 
 Exit codes: 0 success, 1 the run failed (API, network, run limits), 2 usage or
 configuration (bad option, a tools file that does not load, a missing API key),
-130 interrupted (Ctrl-C).
+130 interrupted (Ctrl-C), 141 the reader of the output went away (``| head``).
 """
 
 from __future__ import annotations
@@ -19,13 +19,21 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from ._arguments import PROG, build_parser
+from ._arguments import PROG, build_parser, parse_arguments
 from ._chat import chat, repl
 from ._console import Console, ask, play
-from ._errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, report_error
+from ._errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    report_error,
+)
 from ._loading import list_tools, load_tools
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -62,9 +70,12 @@ def main(
 
 def _main(argv: Sequence[str] | None, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_arguments(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:  # `agentkit` alone: what it can do, not a complaint
+        build_parser().print_help(err)
+        return EXIT_USAGE
     if args.debug:
         import logging
 
@@ -83,12 +94,25 @@ def _main(argv: Sequence[str] | None, stdin: TextIO, out: TextIO, err: TextIO) -
         out.flush()
         err.write(f"\n{PROG}: interrupted after {time.perf_counter() - started:.1f} s\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `agentkit ... | head`: the reader left; stop quietly
+        _drop_output(out)
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         if args.debug:
             import traceback
 
             traceback.print_exception(exc, file=err)
         return report_error(exc, err, args)
+
+
+def _drop_output(out: TextIO) -> None:
+    """Send what is left for a closed pipe to /dev/null, so the exit flush cannot fail."""
+    try:
+        fileno = out.fileno()
+    except (OSError, ValueError):  # not a real file (tests pass a StringIO)
+        return
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), fileno)
 
 
 def _leave_stuck_threads(code: int) -> None:

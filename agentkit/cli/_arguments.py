@@ -3,36 +3,94 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-__all__ = ["PROG", "build_parser"]
+__all__ = ["PRESETS", "PROG", "build_parser", "parse_arguments"]
 
 PROG = "agentkit"
 """The command's name, in help and in error lines."""
 
+PRESETS = (
+    "dashscope",
+    "dashscope-intl",
+    "dashscope-singapore",
+    "dashscope-cn",
+    "dashscope-beijing",
+    "openai",
+    "custom",
+)
+"""The ``--provider`` choices: ``agentkit.PROVIDERS``' names, written out so that
+``agentkit --help`` need not import the client (a test keeps the two lists equal)."""
+
+_CHAT_EPILOG = """\
+examples:
+  agentkit chat "What's the weather in Hangzhou, and what time is it there?"
+  echo "What time is it in Tokyo?" | agentkit chat
+  agentkit chat                                   # interactive: /help, Ctrl-D leaves
+  agentkit chat --tools my_tools.py "Refund order 1042"
+  agentkit chat --base-url http://localhost:11434/v1 --model qwen2.5:7b   # Ollama
+
+environment:
+  DASHSCOPE_API_KEY   the Model Studio key (Singapore; --region cn for a Beijing key)
+  DASHSCOPE_BASE_URL  another DashScope-compatible endpoint, read with DASHSCOPE_API_KEY
+  OPENAI_API_KEY      the key for --provider openai
+  NO_COLOR            no colours on stderr
+
+A server named by --base-url is sent no key unless --api-key-env names one.
+Exit codes: 0 ok, 1 the run failed, 2 usage or configuration, 130 interrupted."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line and a hint rather than the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            2,
+            f"{self.prog}: error: {message}\n"
+            f"{PROG}: hint: `{self.prog} --help` lists the options\n",
+        )
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``agentkit`` and its ``chat``, ``tools`` and ``demo`` subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Multi-round function calling against OpenAI-compatible Chat APIs.",
-        epilog="Exit codes: 0 ok, 1 the run failed, 2 usage or configuration, 130 interrupted.",
+        epilog="Start with `agentkit demo` (no key needed), then `agentkit chat --help`.\n"
+        "Exit codes: 0 ok, 1 the run failed, 2 usage or configuration, 130 interrupted.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # not required=True: ``agentkit`` alone prints the whole help, not a one-line complaint
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = commands.add_parser(
         "chat",
         help="chat with a model that can call tools",
-        description="Ask once (PROMPT, or text piped on stdin) or chat interactively.",
+        description="Ask once (PROMPT, or text piped on stdin) or chat interactively. "
+        "The answer goes to stdout; tool calls, notes and errors to stderr.",
+        epilog=_CHAT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    chat.add_argument("prompt", nargs="?", metavar="PROMPT", help="ask once and exit")
+    chat.add_argument(
+        "prompt",
+        nargs="*",
+        metavar="PROMPT",
+        help="ask once and exit (several words are joined, so quotes are optional)",
+    )
     conn = chat.add_argument_group("model and provider")
     conn.add_argument("-m", "--model", default="qwen-plus", help="model name (qwen-plus)")
-    conn.add_argument("--base-url", help="any OpenAI-compatible endpoint (vLLM, Ollama, ...)")
+    conn.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="any OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama, ...)",
+    )
     conn.add_argument(
         "--provider",
         metavar="PRESET",
-        help="preset: dashscope, dashscope-intl, dashscope-cn, openai",
+        choices=PRESETS,
+        help="preset: dashscope (the default), dashscope-cn, openai, custom",
     )
     conn.add_argument(
         "--region",
@@ -45,10 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the API key from VAR (default: the preset's, e.g. DASHSCOPE_API_KEY)",
     )
     conn.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="wait this long for the server (600)"
+        "--timeout",
+        type=_positive(float),
+        metavar="SECONDS",
+        help="wait this long for the server's next bytes (600)",
     )
     conn.add_argument(
-        "--max-retries", type=int, metavar="N", help="retries of a failed request (2)"
+        "--max-retries", type=_at_least(0), metavar="N", help="retries of a failed request (2)"
     )
     run = chat.add_argument_group("the run")
     run.add_argument(
@@ -68,12 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-s", "--system", metavar="TEXT", help="system instructions")
     run.add_argument(
-        "--max-turns", type=int, default=10, metavar="N", help="model calls per answer (10)"
+        "--max-turns",
+        type=_at_least(1),
+        default=10,
+        metavar="N",
+        help="model calls per answer (10)",
     )
     params = chat.add_argument_group("sampling (sent only when given)")
     params.add_argument("--temperature", type=float, metavar="T", help="randomness, 0 to 2")
     params.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling, 0 to 1")
-    params.add_argument("--max-tokens", type=int, metavar="N", help="longest answer, in tokens")
+    params.add_argument(
+        "--max-tokens", type=_at_least(1), metavar="N", help="longest answer, in tokens"
+    )
     params.add_argument("--presence-penalty", type=float, metavar="X", help="-2 to 2")
     params.add_argument("--seed", type=int, metavar="N", help="for repeatable sampling")
     params.add_argument("--stop", action="append", metavar="TEXT", help="stop text (repeatable)")
@@ -86,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         "tools",
         help="list tools and the JSON schema each one sends",
         description="Show what the model sees: each tool's to_openai() JSON.",
+        epilog="examples:\n  agentkit tools\n  agentkit tools my_tools.py\n"
+        "  agentkit tools --names mypackage.tools",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tools.add_argument(
         "sources",
@@ -102,10 +172,55 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs the loop and the real tools against a scripted stand-in for Qwen "
         "served on loopback: no key and no network needed.",
     )
-    demo.add_argument("prompt", nargs="?", metavar="PROMPT", help="your own question")
+    demo.add_argument("prompt", nargs="*", metavar="PROMPT", help="your own question")
     demo.add_argument("--fast", action="store_true", help="do not pace the scripted stream")
     _add_output_flags(demo)
     return parser
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """``argv`` parsed; ``SystemExit`` for ``--help``, ``--version`` and usage errors.
+
+    An unknown option is reported by the subcommand it was given to, so the hint points
+    at that subcommand's ``--help``.
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if "prompt" in args:  # the words of PROMPT, unquoted or not, as one question
+        args.prompt = " ".join(args.prompt).strip() or None
+    if extra:
+        commands = next(
+            action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        )
+        owner = commands.choices.get(args.command or "", parser)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``low``."""
+
+    def parse(text: str) -> int:
+        value = int(text)  # a ValueError reads "invalid _at_least.<locals>.parse value"...
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # ...so argparse says "invalid integer value: 'x'"
+    return parse
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: a number above zero."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not value > 0:  # NaN too
+            raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
 def _add_output_flags(group: argparse._ActionsContainer) -> None:

@@ -34,6 +34,10 @@ def _client(args: argparse.Namespace) -> ChatClient:
 
 
 def _preset(args: argparse.Namespace) -> str | None:
+    if args.provider and args.region:
+        if not args.provider.startswith("dashscope"):
+            raise UsageError(f"--region is DashScope's: it does not apply to {args.provider}")
+        raise UsageError("give --provider or --region, not both")
     if args.provider:
         return str(args.provider)
     return f"dashscope-{args.region}" if args.region else None  # e.g. dashscope-cn

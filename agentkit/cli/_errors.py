@@ -9,6 +9,7 @@ from typing import TextIO
 from ._arguments import PROG
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -26,6 +27,8 @@ EXIT_USAGE = 2
 """Usage or configuration: a bad option, tools that do not load, a missing API key."""
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (128 + SIGINT, as shells report it)."""
+EXIT_BROKEN_PIPE = 141
+"""The reader of the output went away, as in ``agentkit demo | head`` (128 + SIGPIPE)."""
 
 
 class UsageError(Exception):
@@ -45,13 +48,13 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
             "this is a quota or billing error, not a rate "
             "limit: check your plan and billing in the provider's console; retrying will not help",
         ),
-        (e.RateLimitError, "rate limited", "too many requests for now: wait a little and retry"),
         (
-            e.AuthenticationError,
-            "authentication failed",
-            "check the API key (DashScope keys "
-            "belong to one region: Singapore keys fail in Beijing and back)",
+            e.RateLimitError,
+            "rate limited",
+            "too many requests for now: wait a little and try again (--max-retries sets "
+            "how often agentkit retries by itself)",
         ),
+        (e.AuthenticationError, "authentication failed", _authentication_hint(args)),
         (
             e.PermissionDeniedError,
             "permission denied",
@@ -66,8 +69,12 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
             "timed out",
             "the server is slow or unreachable: check --base-url, or raise --timeout",
         ),
-        (e.APIConnectionError, "cannot connect", "check --base-url and your network"),
-        (e.IncompleteStreamError, "the answer stream was cut", "retry, or use --no-stream"),
+        (
+            e.APIConnectionError,
+            "cannot connect",
+            "is the server running? check --base-url and your network",
+        ),
+        (e.IncompleteStreamError, "incomplete answer", "retry, or use --no-stream"),
         (
             e.InvalidResponseError,
             "invalid answer from the server",
@@ -78,16 +85,51 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
         (e.RepeatedToolCallError, "the model repeats itself", "rephrase, or try another model"),
         (e.ToolFailureLimitExceeded, "a tool keeps failing", "run with --verbose to see why"),
         (e.ToolCallLimitExceeded, "too many tool calls", "ask for less in one question"),
-        (e.RequestValidationError, "invalid option", "see `agentkit chat --help`"),
+        (e.RequestValidationError, "invalid option", _option_hint(exc)),
         (e.ToolDefinitionError, "cannot use a tool", "fix the function's signature"),
         (e.ConfigurationError, "", _configuration_hint(message, args)),
     ]
     for cls, title, hint in hints:
         if isinstance(exc, cls):
-            return (f"{title}: {message}" if title else message), hint
+            if isinstance(exc, e.RequestValidationError):
+                message = _as_option(message, exc.param)
+            if isinstance(exc, e.OutputTruncatedError):
+                message = message.split("; raise max_tokens", 1)[0]  # the API's advice
+            # "timed out: timed out waiting...": say it once
+            said = not title or message.lower().startswith(title.lower())
+            return (message if said else f"{title}: {message}"), hint
     if isinstance(exc, e.AgentKitError):
         return message, "run again with --debug for details"
     return f"{type(exc).__name__}: {message}", "run again with --debug for the traceback"
+
+
+# Request parameters with an option of their own in `agentkit chat`.
+_OPTIONS = ("temperature", "top_p", "max_tokens", "presence_penalty", "seed", "stop")
+
+
+def _as_option(message: str, param: str | None) -> str:
+    """``temperature must be...`` as ``--temperature must be...``, in the CLI's words."""
+    if param in _OPTIONS and message.startswith(param):
+        return f"--{param.replace('_', '-')}{message[len(param) :]}"
+    return message
+
+
+def _option_hint(exc: BaseException) -> str:
+    param = getattr(exc, "param", None)
+    if param in _OPTIONS:
+        return f"change --{param.replace('_', '-')}; `agentkit chat --help` gives each range"
+    return "see `agentkit chat --help`"
+
+
+def _authentication_hint(args: argparse.Namespace | None) -> str:
+    if args is not None and args.base_url and not args.provider and not args.region:
+        if args.api_key_env:
+            return f"the server refused the key in {args.api_key_env}: check it"
+        return "this server wants a key: export it as a variable and pass --api-key-env VAR"
+    return (
+        "check the API key (DashScope keys belong to one region: a Singapore key fails "
+        "with --region cn, and a Beijing key without it)"
+    )
 
 
 def _configuration_hint(message: str, args: argparse.Namespace | None) -> str:
@@ -98,6 +140,9 @@ def _configuration_hint(message: str, args: argparse.Namespace | None) -> str:
             f"set {variable} (export {variable}=sk-...), or pass --base-url for a local "
             "server that needs no key; `agentkit demo` runs with no key at all"
         )
+    base_url = getattr(args, "base_url", None)
+    if base_url and "base_url" in message and "://" not in base_url:
+        return f"write the whole URL, such as http://{base_url.rstrip('/')}/v1"
     return "see `agentkit chat --help`"
 
 

@@ -18,25 +18,27 @@ if TYPE_CHECKING:
 __all__ = ["builtin_tools", "list_tools", "load_tools"]
 
 
-def load_tools(sources: Sequence[str]) -> list[Tool[..., Any]]:
+def load_tools(sources: Sequence[str], *, option: str = "--tools") -> list[Tool[..., Any]]:
     """Every ``Tool`` defined at module level in each source, a ``.py`` path or a module.
 
     A module's tools come in definition order; a name defined twice is an error, because
-    the model could not tell the two apart.
+    the model could not tell the two apart. ``option`` is how the user gave the sources,
+    as error messages name it (``""`` for ``agentkit tools``' own arguments).
     """
     from ..function_tool import Tool
 
     found: dict[str, Tool[..., Any]] = {}
     for source in sources:
+        given = f"{option} {source}".strip()
         try:
-            module = _import_source(source)
+            module = _import_source(source, given)
         except UsageError:
             raise
         except Exception as exc:  # the user's module failed while importing
-            raise UsageError(f"--tools {source}: {type(exc).__name__}: {exc}") from exc
+            raise UsageError(f"{given}: {type(exc).__name__}: {exc}") from exc
         tools = [value for value in vars(module).values() if isinstance(value, Tool)]
         if not tools:
-            raise UsageError(f"--tools {source}: defines no tools (decorate functions with @tool)")
+            raise UsageError(f"{given}: defines no tools (decorate functions with @tool)")
         for found_tool in tools:
             other = found.get(found_tool.name)
             if other is not None and other is not found_tool:
@@ -45,21 +47,21 @@ def load_tools(sources: Sequence[str]) -> list[Tool[..., Any]]:
     return list(found.values())
 
 
-def _import_source(source: str) -> ModuleType:
+def _import_source(source: str, given: str) -> ModuleType:
     import importlib
     import importlib.util
 
     if source.endswith(".py") or os.sep in source or "/" in source:
         path = os.path.abspath(source)
         if not os.path.isfile(path):
-            raise UsageError(f"--tools {source}: no such file")
+            raise UsageError(f"{given}: no such file")
         folder = os.path.dirname(path)
         if folder not in sys.path:
             sys.path.insert(0, folder)  # like `python file.py`: its neighbours import
         name = f"_agentkit_tools_{len(sys.modules)}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
-            raise UsageError(f"--tools {source}: not a Python file")
+            raise UsageError(f"{given}: not a Python file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses and pydantic look their module up
         spec.loader.exec_module(module)
@@ -70,7 +72,7 @@ def _import_source(source: str) -> ModuleType:
         return importlib.import_module(source)
     except ModuleNotFoundError as exc:
         if exc.name and source.startswith(exc.name):
-            raise UsageError(f"--tools {source}: no such file or module") from exc
+            raise UsageError(f"{given}: no such file or module") from exc
         raise
 
 
@@ -84,10 +86,9 @@ def builtin_tools() -> list[Tool[..., Any]]:
     return list(builtin.BUILTIN_TOOLS)
 
 
-
 def list_tools(args: argparse.Namespace, out: TextIO) -> int:
     """``agentkit tools``: each tool's name and the JSON it sends, ``to_openai()``."""
-    tools = load_tools(args.sources) if args.sources else builtin_tools()
+    tools = load_tools(args.sources, option="") if args.sources else builtin_tools()
     for index, item in enumerate(tools):
         if args.names:
             out.write(f"{item.name}\n")
