@@ -613,6 +613,17 @@ def test_an_error_in_the_repl_is_shown_and_the_chat_goes_on(server: ScriptedServ
     assert out.getvalue() == "works\n"  # the failed question is not in the history
 
 
+def test_a_limit_hit_in_the_repl_names_the_value_in_use(server: ScriptedServer) -> None:
+    from agentkit.cli._arguments import parse_arguments
+
+    server.respond_with(always(Reply.tool_calls(("get_current_time", {}))))
+    args = parse_arguments(["chat", "--max-turns", "1"])
+    out, err = io.StringIO(), io.StringIO()
+    with Agent("qwen-plus", BUILTIN_TOOLS, base_url=server.base_url, max_turns=1) as agent:
+        assert repl(agent, Console(out, err), scripted_input("Loop!"), args=args) == 0
+    assert "agentkit: hint: raise --max-turns (now 1)" in err.getvalue()
+
+
 class _InterruptAfterFirstWord(Console):
     """Ctrl-C arriving while the answer is printed (KeyboardInterrupt in the main thread)."""
 

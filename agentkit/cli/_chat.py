@@ -133,7 +133,7 @@ def chat(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
     try:
         with _build_agent(args, client, console, stdin) as agent:
             if interactive:
-                return repl(agent, console, input, stream=not args.no_stream)
+                return repl(agent, console, input, stream=not args.no_stream, args=args)
             result = ask(agent, prompt, console, stream=not args.no_stream)
             if args.json:
                 out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
@@ -143,14 +143,19 @@ def chat(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
 
 
 def repl(
-    agent: Agent[str], console: Console, read_line: Callable[[str], str], *, stream: bool = True
+    agent: Agent[str],
+    console: Console,
+    read_line: Callable[[str], str],
+    *,
+    stream: bool = True,
+    args: argparse.Namespace | None = None,
 ) -> int:
     """The interactive chat: history kept across turns; ``/reset``, ``/tools``, ``/exit``.
 
     ``read_line`` is ``input`` in a terminal (tests pass their own). Ctrl-C stops the
     current answer and returns to the prompt, leaving the history as it was before the
     question; Ctrl-D (end of input) or ``/exit`` leaves. An error is shown and the chat
-    goes on.
+    goes on; ``args`` (the command's options) lets its hint name the values in use.
     """
     from ..errors import AgentKitError
 
@@ -197,7 +202,7 @@ def repl(
             console.note("(stopped; that question is left out of the history)")
             continue
         except AgentKitError as exc:
-            report_error(exc, console.err, None)
+            report_error(exc, console.err, args)
             continue
         history = result.messages
 

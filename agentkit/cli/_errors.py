@@ -41,6 +41,7 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
 
     message = str(exc) or type(exc).__name__
     max_turns = getattr(args, "max_turns", None)
+    now = "" if max_turns is None else f" (now {max_turns})"
     hints: list[tuple[type[BaseException], str, str]] = [
         (
             e.QuotaExceededError,
@@ -80,7 +81,7 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
             "invalid answer from the server",
             "check that --base-url points at an OpenAI-compatible API (it usually ends in /v1)",
         ),
-        (e.MaxTurnsExceeded, "no final answer", f"raise --max-turns (now {max_turns})"),
+        (e.MaxTurnsExceeded, "no final answer", f"raise --max-turns{now}"),
         (e.OutputTruncatedError, "answer cut at the token limit", "raise --max-tokens"),
         (e.RepeatedToolCallError, "the model repeats itself", "rephrase, or try another model"),
         (e.ToolFailureLimitExceeded, "a tool keeps failing", "run with --verbose to see why"),
