@@ -5,7 +5,7 @@ JSON every OpenAI-compatible API accepts, and ``validate_json`` + ``call`` run w
 call comes back, whichever library received it. Here the same two built-in tools serve a
 hand-written openai SDK loop and a LangChain ``bind_tools`` loop.
 
-    pip install "agentkit[interop]"          # openai and langchain-openai
+    pip install -e ".[interop]"              # from the repository: openai and langchain-openai
     export DASHSCOPE_API_KEY=sk-...
     python examples/interop.py "What's the time in Tokyo and the weather in Osaka?"
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 from agentkit import Tool, ToolArgumentsError, ToolRetry
@@ -82,9 +83,13 @@ def with_langchain(question: str, model: str, base_url: str, api_key: str) -> st
 def main(argv: list[str] | None = None) -> None:
     """Ask the same question through both libraries."""
     parser = argparse.ArgumentParser(description="agentkit tools in openai and LangChain.")
-    parser.add_argument("question", nargs="*")
-    parser.add_argument("--model", default="qwen-plus")
-    parser.add_argument("--base-url", default=os.environ.get("AGENTKIT_BASE_URL", DASHSCOPE_URL))
+    parser.add_argument("question", nargs="*", help="what to ask (a time question by default)")
+    parser.add_argument("--model", default="qwen-plus", help="the model (qwen-plus)")
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("AGENTKIT_BASE_URL", DASHSCOPE_URL),
+        help="any OpenAI-compatible server (default: $AGENTKIT_BASE_URL, else DashScope)",
+    )
     args = parser.parse_args(argv)
 
     question = " ".join(args.question) or "What time is it in Tokyo?"
@@ -94,4 +99,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ImportError as exc:  # openai or langchain-openai is not installed
+        sys.exit(f"this example needs openai and langchain-openai ({exc}); from the repository:\n"
+                 '  pip install -e ".[interop]"')

@@ -52,8 +52,13 @@ def main(argv: list[str] | None = None) -> None:
     """Ask the time in many cities at once and report the wall time."""
     parser = argparse.ArgumentParser(description="Many agent runs at once on one event loop.")
     parser.add_argument("--count", type=int, default=len(CITIES), help="how many conversations")
-    parser.add_argument("--model", default="qwen-plus")
-    parser.add_argument("--base-url", default=os.environ.get("AGENTKIT_BASE_URL"))
+    parser.add_argument("--model", default="qwen-plus", help="the model (qwen-plus)")
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("AGENTKIT_BASE_URL"),
+        help="any OpenAI-compatible server, such as http://localhost:8000/v1 "
+        "(default: $AGENTKIT_BASE_URL, else DashScope with $DASHSCOPE_API_KEY)",
+    )
     args = parser.parse_args(argv)
 
     questions = [f"What time is it in {CITIES[i % len(CITIES)]}?" for i in range(args.count)]

@@ -206,10 +206,17 @@ def main(argv: list[str] | None = None) -> None:
     """Serve one customer: the request on the command line, or a chat at the prompt."""
     parser = argparse.ArgumentParser(description="An order-support desk on SQLite.")
     parser.add_argument("request", nargs="*", help="the customer's message")
-    parser.add_argument("--customer", default="ada@example.com")
+    parser.add_argument(
+        "--customer", default="ada@example.com", help="the signed-in customer (ada@example.com)"
+    )
     parser.add_argument("--db", type=Path, help="database file (default: a temporary one)")
-    parser.add_argument("--model", default="qwen-plus")
-    parser.add_argument("--base-url", default=os.environ.get("AGENTKIT_BASE_URL"))
+    parser.add_argument("--model", default="qwen-plus", help="the model (qwen-plus)")
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("AGENTKIT_BASE_URL"),
+        help="any OpenAI-compatible server, such as http://localhost:8000/v1 "
+        "(default: $AGENTKIT_BASE_URL, else DashScope with $DASHSCOPE_API_KEY)",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as scratch, make_agent(args.model, args.base_url) as agent:

@@ -51,8 +51,13 @@ def main(argv: list[str] | None = None) -> None:
     """Chat with the built-in tools; a question on the command line is asked once."""
     parser = argparse.ArgumentParser(description="A streaming chat with tools.")
     parser.add_argument("question", nargs="*", help="ask this and exit")
-    parser.add_argument("--model", default="qwen-plus")
-    parser.add_argument("--base-url", default=os.environ.get("AGENTKIT_BASE_URL"))
+    parser.add_argument("--model", default="qwen-plus", help="the model (qwen-plus)")
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("AGENTKIT_BASE_URL"),
+        help="any OpenAI-compatible server, such as http://localhost:8000/v1 "
+        "(default: $AGENTKIT_BASE_URL, else DashScope with $DASHSCOPE_API_KEY)",
+    )
     args = parser.parse_args(argv)
 
     history: list[dict[str, Any]] = []

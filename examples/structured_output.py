@@ -45,8 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     """Triage the email given on the command line (or on stdin) and print the ticket."""
     parser = argparse.ArgumentParser(description="Triage a customer email into a ticket.")
     parser.add_argument("email", nargs="*", help="the email text (default: read stdin)")
-    parser.add_argument("--model", default="qwen-plus")
-    parser.add_argument("--base-url", default=os.environ.get("AGENTKIT_BASE_URL"))
+    parser.add_argument("--model", default="qwen-plus", help="the model (qwen-plus)")
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("AGENTKIT_BASE_URL"),
+        help="any OpenAI-compatible server, such as http://localhost:8000/v1 "
+        "(default: $AGENTKIT_BASE_URL, else DashScope with $DASHSCOPE_API_KEY)",
+    )
     args = parser.parse_args(argv)
 
     email = " ".join(args.email) or sys.stdin.read()

@@ -38,8 +38,13 @@ def main(argv: list[str] | None = None) -> None:
     """Answer the question on the command line, or each question typed at the prompt."""
     parser = argparse.ArgumentParser(description="Ask about the weather and the time.")
     parser.add_argument("question", nargs="*", help="ask this and exit")
-    parser.add_argument("--model", default="qwen-plus")
-    parser.add_argument("--base-url", default=os.environ.get("AGENTKIT_BASE_URL"))
+    parser.add_argument("--model", default="qwen-plus", help="the model (qwen-plus)")
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("AGENTKIT_BASE_URL"),
+        help="any OpenAI-compatible server, such as http://localhost:8000/v1 "
+        "(default: $AGENTKIT_BASE_URL, else DashScope with $DASHSCOPE_API_KEY)",
+    )
     args = parser.parse_args(argv)
 
     questions = [" ".join(args.question)] if args.question else _ask()

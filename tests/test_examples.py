@@ -7,6 +7,7 @@ tool talks to a loopback fake of Open-Meteo, so nothing leaves the machine.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import io
 import json
@@ -431,3 +432,44 @@ def test_interop_with_langchain(model: ScriptedServer) -> None:
     assert weather["content"] == WEATHER
     assert "JSON" in broken["content"]
     assert_is_now(tool_messages(model.requests[2])[-1]["content"], "Asia/Singapore")
+
+
+# --- every example, as a newcomer first runs it ---------------------------------------------
+
+ALL_EXAMPLES = sorted(path.stem for path in EXAMPLES.glob("*.py"))
+
+
+@pytest.mark.parametrize("name", ALL_EXAMPLES)
+def test_every_example_explains_its_options(name: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--model MODEL" in done.stdout and "--base-url BASE_URL" in done.stdout
+    assert "qwen-plus" in done.stdout and "AGENTKIT_BASE_URL" in done.stdout  # the defaults
+    tree = ast.parse((EXAMPLES / f"{name}.py").read_text(encoding="utf-8"))
+    arguments = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "add_argument"
+    ]
+    assert arguments
+    for argument in arguments:  # every option and argument says what it is for
+        assert any(keyword.arg == "help" for keyword in argument.keywords), ast.unparse(argument)
+
+
+def test_interop_without_its_packages_says_what_to_install() -> None:
+    # as if openai were not installed: importing it fails
+    code = (
+        "import runpy, sys; sys.modules['openai'] = None; sys.argv = ['interop.py']; "
+        f"runpy.run_path({str(EXAMPLES / 'interop.py')!r}, run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert 'pip install -e ".[interop]"' in done.stderr
