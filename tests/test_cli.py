@@ -406,6 +406,22 @@ def test_an_unreachable_server_says_check_the_base_url(
     assert "check --base-url and your network" in second
 
 
+def test_an_unreachable_provider_says_check_the_network(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+        monkeypatch.setenv("DASHSCOPE_BASE_URL", url)  # no --base-url to check
+        monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
+        assert main(["chat", "--max-retries", "0", "Hi"]) == 1
+    err = capsys.readouterr().err
+    first, second = err.splitlines()
+    assert first.startswith("agentkit: error: cannot connect")
+    assert second.startswith("agentkit: hint: check your network") and "--base-url" not in second
+    assert SECRET not in err
+
+
 @pytest.mark.parametrize(
     ("argv", "error", "help_of"),
     [

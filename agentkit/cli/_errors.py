@@ -70,11 +70,7 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
             "timed out",
             "the server is slow or unreachable: check --base-url, or raise --timeout",
         ),
-        (
-            e.APIConnectionError,
-            "cannot connect",
-            "is the server running? check --base-url and your network",
-        ),
+        (e.APIConnectionError, "cannot connect", _connection_hint(args)),
         (e.IncompleteStreamError, "incomplete answer", "retry, or use --no-stream"),
         (
             e.InvalidResponseError,
@@ -120,6 +116,12 @@ def _option_hint(exc: BaseException) -> str:
     if param in _OPTIONS:
         return f"change --{param.replace('_', '-')}; `agentkit chat --help` gives each range"
     return "see `agentkit chat --help`"
+
+
+def _connection_hint(args: argparse.Namespace | None) -> str:
+    if getattr(args, "base_url", None):
+        return "is the server running? check --base-url and your network"
+    return "check your network, and HTTPS_PROXY if you need a proxy to reach the internet"
 
 
 def _authentication_hint(args: argparse.Namespace | None) -> str:
