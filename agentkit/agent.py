@@ -46,7 +46,6 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
@@ -317,7 +316,7 @@ class Agent(Generic[OutputT]):
         )
         self._async_loop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
         self._async_closer: AsyncGenerator[None, None] | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._threads: _ToolThreads | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -397,12 +396,11 @@ class Agent(Generic[OutputT]):
         with self._lock:
             client = self._sync_client if self._given_client is None else None
             self._sync_client = None if self._given_client is None else self._sync_client
-            pool, self._pool = self._pool, None
+            threads, self._threads = self._threads, None
         if client is not None:
             client.close()
-        if pool is not None:
-            # A sync tool still running cannot be interrupted; don't wait for it.
-            pool.shutdown(wait=False, cancel_futures=True)
+        if threads is not None:
+            threads.close()
 
     async def aclose(self) -> None:
         """Close everything :meth:`close` does, and the async client made for this loop."""
@@ -505,16 +503,14 @@ class Agent(Generic[OutputT]):
         await closer.__anext__()
         return client
 
-    def _executor(self) -> ThreadPoolExecutor:
-        pool = self._pool
-        if pool is not None:
-            return pool
+    def _tool_threads(self) -> _ToolThreads:
+        threads = self._threads
+        if threads is not None:
+            return threads
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self._parallel_limit, thread_name_prefix="agentkit-tool"
-                )
-            return self._pool
+            if self._threads is None:
+                self._threads = _ToolThreads(self._parallel_limit)
+            return self._threads
 
     def _remember(self, loop: RunLoop) -> None:
         # A provider that refused tools with stream=True will refuse again: skip the try.
@@ -612,34 +608,33 @@ class Agent(Generic[OutputT]):
                 _settle_sync(hooks.before_tool_call(call))
             yield ToolCallStarted(call.call_id, call.name, call.arguments)
 
-        reports: queue.SimpleQueue[_Report] = queue.SimpleQueue()
-        started: dict[int, float] = {}  # written by the workers as they pick calls up
-        pool = self._executor()
-        futures = [pool.submit(_work, call, reports, started) for call in runnable]
-        waiting = {call.index: call for call in runnable}
+        reports: queue.SimpleQueue[tuple[_Job, _Ending]] = queue.SimpleQueue()
+        jobs = [_Job(call, reports.put) for call in runnable]
+        waiting = {job.call.index: job for job in jobs}
+        threads = self._tool_threads()
         try:
+            for job in jobs:
+                threads.submit(job)
             while waiting:
-                now = time.perf_counter()
-                for index, call in list(waiting.items()):
-                    if _timed_out(call, started.get(index), now):
-                        del waiting[index]
-                        timed_out = ToolOutcome.timed_out(call, call.timeout or 0.0)
+                wait = _wait_time(waiting.values(), time.perf_counter())
+                if wait <= 0:  # a call ran past its timeout: the model is told, its thread left
+                    for job in _timed_out(waiting.values(), time.perf_counter()):
+                        del waiting[job.call.index]
+                        timed_out = ToolOutcome.timed_out(job.call, job.call.timeout or 0.0)
                         yield self._finished_sync(loop, timed_out, outcomes)
-                if not waiting:
-                    break
+                    continue
                 try:
-                    kind, index, payload = reports.get(timeout=_wait_time(waiting, started, now))
+                    job, ending = reports.get(timeout=wait)
                 except queue.Empty:
                     continue
-                if index not in waiting:
+                if waiting.pop(job.call.index, None) is None:
                     continue  # the late result of a call that timed out
-                if kind == "fatal":
-                    raise cast(BaseException, payload)
-                del waiting[index]
-                yield self._finished_sync(loop, cast(ToolOutcome, payload), outcomes)
+                if isinstance(ending, BaseException):
+                    raise ending
+                yield self._finished_sync(loop, ending, outcomes)
         finally:
-            for future in futures:
-                future.cancel()  # calls not started yet never start
+            for job in jobs:
+                job.claim()  # calls not started yet never start
 
     def _finished_sync(
         self, loop: RunLoop, outcome: ToolOutcome, outcomes: list[ToolOutcome]
@@ -790,30 +785,25 @@ class Agent(Generic[OutputT]):
             return ToolOutcome.ok(call, value, time.perf_counter() - start)
 
     async def _execute_in_thread(self, call: PlannedCall) -> ToolOutcome:
-        started: list[float] = []  # the worker notes when it picks the call up
-
-        def work() -> tuple[Any, float]:
-            start = time.perf_counter()
-            started.append(start)
-            value = call.invoke()
-            return value, time.perf_counter() - start
-
-        context = contextvars.copy_context()
         running = asyncio.get_running_loop()
-        future = running.run_in_executor(self._executor(), context.run, work)
+        done: asyncio.Future[_Ending] = running.create_future()
+
+        def report(item: tuple[_Job, _Ending]) -> None:  # in the tool thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                running.call_soon_threadsafe(_resolve, done, item[1])
+
+        job = _Job(call, report)
+        deadline = None if call.timeout is None else _Deadline(running, job, done)
         try:
-            while call.timeout is not None and not future.done():
-                start = started[0] if started else None
-                remaining = _remaining(call.timeout, start, time.perf_counter())
-                if start is not None and remaining <= 0:
-                    return ToolOutcome.timed_out(call, call.timeout)
-                await asyncio.wait((future,), timeout=remaining)
-            value, duration = await future
-        except Exception as exc:
-            return ToolOutcome.failed(call, exc)
+            self._tool_threads().submit(job)
+            ending = await done
         finally:
-            future.cancel()  # a call still queued never starts
-        return ToolOutcome.ok(call, value, duration)
+            job.claim()  # a call still queued never starts
+            if deadline is not None:
+                deadline.cancel()
+        if isinstance(ending, BaseException):
+            raise ending
+        return ending
 
     async def _approved(self, call: PlannedCall) -> bool:
         if self._approve is None:
@@ -825,32 +815,153 @@ class Agent(Generic[OutputT]):
 
 _MAX_WAIT = 0.5  # seconds; the sync driver wakes at least this often (Ctrl-C everywhere)
 
-_Report: TypeAlias = tuple[str, int, Any]
+_Ending: TypeAlias = "ToolOutcome | BaseException"
+"""How a call in a tool thread ended: its outcome, or what it raised past ``Exception``
+(``SystemExit`` in a tool), re-raised on the caller's side."""
 
 
 class _ToolTimedOut(Exception):
     """The tool ran past its timeout (told apart from a TimeoutError the tool raised)."""
 
 
-def _work(
-    call: PlannedCall, reports: queue.SimpleQueue[_Report], started: dict[int, float]
-) -> None:
-    """Run one call in a pool thread; note when it started, report how it ended."""
-    start = started[call.index] = time.perf_counter()
+class _Job:
+    """One call handed to a tool thread: it runs in a copy of the caller's context, and how
+    it ended goes to ``report`` (from the tool thread) as ``(job, ending)``."""
+
+    __slots__ = ("_claim", "call", "context", "report", "started")
+
+    def __init__(self, call: PlannedCall, report: Callable[[tuple[_Job, _Ending]], object]):
+        self.call = call
+        self.report = report
+        self.context = contextvars.copy_context()
+        self.started: float | None = None  # set by the tool thread as it starts the call
+        self._claim = threading.Lock()
+
+    def claim(self) -> bool:
+        """True for the first taker only: a tool thread about to run the call, or a run
+        giving up on it (a call dropped before it started never starts)."""
+        return self._claim.acquire(blocking=False)
+
+    def run(self) -> None:
+        """In a tool thread: run the call unless it was dropped, then report how it ended."""
+        if self.claim():
+            self.report((self, self.context.run(_work, self)))
+
+
+def _work(job: _Job) -> _Ending:
+    """Run one call in a tool thread, noting when it started."""
+    call = job.call
+    start = job.started = time.perf_counter()
     try:
         value = call.invoke()
         if call.is_async:
             # An async tool in the sync driver runs on its own event loop in this thread.
             value = asyncio.run(_with_timeout(value, call.timeout))
-        outcome = ToolOutcome.ok(call, value, time.perf_counter() - start)
+        return ToolOutcome.ok(call, value, time.perf_counter() - start)
     except _ToolTimedOut:
-        outcome = ToolOutcome.timed_out(call, call.timeout or 0.0)
+        return ToolOutcome.timed_out(call, call.timeout or 0.0)
     except Exception as exc:
-        outcome = ToolOutcome.failed(call, exc, time.perf_counter() - start)
-    except BaseException as exc:  # SystemExit in a tool: the caller's thread re-raises it
-        reports.put(("fatal", call.index, exc))
-        return
-    reports.put(("done", call.index, outcome))
+        return ToolOutcome.failed(call, exc, time.perf_counter() - start)
+    except BaseException as exc:  # SystemExit in a tool: the caller's side re-raises it
+        return exc
+
+
+class _ToolThreads:
+    """The threads that run one agent's sync tool calls: up to ``size``, started as calls
+    need them and kept until :meth:`close`.
+
+    A call reaches an idle thread through one queue put and comes back through one
+    ``report``: no ``Future`` and no executor bookkeeping on the way, which made the round
+    trip through ``ThreadPoolExecutor`` the largest cost agentkit added to a run (see
+    docs/decisions.md). They are daemon threads, so a tool still running when the program
+    ends (abandoned after its timeout or Ctrl-C) does not keep the program alive.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._count = 0
+        self._idle = 0  # threads free for the next call, less those it was promised to
+        self._closed = False
+
+    def submit(self, job: _Job) -> None:
+        """Hand ``job`` to a free thread, a new one, or (all ``size`` busy) the first to free."""
+        with self._lock:
+            if self._closed:
+                if job.claim():
+                    job.report((job, ToolOutcome.cancelled(job.call)))
+                return
+            if self._idle:
+                self._idle -= 1
+            elif self._count < self._size:
+                name = f"agentkit-tool_{self._count}"
+                threading.Thread(target=self._serve, name=name, daemon=True).start()
+                self._count += 1
+            # Under the lock: a call is never queued behind close()'s stop signals.
+            self._jobs.put(job)
+
+    def close(self) -> None:
+        """End the threads: idle ones now, busy ones when their call returns (it cannot be
+        interrupted); a call still queued is reported cancelled and never starts."""
+        with self._lock:
+            self._closed = True
+            count = self._count
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None and job.claim():
+                job.report((job, ToolOutcome.cancelled(job.call)))
+        for _ in range(count):
+            self._jobs.put(None)
+
+    def _serve(self) -> None:
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            job.run()
+            job = None  # hold no finished call (and its result) while idle
+            with self._lock:
+                # More than one thread is never counted idle per thread.
+                self._idle = min(self._idle + 1, self._count)
+
+
+def _resolve(future: asyncio.Future[_Ending], ending: _Ending) -> None:
+    if not future.done():
+        future.set_result(ending)
+
+
+class _Deadline:
+    """On the event loop: settles ``done`` as timed out once ``job`` has run for its
+    timeout (a call still queued has not started its clock). One timer, no extra waiter."""
+
+    __slots__ = ("_done", "_handle", "_job", "_loop")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, job: _Job, done: asyncio.Future[_Ending]
+    ) -> None:
+        self._loop = loop
+        self._job = job
+        self._done = done
+        self._handle = loop.call_later(job.call.timeout or 0.0, self._check)
+
+    def _check(self) -> None:
+        if self._done.done():
+            return
+        job = self._job
+        timeout = job.call.timeout or 0.0
+        remaining = _remaining(timeout, job.started, time.perf_counter())
+        if job.started is not None and remaining <= 0:
+            self._done.set_result(ToolOutcome.timed_out(job.call, timeout))
+        else:
+            self._handle = self._loop.call_later(remaining, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 def _call_order(outcome: ToolOutcome) -> int:
@@ -865,24 +976,26 @@ def _remaining(timeout: float, started: float | None, now: float) -> float:
     return (started if started is not None else now) + timeout - now
 
 
-def _timed_out(call: PlannedCall, started: float | None, now: float) -> bool:
-    return (
-        call.timeout is not None
-        and started is not None
-        and _remaining(call.timeout, started, now) <= 0
-    )
+def _timed_out(jobs: Iterable[_Job], now: float) -> list[_Job]:
+    """The calls that started and ran past their timeout."""
+    return [
+        job
+        for job in jobs
+        if job.call.timeout is not None
+        and job.started is not None
+        and _remaining(job.call.timeout, job.started, now) <= 0
+    ]
 
 
-def _wait_time(
-    waiting: Mapping[int, PlannedCall], started: Mapping[int, float], now: float
-) -> float:
-    """How long the sync driver may sleep: until the next possible timeout, and never so
-    long that Ctrl-C waits (some platforms deliver it only between waits)."""
+def _wait_time(jobs: Iterable[_Job], now: float) -> float:
+    """How long the sync driver may sleep: until the next possible timeout (0 when one has
+    passed), and never so long that Ctrl-C waits (some platforms deliver it only between
+    waits)."""
     wait = _MAX_WAIT
-    for index, call in waiting.items():
-        if call.timeout is not None:
-            wait = min(wait, _remaining(call.timeout, started.get(index), now))
-    return max(wait, 0.0)
+    for job in jobs:
+        if job.call.timeout is not None:
+            wait = min(wait, _remaining(job.call.timeout, job.started, now))
+    return wait
 
 
 async def _with_timeout(awaitable: Awaitable[Any], timeout: float | None) -> Any:
