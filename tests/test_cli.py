@@ -1002,6 +1002,7 @@ def test_approval_is_refused_when_nobody_can_be_asked(
     )
     assert done.returncode == 0, done.stderr
     assert last_tool_result(server.requests[1]).startswith("The call to refund was refused")
+    assert "stdin is not a terminal to ask on: refused (--approve-all runs" in done.stderr
 
 
 # --- what the console shows -----------------------------------------------------------------

@@ -65,11 +65,13 @@ def _build_agent(
                 done.name, done.output, done.error, done.duration
             ),
         )
-    approve: Callable[[PlannedCall], bool] | None = None
+    approve: Callable[[PlannedCall], bool]
     if args.approve_all:
         approve = _approve_all
     elif stdin.isatty():
         approve = functools.partial(_ask_approval, console, stdin)
+    else:
+        approve = functools.partial(_refuse_unasked, console)
     return Agent(
         args.model,
         tools,
@@ -93,6 +95,15 @@ def _ask_approval(console: Console, stdin: TextIO, call: PlannedCall) -> bool:
     console.err.flush()
     answer = stdin.readline()
     return answer.strip().lower() in ("y", "yes")
+
+
+def _refuse_unasked(console: Console, call: PlannedCall) -> bool:
+    """Refuse a ``requires_approval`` call when stdin is not a terminal, and say so."""
+    console.note(
+        f"  ? {call.name}({compact_json(call.arguments)}) needs your approval, and stdin is "
+        "not a terminal to ask on: refused (--approve-all runs such tools)"
+    )
+    return False
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
