@@ -1003,6 +1003,9 @@ def test_approval_is_refused_when_nobody_can_be_asked(
     assert done.returncode == 0, done.stderr
     assert last_tool_result(server.requests[1]).startswith("The call to refund was refused")
     assert "stdin is not a terminal to ask on: refused (--approve-all runs" in done.stderr
+    # shown as a call that did not run, not as one that ran and failed
+    assert "✗ refund not run: The call to refund was refused" in done.stderr
+    assert "← refund" not in done.stderr
 
 
 # --- what the console shows -----------------------------------------------------------------

@@ -43,7 +43,7 @@ class Console:
         )
         encoding = (getattr(err, "encoding", None) or "").lower().replace("-", "")
         self.fancy = encoding == "utf8"  # arrows and rules, or plain ASCII
-        self._call, self._back = ("→", "←") if self.fancy else ("->", "<-")
+        self._call, self._back, self._skip = ("→", "←", "✗") if self.fancy else ("->", "<-", "x")
 
     def text(self, text: str) -> None:
         """A piece of the answer."""
@@ -88,6 +88,11 @@ class Console:
             self.note(f"  {self._back} {name} failed in {took}: {self._red}{shown}{self._dim}")
         else:
             self.note(f"  {self._back} {name} {took}: {_short(output, 200, self.verbose)}")
+
+    def tool_not_run(self, name: str, message: str) -> None:
+        """A tool call the loop answered without running it (refused, repeated, invalid)."""
+        shown = _short(message, 200, self.verbose)
+        self.note(f"  {self._skip} {name} not run: {self._red}{shown}{self._dim}")
 
     def round_finished(self, turn: int, usage: Any, finish_reason: str | None) -> None:
         """One model call finished; shown with ``--verbose``."""
@@ -139,6 +144,7 @@ def play(
     )
 
     result: RunResult[Any] | None = None
+    started: set[str] = set()  # calls that ran; the others were answered without running
     events = agent.stream(conversation)
     try:
         for event in events:
@@ -147,9 +153,13 @@ def play(
             elif isinstance(event, ReasoningDelta):
                 console.reasoning(event.text)
             elif isinstance(event, ToolCallStarted):
+                started.add(event.call_id)
                 console.tool_started(event.name, event.arguments)
             elif isinstance(event, ToolResult):
-                console.tool_result(event.name, event.output, event.error, event.duration)
+                if event.call_id in started:
+                    console.tool_result(event.name, event.output, event.error, event.duration)
+                else:
+                    console.tool_not_run(event.name, event.output or event.error or "")
             elif isinstance(event, ModelRoundFinished):
                 if event.message.get("tool_calls"):
                     console.end_answer()  # the next round's text starts on a new line

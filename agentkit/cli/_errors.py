@@ -79,7 +79,7 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
         ),
         (e.MaxTurnsExceeded, "no final answer", f"raise --max-turns{now}"),
         (e.OutputTruncatedError, "answer cut at the token limit", "raise --max-tokens"),
-        (e.RepeatedToolCallError, "the model repeats itself", "rephrase, or try another model"),
+        (e.RepeatedToolCallError, "", "rephrase, or try another model"),  # says it itself
         (e.ToolFailureLimitExceeded, "a tool keeps failing", "run with --verbose to see why"),
         (e.ToolCallLimitExceeded, "too many tool calls", "ask for less in one question"),
         (e.RequestValidationError, "invalid option", _option_hint(exc)),
