@@ -218,9 +218,11 @@ def run_demo(
         with agent:
             result = play(agent, question, console)
     calls = sum(1 for m in result.messages if m.get("role") == "tool")
+    own = "" if prompt else 'Ask your own: agentkit demo "What time is it in Tokyo?"\n'
     console.note(
         f"\n{_count(result.turns, 'model call')} {dot} {_count(calls, 'tool call')} {dot} "
         f"{result.usage.total_tokens} tokens {dot} {_elapsed(started)}\n"
+        f"{own}"
         "Now for real: export DASHSCOPE_API_KEY=sk-... and run\n"
         '  agentkit chat "What\'s the weather in Hangzhou, and what time is it there?"'
     )

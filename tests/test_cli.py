@@ -818,6 +818,7 @@ def test_demo_runs_the_weather_and_time_conversation_offline(
     assert 'get_current_time({"timezone": "Asia/Singapore"})' in err
     assert err.index("round 1") < err.index("round 2") < err.index("round 3")
     assert "3 model calls · 2 tool calls" in err
+    assert 'Ask your own: agentkit demo "' in err and "export DASHSCOPE_API_KEY" in err
     # the weather tool's endpoints are the user's again afterwards
     assert os.environ["AGENTKIT_GEOCODING_URL"] == "http://example.invalid/kept"
     assert "AGENTKIT_FORECAST_URL" not in os.environ
