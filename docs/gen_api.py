@@ -422,6 +422,9 @@ def missing_docstrings() -> list[str]:
 def main(argv: list[str] | None = None, write: Callable[[str], object] = print) -> int:
     """Write the page, or with ``--check`` report whether it is current."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv not in ([], ["--check"]):  # --help included: say how, write nothing
+        write("usage: python docs/gen_api.py [--check]")
+        return 0 if argv in (["-h"], ["--help"]) else 2
     page = generate()
     if "--check" in argv:
         problems = [f"no docstring: {name}" for name in missing_docstrings()]

@@ -275,3 +275,12 @@ def test_the_api_reference_covers_the_public_surface() -> None:
         module = importlib.import_module(module_name)
         missing = [name for name in module.__all__ if f"`{name}`" not in page]
         assert not missing, f"{module_name}: not in docs/api.md: {missing}"
+
+
+def test_the_generator_writes_nothing_when_asked_for_help() -> None:
+    said: list[str] = []
+    before = (DOCS / "api.md").stat().st_mtime_ns
+    assert _generator().main(["--help"], write=said.append) == 0
+    assert _generator().main(["--chek"], write=said.append) == 2
+    assert said == ["usage: python docs/gen_api.py [--check]"] * 2
+    assert (DOCS / "api.md").stat().st_mtime_ns == before
