@@ -37,7 +37,7 @@ environment:
   OPENAI_API_KEY      the key for --provider openai
   NO_COLOR            no colours on stderr
 
-A server named by --base-url is sent no key unless --api-key-env names one.
+A server of your own named by --base-url is sent no key unless --api-key-env names one.
 Exit codes: 0 ok, 1 the run failed, 2 usage or configuration, 130 interrupted."""
 
 
