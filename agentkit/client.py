@@ -408,6 +408,10 @@ class AsyncChatClient(_ClientBase):
     Takes the same arguments (``http_client`` must be an ``httpx.AsyncClient``);
     ``await client.create(...)``; ``async with client.stream(...) as stream: async for
     delta in stream``; ``await client.aclose()`` or ``async with AsyncChatClient()``.
+
+    A client that builds its own pool keeps at most ``limits.max_connections`` requests in
+    flight (a stream counts until it is released); more wait their turn in the client,
+    first come, first served, which costs far less than waiting in httpx's pool.
     """
 
     def __init__(
@@ -446,16 +450,19 @@ class AsyncChatClient(_ClientBase):
             )
         self._owns_http = http_client is None
         if http_client is None:
+            pool = limits or DEFAULT_LIMITS
             self._http = httpx.AsyncClient(
                 headers=self._protocol.headers,
                 verify=_ssl_context(self.base_url),
                 timeout=self._timeout,
-                limits=limits or DEFAULT_LIMITS,
+                limits=pool,
             )
             self._headers: dict[str, str] | None = None
+            self._slots = _Slots(pool.max_connections)
         else:
             self._http = http_client
             self._headers = self._protocol.headers
+            self._slots = _Slots(None)  # its pool is the caller's: no bound of ours
 
     async def create(self, *, model: str, messages: Messages, **params: Any) -> ChatCompletion:
         """Send one non-streamed request and return the whole ``ChatCompletion``.
@@ -469,7 +476,10 @@ class AsyncChatClient(_ClientBase):
             headers = None
             error: APIError
             try:
-                response = await self._http.post(protocol.url, content=body, headers=self._headers)
+                async with self._slots:
+                    response = await self._http.post(
+                        protocol.url, content=body, headers=self._headers
+                    )
             except httpx.HTTPError as exc:
                 error = protocol.transport_error(exc)
             else:
@@ -521,6 +531,7 @@ class AsyncChatStream:
         self._response: httpx.Response | None = None
         self._pieces: AsyncGenerator[bytes, None] | None = None
         self._closed = False
+        self._slot = False  # holds one of the client's slots (from send to release)
 
     @property
     def completion(self) -> ChatCompletion:
@@ -578,6 +589,8 @@ class AsyncChatStream:
         request = client._http.build_request(
             "POST", protocol.url, content=self._body, headers=client._headers
         )
+        await client._slots.acquire()
+        self._slot = True
         response = self._response = await client._http.send(request, stream=True)
         if self._state.wants_body(response.status_code, response.headers):
             await response.aread()
@@ -602,12 +615,17 @@ class AsyncChatStream:
         await self._release()
 
     async def _release(self) -> None:
-        pieces, self._pieces = self._pieces, None
-        if pieces is not None:
-            await pieces.aclose()
-        response, self._response = self._response, None
-        if response is not None:
-            await response.aclose()
+        try:
+            pieces, self._pieces = self._pieces, None
+            if pieces is not None:
+                await pieces.aclose()
+            response, self._response = self._response, None
+            if response is not None:
+                await response.aclose()
+        finally:
+            if self._slot:
+                self._slot = False
+                self._client._slots.release()
 
     async def __aenter__(self) -> Self:
         return self
@@ -619,6 +637,44 @@ class AsyncChatStream:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class _Slots:
+    """The bound on an async client's requests in flight: its pool's connection count.
+
+    httpcore looks through every request waiting for a connection each time one frees up,
+    so 1,000 concurrent runs on a 100-connection pool spent more than half their CPU time
+    there. Waiting here instead (first come, first served) keeps its queue empty. A
+    streamed answer holds its slot until the stream is released. ``None``: no bound.
+    """
+
+    __slots__ = ("_loop", "_semaphore", "_size")
+
+    def __init__(self, size: int | None) -> None:
+        self._size = size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def acquire(self) -> None:
+        """Wait for a slot (the bound belongs to the running event loop)."""
+        if self._size is None:
+            return
+        running = asyncio.get_running_loop()
+        if self._loop is not running:
+            self._loop, self._semaphore = running, asyncio.Semaphore(self._size)
+        assert self._semaphore is not None
+        await self._semaphore.acquire()
+
+    def release(self) -> None:
+        """Give a slot back."""
+        if self._semaphore is not None:
+            self._semaphore.release()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 async def _no_pieces() -> AsyncGenerator[bytes, None]:
