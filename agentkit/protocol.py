@@ -565,7 +565,6 @@ class StreamState:
         "_headers",
         "_pending",
         "_protocol",
-        "_request_id",
         "_started",
         "_status",
         "attempt",
@@ -587,7 +586,6 @@ class StreamState:
         self._started = False  # a 2xx event stream is being read
         self._status = 0
         self._headers: Mapping[str, str] | None = None  # of the response, for Retry-After
-        self._request_id: str | None = None
 
     # --- what the client calls ------------------------------------------------------
 
@@ -610,7 +608,6 @@ class StreamState:
         """
         self._status = status
         self._headers = headers
-        self._request_id = request_id_of(headers)
         if _is_success(status):
             kind = headers.get("content-type", "").lower()
             if "event-stream" in kind or not ("json" in kind or "html" in kind):
@@ -706,6 +703,11 @@ class StreamState:
         return delay
 
     # --- internals ------------------------------------------------------------------
+
+    @property
+    def _request_id(self) -> str | None:
+        # Looked up only for an error: each header lookup scans httpx's header list.
+        return request_id_of(self._headers)
 
     def _on_event(self, event: ServerSentEvent) -> None:
         data = event.data
