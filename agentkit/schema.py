@@ -23,6 +23,8 @@ Rules the schema follows (and the validator enforces):
 from __future__ import annotations
 
 import copy
+import dataclasses
+import enum
 import inspect
 import re
 import sys
@@ -39,10 +41,19 @@ import docstring_parser.epydoc
 import docstring_parser.google
 import docstring_parser.numpydoc
 import docstring_parser.rest
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+import typing_extensions
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    create_model,
+)
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, PydanticJsonSchemaWarning
-from pydantic_core import PydanticUndefined, core_schema
+from pydantic_core import PydanticUndefined, core_schema, to_json
 
 from .context import RunContext
 from .errors import ToolDefinitionError
@@ -146,7 +157,7 @@ def describe_function(function: Callable[..., Any]) -> tuple[str, dict[str, str]
     returns, raises, examples) sections. Google, NumPy, reST and Epydoc styles are
     recognised by docstring-parser.
     """
-    doc = inspect.getdoc(_underlying(function))
+    doc = inspect.getdoc(_documented(function))
     if not doc:
         return "", {}
     # The parsers clean the text again, and cleaning takes the first line as the summary
@@ -162,9 +173,21 @@ def describe_function(function: Callable[..., Any]) -> tuple[str, dict[str, str]
     return (parsed.description or "").strip(), params
 
 
-# Google-style sections that document parameters beyond docstring-parser's defaults (the
-# names Sphinx's napoleon reads), so keyword-only parameters documented under "Keyword
-# Args:" get their descriptions and the section stays out of the tool description.
+def _documented(function: Callable[..., Any]) -> Any:
+    """What carries the docstring: the function, or a callable object's ``__call__``
+    (which documents the call's parameters) when it has a docstring of its own."""
+    target = _underlying(function)
+    if not inspect.isroutine(target) and not isinstance(target, type) and callable(target):
+        call = _underlying(type(target).__call__)
+        if inspect.isfunction(call) and call.__doc__:
+            return call
+    return target
+
+
+# Google-style sections beyond docstring-parser's defaults (the names Sphinx's napoleon
+# reads): keyword-only parameters documented under "Keyword Args:" get their descriptions,
+# and notes, warnings and the like are sections, not part of the tool description (even
+# when they come before "Args:").
 _GOOGLE = docstring_parser.google.GoogleParser(
     sections=[
         *docstring_parser.google.DEFAULT_SECTIONS,
@@ -179,6 +202,27 @@ _GOOGLE = docstring_parser.google.GoogleParser(
                 "Other Args",
                 "Other Arguments",
                 "Other Parameters",
+            )
+        ),
+        *(
+            docstring_parser.google.Section(
+                title, title.lower(), docstring_parser.google.SectionType.SINGULAR
+            )
+            for title in (
+                "Attention",
+                "Caution",
+                "Danger",
+                "Error",
+                "Hint",
+                "Important",
+                "Note",
+                "Notes",
+                "References",
+                "See Also",
+                "Tip",
+                "Todo",
+                "Warning",
+                "Warnings",
             )
         ),
     ]
@@ -212,6 +256,26 @@ def _strip_annotated(annotation: Any) -> Any:
     return annotation
 
 
+def _annotated_description(annotation: Any) -> str | None:
+    """A description written as a plain string (or ``typing_extensions.Doc``) in
+    ``Annotated`` metadata: ``Annotated[str, "The city"]``, as LangChain and PEP 727 write it.
+    Outer metadata wins over inner, as it does for ``Field``."""
+    found: str | None = None
+    if get_origin(annotation) is Annotated:
+        for item in annotation.__metadata__:  # nested Annotated is flattened, inner first
+            text = item if isinstance(item, str) else _doc_text(item)
+            if text is not None and text.strip():
+                found = text.strip()
+    return found
+
+
+def _doc_text(item: Any) -> str | None:
+    documentation = getattr(item, "documentation", None)
+    if type(item).__name__ == "Doc" and isinstance(documentation, str):
+        return documentation
+    return None
+
+
 def _is_context(annotation: Any) -> bool:
     annotation = _strip_annotated(annotation)
     return annotation is RunContext or get_origin(annotation) is RunContext
@@ -243,28 +307,27 @@ def _modernise(annotation: Any, memo: dict[Any, Any]) -> Any:
     * ``typing.TypedDict`` classes are rebuilt as ``typing_extensions.TypedDict`` (pydantic
       refuses the former before Python 3.12) with the same name, docstring, keys,
       totality and (converted) annotations;
-    * integer ``Literal``s refuse booleans (pydantic would read ``true`` as ``1``).
+    * integer ``Literal``s and enums with integer values refuse booleans (pydantic would
+      read ``true`` as ``1``); boolean ``Literal``s refuse numbers (``1`` as ``true``);
+    * sets refuse duplicate items (their schema says ``uniqueItems``; pydantic would
+      silently drop the duplicates; strict mode cannot say ``uniqueItems``, but the
+      validator still checks it, as it checks ``minLength``);
+    * the fields of TypedDicts and standard-library dataclasses are adjusted too (see
+      :func:`_modernise_dataclass`).
 
     Other annotations are returned unchanged unless something inside them changed.
     """
-    if _is_stdlib_typeddict(annotation):
-        if annotation in memo:
-            return memo[annotation]
-        import typing_extensions
-
-        # Create first and fill in after, so recursive TypedDicts find themselves in memo.
-        make_typeddict: Any = typing_extensions.TypedDict
-        rebuilt: Any = make_typeddict(annotation.__name__, {})
-        memo[annotation] = rebuilt
-        hints = typing.get_type_hints(annotation, include_extras=True)
-        rebuilt.__annotations__ = {key: _modernise(value, memo) for key, value in hints.items()}
-        rebuilt.__required_keys__ = frozenset(annotation.__required_keys__)
-        rebuilt.__optional_keys__ = frozenset(annotation.__optional_keys__)
-        rebuilt.__total__ = annotation.__total__
-        rebuilt.__doc__ = annotation.__doc__
-        rebuilt.__module__ = annotation.__module__
-        rebuilt.__qualname__ = annotation.__qualname__
-        return rebuilt
+    if isinstance(annotation, type) and typing_extensions.is_typeddict(annotation):
+        return _modernise_typeddict(annotation, memo)
+    if _is_plain_dataclass(annotation):
+        return _modernise_dataclass(annotation, memo)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        values = [member.value for member in annotation]
+        if _has_numbers(values) and not _has_bools(values):
+            return Annotated[annotation, BeforeValidator(_refuse_bool)]
+        return annotation
+    if annotation in (set, frozenset):
+        return _unique_items(annotation, Any)
     origin = get_origin(annotation)
     args = get_args(annotation)
     if origin is None or not args:
@@ -273,12 +336,18 @@ def _modernise(annotation: Any, memo: dict[Any, Any]) -> Any:
         inner = _modernise(args[0], memo)
         return annotation if inner is args[0] else Annotated[(inner, *annotation.__metadata__)]
     if origin is Literal:
-        if any(type(arg) is int for arg in args) and not any(type(arg) is bool for arg in args):
-            # pydantic matches JSON true/false to the literals 1/0; the schema does not
+        # pydantic matches JSON true/false to the literals 1/0 and 1/0 to true/false; the
+        # schema (JSON Schema's enum) does neither
+        if _has_numbers(args) and not _has_bools(args):
             return Annotated[annotation, BeforeValidator(_refuse_bool)]
+        if _has_bools(args) and not _has_numbers(args):
+            return Annotated[annotation, BeforeValidator(_refuse_number)]
         return annotation
     new_args = tuple(_modernise(arg, memo) for arg in args)
-    if all(new is old for new, old in zip(new_args, args, strict=True)):
+    changed = any(new is not old for new, old in zip(new_args, args, strict=True))
+    if origin in (set, frozenset):
+        return _unique_items(origin, new_args[0])
+    if not changed:
         return annotation
     if origin in (Union, types.UnionType):
         return Union[new_args]  # noqa: UP007 (a runtime-built union)
@@ -290,10 +359,136 @@ def _modernise(annotation: Any, memo: dict[Any, Any]) -> Any:
         return annotation
 
 
+def _modernise_typeddict(annotation: Any, memo: dict[Any, Any]) -> Any:
+    """A TypedDict with adjusted value types: the same class if nothing changed (and it is
+    not a ``typing.TypedDict`` pydantic refuses), else an equivalent
+    ``typing_extensions.TypedDict`` (only dicts exist at runtime, so nothing else sees it)."""
+    if annotation in memo:
+        return memo[annotation]
+    # Create first and fill in after, so recursive TypedDicts find themselves in memo.
+    make_typeddict: Any = typing_extensions.TypedDict
+    rebuilt: Any = make_typeddict(annotation.__name__, {})
+    memo[annotation] = rebuilt
+    hints = typing.get_type_hints(annotation, include_extras=True)
+    adjusted = {key: _modernise(value, memo) for key, value in hints.items()}
+    if not _is_stdlib_typeddict(annotation) and all(adjusted[key] is hints[key] for key in hints):
+        memo[annotation] = annotation
+        return annotation
+    rebuilt.__annotations__ = adjusted
+    rebuilt.__required_keys__ = frozenset(annotation.__required_keys__)
+    rebuilt.__optional_keys__ = frozenset(annotation.__optional_keys__)
+    rebuilt.__total__ = annotation.__total__
+    rebuilt.__doc__ = annotation.__doc__
+    rebuilt.__module__ = annotation.__module__
+    rebuilt.__qualname__ = annotation.__qualname__
+    return rebuilt
+
+
+def _is_plain_dataclass(annotation: Any) -> bool:
+    return (
+        isinstance(annotation, type)
+        and dataclasses.is_dataclass(annotation)
+        and not hasattr(annotation, "__pydantic_validator__")  # pydantic's own dataclasses
+    )
+
+
+def _modernise_dataclass(cls: type[Any], memo: dict[Any, Any]) -> Any:
+    """A standard-library dataclass whose field types needed adjusting (a ``typing.TypedDict``
+    field, an integer ``Literal``, a set...), else the class itself.
+
+    The class cannot change (the function expects its instances), so pydantic validates
+    into a shadow dataclass with the adjusted fields, the same name and the same defaults,
+    and the result is turned into the real class by calling it with the validated fields.
+    """
+    if cls in memo:
+        return memo[cls]
+    memo[cls] = cls  # a recursive reference keeps the original class
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception:  # unresolvable annotations: pydantic reports them
+        return cls
+    fields = [field for field in dataclasses.fields(cls) if field.init]
+    if any(isinstance(hint, dataclasses.InitVar) for hint in hints.values()):
+        return cls  # __init__ takes more than the fields: leave it to pydantic
+    adjusted = {field.name: _modernise(hints[field.name], memo) for field in fields}
+    if all(adjusted[name] is hints[name] for name in adjusted):
+        return cls
+    spec: list[Any] = []
+    for field in fields:
+        options: dict[str, Any] = {"kw_only": field.kw_only is True}
+        if field.default is not dataclasses.MISSING:
+            options["default"] = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            options["default_factory"] = field.default_factory
+        spec.append((field.name, adjusted[field.name], dataclasses.field(**options)))
+    shadow = dataclasses.make_dataclass(cls.__name__, spec)
+    shadow.__module__ = cls.__module__
+    shadow.__qualname__ = cls.__qualname__
+    shadow.__doc__ = cls.__doc__
+    rebuilt: Any = Annotated[(shadow, AfterValidator(partial(_from_shadow, cls)))]
+    memo[cls] = rebuilt
+    return rebuilt
+
+
+def _from_shadow(cls: type[Any], shadow: Any) -> Any:
+    return cls(**{field.name: getattr(shadow, field.name) for field in dataclasses.fields(shadow)})
+
+
+def _has_numbers(values: Any) -> bool:
+    return any(isinstance(value, int | float) and not isinstance(value, bool) for value in values)
+
+
+def _has_bools(values: Any) -> bool:
+    return any(isinstance(value, bool) for value in values)
+
+
 def _refuse_bool(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"Input should be a number, not {str(value).lower()}")
     return value
+
+
+def _refuse_number(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"Input should be a boolean, not the number {value}")
+    return value
+
+
+def _unique_items(kind: type[Any], item: Any) -> Any:
+    """``set[item]``/``frozenset[item]`` validated as a JSON array that refuses duplicates.
+
+    pydantic reads a set from any array and silently drops repeated items, while the
+    schema says ``uniqueItems``. The array is validated as a list (so every item keeps
+    JSON-mode validation) and becomes the set afterwards, if no item was repeated.
+    """
+    return Annotated[list[item], AfterValidator(partial(_as_set, kind)), _UniqueItems()]
+
+
+def _as_set(kind: type[Any], values: list[Any]) -> Any:
+    result = kind(values)
+    if len(result) != len(values):
+        seen: list[Any] = []
+        for value in values:
+            if value in seen:
+                raise ValueError(f"Set should have unique items; {_json_text(value)} is repeated")
+            seen.append(value)
+    return result
+
+
+def _json_text(value: Any) -> str:
+    text = to_json(value, fallback=repr).decode()
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+class _UniqueItems:
+    """``uniqueItems: true`` in the JSON Schema of the array it annotates."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["uniqueItems"] = True
+        return json_schema
 
 
 # --- building the schema ----------------------------------------------------------------
@@ -386,8 +581,10 @@ def function_schema(
                 f"Parameter {param.name!r} of {display} has an unusable annotation: {exc}"
             ) from exc
         overrides: dict[str, Any] = {}
-        if info.description is None and param.name in doc_params:
-            overrides["description"] = doc_params[param.name]
+        if info.description is None:
+            described = _annotated_description(annotation) or doc_params.get(param.name)
+            if described:
+                overrides["description"] = described
         field_name = _field_name(param.name)
         if field_name != param.name:
             overrides["alias"] = param.name
@@ -447,22 +644,63 @@ def _build_model(name: str, model_fields: dict[str, Any], display: str) -> type[
 
 
 # The string forms the validator reads (pydantic strict JSON mode), as patterns beside the
-# usual ``format``: JSON Schema treats ``format`` as a note only, a pattern is checked.
-# Dates that match but do not exist (2024-02-30) are still refused by the validator.
-_OFFSET = r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?"
-_TIME = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?" + _OFFSET
-_DECIMAL_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"
+# usual ``format``: JSON Schema treats ``format`` as a note only, a pattern is checked. The
+# date pattern knows the calendar (month lengths, 29 February in leap years only), so the
+# schema refuses the dates the validator refuses.
+_YEAR = "([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"  # 0001 to 9999
+_LEAP_YEAR = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (
+    "((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])"
+    "|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+    "|02-(0[1-9]|1[0-9]|2[0-8]))"
+)
+_DATE = f"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+_OFFSET = "([Zz]|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?"
+_TIME = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.,][0-9]+)?)?" + _OFFSET
+# ISO 8601 (P1DT2H, PT0.5S) or the clock form (1 day, 01:30:00). ISO components in the
+# usual order, each at most once and at least one, a fraction on the seconds only, and
+# numbers no longer than the validator takes (it also reads rarer spellings: P1.5D, P1D1D).
+
+
+def _one_or_more(parts: list[str]) -> str:
+    """A regex of ``parts`` in order, each optional, at least one present."""
+    options = [
+        "".join([parts[i], *(f"({part})?" for part in parts[i + 1 :])]) for i in range(len(parts))
+    ]
+    return "(" + "|".join(options) + ")"
+
+
+_DATE_PARTS = ["[0-9]{1,6}Y", "[0-9]{1,6}M", "[0-9]{1,6}W", "[0-9]{1,6}D"]
+_TIME_PARTS = ["[0-9]{1,6}H", "[0-9]{1,6}M", "[0-9]{1,6}([.,][0-9]+)?S"]
+_ANY_TIME = "".join(f"({part})?" for part in _TIME_PARTS)
+_ISO_DURATION = (
+    f"P({_one_or_more(_DATE_PARTS)}(T{_ANY_TIME})?"
+    f"|{''.join(f'({part})?' for part in _DATE_PARTS)}T{_one_or_more(_TIME_PARTS)})"
+)
+_SECONDS = ":[0-5][0-9]([.,][0-9]+)?"
+_CLOCK = f"([0-9]{{2,8}}:[0-5][0-9]|[0-9]{{1,8}}:[0-5][0-9]{_SECONDS})"  # hours unbounded
+_DAY_CLOCK = f"(([01][0-9]|2[0-3]):[0-5][0-9]|([01]?[0-9]|2[0-3]):[0-5][0-9]{_SECONDS})"
+_DURATION = f"[+-]?({_ISO_DURATION}|[0-9]{{1,9}} ?d(ays?)?(,? ?{_DAY_CLOCK})?|{_CLOCK})"
+_DECIMAL_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,18})?$"
+_INTEGER_KEY_PATTERN = "^[+-]?[0-9]+$"
 _PATTERNS = {
-    "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-    "date-time": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt _]" + _TIME + "$",
-    "time": "^" + _TIME + "$",
+    "date": f"^{_DATE}$",
+    "date-time": f"^{_DATE}[Tt _]{_TIME}$",
+    "time": f"^{_TIME}$",
+    "duration": f"^({_DURATION})$",
     "uuid": r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{32})$",
 }
 
 
 class _SchemaGenerator(GenerateJsonSchema):
-    """pydantic's generator, plus patterns for the date, time and UUID string forms."""
+    """pydantic's generator, saying everything the validator checks that it can say.
+
+    * patterns for the date, time, duration, UUID and decimal string forms;
+    * integer-keyed mappings name the key form (``propertyNames``);
+    * a discriminated union requires the tag in each member, as the validator does even
+      when the member's model gives the tag a default.
+    """
 
     def _with_pattern(self, schema: JsonSchemaValue) -> JsonSchemaValue:
         pattern = _PATTERNS.get(schema.get("format", ""))
@@ -479,8 +717,28 @@ class _SchemaGenerator(GenerateJsonSchema):
     def time_schema(self, schema: core_schema.TimeSchema) -> JsonSchemaValue:
         return self._with_pattern(super().time_schema(schema))
 
+    def timedelta_schema(self, schema: core_schema.TimedeltaSchema) -> JsonSchemaValue:
+        return self._with_pattern(super().timedelta_schema(schema))
+
     def uuid_schema(self, schema: core_schema.UuidSchema) -> JsonSchemaValue:
         return self._with_pattern(super().uuid_schema(schema))
+
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        json_schema = super().dict_schema(schema)
+        keys = schema.get("keys_schema", {})
+        if keys.get("type") == "int" and "propertyNames" not in json_schema:
+            json_schema["propertyNames"] = {"pattern": _INTEGER_KEY_PATTERN}
+        return json_schema
+
+    def tagged_union_schema(self, schema: core_schema.TaggedUnionSchema) -> JsonSchemaValue:
+        json_schema = super().tagged_union_schema(schema)
+        tag = json_schema.get("discriminator", {}).get("propertyName")
+        if isinstance(tag, str):
+            for member in json_schema.get("oneOf", ()):
+                required = member.setdefault("required", [])
+                if tag not in required:
+                    required.append(tag)
+        return json_schema
 
     def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
         # pydantic's pattern uses a lookahead, which strict mode cannot keep; this one
@@ -546,10 +804,13 @@ def _subschemas(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _tidy(schema: dict[str, Any]) -> None:
-    """Drop titles; forbid unknown fields on every object with named fields (in place)."""
+    """Drop titles; forbid unknown fields on every object with named fields, and keys
+    outside the pattern of a mapping with constrained keys (in place)."""
     schema.pop("title", None)
     if "properties" in schema and not isinstance(schema.get("additionalProperties"), dict):
         # the validator refuses unknown fields everywhere (extra="forbid" at validation)
+        schema["additionalProperties"] = False
+    elif "patternProperties" in schema and "additionalProperties" not in schema:
         schema["additionalProperties"] = False
     for sub in _subschemas(schema):
         _tidy(sub)
@@ -672,7 +933,10 @@ class _StrictTransform:
 
     def _object(self, schema: dict[str, Any], out: dict[str, Any], where: str) -> None:
         additional = schema.get("additionalProperties")
-        if not schema.get("properties") and additional not in (None, False):
+        patterns = schema.get("patternProperties")
+        if not schema.get("properties") and (
+            additional not in (None, False) or (isinstance(patterns, dict) and len(patterns) == 1)
+        ):
             self._mapping(schema, out, where)
             return
         if "properties" not in schema or additional not in (None, False):
@@ -697,16 +961,25 @@ class _StrictTransform:
 
     def _mapping(self, schema: dict[str, Any], out: dict[str, Any], where: str) -> None:
         """``dict[str, X]`` as a list of ``{"key", "value"}`` objects (changes ``out``)."""
-        value = schema["additionalProperties"]
+        value = schema.get("additionalProperties")
+        names = schema.get("propertyNames")
+        patterns = schema.get("patternProperties")
+        if isinstance(patterns, dict) and len(patterns) == 1:  # keys constrained by a pattern
+            ((pattern, value),) = patterns.items()
+            names = {"pattern": pattern}
         if not isinstance(value, dict) or not _has_type(value):
             raise ToolDefinitionError(
                 f"Strict mode needs a type for the values of the mapping at {where}: use "
                 "dict[str, X] with a concrete X, or strict=False."
             )
+        key_schema: dict[str, Any] = {"type": "string"}
+        if isinstance(names, dict) and names:  # the keys' own schema: an enum, a pattern
+            names = names if _has_type(names) else {**key_schema, **names}
+            key_schema = self.convert(names, f"{where}{{}}")
         entry = {
             "type": "object",
             "properties": {
-                "key": {"type": "string"},
+                "key": key_schema,
                 "value": self.convert(value, f"{where}[]"),
             },
             "required": ["key", "value"],

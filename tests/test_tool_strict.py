@@ -103,6 +103,9 @@ def as_strict_model_writes_it(root: dict[str, Any], schema: dict[str, Any], valu
     schema = _resolve(root, schema)
     if "anyOf" in schema:
         for option in schema["anyOf"]:
+            fields = _resolve(root, option).get("properties")
+            if isinstance(value, dict) and fields is not None and not value.keys() <= fields.keys():
+                continue  # a member without some of the value's fields: not the one meant
             candidate = as_strict_model_writes_it(root, option, value)
             if schema_accepts({**root, **_resolve(root, option)}, candidate):
                 return candidate
@@ -288,7 +291,9 @@ def test_formats_outside_the_subset_are_dropped() -> None:
     props = f.parameters["properties"]
     assert props["path"] == {"type": "string"}
     # the decimal pattern has no lookaround, so it stays
-    assert props["amount"]["anyOf"][1]["pattern"] == r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"
+    assert props["amount"]["anyOf"][1]["pattern"] == (
+        r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,18})?$"
+    )
 
 
 def test_patterns_with_lookaround_are_dropped() -> None:
