@@ -53,15 +53,6 @@ _MAX_SHOWN_CHARS = 80
 # pydantic error types that a number with a zero fraction (3.0) triggers in strict mode,
 # although JSON Schema counts it as an integer; such numbers are read as integers.
 _INTEGRAL_FLOAT_ERRORS = frozenset({"int_type", "literal_error", "enum"})
-# How argument JSON is validated: strict types, unknown fields refused at every level, and
-# fields read by the names the schema shows (their aliases) only, even in models that also
-# accept the Python name (populate_by_name).
-_VALIDATION: dict[str, Any] = {
-    "strict": True,
-    "extra": "forbid",
-    "by_alias": True,
-    "by_name": False,
-}
 
 
 class Tool(Generic[P, R]):
@@ -174,7 +165,11 @@ class Tool(Generic[P, R]):
         if decoder is not None:
             text = _decoded(text, decoder)
         try:
-            instance = self._validator.validate_json(text, **_VALIDATION)
+            # strict types; unknown fields refused at every level; fields read by the names
+            # the schema shows (aliases) only, even in models that also take the Python name
+            instance = self._validator.validate_json(
+                text, strict=True, extra="forbid", by_alias=True, by_name=False
+            )
         except ValidationError as exc:
             instance = self._revalidate_integral_floats(text, exc)
         except Exception as exc:  # a validator of the user's own types that broke
@@ -235,7 +230,9 @@ class Tool(Generic[P, R]):
         fixed = _integral_floats_as_ints(text, exc.errors())
         if fixed is not None:
             try:
-                return self._validator.validate_json(fixed, **_VALIDATION)
+                return self._validator.validate_json(
+                    fixed, strict=True, extra="forbid", by_alias=True, by_name=False
+                )
             except ValidationError as again:
                 exc = again
         raise _arguments_error(self.name, [f[1] for f in self._schema.fields], text, exc) from None

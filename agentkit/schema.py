@@ -494,11 +494,13 @@ class _UniqueItems:
 # --- building the schema ----------------------------------------------------------------
 
 
-def _field_name(name: str) -> str:
+def _field_name(name: str, aliased: bool) -> str:
     # pydantic treats leading underscores as private attributes and refuses names that
     # shadow BaseModel's own; such parameters get an internal field name and keep their
-    # real name as the alias (what the JSON uses).
-    if name.startswith("_") or hasattr(BaseModel, name):
+    # real name as the alias (what the JSON uses). A parameter with an alias of its own
+    # gets an internal name too: pydantic ignores (rather than refuses) a key that is a
+    # field's name, and the model must not think ``from_`` was taken when only ``from`` is.
+    if aliased or name.startswith("_") or hasattr(BaseModel, name):
         return f" {name}"
     return name
 
@@ -585,8 +587,9 @@ def function_schema(
             described = _annotated_description(annotation) or doc_params.get(param.name)
             if described:
                 overrides["description"] = described
-        field_name = _field_name(param.name)
-        if field_name != param.name:
+        aliased = info.alias is not None or info.validation_alias is not None
+        field_name = _field_name(param.name, aliased)
+        if field_name != param.name and not aliased:
             overrides["alias"] = param.name
         if overrides:
             info = FieldInfo.merge_field_infos(info, Field(**overrides))
@@ -683,6 +686,13 @@ _DAY_CLOCK = f"(([01][0-9]|2[0-3]):[0-5][0-9]|([01]?[0-9]|2[0-3]):[0-5][0-9]{_SE
 _DURATION = f"[+-]?({_ISO_DURATION}|[0-9]{{1,9}} ?d(ays?)?(,? ?{_DAY_CLOCK})?|{_CLOCK})"
 _DECIMAL_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,18})?$"
 _INTEGER_KEY_PATTERN = "^[+-]?[0-9]+$"
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = f"{_OCTET}(\\.{_OCTET}){{3}}"
+_IPV6 = "[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(%[0-9A-Za-z._-]+)?"  # the shape; the validator the rest
+# URLs of schemes that need a host (http://example.com); other schemes (mailto:x, file:///)
+_HOST_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp"})
+_URL_WITH_HOST = "://[^\\s/?#]+([/?#]\\S*)?$"
+_ANY_URL = "^[A-Za-z][A-Za-z0-9+.-]*:\\S+$"
 _PATTERNS = {
     "date": f"^{_DATE}$",
     "date-time": f"^{_DATE}[Tt _]{_TIME}$",
@@ -690,13 +700,19 @@ _PATTERNS = {
     "duration": f"^({_DURATION})$",
     "uuid": r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{32})$",
+    "ipv4": f"^{_IPV4}$",
+    "ipv6": f"^{_IPV6}$",
+    "ipvanyaddress": f"^({_IPV4}|{_IPV6})$",
 }
+
+
+_FORMATS_FROM_METADATA = frozenset({"ipv4", "ipv6", "ipvanyaddress"})
 
 
 class _SchemaGenerator(GenerateJsonSchema):
     """pydantic's generator, saying everything the validator checks that it can say.
 
-    * patterns for the date, time, duration, UUID and decimal string forms;
+    * patterns for the date, time, duration, UUID, URL, IP address and decimal string forms;
     * integer-keyed mappings name the key form (``propertyNames``);
     * a discriminated union requires the tag in each member, as the validator does even
       when the member's model gives the tag a default.
@@ -722,6 +738,17 @@ class _SchemaGenerator(GenerateJsonSchema):
 
     def uuid_schema(self, schema: core_schema.UuidSchema) -> JsonSchemaValue:
         return self._with_pattern(super().uuid_schema(schema))
+
+    def url_schema(self, schema: core_schema.UrlSchema) -> JsonSchemaValue:
+        json_schema = super().url_schema(schema)
+        schemes = schema.get("allowed_schemes")
+        if not schemes:
+            json_schema.setdefault("pattern", _ANY_URL)
+        else:
+            names = "|".join(re.escape(name) for name in schemes)
+            rest = _URL_WITH_HOST if set(schemes) <= _HOST_SCHEMES else ":\\S+$"
+            json_schema.setdefault("pattern", f"^({names}){rest}")
+        return json_schema
 
     def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
         json_schema = super().dict_schema(schema)
@@ -812,6 +839,9 @@ def _tidy(schema: dict[str, Any]) -> None:
         schema["additionalProperties"] = False
     elif "patternProperties" in schema and "additionalProperties" not in schema:
         schema["additionalProperties"] = False
+    if schema.get("format") in _FORMATS_FROM_METADATA and "pattern" not in schema:
+        # types whose schema pydantic writes without a generator method (ipaddress)
+        schema["pattern"] = _PATTERNS[schema["format"]]
     for sub in _subschemas(schema):
         _tidy(sub)
 

@@ -28,12 +28,13 @@ import datetime
 import enum
 import functools
 import inspect
+import ipaddress
 import json
 import sys
 import types
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -42,7 +43,15 @@ import annotated_types
 import jsonschema
 import pytest
 import typing_extensions
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PositiveInt,
+    StringConstraints,
+)
 from test_tool_schema import iter_schemas
 from test_tool_strict import as_strict_model_writes_it, assert_strict_subset
 
@@ -2962,6 +2971,179 @@ entry(
 )
 
 
+# 53. pydantic's own types (URLs, PositiveInt, StringConstraints), IP addresses, and a
+#     parameter whose JSON name is a Python keyword (an alias).
+@tool
+def register_webhook(
+    url: HttpUrl,
+    from_: Annotated[str, Field(alias="from", description="The sender id.")],
+    retries: PositiveInt = 3,
+    callback: AnyUrl | None = None,
+    allow_ip: ipaddress.IPv4Address | None = None,
+    allow_ip6: ipaddress.IPv6Address | None = None,
+    secret: Annotated[str, StringConstraints(min_length=8)] | None = None,
+) -> str:
+    """Register a webhook.
+
+    Args:
+        url: Where to post events.
+        from_: Ignored: the Field description wins.
+        retries: Attempts per event.
+        callback: Where to confirm the registration.
+        allow_ip: Only accept calls from this IPv4 address.
+        allow_ip6: Only accept calls from this IPv6 address.
+        secret: A shared secret, at least 8 characters.
+    """
+    return f"{url.host}|{from_}|{retries}|{callback}|{allow_ip}|{allow_ip6}|{secret}"
+
+
+HOOK = {"url": "https://example.com/hook", "from": "svc"}
+entry(
+    "pydantic-types-and-alias",
+    tool=register_webhook,
+    description="Register a webhook.",
+    properties={
+        "url": "Where to post events.",
+        "from": "The sender id.",
+        "retries": "Attempts per event.",
+        "callback": "Where to confirm the registration.",
+        "allow_ip": "Only accept calls from this IPv4 address.",
+        "allow_ip6": "Only accept calls from this IPv6 address.",
+        "secret": "A shared secret, at least 8 characters.",
+    },
+    required=["url", "from"],
+    defaults={"retries": 3, "callback": None, "allow_ip": None, "allow_ip6": None, "secret": None},
+    valid=[
+        HOOK,
+        {
+            **HOOK,
+            "url": "http://localhost:8080/x?y=1",
+            "retries": 1,
+            "callback": "mailto:ops@example.com",
+        },
+        {**HOOK, "allow_ip": "10.0.0.255", "allow_ip6": "fe80::1", "secret": "12345678"},
+        {**HOOK, "callback": "ftp://files.example.com/in", "allow_ip6": "::ffff:1.2.3.4"},
+    ],
+    invalid=[
+        {**HOOK, "url": "example.com/hook"},
+        {**HOOK, "url": "ftp://example.com"},
+        {**HOOK, "url": "https://"},
+        {"url": "https://example.com", "from_": "svc"},
+        {**HOOK, "from_": "svc"},
+        {**HOOK, "retries": 0},
+        {**HOOK, "callback": "not a url"},
+        {**HOOK, "allow_ip": "256.0.0.1"},
+        {**HOOK, "allow_ip": "10.0.0"},
+        {**HOOK, "allow_ip6": "10.0.0.1"},
+        {**HOOK, "secret": "short"},
+    ],
+    calls=[
+        (HOOK, "example.com|svc|3|None|None|None|None"),
+        ({**HOOK, "allow_ip": "10.0.0.1"}, "example.com|svc|3|None|10.0.0.1|None|None"),
+    ],
+    direct=[
+        ((HttpUrl("http://h.example"),), {"from_": "me"}, "h.example|me|3|None|None|None|None")
+    ],
+)
+
+
+# 54. A NamedTuple, abstract Sequence and Mapping, a mapping whose keys have a pattern.
+class Span(typing.NamedTuple):
+    start: int
+    end: int
+
+
+@tool
+def annotate(
+    text: str,
+    spans: Sequence[Span],
+    labels: dict[Annotated[str, StringConstraints(pattern=r"^[A-Z]+$")], str] = {},
+    counts: Mapping[str, int] | None = None,
+) -> str:
+    """Annotate spans of a text.
+
+    Args:
+        text: The text.
+        spans: (start, end) character offsets.
+        labels: Descriptions by upper-case label.
+        counts: How often each label occurs.
+    """
+    return f"{[text[s.start : s.end] for s in spans]}|{sorted(labels)}|{dict(counts or {})}"
+
+
+entry(
+    "namedtuple-abstract-pattern-keys",
+    tool=annotate,
+    description="Annotate spans of a text.",
+    properties={
+        "text": "The text.",
+        "spans": "(start, end) character offsets.",
+        "labels": "Descriptions by upper-case label.",
+        "counts": "How often each label occurs.",
+    },
+    required=["text", "spans"],
+    defaults={"labels": {}, "counts": None},
+    valid=[
+        {"text": "abc", "spans": []},
+        {"text": "abcdef", "spans": [[0, 2], [3, 6]], "labels": {"PER": "a person"}},
+        {"text": "x", "spans": [[0, 1]], "counts": {"PER": 2}},
+    ],
+    invalid=[
+        {"text": "abc", "spans": [[0]]},
+        {"text": "abc", "spans": [[0, 1, 2]]},
+        {"text": "abc", "spans": [["0", 1]]},
+        {"text": "abc", "spans": [], "labels": {"per": "lower case"}},
+        {"text": "abc", "spans": [], "counts": {"PER": "2"}},
+        {"text": "abc", "spans": "0-1"},
+    ],
+    calls=[
+        (
+            {
+                "text": "abcdef",
+                "spans": [[0, 2]],
+                "labels": {"B": "x", "A": "y"},
+                "counts": {"A": 1},
+            },
+            "['ab']|['A', 'B']|{'A': 1}",
+        )
+    ],
+    direct=[(("xyz", [Span(1, 3)]), {}, "['yz']|[]|{}")],
+)
+
+
+# 55. A function that returns None (a side effect only), with a Google "Returns:" that
+#     says so.
+_CLEARED: list[str] = []
+
+
+@tool
+def clear_cache(region: Literal["eu", "us", "cn"], keys: list[str] | None = None) -> None:
+    """Clear cached entries.
+
+    Args:
+        region: The cache region.
+        keys: Only these keys; null clears everything.
+
+    Returns:
+        None.
+    """
+    _CLEARED.append(f"{region}:{keys}")
+
+
+entry(
+    "returns-none",
+    tool=clear_cache,
+    description="Clear cached entries.",
+    properties={"region": "The cache region.", "keys": "Only these keys; null clears everything."},
+    required=["region"],
+    defaults={"keys": None},
+    valid=[{"region": "eu"}, {"region": "cn", "keys": ["a"]}, {"region": "us", "keys": None}],
+    invalid=[{"region": "asia"}, {"keys": []}, {"region": "eu", "keys": "a"}],
+    calls=[({"region": "eu"}, None)],
+    direct=[(("us",), {"keys": []}, None)],
+)
+
+
 # --- a module under `from __future__ import annotations` ------------------------------------
 
 FUTURE_SOURCE = '''
@@ -3221,7 +3403,11 @@ def test_to_openai_shape(entry_id: str) -> None:
 def test_still_the_function(entry_id: str) -> None:
     e = CORPUS[entry_id]
     t = e.tool
-    assert inspect.iscoroutinefunction(t) == inspect.iscoroutinefunction(t.function) == t.is_async
+    f = t.function
+    assert inspect.iscoroutinefunction(t) == inspect.iscoroutinefunction(f) == t.is_async
+    assert inspect.signature(t) == inspect.signature(f)
+    assert t.__wrapped__ is f and t.__doc__ == f.__doc__
+    assert t.__name__ == getattr(f, "__name__", t.name)
     for args, kwargs, expected in e.direct:
         direct = t(*args, **kwargs)
         assert inspect.isawaitable(direct) == t.is_async

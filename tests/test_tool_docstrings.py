@@ -6,6 +6,7 @@ import functools
 from typing import Annotated
 
 import pytest
+import typing_extensions
 from pydantic import Field
 
 from agentkit import RunContext, tool
@@ -285,3 +286,75 @@ def test_docstring_that_opens_with_its_parameter_section() -> None:
         t = tool(function)
         assert t.description == ""
         assert t.parameters["properties"]["x"]["description"] == "The x."
+
+
+def test_plain_string_in_annotated_describes_the_parameter() -> None:
+    # LangChain's spelling, and PEP 727's typing_extensions.Doc; annotation wins over the
+    # docstring (as Field(description=...) does), Field wins over both
+    @tool
+    def f(
+        a: Annotated[str, "From a string."],
+        b: Annotated[int, typing_extensions.Doc("From Doc.")] = 1,
+        c: Annotated[str, "From a string.", Field(description="From Field.")] = "",
+        d: Annotated[Annotated[str, "Inner."], "Outer."] = "",
+        e: Annotated[str, "  "] = "",
+    ) -> None:
+        """F.
+
+        Args:
+            a: From the docstring.
+            e: From the docstring, since the annotation's text is blank.
+        """
+
+    props = f.parameters["properties"]
+    assert props["a"]["description"] == "From a string."
+    assert props["b"]["description"] == "From Doc."
+    assert props["c"]["description"] == "From Field."
+    assert props["d"]["description"] == "Outer."
+    assert props["e"]["description"] == "From the docstring, since the annotation's text is blank."
+
+
+def test_callable_object_is_described_by_its_call_docstring() -> None:
+    class Translator:
+        """A translator (the class docstring)."""
+
+        def __call__(self, text: str) -> str:
+            """Translate a text.
+
+            Args:
+                text: The text.
+            """
+            return text
+
+    class Quiet:
+        """Echo a text (the class docstring, since __call__ has none)."""
+
+        def __call__(self, text: str) -> str:
+            return text
+
+    made = tool(Translator(), name="translate")
+    assert made.description == "Translate a text."
+    assert made.parameters["properties"]["text"]["description"] == "The text."
+    assert tool(Quiet(), name="echo").description.startswith("Echo a text")
+
+
+def test_notes_and_warnings_are_sections_not_description() -> None:
+    @tool
+    def archive(path: str) -> None:
+        """Archive a folder.
+
+        Note:
+            Archives are compressed.
+
+        Warning:
+            Slow for big folders.
+
+        Args:
+            path: The folder.
+
+        See Also:
+            restore
+        """
+
+    assert archive.description == "Archive a folder."
+    assert archive.parameters["properties"]["path"]["description"] == "The folder."

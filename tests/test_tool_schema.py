@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import ipaddress
 import pathlib
 import typing
 import uuid
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional, Union
 
 import jsonschema
+import pydantic
 import pytest
 import typing_extensions
 from pydantic import BaseModel, Field
@@ -69,6 +71,29 @@ class StdTree(typing.TypedDict):
     kids: list[StdTree]
 
 
+class Size(enum.Enum):
+    SMALL = 1
+    LARGE = "large"
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"] = "cat"
+    lives: int = 9
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"] = "dog"
+    good: bool = True
+
+
+@dataclasses.dataclass
+class Shelf:
+    """A dataclass holding a typing.TypedDict (pydantic alone refuses it on Python 3.11)."""
+
+    label: str
+    movie: StdMovie
+
+
 class Node(BaseModel):
     value: int
     children: list[Node] = []
@@ -111,10 +136,21 @@ TYPE_CASES: list[Case] = [
     Case("Union[int, str]", Union[int, str], [1, "a"], [1.5, None, []]),  # noqa: UP007
     Case("Literal[str]", Literal["a", "b"], ["a", "b"], ["c", 1, None]),
     Case("Literal[int]", Literal[1, 2], [1, 2.0], [3, "1", True]),
+    Case("Literal[True]", Literal[True], [True], [False, 1, "true"]),
     Case("Enum", Color, ["red", "green"], ["RED", "blue", 1], lambda v: isinstance(v, Color)),
-    Case("IntEnum", Level, [1, 2], [3, "1", "LOW"], lambda v: isinstance(v, Level)),
+    Case("IntEnum", Level, [1, 2], [3, "1", "LOW", True], lambda v: isinstance(v, Level)),
+    Case("Enum of mixed values", Size, [1, "large"], [True, "1", "LARGE"], lambda v: v in Size),
     Case("list[int]", list[int], [[], [1, 2]], [[1, "a"], "1", None, {}]),
-    Case("set[str]", set[str], [["a", "b"], []], [[1], "a"], lambda v: isinstance(v, set)),
+    Case(
+        "set[str]", set[str], [["a", "b"], []], [[1], "a", ["a", "a"]], lambda v: isinstance(v, set)
+    ),
+    Case(
+        "frozenset[int]",
+        frozenset[int],
+        [[1, 2], []],
+        [[1, 1], [1, 1.0], ["1"]],
+        lambda v: isinstance(v, frozenset),
+    ),
     Case(
         "tuple[int, str]",
         tuple[int, str],
@@ -124,6 +160,26 @@ TYPE_CASES: list[Case] = [
     ),
     Case("tuple[int, ...]", tuple[int, ...], [[], [1, 2, 3]], [["a"], [1.5], 1]),
     Case("dict[str, int]", dict[str, int], [{}, {"a": 1}], [{"a": "x"}, [], None]),
+    Case(
+        "dict[int, str]",
+        dict[int, str],
+        [{}, {"1": "a", "-2": "b"}],
+        [{"one": "a"}, {"1.5": "a"}, {"1": 1}],
+        lambda v: all(type(k) is int for k in v),
+    ),
+    Case(
+        "dict[Color, int]",
+        dict[Color, int],
+        [{}, {"red": 1}],
+        [{"blue": 1}, {"RED": 1}],
+        lambda v: all(isinstance(k, Color) for k in v),
+    ),
+    Case(
+        "dict[pattern, int]",
+        dict[Annotated[str, Field(pattern="^[a-z]+$")], int],
+        [{}, {"ab": 1}],
+        [{"AB": 1}, {"a1": 1}, {"ab": "1"}],
+    ),
     Case(
         "datetime",
         datetime.datetime,
@@ -156,6 +212,40 @@ TYPE_CASES: list[Case] = [
         lambda v: isinstance(v, decimal.Decimal),
     ),
     Case("Path", pathlib.Path, ["a/b.txt"], [1, None], lambda v: v == pathlib.Path("a/b.txt")),
+    Case(
+        "timedelta",
+        datetime.timedelta,
+        ["PT1H", "P1DT2H30M", "PT0.5S", "-P1D", "1 day, 01:00:00", "01:30:00"],
+        ["an hour", "P", "PT", 3600, "PT1H1D", "01:75"],
+        lambda v: isinstance(v, datetime.timedelta),
+    ),
+    Case(
+        "HttpUrl",
+        pydantic.HttpUrl,
+        ["https://example.com/a?b=c", "http://localhost:8080"],
+        ["example.com", "ftp://example.com", "https://", "https://a b.com", 5],
+        lambda v: isinstance(v, pydantic.HttpUrl),
+    ),
+    Case(
+        "AnyUrl",
+        pydantic.AnyUrl,
+        ["mailto:a@example.com", "file:///tmp/x", "https://example.com"],
+        ["example", "", 5],
+    ),
+    Case(
+        "IPv4Address",
+        ipaddress.IPv4Address,
+        ["10.0.0.1", "255.255.255.255"],
+        ["256.0.0.1", "10.0.0", "01.2.3.4", "::1"],
+        lambda v: isinstance(v, ipaddress.IPv4Address),
+    ),
+    Case(
+        "IPv6Address",
+        ipaddress.IPv6Address,
+        ["::1", "fe80::1", "2001:db8::ff00:42:8329"],
+        ["10.0.0.1", "::g", "host"],
+        lambda v: isinstance(v, ipaddress.IPv6Address),
+    ),
     Case(
         "BaseModel",
         Point,
@@ -213,6 +303,23 @@ TYPE_CASES: list[Case] = [
     ),
     Case("Annotated list length", Annotated[list[int], Field(min_length=1)], [[1]], [[]]),
     Case("Annotated gt", Annotated[float, Field(gt=0)], [0.5, 1], [0, -1]),
+    Case(
+        "discriminated union, tags with defaults",
+        Annotated[Union[Cat, Dog], Field(discriminator="kind")],  # noqa: UP007
+        [{"kind": "cat"}, {"kind": "dog", "good": False}],
+        [{"lives": 3}, {"good": True}, {"kind": "cow"}],
+        lambda v: isinstance(v, Cat | Dog),
+    ),
+    Case(
+        "dataclass with a typing.TypedDict field",
+        Shelf,
+        [
+            {"label": "a", "movie": {"title": "x"}},
+            {"label": "a", "movie": {"title": "x", "year": 1}},
+        ],
+        [{"label": "a", "movie": {}}, {"label": "a", "movie": {"title": "x", "rating": 5}}],
+        lambda v: type(v) is Shelf,
+    ),
 ]
 
 CASE_IDS = [case.id for case in TYPE_CASES]

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 import pytest
 import typing_extensions
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit import RunContext, Tool, ToolArgumentsError, tool
 from agentkit.wire import Usage
@@ -469,3 +469,37 @@ def test_a_broken_validator_of_a_user_type_becomes_an_arguments_error() -> None:
     assert f.call(f.validate_json('{"order": {"number": 1}}')) == Order(number=1)
     with pytest.raises(ToolArgumentsError, match=r"could not be validated \(KeyError: 2\)"):
         f.validate_json('{"order": {"number": 2}}')
+
+
+class Mail(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    sender: str = Field(alias="from")
+
+
+def test_fields_are_read_by_the_names_the_schema_shows() -> None:
+    # the model also takes its Python field names; the schema shows the aliases, so the
+    # validator takes those only (as it does for a parameter with an alias)
+    @tool
+    def send(mail: Mail, from_: Annotated[str, Field(alias="from")] = "me") -> str:
+        return f"{mail.sender}|{from_}"
+
+    assert set(send.parameters["properties"]) == {"mail", "from"}
+    assert send.call(send.validate_json('{"mail": {"from": "a"}, "from": "b"}')) == "a|b"
+    with pytest.raises(ToolArgumentsError, match=r"mail\.from: required field is missing"):
+        send.validate_json('{"mail": {"sender": "a"}}')
+    with pytest.raises(ToolArgumentsError, match="from_: unknown parameter"):
+        send.validate_json('{"mail": {"from": "a"}, "from_": "b"}')
+
+
+def test_repeated_items_of_a_set_are_named() -> None:
+    @tool
+    def tag(tags: set[str], ids: frozenset[int] | None = None) -> list[str]:
+        return sorted(tags)
+
+    with pytest.raises(ToolArgumentsError) as caught:
+        tag.validate_json('{"tags": ["a", "b", "a"], "ids": [1, 1.0]}')
+    message = str(caught.value)
+    assert 'tags: Value error, Set should have unique items; "a" is repeated' in message
+    assert "ids: Value error, Set should have unique items; 1 is repeated" in message
+    assert tag.call(tag.validate_json('{"tags": ["b", "a"]}')) == ["a", "b"]
