@@ -660,25 +660,28 @@ _MONTH_DAY = (
 _DATE = f"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
 _OFFSET = "([Zz]|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?"
 _TIME = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.,][0-9]+)?)?" + _OFFSET
-# ISO 8601 (P1DT2H, PT0.5S) or the clock form (1 day, 01:30:00). ISO components in the
-# usual order, each at most once and at least one, a fraction on the seconds only, and
-# numbers no longer than the validator takes (it also reads rarer spellings: P1.5D, P1D1D).
+# ISO 8601 (P1DT2H, PT1.5H) or the clock form (1 day, 01:30:00). ISO components in the
+# usual order, each at most once and at least one, a fraction on the last one only, and
+# numbers no longer than the validator takes (it also reads rarer spellings: P1D1D, P1D2Y).
+_ISO_NUMBER = "[0-9]{1,6}"
 
 
-def _one_or_more(parts: list[str]) -> str:
-    """A regex of ``parts`` in order, each optional, at least one present."""
+def _iso_components(units: str, *, required: bool) -> str:
+    """A regex of ISO 8601 duration components for ``units`` (like ``"HMS"``) in order,
+    each at most once; at least one when ``required``, and then the last present one may
+    carry a fraction."""
+    if not required:
+        return "".join(f"({_ISO_NUMBER}{unit})?" for unit in units)
     options = [
-        "".join([parts[i], *(f"({part})?" for part in parts[i + 1 :])]) for i in range(len(parts))
+        _iso_components(units[:last], required=False) + f"{_ISO_NUMBER}([.,][0-9]+)?{unit}"
+        for last, unit in enumerate(units)
     ]
     return "(" + "|".join(options) + ")"
 
 
-_DATE_PARTS = ["[0-9]{1,6}Y", "[0-9]{1,6}M", "[0-9]{1,6}W", "[0-9]{1,6}D"]
-_TIME_PARTS = ["[0-9]{1,6}H", "[0-9]{1,6}M", "[0-9]{1,6}([.,][0-9]+)?S"]
-_ANY_TIME = "".join(f"({part})?" for part in _TIME_PARTS)
 _ISO_DURATION = (
-    f"P({_one_or_more(_DATE_PARTS)}(T{_ANY_TIME})?"
-    f"|{''.join(f'({part})?' for part in _DATE_PARTS)}T{_one_or_more(_TIME_PARTS)})"
+    f"P({_iso_components('YMWD', required=True)}T?"
+    f"|{_iso_components('YMWD', required=False)}T{_iso_components('HMS', required=True)})"
 )
 _SECONDS = ":[0-5][0-9]([.,][0-9]+)?"
 _CLOCK = f"([0-9]{{2,8}}:[0-5][0-9]|[0-9]{{1,8}}:[0-5][0-9]{_SECONDS})"  # hours unbounded

@@ -215,8 +215,8 @@ TYPE_CASES: list[Case] = [
     Case(
         "timedelta",
         datetime.timedelta,
-        ["PT1H", "P1DT2H30M", "PT0.5S", "-P1D", "1 day, 01:00:00", "01:30:00"],
-        ["an hour", "P", "PT", 3600, "PT1H1D", "01:75"],
+        ["PT1H", "P1DT2H30M", "PT0.5S", "PT1.5H", "-P1D", "1 day, 01:00:00", "01:30:00"],
+        ["an hour", "P", "PT", 3600, "PT1H1D", "P0.5DT1H", "01:75"],
         lambda v: isinstance(v, datetime.timedelta),
     ),
     Case(
