@@ -688,6 +688,60 @@ _CLOCK = f"([0-9]{{2,8}}:[0-5][0-9]|[0-9]{{1,8}}:[0-5][0-9]{_SECONDS})"  # hours
 _DAY_CLOCK = f"(([01][0-9]|2[0-3]):[0-5][0-9]|([01]?[0-9]|2[0-3]):[0-5][0-9]{_SECONDS})"
 _DURATION = f"[+-]?({_ISO_DURATION}|[0-9]{{1,9}} ?d(ays?)?(,? ?{_DAY_CLOCK})?|{_CLOCK})"
 _DECIMAL_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,18})?$"
+_POSITIVE_DECIMAL = r"([0-9]*[1-9][0-9]*\.?[0-9]*|[0-9]*\.[0-9]*[1-9][0-9]*)([eE][+-]?[0-9]{1,18})?"
+
+
+def _decimal_pattern(schema: core_schema.DecimalSchema) -> str:
+    """The string form of a decimal, with its sign and digit constraints where given.
+
+    ``gt``/``ge`` of zero or more refuse a minus sign (more than zero: and all zeros);
+    ``decimal_places`` and ``max_digits`` bound the digits on each side of the point
+    (without an exponent; leading zeros and trailing fraction zeros do not count, as
+    for the validator). Other bounds are left to the number form and the validator.
+    """
+    lower = schema.get("gt", schema.get("ge"))
+    sign = r"\+?" if lower is not None and lower >= 0 else "[+-]?"
+    places = schema.get("decimal_places")
+    digits = schema.get("max_digits")
+    positive = lower is not None and (lower > 0 or (lower == 0 and "gt" in schema))
+    if places is not None or digits is not None:
+        return f"^{sign}{_digit_limited(digits, places, positive=positive)}$"
+    if positive:
+        return f"^{sign}{_POSITIVE_DECIMAL}$"
+    return f"^{sign}{_DECIMAL_PATTERN[len('^[+-]?') :]}"
+
+
+def _digit_limited(max_digits: int | None, places: int | None, *, positive: bool) -> str:
+    """Digits with at most ``max_digits`` in all and ``places`` after the point (and not
+    all zeros when ``positive``)."""
+    splits: list[tuple[int | None, int]]  # (digits before the point, digits after it)
+    if max_digits is None:
+        splits = [(None, places or 0)]
+    elif places is not None:
+        splits = [(max(max_digits - places, 0), places)]
+    else:  # any split of the digits between the two sides
+        splits = [(whole, max_digits - whole) for whole in range(max_digits + 1)]
+    options = []
+    widest = max(fraction for _, fraction in splits)
+    if widest:  # nothing but zeros before the point
+        digits = f"[0-9]{{0,{widest - 1}}}[1-9]" if positive else f"[0-9]{{1,{widest}}}"
+        options.append(f"0*\\.{digits}0*")
+    for whole, fraction in splits:
+        if whole is None:
+            integer = "[0-9]*[1-9][0-9]*" if positive else "[0-9]+"
+        elif whole == 0:
+            if positive:
+                continue  # zero before the point: the option above
+            integer = "0+"
+        else:
+            integer = f"0*[1-9][0-9]{{0,{whole - 1}}}"
+            if len(splits) == 1 and not positive:
+                integer = f"(0+|{integer})"
+        point = f"(\\.[0-9]{{0,{fraction}}}0*)?" if fraction else "(\\.0*)?"
+        options.append(integer + point)
+    return "(" + "|".join(options) + ")"
+
+
 _INTEGER_KEY_PATTERN = "^[+-]?[0-9]+$"
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4 = f"{_OCTET}(\\.{_OCTET}){{3}}"
@@ -771,12 +825,13 @@ class _SchemaGenerator(GenerateJsonSchema):
         return json_schema
 
     def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
-        # pydantic's pattern uses a lookahead, which strict mode cannot keep; this one
-        # says the same without it (digits with at most one point, and at least one digit)
+        # pydantic's pattern uses a lookahead, which strict mode cannot keep, and puts the
+        # constraints on the number form only; this one has no lookaround and carries what
+        # a pattern can say of the constraints to the string form too
         json_schema = super().decimal_schema(schema)
         for option in json_schema.get("anyOf", ()):
             if option.get("type") == "string" and "(?!" in option.get("pattern", ""):
-                option["pattern"] = _DECIMAL_PATTERN
+                option["pattern"] = _decimal_pattern(schema)
         return json_schema
 
 

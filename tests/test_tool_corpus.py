@@ -3144,6 +3144,55 @@ entry(
 )
 
 
+# 56. Money as Decimal with constraints: the string form is constrained like the number.
+@tool
+def transfer(
+    to_account: Annotated[str, Field(pattern=r"^[0-9]{8,12}$")],
+    amount: Annotated[Decimal, Field(gt=0, max_digits=10, decimal_places=2)],
+    fee: Annotated[Decimal, Field(ge=0)] = Decimal("0"),
+) -> str:
+    """Transfer money to another account.
+
+    Args:
+        to_account: The account number, 8 to 12 digits.
+        amount: The amount in CNY, with at most two decimal places.
+        fee: The fee to add.
+    """
+    return f"{to_account}|{amount + fee}"
+
+
+entry(
+    "decimal-constraints",
+    tool=transfer,
+    description="Transfer money to another account.",
+    properties={
+        "to_account": "The account number, 8 to 12 digits.",
+        "amount": "The amount in CNY, with at most two decimal places.",
+        "fee": "The fee to add.",
+    },
+    required=["to_account", "amount"],
+    defaults={"fee": "0"},
+    valid=[
+        {"to_account": "12345678", "amount": "19.99"},
+        {"to_account": "123456789012", "amount": 5, "fee": "0.50"},
+        {"to_account": "12345678", "amount": "0.01", "fee": 0},
+        {"to_account": "12345678", "amount": "12345678.90"},
+    ],
+    invalid=[
+        {"to_account": "12345678", "amount": "-5"},
+        {"to_account": "12345678", "amount": "0"},
+        {"to_account": "12345678", "amount": 0},
+        {"to_account": "12345678", "amount": "1.234"},
+        {"to_account": "12345678", "amount": "123456789.00"},
+        {"to_account": "12345678", "amount": "ten"},
+        {"to_account": "12345678", "amount": "1", "fee": "-1"},
+        {"to_account": "1234567", "amount": "1"},
+    ],
+    calls=[({"to_account": "12345678", "amount": "19.99", "fee": "0.01"}, "12345678|20.00")],
+    direct=[(("87654321", Decimal("1.5")), {}, "87654321|1.5")],
+)
+
+
 # --- a module under `from __future__ import annotations` ------------------------------------
 
 FUTURE_SOURCE = '''
