@@ -33,7 +33,8 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -299,16 +300,53 @@ def tool(
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _caller_locals() -> dict[str, Any] | None:
+def _caller_locals() -> Mapping[str, Any] | None:
     """The local names where the tool is defined (as pydantic does for models).
 
     A function defined inside another one may name local classes in string annotations
-    (``from __future__ import annotations``); its own globals cannot resolve those.
+    (``from __future__ import annotations``); its own globals cannot resolve those. The
+    names are looked up in the frames that led to the decoration, nearest first (a helper
+    that calls ``tool(fn)`` for a function defined in its caller still finds them), and
+    only when the function's globals do not have them.
     """
     frame = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back  # type: ignore[assignment]
-    return frame.f_locals if frame is not None else None
+    return _FrameLocals(frame) if frame is not None else None
+
+
+class _FrameLocals(Mapping[str, Any]):
+    """The local names of a frame and of up to :data:`_FRAMES_SEARCHED` frames around it,
+    nearest first; read only when a string annotation names something unknown."""
+
+    __slots__ = ("_frame",)
+
+    def __init__(self, frame: types.FrameType) -> None:
+        self._frame = frame
+
+    def _frames(self) -> Iterator[types.FrameType]:
+        frame: types.FrameType | None = self._frame
+        for _ in range(_FRAMES_SEARCHED):
+            if frame is None:
+                return
+            yield frame
+            frame = frame.f_back
+
+    def __getitem__(self, name: str) -> Any:
+        for frame in self._frames():
+            names = frame.f_locals
+            if name in names:
+                return names[name]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({name: None for frame in self._frames() for name in frame.f_locals})
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+_FRAMES_SEARCHED = 8
 
 
 def _is_coroutine_function(function: Callable[..., Any]) -> bool:

@@ -31,7 +31,7 @@ import sys
 import types
 import typing
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -130,7 +130,7 @@ def _underlying(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _type_hints(
-    function: Callable[..., Any], display: str, localns: dict[str, Any] | None
+    function: Callable[..., Any], display: str, localns: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     target = _underlying(function)
     if not inspect.isroutine(target) and callable(target):
@@ -511,7 +511,7 @@ def function_schema(
     name: str | None = None,
     description: str | None = None,
     strict: bool = False,
-    localns: dict[str, Any] | None = None,
+    localns: Mapping[str, Any] | None = None,
 ) -> FunctionSchema:
     """Derive a tool's name, description, argument model and JSON Schema from a function.
 

@@ -842,3 +842,21 @@ def test_local_classes_resolve_but_never_shadow_the_functions_own_names() -> Non
     Point = int  # a local of the caller that must not replace the module's Point
     assert Point is int
     assert tool(_uses_point).parameters["properties"]["p"] == {"$ref": "#/$defs/Point"}
+
+
+def _make_tool(function: Callable[..., Any]) -> Tool[..., Any]:
+    return tool(function)
+
+
+def test_local_classes_resolve_when_a_helper_makes_the_tool() -> None:
+    # the annotation is a string (this module uses postponed annotations) naming a class
+    # local to this test; the tool is made one frame further in
+    class Crate(BaseModel):
+        size: int
+
+    def pack(crate: Crate) -> int:
+        return crate.size
+
+    made = _make_tool(pack)
+    assert "Crate" in made.parameters["$defs"]
+    assert made.call(made.validate_json('{"crate": {"size": 3}}')) == 3
