@@ -16,8 +16,15 @@ Rules the schema follows (and the validator enforces):
   object with named fields; ``dict[str, X]`` keeps its value schema).
 * Auto-generated ``title`` keys are dropped; ``$defs``/``$ref`` are kept for nested and
   recursive types; JSON-serialisable defaults are shown as ``default``.
+* The schema alone, checked by any Draft 2020-12 validator with formats not asserted,
+  refuses what the validator refuses wherever JSON Schema can say it: the string forms
+  of dates (calendar-exact), times, durations, UUIDs, URLs, IP addresses and decimals
+  carry a ``pattern`` beside their ``format``; sets refuse repeats (``uniqueItems``);
+  integer and boolean literals and enums do not mix up ``1`` and ``true``; a
+  discriminated union requires its tag; mapping keys have their own schema.
 * The description of a parameter is ``Annotated[..., Field(description=...)]`` (or a
-  ``Field(description=...)`` default) if given, else the docstring's.
+  ``Field(description=...)`` default) if given, else a plain string in its ``Annotated``
+  metadata (``Annotated[str, "The city"]``), else the docstring's.
 """
 
 from __future__ import annotations
