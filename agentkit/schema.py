@@ -694,8 +694,9 @@ _SECONDS = ":[0-5][0-9]([.,][0-9]+)?"
 _CLOCK = f"([0-9]{{2,8}}:[0-5][0-9]|[0-9]{{1,8}}:[0-5][0-9]{_SECONDS})"  # hours unbounded
 _DAY_CLOCK = f"(([01][0-9]|2[0-3]):[0-5][0-9]|([01]?[0-9]|2[0-3]):[0-5][0-9]{_SECONDS})"
 _DURATION = f"[+-]?({_ISO_DURATION}|[0-9]{{1,9}} ?d(ays?)?(,? ?{_DAY_CLOCK})?|{_CLOCK})"
-_DECIMAL_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,18})?$"
-_POSITIVE_DECIMAL = r"([0-9]*[1-9][0-9]*\.?[0-9]*|[0-9]*\.[0-9]*[1-9][0-9]*)([eE][+-]?[0-9]{1,18})?"
+_EXPONENT = "([eE][+-]?[0-9]{1,18})?"
+_DECIMAL_DIGITS = r"([0-9]+\.?[0-9]*|\.[0-9]+)" + _EXPONENT
+_POSITIVE_DECIMAL = r"([0-9]*[1-9][0-9]*\.?[0-9]*|[0-9]*\.[0-9]*[1-9][0-9]*)" + _EXPONENT
 
 
 def _decimal_pattern(schema: core_schema.DecimalSchema) -> str:
@@ -715,7 +716,7 @@ def _decimal_pattern(schema: core_schema.DecimalSchema) -> str:
         return f"^{sign}{_digit_limited(digits, places, positive=positive)}$"
     if positive:
         return f"^{sign}{_POSITIVE_DECIMAL}$"
-    return f"^{sign}{_DECIMAL_PATTERN[len('^[+-]?') :]}"
+    return f"^{sign}{_DECIMAL_DIGITS}$"
 
 
 def _digit_limited(max_digits: int | None, places: int | None, *, positive: bool) -> str:
