@@ -834,11 +834,12 @@ class _SchemaGenerator(GenerateJsonSchema):
 
     def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
         # pydantic's pattern uses a lookahead, which strict mode cannot keep, and puts the
-        # constraints on the number form only; this one has no lookaround and carries what
-        # a pattern can say of the constraints to the string form too
+        # constraints on the number form only (pydantic 2.14 drops the pattern altogether);
+        # this one has no lookaround and carries what a pattern can say of the constraints
+        # to the string form too
         json_schema = super().decimal_schema(schema)
         for option in json_schema.get("anyOf", ()):
-            if option.get("type") == "string" and "(?!" in option.get("pattern", ""):
+            if option.get("type") == "string":
                 option["pattern"] = _decimal_pattern(schema)
         return json_schema
 
