@@ -814,6 +814,7 @@ class Agent(Generic[OutputT]):
 # --- helpers --------------------------------------------------------------------------------
 
 _MAX_WAIT = 0.5  # seconds; the sync driver wakes at least this often (Ctrl-C everywhere)
+_ASYNC_GRACE = 0.5  # seconds an async tool's own loop has to cancel it (see _limit)
 
 _Ending: TypeAlias = "ToolOutcome | BaseException"
 """How a call in a tool thread ended: its outcome, or what it raised past ``Exception``
@@ -976,15 +977,25 @@ def _remaining(timeout: float, started: float | None, now: float) -> float:
     return (started if started is not None else now) + timeout - now
 
 
+def _limit(call: PlannedCall) -> float | None:
+    """How long the sync driver waits for a started call: its timeout, and for an async
+    tool a grace on top. Its own event loop cancels it at the timeout and reports that,
+    so the run goes on after its cleanup has run; the grace only ends a wait whose loop
+    is blocked."""
+    if call.timeout is None:
+        return None
+    return call.timeout + _ASYNC_GRACE if call.is_async else call.timeout
+
+
 def _timed_out(jobs: Iterable[_Job], now: float) -> list[_Job]:
-    """The calls that started and ran past their timeout."""
-    return [
-        job
-        for job in jobs
-        if job.call.timeout is not None
-        and job.started is not None
-        and _remaining(job.call.timeout, job.started, now) <= 0
-    ]
+    """The calls that started and ran past their limit."""
+    timed_out = []
+    for job in jobs:
+        limit = _limit(job.call)
+        started = job.started
+        if limit is not None and started is not None and _remaining(limit, started, now) <= 0:
+            timed_out.append(job)
+    return timed_out
 
 
 def _wait_time(jobs: Iterable[_Job], now: float) -> float:
@@ -993,8 +1004,9 @@ def _wait_time(jobs: Iterable[_Job], now: float) -> float:
     waits)."""
     wait = _MAX_WAIT
     for job in jobs:
-        if job.call.timeout is not None:
-            wait = min(wait, _remaining(job.call.timeout, job.started, now))
+        limit = _limit(job.call)
+        if limit is not None:
+            wait = min(wait, _remaining(limit, job.started, now))
     return wait
 
 

@@ -179,3 +179,40 @@ def test_system_exit_in_a_sync_tool_ends_the_run(server: ScriptedServer, driver:
     server.queue(Reply.text("after"))
     with agent:
         assert agent.run(messages).output == "after"  # the transcript can be sent back
+
+
+def test_run_waits_for_an_async_tools_cleanup_but_not_for_a_blocked_loop(
+    server: ScriptedServer,
+) -> None:
+    cleaned: list[str] = []
+    release = threading.Event()
+
+    @tool(timeout=0.2)
+    async def polite() -> str:
+        """Sleeps, and cleans up when cancelled."""
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0.05)  # cleanup that itself awaits
+            cleaned.append("polite")
+        return "late"
+
+    @tool(timeout=0.2)
+    async def blocking() -> str:
+        """Blocks its own event loop: it cannot be cancelled."""
+        release.wait(10)
+        return "late"
+
+    server.queue(Reply.tool_calls(("polite", {})), Reply.text("ok"))
+    server.queue(Reply.tool_calls(("blocking", {})), Reply.text("ok"))
+    with Agent("m", [polite, blocking], base_url=server.base_url, api_key=KEY) as agent:
+        agent.run("go")
+        assert cleaned == ["polite"]  # before the run went on
+        start = time.perf_counter()
+        try:
+            agent.run("go")
+        finally:
+            release.set()
+        assert time.perf_counter() - start < 2.0  # 0.2 s, a grace, two quick rounds
+    assert tool_messages(server.requests[1]) == ["tool polite timed out after 0.2 s"]
+    assert tool_messages(server.requests[3]) == ["tool blocking timed out after 0.2 s"]
