@@ -14,48 +14,48 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _EXPORTS: dict[str, str] = {
     # errors
-    "AgentKitError": "errors",
-    "ConfigurationError": "errors",
-    "RequestValidationError": "errors",
-    "ToolDefinitionError": "errors",
-    "APIError": "errors",
-    "APIStatusError": "errors",
-    "BadRequestError": "errors",
-    "ContentModerationError": "errors",
-    "AuthenticationError": "errors",
-    "PermissionDeniedError": "errors",
-    "NotFoundError": "errors",
-    "RateLimitError": "errors",
-    "QuotaExceededError": "errors",
-    "ServerError": "errors",
-    "APIConnectionError": "errors",
-    "APITimeoutError": "errors",
-    "IncompleteStreamError": "errors",
-    "InvalidResponseError": "errors",
-    "RunError": "errors",
-    "MaxTurnsExceeded": "errors",
-    "ToolCallLimitExceeded": "errors",
-    "ToolFailureLimitExceeded": "errors",
-    "RepeatedToolCallError": "errors",
-    "OutputTruncatedError": "errors",
-    "OutputValidationError": "errors",
-    "ToolRetry": "errors",
+    "AgentKitError": "_errors",
+    "ConfigurationError": "_errors",
+    "RequestValidationError": "_errors",
+    "ToolDefinitionError": "_errors",
+    "APIError": "_errors",
+    "APIStatusError": "_errors",
+    "BadRequestError": "_errors",
+    "ContentModerationError": "_errors",
+    "AuthenticationError": "_errors",
+    "PermissionDeniedError": "_errors",
+    "NotFoundError": "_errors",
+    "RateLimitError": "_errors",
+    "QuotaExceededError": "_errors",
+    "ServerError": "_errors",
+    "APIConnectionError": "_errors",
+    "APITimeoutError": "_errors",
+    "IncompleteStreamError": "_errors",
+    "InvalidResponseError": "_errors",
+    "RunError": "_errors",
+    "MaxTurnsExceeded": "_errors",
+    "ToolCallLimitExceeded": "_errors",
+    "ToolFailureLimitExceeded": "_errors",
+    "RepeatedToolCallError": "_errors",
+    "OutputTruncatedError": "_errors",
+    "OutputValidationError": "_errors",
+    "ToolRetry": "_errors",
     # tools
-    "tool": "function_tool",
-    "Tool": "function_tool",
-    "ToolArgumentsError": "errors",
-    "RunContext": "context",
+    "tool": "_tool",
+    "Tool": "_tool",
+    "ToolArgumentsError": "_errors",
+    "RunContext": "_context",
     # client
-    "ChatClient": "client",
-    "AsyncChatClient": "client",
-    "Provider": "providers",
-    "PROVIDERS": "providers",
+    "ChatClient": "_client",
+    "AsyncChatClient": "_client",
+    "Provider": "_providers",
+    "PROVIDERS": "_providers",
     # agent
-    "Agent": "agent",
-    "Hooks": "agent",
-    "PlannedCall": "loop",
-    "RunResult": "result",
-    "Usage": "wire",
+    "Agent": "_agent",
+    "Hooks": "_agent",
+    "PlannedCall": "_loop",
+    "RunResult": "_result",
+    "Usage": "_wire",
 }
 
 # Written out (not computed from _EXPORTS) so type checkers see what is exported.
@@ -102,10 +102,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .agent import Agent, Hooks
-    from .client import AsyncChatClient, ChatClient
-    from .context import RunContext
-    from .errors import (
+    from ._agent import Agent, Hooks
+    from ._client import AsyncChatClient, ChatClient
+    from ._context import RunContext
+    from ._errors import (
         AgentKitError,
         APIConnectionError,
         APIError,
@@ -134,11 +134,11 @@ if TYPE_CHECKING:
         ToolFailureLimitExceeded,
         ToolRetry,
     )
-    from .function_tool import Tool, tool
-    from .loop import PlannedCall
-    from .providers import PROVIDERS, Provider
-    from .result import RunResult
-    from .wire import Usage
+    from ._loop import PlannedCall
+    from ._providers import PROVIDERS, Provider
+    from ._result import RunResult
+    from ._tool import Tool, tool
+    from ._wire import Usage
 
 
 def __getattr__(name: str) -> Any:

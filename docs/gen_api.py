@@ -24,13 +24,22 @@ from typing import Any
 
 MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("agentkit", None),
-    ("agentkit.agent", ("Approver", "Prompt")),
-    ("agentkit.loop", ("PlannedCall",)),
-    ("agentkit.events", None),
+    ("agentkit._agent", ("Approver", "Prompt")),
+    ("agentkit._loop", ("PlannedCall",)),
+    ("agentkit._events", None),
     (
         "agentkit.testing",
-        ("ScriptedServer", "Reply", "RecordedRequest", "always", "tool_then_answer", "echo",
-         "Handler", "ToolCallSpec", "ToolCallStyle"),
+        (
+            "ScriptedServer",
+            "Reply",
+            "RecordedRequest",
+            "always",
+            "tool_then_answer",
+            "echo",
+            "Handler",
+            "ToolCallSpec",
+            "ToolCallStyle",
+        ),
     ),
     ("agentkit.tools", None),
 )
@@ -43,10 +52,10 @@ PAGE = Path(__file__).with_name("api.md")
 
 # Sections of the top-level package, by the submodule that defines each name.
 _SECTIONS = (
-    ("The agent", ("agent", "result", "context", "loop")),
-    ("Tools", ("function_tool",)),
-    ("The client", ("client", "providers", "wire")),
-    ("Errors", ("errors",)),
+    ("The agent", ("_agent", "_result", "_context", "_loop")),
+    ("Tools", ("_tool",)),
+    ("The client", ("_client", "_providers", "_wire")),
+    ("Errors", ("_errors",)),
 )
 
 _HEADER = """\
@@ -128,8 +137,10 @@ def _variable(module_name: str, name: str) -> tuple[str | None, str | None] | No
     except (OSError, TypeError):
         return None
     for statement in tree.body:  # re-exported: follow `from .where import name`
-        if isinstance(statement, ast.ImportFrom) and statement.level == 1 and any(
-            alias.name == name and alias.asname is None for alias in statement.names
+        if (
+            isinstance(statement, ast.ImportFrom)
+            and statement.level == 1
+            and any(alias.name == name and alias.asname is None for alias in statement.names)
         ):
             package = module_name if _is_package(module_name) else module_name.rpartition(".")[0]
             return _variable(f"{package}.{statement.module}", name)
@@ -145,8 +156,12 @@ def _variable(module_name: str, name: str) -> tuple[str | None, str | None] | No
         source = None
         if value is not None:
             written = ast.unparse(value)
-            if isinstance(value, ast.Constant) and isinstance(value.value, str) and (
-                isinstance(statement, ast.AnnAssign)  # a string alias: show the type it names
+            if (
+                isinstance(value, ast.Constant)
+                and isinstance(value.value, str)
+                and (
+                    isinstance(statement, ast.AnnAssign)  # a string alias: show the type it names
+                )
             ):
                 written = value.value
             source = f"{name} = {written}"
@@ -218,8 +233,8 @@ def _signature(obj: Any, name: str, *, drop_self: bool = False) -> str | None:
     parts = [str(p) for p in signature.parameters.values()]
     for index, param in enumerate(signature.parameters.values()):
         if param.kind is param.KEYWORD_ONLY and (
-            index == 0 or list(signature.parameters.values())[index - 1].kind
-            is not param.KEYWORD_ONLY
+            index == 0
+            or list(signature.parameters.values())[index - 1].kind is not param.KEYWORD_ONLY
         ):
             parts.insert(parts.index(str(param)), "*")
             break
@@ -230,8 +245,9 @@ def _signature(obj: Any, name: str, *, drop_self: bool = False) -> str | None:
 
 def markdown(doc: str) -> str:
     """A Google-style docstring with reST roles and ``::`` blocks, as Markdown."""
-    doc = _ROLE.sub(lambda m: f"`{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}`",
-                    doc)
+    doc = _ROLE.sub(
+        lambda m: f"`{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}`", doc
+    )
     doc = re.sub(r"``([^`]+)``", r"`\1`", doc)
     lines = doc.splitlines()
     out: list[str] = []
@@ -322,8 +338,17 @@ def _render_member(owner: str, name: str, member: Any, kind: str, level: str) ->
     signature = _signature(member, name, drop_self=kind != "staticmethod") or name
     prefix = "async def" if inspect.iscoroutinefunction(member) else "def"
     decorator = [f"@{kind}"] if kind != "method" else []
-    return [f"{level} `{owner}.{name}`", "", "```python", *decorator, f"{prefix} {signature}",
-            "```", "", doc, ""]
+    return [
+        f"{level} `{owner}.{name}`",
+        "",
+        "```python",
+        *decorator,
+        f"{prefix} {signature}",
+        "```",
+        "",
+        doc,
+        "",
+    ]
 
 
 def _indented(text: str) -> list[str]:

@@ -102,5 +102,7 @@ if __name__ == "__main__":
     try:
         main()
     except ImportError as exc:  # openai or langchain-openai is not installed
-        sys.exit(f"this example needs openai and langchain-openai ({exc}); from the repository:\n"
-                 '  pip install -e ".[interop]"')
+        sys.exit(
+            f"this example needs openai and langchain-openai ({exc}); from the repository:\n"
+            '  pip install -e ".[interop]"'
+        )

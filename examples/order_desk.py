@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from agentkit import Agent, AgentKitError, RunContext, tool
-from agentkit.agent import Approver
-from agentkit.loop import PlannedCall
+from agentkit._agent import Approver
+from agentkit._loop import PlannedCall
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (

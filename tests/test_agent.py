@@ -23,7 +23,7 @@ from agentkit import (
     RunResult,
     tool,
 )
-from agentkit.events import RunFinished, TextDelta, ToolResult
+from agentkit._events import RunFinished, TextDelta, ToolResult
 from agentkit.testing import Reply, ScriptedServer
 
 DATA = Path(__file__).parent / "data"

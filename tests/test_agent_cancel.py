@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from agentkit import Agent, ChatClient, tool
-from agentkit.agent import Hooks
-from agentkit.events import TextDelta, ToolResult
-from agentkit.loop import PlannedCall
+from agentkit._agent import Hooks
+from agentkit._events import TextDelta, ToolResult
+from agentkit._loop import PlannedCall
 from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-cancel-test"

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from agentkit import Agent, ChatClient, ToolFailureLimitExceeded, tool
-from agentkit.agent import Hooks
-from agentkit.events import ToolResult
-from agentkit.loop import PlannedCall
+from agentkit._agent import Hooks
+from agentkit._events import ToolResult
+from agentkit._loop import PlannedCall
+from agentkit._wire import ChatCompletion
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
-from agentkit.wire import ChatCompletion
 
 KEY = "sk-hooks-test"
 refunds: list[int] = []

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from agentkit import Agent, ChatClient, OutputValidationError, RunResult, tool
-from agentkit.events import RunFinished
-from agentkit.loop import FINAL_RESULT_TOOL
+from agentkit._events import RunFinished
+from agentkit._loop import FINAL_RESULT_TOOL
 from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-output-test"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agentkit import PROVIDERS, Agent, ChatClient, IncompleteStreamError, tool
-from agentkit.events import (
+from agentkit._events import (
     AgentEvent,
     ModelRoundFinished,
     ReasoningDelta,

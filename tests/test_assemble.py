@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentkit.assemble import StreamAssembler
-from agentkit.errors import APIError, IncompleteStreamError
-from agentkit.events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
-from agentkit.sse import SSEDecoder
-from agentkit.wire import ChatCompletion, ChatCompletionChunk
+from agentkit._assemble import StreamAssembler
+from agentkit._errors import APIError, IncompleteStreamError
+from agentkit._events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
+from agentkit._sse import SSEDecoder
+from agentkit._wire import ChatCompletion, ChatCompletionChunk
 
 DATA = Path(__file__).parent / "data"
 LLAMA_FORCED = DATA / "llama-cpp" / "req_forced_stream.response.txt"

@@ -27,7 +27,7 @@ import pytest
 
 from agentkit import Agent, tool
 from agentkit.cli import Console, main, play, repl
-from agentkit.demo import scripted_qwen
+from agentkit.cli._demo import scripted_qwen
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer, always
 from agentkit.tools import BUILTIN_TOOLS
 
@@ -254,8 +254,10 @@ def test_quota_error_is_one_clear_line_and_never_shows_the_key(server: ScriptedS
     server.queue(Reply.quota_exceeded())
     done = run_cli(
         "chat",
-        "--provider", "dashscope",
-        "--base-url", server.base_url,
+        "--provider",
+        "dashscope",
+        "--base-url",
+        server.base_url,
         "Hello?",
         env={"DASHSCOPE_API_KEY": SECRET},
     )
@@ -280,8 +282,12 @@ def test_debug_shows_the_traceback(server: ScriptedServer) -> None:
 
 @pytest.mark.parametrize(
     ("options", "variable"),
-    [((), "DASHSCOPE_API_KEY"), (("--region", "cn"), "DASHSCOPE_API_KEY"),
-     (("--provider", "openai"), "OPENAI_API_KEY"), (("--api-key-env", "MY_KEY"), "MY_KEY")],
+    [
+        ((), "DASHSCOPE_API_KEY"),
+        (("--region", "cn"), "DASHSCOPE_API_KEY"),
+        (("--provider", "openai"), "OPENAI_API_KEY"),
+        (("--api-key-env", "MY_KEY"), "MY_KEY"),
+    ],
 )
 def test_a_missing_key_names_the_variable_to_set(
     capsys: pytest.CaptureFixture[str],
@@ -305,9 +311,12 @@ def test_json_output_is_the_run_result_without_the_key(server: ScriptedServer) -
     done = run_cli(
         "chat",
         "--json",
-        "--provider", "dashscope",
-        "--base-url", server.base_url,
-        "--system", "Be brief.",
+        "--provider",
+        "dashscope",
+        "--base-url",
+        server.base_url,
+        "--system",
+        "Be brief.",
         "What time is it in UTC?",
         env={"DASHSCOPE_API_KEY": SECRET},
     )
@@ -340,17 +349,40 @@ def test_model_options_reach_the_request(
     server: ScriptedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server.queue(Reply.text("ok"))
-    code = main([
-        "chat", "--base-url", server.base_url, "--model", "qwen-max", "--no-tools",
-        "--temperature", "0.2", "--top-p", "0.9", "--max-tokens", "50", "--seed", "7",
-        "--presence-penalty", "0.5", "--stop", "END", "--system", "Answer in French.", "Hi",
-    ])
+    code = main(
+        [
+            "chat",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "qwen-max",
+            "--no-tools",
+            "--temperature",
+            "0.2",
+            "--top-p",
+            "0.9",
+            "--max-tokens",
+            "50",
+            "--seed",
+            "7",
+            "--presence-penalty",
+            "0.5",
+            "--stop",
+            "END",
+            "--system",
+            "Answer in French.",
+            "Hi",
+        ]
+    )
     assert code == 0
     body = server.requests[0].json()
     assert body["model"] == "qwen-max"
     assert "tools" not in body
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"]) == (
-        0.2, 0.9, 50, 7
+        0.2,
+        0.9,
+        50,
+        7,
     )
     assert body["presence_penalty"] == 0.5 and body["stop"] == ["END"]
     assert body["messages"][0] == {"role": "system", "content": "Answer in French."}
@@ -376,8 +408,11 @@ def test_max_turns_says_what_to_raise(
         (Reply.invalid_api_key(), "authentication failed", "pass --api-key-env VAR"),
         (Reply.error(404, "model not found"), "not found", "check --model and --base-url"),
         (Reply.content_moderation(), "refused by content moderation", "rephrase"),
-        (Reply.raw("<html>bad gateway</html>", content_type="text/html"), "invalid answer",
-         "OpenAI-compatible"),
+        (
+            Reply.raw("<html>bad gateway</html>", content_type="text/html"),
+            "invalid answer",
+            "OpenAI-compatible",
+        ),
     ],
 )
 def test_api_errors_come_with_a_hint(
@@ -773,8 +808,17 @@ def test_ctrl_c_in_a_one_shot_run_exits_130_without_waiting_for_the_tool(
     server.queue(Reply.tool_calls(("slow", {"marker": str(marker)})))
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "agentkit.cli", "chat", "--base-url", server.base_url,
-         "--tools", str(tmp_path / "slow_tools.py"), "Go slowly"],
+        [
+            sys.executable,
+            "-m",
+            "agentkit.cli",
+            "chat",
+            "--base-url",
+            server.base_url,
+            "--tools",
+            str(tmp_path / "slow_tools.py"),
+            "Go slowly",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -928,9 +972,9 @@ def test_the_scripted_model_follows_the_conversation() -> None:
     follow_up = scripted_qwen(request_body(*earlier, user("And what time is it there?")))
     assert follow_up["tool_calls"][0]["arguments"] == json.dumps({"timezone": "Asia/Shanghai"})
     # no place at all: the local time
-    assert scripted_qwen(request_body(user("What time is it?")))["tool_calls"][0][
-        "arguments"
-    ] == "{}"
+    assert (
+        scripted_qwen(request_body(user("What time is it?")))["tool_calls"][0]["arguments"] == "{}"
+    )
     # nothing it can do: it says what it is
     reply = scripted_qwen(request_body(user("Write me a poem")))
     assert "scripted stand-in for Qwen" in reply["content"]
@@ -977,8 +1021,15 @@ def test_approval_is_asked_on_the_terminal(
     server.queue(Reply.tool_calls(("refund", {"order_id": 7})))
     server.respond_with(answer_with_tool_result)
     code = main(
-        ["chat", "--base-url", server.base_url, "--tools", str(tmp_path / "refunds.py"),
-         *options, "Refund order 7"],
+        [
+            "chat",
+            "--base-url",
+            server.base_url,
+            "--tools",
+            str(tmp_path / "refunds.py"),
+            *options,
+            "Refund order 7",
+        ],
         stdin=TerminalInput(typed),
     )
     assert code == 0
@@ -998,7 +1049,11 @@ def test_approval_is_refused_when_nobody_can_be_asked(
     server.queue(Reply.tool_calls(("refund", {"order_id": 7})))
     server.respond_with(answer_with_tool_result)
     done = run_cli(
-        "chat", "--base-url", server.base_url, "--tools", str(tmp_path / "refunds.py"),
+        "chat",
+        "--base-url",
+        server.base_url,
+        "--tools",
+        str(tmp_path / "refunds.py"),
         input="Refund order 7",
     )
     assert done.returncode == 0, done.stderr
@@ -1018,9 +1073,11 @@ def test_verbose_shows_reasoning_rounds_and_whole_tool_output(
     long_time = "It is teatime. " * 30
     server.queue(
         Reply.tool_calls(("get_current_time", {})),
-        Reply.text("Teatime.", reasoning="The tool says tea.", usage={
-            "prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14
-        }),
+        Reply.text(
+            "Teatime.",
+            reasoning="The tool says tea.",
+            usage={"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+        ),
     )
     for _ in ("short", "verbose"):
         server.queue(Reply.tool_calls(("long", {})), Reply.text("Done."))
@@ -1060,6 +1117,8 @@ def test_the_answer_label_is_written_once_per_answer() -> None:
 
 
 def test_json_needs_a_prompt(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["chat", "--json", "--base-url", "http://127.0.0.1:9/v1"],
-                stdin=TerminalInput("")) == 2
+    assert (
+        main(["chat", "--json", "--base-url", "http://127.0.0.1:9/v1"], stdin=TerminalInput(""))
+        == 2
+    )
     assert "--json prints one result" in capsys.readouterr().err

@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from agentkit import AsyncChatClient, ChatClient
-from agentkit.errors import ConfigurationError, RequestValidationError, ServerError
-from agentkit.providers import PROVIDERS
+from agentkit._errors import ConfigurationError, RequestValidationError, ServerError
+from agentkit._providers import PROVIDERS
+from agentkit._wire import ChatMessage, FunctionCall, ToolCall
 from agentkit.testing import Reply, ScriptedServer, echo
-from agentkit.wire import ChatMessage, FunctionCall, ToolCall
 
 DATA = Path(__file__).parent / "data"
 USER = [{"role": "user", "content": "Hi"}]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentkit import AsyncChatClient, ChatClient
-from agentkit.errors import (
+from agentkit._errors import (
     AgentKitError,
     APIConnectionError,
     APIError,

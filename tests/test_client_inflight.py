@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from agentkit import AsyncChatClient
-from agentkit.errors import APIConnectionError, APIStatusError, IncompleteStreamError
+from agentkit._errors import APIConnectionError, APIStatusError, IncompleteStreamError
 from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-inflight-test"

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentkit import AsyncChatClient, ChatClient
-from agentkit.errors import (
+from agentkit._errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -29,8 +29,8 @@ from agentkit.errors import (
     RateLimitError,
     ServerError,
 )
-from agentkit.events import TextDelta
-from agentkit.protocol import MAX_SERVER_DELAY, retry_delay, should_retry
+from agentkit._events import TextDelta
+from agentkit._protocol import MAX_SERVER_DELAY, retry_delay, should_retry
 from agentkit.testing import Reply, ScriptedServer
 
 USER = [{"role": "user", "content": "Hi"}]
@@ -230,11 +230,11 @@ def test_should_retry_classification() -> None:
 def test_retries_are_logged_without_headers(
     server: ScriptedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="agentkit.client")
+    caplog.set_level(logging.DEBUG, logger="agentkit._client")
     server.queue(Reply.error(503), Reply.text("ok"))
     with _client(server) as client:
         client.create(model="m", messages=USER)
-    [record] = [r for r in caplog.records if r.name == "agentkit.client"]
+    [record] = [r for r in caplog.records if r.name == "agentkit._client"]
     line = record.getMessage()
     assert record.levelno == logging.INFO
     assert "POST" in line and f"{server.base_url}/chat/completions" in line

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentkit import AsyncChatClient, ChatClient
-from agentkit.errors import (
+from agentkit._errors import (
     AgentKitError,
     APIStatusError,
     BadRequestError,
@@ -23,9 +23,9 @@ from agentkit.errors import (
     InvalidResponseError,
     ServerError,
 )
-from agentkit.events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
+from agentkit._events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
+from agentkit._wire import ChatCompletion
 from agentkit.testing import Reply, ScriptedServer
-from agentkit.wire import ChatCompletion
 
 DATA = Path(__file__).parent / "data"
 SEED_STREAM = (DATA / "dashscope" / "http_stream.txt").read_bytes()

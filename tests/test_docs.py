@@ -23,7 +23,7 @@ import pytest
 
 from agentkit import tool
 from agentkit.cli._arguments import build_parser
-from agentkit.demo import _offline_weather
+from agentkit.cli._demo import _offline_weather
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,9 +64,7 @@ def example_value(schema: dict[str, Any], defs: dict[str, Any]) -> Any:
     kind = schema.get("type")
     if kind == "object":
         properties = schema.get("properties", {})
-        return {
-            name: example_value(properties[name], defs) for name in schema.get("required", [])
-        }
+        return {name: example_value(properties[name], defs) for name in schema.get("required", [])}
     if kind == "array":
         return []
     if kind == "integer":
@@ -199,6 +197,7 @@ def test_the_type_table_is_what_tool_produces(
     partial = "..." in schemas[0]
     expected = json.loads(schemas[0].replace(", ...", ""))
     for written in spans or [None]:
+
         def function(x):  # type: ignore[no-untyped-def]  # an unannotated row too
             return x
 
@@ -270,7 +269,7 @@ def test_the_api_reference_is_current() -> None:
 def test_the_api_reference_covers_the_public_surface() -> None:
     page = (DOCS / "api.md").read_text(encoding="utf-8")
     for module_name, _ in _generator().MODULES:
-        if module_name in ("agentkit.agent", "agentkit.loop"):
+        if module_name in ("agentkit._agent", "agentkit._loop"):
             continue  # their other names are internal to the drivers and the core
         module = importlib.import_module(module_name)
         missing = [name for name in module.__all__ if f"`{name}`" not in page]

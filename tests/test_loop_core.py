@@ -24,8 +24,8 @@ from agentkit import (
     ToolRetry,
     tool,
 )
-from agentkit.events import ReasoningDelta, TextDelta, ToolCallArgumentsDelta
-from agentkit.loop import (
+from agentkit._events import ReasoningDelta, TextDelta, ToolCallArgumentsDelta
+from agentkit._loop import (
     FINAL_RESULT_TOOL,
     Finished,
     LoopSettings,
@@ -36,7 +36,7 @@ from agentkit.loop import (
     completion_deltas,
     render_tool_output,
 )
-from agentkit.wire import ChatCompletion
+from agentkit._wire import ChatCompletion
 
 # --- helpers ------------------------------------------------------------------------------
 

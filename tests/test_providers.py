@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentkit import PROVIDERS, ChatClient, Provider
-from agentkit.errors import ConfigurationError, RequestValidationError
-from agentkit.providers import check_dashscope_request, resolve_api_key, resolve_provider
+from agentkit._errors import ConfigurationError, RequestValidationError
+from agentkit._providers import check_dashscope_request, resolve_api_key, resolve_provider
 from agentkit.testing import Reply, ScriptedServer
 
 SINGAPORE = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"

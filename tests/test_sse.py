@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentkit.errors import AgentKitError, InvalidResponseError
-from agentkit.sse import ServerSentEvent, SSEDecoder
+from agentkit._errors import AgentKitError, InvalidResponseError
+from agentkit._sse import ServerSentEvent, SSEDecoder
 
 DATA = Path(__file__).parent / "data"
 CAPTURED = [

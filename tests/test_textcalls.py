@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentkit.textcalls import ToolCallTextFilter, extract_text_tool_calls
-from agentkit.wire import ChatMessage, FunctionCall, ToolCall
+from agentkit._textcalls import ToolCallTextFilter, extract_text_tool_calls
+from agentkit._wire import ChatMessage, FunctionCall, ToolCall
 
 WEATHER = '{"name": "get_current_weather", "arguments": {"location": "Singapore"}}'
 TIME = '{"name": "get_current_time", "arguments": {}}'

@@ -813,7 +813,7 @@ def test_importing_the_tool_module_does_not_import_jsonschema() -> None:
     import sys
 
     code = (
-        "import sys, agentkit.function_tool, agentkit.schema; "
+        "import sys, agentkit._tool, agentkit._schema; "
         "from agentkit import tool\n"
         "@tool\ndef f(a: int) -> int:\n    'F.'\n    return a\n"
         "f.validate_json('{\"a\": 1}')\n"

@@ -31,7 +31,7 @@ from test_tool_schema import (
 )
 
 from agentkit import ToolDefinitionError, tool
-from agentkit.schema import to_strict_json_schema
+from agentkit._schema import to_strict_json_schema
 
 ALLOWED_KEYWORDS = {
     "type",

@@ -24,7 +24,7 @@ import typing_extensions
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit import RunContext, Tool, ToolArgumentsError, tool
-from agentkit.wire import Usage
+from agentkit._wire import Usage
 
 
 class Unit(enum.Enum):

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, tzinfo
 from datetime import timezone as fixed_offset
 from functools import cache
 
-from agentkit.errors import ToolRetry
-from agentkit.function_tool import tool
+from agentkit._errors import ToolRetry
+from agentkit._tool import tool
 
 __all__ = ["get_current_time"]
 

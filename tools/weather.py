@@ -20,8 +20,8 @@ from functools import cache
 import httpx
 import pydantic
 
-from agentkit.errors import ToolRetry
-from agentkit.function_tool import tool
+from agentkit._errors import ToolRetry
+from agentkit._tool import tool
 
 __all__ = [
     "DEFAULT_FORECAST_URL",

@@ -4,7 +4,7 @@ Only the standard library is imported at start-up; the client, the loop and the 
 when a command needs them, so ``agentkit --help`` answers at once. The pieces:
 ``_arguments`` (the options), ``_chat`` (one question or a chat), ``_console`` (showing a
 run), ``_loading`` (tools from files and modules, ``agentkit tools``), ``_errors`` (one
-line and a hint per error, the exit codes); ``agentkit.demo`` is ``agentkit demo``.
+line and a hint per error, the exit codes); ``agentkit.cli._demo`` is ``agentkit demo``.
 
 Exit codes: 0 success, 1 the run failed (API, network, run limits), 2 usage or
 configuration (bad option, a tools file that does not load, a missing API key),
@@ -87,7 +87,7 @@ def _main(argv: Sequence[str] | None, stdin: TextIO, out: TextIO, err: TextIO) -
             return chat(args, stdin, out, err)
         if args.command == "tools":
             return list_tools(args, out)
-        from ..demo import run_demo
+        from ._demo import run_demo
 
         return run_demo(args.prompt, out, err, verbose=args.verbose, paced=not args.fast)
     except KeyboardInterrupt:

@@ -14,16 +14,16 @@ from ._errors import EXIT_OK, UsageError, report_error
 from ._loading import builtin_tools, load_tools
 
 if TYPE_CHECKING:
-    from ..agent import Agent
-    from ..client import ChatClient
-    from ..function_tool import Tool
-    from ..loop import PlannedCall
+    from .._agent import Agent
+    from .._client import ChatClient
+    from .._loop import PlannedCall
+    from .._tool import Tool
 
 __all__ = ["chat", "repl"]
 
 
 def _client(args: argparse.Namespace) -> ChatClient:
-    from ..client import ChatClient
+    from .._client import ChatClient
 
     options: dict[str, Any] = {}
     if args.timeout is not None:
@@ -46,7 +46,7 @@ def _preset(args: argparse.Namespace) -> str | None:
 def _build_agent(
     args: argparse.Namespace, client: ChatClient, console: Console, stdin: TextIO
 ) -> Agent[str]:
-    from ..agent import Agent, Hooks
+    from .._agent import Agent, Hooks
 
     if args.no_tools:
         tools: list[Tool[..., Any]] = []
@@ -112,8 +112,8 @@ def _api_key(args: argparse.Namespace) -> str | None:
     A missing key is reported here in the CLI's words (which variable to set), before
     anything is sent.
     """
-    from ..errors import ConfigurationError
-    from ..providers import resolve_api_key, resolve_provider
+    from .._errors import ConfigurationError
+    from .._providers import resolve_api_key, resolve_provider
 
     if args.api_key_env:
         key = os.environ.get(args.api_key_env, "").strip()
@@ -168,7 +168,7 @@ def repl(
     question; Ctrl-D (end of input) or ``/exit`` leaves. An error is shown and the chat
     goes on; ``args`` (the command's options) lets its hint name the values in use.
     """
-    from ..errors import AgentKitError
+    from .._errors import AgentKitError
 
     _enable_line_editing()
     history: list[dict[str, Any]] = []

@@ -7,8 +7,8 @@ import os
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from ..agent import Agent
-    from ..result import RunResult
+    from .._agent import Agent
+    from .._result import RunResult
 
 __all__ = ["Console", "ask", "compact_json", "play"]
 
@@ -134,7 +134,7 @@ def play(
     agent: Agent[str], conversation: str | list[dict[str, Any]], console: Console
 ) -> RunResult[Any]:
     """Run ``agent`` on ``conversation``, showing each event on ``console`` as it comes."""
-    from ..events import (
+    from .._events import (
         ModelRoundFinished,
         ReasoningDelta,
         RunFinished,

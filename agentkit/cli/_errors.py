@@ -37,7 +37,7 @@ class UsageError(Exception):
 
 def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -> tuple[str, str]:
     """One line saying what went wrong and one hint saying what to do about it."""
-    from .. import errors as e
+    from .. import _errors as e
 
     message = str(exc) or type(exc).__name__
     max_turns = getattr(args, "max_turns", None)
@@ -150,7 +150,7 @@ def _configuration_hint(message: str, args: argparse.Namespace | None) -> str:
 
 
 def _exit_code(exc: BaseException) -> int:
-    from ..errors import ConfigurationError, RequestValidationError, ToolDefinitionError
+    from .._errors import ConfigurationError, RequestValidationError, ToolDefinitionError
 
     if isinstance(exc, UsageError | ConfigurationError | RequestValidationError):
         return EXIT_USAGE

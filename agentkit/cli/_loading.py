@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._errors import EXIT_OK, UsageError
 
 if TYPE_CHECKING:
-    from ..function_tool import Tool
+    from .._tool import Tool
 
 __all__ = ["builtin_tools", "list_tools", "load_tools"]
 
@@ -25,7 +25,7 @@ def load_tools(sources: Sequence[str], *, option: str = "--tools") -> list[Tool[
     the model could not tell the two apart. ``option`` is how the user gave the sources,
     as error messages name it (``""`` for ``agentkit tools``' own arguments).
     """
-    from ..function_tool import Tool
+    from .._tool import Tool
 
     found: dict[str, Tool[..., Any]] = {}
     for source in sources:

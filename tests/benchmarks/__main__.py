@@ -243,7 +243,7 @@ def _scale(server: ServerProcess, s: Settings, v: Verdicts) -> None:
 def _pool_bound() -> int:
     """The connection limit of agentkit's default pool (100 if it cannot be read)."""
     try:
-        from agentkit.client import DEFAULT_LIMITS
+        from agentkit._client import DEFAULT_LIMITS
     except ImportError:
         return POOL_BOUND
     return DEFAULT_LIMITS.max_connections or POOL_BOUND

@@ -80,7 +80,7 @@ def _agentkit_stream(base_url: str) -> Sampler:
     from .contenders import _agentkit_agent
 
     agent = _agentkit_agent(base_url, scripted.ANSWER_MODEL)
-    from agentkit.events import TextDelta
+    from agentkit._events import TextDelta
 
     def sample() -> int:
         first = 0

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from agentkit import Agent, tool
-from agentkit.events import TextDelta
+from agentkit._events import TextDelta
 from agentkit.testing import Reply, ScriptedServer
 
 from ._support import (
@@ -162,8 +162,9 @@ def slow_forecast(city: str) -> str:
     return "sunny"
 
 
-@pytest.mark.parametrize("forecast", [slow_forecast_async, slow_forecast],
-                         ids=["async_tool", "sync_tool"])
+@pytest.mark.parametrize(
+    "forecast", [slow_forecast_async, slow_forecast], ids=["async_tool", "sync_tool"]
+)
 def test_cancel_run_async_mid_tool(server: ScriptedServer, forecast: Any) -> None:
     server.queue(Reply.tool_calls(("forecast", {"city": "Paris"}), ("forecast", {"city": "Rome"})))
 
@@ -218,8 +219,16 @@ def test_ctrl_c_in_cli_chat(server: ScriptedServer, when: str) -> None:
         if not name.startswith(("DASHSCOPE_", "OPENAI_", "AGENTKIT_"))
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "agentkit.cli", "chat", "--base-url", server.base_url,
-         "--no-tools", "Tell me a long story."],
+        [
+            sys.executable,
+            "-m",
+            "agentkit.cli",
+            "chat",
+            "--base-url",
+            server.base_url,
+            "--no-tools",
+            "Tell me a long story.",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=environment,

@@ -295,10 +295,15 @@ def test_html_error_page_from_a_proxy(driver: Driver, server: ScriptedServer, bu
 
 def test_html_page_with_status_200(driver: Driver, server: ScriptedServer) -> None:
     # a captive portal or a misconfigured base URL: a 200 that is a web page
-    script(server, Reply.raw(PROXY_PAGE.replace("502 Bad Gateway", "Sign in"), status=200,
-                             content_type="text/html; charset=utf-8"))
+    script(
+        server,
+        Reply.raw(
+            PROXY_PAGE.replace("502 Bad Gateway", "Sign in"),
+            status=200,
+            content_type="text/html; charset=utf-8",
+        ),
+    )
     with within(2.0):
         error = run_expecting(InvalidResponseError, driver, server.base_url)
     assert "Sign in" in str(error) and len(str(error)) < 400
     assert_failed_in_round_two(error, server, sent=1)
-

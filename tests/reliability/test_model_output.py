@@ -31,8 +31,13 @@ from ._support import (
 ANSWER = "Sorry, I could not get the weather."
 
 
-def fed_back(server: ScriptedServer, driver: Driver, arguments: str, name: str = "get_weather",
-             **options: Any) -> str:
+def fed_back(
+    server: ScriptedServer,
+    driver: Driver,
+    arguments: str,
+    name: str = "get_weather",
+    **options: Any,
+) -> str:
     """Script one bad call then an answer; run; return the tool message the model got."""
     server.queue(Reply.tool_calls((name, arguments)), Reply.text(ANSWER))
     with within(5.0):
@@ -73,9 +78,7 @@ WRONG_SHAPE = {
 }
 
 
-@pytest.mark.parametrize(
-    ("arguments", "named"), WRONG_SHAPE.values(), ids=WRONG_SHAPE.keys()
-)
+@pytest.mark.parametrize(("arguments", "named"), WRONG_SHAPE.values(), ids=WRONG_SHAPE.keys())
 def test_tool_arguments_of_the_wrong_shape(
     server: ScriptedServer, driver: Driver, arguments: str, named: list[str]
 ) -> None:
@@ -131,8 +134,9 @@ def test_model_loops_with_the_same_call(server: ScriptedServer, driver: Driver) 
     # told the result stands; then the run stops.
     server.respond_with(always(Reply.tool_calls(("get_weather", {"city": "Paris"}))))
     with within(5.0):
-        error = run_expecting(RepeatedToolCallError, driver, server.base_url,
-                              max_repeated_calls=2, max_turns=50)
+        error = run_expecting(
+            RepeatedToolCallError, driver, server.base_url, max_repeated_calls=2, max_turns=50
+        )
     messages = assert_carries_transcript(error)
     assert weather_calls == [{"city": "Paris", "days": 1}]
     assert server.request_count == 4  # ran once, told twice, stopped on the fourth
@@ -173,8 +177,9 @@ def test_model_floods_tool_calls_past_the_per_run_cap(
 
     server.respond_with(flood)
     with within(5.0):
-        error = run_expecting(ToolCallLimitExceeded, driver, server.base_url,
-                              max_tool_calls=8, max_turns=50)
+        error = run_expecting(
+            ToolCallLimitExceeded, driver, server.base_url, max_tool_calls=8, max_turns=50
+        )
     messages = assert_carries_transcript(error)
     assert len(weather_calls) == 8, "no call past the cap ran"
     assert server.request_count == 3

@@ -96,12 +96,14 @@ def _read_stream(client: ChatClient, reply: Reply, server: ScriptedServer) -> tu
 def test_any_split_of_a_valid_stream_gives_the_same_result(
     shared_server: ScriptedServer, style: str, sizes: list[int]
 ) -> None:
-    with httpx.Client(verify=False, timeout=10) as http, ChatClient(
-        shared_server.base_url, KEY, http_client=http, max_retries=0
-    ) as client:
+    with (
+        httpx.Client(verify=False, timeout=10) as http,
+        ChatClient(shared_server.base_url, KEY, http_client=http, max_retries=0) as client,
+    ):
         whole = _read_stream(client, _stream_reply(style), shared_server)
         split = _read_stream(
-            client, _stream_reply(style).with_(split_bytes=sizes, chunk_delay=0.0005),
+            client,
+            _stream_reply(style).with_(split_bytes=sizes, chunk_delay=0.0005),
             shared_server,
         )
     assert split == whole
@@ -115,10 +117,14 @@ def test_any_split_of_a_valid_stream_gives_the_same_result(
 # --- any JSON value as tool arguments -------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 # Bias towards objects with the tool's own keys, so the valid path is well exercised too.
@@ -200,8 +206,9 @@ HTTP_FAILURES: dict[str, list[Reply]] = {
     "auth": [Reply.invalid_api_key()],
     "not_a_completion": [Reply.raw("<html>oops</html>", status=200, content_type="text/html")],
     "connection_reset": [Reply.reset()] * 3,
-    "cut_stream": [Reply.text("a partial answer that never ends", stream=True,
-                              chunk_size=4).with_(cut_after=4)],
+    "cut_stream": [
+        Reply.text("a partial answer that never ends", stream=True, chunk_size=4).with_(cut_after=4)
+    ],
 }
 LIMIT_FAILURES = ("max_turns", "repeated_call", "tool_call_cap", "tool_failures")
 
@@ -216,8 +223,10 @@ class Failure:
     options: dict[str, Any] = field(default_factory=dict)
 
     def replies(self) -> list[Reply]:
-        replies = [Reply.tool_calls(*[_spec(kind, r, i) for i, kind in enumerate(calls)])
-                   for r, calls in enumerate(self.rounds)]
+        replies = [
+            Reply.tool_calls(*[_spec(kind, r, i) for i, kind in enumerate(calls)])
+            for r, calls in enumerate(self.rounds)
+        ]
         if self.kind in HTTP_FAILURES:
             return [*replies, *HTTP_FAILURES[self.kind]]
         if self.kind == "max_turns":
@@ -245,8 +254,11 @@ def _spec(kind: str, round_: int, index: int) -> tuple[str, Any, str]:
 failures = st.builds(
     Failure,
     rounds=st.lists(
-        st.lists(st.sampled_from(["valid", "valid_other", "invalid", "not_json", "unknown"]),
-                 min_size=1, max_size=3),
+        st.lists(
+            st.sampled_from(["valid", "valid_other", "invalid", "not_json", "unknown"]),
+            min_size=1,
+            max_size=3,
+        ),
         max_size=2,
     ),
     kind=st.sampled_from([*HTTP_FAILURES, *LIMIT_FAILURES]),
@@ -281,8 +293,9 @@ def test_transcript_after_any_failure_resumes(failure: Failure) -> None:
         assert all(m.get("tool_calls") for m in assistant), "no half answer in the transcript"
     # resumed against a fresh strict server: a failure may come before the script's end
     # (invalid arguments count as tool failures), so the old queue may still hold replies
-    fresh_server = ScriptedServer(replies=[Reply.text("Resumed.")],
-                                  reject_null_assistant_content=True)
+    fresh_server = ScriptedServer(
+        replies=[Reply.text("Resumed.")], reject_null_assistant_content=True
+    )
     with fresh_server as fresh:
         resumed = run_with(failure.driver, fresh.base_url, messages, tools)
         assert resumed.output == "Resumed."
@@ -290,4 +303,3 @@ def test_transcript_after_any_failure_resumes(failure: Failure) -> None:
         assert not fresh.errors
     assert resumed.messages[: len(messages)] == messages
     assert resumed.messages[0] == {"role": "system", "content": INSTRUCTIONS}
-

@@ -31,7 +31,7 @@ from agentkit import (
     ToolFailureLimitExceeded,
     tool,
 )
-from agentkit.loop import PlannedCall
+from agentkit._loop import PlannedCall
 from agentkit.testing import Reply, ScriptedServer
 
 from ._support import (
@@ -49,7 +49,7 @@ from ._support import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-LEAKS = (KEY, KEY[len("sk-test-"):])  # the key, and its distinctive part alone
+LEAKS = (KEY, KEY[len("sk-test-") :])  # the key, and its distinctive part alone
 
 
 def assert_no_key(text: str, where: str) -> None:
@@ -82,18 +82,30 @@ def exception_texts(error: BaseException) -> Iterator[tuple[str, str]]:
 ECHOING_FAULTS: dict[str, Reply] = {
     "401_body": Reply.error(401, f"Incorrect API key provided: {KEY}", code="invalid_api_key"),
     "400_param": Reply.raw(
-        json.dumps({"error": {"message": f"header was 'Bearer {KEY}'", "type": "bad",
-                              "param": f"Authorization: Bearer {KEY}", "code": KEY}}),
+        json.dumps(
+            {
+                "error": {
+                    "message": f"header was 'Bearer {KEY}'",
+                    "type": "bad",
+                    "param": f"Authorization: Bearer {KEY}",
+                    "code": KEY,
+                }
+            }
+        ),
         status=400,
     ),
     "403_dashscope_native": Reply.raw(
-        json.dumps({"code": "AccessDenied", "message": f"key {KEY} may not use this model",
-                    "request_id": KEY}),
+        json.dumps(
+            {
+                "code": "AccessDenied",
+                "message": f"key {KEY} may not use this model",
+                "request_id": KEY,
+            }
+        ),
         status=403,
     ),
     "html_proxy_page": Reply.raw(
-        f"<html><body><h1>502 Bad Gateway</h1><pre>Authorization: Bearer {KEY}</pre></body>"
-        "</html>",
+        f"<html><body><h1>502 Bad Gateway</h1><pre>Authorization: Bearer {KEY}</pre></body></html>",
         status=502,
         content_type="text/html",
     ),
@@ -198,8 +210,12 @@ def all_logs() -> Iterator[_Everything]:
 def test_api_key_never_in_logs(
     server: ScriptedServer, driver: Driver, all_logs: _Everything
 ) -> None:
-    server.queue(Reply.error(503, f"overloaded, key {KEY}"), Reply.rate_limited(0),
-                 Reply.tool_calls(("get_weather", {"city": "Paris"})), Reply.text("Sunny."))
+    server.queue(
+        Reply.error(503, f"overloaded, key {KEY}"),
+        Reply.rate_limited(0),
+        Reply.tool_calls(("get_weather", {"city": "Paris"})),
+        Reply.text("Sunny."),
+    )
     assert run_with(driver, server.base_url).output == "Sunny."
     # httpcore's own DEBUG log prints response headers as received: a server echoing the
     # key in a header is beyond what agentkit can scrub, so that one fault is left out here
@@ -242,8 +258,12 @@ def test_api_key_never_in_cli_json_output(server: ScriptedServer) -> None:
     assert failed.returncode == 1
     assert "authentication failed" in failed.stderr
     assert [r.headers["authorization"] for r in server.requests] == [f"Bearer {KEY}"] * 3
-    for output, stream in ((done.stdout, "stdout"), (done.stderr, "stderr"),
-                           (failed.stdout, "stdout"), (failed.stderr, "stderr with --debug")):
+    for output, stream in (
+        (done.stdout, "stdout"),
+        (done.stderr, "stderr"),
+        (failed.stdout, "stdout"),
+        (failed.stderr, "stderr with --debug"),
+    ):
         assert_no_key(output, f"the CLI's {stream}")
 
 
@@ -368,8 +388,9 @@ def test_approval_required_tool_never_runs_unapproved(
     asked.clear()
     _insisting_model(server)
     with within(5.0):
-        result = run_with(driver, server.base_url, tools=(refund,), approve=approve,
-                          max_tool_failures=10)
+        result = run_with(
+            driver, server.base_url, tools=(refund,), approve=approve, max_tool_failures=10
+        )
     assert refunds_made == [], "the gated tool never ran"
     assert result.output == "I could not refund anything."
     assert_wire_transcript(result.messages)
@@ -398,7 +419,12 @@ def test_approved_calls_run_and_only_those(server: ScriptedServer, driver: Drive
     # the gate is a real gate, not a wall: what the approver allows runs, exactly once
     refunds_made.clear()
     _insisting_model(server)
-    result = run_with(driver, server.base_url, tools=(refund,), max_tool_failures=10,
-                      approve=lambda call: call.kwargs == {"order_id": 3})
+    result = run_with(
+        driver,
+        server.base_url,
+        tools=(refund,),
+        max_tool_failures=10,
+        approve=lambda call: call.kwargs == {"order_id": 3},
+    )
     assert refunds_made == [3]
     assert "refunded order 3" in [m["content"] for m in tool_messages(result.messages)]

@@ -79,17 +79,37 @@ _PAGE = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 
 def _fault(rng: random.Random, streamed: bool) -> Reply:
     kind = rng.choice(
-        ["503", "502", "500", "504", "429", "quota", "401", "reset", "fin", "hang", "cut",
-         "html", "not_json", "no_choices"]
+        [
+            "503",
+            "502",
+            "500",
+            "504",
+            "429",
+            "quota",
+            "401",
+            "reset",
+            "fin",
+            "hang",
+            "cut",
+            "html",
+            "not_json",
+            "no_choices",
+        ]
     )
     if kind == "cut":
         answer = Reply.text("a b c d e f g h i j", stream=streamed)
         return answer.with_(cut_after=4 if streamed else 30, rst=rng.random() < 0.5)
     return {
-        "503": Reply.error(503), "502": Reply.error(502), "500": Reply.error(500),
-        "504": Reply.error(504), "429": Reply.rate_limited("0"),
-        "quota": Reply.quota_exceeded(), "401": Reply.invalid_api_key(),
-        "reset": Reply.reset(), "fin": Reply.reset(rst=False), "hang": Reply.hang(),
+        "503": Reply.error(503),
+        "502": Reply.error(502),
+        "500": Reply.error(500),
+        "504": Reply.error(504),
+        "429": Reply.rate_limited("0"),
+        "quota": Reply.quota_exceeded(),
+        "401": Reply.invalid_api_key(),
+        "reset": Reply.reset(),
+        "fin": Reply.reset(rst=False),
+        "hang": Reply.hang(),
         "html": Reply.raw(_PAGE, status=502, content_type="text/html"),
         "not_json": Reply.raw("upstream said no", status=200),
         "no_choices": Reply.raw('{"id": "x", "choices": []}', status=200),
@@ -140,7 +160,11 @@ async def _soak(base_url: str) -> list[Any]:
     # not a fault here, so it may take as long as a run may
     timeout = httpx.Timeout(5.0, connect=2.0, read=0.5, pool=RUN_BOUND)
     client = AsyncChatClient(
-        base_url, KEY, max_retries=2, retry_base_delay=0.01, retry_max_delay=0.05,
+        base_url,
+        KEY,
+        max_retries=2,
+        retry_base_delay=0.01,
+        retry_max_delay=0.05,
         timeout=timeout,
     )
     outcomes: list[Any] = []
@@ -149,6 +173,7 @@ async def _soak(base_url: str) -> list[Any]:
         async def one(index: int) -> Any:
             prompt = f"Question {index}: the weather and the time?"
             if index % 4 == 3:  # a quarter of the runs stream
+
                 async def streamed() -> Any:
                     last = None
                     async for last in agent.stream_async(prompt):  # noqa: B007

@@ -155,8 +155,12 @@ def test_sse_stream_missing_done_and_finish_reason(
     if what == "text":
         chunks = answer_chunks(finish=False)
     else:
-        head = {"index": 0, "id": "call_x", "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": '}}
+        head = {
+            "index": 0,
+            "id": "call_x",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": '},
+        }
         chunks = [chunk({"role": "assistant", "content": ""}), chunk({"tool_calls": [head]})]
     script(server, Reply.sse(chunks, done=False))
     with within(3.0):
@@ -192,8 +196,13 @@ def test_chunk_split_mid_utf8_character(server: ScriptedServer, driver: Driver) 
             "object": "chat.completion",
             "created": 1_700_000_000,
             "model": MODEL,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": ANSWER}}],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": ANSWER},
+                }
+            ],
         }
         body = json.dumps(completion, ensure_ascii=False).encode()
         reply = Reply.raw(body)

@@ -66,8 +66,9 @@ async def raising_forecast_async(city: str) -> str:
     raise ForecastDown(f"no forecast for {city}: upstream returned 503")
 
 
-@pytest.mark.parametrize("forecast", [raising_forecast, raising_forecast_async],
-                         ids=["sync_tool", "async_tool"])
+@pytest.mark.parametrize(
+    "forecast", [raising_forecast, raising_forecast_async], ids=["sync_tool", "async_tool"]
+)
 def test_tool_that_raises(server: ScriptedServer, driver: Driver, forecast: Tool[..., Any]) -> None:
     with within(3.0):
         told = run_tool_round(server, driver, forecast)

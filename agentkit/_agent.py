@@ -1,6 +1,6 @@
 """``Agent``: multi-round function calling, as thin sync and async drivers around the loop core.
 
-The core (:mod:`agentkit.loop`) decides everything: the request, which calls run, what is
+The core (:mod:`agentkit._loop`) decides everything: the request, which calls run, what is
 appended, when the run ends. The drivers here only perform: call the client (plain or
 streamed), run the planned tool calls concurrently (sync tools in a shared bounded thread
 pool, async tools as tasks), apply timeouts, time the calls, call hooks and yield events::
@@ -50,11 +50,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
 
-from .client import AsyncChatClient, ChatClient
-from .errors import APIError, ConfigurationError
-from .events import AgentEvent, RunFinished, StreamDelta, ToolCallStarted, ToolResult
-from .function_tool import Tool, tool
-from .loop import (
+from ._client import AsyncChatClient, ChatClient
+from ._errors import APIError, ConfigurationError
+from ._events import AgentEvent, RunFinished, StreamDelta, ToolCallStarted, ToolResult
+from ._loop import (
     LoopSettings,
     OutputMode,
     PlannedCall,
@@ -64,9 +63,10 @@ from .loop import (
     ToolOutcome,
     completion_deltas,
 )
-from .providers import Provider, resolve_api_key, resolve_provider
-from .result import RunResult
-from .wire import ChatCompletion
+from ._providers import Provider, resolve_api_key, resolve_provider
+from ._result import RunResult
+from ._tool import Tool, tool
+from ._wire import ChatCompletion
 
 __all__ = ["Agent", "AgentOptions", "Approver", "Hooks", "Prompt"]
 
@@ -89,13 +89,13 @@ class Hooks:
     ``stream_async``), never concurrently with each other. In the async drivers a hook may
     return an awaitable, which is awaited. An exception from a hook ends the run (with
     ``.messages``). Tool hooks see only the calls that actually run; every call, run or not,
-    appears as a :class:`~agentkit.events.ToolResult` event.
+    appears as a :class:`~agentkit._events.ToolResult` event.
 
     Attributes:
         before_model_call: ``(turn, request)``; ``request`` is the keyword arguments about to
             be sent (read it; do not change it).
         after_model_call: ``(turn, completion)`` with the whole ``ChatCompletion``.
-        before_tool_call: ``(call)``, a :class:`~agentkit.loop.PlannedCall` about to run.
+        before_tool_call: ``(call)``, a :class:`~agentkit._loop.PlannedCall` about to run.
         after_tool_call: ``(call, result)``; ``result`` is the ``ToolResult`` event (the
             text the model gets, the error if any, the duration).
     """

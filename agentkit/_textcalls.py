@@ -8,7 +8,7 @@ answers a tool call with text in Hermes style::
     </tool_call>
 
 possibly several blocks in a row. :func:`extract_text_tool_calls` turns each well-formed
-block into a :class:`~agentkit.wire.ToolCall` and removes it from the content;
+block into a :class:`~agentkit._wire.ToolCall` and removes it from the content;
 :class:`ToolCallTextFilter` does the same incrementally for a stream, holding back text
 from the moment a ``<tool_call>`` tag may be starting until it is resolved, so no markup
 reaches the caller. Both run the same scanner, so the streamed text and the final content
@@ -33,7 +33,7 @@ import json
 import uuid
 from typing import Any, NoReturn
 
-from .wire import ChatMessage, FunctionCall, ToolCall
+from ._wire import ChatMessage, FunctionCall, ToolCall
 
 __all__ = ["ToolCallTextFilter", "extract_text_tool_calls"]
 

@@ -41,8 +41,8 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 import pydantic_core
 from pydantic import ValidationError
 
-from .errors import ToolArgumentsError, ToolDefinitionError
-from .schema import FunctionSchema, StrictDecoder, function_schema
+from ._errors import ToolArgumentsError, ToolDefinitionError
+from ._schema import FunctionSchema, StrictDecoder, function_schema
 
 __all__ = ["Tool", "tool"]
 
@@ -156,7 +156,7 @@ class Tool(Generic[P, R]):
         parameter. An empty string means no arguments (``{}``): some servers send ``""``
         for tools without parameters.
 
-        Raises :class:`~agentkit.errors.ToolArgumentsError` when the text is not JSON, not
+        Raises :class:`~agentkit._errors.ToolArgumentsError` when the text is not JSON, not
         an object, or does not fit the parameters; its ``str()`` names every bad field,
         what was expected and what was received, for the model to correct itself.
         """
@@ -278,7 +278,7 @@ def tool(
         requires_approval: the agent asks its approval callback before every call.
         timeout: seconds a call may run before the agent reports a timeout to the model.
 
-    Raises :class:`~agentkit.errors.ToolDefinitionError` at decoration time for a bad name,
+    Raises :class:`~agentkit._errors.ToolDefinitionError` at decoration time for a bad name,
     ``*args``/``**kwargs``, or a parameter type that has no JSON Schema.
     """
     options: dict[str, Any] = {

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
-    from .result import RunResult
-    from .wire import Usage
+    from ._result import RunResult
+    from ._wire import Usage
 
 __all__ = [
     "AgentEvent",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InvalidResponseError
+from ._errors import InvalidResponseError
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "SSEDecoder", "ServerSentEvent"]
 
@@ -56,7 +56,7 @@ class SSEDecoder:
     Feeding the same bytes in any split gives the same events. ``max_line_bytes`` bounds
     both one line and the data of one event held while waiting for its end; a stream
     that exceeds it (for example a server sending garbage without line ends) raises
-    :class:`~agentkit.errors.InvalidResponseError` instead of growing without limit.
+    :class:`~agentkit._errors.InvalidResponseError` instead of growing without limit.
     """
 
     __slots__ = (

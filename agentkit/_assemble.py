@@ -18,7 +18,7 @@ Real servers bend the format, and the assembler accepts what they send:
   (llama.cpp sends both); alone, it becomes a tool call with a generated id.
 - With ``parse_text_tool_calls`` on, ``<tool_call>{...}</tool_call>`` written in the
   content (Qwen served without a tool parser) becomes tool calls, and no markup reaches
-  the text deltas (see :mod:`agentkit.textcalls`).
+  the text deltas (see :mod:`agentkit._textcalls`).
 - Usage comes from whichever chunk carries it; with ``stream_options.include_usage`` that
   is a final chunk whose ``choices`` is empty.
 
@@ -26,7 +26,7 @@ When is a stream whole? When ``[DONE]`` arrived (:meth:`StreamAssembler.mark_don
 every choice that appeared carries a finish reason. A finish reason is the model's own
 word that its answer ended, so a stream that has one but lost what follows it (the usage
 chunk, the ``[DONE]`` line) is whole, its ``usage`` then ``None``. Without either,
-:meth:`StreamAssembler.finish` raises :class:`~agentkit.errors.IncompleteStreamError`,
+:meth:`StreamAssembler.finish` raises :class:`~agentkit._errors.IncompleteStreamError`,
 as it does for a stream that brought no chunk at all (llama.cpp's empty 200 answer), no
 choice, or, without a finish reason, a tool call whose arguments are not whole JSON.
 """
@@ -36,10 +36,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import IncompleteStreamError
-from .events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
-from .textcalls import ToolCallTextFilter, _new_call_id
-from .wire import (
+from ._errors import IncompleteStreamError
+from ._events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
+from ._textcalls import ToolCallTextFilter, _new_call_id
+from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatMessage,
@@ -99,7 +99,7 @@ class StreamAssembler:
 
     Feed each parsed chunk to :meth:`feed` and show the deltas it returns; call
     :meth:`mark_done` on ``[DONE]`` (show what it returns, too); then :meth:`finish`
-    gives the ``ChatCompletion`` or raises :class:`~agentkit.errors.IncompleteStreamError`.
+    gives the ``ChatCompletion`` or raises :class:`~agentkit._errors.IncompleteStreamError`.
     The text deltas of a choice, concatenated, equal its final ``content``.
     """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .wire import Usage
+from ._wire import Usage
 
 __all__ = ["RunResult"]
 

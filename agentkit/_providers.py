@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError, RequestValidationError
+from ._errors import ConfigurationError, RequestValidationError
 
 __all__ = [
     "DASHSCOPE_BASE_URL_ENV",
@@ -65,7 +65,7 @@ class Provider:
             tool calls and a null or missing ``content`` is sent with ``content: ""``
             (llama.cpp answers 500 to the null; every server accepts ``""``).
         check_request: called with the whole request body (``extra_body`` merged) before
-            it is sent; raises :class:`~agentkit.errors.RequestValidationError` naming the
+            it is sent; raises :class:`~agentkit._errors.RequestValidationError` naming the
             parameter that breaks a documented rule.
     """
 

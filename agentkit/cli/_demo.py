@@ -20,7 +20,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from .testing import RecordedRequest
+    from ..testing import RecordedRequest
 
 __all__ = ["DEFAULT_QUESTION", "run_demo", "scripted_qwen"]
 
@@ -177,10 +177,10 @@ def run_demo(
     ``paced`` makes the scripted model take a moment per round and stream word by word,
     as a real one does; tests switch it off. Returns the exit code (0).
     """
-    from .agent import Agent, Hooks
-    from .cli._console import Console, play
-    from .cli._loading import builtin_tools
-    from .testing import Reply, ScriptedServer
+    from .._agent import Agent, Hooks
+    from ..testing import Reply, ScriptedServer
+    from ._console import Console, play
+    from ._loading import builtin_tools
 
     question = prompt or DEFAULT_QUESTION
     console = Console(out, err, verbose=verbose)

@@ -1,6 +1,6 @@
 """The agent run as a state machine with no I/O: what to send, what to run, what to append.
 
-A driver (``agent.py``) performs; this core decides. One run goes::
+A driver (``_agent.py``) performs; this core decides. One run goes::
 
     loop = RunLoop(settings, messages)
     while True:
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from .errors import (
+from ._errors import (
     AgentKitError,
     BadRequestError,
     ConfigurationError,
@@ -44,7 +44,7 @@ from .errors import (
     ToolFailureLimitExceeded,
     ToolRetry,
 )
-from .events import (
+from ._events import (
     ModelRoundFinished,
     ReasoningDelta,
     StreamDelta,
@@ -52,14 +52,14 @@ from .events import (
     ToolCallArgumentsDelta,
     ToolResult,
 )
-from .result import RunResult
-from .wire import ChatCompletion, ToolCall, Usage, message_to_dict
+from ._result import RunResult
+from ._wire import ChatCompletion, ToolCall, Usage, message_to_dict
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .context import RunContext
-    from .function_tool import Tool
+    from ._context import RunContext
+    from ._tool import Tool
 
 __all__ = [
     "FINAL_RESULT_TOOL",
@@ -846,7 +846,7 @@ class RunLoop:
         return Finished(result, round_)
 
     def _context(self) -> RunContext[Any]:
-        from .context import RunContext
+        from ._context import RunContext
 
         return RunContext(deps=self.deps, usage=self.usage, messages=self.messages, turn=self.turns)
 

@@ -62,8 +62,8 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, PydanticJsonSchemaWarning
 from pydantic_core import PydanticUndefined, core_schema, to_json
 
-from .context import RunContext
-from .errors import ToolDefinitionError
+from ._context import RunContext
+from ._errors import ToolDefinitionError
 
 __all__ = [
     "NAME_PATTERN",
@@ -525,7 +525,7 @@ def function_schema(
     ``localns`` resolves string annotations that name local classes (a function defined
     inside another one, under ``from __future__ import annotations``).
 
-    Raises :class:`~agentkit.errors.ToolDefinitionError` for anything that cannot become a
+    Raises :class:`~agentkit._errors.ToolDefinitionError` for anything that cannot become a
     tool: a bad name, ``*args``/``**kwargs``, an unresolvable or unsupported annotation.
     """
     underlying = _underlying(function)
@@ -965,7 +965,7 @@ def to_strict_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
       date, duration, email, hostname, ipv4, ipv6 and uuid, patterns with lookaround...
       The tool's validator still enforces dropped constraints and explains a violation.
 
-    Raises :class:`~agentkit.errors.ToolDefinitionError` for what strict mode cannot say:
+    Raises :class:`~agentkit._errors.ToolDefinitionError` for what strict mode cannot say:
     a value of any type (an unannotated parameter, ``Any``, a bare ``dict`` or ``list``) and
     an intersection (``allOf`` of several schemas).
     """

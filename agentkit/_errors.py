@@ -263,7 +263,6 @@ class OutputValidationError(RunError):
     """The final answer did not validate against ``output_type`` after the allowed retries."""
 
 
-
 # --- mapping an HTTP error to an exception ----------------------------------------------
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {

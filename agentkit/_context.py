@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .wire import Usage
+from ._wire import Usage
 
 __all__ = ["RunContext"]
 

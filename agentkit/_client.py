@@ -1,6 +1,6 @@
 """``ChatClient`` and ``AsyncChatClient``: Chat Completions over httpx, with retries.
 
-Both clients share every decision with :mod:`agentkit.protocol` (the request body, the
+Both clients share every decision with :mod:`agentkit._protocol` (the request body, the
 response parser, error mapping, the retry policy, the stream state); this module holds
 only the lines that block (sync) or await (async)::
 
@@ -34,11 +34,11 @@ from typing import Any, Self, cast
 import httpx
 
 from . import __version__
-from .errors import AgentKitError, APIError, ConfigurationError
-from .events import StreamDelta
-from .protocol import ChatProtocol, StreamState
-from .providers import Provider, resolve_api_key, resolve_provider
-from .wire import ChatCompletion, ChatMessage
+from ._errors import AgentKitError, APIError, ConfigurationError
+from ._events import StreamDelta
+from ._protocol import ChatProtocol, StreamState
+from ._providers import Provider, resolve_api_key, resolve_provider
+from ._wire import ChatCompletion, ChatMessage
 
 __all__ = ["AsyncChatClient", "AsyncChatStream", "ChatClient", "ChatStream"]
 
@@ -155,7 +155,7 @@ class ChatClient(_ClientBase):
             ``OPENAI_API_KEY``); DashScope and OpenAI raise ``ConfigurationError`` without
             one, naming the variable; a custom server may go without.
         provider: a preset name (``"dashscope"``, ``"dashscope-intl"``, ``"dashscope-cn"``,
-            ``"openai"``, ``"custom"``) or a :class:`~agentkit.providers.Provider`.
+            ``"openai"``, ``"custom"``) or a :class:`~agentkit._providers.Provider`.
         max_retries: retries of a failed request (rate limits, 5xx, connection errors,
             timeouts); 0 disables them.
         timeout: one timeout for everything (seconds or an ``httpx.Timeout``); overrides
@@ -230,7 +230,7 @@ class ChatClient(_ClientBase):
 
         Raises:
             RequestValidationError: before sending, for a parameter the provider refuses.
-            APIError: a subclass for each failure (see :mod:`agentkit.errors`), after the
+            APIError: a subclass for each failure (see :mod:`agentkit._errors`), after the
                 retries the failure allows.
         """
         protocol = self._protocol
@@ -287,12 +287,12 @@ class ChatClient(_ClientBase):
 class ChatStream:
     """One streamed answer: an iterator of ``StreamDelta`` and a context manager.
 
-    Deltas are :class:`~agentkit.events.TextDelta`,
-    :class:`~agentkit.events.ReasoningDelta` and
-    :class:`~agentkit.events.ToolCallArgumentsDelta`. After the last one,
+    Deltas are :class:`~agentkit._events.TextDelta`,
+    :class:`~agentkit._events.ReasoningDelta` and
+    :class:`~agentkit._events.ToolCallArgumentsDelta`. After the last one,
     :attr:`completion` is the whole ``ChatCompletion`` (as ``create`` would have returned
     it). A stream that ends before it is whole raises
-    :class:`~agentkit.errors.IncompleteStreamError`; it never passes for a whole answer.
+    :class:`~agentkit._errors.IncompleteStreamError`; it never passes for a whole answer.
     """
 
     def __init__(self, client: ChatClient, body: bytes) -> None:

@@ -1,13 +1,13 @@
 """The Chat Completions protocol, shared by the sync and async clients; it does no I/O.
 
-Everything a client decides lives here, so :mod:`agentkit.client` holds only the lines
+Everything a client decides lives here, so :mod:`agentkit._client` holds only the lines
 that block or await:
 
 - :meth:`ChatProtocol.build_body`: model, messages and parameters to one JSON body
   (unknown parameters refused, ``None`` omitted, ``extra_body`` merged, outgoing assistant
   messages made acceptable to every server, the provider's rules checked);
 - :meth:`ChatProtocol.parse_completion`: a response to a ``ChatCompletion`` or a typed
-  error (:func:`~agentkit.errors.error_from_response`);
+  error (:func:`~agentkit._errors.error_from_response`);
 - :meth:`ChatProtocol.transport_error`: an httpx exception to an agentkit one;
 - :meth:`ChatProtocol.retry_delay`: whether to retry, and after how long
   (:func:`should_retry`, :func:`retry_delay`);
@@ -33,8 +33,8 @@ from typing import Any, NoReturn, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from .assemble import StreamAssembler
-from .errors import (
+from ._assemble import StreamAssembler
+from ._errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -44,11 +44,11 @@ from .errors import (
     RequestValidationError,
     error_from_response,
 )
-from .events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
-from .providers import Provider
-from .sse import ServerSentEvent, SSEDecoder
-from .textcalls import _new_call_id, extract_text_tool_calls
-from .wire import (
+from ._events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
+from ._providers import Provider
+from ._sse import ServerSentEvent, SSEDecoder
+from ._textcalls import _new_call_id, extract_text_tool_calls
+from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatMessage,
@@ -68,7 +68,7 @@ __all__ = [
     "should_retry",
 ]
 
-_logger = logging.getLogger("agentkit.client")
+_logger = logging.getLogger("agentkit._client")
 _E = TypeVar("_E", bound=BaseException)
 
 WIRE_PARAMS = frozenset(
@@ -374,9 +374,7 @@ class ChatProtocol:
             value = getattr(error, attribute, None)
             if isinstance(value, str) and secret in value:
                 setattr(error, attribute, value.replace(secret, "***"))
-        error.args = tuple(
-            self.scrub(arg) if isinstance(arg, str) else arg for arg in error.args
-        )
+        error.args = tuple(self.scrub(arg) if isinstance(arg, str) else arg for arg in error.args)
         for linked in (error.__cause__, error.__context__):
             if linked is not None and secret in f"{linked!s}{linked!r}{linked.args!r}":
                 error.__cause__ = None
@@ -500,7 +498,7 @@ class ChatProtocol:
         """Seconds to wait before sending again, or ``None`` when ``error`` is final.
 
         ``attempt`` counts the retries already made. Logs the decision on the
-        ``agentkit.client`` logger (method, URL, status, attempt, delay; never headers).
+        ``agentkit._client`` logger (method, URL, status, attempt, delay; never headers).
         """
         if attempt >= self.max_retries or not should_retry(error):
             if attempt and isinstance(error, APIError):
@@ -676,7 +674,7 @@ class StreamState:
 
         Returns ``0.0`` without a retry when a cut stream turns out to be whole (its
         finish reason arrived, only ``[DONE]`` was lost). A transport failure after the
-        stream started is an :class:`~agentkit.errors.IncompleteStreamError` keeping
+        stream started is an :class:`~agentkit._errors.IncompleteStreamError` keeping
         the partial answer. Anything not an httpx or agentkit error is re-raised as is.
         """
         if isinstance(exc, httpx.HTTPError):
