@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import assert_resendable
 
 from agentkit import (
     Agent,
@@ -31,12 +32,6 @@ KEY = "sk-agent-test-secret-0123456789"
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
-
-
-@pytest.fixture
 def client(server: ScriptedServer) -> Iterator[ChatClient]:
     with fast_client(server) as made:
         yield made
@@ -45,15 +40,6 @@ def client(server: ScriptedServer) -> Iterator[ChatClient]:
 def fast_client(server: ScriptedServer, **options: Any) -> ChatClient:
     """A client whose retries do not wait long (the scripted faults come back at once)."""
     return ChatClient(server.base_url, KEY, retry_base_delay=0.01, retry_max_delay=0.05, **options)
-
-
-def assert_resendable(messages: list[dict[str, Any]]) -> None:
-    for position, message in enumerate(messages):
-        json.dumps(message)
-        if message["role"] == "assistant" and message.get("tool_calls"):
-            ids = [call["id"] for call in message["tool_calls"]]
-            following = messages[position + 1 : position + 1 + len(ids)]
-            assert [m.get("tool_call_id") for m in following] == ids
 
 
 class Timeline:

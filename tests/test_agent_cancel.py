@@ -6,10 +6,10 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _helpers import assert_resendable, wait_until, wait_until_async
 
 from agentkit import Agent, ChatClient, tool
 from agentkit._agent import Hooks
@@ -18,34 +18,6 @@ from agentkit._loop import PlannedCall
 from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-cancel-test"
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
-async def wait_until_async(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
-def assert_resendable(messages: list[dict[str, Any]]) -> None:
-    for position, message in enumerate(messages):
-        if message["role"] == "assistant" and message.get("tool_calls"):
-            ids = [call["id"] for call in message["tool_calls"]]
-            following = messages[position + 1 : position + 1 + len(ids)]
-            assert [m.get("tool_call_id") for m in following] == ids
 
 
 @tool

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _helpers import assert_resendable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,24 +32,9 @@ KEY = "sk-failures-test"
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
-
-
-@pytest.fixture
 def client(server: ScriptedServer) -> Iterator[ChatClient]:
     with ChatClient(server.base_url, KEY, retry_base_delay=0.01) as made:
         yield made
-
-
-def assert_resendable(messages: list[dict[str, Any]]) -> None:
-    for position, message in enumerate(messages):
-        json.dumps(message)
-        if message["role"] == "assistant" and message.get("tool_calls"):
-            ids = [call["id"] for call in message["tool_calls"]]
-            following = messages[position + 1 : position + 1 + len(ids)]
-            assert [m.get("tool_call_id") for m in following] == ids
 
 
 def tool_messages(request: RecordedRequest) -> list[str]:

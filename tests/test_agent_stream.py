@@ -7,9 +7,9 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from _helpers import wait_until, wait_until_async
 
 from agentkit import PROVIDERS, Agent, ChatClient, IncompleteStreamError, tool
 from agentkit._events import (
@@ -38,12 +38,6 @@ def get_weather(city: str) -> str:
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     ran.clear()
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
 
 
 @pytest.fixture
@@ -285,20 +279,6 @@ def test_closing_stream_async_early_closes_the_response(server: ScriptedServer) 
             await wait_until_async(lambda: server.open_connections == 0)
 
     asyncio.run(main())
-
-
-def wait_until(condition: Any, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
-async def wait_until_async(condition: Any, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def test_run_streams_when_qwen_thinking_requires_it(server: ScriptedServer) -> None:

@@ -7,9 +7,9 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
+from _helpers import wait_until
 
 from agentkit import Agent, ChatClient, tool
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
@@ -17,19 +17,6 @@ from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 KEY = "sk-threads-test"
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def tool_messages(request: RecordedRequest) -> list[str]:

@@ -191,13 +191,6 @@ def test_two_tools_with_one_name_are_refused(
 SECRET = "sk-test-0123456789abcdef-SECRET"
 
 
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
-        assert not scripted.errors
-
-
 def last_tool_result(request: RecordedRequest) -> str:
     message = request.messages[-1]
     assert message["role"] == "tool"

@@ -38,12 +38,6 @@ TOOLS = [
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
-
-
-@pytest.fixture
 def client(server: ScriptedServer) -> Iterator[ChatClient]:
     with ChatClient(server.base_url, KEY) as chat:
         yield chat

@@ -35,12 +35,6 @@ KEY = "sk-leak-canary-7f3a9c2e51"
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
-
-
-@pytest.fixture
 def client(server: ScriptedServer) -> Iterator[ChatClient]:
     with ChatClient(server.base_url, KEY, max_retries=0) as chat:
         yield chat

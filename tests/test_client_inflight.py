@@ -4,7 +4,6 @@ stream, given back on every path (done, broken off, cancelled, failed)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,12 +15,6 @@ from agentkit.testing import Reply, ScriptedServer
 KEY = "sk-inflight-test"
 USER = [{"role": "user", "content": "Hi"}]
 ONE = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
 
 
 async def answer(client: AsyncChatClient) -> str | None:

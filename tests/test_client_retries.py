@@ -7,7 +7,6 @@ import email.utils
 import itertools
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -36,12 +35,6 @@ from agentkit.testing import Reply, ScriptedServer
 USER = [{"role": "user", "content": "Hi"}]
 FAST = 0.001  # backoff base for tests that do not time the backoff
 SLOW = 30.0  # backoff base that would time a test out if Retry-After were ignored
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
 
 
 def _client(server: ScriptedServer, **options: float) -> ChatClient:

@@ -40,12 +40,6 @@ def shared_server() -> Iterator[ScriptedServer]:
         yield scripted
 
 
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
-
-
 def _stream(
     server: ScriptedServer, reply: Reply, **options: Any
 ) -> tuple[list[StreamDelta], ChatCompletion]:

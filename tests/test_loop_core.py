@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from _helpers import assert_resendable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -72,20 +73,6 @@ def completion(
             },
         }
     )
-
-
-def assert_resendable(messages: list[dict[str, Any]]) -> None:
-    """Every assistant turn with tool calls is followed by one tool message per call id."""
-    for position, message in enumerate(messages):
-        json.dumps(message)  # plain JSON-ready data
-        if message["role"] == "assistant" and message.get("tool_calls"):
-            ids = [call["id"] for call in message["tool_calls"]]
-            following = messages[position + 1 : position + 1 + len(ids)]
-            assert [m["role"] for m in following] == ["tool"] * len(ids), messages
-            assert [m["tool_call_id"] for m in following] == ids
-            for m, call in zip(following, message["tool_calls"], strict=True):
-                assert m["name"] == call["function"]["name"]
-                assert isinstance(m["content"], str)
 
 
 seen: list[dict[str, Any]] = []

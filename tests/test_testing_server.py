@@ -32,12 +32,6 @@ USER = [{"role": "user", "content": "What time is it?"}]
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
-
-
-@pytest.fixture
 def client(server: ScriptedServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=10) as c:
         yield c
@@ -438,6 +432,7 @@ def test_replay_json_byte_for_byte(server: ScriptedServer, client: httpx.Client)
 # --- routing, the script, recording ----------------------------------------------------
 
 
+@pytest.mark.script_errors
 def test_script_ran_out_is_a_readable_500(server: ScriptedServer, client: httpx.Client) -> None:
     response = post(client)
     assert response.status_code == 500
@@ -455,6 +450,7 @@ def test_queue_first_then_handler(server: ScriptedServer, client: httpx.Client) 
     assert not server.errors
 
 
+@pytest.mark.script_errors
 def test_handler_errors_become_500(server: ScriptedServer, client: httpx.Client) -> None:
     def broken(request: RecordedRequest) -> Reply:
         raise KeyError("oops")
@@ -468,6 +464,7 @@ def test_handler_errors_become_500(server: ScriptedServer, client: httpx.Client)
     assert len(server.errors) == 2
 
 
+@pytest.mark.script_errors
 def test_a_reply_that_cannot_be_rendered_is_reported(
     server: ScriptedServer, client: httpx.Client
 ) -> None:

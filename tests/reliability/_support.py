@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -17,6 +16,7 @@ from typing import Any, Literal
 
 import httpx
 import pytest
+from _helpers import assert_resendable
 
 from agentkit import (
     Agent,
@@ -205,64 +205,13 @@ def refused_url() -> str:
 
 # --- what a transcript must be ------------------------------------------------------------
 
-_ROLES = {"system", "user", "assistant", "tool"}
-
-
-def assert_wire_transcript(messages: Any) -> None:
-    """``messages`` is a valid Chat Completions transcript that can be sent again.
-
-    Plain JSON data; known roles; every assistant turn with ``tool_calls`` is followed by
-    exactly one ``role: tool`` message per call id, in call order, naming the tool; no tool
-    message without its assistant turn; no assistant content that is null next to tool
-    calls (llama.cpp answers 500 to that).
-    """
-    assert isinstance(messages, list) and messages, f"not a transcript: {messages!r}"
-    json.loads(json.dumps(messages))  # plain, JSON-ready data
-    position = 0
-    while position < len(messages):
-        message = messages[position]
-        assert isinstance(message, dict), message
-        role = message.get("role")
-        assert role in _ROLES, f"message {position} has role {role!r}"
-        assert role != "tool", f"message {position} is a tool message with no assistant turn"
-        if role == "system":
-            assert position == 0, "a system message only comes first"
-        content = message.get("content")
-        assert content is None or isinstance(content, str | list), message
-        calls = message.get("tool_calls") if role == "assistant" else None
-        position += 1
-        if not calls:
-            assert role == "assistant" or isinstance(content, str | list), message
-            continue
-        assert isinstance(content, str), f"assistant content next to tool calls: {content!r}"
-        ids = []
-        for call in calls:
-            assert call.get("type") == "function", call
-            assert isinstance(call.get("id"), str) and call["id"], call
-            function = call.get("function")
-            assert isinstance(function, dict), call
-            assert isinstance(function.get("name"), str), call
-            assert isinstance(function.get("arguments"), str), call
-            ids.append(call["id"])
-        assert len(set(ids)) == len(ids), f"duplicate call ids {ids}"
-        answers = messages[position : position + len(ids)]
-        assert [m.get("role") for m in answers] == ["tool"] * len(ids), (
-            f"assistant turn {position - 1} has {len(ids)} calls but is followed by "
-            f"{[m.get('role') for m in answers]}"
-        )
-        for answer, call in zip(answers, calls, strict=True):
-            assert answer["tool_call_id"] == call["id"]
-            assert answer.get("name") == call["function"]["name"]
-            assert isinstance(answer.get("content"), str)
-        position += len(ids)
-
 
 def assert_carries_transcript(error: BaseException, *, prompt: str = PROMPT) -> list[Any]:
     """The error escaped a run with the transcript so far: instructions, the prompt,
     everything after it, in resendable wire format. Returns the transcript."""
     messages = getattr(error, "messages", None)
     assert messages is not None, f"{type(error).__name__} carries no transcript"
-    assert_wire_transcript(messages)
+    assert_resendable(messages)
     assert messages[0] == {"role": "system", "content": INSTRUCTIONS}
     assert {"role": "user", "content": prompt} in messages
     return list(messages)

@@ -6,16 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentkit.testing import ScriptedServer
-
 from ._support import DRIVERS, Driver, weather_calls
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    """A scripted OpenAI-compatible server on loopback, stopped after the test."""
-    with ScriptedServer() as scripted:
-        yield scripted
 
 
 @pytest.fixture(params=DRIVERS)

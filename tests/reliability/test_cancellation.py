@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import assert_resendable, wait_until_async
 
 from agentkit import Agent, tool
 from agentkit._events import TextDelta
@@ -25,21 +26,12 @@ from agentkit.testing import Reply, ScriptedServer
 
 from ._support import (
     PROMPT,
-    assert_wire_transcript,
     async_agent,
     tool_messages,
 )
 
 REPO = Path(__file__).resolve().parents[2]
 STORY = " ".join(f"word{n}" for n in range(60))  # 60 events, 0.1 s apart: six seconds
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` on the event loop (the scripted server runs in its own thread)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.01)
 
 
 async def cancel_and_time(task: asyncio.Task[Any]) -> tuple[BaseException, float]:
@@ -90,12 +82,12 @@ def test_cancel_run_async_while_the_answer_arrives(server: ScriptedServer) -> No
 
     async def scenario(agent: Agent[Any]) -> None:
         task = asyncio.create_task(agent.run_async(PROMPT))
-        await wait_until(lambda: server.request_count == 1 and server.open_connections == 1)
+        await wait_until_async(lambda: server.request_count == 1 and server.open_connections == 1)
         await asyncio.sleep(0.3)  # some of the body has arrived
         error, took = await cancel_and_time(task)
         assert took < 1.0, f"stopped {took:.2f} s after the cancel"
-        assert_wire_transcript(error.messages)  # type: ignore[attr-defined]
-        await wait_until(lambda: server.open_connections == 0, 3.0)  # the socket was closed
+        assert_resendable(error.messages)  # type: ignore[attr-defined]
+        await wait_until_async(lambda: server.open_connections == 0, 3.0)  # the socket was closed
         await next_run_succeeds(agent, server)
 
     run_cancellation(server, scenario)
@@ -119,9 +111,9 @@ def test_cancel_stream_async_mid_stream(server: ScriptedServer) -> None:
         assert took < 1.0, f"stopped {took:.2f} s after the cancel"
         assert 0 < len(seen) < 20, "cancelled mid-stream, not at its end"
         messages = error.messages  # type: ignore[attr-defined]
-        assert_wire_transcript(messages)
+        assert_resendable(messages)
         assert "word0" not in str(messages), "the half answer is not in the transcript"
-        await wait_until(lambda: server.open_connections == 0, 3.0)
+        await wait_until_async(lambda: server.open_connections == 0, 3.0)
         await next_run_succeeds(agent, server)
 
     run_cancellation(server, scenario)
@@ -170,13 +162,13 @@ def test_cancel_run_async_mid_tool(server: ScriptedServer, forecast: Any) -> Non
 
     async def scenario(agent: Agent[Any]) -> None:
         task = asyncio.create_task(agent.run_async(PROMPT))
-        await wait_until(_tool_started.is_set)
+        await wait_until_async(_tool_started.is_set)
         error, took = await cancel_and_time(task)
         assert took < 1.0, f"stopped {took:.2f} s after the cancel"
         if forecast is slow_forecast_async:
             assert _tool_cancelled.is_set(), "the tool task was cancelled, not abandoned"
         messages = error.messages  # type: ignore[attr-defined]
-        assert_wire_transcript(messages)  # one tool message per call, "cancelled"
+        assert_resendable(messages)  # one tool message per call, "cancelled"
         told = tool_messages(messages)
         assert [m["tool_call_id"] for m in told] == ["call_1_0", "call_1_1"]
         assert all("cancelled" in m["content"] for m in told)

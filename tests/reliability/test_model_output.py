@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+from _helpers import assert_resendable
 
 from agentkit import MaxTurnsExceeded, RepeatedToolCallError, ToolCallLimitExceeded
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer, always
@@ -20,7 +21,6 @@ from agentkit.testing import RecordedRequest, Reply, ScriptedServer, always
 from ._support import (
     Driver,
     assert_carries_transcript,
-    assert_wire_transcript,
     run_expecting,
     run_with,
     tool_messages,
@@ -43,7 +43,7 @@ def fed_back(
     with within(5.0):
         result = run_with(driver, server.base_url, **options)
     assert result.output == ANSWER
-    assert_wire_transcript(result.messages)
+    assert_resendable(result.messages)
     assert server.request_count == 2
     told = server.requests[1].messages[-1]
     assert told["role"] == "tool" and told["tool_call_id"] == "call_1_0"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import assert_resendable
 
 import agentkit
 from agentkit import (
@@ -40,7 +41,6 @@ from ._support import (
     KEY,
     MODEL,
     Driver,
-    assert_wire_transcript,
     client_options,
     refused_url,
     run_with,
@@ -393,7 +393,7 @@ def test_approval_required_tool_never_runs_unapproved(
         )
     assert refunds_made == [], "the gated tool never ran"
     assert result.output == "I could not refund anything."
-    assert_wire_transcript(result.messages)
+    assert_resendable(result.messages)
     told = [m["content"] for m in tool_messages(result.messages)]
     assert len(told) == 7 and all("refused" in text or "Not run" in text for text in told)
     if approve is not None:
@@ -412,7 +412,7 @@ def test_approval_gate_stops_a_model_that_insists_forever(
     assert refunds_made == []
     assert caught.value.tool_name == "refund"
     assert server.request_count == 3, "three refused rounds (max_tool_failures) end the run"
-    assert_wire_transcript(caught.value.messages)
+    assert_resendable(caught.value.messages)
 
 
 def test_approved_calls_run_and_only_those(server: ScriptedServer, driver: Driver) -> None:

@@ -21,11 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
+from _helpers import assert_resendable
 
 from agentkit import Agent, AgentKitError, AsyncChatClient, RunResult, tool
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
-from ._support import INSTRUCTIONS, KEY, MODEL, assert_wire_transcript, get_weather
+from ._support import INSTRUCTIONS, KEY, MODEL, get_weather
 
 RUNS = int(os.environ.get("AGENTKIT_SOAK_RUNS", "200"))
 SEED = int(os.environ.get("AGENTKIT_SOAK_SEED", "7"))
@@ -223,10 +224,10 @@ def test_soak_concurrent_runs_with_random_faults() -> None:
     assert requests > 2 * RUNS, f"{requests} requests for {RUNS} runs"
     for result in results:
         assert result.output == "All done, thank you."
-        assert_wire_transcript(result.messages)
+        assert_resendable(result.messages)
     for error in errors:
         assert error.messages is not None, f"{type(error).__name__} carries no transcript"
-        assert_wire_transcript(error.messages)
+        assert_resendable(error.messages)
     assert took < 60, f"the soak took {took:.1f} s"
 
     assert _settle(lambda: threading.active_count() <= threads_before), (

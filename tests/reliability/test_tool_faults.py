@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _helpers import assert_resendable
 
 from agentkit import Tool, tool
 from agentkit.testing import Reply, ScriptedServer
 
-from ._support import Driver, assert_wire_transcript, run_with, tool_messages, within
+from ._support import Driver, run_with, tool_messages, within
 
 ANSWER = "The forecast service is down."
 
@@ -33,7 +34,7 @@ def run_tool_round(
     )
     result = run_with(driver, server.base_url, tools=(forecast, echo), **options)
     assert result.output == ANSWER
-    assert_wire_transcript(result.messages)
+    assert_resendable(result.messages)
     told = tool_messages(server.requests[1].messages)
     assert [m["name"] for m in told] == ["forecast", "echo"]
     assert told[1]["content"] == "still here", "a failing call does not spoil its neighbour"

@@ -1,0 +1,30 @@
+"""Fixtures every test file shares. Helpers that are plain functions live in ``_helpers``.
+
+``server`` is a scripted OpenAI-compatible server on a real loopback socket. It fails the
+test at teardown when the script itself went wrong (a request after the script ran out, a
+reply function that raised): such a test may pass for the wrong reason. A test that
+provokes script errors on purpose marks itself ``@pytest.mark.script_errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from agentkit.testing import ScriptedServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "script_errors: the test provokes scripted-server errors on purpose"
+    )
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[ScriptedServer]:
+    """A scripted OpenAI-compatible server on loopback, stopped after the test."""
+    with ScriptedServer() as scripted:
+        yield scripted
+        if request.node.get_closest_marker("script_errors") is None:
+            assert not scripted.errors, f"the scripted server reported: {scripted.errors}"
