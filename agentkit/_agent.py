@@ -65,6 +65,7 @@ from ._loop import (
 )
 from ._providers import Provider, resolve_api_key, resolve_provider
 from ._result import RunResult
+from ._sources import ToolSource
 from ._tool import Tool, tool
 from ._wire import ChatCompletion
 
@@ -143,7 +144,9 @@ class Agent(Generic[OutputT]):
 
     Args:
         model: the model name (``"qwen-plus"``, ``"gpt-4o-mini"``...).
-        tools: ``Tool`` objects (or plain functions, wrapped with ``@tool``).
+        tools: ``Tool`` objects (or plain functions, wrapped with ``@tool``), and tool
+            sources such as an MCP server (``agentkit.mcp.MCPStdio``), asked for their tools
+            at the start of each run.
         instructions: the system message, sent first (not added again when a transcript
             passed to ``run`` already starts with a system message).
         output_type: a pydantic model; ``RunResult.output`` is then a validated instance.
@@ -184,7 +187,7 @@ class Agent(Generic[OutputT]):
     def __init__(
         self: Agent[str],
         model: str,
-        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        tools: Iterable[Tool[..., Any] | Callable[..., Any] | ToolSource] = (),
         instructions: str | None = None,
         *,
         output_type: None = None,
@@ -195,7 +198,7 @@ class Agent(Generic[OutputT]):
     def __init__(
         self: Agent[OutputT],
         model: str,
-        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        tools: Iterable[Tool[..., Any] | Callable[..., Any] | ToolSource] = (),
         instructions: str | None = None,
         *,
         output_type: type[OutputT],
@@ -205,7 +208,7 @@ class Agent(Generic[OutputT]):
     def __init__(
         self,
         model: str,
-        tools: Iterable[Tool[..., Any] | Callable[..., Any]] = (),
+        tools: Iterable[Tool[..., Any] | Callable[..., Any] | ToolSource] = (),
         instructions: str | None = None,
         *,
         output_type: type[Any] | None = None,
@@ -244,7 +247,7 @@ class Agent(Generic[OutputT]):
             isinstance(output_type, type) and hasattr(output_type, "model_validate_json")
         ):
             raise ConfigurationError("output_type must be a pydantic model class")
-        if isinstance(tools, Tool) or callable(tools):
+        if isinstance(tools, Tool | ToolSource) or callable(tools):
             raise ConfigurationError("tools must be a list of tools, e.g. tools=[get_weather]")
         if client is not None and not isinstance(client, ChatClient | AsyncChatClient):
             raise ConfigurationError("client must be a ChatClient or an AsyncChatClient")
@@ -286,12 +289,14 @@ class Agent(Generic[OutputT]):
         self.model = model
         self.instructions = instructions
         self.output_type = output_type
+        items = list(tools)
+        self._sources = [item for item in items if isinstance(item, ToolSource)]
         self.tools: list[Tool[..., Any]] = [
-            item if isinstance(item, Tool) else tool(item) for item in tools
+            item if isinstance(item, Tool) else tool(item)
+            for item in items
+            if not isinstance(item, ToolSource)
         ]
-        self._settings = LoopSettings(
-            model,
-            self.tools,
+        self._settings_options: dict[str, Any] = dict(
             params=wire,
             max_turns=max_turns,
             max_tool_calls=max_tool_calls,
@@ -304,6 +309,9 @@ class Agent(Generic[OutputT]):
             on_truncated=on_truncated,
             tool_timeout=tool_timeout,
         )
+        self._settings = LoopSettings(model, self.tools, **self._settings_options)
+        # the sources' tool lists of the last run and the settings derived from them
+        self._sourced: tuple[list[Sequence[Tool[..., Any]]], LoopSettings] | None = None
         self._hooks = hooks or Hooks()
         self._approve = approve
         self._parallel_limit = parallel_tool_calls_limit
@@ -334,7 +342,7 @@ class Agent(Generic[OutputT]):
         plus a new user message). ``context`` is handed to tools as ``RunContext.deps``;
         ``max_turns`` overrides the agent's for this run.
         """
-        loop = self._new_loop(prompt, context, max_turns)
+        loop = self._new_loop(prompt, context, max_turns, self._source_tools())
         result: RunResult[Any] | None = None
         events = self._drive(loop, stream=False)
         try:
@@ -359,13 +367,14 @@ class Agent(Generic[OutputT]):
         are sent unstreamed and their text arrives as one delta. Stopping the iteration
         early (``break``, ``close()``) closes the response stream.
         """
-        return self._drive(self._new_loop(prompt, context, max_turns), stream=True)
+        loop = self._new_loop(prompt, context, max_turns, self._source_tools())
+        return self._drive(loop, stream=True)
 
     async def run_async(
         self, prompt: Prompt, *, context: Any = None, max_turns: int | None = None
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`run`: async tools run as tasks, sync tools in threads."""
-        loop = self._new_loop(prompt, context, max_turns)
+        loop = self._new_loop(prompt, context, max_turns, await self._source_tools_async())
         result: RunResult[Any] | None = None
         try:
             async with contextlib.aclosing(self._drive_async(loop, stream=False)) as events:
@@ -383,16 +392,32 @@ class Agent(Generic[OutputT]):
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`stream`. To stop early, close it:
         ``async with contextlib.aclosing(agent.stream_async(...)) as events: ...``."""
+        if self._sources:
+            return self._stream_with_sources(prompt, context, max_turns)
         return self._drive_async(self._new_loop(prompt, context, max_turns), stream=True)
+
+    async def _stream_with_sources(
+        self, prompt: Prompt, context: Any, max_turns: int | None
+    ) -> AsyncGenerator[AgentEvent, None]:
+        loop = self._new_loop(prompt, context, max_turns, await self._source_tools_async())
+        async with contextlib.aclosing(self._drive_async(loop, stream=True)) as events:
+            async for event in events:
+                yield event
 
     # -- resources ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection pool and the tool threads this agent made (idempotent).
+        """Close the connection pool and the tool threads this agent made, and its tool
+        sources (idempotent).
 
         A client passed in is left open. An async client can only be closed from its event
         loop: use ``await agent.aclose()`` (or ``async with agent``) in async code.
         """
+        self._close_own()
+        for source in self._sources:
+            source.close()
+
+    def _close_own(self) -> None:
         with self._lock:
             client = self._sync_client if self._given_client is None else None
             self._sync_client = None if self._given_client is None else self._sync_client
@@ -411,9 +436,13 @@ class Agent(Generic[OutputT]):
                 self._async_loop = None
         if closer is not None:
             await closer.aclose()  # closes the async client
-        self.close()
+        self._close_own()
+        for source in self._sources:
+            await source.aclose()
 
     def __enter__(self) -> Agent[OutputT]:
+        for source in self._sources:
+            source.open()
         return self
 
     def __exit__(
@@ -425,6 +454,8 @@ class Agent(Generic[OutputT]):
         self.close()
 
     async def __aenter__(self) -> Agent[OutputT]:
+        for source in self._sources:
+            await source.aopen()
         return self
 
     async def __aexit__(
@@ -437,14 +468,47 @@ class Agent(Generic[OutputT]):
 
     # -- setup --------------------------------------------------------------------------
 
-    def _new_loop(self, prompt: Prompt, context: Any, max_turns: int | None) -> RunLoop:
+    def _new_loop(
+        self,
+        prompt: Prompt,
+        context: Any,
+        max_turns: int | None,
+        found: list[Sequence[Tool[..., Any]]] | None = None,
+    ) -> RunLoop:
         return RunLoop(
-            self._settings,
+            self._settings_with(found) if found else self._settings,
             self._messages_for(prompt),
             deps=context,
             max_turns=max_turns,
             tools_with_stream=self._tools_with_stream,
         )
+
+    def _source_tools(self) -> list[Sequence[Tool[..., Any]]]:
+        return [source.tools() for source in self._sources]
+
+    async def _source_tools_async(self) -> list[Sequence[Tool[..., Any]]]:
+        return [await source.tools_async() for source in self._sources]
+
+    def _settings_with(self, found: list[Sequence[Tool[..., Any]]]) -> LoopSettings:
+        """The settings for this run's tools: the agent's own and its sources'. Derived
+        again only when a source returned a different tool list than last time."""
+        cached = self._sourced
+        if cached is not None and all(a is b for a, b in zip(cached[0], found, strict=True)):
+            return cached[1]
+        owners: dict[str, object] = {t.name: "a @tool" for t in self.tools}
+        merged = list(self.tools)
+        for source, tools in zip(self._sources, found, strict=True):
+            for item in tools:
+                owner = owners.setdefault(item.name, source)
+                if owner is not source:
+                    raise ConfigurationError(
+                        f"two tools are named {item.name!r}: one from {source!r} and one from "
+                        f"{owner!s}; give the source a prefix (e.g. prefix='crm') or rename one"
+                    )
+                merged.append(item)
+        settings = LoopSettings(self.model, merged, **self._settings_options)
+        self._sourced = (found, settings)
+        return settings
 
     def _messages_for(self, prompt: Prompt) -> list[dict[str, Any]]:
         if isinstance(prompt, str):
