@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "PlannedCall": "_loop",
     "RunResult": "_result",
     "Usage": "_wire",
+    "ModelPrice": "_pricing",
 }
 
 # Written out (not computed from _EXPORTS) so type checkers see what is exported.
@@ -77,6 +78,7 @@ __all__ = [
     "IncompleteStreamError",
     "InvalidResponseError",
     "MaxTurnsExceeded",
+    "ModelPrice",
     "NotFoundError",
     "OutputTruncatedError",
     "OutputValidationError",
@@ -135,6 +137,7 @@ if TYPE_CHECKING:
         ToolRetry,
     )
     from ._loop import PlannedCall
+    from ._pricing import ModelPrice
     from ._providers import PROVIDERS, Provider
     from ._result import RunResult
     from ._tool import Tool, tool

@@ -398,16 +398,14 @@ class RunLoop:
 
     __slots__ = (
         "_calls_made",
-        "_completion_tokens",
         "_failures",
         "_limit_told",
         "_max_turns",
         "_output_retries",
         "_pending",
-        "_prompt_tokens",
         "_state",
         "_streaks",
-        "_total_tokens",
+        "_usage",
         "deps",
         "messages",
         "settings",
@@ -434,9 +432,7 @@ class RunLoop:
         self._max_turns = settings.max_turns if max_turns is None else max_turns
         self._state: _State = "request"
         self._pending: list[PlannedCall] = []
-        self._prompt_tokens = 0
-        self._completion_tokens = 0
-        self._total_tokens = 0
+        self._usage = Usage()
         self._calls_made = 0
         self._limit_told = False
         self._output_retries = 0
@@ -450,11 +446,7 @@ class RunLoop:
     @property
     def usage(self) -> Usage:
         """Tokens used by the run's model calls so far."""
-        return Usage(
-            prompt_tokens=self._prompt_tokens,
-            completion_tokens=self._completion_tokens,
-            total_tokens=self._total_tokens,
-        )
+        return self._usage
 
     @property
     def pending(self) -> list[PlannedCall]:
@@ -530,9 +522,7 @@ class RunLoop:
         message = choice.message
         usage = completion.usage
         if usage is not None:
-            self._prompt_tokens += usage.prompt_tokens
-            self._completion_tokens += usage.completion_tokens
-            self._total_tokens += usage.total_tokens
+            self._usage = self._usage + usage
         assistant = message_to_dict(message)
         round_ = ModelRoundFinished(
             turn=self.turns,

@@ -34,6 +34,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from ._assemble import StreamAssembler
+from ._cache import mark_cache_prefix
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -269,7 +270,9 @@ class ChatProtocol:
         ``None`` parameters are left out; ``stream`` is set (a contradicting ``stream``
         parameter is refused); a streamed request asks for the usage chunk unless
         ``stream_options`` was given, a non-streamed one drops ``stream_options``;
-        ``extra_body`` is merged last; then the provider's rules are checked.
+        ``extra_body`` is merged last; with the provider's context cache on, the stable
+        prefix gets ``cache_control`` markers (:mod:`agentkit._cache`); then the provider's
+        rules are checked.
 
         Raises:
             RequestValidationError: naming the parameter that is unknown, malformed or
@@ -311,6 +314,11 @@ class ChatProtocol:
             body.pop("stream_options", None)  # servers refuse it without a stream
         if extra_body:
             body.update(extra_body)
+        provider = self.provider
+        if provider.context_cache and provider.context_cache_min_tokens is not None:
+            body["messages"] = mark_cache_prefix(
+                body["messages"], body.get("tools"), min_tokens=provider.context_cache_min_tokens
+            )
         if self.provider.check_request is not None:
             self.provider.check_request(body)
         try:

@@ -10,14 +10,21 @@ Presets (:data:`PROVIDERS`):
   ``https://dashscope-intl.aliyuncs.com/compatible-mode/v1``, key in ``DASHSCOPE_API_KEY``;
 - ``dashscope-cn`` / ``dashscope-beijing``: DashScope Beijing,
   ``https://dashscope.aliyuncs.com/compatible-mode/v1``, key in ``DASHSCOPE_API_KEY``;
+- ``dashscope-us``: DashScope US (Virginia), ``https://dashscope-us.aliyuncs.com/...``;
+- ``dashscope-hongkong``: DashScope Hong Kong,
+  ``https://cn-hongkong.dashscope.aliyuncs.com/compatible-mode/v1``;
 - ``openai``: ``https://api.openai.com/v1``, key in ``OPENAI_API_KEY``;
 - ``custom``: any other OpenAI-compatible server (vLLM, Ollama, llama.cpp...), key optional.
 
 How a client picks its provider (:func:`resolve_provider`): an explicit ``provider``
 (a name or a :class:`Provider`); else the ``base_url`` argument; else the
-``DASHSCOPE_BASE_URL`` environment variable; else DashScope Singapore. A base URL on a
-DashScope host gets the DashScope rules, one on ``api.openai.com`` the OpenAI preset, any
-other the permissive ``custom`` preset.
+``DASHSCOPE_BASE_URL`` environment variable; else DashScope Singapore. A base URL on one
+of DashScope's documented hosts gets the DashScope rules and key: the four regional
+``dashscope*`` hosts above, and a workspace-dedicated or trial domain,
+``https://{WorkspaceId}.{region}.maas.aliyuncs.com`` (preset ``dashscope-workspace``). The
+host must match exactly: ``dashscope-x.aliyuncs.com`` or ``a.b.maas.aliyuncs.com.evil``
+are custom servers and never get the DashScope key. One on ``api.openai.com`` gets the
+OpenAI preset, any other the permissive ``custom`` preset.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +75,12 @@ class Provider:
         check_request: called with the whole request body (``extra_body`` merged) before
             it is sent; raises :class:`~agentkit._errors.RequestValidationError` naming the
             parameter that breaks a documented rule.
+        context_cache_min_tokens: the shortest prefix the server's explicit context cache
+            stores (DashScope: 1,024), or ``None`` when it has no explicit cache.
+        context_cache: whether requests mark their stable prefix (the system message with
+            the tool definitions, and the last user message) with DashScope's
+            ``cache_control`` markers, so later rounds pay the cached price for it. Off by
+            default; turn it on with :meth:`with_context_cache`.
     """
 
     name: str
@@ -80,10 +94,30 @@ class Provider:
     check_request: Callable[[dict[str, Any]], None] | None = dataclasses.field(
         default=None, compare=False
     )
+    context_cache_min_tokens: int | None = None
+    context_cache: bool = False
 
     def with_base_url(self, base_url: str) -> Provider:
         """The same preset pointed at another URL (a proxy or a gateway, for example)."""
         return dataclasses.replace(self, base_url=base_url)
+
+    def with_context_cache(self, enabled: bool = True) -> Provider:
+        """The same preset with DashScope's explicit context cache on (or off).
+
+        Each request then marks its stable prefix with ``cache_control`` markers, within
+        DashScope's rules (see ``docs/observability.md``): at most 4 markers, and only
+        on a prefix long enough to be cached. Cached input tokens show in
+        ``Usage.cached_tokens``, tokens written to the cache in
+        ``Usage.cache_creation_tokens``.
+
+        Raises:
+            ConfigurationError: when the provider has no explicit context cache.
+        """
+        if enabled and self.context_cache_min_tokens is None:
+            raise ConfigurationError(
+                f"{self.name} has no explicit context cache (DashScope presets have one)"
+            )
+        return dataclasses.replace(self, context_cache=enabled)
 
 
 # --- DashScope's documented parameter rules --------------------------------------------
@@ -216,12 +250,25 @@ _DASHSCOPE_INTL = Provider(
     tools_with_stream=True,
     json_schema_output=False,
     check_request=check_dashscope_request,
+    context_cache_min_tokens=1024,
 )
 _DASHSCOPE_CN = dataclasses.replace(
     _DASHSCOPE_INTL,
     name="dashscope-cn",
     base_url="https://dashscope.aliyuncs.com/compatible-mode/v1",
 )
+_DASHSCOPE_US = dataclasses.replace(
+    _DASHSCOPE_INTL,
+    name="dashscope-us",
+    base_url="https://dashscope-us.aliyuncs.com/compatible-mode/v1",
+)
+_DASHSCOPE_HONGKONG = dataclasses.replace(
+    _DASHSCOPE_INTL,
+    name="dashscope-hongkong",
+    base_url="https://cn-hongkong.dashscope.aliyuncs.com/compatible-mode/v1",
+)
+# A workspace's own domain has no fixed URL: the preset takes the caller's base URL.
+_DASHSCOPE_WORKSPACE = dataclasses.replace(_DASHSCOPE_INTL, name="dashscope-workspace")
 _OPENAI = Provider(
     name="openai",
     base_url="https://api.openai.com/v1",
@@ -236,6 +283,8 @@ PROVIDERS: dict[str, Provider] = {
     "dashscope-singapore": _DASHSCOPE_INTL,
     "dashscope-cn": _DASHSCOPE_CN,
     "dashscope-beijing": _DASHSCOPE_CN,
+    "dashscope-us": _DASHSCOPE_US,
+    "dashscope-hongkong": _DASHSCOPE_HONGKONG,
     "openai": _OPENAI,
     "custom": _CUSTOM,
 }
@@ -244,12 +293,35 @@ PROVIDERS: dict[str, Provider] = {
 ``http://localhost:8080/v1``): no parameter rules, and the key is optional."""
 
 
+_DASHSCOPE_HOSTS = {
+    "dashscope-intl.aliyuncs.com": _DASHSCOPE_INTL,
+    "dashscope.aliyuncs.com": _DASHSCOPE_CN,
+    "dashscope-us.aliyuncs.com": _DASHSCOPE_US,
+    "cn-hongkong.dashscope.aliyuncs.com": _DASHSCOPE_HONGKONG,
+}
+# Model Studio's regions with workspace-dedicated ({WorkspaceId}.{region}) and trial
+# (trial.{region}) domains under maas.aliyuncs.com.
+_MAAS_REGIONS = frozenset(
+    {"ap-southeast-1", "us-east-1", "cn-beijing", "cn-hongkong", "ap-northeast-1", "eu-central-1"}
+)
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
 def _preset_for_url(base_url: str) -> Provider:
     host = (urlsplit(base_url).hostname or "").lower()
-    if host == "dashscope.aliyuncs.com":
-        return _DASHSCOPE_CN
-    if host.startswith("dashscope") and host.endswith(".aliyuncs.com"):
-        return _DASHSCOPE_INTL
+    if host.endswith("."):  # the fully qualified spelling of the same host
+        host = host[:-1]
+    known = _DASHSCOPE_HOSTS.get(host)
+    if known is not None:
+        return known
+    labels = host.split(".")
+    if (
+        len(labels) == 5
+        and labels[2:] == ["maas", "aliyuncs", "com"]
+        and labels[1] in _MAAS_REGIONS
+        and _DNS_LABEL.match(labels[0])
+    ):
+        return _DASHSCOPE_WORKSPACE
     if host == "api.openai.com":
         return _OPENAI
     return _CUSTOM

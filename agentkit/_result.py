@@ -21,8 +21,8 @@ class RunResult(Generic[OutputT]):
             ``output_type``.
         messages: the whole transcript as plain wire-format dicts, the system message first.
             Pass it back to ``Agent.run`` to continue the conversation.
-        usage: ``prompt_tokens``, ``completion_tokens`` and ``total_tokens`` summed over every
-            model call of the run.
+        usage: the token counts (cached and reasoning tokens included) summed over every
+            model call of the run; ``usage.cost(price)`` estimates what they cost.
         turns: how many model calls the run made.
         truncated: ``True`` only when the agent accepts truncated answers
             (``on_truncated="return"``) and the last answer stopped at ``max_tokens``.
@@ -43,11 +43,7 @@ class RunResult(Generic[OutputT]):
         return {
             "output": output,
             "messages": self.messages,
-            "usage": {
-                "prompt_tokens": self.usage.prompt_tokens,
-                "completion_tokens": self.usage.completion_tokens,
-                "total_tokens": self.usage.total_tokens,
-            },
+            "usage": self.usage.to_dict(),
             "turns": self.turns,
             "truncated": self.truncated,
         }

@@ -7,9 +7,12 @@ what users read and write, and building them needs no validation layer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from ._pricing import ModelPrice
 
 __all__ = [
     "ChatCompletion",
@@ -41,19 +44,88 @@ class _Indexed(_Wire):
         return data
 
 
+def _count(value: Any) -> int:
+    """A token count as sent, or 0 for a null, a negative or a non-integer (vendors vary)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return 0
+
+
+_COUNTS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+)
+
+
 class Usage(_Wire):
-    """Token counts of one model call, or summed over a run."""
+    """Token counts of one model call, or summed over a run.
+
+    ``prompt_tokens`` includes ``cached_tokens`` (input served from the provider's cache,
+    billed lower) and ``cache_creation_tokens`` (input written to DashScope's explicit
+    context cache, billed higher); ``completion_tokens`` includes ``reasoning_tokens``
+    (Qwen's thinking, OpenAI's reasoning). The three details are read from
+    ``prompt_tokens_details.cached_tokens``,
+    ``prompt_tokens_details.cache_creation_input_tokens`` and
+    ``completion_tokens_details.reasoning_tokens``; a server that reports none of them
+    leaves them 0. Add two with ``+`` (or ``sum(usages)``): every count is summed.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_details(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        prompt = data.get("prompt_tokens_details")
+        if isinstance(prompt, dict):
+            out.setdefault("cached_tokens", prompt.get("cached_tokens"))
+            out.setdefault("cache_creation_tokens", prompt.get("cache_creation_input_tokens"))
+        elif "prompt_cache_hit_tokens" in data:  # DeepSeek's name for the same count
+            out.setdefault("cached_tokens", data.get("prompt_cache_hit_tokens"))
+        completion = data.get("completion_tokens_details")
+        if isinstance(completion, dict):
+            out.setdefault("reasoning_tokens", completion.get("reasoning_tokens"))
+        for name in _COUNTS:
+            if name in out:
+                out[name] = _count(out[name])
+        return out
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage.model_construct(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            cache_creation_tokens=self.cache_creation_tokens + other.cache_creation_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
         )
+
+    def __radd__(self, other: object) -> Usage:
+        # sum(usages) starts from 0
+        if other == 0:
+            return self
+        return NotImplemented
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts as a plain dict (the six fields, nothing a vendor added)."""
+        return {name: getattr(self, name) for name in _COUNTS}
+
+    def cost(self, price: ModelPrice) -> float:
+        """The estimated cost of these tokens at ``price`` (see :class:`ModelPrice`)."""
+        return price.cost(self)
 
 
 class FunctionCall(_Wire):
