@@ -185,6 +185,9 @@ def test_seed_sdk_stream_with_usage_chunk() -> None:
         "prompt_tokens": 22,
         "completion_tokens": 16,
         "total_tokens": 38,
+        "cached_tokens": 0,
+        "cache_creation_tokens": 0,
+        "reasoning_tokens": 0,
     }
     assert completion.created == 1719286190
 

@@ -109,6 +109,9 @@ def test_seed_sdk_stream_usage_from_the_last_chunk(server: ScriptedServer) -> No
         "prompt_tokens": 22,
         "completion_tokens": 16,
         "total_tokens": 38,
+        "cached_tokens": 0,
+        "cache_creation_tokens": 0,
+        "reasoning_tokens": 0,
     }
 
 

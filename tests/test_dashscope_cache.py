@@ -5,7 +5,6 @@ rules, the request on the wire, cached tokens back in Usage) and exact host matc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -142,12 +141,6 @@ def test_marked_requests_pass_dashscopes_own_checks() -> None:
 def get_weather(city: str) -> str:
     """Get the weather in a city."""
     return f"Sunny in {city}."
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
 
 
 def cached_usage(prompt: int, cached: int, created: int) -> dict[str, Any]:

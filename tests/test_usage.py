@@ -40,12 +40,6 @@ def get_weather(city: str) -> str:
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as scripted:
-        yield scripted
-
-
-@pytest.fixture
 def client(server: ScriptedServer) -> Iterator[ChatClient]:
     with ChatClient(server.base_url, KEY) as made:
         yield made

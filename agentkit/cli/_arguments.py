@@ -17,6 +17,8 @@ PRESETS = (
     "dashscope-singapore",
     "dashscope-cn",
     "dashscope-beijing",
+    "dashscope-us",
+    "dashscope-hongkong",
     "openai",
     "custom",
 )
@@ -94,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conn.add_argument(
         "--region",
-        choices=("intl", "cn", "singapore", "beijing"),
-        help="DashScope region: intl = singapore (the default), cn = beijing",
+        choices=("intl", "cn", "singapore", "beijing", "us", "hongkong"),
+        help="DashScope region: intl = singapore (the default), cn = beijing, us, hongkong",
     )
     conn.add_argument(
         "--api-key-env",
