@@ -283,3 +283,13 @@ def test_the_generator_writes_nothing_when_asked_for_help() -> None:
     assert _generator().main(["--chek"], write=said.append) == 2
     assert said == ["usage: python docs/gen_api.py [--check]"] * 2
     assert (DOCS / "api.md").stat().st_mtime_ns == before
+
+
+def test_the_readme_test_command_is_the_one_ci_runs() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    commands = re.findall(r"^(?:python -m )?pytest\b.*$", ci, re.MULTILINE)
+    assert commands, "no pytest command in .ci/run"
+    for command in commands:
+        base = command.split(" -")[0].strip()  # options such as -q aside
+        assert f"&& {base}" in readme, f".ci/run runs {base!r}; the README does not"
