@@ -36,6 +36,7 @@ import httpx
 from . import __version__
 from ._errors import AgentKitError, APIError, ConfigurationError
 from ._events import StreamDelta
+from ._keepalive import body_end_async, body_end_sync
 from ._protocol import ChatProtocol, StreamState
 from ._providers import Provider, resolve_api_key, resolve_provider
 from ._wire import ChatCompletion, ChatMessage
@@ -368,13 +369,10 @@ class ChatStream:
             self._pieces = response.iter_bytes()
 
     def _finish(self) -> None:
-        # Read what follows [DONE] (normally nothing) so the connection returns to the pool.
-        if self._pieces is not None:
-            try:
-                for _ in self._pieces:
-                    pass
-            except httpx.HTTPError:
-                pass
+        # Whole at [DONE]: keep the connection only if its end is already here.
+        response = self._response
+        if response is not None and not response.is_closed:
+            body_end_sync(response)
         self.close()
 
     def close(self) -> None:
@@ -600,13 +598,9 @@ class AsyncChatStream:
             self._pieces = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
 
     async def _finish(self) -> None:
-        # Read what follows [DONE] (normally nothing) so the connection returns to the pool.
-        if self._pieces is not None:
-            try:
-                async for _ in self._pieces:
-                    pass
-            except httpx.HTTPError:
-                pass
+        response = self._response
+        if response is not None and not response.is_closed:
+            await body_end_async(response)
         await self.aclose()
 
     async def aclose(self) -> None:

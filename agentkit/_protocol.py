@@ -47,6 +47,7 @@ from ._errors import (
 )
 from ._events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
 from ._providers import Provider
+from ._secrets import Secret, checked_headers
 from ._sse import ServerSentEvent, SSEDecoder
 from ._textcalls import _new_call_id, extract_text_tool_calls
 from ._wire import (
@@ -243,10 +244,9 @@ class ChatProtocol:
         all_headers = {"Content-Type": "application/json", "User-Agent": user_agent}
         if api_key:
             all_headers["Authorization"] = f"Bearer {api_key}"
-        if headers:
-            all_headers.update(headers)
+        all_headers.update(checked_headers(headers))
         self.headers = all_headers
-        self._secret = api_key or None
+        self._secret = Secret(api_key) if api_key else None
         self.max_retries = max_retries
         self.parse_text_tool_calls = parse_text_tool_calls
         self.retry_base_delay = retry_base_delay
@@ -364,29 +364,41 @@ class ChatProtocol:
     # --- responses ------------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
-        """``text`` with the API key masked, for anything a server may have echoed."""
+        """``text`` with the API key masked (in any escaped form), for anything a server
+        may have echoed."""
         secret = self._secret
-        return text.replace(secret, "***") if secret and secret in text else text
+        return secret.scrub(text) if secret is not None else text
 
     def scrubbed(self, error: _E) -> _E:
         """``error`` with the API key masked wherever a server may have echoed it.
 
-        Masks the message, the body fields and ``args``; a chained cause or context that
-        shows the key is cut from the chain, so a printed traceback cannot show it either.
-        Every error a client raises passes through here.
+        Masks every text attribute and ``args``; masks the key in the request headers that
+        chained httpx exceptions keep (``error.__cause__.request.headers``); a chained
+        cause or context that still shows the key is cut from the chain, so a printed
+        traceback cannot show it either. Every error a client raises passes through here.
         """
         secret = self._secret
-        if not secret:
+        if secret is None:
             return error
-        for attribute in ("message", "code", "type", "param", "request_id"):
-            value = getattr(error, attribute, None)
-            if isinstance(value, str) and secret in value:
-                setattr(error, attribute, value.replace(secret, "***"))
-        error.args = tuple(self.scrub(arg) if isinstance(arg, str) else arg for arg in error.args)
-        for linked in (error.__cause__, error.__context__):
-            if linked is not None and secret in f"{linked!s}{linked!r}{linked.args!r}":
+        for attribute, value in list(vars(error).items()):
+            if isinstance(value, str) and secret.shows_in(value):
+                setattr(error, attribute, secret.scrub(value))
+        error.args = tuple(secret.scrub(arg) if isinstance(arg, str) else arg for arg in error.args)
+        seen: set[int] = set()
+        linked = [error.__cause__, error.__context__]
+        while linked:
+            exc = linked.pop()
+            if exc is None or id(exc) in seen:
+                continue
+            seen.add(id(exc))
+            request = getattr(exc, "_request", None)  # where httpx errors keep theirs
+            if isinstance(request, httpx.Request):
+                secret.scrub_headers(request.headers)
+            linked += [exc.__cause__, exc.__context__]
+            if secret.shows_in(f"{exc!s}{exc!r}{exc.args!r}"):
                 error.__cause__ = None
                 error.__suppress_context__ = True
+                break
         return error
 
     def error_for_status(

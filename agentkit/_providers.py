@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError, RequestValidationError
+from ._secrets import checked_api_key
 
 __all__ = [
     "DASHSCOPE_BASE_URL_ENV",
@@ -388,13 +389,15 @@ def resolve_api_key(
 
     Raises:
         ConfigurationError: when the provider requires a key and none is set; the message
-            names the variable to set. Raised before any request is sent.
+            names the variable to set; or a key that cannot be sent (a control or
+            non-ASCII character), without showing it. Raised before any request is sent.
     """
-    if api_key:
-        return api_key
+    given = checked_api_key(api_key)  # a key read from a file ends in "\n"
+    if given:
+        return given
     env = os.environ if env is None else env
     if provider.api_key_env:
-        value = env.get(provider.api_key_env, "").strip()
+        value = checked_api_key(env.get(provider.api_key_env))
         if value:
             return value
     if provider.key_required:
