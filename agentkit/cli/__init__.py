@@ -87,6 +87,10 @@ def _main(argv: Sequence[str] | None, stdin: TextIO, out: TextIO, err: TextIO) -
             return chat(args, stdin, out, err)
         if args.command == "tools":
             return list_tools(args, out)
+        if args.command == "mcp":
+            from ._mcp import run_mcp
+
+            return run_mcp(args, err)
         from ._demo import run_demo
 
         return run_demo(args.prompt, out, err, verbose=args.verbose, paced=not args.fast)

@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("prompt", nargs="*", metavar="PROMPT", help="your own question")
     demo.add_argument("--fast", action="store_true", help="do not pace the scripted stream")
     _add_output_flags(demo)
+
+    from ._mcp import add_mcp_parser
+
+    add_mcp_parser(commands)
     return parser
 
 

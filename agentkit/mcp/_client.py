@@ -1,0 +1,659 @@
+"""``MCPStdio`` and ``MCPHttp``: an MCP server's tools in an agent's tool list.
+
+Both are tool sources (:class:`agentkit._sources.ToolSource`). The first run connects and
+lists the tools; later runs reuse the list until the server says it changed
+(``notifications/tools/list_changed``, or a ``subscriptions/listen`` event on 2026-era
+servers). Every connection lives on agentkit's private MCP event loop (see ``_runtime``),
+owned by one task from connect to close, so sync and async runs share it safely.
+
+Faults become typed errors: a server that cannot start or never answers the handshake
+(:class:`MCPConnectionError`, :class:`MCPTimeoutError`), one that exits
+(:class:`MCPServerExited`), one that answers garbage (:class:`MCPProtocolError`). Raised
+while a run starts (connect, list), they end the run before the model is called; raised by a
+call, they are fed back to the model as that call's failure. A server that exited is started
+again once per run; the next exit is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import tempfile
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+from .._errors import ConfigurationError
+from .._sources import ToolSource
+from . import _runtime
+from ._errors import (
+    MCPConnectionError,
+    MCPError,
+    MCPProtocolError,
+    MCPServerExited,
+    MCPTimeoutError,
+    MCPToolError,
+    missing_sdk,
+)
+from ._names import local_names
+from ._tools import MCPTool, render_result
+
+if TYPE_CHECKING:
+    from mcp import Client
+
+__all__ = ["MCPHttp", "MCPStdio"]
+
+logger = logging.getLogger("agentkit.mcp")
+
+_MAX_PAGES = 100  # a server whose tool list never ends cannot hang a run
+_CALL_BACKSTOP = 300.0  # seconds: the longest wait for a call when no timeout applies
+_CLOSE_WAIT = 8.0  # seconds: the SDK closes stdin, waits 2 s, then SIGTERM, 2 s, SIGKILL
+_STDERR_TAIL = 600  # characters of a stdio server's stderr quoted in an error
+
+Approval = bool | Collection[str] | Callable[[str], bool]
+
+
+def _require_sdk() -> None:
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        raise missing_sdk() from None
+
+
+class _MCPSource(ToolSource):
+    """What MCPStdio and MCPHttp share: the tool list, the connection, calls, faults."""
+
+    label: str
+
+    def __init__(
+        self,
+        *,
+        prefix: str | None,
+        requires_approval: Approval,
+        timeout: float | None,
+        connect_timeout: float,
+        list_timeout: float,
+    ) -> None:
+        _require_sdk()
+        if prefix is not None and (not isinstance(prefix, str) or not prefix):
+            raise ConfigurationError("prefix must be a non-empty string, e.g. prefix='crm'")
+        for option, value in (
+            ("timeout", timeout),
+            ("connect_timeout", connect_timeout),
+            ("list_timeout", list_timeout),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise ConfigurationError(f"{option} must be a positive number of seconds")
+        if isinstance(requires_approval, str):
+            requires_approval = {requires_approval}
+        self.prefix = prefix
+        self.requires_approval = requires_approval
+        self.timeout = float(timeout) if timeout is not None else None
+        self.connect_timeout = float(connect_timeout)
+        self.list_timeout = float(list_timeout)
+        # The state below is touched only on the MCP loop.
+        self._connection: _Connection | None = None
+        self._tools: list[MCPTool] | None = None
+        self._stale = False
+        self._restarts_left = 1
+        self._lock: asyncio.Lock | None = None
+        _runtime.on_exit(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r})"
+
+    # -- ToolSource ----------------------------------------------------------------------
+
+    def tools(self) -> Sequence[MCPTool]:
+        """Connect if needed and return the server's tools (cached until they change)."""
+        return _runtime.call_sync(self._tools_for_run())
+
+    async def tools_async(self) -> Sequence[MCPTool]:
+        """The same from async code; the connection stays on agentkit's MCP loop."""
+        return await _runtime.call_async(self._tools_for_run())
+
+    def open(self) -> None:
+        """Connect and list the tools now."""
+        _runtime.call_sync(self._listed())
+
+    async def aopen(self) -> None:
+        """Connect and list the tools now, from async code."""
+        await _runtime.call_async(self._listed())
+
+    def close(self) -> None:
+        """Close the connection: the server process ends, sockets close (idempotent)."""
+        if self._connection is not None:
+            _runtime.call_sync(self._close())
+
+    async def aclose(self) -> None:
+        """Close the connection, from async code."""
+        if self._connection is not None:
+            await _runtime.call_async(self._close())
+
+    # -- how a subclass connects ---------------------------------------------------------
+
+    async def _enter(self, stack: contextlib.AsyncExitStack, connection: _Connection) -> Client:
+        raise NotImplementedError
+
+    def _client(self, transport: Any, connection: _Connection) -> Client:
+        from mcp import Client, Implementation
+
+        from .. import __version__
+
+        return Client(
+            transport,
+            read_timeout_seconds=self.list_timeout,
+            cache=None,  # the tool list is cached here, and refreshed on list_changed
+            message_handler=connection.on_message,
+            client_info=Implementation(name="agentkit", version=__version__),
+        )
+
+    # -- on the MCP loop -----------------------------------------------------------------
+
+    def _guard(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _tools_for_run(self) -> list[MCPTool]:
+        self._restarts_left = 1  # a run may restart a crashed server once
+        return await self._listed()
+
+    async def _listed(self) -> list[MCPTool]:
+        async with self._guard():
+            connection = await self._connected()
+            if self._tools is not None and not self._stale:
+                return self._tools
+            self._stale = False
+            try:
+                async with asyncio.timeout(self.list_timeout):
+                    listed = await self._list_pages(connection)
+            except TimeoutError:
+                raise MCPTimeoutError(
+                    f"{self.label} did not list its tools within {self.list_timeout:g} s",
+                    server=self.label,
+                ) from None
+            except MCPError:
+                raise
+            except Exception as exc:
+                raise self._error(exc, connection, "listing the tools") from None
+            self._tools = self._build(listed)
+            return self._tools
+
+    async def _list_pages(self, connection: _Connection) -> list[Any]:
+        client = connection.live()
+        listed: list[Any] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            page = await client.list_tools(cursor=cursor)
+            listed.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                return listed
+        raise MCPProtocolError(
+            f"{self.label} listed more than {_MAX_PAGES} pages of tools", server=self.label
+        )
+
+    async def _connected(self) -> _Connection:
+        """The live connection, made (or remade, once per run after an exit) if needed."""
+        connection = self._connection
+        if connection is not None and connection.alive:
+            return connection
+        if connection is not None:
+            why = connection.ending()
+            await connection.close()
+            self._connection = None
+            if self._restarts_left <= 0:
+                raise MCPServerExited(
+                    f"{self.label} stopped ({why}) and was already restarted once in this run",
+                    server=self.label,
+                )
+            self._restarts_left -= 1
+            self._stale = True  # a new server may list other tools
+            logger.warning("restarting MCP server %s: %s", self.label, why)
+        connection = _Connection(self)
+        await connection.open(self.connect_timeout)
+        self._connection = connection
+        return connection
+
+    async def _call(self, tool: MCPTool, arguments: dict[str, Any]) -> str:
+        async with self._guard():
+            connection = await self._connected()
+        client = connection.live()
+        timeout = self.timeout if self.timeout is not None else _CALL_BACKSTOP
+        try:
+            result = await client.call_tool(
+                tool.remote_name, arguments, read_timeout_seconds=timeout
+            )
+        except Exception as exc:
+            raise self._error(exc, connection, f"calling {tool.remote_name}") from None
+        try:
+            return render_result(result, tool.remote_name, self.label)
+        except MCPError:
+            raise
+        except Exception as exc:
+            raise MCPProtocolError(
+                f"{self.label} answered {tool.remote_name} with a result that cannot be read "
+                f"({type(exc).__name__})",
+                server=self.label,
+            ) from None
+
+    async def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    def _build(self, listed: list[Any]) -> list[MCPTool]:
+        names = [item.name for item in listed]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise MCPProtocolError(
+                f"{self.label} lists more than one tool named {', '.join(map(repr, twice))}",
+                server=self.label,
+            )
+        local = local_names(names, self.prefix)
+        tools: list[MCPTool] = []
+        for item in listed:
+            schema = item.input_schema
+            if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+                logger.warning(
+                    "MCP server %s: tool %r skipped: its input schema is not an object",
+                    self.label,
+                    item.name,
+                )
+                continue
+            name = local[item.name]
+            annotations = (
+                item.annotations.model_dump(by_alias=True, exclude_none=True)
+                if item.annotations
+                else {}
+            )
+            try:
+                tools.append(
+                    MCPTool(
+                        name=name,
+                        remote_name=item.name,
+                        description=item.description or item.title or "",
+                        parameters={"type": "object", **schema},
+                        server=self.label,
+                        caller=self._caller,
+                        requires_approval=self._needs_approval(item.name, name),
+                        timeout=self.timeout,
+                        annotations=annotations,
+                    )
+                )
+            except Exception as exc:  # a schema jsonschema rejects
+                logger.warning(
+                    "MCP server %s: tool %r skipped: invalid input schema (%s)",
+                    self.label,
+                    item.name,
+                    exc,
+                )
+        self._warn_unknown_approvals(names)
+        return tools
+
+    def _needs_approval(self, remote: str, local: str) -> bool:
+        rule = self.requires_approval
+        if isinstance(rule, bool):
+            return rule
+        if callable(rule):
+            return bool(rule(remote))
+        return remote in rule or local in rule
+
+    def _warn_unknown_approvals(self, names: list[str]) -> None:
+        rule = self.requires_approval
+        if isinstance(rule, bool) or callable(rule):
+            return
+        known = set(names) | set(local_names(names, self.prefix).values())
+        for name in sorted(set(rule) - known):
+            logger.warning(
+                "MCP server %s has no tool %r (named in requires_approval)", self.label, name
+            )
+
+    async def _caller(self, tool: MCPTool, arguments: dict[str, Any]) -> str:
+        return await _runtime.call_async(self._call(tool, arguments))
+
+    def _error(self, exc: BaseException, connection: _Connection, doing: str) -> MCPError:
+        """The typed error for what went wrong while ``doing`` something with the server."""
+        exc = _leaf(exc)
+        from mcp import MCPError as SDKError
+        from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+        from pydantic import ValidationError
+
+        label = self.label
+        if (isinstance(exc, SDKError) and exc.code == REQUEST_TIMEOUT) or isinstance(
+            exc, TimeoutError
+        ):
+            return MCPTimeoutError(f"{label} did not answer in time while {doing}", server=label)
+        if (isinstance(exc, SDKError) and exc.code == CONNECTION_CLOSED) or _is_closed(exc):
+            connection.broken = True
+            tail = connection.stderr_tail()
+            said = f"; its last output: {tail}" if tail else ""
+            return MCPServerExited(
+                f"{label} closed the connection while {doing}{said}", server=label
+            )
+        if isinstance(exc, SDKError):
+            return MCPToolError(
+                f"{label} refused {doing}: {exc.message} (error {exc.code})", server=label
+            )
+        if isinstance(exc, ValidationError | ValueError):
+            return MCPProtocolError(
+                f"{label} sent an answer that is not valid MCP while {doing}", server=label
+            )
+        return MCPConnectionError(f"{label} failed while {doing}: {_describe(exc)}", server=label)
+
+
+class MCPStdio(_MCPSource):
+    """An MCP server started as a child process, spoken to over its stdin and stdout.
+
+    ``MCPStdio("mcp-server-time", ["--local-timezone", "Asia/Shanghai"], prefix="clock")``
+
+    Args:
+        command: the program to start (looked up on ``PATH``).
+        args: its arguments.
+        env: environment variables for the server, over a minimal default (``PATH``,
+            ``HOME``...); the parent's environment is *not* inherited, so pass the keys it
+            needs.
+        cwd: its working directory.
+        prefix: joined to every tool name with ``_`` (``clock_get_current_time``), to keep
+            names unique across servers and ``@tool``s.
+        requires_approval: ``True`` (every tool), a set of tool names, or a function of the
+            server's tool name: those calls go through the agent's ``approve`` callback.
+        timeout: seconds a call may take (default: the agent's ``tool_timeout``).
+        connect_timeout: seconds to start the server and finish the handshake (default 30).
+        list_timeout: seconds to list the tools (default 30).
+    """
+
+    def __init__(
+        self,
+        command: str,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        prefix: str | None = None,
+        requires_approval: Approval = False,
+        timeout: float | None = None,
+        connect_timeout: float = 30.0,
+        list_timeout: float = 30.0,
+    ) -> None:
+        if not isinstance(command, str) or not command:
+            raise ConfigurationError("command must be the program to start, e.g. 'mcp-server-time'")
+        if isinstance(args, str):
+            raise ConfigurationError("args must be a list of arguments, e.g. ['--port', '1']")
+        self.command = command
+        self.args = list(args)
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.label = _cut(shlex.join([command, *self.args]), 80)
+        super().__init__(
+            prefix=prefix,
+            requires_approval=requires_approval,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            list_timeout=list_timeout,
+        )
+
+    async def _enter(self, stack: contextlib.AsyncExitStack, connection: _Connection) -> Client:
+        from mcp import StdioServerParameters, stdio_client
+
+        parameters = StdioServerParameters(
+            command=self.command, args=self.args, env=self.env, cwd=self.cwd
+        )
+        errlog = connection.capture_stderr()
+        transport = stdio_client(parameters, errlog=errlog)
+        return await stack.enter_async_context(self._client(transport, connection))
+
+
+class MCPHttp(_MCPSource):
+    """An MCP server reached over streamable HTTP.
+
+    ``MCPHttp("http://127.0.0.1:8931/mcp", headers={"Authorization": "Bearer ..."})``
+
+    Args:
+        url: the server's MCP endpoint.
+        headers: sent with every request (an ``Authorization`` token...); never shown in
+            errors, logs or ``repr``.
+        prefix, requires_approval, timeout, connect_timeout, list_timeout: as for
+            :class:`MCPStdio`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        prefix: str | None = None,
+        requires_approval: Approval = False,
+        timeout: float | None = None,
+        connect_timeout: float = 30.0,
+        list_timeout: float = 30.0,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigurationError("url must be an http:// or https:// URL of the MCP endpoint")
+        self.url = url
+        self._headers = dict(headers or {})
+        self.label = _cut(_public_url(url), 80)
+        super().__init__(
+            prefix=prefix,
+            requires_approval=requires_approval,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            list_timeout=list_timeout,
+        )
+
+    async def _enter(self, stack: contextlib.AsyncExitStack, connection: _Connection) -> Client:
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        timeout = httpx2.Timeout(self.connect_timeout, read=_CALL_BACKSTOP)
+        http = httpx2.AsyncClient(headers=self._headers, timeout=timeout)
+        await stack.enter_async_context(http)
+        transport = streamable_http_client(self.url, http_client=http)
+        return await stack.enter_async_context(self._client(transport, connection))
+
+
+class _Connection:
+    """One session with a server, owned from connect to close by one task on the MCP loop."""
+
+    def __init__(self, source: _MCPSource) -> None:
+        self.source = source
+        self.client: Client | None = None
+        self.broken = False
+        self._why: BaseException | None = None
+        self._closing = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._owner: asyncio.Task[None] | None = None
+        self._stderr: TextIO | None = None
+        self._stderr_tail = ""
+
+    @property
+    def alive(self) -> bool:
+        """Connected, and neither closed nor seen to fail."""
+        return self.client is not None and not self.broken and not self._finished.is_set()
+
+    def live(self) -> Client:
+        """The SDK client; raises ``MCPServerExited`` when the connection is gone."""
+        client = self.client
+        if client is None:
+            raise MCPServerExited(
+                f"{self.source.label} is not connected ({self.ending()})", server=self.source.label
+            )
+        return client
+
+    def ending(self) -> str:
+        """Why the connection ended, in a few words."""
+        if self._why is not None:
+            return _describe(_leaf(self._why))
+        return "the connection closed"
+
+    async def open(self, timeout: float) -> None:
+        """Start the owner task and wait for the handshake (at most ``timeout`` seconds)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._owner = loop.create_task(self._own(ready), name=f"agentkit-mcp {self.source.label}")
+        label = self.source.label
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(ready)
+        except TimeoutError:
+            await self.close()
+            raise MCPTimeoutError(
+                f"{label} did not finish the MCP handshake within {timeout:g} s", server=label
+            ) from None
+        except MCPError:
+            await self.close()
+            raise
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+        except Exception as exc:
+            await self.close()
+            tail = self.stderr_tail()
+            said = f"; its last output: {tail}" if tail else ""
+            error = self.source._error(exc, self, "connecting")
+            if isinstance(error, MCPServerExited | MCPToolError | MCPProtocolError):
+                error = MCPConnectionError(f"{label} could not be connected: {error}", server=label)
+            elif said and said not in str(error):
+                error.message += said
+            raise error from None
+
+    async def _own(self, ready: asyncio.Future[None]) -> None:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                client = await self.source._enter(stack, self)
+                self.client = client
+                ready.set_result(None)
+                await self._serve(client)
+        except BaseException as exc:
+            self._why = exc
+            if not ready.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    ready.cancel()
+                else:
+                    ready.set_exception(exc)
+        finally:
+            self.client = None
+            self._finished.set()
+            self._keep_stderr()
+
+    async def _serve(self, client: Client) -> None:
+        """Wait for close; meanwhile follow tool-list changes on a 2026-era connection."""
+        from mcp.types.version import MODERN_PROTOCOL_VERSIONS
+
+        capability = client.server_capabilities.tools
+        if not (capability and capability.list_changed) or (
+            client.protocol_version not in MODERN_PROTOCOL_VERSIONS
+        ):
+            await self._closing.wait()
+            return
+        import anyio
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._listen, client)
+            await self._closing.wait()
+            group.cancel_scope.cancel()
+
+    async def _listen(self, client: Client) -> None:
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                async for _event in subscription:
+                    self.source._stale = True
+        except Exception as exc:  # the list is then refreshed on the next restart only
+            logger.info("MCP server %s: no tool-list updates (%s)", self.source.label, exc)
+
+    async def on_message(self, message: Any) -> None:
+        """The SDK's handler of server notifications (and transport errors)."""
+        from mcp.types import ToolListChangedNotification
+
+        if isinstance(message, ToolListChangedNotification):
+            self.source._stale = True
+        elif isinstance(message, Exception):
+            logger.debug("MCP server %s: %s", self.source.label, _describe(message))
+
+    async def close(self) -> None:
+        """End the owner task, which closes the session and ends the process or sockets."""
+        self._closing.set()
+        owner = self._owner
+        if owner is None or owner.done():
+            self._keep_stderr()
+            return
+        # Connected, the owner closes the session itself; still in the handshake, it is
+        # cancelled (the SDK then ends the process or the sockets all the same).
+        done: set[asyncio.Task[None]] = set()
+        if self.client is not None:
+            done, _ = await asyncio.wait({owner}, timeout=_CLOSE_WAIT)
+        if not done:
+            owner.cancel()
+            await asyncio.wait({owner}, timeout=_CLOSE_WAIT)
+
+    def capture_stderr(self) -> TextIO:
+        """A file for the server's stderr, quoted when the server fails."""
+        # closed by the owner task as the connection ends (_keep_stderr)
+        stream = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._stderr = cast(TextIO, stream)
+        return self._stderr
+
+    def stderr_tail(self) -> str:
+        """The end of what the server wrote to stderr, on one line."""
+        stream = self._stderr
+        if stream is not None and not stream.closed:
+            try:
+                stream.flush()
+                size = stream.seek(0, os.SEEK_END)
+                stream.seek(max(0, size - _STDERR_TAIL * 4))
+                self._stderr_tail = stream.read()[-_STDERR_TAIL:]
+            except (OSError, ValueError):
+                pass
+        return " ".join(self._stderr_tail.split())
+
+    def _keep_stderr(self) -> None:
+        self.stderr_tail()
+        if self._stderr is not None:
+            self._stderr.close()
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _is_closed(exc: BaseException) -> bool:
+    import anyio
+
+    return isinstance(
+        exc,
+        anyio.ClosedResourceError
+        | anyio.BrokenResourceError
+        | anyio.EndOfStream
+        | BrokenPipeError
+        | ConnectionResetError
+        | EOFError,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return _cut(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, 300)
+
+
+def _public_url(url: str) -> str:
+    """The URL without credentials or a query string (they may hold secrets)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

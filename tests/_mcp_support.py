@@ -1,0 +1,90 @@
+"""What the MCP tests share: the fake stdio server, HTTP servers on loopback, leak probes.
+
+The servers are real: child processes spoken to over pipes, and uvicorn on 127.0.0.1 with
+the official SDK's streamable-HTTP transport. Nothing reaches the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agentkit import Agent
+from agentkit.mcp import MCPStdio
+from agentkit.testing import ScriptedServer
+
+FAKE = str(Path(__file__).parent / "data" / "mcp_fake_server.py")
+KEY = "sk-mcp-test-SECRET-0123456789"
+
+
+def fake(mode: str = "ok", **options: Any) -> MCPStdio:
+    """The fake stdio server (``tests/data/mcp_fake_server.py``) in ``mode``."""
+    options.setdefault("prefix", "fake")
+    return MCPStdio(sys.executable, [FAKE, mode], **options)
+
+
+def agent_for(server: ScriptedServer, tools: list[Any], **options: Any) -> Agent[str]:
+    """An agent on the scripted model, with ``tools`` (sources included)."""
+    return Agent("qwen-plus", tools, base_url=server.base_url, api_key=KEY, **options)
+
+
+def tool_messages(messages: list[dict[str, Any]]) -> list[str]:
+    """The contents of the tool messages of a transcript, in order."""
+    return [m["content"] for m in messages if m["role"] == "tool"]
+
+
+def children() -> set[int]:
+    """The ids of this process's live (not zombie) child processes."""
+    found: set[int] = set()
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def uvicorn_serving(app: Any) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn on 127.0.0.1 in a thread; yields the base URL."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    try:
+        for _ in range(1000):
+            if server.started or not thread.is_alive():
+                break
+            threading.Event().wait(0.01)
+        assert server.started, "uvicorn did not start"
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,140 @@
+"""A raw JSON-RPC MCP server over stdio (the 2025 handshake), with scripted misbehaviour.
+
+``python fake_server.py MODE``; the modes are the faults the MCP tests need:
+
+- ``ok``: tools ``echo`` (returns its text), ``crash`` (exits mid-call), ``image`` (an image
+  and a resource beside text), ``fail`` (an isError result), ``big`` (200,000 characters),
+  ``add_tool`` (adds ``extra`` and notifies list_changed), ``garbage`` (a result that is not
+  a CallToolResult), ``slow`` (never answers), ``whoami`` (the process id);
+- ``hang``: reads stdin and never answers anything (not even initialize);
+- ``duplicate``: lists ``echo`` twice;
+- ``names``: tool names that are too long or use ``.`` and ``/``;
+- ``garbage-list``: a tools/list result that is not a list of tools.
+
+It writes a line to stderr as it starts, so errors can quote the server's last words.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+MODE = sys.argv[1] if len(sys.argv) > 1 else "ok"
+EXTRA = {"added": False}
+
+
+def tool(name: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "description": f"The {name} tool.",
+        "inputSchema": {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+        },
+    }
+
+
+def tools() -> Any:
+    if MODE == "garbage-list":
+        return "not a list"
+    if MODE == "duplicate":
+        return [tool("echo", text={"type": "string"}), tool("echo")]
+    if MODE == "names":
+        return [tool("x" * 100), tool("files.read/v2"), tool("files_read_v2")]
+    listed = [
+        tool("echo", text={"type": "string"}),
+        tool("crash"),
+        tool("image"),
+        tool("fail"),
+        tool("big"),
+        tool("add_tool"),
+        tool("garbage"),
+        tool("slow"),
+        tool("whoami"),
+    ]
+    if EXTRA["added"]:
+        listed.append(tool("extra"))
+    return listed
+
+
+def send(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps({"jsonrpc": "2.0", **message}) + "\n")
+    sys.stdout.flush()
+
+
+def text(value: str, error: bool = False) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": value}], "isError": error}
+
+
+def call(name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
+    if name == "echo":
+        return text(str(arguments.get("text")))
+    if name == "crash":
+        sys.stderr.write("boom: the fake server crashes on purpose\n")
+        sys.stderr.flush()
+        os._exit(3)
+    if name == "image":
+        return {
+            "content": [
+                {"type": "text", "text": "a chart"},
+                {"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"},
+                {
+                    "type": "resource",
+                    "resource": {"uri": "file:///r.bin", "blob": "AAAA", "mimeType": "x/y"},
+                },
+            ]
+        }
+    if name == "fail":
+        return text("the record is locked", error=True)
+    if name == "big":
+        return text("y" * 200_000)
+    if name == "add_tool":
+        EXTRA["added"] = True
+        send({"method": "notifications/tools/list_changed"})
+        return text("added")
+    if name == "garbage":
+        return {"content": "this is not a list of content blocks"}
+    if name == "slow":
+        return None  # never answered
+    if name == "whoami":
+        return text(str(os.getpid()))
+    return text(f"called {name}")
+
+
+def main() -> None:
+    sys.stderr.write(f"fake MCP server starting in mode {MODE}\n")
+    sys.stderr.flush()
+    for line in sys.stdin:
+        if MODE == "hang":
+            continue
+        message = json.loads(line)
+        method = message.get("method")
+        ident = message.get("id")
+        if ident is None:
+            continue  # a notification
+        if method == "initialize":
+            result: Any = {
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {"listChanged": True}},
+                "serverInfo": {"name": "fake", "version": "1"},
+            }
+        elif method == "tools/list":
+            result = {"tools": tools()}
+        elif method == "tools/call":
+            params = message["params"]
+            result = call(params["name"], params.get("arguments") or {})
+            if result is None:
+                continue
+        elif method == "ping":
+            result = {}
+        else:
+            send({"id": ident, "error": {"code": -32601, "message": f"no method {method}"}})
+            continue
+        send({"id": ident, "result": result})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""MCP servers' tools in an agent: real stdio servers (the reference mcp-server-time and a
+scripted fake) and the scripted model, end to end through the four drivers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from _mcp_support import agent_for, children, fake, tool_messages
+
+from agentkit import Agent, ConfigurationError, Hooks, PlannedCall, tool
+from agentkit._events import ToolCallStarted, ToolResult
+from agentkit.mcp import MCPProtocolError, MCPStdio, MCPTimeoutError, MCPTool
+from agentkit.testing import Reply, ScriptedServer
+
+DRIVERS = ["run", "stream", "run_async", "stream_async"]
+
+
+@tool
+def get_order(order_id: int) -> str:
+    """Look up an order.
+
+    Args:
+        order_id: The order number.
+    """
+    return f"order {order_id}: shipped"
+
+
+def drive(agent: Agent[Any], driver: str, prompt: str = "go") -> list[Any]:
+    """Run ``prompt`` through ``driver`` inside ``with agent`` / ``async with agent``;
+    returns the events (the last one carries the result)."""
+    if driver in ("run", "stream"):
+        with agent:
+            if driver == "run":
+                return [_Finished(agent.run(prompt))]
+            return list(agent.stream(prompt))
+
+    async def main() -> list[Any]:
+        async with agent:
+            if driver == "run_async":
+                return [_Finished(await agent.run_async(prompt))]
+            async with contextlib.aclosing(agent.stream_async(prompt)) as events:
+                return [event async for event in events]
+
+    return asyncio.run(main())
+
+
+class _Finished:
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_one_mcp_tool_and_one_tool_in_the_same_round(server: ScriptedServer, driver: str) -> None:
+    server.queue(
+        Reply.tool_calls(("fake_echo", {"text": "hello"}), ("get_order", {"order_id": 7})),
+        Reply.text("Both done."),
+    )
+    agent = agent_for(server, [get_order, fake()])
+    events = drive(agent, driver)
+    result = events[-1].result
+    assert result.output == "Both done."
+    assert tool_messages(result.messages) == ["hello", "order 7: shipped"]
+    sent = [t["function"] for t in server.requests[0].json()["tools"]]
+    echo = next(t for t in sent if t["name"] == "fake_echo")
+    assert echo["parameters"]["properties"] == {"text": {"type": "string"}}  # passed through
+    if driver in ("stream", "stream_async"):
+        started = [e.name for e in events if isinstance(e, ToolCallStarted)]
+        finished = [e.name for e in events if isinstance(e, ToolResult)]
+        assert sorted(started) == sorted(finished) == ["fake_echo", "get_order"]
+
+
+def test_the_reference_time_server_over_stdio(server: ScriptedServer) -> None:
+    if shutil.which("mcp-server-time") is None:
+        pytest.fail("mcp-server-time is not installed (it is in the dev extra)")
+    clock = MCPStdio("mcp-server-time", ["--local-timezone", "Asia/Shanghai"], prefix="clock")
+    server.queue(
+        Reply.tool_calls(
+            ("clock_get_current_time", {"timezone": "Europe/London"}),
+            ("get_order", {"order_id": 1}),
+        ),
+        Reply.tool_calls(("clock_get_current_time", {"timezone": "Not/AZone"})),
+        Reply.text("It is open."),
+    )
+    with agent_for(server, [get_order, clock]) as agent:
+        result = agent.run("Is the London office open right now?")
+    london, order, bad = tool_messages(result.messages)
+    assert '"timezone": "Europe/London"' in london and '"datetime"' in london
+    assert order == "order 1: shipped"
+    assert bad.startswith("tool clock_get_current_time failed: MCPToolError:")
+    assert "Not/AZone" in bad
+    names = {t["function"]["name"] for t in server.requests[0].json()["tools"]}
+    assert names == {"get_order", "clock_get_current_time", "clock_convert_time"}
+
+
+def test_arguments_are_checked_against_the_server_schema_before_the_call(
+    server: ScriptedServer,
+) -> None:
+    server.queue(
+        Reply.tool_calls(("fake_echo", {"text": 5}), ("fake_echo", "{not json")),
+        Reply.text("ok"),
+    )
+    with agent_for(server, [fake()]) as agent:
+        result = agent.run("go")
+    wrong_type, not_json = tool_messages(result.messages)
+    assert wrong_type.startswith("Invalid arguments for tool `fake_echo` (1 problem):")
+    assert "- text: 5 is not of type 'string'" in wrong_type
+    assert "are not valid JSON" in not_json
+
+
+def test_results_errors_and_other_content_reach_the_model(server: ScriptedServer) -> None:
+    server.queue(
+        Reply.tool_calls(("fake_fail", {}), ("fake_image", {}), ("fake_garbage", {})),
+        Reply.text("ok"),
+    )
+    with agent_for(server, [fake()]) as agent:
+        result = agent.run("go")
+    failed, image, garbage = tool_messages(result.messages)
+    assert failed == "tool fake_fail failed: MCPToolError: the record is locked"
+    assert image.splitlines() == [
+        "a chart",
+        "[image: image/png, about 9 bytes, not shown]",
+        "[resource: file:///r.bin, x/y, about 3 bytes, not shown]",
+    ]
+    assert garbage.startswith("tool fake_garbage failed: MCPProtocolError:")
+    assert "not valid MCP" in garbage
+
+
+def test_the_output_cap_applies(server: ScriptedServer) -> None:
+    server.queue(Reply.tool_calls(("fake_big", {})), Reply.text("ok"))
+    with agent_for(server, [fake()], max_tool_output_chars=1000) as agent:
+        result = agent.run("go")
+    (big,) = tool_messages(result.messages)
+    assert big.startswith("y" * 1000)
+    assert "[output cut: showing the first 1000 of 200000 characters]" in big
+
+
+def test_long_and_odd_names_are_mapped_and_called_by_their_server_name(
+    server: ScriptedServer,
+) -> None:
+    source = fake("names", prefix=None)
+    with agent_for(server, [source]) as agent:
+        tools = {t.remote_name: t for t in source.tools()}
+        long_name = tools["x" * 100].name
+        assert len(long_name) == 64 and long_name.startswith("x" * 55)
+        assert tools["files_read_v2"].name == "files_read_v2"  # valid names are kept
+        mapped = tools["files.read/v2"].name
+        assert mapped.startswith("files_read_v2_") and len(mapped) == 22
+        server.queue(Reply.tool_calls((long_name, {}), (mapped, {})), Reply.text("ok"))
+        result = agent.run("go")
+    assert tool_messages(result.messages) == ["called " + "x" * 100, "called files.read/v2"]
+
+
+def test_a_name_clash_across_servers_and_tools_is_a_clear_error(server: ScriptedServer) -> None:
+    @tool
+    def fake_echo(text: str) -> str:
+        """Echo."""
+        return text
+
+    clashing = agent_for(server, [fake_echo, fake()])
+    with pytest.raises(ConfigurationError, match=r"'fake_echo'.*prefix="), clashing:
+        clashing.run("go")
+    twins = agent_for(server, [fake(), fake()])
+    with pytest.raises(ConfigurationError, match="two tools are named 'fake_echo'"), twins:
+        twins.run("go")
+    with agent_for(server, [fake(), fake(prefix="other")]) as agent:
+        server.queue(Reply.text("ok"))
+        agent.run("go")  # a prefix each: no clash
+
+
+def test_a_server_listing_a_name_twice_is_a_protocol_error(server: ScriptedServer) -> None:
+    agent = agent_for(server, [fake("duplicate")])
+    with pytest.raises(MCPProtocolError, match="more than one tool named 'echo'"):
+        agent.run("go")
+    with pytest.raises(MCPProtocolError), agent:  # `with agent` connects and lists
+        pass
+    assert server.requests == []
+
+
+def test_a_tool_list_that_is_garbage_is_a_protocol_error(server: ScriptedServer) -> None:
+    agent = agent_for(server, [fake("garbage-list")])
+    with pytest.raises(MCPProtocolError, match="not valid MCP while listing"):
+        agent.run("go")
+    agent.close()
+
+
+def test_a_server_that_never_answers_initialize_times_out(server: ScriptedServer) -> None:
+    before = children()
+    source = fake("hang", connect_timeout=0.5)
+    agent = agent_for(server, [source])
+    with pytest.raises(MCPTimeoutError, match=r"handshake within 0\.5 s"):
+        agent.run("go")
+    with pytest.raises(MCPTimeoutError):
+        asyncio.run(agent.run_async("go"))
+    agent.close()
+    assert server.requests == []
+    assert children() <= before  # the server process was ended
+
+
+def test_a_server_that_exits_mid_call_is_restarted_once_per_run(server: ScriptedServer) -> None:
+    source = fake()
+    server.queue(
+        Reply.tool_calls(("fake_whoami", {})),
+        Reply.tool_calls(("fake_crash", {})),
+        Reply.tool_calls(("fake_whoami", {})),  # a new server process
+        Reply.tool_calls(("fake_crash", {})),
+        Reply.tool_calls(("fake_whoami", {})),  # no second restart in this run
+        Reply.text("ok"),
+    )
+    with agent_for(server, [source], max_tool_failures=5) as agent:
+        result = agent.run("go")
+        first, crash, second, _, refused = tool_messages(result.messages)
+        assert first != second and first.isdigit() and second.isdigit()
+        assert crash.startswith("tool fake_crash failed: MCPServerExited:")
+        assert "closed the connection while calling crash" in crash
+        assert "boom: the fake server crashes on purpose" in crash  # its stderr, quoted
+        assert refused.startswith("tool fake_whoami failed: MCPServerExited:")
+        assert "already restarted once in this run" in refused
+        # the next run may restart it again
+        server.queue(Reply.tool_calls(("fake_whoami", {})), Reply.text("ok"))
+        third = tool_messages(agent.run("go").messages)[-1]
+    assert third.isdigit() and third not in (first, second)
+
+
+def test_a_call_past_its_timeout_is_cancelled_and_the_server_stays_usable(
+    server: ScriptedServer,
+) -> None:
+    server.queue(
+        Reply.tool_calls(("fake_slow", {})),
+        Reply.tool_calls(("fake_echo", {"text": "still here"})),
+        Reply.text("ok"),
+    )
+    with agent_for(server, [fake(timeout=0.3)]) as agent:
+        result = agent.run("go")
+    slow, echo = tool_messages(result.messages)
+    assert "timed out" in slow
+    assert echo == "still here"
+
+
+def test_requires_approval_per_tool(server: ScriptedServer) -> None:
+    asked: list[str] = []
+
+    def approve(call: PlannedCall) -> bool:
+        asked.append(call.name)
+        return True
+
+    source = fake(requires_approval={"echo"})
+    server.queue(
+        Reply.tool_calls(("fake_echo", {"text": "a"}), ("fake_whoami", {})), Reply.text("ok")
+    )
+    with agent_for(server, [source]) as agent:
+        refused = tool_messages(agent.run("go").messages)[0]
+    assert "requires approval and no approver is configured" in refused
+    server.queue(Reply.tool_calls(("fake_echo", {"text": "a"})), Reply.text("ok"))
+    with agent_for(server, [fake(requires_approval={"echo"})], approve=approve) as agent:
+        assert tool_messages(agent.run("go").messages) == ["a"]
+    assert asked == ["fake_echo"]
+
+
+def test_the_tool_list_is_refreshed_when_the_server_says_it_changed(
+    server: ScriptedServer,
+) -> None:
+    source = fake()
+    server.queue(Reply.tool_calls(("fake_add_tool", {})), Reply.text("ok"), Reply.text("ok"))
+    with agent_for(server, [source]) as agent:
+        agent.run("go")
+        first = source.tools()
+        agent.run("again")
+    before = {t["function"]["name"] for t in server.requests[0].json()["tools"]}
+    after = {t["function"]["name"] for t in server.requests[2].json()["tools"]}
+    assert after - before == {"fake_extra"}
+    assert "fake_extra" in {t.name for t in first}
+
+
+def test_mcp_calls_go_through_hooks_like_any_tool(server: ScriptedServer) -> None:
+    seen: list[str] = []
+    hooks = Hooks(
+        before_tool_call=lambda call: seen.append(f"before {call.name}"),
+        after_tool_call=lambda call, result: seen.append(f"after {call.name} {result.output}"),
+    )
+    server.queue(Reply.tool_calls(("fake_echo", {"text": "x"})), Reply.text("ok"))
+    with agent_for(server, [fake()], hooks=hooks) as agent:
+        agent.run("go")
+    assert seen == ["before fake_echo", "after fake_echo x"]
+
+
+def test_tools_are_mcp_tools_with_the_server_schema() -> None:
+    source = fake()
+    try:
+        echo = next(t for t in source.tools() if t.remote_name == "echo")
+    finally:
+        source.close()
+    assert isinstance(echo, MCPTool)
+    assert echo.to_openai()["function"] == {
+        "name": "fake_echo",
+        "description": "The echo tool.",
+        "parameters": {
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+        },
+    }
+    assert echo.is_async and not echo.requires_approval
+
+
+def test_no_process_is_left_after_close_an_error_or_ctrl_c(server: ScriptedServer) -> None:
+    before = children()
+    source = fake()
+    with agent_for(server, [source]) as agent:
+        server.queue(Reply.tool_calls(("fake_whoami", {})), Reply.text("ok"))
+        agent.run("go")
+        assert len(children() - before) == 1
+    assert children() <= before
+
+    def interrupt(call: PlannedCall) -> None:
+        raise KeyboardInterrupt
+
+    server.queue(Reply.tool_calls(("fake_echo", {"text": "x"})))
+    agent = agent_for(server, [fake()], hooks=Hooks(before_tool_call=interrupt))
+    with pytest.raises(KeyboardInterrupt), agent:
+        agent.run("go")
+    assert children() <= before
+
+    async def failing() -> None:
+        server.queue(Reply.error(400, "bad request"))
+        async with agent_for(server, [fake()]) as agent:
+            await agent.run_async("go")
+
+    with pytest.raises(Exception, match="bad request"):
+        asyncio.run(failing())
+    assert children() <= before
+
+
+def test_without_the_extra_the_error_names_it() -> None:
+    code = (
+        "import sys; sys.modules['mcp'] = None\n"
+        "from agentkit.mcp import MCPStdio\n"
+        "try:\n    MCPStdio('x')\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'agentkit[mcp]'" in out.stdout
+
+
+def test_import_agentkit_loads_no_mcp() -> None:
+    code = (
+        "import sys, agentkit\nfrom agentkit import Agent, tool\n"
+        "bad = [m for m in ('mcp', 'starlette', 'uvicorn', 'anyio') if m in sys.modules]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
