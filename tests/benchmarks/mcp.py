@@ -1,0 +1,176 @@
+"""``python -m tests.benchmarks.mcp``: what one MCP tool call costs next to a ``@tool``.
+
+The same function, ``add(a, b)``, three ways: a ``@tool`` in the process, and the same
+``@tool`` served by ``agentkit mcp serve`` in a child process, reached over stdio
+(``MCPStdio``) and over streamable HTTP on 127.0.0.1 (``MCPHttp``). Two figures each:
+
+- one call as the agent makes it (validate the arguments, call, get the text back), timed
+  back to back on one event loop, median of the samples;
+- a whole two-round ``Agent.run`` against a scripted model on loopback (question, one tool
+  call, answer), so the difference is the overhead a user sees per call.
+
+Then the import time of ``from agentkit import Agent, tool`` with the ``mcp`` extra
+installed, and which of the extra's modules it loaded (it must load none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from agentkit import Agent, Tool, tool
+from agentkit.mcp import MCPHttp, MCPStdio
+from agentkit.testing import Reply, ScriptedServer
+
+_TOOLS = textwrap.dedent(
+    '''
+    from agentkit import tool
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+    '''
+)
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve_command(path: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "agentkit.cli", "mcp", "serve", path, *extra]
+
+
+async def _time_calls(call: Callable[[], Awaitable[Any]], samples: int) -> list[float]:
+    for _ in range(max(5, samples // 10)):  # warm up
+        await call()
+    out = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        await call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def _one_call(item: Tool[..., Any]) -> Callable[[], Awaitable[Any]]:
+    async def call() -> Any:
+        kwargs = item.validate_json('{"a": 2, "b": 3}')
+        value = item.call(kwargs)
+        return await value if item.is_async else value
+
+    return call
+
+
+def _runs(tools: list[Any], samples: int) -> list[float]:
+    with ScriptedServer() as model:
+        agent = Agent("qwen-plus", tools, base_url=model.base_url, api_key="sk-bench-0000000000")
+        with agent:
+            out = []
+            for index in range(samples + 5):
+                model.queue(Reply.tool_calls(("add", {"a": 2, "b": index})), Reply.text("ok"))
+                start = time.perf_counter()
+                agent.run("add")
+                if index >= 5:
+                    out.append(time.perf_counter() - start)
+    return out
+
+
+def _import_probe() -> tuple[float, list[str]]:
+    code = (
+        "import sys, time; t = time.perf_counter(); from agentkit import Agent, tool; "
+        "t = time.perf_counter() - t; "
+        "extra = sorted(m for m in ('mcp', 'mcp_types', 'starlette', 'uvicorn', 'anyio', "
+        "'httpx2', 'sse_starlette') if m in sys.modules); print(t, ','.join(extra))"
+    )
+    times = []
+    loaded: list[str] = []
+    for _ in range(5):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split(" ", 1)
+        times.append(float(out[0]))
+        loaded = [m for m in out[1].strip().split(",") if m]
+    return statistics.median(times), loaded
+
+
+def main() -> None:
+    """Measure and print the Markdown tables."""
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.mcp")
+    parser.add_argument("--samples", type=int, default=200, help="calls timed per row")
+    parser.add_argument("--runs", type=int, default=40, help="agent runs timed per row")
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "bench_tools.py")
+        Path(path).write_text(_TOOLS)
+        port = _free_port()
+        http = subprocess.Popen(
+            _serve_command(path, "--http", "--port", str(port)),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert http.stderr is not None
+            http.stderr.readline()  # "serving ... at http://..." once it listens
+            stdio = MCPStdio(sys.executable, _serve_command(path)[1:])
+            remote = MCPHttp(f"http://127.0.0.1:{port}/mcp")
+            contenders: list[tuple[str, Any, Tool[..., Any]]] = [("@tool", add, add)]
+            for label, source in (("MCP over stdio", stdio), ("MCP over HTTP", remote)):
+                contenders.append((label, source, source.tools()[0]))
+
+            async def calls() -> list[tuple[str, list[float]]]:
+                return [
+                    (label, await _time_calls(_one_call(item), options.samples))
+                    for label, _, item in contenders
+                ]
+
+            call_rows = asyncio.run(calls())
+            run_rows = [(label, _runs([entry], options.runs)) for label, entry, _ in contenders]
+            stdio.close()
+            remote.close()
+        finally:
+            http.terminate()
+            http.wait(10)
+
+    base_call = statistics.median(call_rows[0][1])
+    base_run = statistics.median(run_rows[0][1])
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of the samples\n")
+    print("| the same `add` as | one call (ms) | overhead per call (ms) | two-round run (ms) |")
+    print("|---|---|---|---|")
+    for (label, call_samples), (_, run_samples) in zip(call_rows, run_rows, strict=True):
+        one = statistics.median(call_samples)
+        run = statistics.median(run_samples)
+        print(
+            f"| {label} | {one * 1000:.3f} | {(one - base_call) * 1000:+.3f} | "
+            f"{run * 1000:.2f} ({(run - base_run) * 1000:+.2f}) |"
+        )
+    seconds, loaded = _import_probe()
+    print(
+        f"\n`from agentkit import Agent, tool` with the mcp extra installed: "
+        f"{seconds * 1000:.1f} ms (median of 5 fresh interpreters); modules of the extra "
+        f"loaded: {', '.join(loaded) or 'none'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
