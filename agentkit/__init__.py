@@ -6,152 +6,109 @@ pydantic models and jsonschema load the first time a name that needs them is use
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# name -> module that defines it; resolved on first attribute access (PEP 562).
-_EXPORTS: dict[str, str] = {
-    # errors
-    "AgentKitError": "_errors",
-    "ConfigurationError": "_errors",
-    "RequestValidationError": "_errors",
-    "ToolDefinitionError": "_errors",
-    "APIError": "_errors",
-    "APIStatusError": "_errors",
-    "BadRequestError": "_errors",
-    "ContentModerationError": "_errors",
-    "AuthenticationError": "_errors",
-    "PermissionDeniedError": "_errors",
-    "NotFoundError": "_errors",
-    "RateLimitError": "_errors",
-    "QuotaExceededError": "_errors",
-    "ServerError": "_errors",
-    "APIConnectionError": "_errors",
-    "APITimeoutError": "_errors",
-    "IncompleteStreamError": "_errors",
-    "InvalidResponseError": "_errors",
-    "RunError": "_errors",
-    "MaxTurnsExceeded": "_errors",
-    "ToolCallLimitExceeded": "_errors",
-    "ToolFailureLimitExceeded": "_errors",
-    "RepeatedToolCallError": "_errors",
-    "OutputTruncatedError": "_errors",
-    "OutputValidationError": "_errors",
-    "ToolRetry": "_errors",
-    # tools
-    "tool": "_tool",
-    "Tool": "_tool",
-    "ToolArgumentsError": "_errors",
-    "RunContext": "_context",
-    # client
-    "ChatClient": "_client",
-    "AsyncChatClient": "_client",
-    "Provider": "_providers",
-    "PROVIDERS": "_providers",
-    # agent
-    "Agent": "_agent",
-    "Hooks": "_agent",
-    "PlannedCall": "_loop",
-    "RunResult": "_result",
-    "Usage": "_wire",
-    "ModelPrice": "_pricing",
-}
-
-# Written out (not computed from _EXPORTS) so type checkers see what is exported.
-__all__ = [
-    "PROVIDERS",
-    "APIConnectionError",
-    "APIError",
-    "APIStatusError",
-    "APITimeoutError",
-    "Agent",
-    "AgentKitError",
-    "AsyncChatClient",
-    "AuthenticationError",
-    "BadRequestError",
-    "ChatClient",
-    "ConfigurationError",
-    "ContentModerationError",
-    "Hooks",
-    "IncompleteStreamError",
-    "InvalidResponseError",
-    "MaxTurnsExceeded",
-    "ModelPrice",
-    "NotFoundError",
-    "OutputTruncatedError",
-    "OutputValidationError",
-    "PermissionDeniedError",
-    "PlannedCall",
-    "Provider",
-    "QuotaExceededError",
-    "RateLimitError",
-    "RepeatedToolCallError",
-    "RequestValidationError",
-    "RunContext",
-    "RunError",
-    "RunResult",
-    "ServerError",
-    "Tool",
-    "ToolArgumentsError",
-    "ToolCallLimitExceeded",
-    "ToolDefinitionError",
-    "ToolFailureLimitExceeded",
-    "ToolRetry",
-    "Usage",
-    "tool",
-]
-
+# The export table: every public name, imported from the module that defines it. Type
+# checkers read these lines; at run time they never execute. Instead, the first lookup of
+# a name reads the table from this module's compiled code (see _exports) and imports only
+# the module that name needs (PEP 562). Write each name as ``Name as Name``.
 if TYPE_CHECKING:
-    from ._agent import Agent, Hooks
-    from ._client import AsyncChatClient, ChatClient
-    from ._context import RunContext
-    from ._errors import (
-        AgentKitError,
-        APIConnectionError,
-        APIError,
-        APIStatusError,
-        APITimeoutError,
-        AuthenticationError,
-        BadRequestError,
-        ConfigurationError,
-        ContentModerationError,
-        IncompleteStreamError,
-        InvalidResponseError,
-        MaxTurnsExceeded,
-        NotFoundError,
-        OutputTruncatedError,
-        OutputValidationError,
-        PermissionDeniedError,
-        QuotaExceededError,
-        RateLimitError,
-        RepeatedToolCallError,
-        RequestValidationError,
-        RunError,
-        ServerError,
-        ToolArgumentsError,
-        ToolCallLimitExceeded,
-        ToolDefinitionError,
-        ToolFailureLimitExceeded,
-        ToolRetry,
-    )
-    from ._loop import PlannedCall
-    from ._pricing import ModelPrice
-    from ._providers import PROVIDERS, Provider
-    from ._result import RunResult
-    from ._tool import Tool, tool
-    from ._wire import Usage
+    from ._agent import Agent as Agent
+    from ._agent import Approver as Approver
+    from ._agent import Hooks as Hooks
+    from ._client import AsyncChatClient as AsyncChatClient
+    from ._client import ChatClient as ChatClient
+    from ._context import RunContext as RunContext
+    from ._errors import AgentKitError as AgentKitError
+    from ._errors import APIConnectionError as APIConnectionError
+    from ._errors import APIError as APIError
+    from ._errors import APIStatusError as APIStatusError
+    from ._errors import APITimeoutError as APITimeoutError
+    from ._errors import AuthenticationError as AuthenticationError
+    from ._errors import BadRequestError as BadRequestError
+    from ._errors import ConfigurationError as ConfigurationError
+    from ._errors import ContentModerationError as ContentModerationError
+    from ._errors import IncompleteStreamError as IncompleteStreamError
+    from ._errors import InvalidResponseError as InvalidResponseError
+    from ._errors import MaxTurnsExceeded as MaxTurnsExceeded
+    from ._errors import NotFoundError as NotFoundError
+    from ._errors import OutputTruncatedError as OutputTruncatedError
+    from ._errors import OutputValidationError as OutputValidationError
+    from ._errors import PermissionDeniedError as PermissionDeniedError
+    from ._errors import QuotaExceededError as QuotaExceededError
+    from ._errors import RateLimitError as RateLimitError
+    from ._errors import RepeatedToolCallError as RepeatedToolCallError
+    from ._errors import RequestValidationError as RequestValidationError
+    from ._errors import RunError as RunError
+    from ._errors import ServerError as ServerError
+    from ._errors import ToolArgumentsError as ToolArgumentsError
+    from ._errors import ToolCallLimitExceeded as ToolCallLimitExceeded
+    from ._errors import ToolDefinitionError as ToolDefinitionError
+    from ._errors import ToolFailureLimitExceeded as ToolFailureLimitExceeded
+    from ._errors import ToolRetry as ToolRetry
+    from ._events import AgentEvent as AgentEvent
+    from ._events import ModelRoundFinished as ModelRoundFinished
+    from ._events import ReasoningDelta as ReasoningDelta
+    from ._events import RunFinished as RunFinished
+    from ._events import StreamDelta as StreamDelta
+    from ._events import TextDelta as TextDelta
+    from ._events import ToolCallArgumentsDelta as ToolCallArgumentsDelta
+    from ._events import ToolCallStarted as ToolCallStarted
+    from ._events import ToolResult as ToolResult
+    from ._loop import PlannedCall as PlannedCall
+    from ._pricing import ModelPrice as ModelPrice
+    from ._providers import PROVIDERS as PROVIDERS
+    from ._providers import Provider as Provider
+    from ._result import RunResult as RunResult
+    from ._tool import Tool as Tool
+    from ._tool import tool as tool
+    from ._wire import Usage as Usage
+
+_table: dict[str, str] | None = None
+
+
+def _exports() -> dict[str, str]:
+    """Public name -> the submodule that defines it, read once from the table above.
+
+    The ``if TYPE_CHECKING:`` block is compiled though it never runs, so its imports are in
+    this module's code object, whatever loaded it (source, ``.pyc`` only, a zip, a frozen
+    app): each ``IMPORT_NAME`` of a private submodule is followed by its ``IMPORT_FROM``s.
+    """
+    global _table
+    if _table is None:
+        import dis
+
+        code = __spec__.loader.get_code(__name__)  # type: ignore[union-attr]
+        table: dict[str, str] = {}
+        module = ""
+        for instruction in dis.get_instructions(code):
+            if instruction.opname == "IMPORT_NAME":
+                module = instruction.argval
+            elif instruction.opname == "IMPORT_FROM" and _private_submodule(module):
+                table[instruction.argval] = module
+        _table = table
+    return _table
+
+
+def _private_submodule(module: str) -> bool:
+    return module.startswith("_") and not module.startswith("__")  # not __future__
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if name == "__all__":
+        value: Any = sorted(_exports())
+    else:
+        module = _exports().get(name)
+        if module is None:
+            raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
+        from importlib import import_module
+
+        value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups skip this hook
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    return sorted({*globals(), *_exports()})

@@ -24,9 +24,7 @@ from typing import Any
 
 MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("agentkit", None),
-    ("agentkit._agent", ("Approver", "Prompt")),
-    ("agentkit._loop", ("PlannedCall",)),
-    ("agentkit._events", None),
+    ("agentkit._agent", ("Prompt",)),
     (
         "agentkit.testing",
         (
@@ -46,16 +44,17 @@ MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
 )
 """The public API in page order: each module with the names it contributes, in that order
 (``None``: its whole ``__all__``, in source order). ``agentkit`` re-exports most names; the
-others add what the top level does not (what approvers receive, the events, the testing
-kit, the built-in tools). ``tests/test_docs.py`` checks that every ``__all__`` is covered."""
+others add what the top level does not (the prompt type, the testing kit, the built-in
+tools). ``tests/test_docs.py`` checks that every ``__all__`` is covered."""
 
 PAGE = Path(__file__).with_name("api.md")
 
 # Sections of the top-level package, by the submodule that defines each name.
 _SECTIONS = (
     ("The agent", ("_agent", "_result", "_context", "_loop")),
+    ("Streamed events", ("_events",)),
     ("Tools", ("_tool",)),
-    ("The client", ("_client", "_providers", "_wire")),
+    ("The client", ("_client", "_providers", "_wire", "_pricing")),
     ("Errors", ("_errors",)),
 )
 
@@ -93,8 +92,9 @@ def _defining_module(module_name: str, name: str) -> tuple[Any, str]:
     obj = getattr(module, name)
     if inspect.isclass(obj) or inspect.isfunction(obj):
         return obj, obj.__module__
-    exports = getattr(module, "_EXPORTS", None)
-    if isinstance(exports, dict) and name in exports:  # re-exported lazily by agentkit
+    table = getattr(module, "_exports", None)
+    exports = table() if callable(table) else {}
+    if name in exports:  # re-exported lazily by agentkit
         return obj, f"{module_name}.{exports[name]}"
     from agentkit import Tool
 

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentkit import Agent, AgentKitError, RunContext, tool
-from agentkit._agent import Approver
-from agentkit._loop import PlannedCall
+from agentkit import Agent, AgentKitError, Approver, PlannedCall, RunContext, tool
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (

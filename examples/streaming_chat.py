@@ -4,7 +4,7 @@
     python examples/streaming_chat.py                 # chat; an empty line or Ctrl-D ends
     python examples/streaming_chat.py "Is it raining in Hangzhou right now?"
 
-``Agent.stream()`` yields typed events (``agentkit._events``); a ``match`` on them is all the
+``Agent.stream()`` yields typed events (``agentkit.TextDelta``, ...); a ``match`` on them is all the
 user interface needs. Any OpenAI-compatible server works with ``--base-url``.
 """
 
@@ -15,8 +15,16 @@ import os
 import sys
 from typing import Any
 
-from agentkit import Agent, AgentKitError, RunResult
-from agentkit._events import ReasoningDelta, RunFinished, TextDelta, ToolCallStarted, ToolResult
+from agentkit import (
+    Agent,
+    AgentKitError,
+    ReasoningDelta,
+    RunFinished,
+    RunResult,
+    TextDelta,
+    ToolCallStarted,
+    ToolResult,
+)
 from agentkit.tools import BUILTIN_TOOLS
 
 
