@@ -1,0 +1,176 @@
+"""``PostgresStore``: sessions in PostgreSQL (psycopg 3), shared by processes and machines.
+
+psycopg is imported when the first store is made, never by ``import agentkit``; without it,
+the error names the extra to install.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .._errors import ConfigurationError
+from .._store import SessionError
+from ._sql import Cursor, SQLStore
+
+__all__ = ["PostgresStore"]
+
+_CREATE_V1 = (
+    "CREATE TABLE {p}agentkit_schema (version INTEGER NOT NULL)",
+    "CREATE TABLE {p}agentkit_sessions ("
+    " id TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL,"
+    " updated_at DOUBLE PRECISION NOT NULL, length INTEGER NOT NULL, status TEXT NOT NULL,"
+    " pending TEXT, metadata TEXT, owner TEXT, lease_until DOUBLE PRECISION, owner_host TEXT,"
+    " owner_pid INTEGER)",
+    "CREATE INDEX ON {p}agentkit_sessions (updated_at)",
+    "CREATE TABLE {p}agentkit_messages ("
+    " session_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,"
+    " PRIMARY KEY (session_id, seq))",
+    "CREATE TABLE {p}agentkit_calls ("
+    " session_id TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL, arguments TEXT NOT NULL,"
+    " digest TEXT NOT NULL, state TEXT NOT NULL, result TEXT,"
+    " started_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION,"
+    " PRIMARY KEY (session_id, key))",
+)
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# Any constant works: it only has to be the same in every process that opens a store.
+_SCHEMA_LOCK = 0x6167656E746B6974  # "agentkit"
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigurationError(
+            "PostgresStore needs psycopg 3: pip install 'agentkit[postgres]'"
+        ) from None
+    return psycopg
+
+
+class PostgresStore(SQLStore):
+    """Conversations kept in PostgreSQL: the store for more than one process or machine.
+
+    Any worker can continue any conversation; a session is claimed by one run at a time
+    (a row lock decides), and every write is one transaction. Connections come from a small
+    pool; the ``*_async`` methods run in the store's worker threads, off the event loop.
+
+    Args:
+        dsn: a libpq connection string, e.g. ``"postgresql://user@host/db"``.
+        schema: the PostgreSQL schema that holds the tables (created if missing).
+        pool_size: connections kept open at most.
+        lease: seconds a run's claim on a session lasts without a write.
+        connect_timeout: seconds to wait for a connection.
+    """
+
+    _placeholder = "%s"
+    _for_update = " FOR UPDATE"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "public",
+        pool_size: int = 10,
+        lease: float = 600.0,
+        connect_timeout: float = 10.0,
+        executor_threads: int | None = None,
+    ) -> None:
+        super().__init__(lease=lease, executor_threads=executor_threads or pool_size)
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(
+                "schema must be a plain lower-case PostgreSQL name (letters, digits, _)"
+            )
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._psycopg = _psycopg()
+        self._dsn = dsn
+        self.schema = schema
+        self._prefix = f'"{schema}".'
+        self._connect_timeout = connect_timeout
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        # Never the DSN: it may hold a password.
+        return f"PostgresStore(schema={self.schema!r})"
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        if not self._slots.acquire(timeout=self._connect_timeout + 30):
+            raise SessionError("no PostgreSQL connection came free in time (pool exhausted)")
+        connection = None
+        try:
+            try:
+                connection = self._pool.get_nowait()
+            except queue.Empty:
+                connection = self._connect()
+            yield connection
+        except self._psycopg.OperationalError:
+            if connection is not None:  # a broken connection is not given back
+                connection.close()
+                connection = None
+            raise
+        finally:
+            if connection is not None:
+                if connection.closed or self._closed:
+                    connection.close()
+                else:
+                    self._pool.put(connection)
+            self._slots.release()
+
+    def _connect(self) -> Any:
+        if self._closed:
+            raise SessionError("this PostgresStore is closed")
+        try:
+            connection = self._psycopg.connect(
+                self._dsn, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+            )
+        except self._psycopg.OperationalError as error:
+            raise SessionError(f"cannot connect to PostgreSQL: {_first_line(error)}") from None
+        with self._lock:
+            self._all.append(connection)
+        return connection
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Cursor]:
+        with self._connection() as connection, connection.transaction():
+            cursor = connection.cursor()
+            if not write:
+                # One snapshot for the session row and its messages.
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield cursor
+
+    def _lock_schema(self, cursor: Cursor) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+
+    def _table_exists(self, cursor: Cursor, table: str) -> bool:
+        cursor.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+            (self.schema, table),
+        )
+        return cursor.fetchone() is not None
+
+    def _create_statements(self) -> Sequence[str]:
+        return _CREATE_V1
+
+    def close(self) -> None:
+        """Close every pooled connection, and the store's worker threads."""
+        super().close()
+        with self._lock:
+            self._closed = True
+            connections, self._all = self._all, []
+        for connection in connections:
+            connection.close()
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,0 +1,129 @@
+"""``SQLiteStore``: sessions in one SQLite file (stdlib ``sqlite3``, WAL), for one machine."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .._store import SessionError
+from ._sql import Cursor, SQLStore
+
+__all__ = ["SQLiteStore"]
+
+_CREATE_V1 = (
+    "CREATE TABLE {p}agentkit_schema (version INTEGER NOT NULL)",
+    "CREATE TABLE {p}agentkit_sessions ("
+    " id TEXT PRIMARY KEY, created_at REAL NOT NULL, updated_at REAL NOT NULL,"
+    " length INTEGER NOT NULL, status TEXT NOT NULL, pending TEXT, metadata TEXT,"
+    " owner TEXT, lease_until REAL, owner_host TEXT, owner_pid INTEGER)",
+    "CREATE INDEX {p}agentkit_sessions_updated ON agentkit_sessions (updated_at)",
+    "CREATE TABLE {p}agentkit_messages ("
+    " session_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,"
+    " PRIMARY KEY (session_id, seq)) WITHOUT ROWID",
+    "CREATE TABLE {p}agentkit_calls ("
+    " session_id TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL, arguments TEXT NOT NULL,"
+    " digest TEXT NOT NULL, state TEXT NOT NULL, result TEXT, started_at REAL NOT NULL,"
+    " finished_at REAL, PRIMARY KEY (session_id, key))",
+)
+
+
+class SQLiteStore(SQLStore):
+    """Conversations kept in a SQLite file: the embedded default for one machine.
+
+    Several processes may share the file: a session is claimed by one run at a time, and
+    every write is one transaction. The file uses WAL, so readers never wait for a writer.
+    The ``*_async`` methods run in the store's worker threads, off the event loop.
+
+    Args:
+        path: the database file; created (with its folder) if missing.
+        lease: seconds a run's claim on a session lasts without a write (see ``SQLStore``).
+        busy_timeout: seconds a write waits for another process's write to finish.
+        synchronous: SQLite's ``synchronous`` setting. ``"FULL"`` (the default) syncs each
+            commit to disk, so a written-ahead call survives a power cut too; ``"NORMAL"``
+            is faster and still survives a crash of the process.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lease: float = 600.0,
+        busy_timeout: float = 30.0,
+        synchronous: str = "FULL",
+        executor_threads: int = 8,
+    ) -> None:
+        super().__init__(lease=lease, executor_threads=executor_threads)
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._synchronous = synchronous.upper()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        if self._closed:
+            raise SessionError("this SQLiteStore is closed")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: transactions are begun by hand, so a write can take the
+            # lock up front (BEGIN IMMEDIATE) instead of failing to upgrade a read lock.
+            connection = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA synchronous={self._synchronous}")
+        except sqlite3.DatabaseError as error:
+            raise SessionError(
+                f"cannot open the session database {str(self.path)!r}: {error}"
+            ) from None
+        self._local.connection = connection
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Cursor]:
+        connection = self._connection()
+        cursor = connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield cursor
+        except BaseException:
+            connection.rollback()
+            raise
+        else:
+            connection.commit()
+        finally:
+            cursor.close()
+
+    def _table_exists(self, cursor: Cursor, table: str) -> bool:
+        cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+        return cursor.fetchone() is not None
+
+    def _create_statements(self) -> Sequence[str]:
+        return _CREATE_V1
+
+    def close(self) -> None:
+        """Close every connection the store opened, and its worker threads."""
+        super().close()
+        with self._connections_lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
