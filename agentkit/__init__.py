@@ -62,6 +62,12 @@ if TYPE_CHECKING:
     from ._providers import PROVIDERS as PROVIDERS
     from ._providers import Provider as Provider
     from ._result import RunResult as RunResult
+    from ._store import SchemaVersionError as SchemaVersionError
+    from ._store import SessionBusyError as SessionBusyError
+    from ._store import SessionCorruptError as SessionCorruptError
+    from ._store import SessionError as SessionError
+    from ._store import SessionNotFoundError as SessionNotFoundError
+    from ._store import Store as Store
     from ._tool import Tool as Tool
     from ._tool import tool as tool
     from ._wire import Usage as Usage

@@ -39,6 +39,10 @@ MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
             "ToolCallStyle",
         ),
     ),
+    (
+        "agentkit.sessions",
+        ("SQLiteStore", "PostgresStore", "SessionInfo", "SessionRecord", "CallRecord", "Claim"),
+    ),
     ("agentkit.tools", None),
     ("agentkit.mcp", None),
 )
@@ -56,6 +60,7 @@ _SECTIONS = (
     ("Tools", ("_tool",)),
     ("The client", ("_client", "_providers", "_wire", "_pricing")),
     ("Errors", ("_errors",)),
+    ("Sessions", ("_store",)),
 )
 
 _HEADER = """\

@@ -40,7 +40,8 @@ class SQLiteStore(SQLStore):
 
     Args:
         path: the database file; created (with its folder) if missing.
-        lease: seconds a run's claim on a session lasts without a write (see ``SQLStore``).
+        lease: seconds a run's claim on a session lasts without a write; a claim whose
+            process died on this machine is taken over at once.
         busy_timeout: seconds a write waits for another process's write to finish.
         synchronous: SQLite's ``synchronous`` setting. ``"FULL"`` (the default) syncs each
             commit to disk, so a written-ahead call survives a power cut too; ``"NORMAL"``
