@@ -1,4 +1,4 @@
-"""The ``agentkit`` command: ``chat``, ``tools`` and ``demo``.
+"""The ``agentkit`` command: ``chat``, ``tools``, ``sessions`` and ``demo``.
 
 Only the standard library is imported at start-up; the client, the loop and the tools load
 when a command needs them, so ``agentkit --help`` answers at once. The pieces:
@@ -91,6 +91,10 @@ def _main(argv: Sequence[str] | None, stdin: TextIO, out: TextIO, err: TextIO) -
             from ._mcp import run_mcp
 
             return run_mcp(args, err)
+        if args.command == "sessions":
+            from ._sessions import sessions_command
+
+            return sessions_command(args, out, err)
         from ._demo import run_demo
 
         return run_demo(args.prompt, out, err, verbose=args.verbose, paced=not args.fast)

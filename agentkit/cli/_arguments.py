@@ -55,7 +55,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``agentkit`` and its ``chat``, ``tools`` and ``demo`` subcommands."""
+    """The parser of ``agentkit`` and its subcommands (chat, tools, sessions, demo)."""
     parser = _Parser(
         prog=PROG,
         description="Multi-round function calling against OpenAI-compatible Chat APIs.",
@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-s", "--system", metavar="TEXT", help="system instructions")
     run.add_argument(
+        "--session",
+        metavar="NAME",
+        help="continue (or start) the stored conversation NAME; see `agentkit sessions`",
+    )
+    _add_store_flag(run)
+    run.add_argument(
         "--max-turns",
         type=_at_least(1),
         default=10,
@@ -168,6 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--names", action="store_true", help="only list the names")
     tools.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
 
+    sessions = commands.add_parser(
+        "sessions",
+        help="list, show or delete stored conversations (chat --session)",
+        description="Conversations kept by `agentkit chat --session NAME`.",
+        epilog="examples:\n  agentkit sessions list\n  agentkit sessions show cust-17\n"
+        "  agentkit sessions delete cust-17\n"
+        "  agentkit sessions list --store postgresql://user@host/db",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sessions.add_argument("action", choices=("list", "show", "delete"), help="what to do")
+    sessions.add_argument("name", nargs="?", metavar="NAME", help="the session (show, delete)")
+    _add_store_flag(sessions)
+    sessions.add_argument("--prefix", metavar="TEXT", help="list: only names starting so")
+    sessions.add_argument(
+        "--limit", type=_at_least(1), default=100, metavar="N", help="list: at most N (100)"
+    )
+    sessions.add_argument("--json", action="store_true", help="print JSON")
+    sessions.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
+
     demo = commands.add_parser(
         "demo",
         help="the weather-and-time bot, offline: a scripted model, real tools and loop",
@@ -201,6 +226,15 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         owner = commands.choices.get(args.command or "", parser)
         owner.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def _add_store_flag(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--store",
+        metavar="PATH_OR_DSN",
+        help="where sessions live: a SQLite file, or a postgresql:// DSN (default: "
+        "sessions.db in agentkit's folder under your data directory)",
+    )
 
 
 def _at_least(low: int) -> Callable[[str], int]:
