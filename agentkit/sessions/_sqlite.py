@@ -67,6 +67,9 @@ class SQLiteStore(SQLStore):
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
+        # SQLite has one writer at a time; threads of this process queue here instead of
+        # in SQLite's busy handler, which sleeps in growing steps and wastes the wait.
+        self._write_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -100,9 +103,18 @@ class SQLiteStore(SQLStore):
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Cursor]:
+        if not write:
+            with self._begin("BEGIN") as cursor:
+                yield cursor
+            return
+        with self._write_lock, self._begin("BEGIN IMMEDIATE") as cursor:
+            yield cursor
+
+    @contextmanager
+    def _begin(self, statement: str) -> Iterator[Cursor]:
         connection = self._connection()
         cursor = connection.cursor()
-        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        cursor.execute(statement)
         try:
             yield cursor
         except BaseException:
