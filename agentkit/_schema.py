@@ -8,7 +8,10 @@ Everything here runs once, when a function is decorated with ``@tool``:
   the same pydantic model, so the schema says what the validator accepts.
 * :func:`to_strict_json_schema` rewrites a schema into the subset OpenAI's structured
   outputs accept: every property required, optional ones as a union with null,
-  ``additionalProperties: false`` on every object, unsupported keywords removed.
+  ``additionalProperties: false`` on every object, unsupported keywords removed (the
+  constraints among them written into the description, so the model still learns them).
+* :func:`compact_json_schema` makes the schema the model is sent from the full one: every
+  request carries it, so it leaves out what only restates something else (see below).
 
 Rules the schema follows (and the validator enforces):
 
@@ -16,12 +19,17 @@ Rules the schema follows (and the validator enforces):
   object with named fields; ``dict[str, X]`` keeps its value schema).
 * Auto-generated ``title`` keys are dropped; ``$defs``/``$ref`` are kept for nested and
   recursive types; JSON-serialisable defaults are shown as ``default``.
-* The schema alone, checked by any Draft 2020-12 validator with formats not asserted,
-  refuses what the validator refuses wherever JSON Schema can say it: the string forms
-  of dates (calendar-exact), times, durations, UUIDs, URLs, IP addresses and decimals
-  carry a ``pattern`` beside their ``format``; sets refuse repeats (``uniqueItems``);
-  integer and boolean literals and enums do not mix up ``1`` and ``true``; a
-  discriminated union requires its tag; mapping keys have their own schema.
+* The full schema (``validation_parameters``), checked by any Draft 2020-12 validator with
+  formats not asserted, refuses what the validator refuses wherever JSON Schema can say
+  it: the string forms of dates (calendar-exact), times, durations, UUIDs, URLs, IP
+  addresses and decimals carry a ``pattern`` beside their ``format``; sets refuse repeats
+  (``uniqueItems``); integer and boolean literals and enums do not mix up ``1`` and
+  ``true``; a discriminated union requires its tag; mapping keys have their own schema.
+* The schema the model is sent (``parameters``) is the full one without the patterns that
+  only restate a ``format`` (a model is guided by ``date-time``, not by a calendar
+  regex), without ``"default": null`` (an optional parameter says that already) and
+  without OpenAPI's ``discriminator`` (the tags' ``const`` says it). It accepts everything
+  the full one accepts; the validator checks the rest and explains a violation.
 * The description of a parameter is ``Annotated[..., Field(description=...)]`` (or a
   ``Field(description=...)`` default) if given, else a plain string in its ``Annotated``
   metadata (``Annotated[str, "The city"]``), else the docstring's.
@@ -69,6 +77,7 @@ __all__ = [
     "NAME_PATTERN",
     "FunctionSchema",
     "StrictDecoder",
+    "compact_json_schema",
     "describe_function",
     "function_schema",
     "to_strict_json_schema",
@@ -85,8 +94,11 @@ class FunctionSchema:
     Attributes:
         name: the tool name (checked against :data:`NAME_PATTERN`).
         description: the docstring's summary and long description, or the override.
-        parameters: the JSON Schema of the arguments object (strict-transformed if
-            ``strict``).
+        parameters: the JSON Schema of the arguments object that the model is sent
+            (compact; strict-transformed if ``strict``).
+        validation_parameters: the full JSON Schema of the arguments object: everything
+            the validator checks that JSON Schema can say (see the module docstring).
+            Never sent; for checking arguments with a JSON Schema validator.
         model: the pydantic model that validates the arguments object.
         fields: ``(model field name, parameter name)`` per schema parameter, in order.
         positional_only: names of positional-only parameters, in order.
@@ -106,6 +118,7 @@ class FunctionSchema:
     name: str
     description: str
     parameters: dict[str, Any]
+    validation_parameters: dict[str, Any]
     model: type[BaseModel]
     fields: tuple[tuple[str, str], ...]
     positional_only: tuple[str, ...]
@@ -615,18 +628,19 @@ def function_schema(
         fields.append((field_name, param.name))
 
     model = _build_model(tool_name, model_fields, display)
-    parameters = _json_schema(model, display)
+    full = _json_schema(model, display)
     decoder = None
     if strict:
         transform = _StrictTransform()
-        parameters = transform.convert(parameters, "parameters")
+        full = transform.convert(full, "parameters")
         if transform.null_defaults or transform.pairs:
-            decoder = StrictDecoder(parameters, transform.null_defaults, transform.pairs)
-            parameters = copy.deepcopy(parameters)  # the callers' copy; the decoder keeps its own
+            decoder = StrictDecoder(full, transform.null_defaults, transform.pairs)
+            full = copy.deepcopy(full)  # the callers' copy; the decoder keeps its own
     return FunctionSchema(
         name=tool_name,
         description=description if description is not None else doc_description,
-        parameters=parameters,
+        parameters=compact_json_schema(full),
+        validation_parameters=full,
         model=model,
         fields=tuple(fields),
         positional_only=tuple(positional_only),
@@ -913,6 +927,171 @@ def _tidy(schema: dict[str, Any]) -> None:
         _tidy(sub)
 
 
+# --- the schema the model is sent -------------------------------------------------------
+
+# Patterns that only restate a format: the date and time forms, UUIDs, IP addresses, URLs
+# of any scheme. A URL pattern naming its schemes says more than ``format: uri`` and stays.
+_RESTATED_PATTERNS = frozenset({*_PATTERNS.values(), _ANY_URL})
+# A decimal's string form with no digit bounds: its number form beside it says as much
+# (the sign rule is the number form's minimum).
+_NUMBER_PATTERNS = frozenset(
+    f"^{sign}{digits}$"
+    for sign in (r"\+?", "[+-]?")
+    for digits in (_DECIMAL_DIGITS, _POSITIVE_DECIMAL)
+)
+
+
+def compact_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema the model is sent, made from the full one (a new object; ``schema`` is
+    left alone).
+
+    Every request carries the tool definitions, so this leaves out what says nothing the
+    rest of the schema does not, and writes the rest the short way:
+
+    * no ``pattern`` that only restates its ``format`` (the calendar-exact date regex
+      beside ``format: date``), nor the number pattern of a decimal's string form beside
+      its ``number`` form;
+    * no ``"default": null`` (not being required says it), no OpenAPI ``discriminator``
+      (each member's ``const`` tag says it);
+    * a definition used once is written where it is used, not in ``$defs``;
+    * a one-member ``anyOf`` is merged into its parent, and an optional scalar is
+      ``{"type": ["string", "null"]}`` rather than an ``anyOf`` with null.
+
+    Everything the full schema accepts, the compact one accepts; the validator still
+    checks what was left out and explains a violation to the model.
+    """
+    defs = schema.get("$defs")
+    inline: dict[str, Any] = {}
+    if isinstance(defs, dict):
+        counts: dict[str, int] = {}
+        _count_refs(schema, counts)
+        for name, sub in defs.items():
+            own: dict[str, int] = {}
+            _count_refs(sub, own)
+            if counts.get(name) == 1 and not own.get(name):
+                inline[name] = sub
+    out = _Compactor(inline).compact(schema)
+    kept = {name: sub for name, sub in out.pop("$defs", {}).items() if name not in inline}
+    if kept:
+        out["$defs"] = kept
+    return out  # type: ignore[no-any-return]
+
+
+_DEFS_PREFIX = "#/$defs/"
+
+
+def _count_refs(schema: Any, counts: dict[str, int]) -> None:
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_DEFS_PREFIX):
+            name = ref[len(_DEFS_PREFIX) :]
+            counts[name] = counts.get(name, 0) + 1
+        for sub in _subschemas(schema):
+            _count_refs(sub, counts)
+
+
+class _Compactor:
+    """One compaction; knows the definitions to write where they are used."""
+
+    def __init__(self, inline: dict[str, Any]) -> None:
+        self.inline = inline
+
+    def compact(self, schema: Any) -> Any:
+        if not isinstance(schema, dict):
+            return copy.deepcopy(schema)
+        schema = self._inlined(schema)
+        out: dict[str, Any] = {}
+        for key, value in schema.items():
+            if key == "pattern" and "format" in schema and value in _RESTATED_PATTERNS:
+                continue
+            if (key == "default" and value is None) or key == "discriminator":
+                continue
+            if key in _ONE_SCHEMA:
+                out[key] = self.compact(value)
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                out[key] = [self.compact(item) for item in value]
+            elif key in _SCHEMA_MAPS and isinstance(value, dict):
+                out[key] = {name: self.compact(sub) for name, sub in value.items()}
+            else:
+                out[key] = copy.deepcopy(value)
+        if isinstance(out.get("anyOf"), list):
+            _drop_decimal_pattern(out["anyOf"])
+        out = _merged_single(out) or out
+        return _merged_nullable(out) or out
+
+    def _inlined(self, schema: dict[str, Any]) -> dict[str, Any]:
+        ref = schema.get("$ref")
+        if not isinstance(ref, str) or not ref.startswith(_DEFS_PREFIX):
+            return schema
+        target = self.inline.get(ref[len(_DEFS_PREFIX) :])
+        if target is None:
+            return schema
+        rest = {key: value for key, value in schema.items() if key != "$ref"}
+        if not rest:
+            return target  # type: ignore[no-any-return]
+        if rest.keys() & target.keys() or "anyOf" in rest:
+            # both describe (the parameter and its type): keep both, the type one level in
+            return {**rest, "anyOf": [target]} if "anyOf" not in rest else schema
+        return {**rest, **target}
+
+
+def _merged_single(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"description": ..., "anyOf": [{"type": ...}]}`` as one schema, when the two do
+    not share a keyword (a lone reference stays in its ``anyOf``: strict mode wants no
+    keywords beside a ``$ref``)."""
+    options = schema.get("anyOf")
+    if not isinstance(options, list) or len(options) != 1 or not isinstance(options[0], dict):
+        return None
+    member = options[0]
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    if "$ref" in member or rest.keys() & member.keys():
+        return None
+    return {**rest, **member}
+
+
+def _drop_decimal_pattern(options: list[Any]) -> None:
+    """A decimal's string form, beside its number form, without the pattern that only
+    says "a number" (in place; a pattern that also bounds the digits stays)."""
+    if not any(isinstance(o, dict) and o.get("type") == "number" for o in options):
+        return
+    for option in options:
+        if (
+            isinstance(option, dict)
+            and option.get("type") == "string"
+            and option.get("pattern") in _NUMBER_PATTERNS
+        ):
+            del option["pattern"]
+
+
+_SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean"})
+
+
+def _merged_nullable(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"anyOf": [{"type": "string", ...}, {"type": "null"}], ...}`` as the same schema
+    written shorter, ``{"type": ["string", "null"], ...}``, or ``None`` when it is not
+    of that shape.
+
+    Only for a scalar type: its other keywords (``format``, ``minimum``...) do not apply
+    to null, and an ``enum`` or ``const`` gains the null. Objects, arrays and references
+    keep the ``anyOf`` (strict mode's consumers are least tested on nullable containers).
+    """
+    options = schema.get("anyOf")
+    if not isinstance(options, list) or len(options) != 2 or options[1] != {"type": "null"}:
+        return None
+    member = options[0]
+    if not isinstance(member, dict) or member.get("type") not in _SCALAR_TYPES:
+        return None
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    if rest.keys() & member.keys():
+        return None  # both sides say the same thing differently; leave it as written
+    merged = {**member, "type": [member["type"], "null"], **rest}
+    if "const" in merged:
+        merged["enum"] = [merged.pop("const")]
+    if "enum" in merged and None not in merged["enum"]:
+        merged["enum"] = [*merged["enum"], None]
+    return merged
+
+
 # --- strict mode ------------------------------------------------------------------------
 
 # What OpenAI's structured outputs accept; anything else is removed in strict mode.
@@ -980,6 +1159,24 @@ class _StrictTransform:
         self.null_defaults: dict[int, frozenset[str]] = {}
         # ids of the key/value list schemas that stand for mappings
         self.pairs: set[int] = set()
+        # ids of the converted schemas whose description is only the notes of dropped
+        # constraints (see _note_dropped_constraints)
+        self.noted: set[int] = set()
+
+    def _hoist_notes(self, out: dict[str, Any]) -> None:
+        """The notes of a union's members, moved up beside the union's own description
+        (``Optional[Path]``: "Where to save. (format=path)", where the model reads it)."""
+        notes = []
+        for member in out["anyOf"]:
+            if id(member) in self.noted:
+                notes.append(member.pop("description"))
+                self.noted.discard(id(member))
+        if notes:
+            text = ", ".join(notes)
+            description = out.get("description")
+            out["description"] = f"{description} ({text})" if description else text
+            if not description:
+                self.noted.add(id(out))
 
     def convert(self, schema: dict[str, Any], where: str) -> dict[str, Any]:
         schema = dict(schema)
@@ -993,6 +1190,8 @@ class _StrictTransform:
                 )
             schema = {**all_of[0], **schema}
         out = {key: value for key, value in schema.items() if _strict_keeps(key, value)}
+        if _note_dropped_constraints(schema, out):
+            self.noted.add(id(out))
         if "const" in out:
             out["enum"] = [out.pop("const")]
 
@@ -1015,6 +1214,7 @@ class _StrictTransform:
             ]
         if "anyOf" in out:
             out["anyOf"] = [self.convert(item, where) for item in out["anyOf"]]
+            self._hoist_notes(out)
         if "$defs" in out:
             out["$defs"] = {
                 key: self.convert(sub, f"$defs.{key}") for key, sub in out["$defs"].items()
@@ -1087,6 +1287,38 @@ class _StrictTransform:
         out["type"] = "array"
         out["items"] = entry
         self.pairs.add(id(out))
+
+
+# Constraints strict mode drops that the validator still enforces: the description names
+# them, so the model still learns them (pydantic-ai does the same).
+_NOTED_CONSTRAINTS = (
+    "minLength",
+    "maxLength",
+    "pattern",
+    "format",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+    "minContains",
+    "maxContains",
+)
+
+
+def _note_dropped_constraints(schema: dict[str, Any], out: dict[str, Any]) -> bool:
+    """Append the constraints of ``schema`` that ``out`` lost to its description:
+    ``"The SKU. (minLength=3, maxLength=12)"``. Whether the description is only notes."""
+    notes = [
+        f"{key}={value if isinstance(value, str) else to_json(value).decode()}"
+        for key in _NOTED_CONSTRAINTS
+        if key in schema and key not in out
+        for value in [schema[key]]
+    ]
+    if not notes:
+        return False
+    text = ", ".join(notes)
+    description = out.get("description")
+    out["description"] = f"{description} ({text})" if description else text
+    return not description
 
 
 def _strict_keeps(key: str, value: Any) -> bool:

@@ -66,7 +66,11 @@ class Tool(Generic[P, R]):
     Attributes:
         name: the name the model calls the tool by.
         description: what the tool does, for the model.
-        parameters: the JSON Schema (Draft 2020-12) of the arguments object.
+        parameters: the JSON Schema (Draft 2020-12) of the arguments object, as the model
+            is sent it: compact, without patterns that only restate a ``format``.
+        validation_parameters: the full JSON Schema of the arguments object, with every
+            check of the validator that JSON Schema can say (calendar-exact date patterns,
+            for one). Never sent; for checking arguments with a JSON Schema validator.
         strict: whether ``parameters`` is in OpenAI's strict structured-outputs subset.
         requires_approval: the agent asks the approval callback before each call.
         timeout: seconds a call may take before the agent gives up on it, or ``None``.
@@ -78,6 +82,7 @@ class Tool(Generic[P, R]):
     name: str
     description: str
     parameters: dict[str, Any]
+    validation_parameters: dict[str, Any]
     strict: bool
     requires_approval: bool
     timeout: float | None
@@ -117,6 +122,7 @@ class Tool(Generic[P, R]):
         self.name = schema.name
         self.description = schema.description
         self.parameters = schema.parameters
+        self.validation_parameters = schema.validation_parameters
         self.strict = strict
         self.requires_approval = requires_approval
         self.timeout = float(timeout) if timeout is not None else None

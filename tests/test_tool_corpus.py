@@ -53,7 +53,7 @@ from pydantic import (
     StringConstraints,
 )
 from test_tool_schema import iter_schemas
-from test_tool_strict import as_strict_model_writes_it, assert_strict_subset
+from test_tool_strict import ALLOWED_FORMATS, as_strict_model_writes_it, assert_strict_subset
 
 from agentkit import RunContext, Tool, ToolArgumentsError, ToolDefinitionError, tool
 
@@ -3399,35 +3399,61 @@ def test_name_description_and_property_descriptions(entry_id: str) -> None:
     t = e.tool
     assert t.name == (e.name or t.function.__name__)
     assert t.description == e.description
-    properties = t.parameters["properties"]
-    assert list(properties) == list(e.properties)
+    properties = t.validation_parameters["properties"]
+    sent = t.parameters["properties"]
+    assert list(properties) == list(e.properties) == list(sent)
     for prop, description in e.properties.items():
         assert properties[prop].get("description") == description, prop
+        assert _sent_description(t, prop) == description, prop
+
+
+def _sent_description(t: Tool[..., Any], prop: str) -> str | None:
+    """The description of a parameter in the sent schema, without the one of its type that
+    came along when a definition used once was written in place (``"A temperature
+    unit."``); strict mode's notes of dropped constraints stay."""
+    sent = t.parameters["properties"][prop]
+    full = t.validation_parameters["properties"][prop]
+    refs = [full, *full.get("anyOf", ())]
+    defs = t.validation_parameters.get("$defs", {})
+    own = [
+        defs[ref["$ref"].rsplit("/", 1)[-1]].get("description")
+        for ref in refs
+        if "$ref" in ref and "$ref" not in json.dumps(sent)
+    ]
+    text = sent.get("description")
+    if "description" not in full and text is not None and text in own:
+        return None
+    return text  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("entry_id", IDS)
 def test_schema_shape(entry_id: str) -> None:
     e = CORPUS[entry_id]
-    schema = e.tool.parameters
-    jsonschema.Draft202012Validator.check_schema(schema)
-    assert schema["type"] == "object"
-    assert schema["additionalProperties"] is False
-    assert schema.get("required", []) == e.required
-    for sub in iter_schemas(schema):
-        assert "title" not in sub, sub
-        if "properties" in sub:
-            assert sub.get("additionalProperties") is False, sub
-    for prop, subschema in schema["properties"].items():
+    for schema in (e.tool.validation_parameters, e.tool.parameters):
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["type"] == "object"
+        assert schema["additionalProperties"] is False
+        assert schema.get("required", []) == e.required
+        for sub in iter_schemas(schema):
+            assert "title" not in sub, sub
+            if "properties" in sub:
+                assert sub.get("additionalProperties") is False, sub
+        json.dumps(schema)  # plain JSON, nothing Python-only
+    for prop, subschema in e.tool.validation_parameters["properties"].items():
         assert subschema.get("default", MISSING) == e.defaults.get(prop, MISSING), prop
-    json.dumps(schema)  # plain JSON, nothing Python-only
+    for prop, subschema in e.tool.parameters["properties"].items():
+        # a null default says nothing that not being required does not: it is not sent
+        shown = e.defaults.get(prop, MISSING)
+        assert subschema.get("default", MISSING) == (MISSING if shown is None else shown), prop
 
 
 @pytest.mark.parametrize("entry_id", IDS)
 def test_labelled_objects_schema_and_validator_agree(entry_id: str) -> None:
     e = CORPUS[entry_id]
-    schema = e.tool.parameters
+    schema = e.tool.validation_parameters
     for arguments in e.valid:
         assert _is_valid(schema, arguments), f"schema refuses valid {arguments}"
+        assert _is_valid(e.tool.parameters, arguments), f"sent schema refuses valid {arguments}"
         assert _accepts(e.tool, arguments), f"tool refuses valid {arguments}"
     for arguments in e.invalid:
         assert not _is_valid(schema, arguments), f"schema accepts invalid {arguments}"
@@ -3478,9 +3504,12 @@ def test_strict_variant(entry_id: str) -> None:
     assert_strict_subset(schema)
     assert strict.to_openai()["function"]["strict"] is True
     assert strict.name == e.tool.name and strict.description == e.tool.description
+    assert_strict_subset(strict.validation_parameters)
     for prop, description in e.properties.items():
-        assert schema["properties"][prop].get("description") == description, prop
-    shown = e.tool.parameters["properties"]
+        got = _sent_description(strict, prop)
+        noted = _strict_notes(e.tool.validation_parameters["properties"][prop])
+        assert got == _with_notes(description, noted), prop
+    shown = e.tool.validation_parameters["properties"]
     for arguments in e.valid:
         # a strict model sends every parameter: the shown default for one left out
         filled = {
@@ -3499,6 +3528,35 @@ def test_strict_variant(entry_id: str) -> None:
             written = as_strict_model_writes_it(schema, schema, arguments)
             assert _is_valid(schema, written), f"strict tool accepts invalid {arguments}"
             assert None in arguments.values(), f"strict tool accepts invalid {arguments}"
+
+
+NOTED = ("minLength", "maxLength", "pattern", "format", "uniqueItems")
+
+
+def _strict_notes(schema: dict[str, Any]) -> str | None:
+    """What strict mode writes into a parameter's description for the constraints it
+    drops (written independently of agentkit: keywords outside the subset, formats outside
+    its list, patterns with lookaround)."""
+    notes = []
+    # the parameter's own, then those of union members without a description of their own
+    members = [m for m in schema.get("anyOf", ()) if "description" not in m]
+    for sub in (schema, *members):
+        for key in NOTED:
+            value = sub.get(key)
+            if value is None:
+                continue
+            if key == "format" and value in ALLOWED_FORMATS:
+                continue
+            if key == "pattern" and "(?" not in value:
+                continue
+            notes.append(f"{key}={json.dumps(value) if not isinstance(value, str) else value}")
+    return ", ".join(notes) or None
+
+
+def _with_notes(description: str | None, notes: str | None) -> str | None:
+    if notes is None:
+        return description
+    return f"{description} ({notes})" if description else notes
 
 
 def _with_defaults(t: Tool[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:

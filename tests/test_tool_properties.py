@@ -1,11 +1,13 @@
 """Hypothesis properties of @tool over generated signatures.
 
 (a) For a generated signature (random parameter names, kinds, types from the supported
-    set, defaults), the schema is valid Draft 2020-12, and jsonschema's verdict on
-    generated argument objects (valid values, arbitrary JSON, left-out and unknown
-    parameters) equals the tool's own validation. Accepted objects reach the function.
-(b) Argument objects generated from the schema itself (hypothesis-jsonschema) validate
-    and reach the function, in non-strict and strict mode.
+    set, defaults), both schemas are valid Draft 2020-12, and jsonschema's verdict with
+    the full schema (``validation_parameters``) on generated argument objects (valid
+    values, arbitrary JSON, left-out and unknown parameters) equals the tool's own
+    validation. The compact schema the model is sent (``parameters``) accepts every
+    object the tool accepts. Accepted objects reach the function.
+(b) Argument objects generated from the full schema (hypothesis-jsonschema) validate,
+    fit the sent schema and reach the function, in non-strict and strict mode.
 
 Arbitrary strings are drawn from letters, plus, for the date, time and duration kinds,
 strings of the right shape with arbitrary digits (2023-02-29, 24:00, 01:75...), which the
@@ -267,14 +269,19 @@ SETTINGS = settings(
 def test_schema_is_draft_2020_12_and_agrees_with_the_validator(data: st.DataObject) -> None:
     params = data.draw(signatures())
     t = build_tool(params)
+    jsonschema.Draft202012Validator.check_schema(t.validation_parameters)
     jsonschema.Draft202012Validator.check_schema(t.parameters)
-    validator = jsonschema.Draft202012Validator(t.parameters)
+    validator = jsonschema.Draft202012Validator(t.validation_parameters)
+    sent = jsonschema.Draft202012Validator(t.parameters)
     required = [p.name for p in params if not p.has_default]
     assert t.parameters.get("required", []) == required
+    assert t.validation_parameters.get("required", []) == required
     for _ in range(5):
         arguments = data.draw(argument_objects(params))
         kwargs = _verdict(t, arguments)
         assert validator.is_valid(arguments) == (kwargs is not None), arguments
+        # the compact schema the model is sent never refuses what the tool accepts
+        assert kwargs is None or sent.is_valid(arguments), arguments
         if kwargs is not None:
             received = t.call(kwargs)
             assert set(kwargs) == set(arguments)
@@ -300,7 +307,9 @@ def _draft7_view(schema: Any) -> Any:
 
 
 def _check_generated_arguments(t: Tool[..., Any], data: st.DataObject) -> None:
-    arguments = data.draw(from_schema(_draft7_view(t.parameters)))
+    # from the full schema: the sent one leaves the string forms to their format
+    arguments = data.draw(from_schema(_draft7_view(t.validation_parameters)))
+    assert jsonschema.Draft202012Validator(t.parameters).is_valid(arguments), arguments
     kwargs = t.validate_json(json.dumps(arguments))  # raises if the schema lied
     received = t.call(kwargs)
     assert set(received) >= set(kwargs)

@@ -12,6 +12,7 @@ import datetime
 import decimal
 import enum
 import ipaddress
+import json
 import pathlib
 import typing
 import uuid
@@ -25,6 +26,7 @@ import typing_extensions
 from pydantic import BaseModel, Field
 
 from agentkit import RunContext, Tool, ToolArgumentsError, ToolDefinitionError, tool
+from agentkit._schema import compact_json_schema
 
 # --- the types (module level, so string annotations resolve) ----------------------------
 
@@ -380,14 +382,24 @@ def test_schema_is_valid_draft_2020_12_without_titles(case: Case) -> None:
 @pytest.mark.parametrize("case", TYPE_CASES, ids=CASE_IDS)
 def test_schema_and_validator_agree_on_labelled_values(case: Case) -> None:
     t = make_tool(case.annotation)
+    full = t.validation_parameters
     for value in case.valid:
         arguments = {"value": value}
-        assert schema_accepts(t.parameters, arguments), f"schema refuses valid {value!r}"
+        assert schema_accepts(full, arguments), f"schema refuses valid {value!r}"
+        assert schema_accepts(t.parameters, arguments), f"sent schema refuses valid {value!r}"
         assert tool_accepts(t, arguments), f"tool refuses valid {value!r}"
     for value in case.invalid:
         arguments = {"value": value}
-        assert not schema_accepts(t.parameters, arguments), f"schema accepts invalid {value!r}"
+        assert not schema_accepts(full, arguments), f"schema accepts invalid {value!r}"
         assert not tool_accepts(t, arguments), f"tool accepts invalid {value!r}"
+
+
+@pytest.mark.parametrize("case", TYPE_CASES, ids=CASE_IDS)
+def test_the_sent_schema_is_the_full_one_compacted(case: Case) -> None:
+    t = make_tool(case.annotation)
+    jsonschema.Draft202012Validator.check_schema(t.validation_parameters)
+    assert t.parameters == compact_json_schema(t.validation_parameters)
+    assert len(json.dumps(t.parameters)) <= len(json.dumps(t.validation_parameters))
 
 
 @pytest.mark.parametrize("case", TYPE_CASES, ids=CASE_IDS)
@@ -439,15 +451,24 @@ def test_optional_union_literal_and_enums() -> None:
     ) -> None:
         """Unions."""
 
-    props = f.parameters["properties"]
+    full = f.validation_parameters
+    props = full["properties"]
     assert props["a"] == {"anyOf": [{"type": "integer"}, {"type": "null"}]}
     assert props["b"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     assert props["c"] == {"anyOf": [{"type": "integer"}, {"type": "string"}]}
     assert props["d"] == {"enum": ["x", "y"], "type": "string"}
     assert props["e"] == {"$ref": "#/$defs/Color"}
-    assert f.parameters["$defs"]["Color"]["enum"] == ["red", "green"]
-    assert f.parameters["$defs"]["Level"]["enum"] == [1, 2]
-    assert f.parameters["$defs"]["Level"]["type"] == "integer"
+    assert full["$defs"]["Color"]["enum"] == ["red", "green"]
+    assert full["$defs"]["Level"]["enum"] == [1, 2]
+    assert full["$defs"]["Level"]["type"] == "integer"
+    # sent: the short spelling of an optional scalar, each enum where it is used
+    sent = f.parameters["properties"]
+    assert sent["a"] == {"type": ["integer", "null"]}
+    assert sent["b"] == {"type": ["string", "null"]}
+    assert sent["c"] == props["c"] and sent["d"] == props["d"]
+    assert sent["e"] == full["$defs"]["Color"]
+    assert sent["g"] == full["$defs"]["Level"]
+    assert "$defs" not in f.parameters
 
 
 def test_collections() -> None:
@@ -470,7 +491,7 @@ def test_collections() -> None:
     assert props["e"] == {"type": "object", "additionalProperties": {"type": "boolean"}}
 
 
-def test_string_formats_carry_a_checked_pattern() -> None:
+def test_string_formats_carry_a_checked_pattern_that_is_never_sent() -> None:
     @tool
     def f(
         a: datetime.datetime,
@@ -482,14 +503,21 @@ def test_string_formats_carry_a_checked_pattern() -> None:
     ) -> None:
         """Formats."""
 
-    props = f.parameters["properties"]
+    props = f.validation_parameters["properties"]
     assert props["a"]["format"] == "date-time"
     assert props["b"]["format"] == "date"
     assert props["c"]["format"] == "time"
     assert props["d"]["format"] == "uuid"
     assert all("pattern" in props[name] for name in "abcd")
     assert props["e"]["anyOf"][0] == {"type": "number"}
+    assert "pattern" in props["e"]["anyOf"][1]
     assert props["g"] == {"type": "string", "format": "path"}
+    # the model is sent the format, not a calendar regex that restates it
+    sent = f.parameters["properties"]
+    for name, form in zip("abcd", ("date-time", "date", "time", "uuid"), strict=True):
+        assert sent[name] == {"type": "string", "format": form}, name
+    assert sent["e"] == {"anyOf": [{"type": "number"}, {"type": "string"}]}
+    assert sent["g"] == props["g"]
 
 
 def test_models_dataclasses_and_typeddicts_become_defs_with_descriptions() -> None:
@@ -497,8 +525,8 @@ def test_models_dataclasses_and_typeddicts_become_defs_with_descriptions() -> No
     def f(p: Point, b: Box, m: Movie, s: StdMovie) -> None:
         """Structured."""
 
-    defs = f.parameters["$defs"]
-    assert f.parameters["properties"]["p"] == {"$ref": "#/$defs/Point"}
+    defs = f.validation_parameters["$defs"]
+    assert f.validation_parameters["properties"]["p"] == {"$ref": "#/$defs/Point"}
     assert defs["Point"]["description"] == "A point on the plane."
     assert defs["Point"]["properties"]["y"] == {"type": "integer", "default": 0}
     assert defs["Point"]["required"] == ["x"]
@@ -508,6 +536,10 @@ def test_models_dataclasses_and_typeddicts_become_defs_with_descriptions() -> No
     assert set(defs["StdMovie"]["properties"]) == {"title", "year"}
     for name in ("Point", "Box", "Movie", "StdMovie"):
         assert defs[name]["additionalProperties"] is False
+    # each is used once: the model is sent it in place
+    assert "$defs" not in f.parameters
+    for prop, name in (("p", "Point"), ("b", "Box"), ("m", "Movie"), ("s", "StdMovie")):
+        assert f.parameters["properties"][prop] == compact_json_schema(defs[name]), prop
 
 
 def test_recursive_model_uses_a_self_reference() -> None:
@@ -572,8 +604,10 @@ def test_defaults_make_parameters_optional_and_are_shown() -> None:
     assert props["unit"]["default"] == "c"
     assert props["color"]["default"] == "green"
     assert props["when"]["default"] == "2024-01-02"
-    assert props["note"]["default"] is None
     assert "default" not in props["opaque"]
+    # a null default says nothing that not being required does not: it is not sent
+    assert f.validation_parameters["properties"]["note"]["default"] is None
+    assert props["note"] == {"type": ["string", "null"]}
 
 
 def test_keyword_only_and_positional_only_parameters() -> None:
@@ -608,7 +642,7 @@ def test_string_annotations_are_resolved() -> None:
 
     t = tool(f)
     assert t.parameters["properties"]["a"] == {"type": "integer"}
-    assert t.parameters["properties"]["b"]["items"] == {"$ref": "#/$defs/Point"}
+    assert t.validation_parameters["properties"]["b"]["items"] == {"$ref": "#/$defs/Point"}
 
 
 def test_unresolvable_annotation_is_a_definition_error() -> None:
@@ -837,11 +871,11 @@ def test_local_classes_resolve_but_never_shadow_the_functions_own_names() -> Non
         return item.flag
 
     assert tool(uses_local).call({"item": Local(flag=True)}) is True
-    assert "Local" in tool(uses_local).parameters["$defs"]
+    assert "Local" in tool(uses_local).validation_parameters["$defs"]
 
     Point = int  # a local of the caller that must not replace the module's Point
     assert Point is int
-    assert tool(_uses_point).parameters["properties"]["p"] == {"$ref": "#/$defs/Point"}
+    assert tool(_uses_point).validation_parameters["properties"]["p"] == {"$ref": "#/$defs/Point"}
 
 
 def _make_tool(function: Callable[..., Any]) -> Tool[..., Any]:
@@ -858,5 +892,5 @@ def test_local_classes_resolve_when_a_helper_makes_the_tool() -> None:
         return crate.size
 
     made = _make_tool(pack)
-    assert "Crate" in made.parameters["$defs"]
+    assert "Crate" in made.validation_parameters["$defs"]
     assert made.call(made.validate_json('{"crate": {"size": 3}}')) == 3

@@ -31,7 +31,7 @@ from test_tool_schema import (
 )
 
 from agentkit import ToolDefinitionError, tool
-from agentkit._schema import to_strict_json_schema
+from agentkit._schema import compact_json_schema, to_strict_json_schema
 
 ALLOWED_KEYWORDS = {
     "type",
@@ -87,6 +87,8 @@ def assert_strict_subset(schema: dict[str, Any]) -> None:
             assert typed, f"a schema without a type: {sub}"
         if "$ref" in sub:
             assert set(sub) == {"$ref"}, f"$ref with siblings: {sub}"
+        if isinstance(sub.get("type"), list):  # the short spelling of an optional scalar
+            assert len(sub["type"]) == 2 and sub["type"][1] == "null", sub
 
 
 def _resolve(root: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -136,6 +138,7 @@ def as_strict_model_writes_it(root: dict[str, Any], schema: dict[str, Any], valu
 def test_strict_schema_keeps_the_subset_rules(case: Case) -> None:
     strict = make_tool(case.annotation, strict=True)
     assert_strict_subset(strict.parameters)
+    assert_strict_subset(strict.validation_parameters)
     assert strict.to_openai()["function"]["strict"] is True
 
 
@@ -154,7 +157,7 @@ def test_strict_values_validate_and_arrive_like_non_strict_ones(case: Case) -> N
 def test_strict_tool_still_refuses_invalid_values(case: Case) -> None:
     strict = make_tool(case.annotation, strict=True)
     for value in case.invalid:
-        if schema_accepts(strict.parameters, {"value": value}):
+        if schema_accepts(strict.validation_parameters, {"value": value}):
             continue  # valid in the strict shape ([] is an empty mapping there)
         assert not tool_accepts(strict, {"value": value}), f"strict tool accepts {value!r}"
 
@@ -166,6 +169,7 @@ def test_strict_schema_never_refuses_what_the_tool_accepts_in_strict_shape(case:
         written = as_strict_model_writes_it(strict.parameters, strict.parameters, {"value": value})
         if tool_accepts(strict, written):
             assert schema_accepts(strict.parameters, written), written
+            assert schema_accepts(strict.validation_parameters, written), written
 
 
 # --- the individual rules ----------------------------------------------------------------------
@@ -182,8 +186,8 @@ def test_optional_parameters_become_required_and_nullable() -> None:
         """F."""
         return city, days, note, color
 
-    props = f.parameters["properties"]
-    assert f.parameters["required"] == ["city", "days", "note", "color"]
+    props = f.validation_parameters["properties"]
+    assert f.validation_parameters["required"] == ["city", "days", "note", "color"]
     assert props["city"] == {"type": "string"}
     assert props["days"] == {
         "anyOf": [{"type": "integer"}, {"type": "null"}],
@@ -191,7 +195,18 @@ def test_optional_parameters_become_required_and_nullable() -> None:
     }
     assert props["note"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     assert props["color"] == {"anyOf": [{"$ref": "#/$defs/Color"}, {"type": "null"}]}
-    assert "default" not in json.dumps(f.parameters)
+    assert "default" not in json.dumps(f.validation_parameters)
+    # sent: the same, written short (nullable scalars, the enum in place)
+    sent = f.parameters
+    assert sent["required"] == ["city", "days", "note", "color"]
+    assert sent["properties"]["days"] == {"type": ["integer", "null"], "description": "Days ahead."}
+    assert sent["properties"]["note"] == {"type": ["string", "null"]}
+    assert sent["properties"]["color"] == {
+        "description": "A colour.",
+        "enum": ["red", "green", None],
+        "type": ["string", "null"],
+    }
+    assert "$defs" not in sent
 
     # null means "not given" (the default) unless the type itself accepts None
     args = '{"city": "a", "days": null, "note": null, "color": null}'
@@ -211,9 +226,12 @@ def test_nested_optional_fields_are_nullable_and_null_means_default() -> None:
         """F."""
         return lines
 
-    line = f.parameters["$defs"]["Line"]
+    line = f.validation_parameters["$defs"]["Line"]
     assert line["required"] == ["sku", "qty", "gift"]
     assert line["properties"]["qty"] == {"anyOf": [{"type": "integer"}, {"type": "null"}]}
+    sent = f.parameters["properties"]["lines"]["items"]
+    assert sent["required"] == ["sku", "qty", "gift"]
+    assert sent["properties"]["qty"] == {"type": ["integer", "null"]}
     args = (
         '{"lines": [{"sku": "a", "qty": null, "gift": null}, {"sku": "b", "qty": 4, "gift": true}]}'
     )
@@ -273,8 +291,17 @@ def test_unsupported_keywords_are_dropped_and_still_enforced() -> None:
         """F."""
 
     props = f.parameters["properties"]
-    assert props["code"] == {"type": "string", "pattern": "^[A-Z]+$"}
-    assert props["tags"] == {"type": "array", "items": {"type": "string"}}
+    # the description tells the model what the subset cannot say
+    assert props["code"] == {
+        "type": "string",
+        "pattern": "^[A-Z]+$",
+        "description": "minLength=2, maxLength=4",
+    }
+    assert props["tags"] == {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "uniqueItems=true",
+    }
     assert props["n"] == {"type": "integer", "minimum": 1, "maximum": 5}
     with pytest.raises(Exception, match="at least 2 characters"):
         f.validate_json('{"code": "A", "tags": [], "n": 1}')
@@ -289,11 +316,14 @@ def test_formats_outside_the_subset_are_dropped() -> None:
         """F."""
 
     props = f.parameters["properties"]
-    assert props["path"] == {"type": "string"}
-    # the decimal pattern has no lookaround, so it stays
-    assert props["amount"]["anyOf"][1]["pattern"] == (
+    assert props["path"] == {"type": "string", "description": "format=path"}
+    # the decimal pattern has no lookaround, so it stays in the full schema; the model is
+    # sent the number form beside a plain string
+    full = f.validation_parameters["properties"]
+    assert full["amount"]["anyOf"][1]["pattern"] == (
         r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,18})?$"
     )
+    assert props["amount"] == {"anyOf": [{"type": "number"}, {"type": "string"}]}
 
 
 def test_patterns_with_lookaround_are_dropped() -> None:
@@ -302,7 +332,10 @@ def test_patterns_with_lookaround_are_dropped() -> None:
         "properties": {"word": {"type": "string", "pattern": "^(?!bad)[a-z]+$"}},
         "required": ["word"],
     }
-    assert to_strict_json_schema(schema)["properties"]["word"] == {"type": "string"}
+    assert to_strict_json_schema(schema)["properties"]["word"] == {
+        "type": "string",
+        "description": "pattern=^(?!bad)[a-z]+$",
+    }
 
 
 def test_model_and_point_descriptions_survive() -> None:
@@ -310,11 +343,17 @@ def test_model_and_point_descriptions_survive() -> None:
     def f(p: Annotated[Point, Field(description="Where.")]) -> None:
         """F."""
 
-    assert f.parameters["properties"]["p"] == {
+    assert f.validation_parameters["properties"]["p"] == {
         "anyOf": [{"$ref": "#/$defs/Point"}],
         "description": "Where.",
     }
-    assert f.parameters["$defs"]["Point"]["description"] == "A point on the plane."
+    point = f.validation_parameters["$defs"]["Point"]
+    assert point["description"] == "A point on the plane."
+    # used once, the model is sent it in place, both descriptions kept
+    assert f.parameters["properties"]["p"] == {
+        "anyOf": [compact_json_schema(point)],
+        "description": "Where.",
+    }
 
 
 @pytest.mark.parametrize(
