@@ -62,6 +62,8 @@ def example_value(schema: dict[str, Any], defs: dict[str, Any]) -> Any:
         options = [s for s in schema["anyOf"] if s.get("type") != "null"] or schema["anyOf"]
         return example_value(options[0], defs)
     kind = schema.get("type")
+    if isinstance(kind, list):  # an optional scalar: ["integer", "null"]
+        kind = kind[0]
     if kind == "object":
         properties = schema.get("properties", {})
         return {name: example_value(properties[name], defs) for name in schema.get("required", [])}
