@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
@@ -61,14 +62,17 @@ def _serve_command(path: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "agentkit.cli", "mcp", "serve", path, *extra]
 
 
-async def _time_calls(call: Callable[[], Awaitable[Any]], samples: int) -> list[float]:
-    for _ in range(max(5, samples // 10)):  # warm up
-        await call()
-    out = []
+async def _time_calls(calls: list[Callable[[], Awaitable[Any]]], samples: int) -> list[list[float]]:
+    """Samples of each call, interleaved (one of each per round), after a warm-up."""
+    for _ in range(max(5, samples // 10)):
+        for call in calls:
+            await call()
+    out: list[list[float]] = [[] for _ in calls]
     for _ in range(samples):
-        start = time.perf_counter()
-        await call()
-        out.append(time.perf_counter() - start)
+        for index, call in enumerate(calls):
+            start = time.perf_counter()
+            await call()
+            out[index].append(time.perf_counter() - start)
     return out
 
 
@@ -81,17 +85,22 @@ def _one_call(item: Tool[..., Any]) -> Callable[[], Awaitable[Any]]:
     return call
 
 
-def _runs(tools: list[Any], samples: int) -> list[float]:
-    with ScriptedServer() as model:
-        agent = Agent("qwen-plus", tools, base_url=model.base_url, api_key="sk-bench-0000000000")
-        with agent:
-            out = []
-            for index in range(samples + 5):
+def _runs(entries: list[Any], samples: int) -> list[list[float]]:
+    """Two-round runs with each tool entry, interleaved, after a warm-up."""
+    out: list[list[float]] = [[] for _ in entries]
+    with contextlib.ExitStack() as stack:
+        pairs = []
+        for entry in entries:
+            model = stack.enter_context(ScriptedServer())
+            agent = Agent("qwen-plus", [entry], base_url=model.base_url, api_key="sk-bench-00000")
+            pairs.append((model, stack.enter_context(agent)))
+        for index in range(samples + 5):
+            for position, (model, agent) in enumerate(pairs):
                 model.queue(Reply.tool_calls(("add", {"a": 2, "b": index})), Reply.text("ok"))
                 start = time.perf_counter()
                 agent.run("add")
                 if index >= 5:
-                    out.append(time.perf_counter() - start)
+                    out[position].append(time.perf_counter() - start)
     return out
 
 
@@ -138,31 +147,30 @@ def main() -> None:
             for label, source in (("MCP over stdio", stdio), ("MCP over HTTP", remote)):
                 contenders.append((label, source, source.tools()[0]))
 
-            async def calls() -> list[tuple[str, list[float]]]:
-                return [
-                    (label, await _time_calls(_one_call(item), options.samples))
-                    for label, _, item in contenders
-                ]
-
-            call_rows = asyncio.run(calls())
-            run_rows = [(label, _runs([entry], options.runs)) for label, entry, _ in contenders]
+            calls = [_one_call(item) for _, _, item in contenders]
+            call_samples = asyncio.run(_time_calls(calls, options.samples))
+            run_samples = _runs([entry for _, entry, _ in contenders], options.runs)
             stdio.close()
             remote.close()
         finally:
             http.terminate()
             http.wait(10)
 
-    base_call = statistics.median(call_rows[0][1])
-    base_run = statistics.median(run_rows[0][1])
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of the samples\n")
-    print("| the same `add` as | one call (ms) | overhead per call (ms) | two-round run (ms) |")
+    base_call = statistics.median(call_samples[0])
+    base_run = statistics.median(run_samples[0])
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; medians, interleaved\n")
+    print(
+        "| the same `add` as | one call, median (min), ms | overhead per call, ms "
+        "| two-round `Agent.run`, ms (difference) |"
+    )
     print("|---|---|---|---|")
-    for (label, call_samples), (_, run_samples) in zip(call_rows, run_rows, strict=True):
-        one = statistics.median(call_samples)
-        run = statistics.median(run_samples)
+    for index, (label, _, _) in enumerate(contenders):
+        one = statistics.median(call_samples[index])
+        fastest = min(call_samples[index])
+        run = statistics.median(run_samples[index])
         print(
-            f"| {label} | {one * 1000:.3f} | {(one - base_call) * 1000:+.3f} | "
-            f"{run * 1000:.2f} ({(run - base_run) * 1000:+.2f}) |"
+            f"| {label} | {one * 1000:.3f} ({fastest * 1000:.3f}) | "
+            f"{(one - base_call) * 1000:+.3f} | {run * 1000:.2f} ({(run - base_run) * 1000:+.2f}) |"
         )
     seconds, loaded = _import_probe()
     print(

@@ -1,0 +1,141 @@
+"""MCP connections leave nothing behind: processes, sockets, pipes and threads are counted
+before and after (as the soak does), through close, Ctrl-C, errors and concurrent runs."""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from _helpers import wait_until
+from _mcp_support import agent_for, children, fake, open_fds, tool_messages, uvicorn_serving
+
+from agentkit import tool
+from agentkit.mcp import MCPHttp, asgi_app
+from agentkit.testing import Reply, ScriptedServer
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+TOKEN = "lifecycle-token-0123456789"
+
+
+@tool
+def double(n: int) -> int:
+    """Double a number."""
+    return 2 * n
+
+
+def _settled(condition: Any) -> bool:
+    """Whether ``condition()`` holds within a few seconds (closing is asynchronous)."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_stdio_and_http_sources_leave_no_process_fd_or_thread(server: ScriptedServer) -> None:
+    app = asgi_app([double], token=TOKEN)
+    with uvicorn_serving(app) as base:
+        url = f"{base}/mcp"
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+
+        def one_round(driver: str) -> None:
+            sources = [fake(), MCPHttp(url, headers=headers, prefix="web")]
+            server.queue(
+                Reply.tool_calls(("fake_echo", {"text": "a"}), ("web_double", {"n": 2})),
+                Reply.text("ok"),
+            )
+            agent = agent_for(server, sources)
+            if driver == "run":
+                with agent:
+                    messages = agent.run("go").messages
+            else:
+
+                async def main() -> list[dict[str, Any]]:
+                    async with agent:
+                        return (await agent.run_async("go")).messages
+
+                messages = asyncio.run(main())
+            assert tool_messages(messages) == ["a", "4"]
+
+        one_round("run")  # warm up: the MCP loop thread, imports, lazy pools
+        processes, fds, threads = children(), open_fds(), threading.active_count()
+        for driver in ("run", "run_async", "run", "run_async"):
+            one_round(driver)
+        assert _settled(lambda: children() == processes), "a server process was left"
+        assert _settled(lambda: open_fds() <= fds), f"fds: before {fds}, after {open_fds()}"
+        assert _settled(lambda: threading.active_count() <= threads), [
+            t.name for t in threading.enumerate()
+        ]
+
+
+def test_ctrl_c_while_a_sync_run_waits_on_a_call(server: ScriptedServer) -> None:
+    before = children()
+    source = fake()
+    server.queue(Reply.tool_calls(("fake_slow", {})))
+    agent = agent_for(server, [source])
+    started = threading.Event()
+    agent_hooks_seen: list[str] = []
+
+    def interrupt_when_started() -> None:
+        started.wait(10)
+        time.sleep(0.2)  # the call is in flight on the server
+        _thread.interrupt_main()
+
+    timer = threading.Thread(target=interrupt_when_started)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt), agent:
+        for event in agent.stream("go"):
+            agent_hooks_seen.append(type(event).__name__)
+            if type(event).__name__ == "ToolCallStarted":
+                started.set()
+    timer.join()
+    assert "ToolCallStarted" in agent_hooks_seen
+    assert _settled(lambda: children() <= before)
+
+
+def test_two_runs_at_once_share_one_server(server: ScriptedServer) -> None:
+    source = fake()
+    server.respond_with(
+        lambda request: (
+            Reply.text("done")
+            if any(m["role"] == "tool" for m in request.json()["messages"])
+            else Reply.tool_calls(("fake_whoami", {}))
+        )
+    )
+    with agent_for(server, [source]) as agent:
+
+        def one(_: int) -> str:
+            return tool_messages(agent.run("who?").messages)[0]
+
+        with ThreadPoolExecutor(4) as pool:
+            pids = set(pool.map(one, range(8)))
+    assert len(pids) == 1 and pids.pop().isdigit()  # one process served all eight
+
+
+def test_the_loopback_server_refuses_another_host_name() -> None:
+    app = asgi_app([double])  # no token: loopback only, with DNS-rebinding protection
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    accept = {"Accept": "application/json, text/event-stream"}
+    with uvicorn_serving(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        rebound = http.post("/mcp", json=ping, headers={**accept, "Host": "evil.example"})
+        origin = http.post("/mcp", json=ping, headers={**accept, "Origin": "http://evil.example"})
+    assert rebound.status_code in (400, 403, 421)
+    assert origin.status_code in (400, 403)
+
+
+def test_a_source_is_reusable_after_close(server: ScriptedServer) -> None:
+    source = fake()
+    for _ in range(2):
+        server.queue(Reply.tool_calls(("fake_echo", {"text": "x"})), Reply.text("ok"))
+        with agent_for(server, [source]) as agent:
+            assert tool_messages(agent.run("go").messages) == ["x"]
+    wait_until(lambda: source._connection is None)
