@@ -11,11 +11,13 @@ import sys
 from typing import Any
 
 import pytest
-from _mcp_support import agent_for, children, fake, tool_messages
+from _helpers import wait_until
+from _mcp_support import agent_for, children, fake, tool_messages, uvicorn_serving
+from mcp.server.mcpserver import Context, MCPServer
 
 from agentkit import Agent, ConfigurationError, Hooks, PlannedCall, tool
 from agentkit._events import ToolCallStarted, ToolResult
-from agentkit.mcp import MCPProtocolError, MCPStdio, MCPTimeoutError, MCPTool
+from agentkit.mcp import MCPHttp, MCPProtocolError, MCPStdio, MCPTimeoutError, MCPTool
 from agentkit.testing import Reply, ScriptedServer
 
 DRIVERS = ["run", "stream", "run_async", "stream_async"]
@@ -354,3 +356,38 @@ def test_import_agentkit_loads_no_mcp() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_server_written_with_the_sdk_over_http_and_its_list_changes(
+    server: ScriptedServer,
+) -> None:
+    sdk = MCPServer("sdk-test")
+
+    @sdk.tool()
+    def greet(name: str) -> str:
+        """Greet someone."""
+        return f"hello {name}"
+
+    @sdk.tool()
+    async def unlock(ctx: Context) -> str:
+        """Add the secret tool."""
+        sdk.add_tool(lambda: "42", name="secret", description="The secret.")
+        await ctx.notify_tools_changed()
+        return "unlocked"
+
+    with uvicorn_serving(sdk.streamable_http_app()) as base:
+        source = MCPHttp(f"{base}/mcp", prefix="sdk")
+        server.queue(
+            Reply.tool_calls(("sdk_greet", {"name": "Ann"}), ("sdk_unlock", {})),
+            Reply.text("ok"),
+        )
+        with agent_for(server, [source]) as agent:
+            first = agent.run("go")
+            wait_until(lambda: source._stale)  # the listen stream's event arrives
+            server.queue(Reply.tool_calls(("sdk_secret", {})), Reply.text("ok"))
+            second = agent.run("go")
+    assert tool_messages(first.messages) == ["hello Ann", "unlocked"]
+    assert tool_messages(second.messages) == ["42"]
+    names = [{t["function"]["name"] for t in r.json()["tools"]} for r in server.requests]
+    assert names[0] == {"sdk_greet", "sdk_unlock"}
+    assert names[2] == {"sdk_greet", "sdk_unlock", "sdk_secret"}
