@@ -42,12 +42,14 @@ if TYPE_CHECKING:
     from ._errors import RepeatedToolCallError as RepeatedToolCallError
     from ._errors import RequestValidationError as RequestValidationError
     from ._errors import RunError as RunError
+    from ._errors import RunTimeoutError as RunTimeoutError
     from ._errors import ServerError as ServerError
     from ._errors import ToolArgumentsError as ToolArgumentsError
     from ._errors import ToolCallLimitExceeded as ToolCallLimitExceeded
     from ._errors import ToolDefinitionError as ToolDefinitionError
     from ._errors import ToolFailureLimitExceeded as ToolFailureLimitExceeded
     from ._errors import ToolRetry as ToolRetry
+    from ._errors import ToolThreadsExhausted as ToolThreadsExhausted
     from ._events import AgentEvent as AgentEvent
     from ._events import ModelRoundFinished as ModelRoundFinished
     from ._events import ReasoningDelta as ReasoningDelta

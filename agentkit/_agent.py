@@ -51,7 +51,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
 
 from ._client import AsyncChatClient, ChatClient
-from ._errors import APIError, ConfigurationError
+from ._errors import APIError, ConfigurationError, ToolThreadsExhausted
 from ._events import AgentEvent, RunFinished, StreamDelta, ToolCallStarted, ToolResult
 from ._loop import (
     LoopSettings,
@@ -61,6 +61,8 @@ from ._loop import (
     RunTools,
     Step,
     ToolOutcome,
+    clean_data,
+    clean_text,
     completion_deltas,
 )
 from ._providers import Provider, resolve_api_key, resolve_provider
@@ -162,7 +164,7 @@ class Agent(Generic[OutputT]):
             ``OutputValidationError`` (default 2).
         max_tool_calls: tool calls per run (default 64; ``None``: no cap).
         tool_timeout: seconds a tool call may run (default 120; a tool's own ``timeout``
-            wins; ``None``: no limit). Counted from when the call starts running.
+            wins; ``None``: no limit). Counted from when the call is queued.
         max_tool_output_chars: longest tool message sent back (default 32,000; cut with a
             note).
         max_repeated_calls: identical repeated calls told to the model before
@@ -173,6 +175,8 @@ class Agent(Generic[OutputT]):
             partial answer, ``RunResult.truncated`` set) when the model hits ``max_tokens``.
         parallel_tool_calls_limit: tool calls running at once (default 16): the size of the
             agent's thread pool for sync tools and the bound on async tool tasks per round.
+            Threads left in calls that timed out do not count; at most as many again
+            are kept for them, then ``ToolThreadsExhausted``.
         hooks: :class:`Hooks` around model and tool calls.
         approve: the :data:`Approver` asked before each call of a ``requires_approval``
             tool. Without one, such calls are refused and the model is told.
@@ -322,8 +326,11 @@ class Agent(Generic[OutputT]):
         self._async_client: AsyncChatClient | None = (
             client if isinstance(client, AsyncChatClient) else None
         )
-        self._async_loop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
-        self._async_closer: AsyncGenerator[None, None] | None = None
+        # One async client (one connection pool) per live event loop, with the async
+        # generator that closes it when that loop shuts down.
+        self._loop_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncChatClient, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
         self._threads: _ToolThreads | None = None
         self._lock = threading.Lock()
 
@@ -428,14 +435,13 @@ class Agent(Generic[OutputT]):
             threads.close()
 
     async def aclose(self) -> None:
-        """Close everything :meth:`close` does, and the async client made for this loop."""
+        """Close everything :meth:`close` does, and the async client made for this loop
+        (those of other live loops close when their loop ends)."""
+        running = asyncio.get_running_loop()
         with self._lock:
-            closer, self._async_closer = self._async_closer, None
-            if self._given_client is None:
-                self._async_client = None
-                self._async_loop = None
-        if closer is not None:
-            await closer.aclose()  # closes the async client
+            entry = self._loop_clients.pop(running, None)
+        if entry is not None:
+            await entry[1].aclose()  # closes the async client
         self._close_own()
         for source in self._sources:
             await source.aclose()
@@ -512,7 +518,7 @@ class Agent(Generic[OutputT]):
 
     def _messages_for(self, prompt: Prompt) -> list[dict[str, Any]]:
         if isinstance(prompt, str):
-            user = {"role": "user", "content": prompt}
+            user = {"role": "user", "content": clean_text(prompt)}
             if self.instructions is None:
                 return [user]
             return [{"role": "system", "content": self.instructions}, user]
@@ -523,7 +529,7 @@ class Agent(Generic[OutputT]):
                     "a transcript is a list of message dicts, each with a 'role'; got "
                     f"{type(message).__name__}"
                 )
-            messages.append(message if isinstance(message, dict) else dict(message))
+            messages.append(clean_data(message if isinstance(message, dict) else dict(message)))
         if not messages:
             raise ConfigurationError("the transcript is empty: nothing to send")
         if self.instructions is not None and messages[0].get("role") != "system":
@@ -552,18 +558,22 @@ class Agent(Generic[OutputT]):
                 )
             return self._async_client
         # An httpx.AsyncClient's connections belong to one event loop: keep one client
-        # (one connection pool, shared by every run) per loop.
+        # (one connection pool, shared by every run) per live loop.
         running = asyncio.get_running_loop()
+        entry = self._loop_clients.get(running)
+        if entry is not None:
+            return entry[0]
         with self._lock:
-            owner = self._async_loop() if self._async_loop is not None else None
-            if self._async_client is not None and owner is running:
-                return self._async_client
-            client = self._async_client = AsyncChatClient(**self._client_config)
-            self._async_loop = weakref.ref(running)
-            closer = self._async_closer = _close_with_the_loop(client)
+            entry = self._loop_clients.get(running)
+            if entry is not None:
+                return entry[0]
+            client = AsyncChatClient(**self._client_config)
+            closer = _close_with_the_loop(client, self._loop_clients, running)
+            self._loop_clients[running] = (client, closer)
         # Started here, the closer is an async generator the loop knows: asyncio.run()
         # finalizes it on shutdown, so each `asyncio.run(agent.run_async(...))` leaves no
-        # connection open even without `await agent.aclose()`.
+        # connection open even without `await agent.aclose()`. The agent holds it until
+        # then, so it is never finalized (closing its client) while its loop still runs.
         await closer.__anext__()
         return client
 
@@ -673,32 +683,35 @@ class Agent(Generic[OutputT]):
             yield ToolCallStarted(call.call_id, call.name, call.arguments)
 
         reports: queue.SimpleQueue[tuple[_Job, _Ending]] = queue.SimpleQueue()
-        jobs = [_Job(call, reports.put) for call in runnable]
+        now = time.perf_counter()
+        jobs = [_Job(call, reports.put, now) for call in runnable]
         waiting = {job.call.index: job for job in jobs}
         threads = self._tool_threads()
         try:
-            for job in jobs:
-                threads.submit(job)
-            while waiting:
-                wait = _wait_time(waiting.values(), time.perf_counter())
-                if wait <= 0:  # a call ran past its timeout: the model is told, its thread left
-                    for job in _timed_out(waiting.values(), time.perf_counter()):
-                        del waiting[job.call.index]
-                        timed_out = ToolOutcome.timed_out(job.call, job.call.timeout or 0.0)
-                        yield self._finished_sync(loop, timed_out, outcomes)
-                    continue
-                try:
-                    job, ending = reports.get(timeout=wait)
-                except queue.Empty:
-                    continue
-                if waiting.pop(job.call.index, None) is None:
-                    continue  # the late result of a call that timed out
-                if isinstance(ending, BaseException):
-                    raise ending
-                yield self._finished_sync(loop, ending, outcomes)
+            with threads.lent():
+                for job in jobs:
+                    threads.submit(job)
+                while waiting:
+                    wait = _wait_time(waiting.values(), time.perf_counter())
+                    if wait <= 0:  # past its deadline: the model is told, the call left
+                        for job in _timed_out(waiting.values(), time.perf_counter()):
+                            del waiting[job.call.index]
+                            threads.abandon(job)
+                            timed_out = ToolOutcome.timed_out(job.call, job.call.timeout or 0.0)
+                            yield self._finished_sync(loop, timed_out, outcomes)
+                        continue
+                    try:
+                        job, ending = reports.get(timeout=wait)
+                    except queue.Empty:
+                        continue
+                    if waiting.pop(job.call.index, None) is None:
+                        continue  # the late result of a call that timed out
+                    if isinstance(ending, BaseException):
+                        raise ending
+                    yield self._finished_sync(loop, ending, outcomes)
         finally:
-            for job in jobs:
-                job.claim()  # calls not started yet never start
+            for job in waiting.values():
+                threads.abandon(job)  # calls not started yet never start
 
     def _finished_sync(
         self, loop: RunLoop, outcome: ToolOutcome, outcomes: list[ToolOutcome]
@@ -844,6 +857,12 @@ class Agent(Generic[OutputT]):
                 value = await _with_timeout(call.invoke(), call.timeout)
             except _ToolTimedOut:
                 return ToolOutcome.timed_out(call, call.timeout or 0.0)
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the run itself is cancelled
+                # The tool's own (an inner await someone else cancelled): a failure.
+                return ToolOutcome.failed(call, exc, time.perf_counter() - start)
             except Exception as exc:
                 return ToolOutcome.failed(call, exc, time.perf_counter() - start)
             return ToolOutcome.ok(call, value, time.perf_counter() - start)
@@ -856,15 +875,21 @@ class Agent(Generic[OutputT]):
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 running.call_soon_threadsafe(_resolve, done, item[1])
 
-        job = _Job(call, report)
-        deadline = None if call.timeout is None else _Deadline(running, job, done)
+        job = _Job(call, report, 0.0)
+        timer = None
+        if call.timeout is not None:
+            timer = running.call_later(call.timeout, _time_out, done, call)
+        threads = self._tool_threads()
+        ending: _Ending | None = None
         try:
-            self._tool_threads().submit(job)
-            ending = await done
+            with threads.lent():
+                threads.submit(job)
+                ending = await done
         finally:
-            job.claim()  # a call still queued never starts
-            if deadline is not None:
-                deadline.cancel()
+            if timer is not None:
+                timer.cancel()
+            if ending is None or (isinstance(ending, ToolOutcome) and ending.status == "timeout"):
+                threads.abandon(job)
         if isinstance(ending, BaseException):
             raise ending
         return ending
@@ -891,15 +916,38 @@ class _ToolTimedOut(Exception):
 
 class _Job:
     """One call handed to a tool thread: it runs in a copy of the caller's context, and how
-    it ended goes to ``report`` (from the tool thread) as ``(job, ending)``."""
+    it ended goes to ``report`` (from the tool thread) as ``(job, ending)``.
 
-    __slots__ = ("_claim", "call", "context", "report", "started")
+    ``deadline`` (a ``time.perf_counter()`` value, or ``None``) is fixed when the call is
+    queued: a call that waits for a thread uses up its time while it waits, so no round
+    outlives its calls' timeouts whatever holds the threads.
+    """
 
-    def __init__(self, call: PlannedCall, report: Callable[[tuple[_Job, _Ending]], object]):
+    __slots__ = (
+        "_claim",
+        "call",
+        "context",
+        "deadline",
+        "dropped",
+        "finished",
+        "report",
+        "stuck",
+    )
+
+    def __init__(
+        self,
+        call: PlannedCall,
+        report: Callable[[tuple[_Job, _Ending]], object],
+        now: float,
+    ) -> None:
         self.call = call
         self.report = report
         self.context = contextvars.copy_context()
-        self.started: float | None = None  # set by the tool thread as it starts the call
+        limit = _limit(call)
+        self.deadline = None if limit is None else now + limit
+        self.finished = False  # set by the tool thread, under the pool's lock
+        self.stuck = False  # counted in the pool's stuck threads (the run gave up on it)
+        self.dropped = False  # taken back before any thread started it
         self._claim = threading.Lock()
 
     def claim(self) -> bool:
@@ -907,16 +955,22 @@ class _Job:
         giving up on it (a call dropped before it started never starts)."""
         return self._claim.acquire(blocking=False)
 
+    def drop(self) -> bool:
+        """Take the call back before a thread starts it; whether it was (still) ours."""
+        if self.claim():
+            self.dropped = True
+        return self.dropped
+
     def run(self) -> None:
         """In a tool thread: run the call unless it was dropped, then report how it ended."""
         if self.claim():
-            self.report((self, self.context.run(_work, self)))
+            self.report((self, self.context.run(_work, self.call)))
 
 
-def _work(job: _Job) -> _Ending:
-    """Run one call in a tool thread, noting when it started."""
-    call = job.call
-    start = job.started = time.perf_counter()
+def _work(call: PlannedCall) -> _Ending:
+    """Run one call in a tool thread; the return value is rendered here, inside the call's
+    time budget and off the caller's thread."""
+    start = time.perf_counter()
     try:
         value = call.invoke()
         if call.is_async:
@@ -925,21 +979,33 @@ def _work(job: _Job) -> _Ending:
         return ToolOutcome.ok(call, value, time.perf_counter() - start)
     except _ToolTimedOut:
         return ToolOutcome.timed_out(call, call.timeout or 0.0)
-    except Exception as exc:
+    except (Exception, asyncio.CancelledError) as exc:
+        # Nothing cancels a run from inside a tool thread: a CancelledError here is the
+        # tool's own (an inner await someone cancelled), a failure the model is told about.
         return ToolOutcome.failed(call, exc, time.perf_counter() - start)
     except BaseException as exc:  # SystemExit in a tool: the caller's side re-raises it
         return exc
 
 
+_in_tool_thread = threading.local()
+"""``.pool``: the :class:`_ToolThreads` whose thread this is (unset elsewhere)."""
+
+
 class _ToolThreads:
-    """The threads that run one agent's sync tool calls: up to ``size``, started as calls
-    need them and kept until :meth:`close`.
+    """The threads that run one agent's sync tool calls, started as calls need them.
+
+    At most ``size`` threads run calls some run still waits for. A call the run gave up
+    on (timed out, or its run was cancelled) cannot be stopped: its thread is *stuck*
+    until the call returns, and no longer counts against ``size``, so a new thread takes
+    its place and later runs are never starved. Stuck threads are bounded too: the pool
+    never holds more than ``2 * size`` threads, and a call that would need one more raises
+    :class:`~agentkit.ToolThreadsExhausted` instead of waiting for ever. A tool thread that
+    waits on a nested run of the same agent (a tool calling its own agent) lends its slot
+    the same way while it waits.
 
     A call reaches an idle thread through one queue put and comes back through one
-    ``report``: no ``Future`` and no executor bookkeeping on the way, which made the round
-    trip through ``ThreadPoolExecutor`` the largest cost agentkit added to a run (see
-    docs/decisions.md). They are daemon threads, so a tool still running when the program
-    ends (abandoned after its timeout or Ctrl-C) does not keep the program alive.
+    ``report``: no ``Future`` and no executor bookkeeping on the way (see
+    docs/decisions.md). Daemon threads, so a stuck call does not keep the program alive.
     """
 
     def __init__(self, size: int) -> None:
@@ -948,23 +1014,59 @@ class _ToolThreads:
         self._lock = threading.Lock()
         self._count = 0
         self._idle = 0  # threads free for the next call, less those it was promised to
+        self._stuck = 0  # threads in calls nobody waits for (or lent to a nested run)
         self._closed = False
 
     def submit(self, job: _Job) -> None:
-        """Hand ``job`` to a free thread, a new one, or (all ``size`` busy) the first to free."""
+        """Hand ``job`` to a free thread, a new one, or (``size`` calls running) the first
+        to free; raises ``ToolThreadsExhausted`` at the leak bound."""
         with self._lock:
             if self._closed:
-                if job.claim():
+                if job.drop():
                     job.report((job, ToolOutcome.cancelled(job.call)))
                 return
             if self._idle:
                 self._idle -= 1
-            elif self._count < self._size:
+            elif self._count - self._stuck < self._size:
+                if self._count >= 2 * self._size:
+                    job.drop()
+                    raise ToolThreadsExhausted(
+                        f"no thread for tool {job.call.name}: {self._stuck} of this agent's "
+                        f"{self._count} tool threads are stuck in calls that timed out or "
+                        "were cancelled and have not returned (the bound is twice "
+                        f"parallel_tool_calls_limit={self._size}); give the blocking "
+                        "tools a timeout of their own"
+                    )
                 name = f"agentkit-tool_{self._count}"
                 threading.Thread(target=self._serve, name=name, daemon=True).start()
                 self._count += 1
             # Under the lock: a call is never queued behind close()'s stop signals.
             self._jobs.put(job)
+
+    def abandon(self, job: _Job) -> None:
+        """The run no longer waits for ``job``: a queued call never starts, a running
+        one's thread counts as stuck until the call returns."""
+        if job.drop():
+            return
+        with self._lock:
+            if not job.finished and not job.stuck:
+                job.stuck = True
+                self._stuck += 1
+
+    @contextlib.contextmanager
+    def lent(self) -> Generator[None, None, None]:
+        """Around a wait for tool calls: if this is one of the pool's own threads (a tool
+        running a nested run of its agent), its slot is free for the nested calls."""
+        if getattr(_in_tool_thread, "pool", None) is not self:
+            yield
+            return
+        with self._lock:
+            self._stuck += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._stuck -= 1
 
     def close(self) -> None:
         """End the threads: idle ones now, busy ones when their call returns (it cannot be
@@ -978,21 +1080,26 @@ class _ToolThreads:
             except queue.Empty:
                 break
             if job is not None and job.claim():
+                job.dropped = True
                 job.report((job, ToolOutcome.cancelled(job.call)))
         for _ in range(count):
             self._jobs.put(None)
 
     def _serve(self) -> None:
+        _in_tool_thread.pool = self
         jobs = self._jobs
         while True:
             job = jobs.get()
             if job is None:
                 return
             job.run()
-            job = None  # hold no finished call (and its result) while idle
             with self._lock:
+                job.finished = True
+                if job.stuck:
+                    self._stuck -= 1
                 # More than one thread is never counted idle per thread.
                 self._idle = min(self._idle + 1, self._count)
+            job = None  # hold no finished call (and its result) while idle
 
 
 def _resolve(future: asyncio.Future[_Ending], ending: _Ending) -> None:
@@ -1000,77 +1107,37 @@ def _resolve(future: asyncio.Future[_Ending], ending: _Ending) -> None:
         future.set_result(ending)
 
 
-class _Deadline:
-    """On the event loop: settles ``done`` as timed out once ``job`` has run for its
-    timeout (a call still queued has not started its clock). One timer, no extra waiter."""
-
-    __slots__ = ("_done", "_handle", "_job", "_loop")
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, job: _Job, done: asyncio.Future[_Ending]
-    ) -> None:
-        self._loop = loop
-        self._job = job
-        self._done = done
-        self._handle = loop.call_later(job.call.timeout or 0.0, self._check)
-
-    def _check(self) -> None:
-        if self._done.done():
-            return
-        job = self._job
-        timeout = job.call.timeout or 0.0
-        remaining = _remaining(timeout, job.started, time.perf_counter())
-        if job.started is not None and remaining <= 0:
-            self._done.set_result(ToolOutcome.timed_out(job.call, timeout))
-        else:
-            self._handle = self._loop.call_later(remaining, self._check)
-
-    def cancel(self) -> None:
-        self._handle.cancel()
+def _time_out(future: asyncio.Future[_Ending], call: PlannedCall) -> None:
+    _resolve(future, ToolOutcome.timed_out(call, call.timeout or 0.0))
 
 
 def _call_order(outcome: ToolOutcome) -> int:
     return outcome.call.index
 
 
-def _remaining(timeout: float, started: float | None, now: float) -> float:
-    """Seconds before a call could time out; its clock starts when a worker picks it up.
-
-    A call still queued cannot time out before ``now + timeout``.
-    """
-    return (started if started is not None else now) + timeout - now
-
-
 def _limit(call: PlannedCall) -> float | None:
-    """How long the sync driver waits for a started call: its timeout, and for an async
-    tool a grace on top. Its own event loop cancels it at the timeout and reports that,
-    so the run goes on after its cleanup has run; the grace only ends a wait whose loop
-    is blocked."""
+    """How long a driver waits for a queued call: its timeout, and for an async tool in
+    the sync driver a grace on top. Its own event loop cancels it at the timeout and
+    reports that, so the run goes on after its cleanup has run; the grace only ends a wait
+    whose loop is blocked."""
     if call.timeout is None:
         return None
     return call.timeout + _ASYNC_GRACE if call.is_async else call.timeout
 
 
 def _timed_out(jobs: Iterable[_Job], now: float) -> list[_Job]:
-    """The calls that started and ran past their limit."""
-    timed_out = []
-    for job in jobs:
-        limit = _limit(job.call)
-        started = job.started
-        if limit is not None and started is not None and _remaining(limit, started, now) <= 0:
-            timed_out.append(job)
-    return timed_out
+    """The calls whose deadline has passed."""
+    return [job for job in jobs if job.deadline is not None and job.deadline <= now]
 
 
 def _wait_time(jobs: Iterable[_Job], now: float) -> float:
-    """How long the sync driver may sleep: until the next possible timeout (0 when one has
+    """How long the sync driver may sleep: until the next deadline (0 when one has
     passed), and never so long that Ctrl-C waits (some platforms deliver it only between
     waits)."""
     wait = _MAX_WAIT
     for job in jobs:
-        limit = _limit(job.call)
-        if limit is not None:
-            wait = min(wait, _remaining(limit, job.started, now))
+        if job.deadline is not None:
+            wait = min(wait, job.deadline - now)
     return wait
 
 
@@ -1087,10 +1154,18 @@ async def _with_timeout(awaitable: Awaitable[Any], timeout: float | None) -> Any
         raise
 
 
-async def _close_with_the_loop(client: AsyncChatClient) -> AsyncGenerator[None, None]:
+async def _close_with_the_loop(
+    client: AsyncChatClient,
+    clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any],
+    loop: asyncio.AbstractEventLoop,
+) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
+        entry = clients.get(loop)
+        if entry is not None and entry[0] is client:
+            del clients[loop]
+        del loop  # the generator's frame must not keep its loop alive
         await client.aclose()
 
 

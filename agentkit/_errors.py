@@ -32,12 +32,14 @@ __all__ = [
     "RepeatedToolCallError",
     "RequestValidationError",
     "RunError",
+    "RunTimeoutError",
     "ServerError",
     "ToolArgumentsError",
     "ToolCallLimitExceeded",
     "ToolDefinitionError",
     "ToolFailureLimitExceeded",
     "ToolRetry",
+    "ToolThreadsExhausted",
     "error_from_response",
 ]
 
@@ -261,6 +263,27 @@ class OutputTruncatedError(RunError):
 
 class OutputValidationError(RunError):
     """The final answer did not validate against ``output_type`` after the allowed retries."""
+
+
+class ToolThreadsExhausted(RunError):
+    """A sync tool call found no thread: the agent's leak bound of threads stuck in
+    abandoned calls (timed out, or left behind by a cancelled run) is reached.
+
+    An agent runs at most ``parallel_tool_calls_limit`` sync calls at once and keeps at
+    most as many threads again for calls it gave up on; those come back when their calls
+    return. The message says how many are stuck.
+    """
+
+
+class RunTimeoutError(RunError):
+    """The run went past its ``run_timeout`` (seconds for the whole run); ``timeout``
+    says how long that was."""
+
+    def __init__(
+        self, message: str, *, timeout: float, messages: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message, messages=messages)
+        self.timeout = timeout
 
 
 # --- mapping an HTTP error to an exception ----------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -71,6 +71,8 @@ __all__ = [
     "RunTools",
     "Step",
     "ToolOutcome",
+    "clean_data",
+    "clean_text",
     "completion_deltas",
     "render_tool_output",
 ]
@@ -318,7 +320,7 @@ class ToolOutcome:
 
     call: PlannedCall
     status: OutcomeStatus
-    value: Any = None
+    text: str | None = None
     error: BaseException | None = None
     duration: float = 0.0
     timeout: float | None = None
@@ -328,8 +330,12 @@ class ToolOutcome:
 
     @classmethod
     def ok(cls, call: PlannedCall, value: Any, duration: float = 0.0) -> ToolOutcome:
-        """The tool returned ``value``."""
-        return cls(call, "ok", value=value, duration=duration)
+        """The tool returned ``value``, rendered to text here (call it where the tool ran,
+        inside its time budget): a value that cannot be rendered is a failed call."""
+        text, problem = render_tool_output(call.name, value)
+        if problem is not None:
+            return cls(call, "error", text=text, duration=duration)
+        return cls(call, "ok", text=text, duration=duration)
 
     @classmethod
     def failed(cls, call: PlannedCall, error: BaseException, duration: float = 0.0) -> ToolOutcome:
@@ -523,7 +529,7 @@ class RunLoop:
         usage = completion.usage
         if usage is not None:
             self._usage = self._usage + usage
-        assistant = message_to_dict(message)
+        assistant = clean_data(message_to_dict(message))
         round_ = ModelRoundFinished(
             turn=self.turns,
             usage=usage if usage is not None else Usage(),
@@ -548,7 +554,7 @@ class RunLoop:
                 if not wire_call["id"]:
                     wire_call["id"] = f"call_{self.turns}_{index}"
             return self._plan(message.tool_calls, round_)
-        return self._final_text(message.content or "", round_, truncated)
+        return self._final_text(assistant.get("content") or "", round_, truncated)
 
     def settle(self, outcome: ToolOutcome) -> ToolResult:
         """The text the model will get for ``outcome``, as a ``ToolResult`` event.
@@ -562,10 +568,10 @@ class RunLoop:
         failed = True
         error: str | None
         if outcome.status == "ok":
-            text, error = render_tool_output(call.name, outcome.value)
-            failed = error is not None
+            text, error = outcome.text or "", None
+            failed = False
         elif outcome.status == "error":
-            text = error = _error_text(call.name, outcome.error)
+            text = error = outcome.text or _error_text(call.name, outcome.error)
         elif outcome.status == "timeout":
             text = error = f"tool {call.name} timed out after {outcome.timeout or 0:g} s"
         elif outcome.status == "refused":
@@ -578,7 +584,7 @@ class RunLoop:
         result = ToolResult(
             call_id=call.call_id,
             name=call.name,
-            output=_cap(text, self.settings.max_tool_output_chars),
+            output=_cap(clean_text(text), self.settings.max_tool_output_chars),
             error=error,
             duration=outcome.duration,
         )
@@ -889,6 +895,13 @@ def render_tool_output(name: str, value: Any) -> tuple[str, str | None]:
     """
     if isinstance(value, str):
         return value, None
+    if isinstance(value, Iterator | AsyncIterator):
+        # A lazy value could run (or grow) for ever once read: it is not read at all.
+        text = (
+            f"tool {name} returned a generator or iterator ({type(value).__name__}), which "
+            "is not read; the tool must return a list or another finished value"
+        )
+        return text, text
     from pydantic_core import PydanticSerializationError, to_json
 
     try:
@@ -916,6 +929,37 @@ def completion_deltas(completion: ChatCompletion) -> list[StreamDelta]:
             ToolCallArgumentsDelta(index, call.id, call.function.name, call.function.arguments)
         )
     return deltas
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every lone surrogate (``os.fsdecode`` of a name that is not UTF-8, a
+    ``\\udcff`` escape in JSON) replaced by U+FFFD, so it can be encoded and sent again."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def clean_data(value: Any) -> Any:
+    """A wire message (dicts, lists, strings) with :func:`clean_text` applied to every
+    string, keys included; ``value`` itself when nothing needed a change."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        pairs = [(clean_data(key), clean_data(item)) for key, item in value.items()]
+        if all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items(), strict=True)):
+            return value
+        return dict(pairs)
+    if isinstance(value, list):
+        items = [clean_data(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
 
 
 def _cap(text: str, limit: int | None) -> str:
