@@ -12,11 +12,11 @@ import itertools
 import json
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from _helpers import assert_resendable, wait_until
 
 from agentkit import Agent, ToolThreadsExhausted, tool
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
@@ -26,7 +26,6 @@ from ._support import (
     KEY,
     MODEL,
     Driver,
-    assert_wire_transcript,
     run_with,
     tool_messages,
 )
@@ -110,13 +109,6 @@ def test_timed_out_sync_tools_do_not_starve_later_runs(
         result = bounded(lambda: asyncio.run(agent.run_async("go")), 10)
         assert [m["content"] for m in tool_messages(result.messages)] == ["late", "late"]
         assert agent._threads._count == 4, "at most 2 x the limit, ever"
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_a_queued_call_times_out_from_when_it_was_queued(
@@ -240,7 +232,7 @@ def test_a_lone_surrogate_in_tool_output_is_sent_and_resendable(
     result = run_with(driver, server.base_url, tools=(list_files,))
     assert result.output == ANSWER
     assert_encodable(result.messages)
-    assert_wire_transcript(result.messages)
+    assert_resendable(result.messages)
     assert tool_messages(server.requests[1].messages)[0]["content"] == "report-\ufffd.txt"
     server.queue(Reply.text("again"))
     assert run_with(driver, server.base_url, result.messages, tools=(list_files,)).output == (
