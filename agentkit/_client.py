@@ -149,7 +149,7 @@ class ChatClient(_ClientBase):
     """A synchronous Chat Completions client over one pooled ``httpx.Client``.
 
     Args:
-        base_url: the API root (``.../v1``); default: ``DASHSCOPE_BASE_URL``, else
+        base_url: the API root (``.../v1``); default: ``AGENTKIT_BASE_URL``, else
             DashScope Singapore. Any OpenAI-compatible server works (vLLM, Ollama,
             llama.cpp); a DashScope host gets DashScope's parameter rules.
         api_key: default: the provider's variable (``DASHSCOPE_API_KEY``,

@@ -18,7 +18,7 @@ Presets (:data:`PROVIDERS`):
 
 How a client picks its provider (:func:`resolve_provider`): an explicit ``provider``
 (a name or a :class:`Provider`); else the ``base_url`` argument; else the
-``DASHSCOPE_BASE_URL`` environment variable; else DashScope Singapore. A base URL on one
+``AGENTKIT_BASE_URL`` environment variable; else DashScope Singapore. A base URL on one
 of DashScope's documented hosts gets the DashScope rules and key: the four regional
 ``dashscope*`` hosts above, and a workspace-dedicated or trial domain,
 ``https://{WorkspaceId}.{region}.maas.aliyuncs.com`` (preset ``dashscope-workspace``). The
@@ -42,7 +42,8 @@ from ._errors import ConfigurationError, RequestValidationError
 from ._secrets import checked_api_key
 
 __all__ = [
-    "DASHSCOPE_BASE_URL_ENV",
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
     "PROVIDERS",
     "Provider",
     "check_dashscope_request",
@@ -50,8 +51,15 @@ __all__ = [
     "resolve_provider",
 ]
 
-DASHSCOPE_BASE_URL_ENV = "DASHSCOPE_BASE_URL"
-"""The environment variable a client reads its base URL from when none is given."""
+BASE_URL_ENV = "AGENTKIT_BASE_URL"
+"""The environment variable a client reads its base URL from when given neither a base URL
+nor a provider. Its host picks the preset, as a ``base_url`` argument's does; a server that
+is not a known provider's is sent the key in ``AGENTKIT_API_KEY``, if that is set."""
+
+API_KEY_ENV = "AGENTKIT_API_KEY"
+"""The key for a server named by ``AGENTKIT_BASE_URL`` that is not a known provider's."""
+
+_LEGACY_BASE_URL_ENV = "DASHSCOPE_BASE_URL"  # read, with a warning, when BASE_URL_ENV is unset
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,10 +345,14 @@ def resolve_provider(
 
     ``provider`` wins (a ``base_url`` given too points the preset elsewhere, keeping its
     rules); else the preset is recognised from ``base_url``; else from the
-    ``DASHSCOPE_BASE_URL`` environment variable; else DashScope Singapore. A custom server
-    named by ``DASHSCOPE_BASE_URL`` reads its key from ``DASHSCOPE_API_KEY``; one named
-    by the ``base_url`` argument reads no environment variable, so a DashScope key is
-    never sent to a server the caller did not choose for it.
+    ``AGENTKIT_BASE_URL`` environment variable, recognised the same way; else DashScope
+    Singapore. A DashScope or OpenAI host reads its provider's key variable. Any other
+    server named by ``AGENTKIT_BASE_URL`` reads ``AGENTKIT_API_KEY`` (optional), and one
+    named by the ``base_url`` argument reads no environment variable: a provider's key is
+    never sent to a server the caller did not choose for it. The deprecated
+    ``DASHSCOPE_BASE_URL`` is still read, with a ``FutureWarning``, when
+    ``AGENTKIT_BASE_URL`` is unset (a custom server it names reads ``DASHSCOPE_API_KEY``,
+    as before).
 
     Raises:
         ConfigurationError: for an unknown preset name or a base URL that is not http(s).
@@ -359,26 +371,50 @@ def resolve_provider(
             ) from None
     else:
         chosen = None
+    named = "base_url"
     if base_url is None and chosen is None:
-        env_url = env.get(DASHSCOPE_BASE_URL_ENV, "").strip()
-        if env_url:
-            chosen = _preset_for_url(env_url)
-            if chosen is _CUSTOM:
-                chosen = dataclasses.replace(_CUSTOM, api_key_env="DASHSCOPE_API_KEY")
-            base_url = env_url
-        else:
-            chosen = _DASHSCOPE_INTL
+        chosen, base_url, named = _from_environment(env)
     if base_url is not None:
         base_url = base_url.strip()
         scheme = urlsplit(base_url).scheme.lower()
         if scheme not in ("http", "https"):
             raise ConfigurationError(
-                f"base_url must be an http:// or https:// URL, got {base_url!r}"
+                f"{named} must be an http:// or https:// URL, got {base_url!r}"
             )
         if chosen is None:
             chosen = _preset_for_url(base_url)
         chosen = chosen.with_base_url(base_url)
     assert chosen is not None
+    return chosen
+
+
+def _from_environment(env: Mapping[str, str]) -> tuple[Provider | None, str | None, str]:
+    """The preset (``None``: recognise it from the URL), the base URL and the variable that
+    named it, for a caller who named neither a provider nor a base URL."""
+    url = env.get(BASE_URL_ENV, "").strip()
+    if url:
+        if _preset_for_url(url) is _CUSTOM:
+            return dataclasses.replace(_CUSTOM, api_key_env=API_KEY_ENV), url, BASE_URL_ENV
+        return None, url, BASE_URL_ENV
+    legacy = env.get(_LEGACY_BASE_URL_ENV, "").strip()
+    if legacy:
+        return _legacy_env_preset(legacy), legacy, _LEGACY_BASE_URL_ENV
+    return _DASHSCOPE_INTL, None, "base_url"
+
+
+def _legacy_env_preset(url: str) -> Provider:
+    import warnings
+
+    warnings.warn(
+        f"{_LEGACY_BASE_URL_ENV} is deprecated and will be ignored in a later release: "
+        f"set {BASE_URL_ENV} instead (a server that is not DashScope's or OpenAI's then "
+        "gets no key from the environment; pass api_key=... or, in the CLI, --api-key-env)",
+        FutureWarning,
+        stacklevel=5,  # the caller of ChatClient(...)
+    )
+    chosen = _preset_for_url(url)
+    if chosen is _CUSTOM:
+        chosen = dataclasses.replace(_CUSTOM, api_key_env="DASHSCOPE_API_KEY")
     return chosen
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 
@@ -55,7 +54,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="qwen-plus", help="the model (qwen-plus)")
     parser.add_argument(
         "--base-url",
-        default=os.environ.get("AGENTKIT_BASE_URL"),
         help="any OpenAI-compatible server, such as http://localhost:8000/v1 "
         "(default: $AGENTKIT_BASE_URL, else DashScope with $DASHSCOPE_API_KEY)",
     )

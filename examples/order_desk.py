@@ -13,7 +13,6 @@ one is there, refunds are refused), and the model is told the outcome.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
 import tempfile
@@ -211,7 +210,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="qwen-plus", help="the model (qwen-plus)")
     parser.add_argument(
         "--base-url",
-        default=os.environ.get("AGENTKIT_BASE_URL"),
         help="any OpenAI-compatible server, such as http://localhost:8000/v1 "
         "(default: $AGENTKIT_BASE_URL, else DashScope with $DASHSCOPE_API_KEY)",
     )

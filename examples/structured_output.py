@@ -12,7 +12,6 @@ correct an answer that does not fit.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Literal
 
@@ -48,7 +47,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="qwen-plus", help="the model (qwen-plus)")
     parser.add_argument(
         "--base-url",
-        default=os.environ.get("AGENTKIT_BASE_URL"),
         help="any OpenAI-compatible server, such as http://localhost:8000/v1 "
         "(default: $AGENTKIT_BASE_URL, else DashScope with $DASHSCOPE_API_KEY)",
     )

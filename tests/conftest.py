@@ -14,6 +14,15 @@ import pytest
 
 from agentkit.testing import ScriptedServer
 
+# Set in a developer's shell, these would point every client at their server.
+_ENVIRONMENT = ("AGENTKIT_BASE_URL", "AGENTKIT_API_KEY", "DASHSCOPE_BASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _no_server_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in _ENVIRONMENT:
+        monkeypatch.delenv(variable, raising=False)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(

@@ -288,7 +288,7 @@ def test_a_missing_key_names_the_variable_to_set(
     options: tuple[str, ...],
     variable: str,
 ) -> None:
-    for name in ("DASHSCOPE_API_KEY", "OPENAI_API_KEY", "DASHSCOPE_BASE_URL", "MY_KEY"):
+    for name in ("DASHSCOPE_API_KEY", "OPENAI_API_KEY", "MY_KEY"):
         monkeypatch.delenv(name, raising=False)
     assert main(["chat", *options, "Hello?"]) == 2
     captured = capsys.readouterr()
@@ -440,7 +440,7 @@ def test_an_unreachable_provider_says_check_the_network(
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
-        monkeypatch.setenv("DASHSCOPE_BASE_URL", url)  # no --base-url to check
+        monkeypatch.setenv("AGENTKIT_BASE_URL", url)  # no --base-url to check
         monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
         assert main(["chat", "--max-retries", "0", "Hi"]) == 1
     err = capsys.readouterr().err
@@ -489,7 +489,12 @@ def test_chat_help_shows_examples_and_the_environment(
     assert main(["chat", "--help"]) == 0
     out = capsys.readouterr().out
     assert 'agentkit chat "What' in out and "| agentkit chat" in out
-    for variable in ("DASHSCOPE_API_KEY", "DASHSCOPE_BASE_URL", "OPENAI_API_KEY"):
+    for variable in (
+        "DASHSCOPE_API_KEY",
+        "AGENTKIT_BASE_URL",
+        "AGENTKIT_API_KEY",
+        "OPENAI_API_KEY",
+    ):
         assert variable in out
 
 
@@ -515,13 +520,35 @@ def test_an_unquoted_prompt_is_one_question(server: ScriptedServer) -> None:
     assert done.stdout == "What time is it?\n"
 
 
+@pytest.mark.parametrize(
+    ("written", "whole"),
+    [
+        ("localhost:8000", "http://localhost:8000/v1"),
+        ("127.0.0.1:8131/v1", "http://127.0.0.1:8131/v1"),
+        ("127.0.0.1:8131/v1/", "http://127.0.0.1:8131/v1"),
+        ("gateway.example:8080/openai/v1", "http://gateway.example:8080/openai/v1"),
+    ],
+)
 def test_a_base_url_without_a_scheme_gets_the_whole_url_as_a_hint(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], written: str, whole: str
 ) -> None:
-    assert main(["chat", "--base-url", "localhost:8000", "Hi"]) == 2
+    assert main(["chat", "--base-url", written, "Hi"]) == 2
     first, hint = capsys.readouterr().err.splitlines()
-    assert "localhost:8000" in first
-    assert hint == "agentkit: hint: write the whole URL, such as http://localhost:8000/v1"
+    assert written in first
+    assert hint == f"agentkit: hint: write the whole URL, such as {whole}"
+
+
+def test_agentkit_base_url_without_a_scheme_names_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTKIT_BASE_URL", "127.0.0.1:8131/v1")
+    assert main(["chat", "Hi"]) == 2
+    first, hint = capsys.readouterr().err.splitlines()
+    assert "AGENTKIT_BASE_URL must be an http:// or https:// URL" in first
+    assert (
+        hint
+        == "agentkit: hint: set AGENTKIT_BASE_URL to the whole URL, such as http://127.0.0.1:8131/v1"
+    )
 
 
 def test_a_dashscope_key_that_fails_points_at_the_region(

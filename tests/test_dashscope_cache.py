@@ -253,7 +253,7 @@ def test_dashscope_hosts_match_exactly(base_url: str, preset: str) -> None:
 
 
 def test_workspace_domain_from_the_environment_gets_the_rules() -> None:
-    env = {"DASHSCOPE_BASE_URL": "https://ws1.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1"}
+    env = {"AGENTKIT_BASE_URL": "https://ws1.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1"}
     provider = resolve_provider(env=env)
     assert provider.name == "dashscope-workspace"
     assert provider.key_required

@@ -2,7 +2,7 @@
 
 Every ```python block of the README and the user guides runs, page by page in one
 namespace (as a reader would paste them in order), against `agentkit.testing`'s scripted
-server standing in for DashScope: `DASHSCOPE_BASE_URL` points at it, and the weather
+server standing in for DashScope: `AGENTKIT_BASE_URL` points at it, and the weather
 tool at a closed local port. A block preceded by `<!-- no-run: reason -->` is skipped.
 """
 
@@ -106,7 +106,7 @@ def docs_model(request: RecordedRequest) -> Reply:
 @pytest.fixture
 def docs_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
     with _offline_weather(), ScriptedServer(handler=docs_model) as server:
-        monkeypatch.setenv("DASHSCOPE_BASE_URL", server.base_url)
+        monkeypatch.setenv("AGENTKIT_BASE_URL", server.base_url)
         monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-docs-test")
         yield server
         assert not server.errors

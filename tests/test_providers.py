@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import pytest
@@ -22,7 +23,13 @@ TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DASHSCOPE_API_KEY", "DASHSCOPE_BASE_URL", "OPENAI_API_KEY"):
+    for name in (
+        "DASHSCOPE_API_KEY",
+        "DASHSCOPE_BASE_URL",
+        "OPENAI_API_KEY",
+        "AGENTKIT_BASE_URL",
+        "AGENTKIT_API_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -83,15 +90,57 @@ def test_base_url_picks_the_rules(base_url: str, preset: str) -> None:
 
 
 def test_environment_base_url_is_used_when_none_is_given() -> None:
-    env = {"DASHSCOPE_BASE_URL": BEIJING}
+    env = {"AGENTKIT_BASE_URL": BEIJING}
     assert resolve_provider(env=env).name == "dashscope-cn"
-    custom = resolve_provider(env={"DASHSCOPE_BASE_URL": "http://127.0.0.1:9/v1"})
+    assert resolve_provider(env=env).base_url == BEIJING
+    custom = resolve_provider(env={"AGENTKIT_BASE_URL": " http://127.0.0.1:9/v1 "})
     assert custom.name == "custom"
     assert custom.base_url == "http://127.0.0.1:9/v1"
-    # A custom server named in the environment takes the key from the environment too.
-    assert resolve_api_key(custom, env={"DASHSCOPE_API_KEY": "k"}) == "k"
-    # The argument wins over the environment.
+    # A custom server named in the environment reads agentkit's key variable, optionally,
+    # and never a provider's key.
+    assert resolve_api_key(custom, env={"AGENTKIT_API_KEY": "k", "DASHSCOPE_API_KEY": "d"}) == "k"
+    assert resolve_api_key(custom, env={"DASHSCOPE_API_KEY": "d"}) is None
+    # The argument and a named provider win over the environment.
     assert resolve_provider(base_url=SINGAPORE, env=env).name == "dashscope-intl"
+    assert resolve_provider("openai", env=env).base_url == "https://api.openai.com/v1"
+    # The argument never reads agentkit's key variable.
+    argument = resolve_provider(base_url="http://127.0.0.1:9/v1", env={})
+    assert resolve_api_key(argument, env={"AGENTKIT_API_KEY": "k"}) is None
+
+
+def test_environment_base_url_without_a_scheme_names_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match=r"^AGENTKIT_BASE_URL must be an http"):
+        resolve_provider(env={"AGENTKIT_BASE_URL": "127.0.0.1:8131/v1"})
+
+
+def test_the_deprecated_dashscope_base_url_still_works_with_a_warning() -> None:
+    with pytest.warns(FutureWarning, match=r"DASHSCOPE_BASE_URL is deprecated.*AGENTKIT_BASE_URL"):
+        custom = resolve_provider(env={"DASHSCOPE_BASE_URL": "http://127.0.0.1:9/v1"})
+    assert (custom.name, custom.base_url) == ("custom", "http://127.0.0.1:9/v1")
+    assert resolve_api_key(custom, env={"DASHSCOPE_API_KEY": "k"}) == "k"  # as it used to
+    with pytest.warns(FutureWarning):
+        assert resolve_provider(env={"DASHSCOPE_BASE_URL": BEIJING}).name == "dashscope-cn"
+    # The new variable wins, silently.
+    both = {"DASHSCOPE_BASE_URL": BEIJING, "AGENTKIT_BASE_URL": "http://127.0.0.1:9/v1"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_provider(env=both).base_url == "http://127.0.0.1:9/v1"
+
+
+def test_a_server_named_in_the_environment_works_with_no_key_at_all(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTKIT_BASE_URL", server.base_url)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-dashscope-secret")
+    server.queue(Reply.text("ok"), Reply.text("ok"))
+    with ChatClient() as client:
+        assert client.provider.name == "custom"
+        client.create(model="m", messages=USER)
+    assert "authorization" not in server.requests[0].headers
+    monkeypatch.setenv("AGENTKIT_API_KEY", "sk-for-this-server")
+    with ChatClient() as client:
+        client.create(model="m", messages=USER)
+    assert server.requests[1].headers["authorization"] == "Bearer sk-for-this-server"
 
 
 def test_explicit_preset_with_base_url_keeps_the_rules() -> None:

@@ -57,15 +57,11 @@ def main(
     """Run the ``agentkit`` command with ``argv``; return the exit code.
 
     With ``argv=None`` this is the program itself (the console script passes the code to
-    ``sys.exit``): the process arguments are read, and once the command is over the
-    process does not wait for tool threads that are still running (a sync tool cannot be
-    stopped, and Ctrl-C must not leave the user waiting for it). Tests pass ``argv``, and
-    ``stdin``/``stdout``/``stderr`` to capture the streams.
+    ``sys.exit``) and the process arguments are read. A sync tool still running when the
+    command ends does not hold the process: tool threads are daemon threads. Tests pass
+    ``argv``, and ``stdin``/``stdout``/``stderr`` to capture the streams.
     """
-    code = _main(argv, stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
-    if argv is None:
-        _leave_stuck_threads(code)
-    return code
+    return _main(argv, stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
 
 
 def _main(argv: Sequence[str] | None, stdin: TextIO, out: TextIO, err: TextIO) -> int:
@@ -121,17 +117,3 @@ def _drop_output(out: TextIO) -> None:
         return
     with open(os.devnull, "w") as devnull:
         os.dup2(devnull.fileno(), fileno)
-
-
-def _leave_stuck_threads(code: int) -> None:
-    """Exit now if a tool thread is still running, rather than wait for it at shutdown."""
-    import threading
-
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    deadline = time.monotonic() + 0.5  # idle pool threads wind down in far less
-    for thread in others:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() for thread in others):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)

@@ -35,8 +35,10 @@ examples:
 
 environment:
   DASHSCOPE_API_KEY   the Model Studio key (Singapore; --region cn for a Beijing key)
-  DASHSCOPE_BASE_URL  another DashScope-compatible endpoint, read with DASHSCOPE_API_KEY
   OPENAI_API_KEY      the key for --provider openai
+  AGENTKIT_BASE_URL   the server when neither --base-url nor --provider/--region is given;
+                      a DashScope or OpenAI URL is sent that provider's key from above
+  AGENTKIT_API_KEY    the key for any other server AGENTKIT_BASE_URL names (optional)
   NO_COLOR            no colours on stderr
 
 A server of your own named by --base-url is sent no key unless --api-key-env names one.

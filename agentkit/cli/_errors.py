@@ -145,8 +145,18 @@ def _configuration_hint(message: str, args: argparse.Namespace | None) -> str:
         )
     base_url = getattr(args, "base_url", None)
     if base_url and "base_url" in message and "://" not in base_url:
-        return f"write the whole URL, such as http://{base_url.rstrip('/')}/v1"
+        return f"write the whole URL, such as {_with_scheme(base_url)}"
+    from_env = re.match(r"([A-Z_]+_BASE_URL) must be an http.* got '([^']*)'$", message)
+    if from_env:
+        variable, value = from_env.groups()
+        return f"set {variable} to the whole URL, such as {_with_scheme(value)}"
     return "see `agentkit chat --help`"
+
+
+def _with_scheme(base_url: str) -> str:
+    """``127.0.0.1:8131/v1`` as ``http://127.0.0.1:8131/v1``; a bare host gets ``/v1`` too."""
+    url = base_url.strip().rstrip("/")
+    return f"http://{url}" if "/" in url else f"http://{url}/v1"
 
 
 def _exit_code(exc: BaseException) -> int:
