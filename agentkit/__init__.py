@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from ._events import ToolCallArgumentsDelta as ToolCallArgumentsDelta
     from ._events import ToolCallStarted as ToolCallStarted
     from ._events import ToolResult as ToolResult
+    from ._instrument import instrument as instrument
     from ._loop import PlannedCall as PlannedCall
     from ._pricing import ModelPrice as ModelPrice
     from ._providers import PROVIDERS as PROVIDERS

@@ -65,6 +65,7 @@ from ._loop import (
     clean_text,
     completion_deltas,
 )
+from ._observe import ObserverFactory, RunInfo, RunObserver, observer_for, scoped, scoped_async
 from ._providers import Provider, resolve_api_key, resolve_provider
 from ._result import RunResult
 from ._sources import ToolSource
@@ -138,6 +139,9 @@ class AgentOptions(TypedDict, total=False):
     parallel_tool_calls: bool | None
     extra_body: Mapping[str, Any] | None
     params: Mapping[str, Any] | None
+    name: str | None
+    instrument: bool
+    observers: Sequence[ObserverFactory]
 
 
 class Agent(Generic[OutputT]):
@@ -185,6 +189,12 @@ class Agent(Generic[OutputT]):
             (``None``: not sent). ``extra_body`` carries vendor extras such as Qwen's
             ``enable_thinking``.
         params: any other wire fields to send with every request.
+        name: the agent's name, shown in traces (``invoke_agent {name}``).
+        instrument: trace this agent's runs with OpenTelemetry (needs
+            ``pip install 'agentkit[otel]'``; see ``docs/observability.md``).
+            ``agentkit.instrument()`` turns tracing on for every agent.
+        observers: :data:`~agentkit._observe.ObserverFactory` callables, each asked for
+            a :class:`~agentkit._observe.RunObserver` of every run.
     """
 
     @overload
@@ -242,6 +252,9 @@ class Agent(Generic[OutputT]):
         parallel_tool_calls: bool | None = None,
         extra_body: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        instrument: bool = False,
+        observers: Sequence[ObserverFactory] = (),
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'qwen-plus'")
@@ -272,7 +285,7 @@ class Agent(Generic[OutputT]):
                 raise ConfigurationError("output_mode must be 'auto', 'json_schema' or 'tool'")
 
         wire: dict[str, Any] = {}
-        for name, value in (
+        for field_name, value in (
             ("temperature", temperature),
             ("top_p", top_p),
             ("max_tokens", max_tokens),
@@ -284,7 +297,7 @@ class Agent(Generic[OutputT]):
             ("extra_body", dict(extra_body) if extra_body is not None else None),
         ):
             if value is not None:
-                wire[name] = value
+                wire[field_name] = value
         wire.update(params or {})
         for reserved in ("model", "messages", "stream", "tools"):
             if reserved in wire:
@@ -317,6 +330,11 @@ class Agent(Generic[OutputT]):
         # the sources' tool lists of the last run and the settings derived from them
         self._sourced: tuple[list[Sequence[Tool[..., Any]]], LoopSettings] | None = None
         self._hooks = hooks or Hooks()
+        self.name = name
+        found_observers = list(observers)
+        if instrument:
+            found_observers.append(_tracing_factory())
+        self._observers = tuple(found_observers)
         self._approve = approve
         self._parallel_limit = parallel_tool_calls_limit
         self._tools_with_stream = chosen.tools_with_stream
@@ -351,7 +369,7 @@ class Agent(Generic[OutputT]):
         """
         loop = self._new_loop(prompt, context, max_turns, self._source_tools())
         result: RunResult[Any] | None = None
-        events = self._drive(loop, stream=False)
+        events = self._observed(loop, self._drive(loop, stream=False), streamed=False)
         try:
             for event in events:
                 if isinstance(event, RunFinished):
@@ -375,7 +393,7 @@ class Agent(Generic[OutputT]):
         early (``break``, ``close()``) closes the response stream.
         """
         loop = self._new_loop(prompt, context, max_turns, self._source_tools())
-        return self._drive(loop, stream=True)
+        return self._observed(loop, self._drive(loop, stream=True), streamed=True)
 
     async def run_async(
         self, prompt: Prompt, *, context: Any = None, max_turns: int | None = None
@@ -383,8 +401,9 @@ class Agent(Generic[OutputT]):
         """The asynchronous :meth:`run`: async tools run as tasks, sync tools in threads."""
         loop = self._new_loop(prompt, context, max_turns, await self._source_tools_async())
         result: RunResult[Any] | None = None
+        driven = self._observed_async(loop, self._drive_async(loop, stream=False), streamed=False)
         try:
-            async with contextlib.aclosing(self._drive_async(loop, stream=False)) as events:
+            async with contextlib.aclosing(driven) as events:
                 async for event in events:
                     if isinstance(event, RunFinished):
                         result = event.result
@@ -401,13 +420,15 @@ class Agent(Generic[OutputT]):
         ``async with contextlib.aclosing(agent.stream_async(...)) as events: ...``."""
         if self._sources:
             return self._stream_with_sources(prompt, context, max_turns)
-        return self._drive_async(self._new_loop(prompt, context, max_turns), stream=True)
+        loop = self._new_loop(prompt, context, max_turns)
+        return self._observed_async(loop, self._drive_async(loop, stream=True), streamed=True)
 
     async def _stream_with_sources(
         self, prompt: Prompt, context: Any, max_turns: int | None
     ) -> AsyncGenerator[AgentEvent, None]:
         loop = self._new_loop(prompt, context, max_turns, await self._source_tools_async())
-        async with contextlib.aclosing(self._drive_async(loop, stream=True)) as events:
+        driven = self._observed_async(loop, self._drive_async(loop, stream=True), streamed=True)
+        async with contextlib.aclosing(driven) as events:
             async for event in events:
                 yield event
 
@@ -591,11 +612,49 @@ class Agent(Generic[OutputT]):
         if not loop.tools_with_stream:
             self._tools_with_stream = False
 
+    # -- observers ----------------------------------------------------------------------
+
+    def _run_info(self, loop: RunLoop, streamed: bool) -> RunInfo:
+        request = loop.settings.base_request
+        tools = request.get("tools") or ()
+        return RunInfo(
+            agent_name=self.name,
+            model=loop.settings.model,
+            provider=self._client_config["provider"].name
+            if self._given_client is None
+            else self._given_client.provider.name,
+            base_url=self._client_config["provider"].base_url
+            if self._given_client is None
+            else self._given_client.base_url,
+            params={k: v for k, v in request.items() if k not in ("tools", "model")},
+            tools=[t.get("function", {}).get("name", "") for t in tools],
+            streamed=streamed,
+        )
+
+    def _observed(
+        self, loop: RunLoop, events: Generator[AgentEvent, None, None], *, streamed: bool
+    ) -> Generator[AgentEvent, None, None]:
+        observer = observer_for(self._observers, lambda: self._run_info(loop, streamed))
+        if observer is None:
+            return events
+        loop.observer = observer
+        return scoped(events, observer)
+
+    def _observed_async(
+        self, loop: RunLoop, events: AsyncGenerator[AgentEvent, None], *, streamed: bool
+    ) -> AsyncGenerator[AgentEvent, None]:
+        observer = observer_for(self._observers, lambda: self._run_info(loop, streamed))
+        if observer is None:
+            return events
+        loop.observer = observer
+        return scoped_async(events, observer)
+
     # -- the sync driver ----------------------------------------------------------------
 
     def _drive(self, loop: RunLoop, *, stream: bool) -> Generator[AgentEvent, None, None]:
         client = self._client()
         hooks = self._hooks
+        observer = loop.observer
         streamed_always = self._settings.stream_required
         outcomes: list[ToolOutcome] = []
         try:
@@ -603,6 +662,8 @@ class Agent(Generic[OutputT]):
                 request = loop.next_request()
                 if hooks.before_model_call is not None:
                     _settle_sync(hooks.before_model_call(loop.turns, request))
+                if observer is not None:
+                    observer.model_call_started(loop.turns, request)
                 if (stream or streamed_always) and loop.wants_stream(request):
                     completion: ChatCompletion | None = None
                     with contextlib.closing(self._stream_round(loop, client, request)) as items:
@@ -616,6 +677,8 @@ class Agent(Generic[OutputT]):
                     completion = client.create(**request)
                     if stream:
                         yield from completion_deltas(completion)
+                if observer is not None:
+                    observer.model_call_finished(loop.turns, completion)
                 if hooks.after_model_call is not None:
                     _settle_sync(hooks.after_model_call(loop.turns, completion))
                 step: Step = loop.on_response(completion)
@@ -628,14 +691,20 @@ class Agent(Generic[OutputT]):
                     outcomes = []
                 else:
                     self._remember(loop)
+                    if observer is not None:
+                        observer.run_finished(step.result)
                     yield RunFinished(step.result)
                     return
-        except GeneratorExit:
+        except GeneratorExit as exc:
             loop.interrupt(outcomes)
+            if observer is not None:
+                observer.run_failed(exc)
             raise
         except BaseException as exc:
             self._remember(loop)
             loop.fail(exc, outcomes)
+            if observer is not None:
+                observer.run_failed(exc)
             raise
 
     def _stream_round(
@@ -653,6 +722,8 @@ class Agent(Generic[OutputT]):
         except APIError as exc:
             if not loop.stream_refused(request, exc, yielded):
                 raise
+            if loop.observer is not None:
+                loop.observer.stream_fallback(loop.turns, exc)
         else:
             yield completion
             return
@@ -664,22 +735,25 @@ class Agent(Generic[OutputT]):
         self, loop: RunLoop, calls: list[PlannedCall], outcomes: list[ToolOutcome]
     ) -> Generator[AgentEvent, None, None]:
         hooks = self._hooks
+        observer = loop.observer
         runnable: list[PlannedCall] = []
         for call in calls:
             if not call.runs:
                 outcome = ToolOutcome.not_run(call)
-            elif call.needs_approval and not self._approved_sync(call):
+            elif call.needs_approval and not self._approved_sync(call, observer):
                 outcome = ToolOutcome.refused(call, approver_configured=self._approve is not None)
             else:
                 runnable.append(call)
                 continue
             outcomes.append(outcome)
-            yield loop.settle(outcome)
+            yield _settled(loop, outcome)
         if not runnable:
             return
         for call in runnable:
             if hooks.before_tool_call is not None:
                 _settle_sync(hooks.before_tool_call(call))
+            if observer is not None:
+                observer.tool_call_started(call)
             yield ToolCallStarted(call.call_id, call.name, call.arguments)
 
         reports: queue.SimpleQueue[tuple[_Job, _Ending]] = queue.SimpleQueue()
@@ -717,15 +791,18 @@ class Agent(Generic[OutputT]):
         self, loop: RunLoop, outcome: ToolOutcome, outcomes: list[ToolOutcome]
     ) -> ToolResult:
         outcomes.append(outcome)
-        result = loop.settle(outcome)
+        result = _settled(loop, outcome)
         if self._hooks.after_tool_call is not None:
             _settle_sync(self._hooks.after_tool_call(outcome.call, result))
         return result
 
-    def _approved_sync(self, call: PlannedCall) -> bool:
+    def _approved_sync(self, call: PlannedCall, observer: RunObserver | None) -> bool:
         if self._approve is None:
             return False
-        return _settle_sync(self._approve(call)) is True
+        granted = _settle_sync(self._approve(call)) is True
+        if observer is not None:
+            observer.approval(call, granted)
+        return granted
 
     # -- the async driver ---------------------------------------------------------------
 
@@ -734,6 +811,7 @@ class Agent(Generic[OutputT]):
     ) -> AsyncGenerator[AgentEvent, None]:
         client = await self._client_async()
         hooks = self._hooks
+        observer = loop.observer
         streamed_always = self._settings.stream_required
         outcomes: list[ToolOutcome] = []
         try:
@@ -741,6 +819,8 @@ class Agent(Generic[OutputT]):
                 request = loop.next_request()
                 if hooks.before_model_call is not None:
                     await _settle(hooks.before_model_call(loop.turns, request))
+                if observer is not None:
+                    observer.model_call_started(loop.turns, request)
                 if (stream or streamed_always) and loop.wants_stream(request):
                     completion: ChatCompletion | None = None
                     round_items = self._stream_round_async(loop, client, request)
@@ -756,6 +836,8 @@ class Agent(Generic[OutputT]):
                     if stream:
                         for delta in completion_deltas(completion):
                             yield delta
+                if observer is not None:
+                    observer.model_call_finished(loop.turns, completion)
                 if hooks.after_model_call is not None:
                     await _settle(hooks.after_model_call(loop.turns, completion))
                 step: Step = loop.on_response(completion)
@@ -770,14 +852,20 @@ class Agent(Generic[OutputT]):
                     outcomes = []
                 else:
                     self._remember(loop)
+                    if observer is not None:
+                        observer.run_finished(step.result)
                     yield RunFinished(step.result)
                     return
-        except GeneratorExit:
+        except GeneratorExit as exc:
             loop.interrupt(outcomes)
+            if observer is not None:
+                observer.run_failed(exc)
             raise
         except BaseException as exc:
             self._remember(loop)
             loop.fail(exc, outcomes)
+            if observer is not None:
+                observer.run_failed(exc)
             raise
 
     async def _stream_round_async(
@@ -793,6 +881,8 @@ class Agent(Generic[OutputT]):
         except APIError as exc:
             if not loop.stream_refused(request, exc, yielded):
                 raise
+            if loop.observer is not None:
+                loop.observer.stream_fallback(loop.turns, exc)
         else:
             yield completion
             return
@@ -805,22 +895,25 @@ class Agent(Generic[OutputT]):
         self, loop: RunLoop, calls: list[PlannedCall], outcomes: list[ToolOutcome]
     ) -> AsyncGenerator[AgentEvent, None]:
         hooks = self._hooks
+        observer = loop.observer
         runnable: list[PlannedCall] = []
         for call in calls:
             if not call.runs:
                 outcome = ToolOutcome.not_run(call)
-            elif call.needs_approval and not await self._approved(call):
+            elif call.needs_approval and not await self._approved(call, observer):
                 outcome = ToolOutcome.refused(call, approver_configured=self._approve is not None)
             else:
                 runnable.append(call)
                 continue
             outcomes.append(outcome)
-            yield loop.settle(outcome)
+            yield _settled(loop, outcome)
         if not runnable:
             return
         for call in runnable:
             if hooks.before_tool_call is not None:
                 await _settle(hooks.before_tool_call(call))
+            if observer is not None:
+                observer.tool_call_started(call)
             yield ToolCallStarted(call.call_id, call.name, call.arguments)
 
         limit = asyncio.Semaphore(self._parallel_limit)
@@ -843,7 +936,7 @@ class Agent(Generic[OutputT]):
         self, loop: RunLoop, outcome: ToolOutcome, outcomes: list[ToolOutcome]
     ) -> ToolResult:
         outcomes.append(outcome)
-        result = loop.settle(outcome)
+        result = _settled(loop, outcome)
         if self._hooks.after_tool_call is not None:
             await _settle(self._hooks.after_tool_call(outcome.call, result))
         return result
@@ -894,13 +987,32 @@ class Agent(Generic[OutputT]):
             raise ending
         return ending
 
-    async def _approved(self, call: PlannedCall) -> bool:
+    async def _approved(self, call: PlannedCall, observer: RunObserver | None) -> bool:
         if self._approve is None:
             return False
-        return await _settle(self._approve(call)) is True
+        granted = await _settle(self._approve(call)) is True
+        if observer is not None:
+            observer.approval(call, granted)
+        return granted
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _settled(loop: RunLoop, outcome: ToolOutcome) -> ToolResult:
+    """The ``ToolResult`` of ``outcome``, told to the run's observer."""
+    result = loop.settle(outcome)
+    if loop.observer is not None:
+        loop.observer.tool_call_finished(outcome.call, result)
+    return result
+
+
+def _tracing_factory() -> ObserverFactory:
+    # agentkit.tracing is loaded only when asked for: `import agentkit` never loads it.
+    from .tracing import default_factory
+
+    return default_factory()
+
 
 _MAX_WAIT = 0.5  # seconds; the sync driver wakes at least this often (Ctrl-C everywhere)
 _ASYNC_GRACE = 0.5  # seconds an async tool's own loop has to cancel it (see _limit)

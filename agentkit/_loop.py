@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from ._context import RunContext
+    from ._observe import RunObserver
     from ._tool import Tool
 
 __all__ = [
@@ -414,6 +415,7 @@ class RunLoop:
         "_usage",
         "deps",
         "messages",
+        "observer",
         "settings",
         "tools_with_stream",
         "turns",
@@ -433,6 +435,8 @@ class RunLoop:
         self.settings = settings
         self.messages = messages
         self.deps = deps
+        # the run's observer (tracing, progress), set by the driver; None: unobserved
+        self.observer: RunObserver | None = None
         self.turns = 0
         self.tools_with_stream = tools_with_stream
         self._max_turns = settings.max_turns if max_turns is None else max_turns

@@ -46,6 +46,7 @@ from ._errors import (
     error_from_response,
 )
 from ._events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
+from ._observe import notify_retry
 from ._providers import Provider
 from ._secrets import Secret, checked_headers
 from ._sse import ServerSentEvent, SSEDecoder
@@ -542,6 +543,7 @@ class ChatProtocol:
             self.max_retries,
             delay,
         )
+        notify_retry(error, delay, attempt + 1, self.max_retries)  # tracing, CLI progress
         return delay
 
     def new_stream(self) -> StreamState:

@@ -26,6 +26,17 @@ MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("agentkit", None),
     ("agentkit._agent", ("Prompt",)),
     (
+        "agentkit._observe",
+        (
+            "RunObserver",
+            "RunInfo",
+            "ObserverFactory",
+            "add_global_observer",
+            "remove_global_observer",
+        ),
+    ),
+    ("agentkit.tracing", ("Instrumentation", "uninstrument", "CAPTURE_CONTENT_ENV")),
+    (
         "agentkit.testing",
         (
             "ScriptedServer",

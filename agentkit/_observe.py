@@ -1,0 +1,229 @@
+"""The observer seam: what a run tells whoever watches it (tracing, the CLI's progress).
+
+An :data:`ObserverFactory` is asked once per run, with a :class:`RunInfo`, for a
+:class:`RunObserver` (or ``None``: not this run). Factories come from
+``Agent(observers=[...])``, from ``Agent(instrument=True)`` (OpenTelemetry, loaded on
+first use) and from :func:`add_global_observer` (what ``agentkit.instrument()`` calls).
+With none of them, a run makes no observer and pays one check per step.
+
+The drivers call the observer on the run's own thread or task, never two methods at once;
+tool calls run elsewhere, but their start and end are reported from the run. An observer
+must not raise: a failing observer would end the run (tracing guards itself).
+
+The client reports retries through :func:`notify_retry`, which reaches the observer of the
+run whose request is being retried: the run's events are pulled inside :func:`scoped` /
+:func:`scoped_async`, which make that observer current only while the run's code runs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+if TYPE_CHECKING:
+    from ._events import ToolResult
+    from ._loop import PlannedCall
+    from ._result import RunResult
+    from ._wire import ChatCompletion
+
+# The seam's public part; observer_for, notify_retry and scoped* are the drivers' and the
+# client's.
+__all__ = [
+    "ObserverFactory",
+    "RunInfo",
+    "RunObserver",
+    "add_global_observer",
+    "remove_global_observer",
+]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What a run is, as an observer sees it before the first request.
+
+    Attributes:
+        agent_name: the agent's ``name``, or ``None``.
+        model: the model asked for.
+        provider: the provider preset's name (``"dashscope-intl"``, ``"openai"``...).
+        base_url: the API root requests go to.
+        params: the request parameters sent with every request (``temperature``,
+            ``max_tokens``...; no messages, no tools, no API key).
+        tools: the names of the tools offered.
+        streamed: whether the run streams (``stream``/``stream_async``).
+        conversation_id: the session the run belongs to, when there is one.
+    """
+
+    agent_name: str | None
+    model: str
+    provider: str
+    base_url: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tools: Sequence[str] = ()
+    streamed: bool = False
+    conversation_id: str | None = None
+
+
+class RunObserver:
+    """Receives one run's events; every method does nothing unless overridden."""
+
+    def model_call_started(self, turn: int, request: Mapping[str, Any]) -> None:
+        """A model call is about to be sent (``request``: its keyword arguments)."""
+
+    def model_call_finished(self, turn: int, completion: ChatCompletion) -> None:
+        """The model call answered (streamed calls: once the stream is whole)."""
+
+    def stream_fallback(self, turn: int, error: BaseException) -> None:
+        """The provider refused tools with ``stream=True``: the round is sent unstreamed."""
+
+    def retrying(self, error: BaseException, delay: float, attempt: int, max_retries: int) -> None:
+        """A request failed with ``error`` and is sent again in ``delay`` seconds
+        (``attempt`` counts from 1 up to ``max_retries``)."""
+
+    def tool_call_started(self, call: PlannedCall) -> None:
+        """A tool call is about to run (after its approval, if it needed one)."""
+
+    def tool_call_finished(self, call: PlannedCall, result: ToolResult) -> None:
+        """A tool call ended; also called, without a start, for calls that never ran
+        (unknown tool, invalid arguments, a limit, a refused approval)."""
+
+    def approval(self, call: PlannedCall, granted: bool) -> None:
+        """The approver answered for a ``requires_approval`` call."""
+
+    def run_finished(self, result: RunResult[Any]) -> None:
+        """The run ended with ``result``."""
+
+    def run_failed(self, error: BaseException) -> None:
+        """The run ended with ``error`` (a limit, an API error, a cancellation...);
+        ``GeneratorExit`` when a streamed run was closed early."""
+
+
+ObserverFactory: TypeAlias = Callable[[RunInfo], "RunObserver | None"]
+"""Makes the observer of one run, or ``None`` to leave the run unobserved."""
+
+_global: list[ObserverFactory] = []
+_current: contextvars.ContextVar[RunObserver | None] = contextvars.ContextVar(
+    "agentkit_run_observer", default=None
+)
+
+
+def add_global_observer(factory: ObserverFactory) -> None:
+    """Observe every agent's runs with ``factory`` (added once, however often called)."""
+    if factory not in _global:
+        _global.append(factory)
+
+
+def remove_global_observer(factory: ObserverFactory) -> None:
+    """Stop observing every run with ``factory`` (nothing happens if it was not added)."""
+    if factory in _global:
+        _global.remove(factory)
+
+
+class _Fanout(RunObserver):
+    """Several observers of one run, called in order."""
+
+    def __init__(self, observers: list[RunObserver]) -> None:
+        self._observers = observers
+
+    def model_call_started(self, turn: int, request: Mapping[str, Any]) -> None:
+        for observer in self._observers:
+            observer.model_call_started(turn, request)
+
+    def model_call_finished(self, turn: int, completion: ChatCompletion) -> None:
+        for observer in self._observers:
+            observer.model_call_finished(turn, completion)
+
+    def stream_fallback(self, turn: int, error: BaseException) -> None:
+        for observer in self._observers:
+            observer.stream_fallback(turn, error)
+
+    def retrying(self, error: BaseException, delay: float, attempt: int, max_retries: int) -> None:
+        for observer in self._observers:
+            observer.retrying(error, delay, attempt, max_retries)
+
+    def tool_call_started(self, call: PlannedCall) -> None:
+        for observer in self._observers:
+            observer.tool_call_started(call)
+
+    def tool_call_finished(self, call: PlannedCall, result: ToolResult) -> None:
+        for observer in self._observers:
+            observer.tool_call_finished(call, result)
+
+    def approval(self, call: PlannedCall, granted: bool) -> None:
+        for observer in self._observers:
+            observer.approval(call, granted)
+
+    def run_finished(self, result: RunResult[Any]) -> None:
+        for observer in self._observers:
+            observer.run_finished(result)
+
+    def run_failed(self, error: BaseException) -> None:
+        for observer in self._observers:
+            observer.run_failed(error)
+
+
+def observer_for(
+    factories: Sequence[ObserverFactory], info: Callable[[], RunInfo]
+) -> RunObserver | None:
+    """The observer of a new run: the agent's ``factories`` and the global ones asked in
+    turn; ``None`` (and ``info`` never built) when there are none."""
+    if not factories and not _global:
+        return None
+    details = info()
+    made = []
+    asked: list[ObserverFactory] = []
+    for factory in (*_global, *factories):
+        if any(factory is seen for seen in asked):
+            continue  # instrumented globally and per agent: one set of spans
+        asked.append(factory)
+        observer = factory(details)
+        if observer is not None:
+            made.append(observer)
+    if not made:
+        return None
+    return made[0] if len(made) == 1 else _Fanout(made)
+
+
+def notify_retry(error: BaseException, delay: float, attempt: int, max_retries: int) -> None:
+    """Tell the observer of the run being driven, if any, that a request is retried."""
+    observer = _current.get()
+    if observer is not None:
+        observer.retrying(error, delay, attempt, max_retries)
+
+
+def scoped(events: Generator[_T, None, None], observer: RunObserver) -> Generator[_T, None, None]:
+    """``events``, with ``observer`` current while each one is produced (never across a
+    ``yield``, so nothing leaks into the consumer's code)."""
+    try:
+        while True:
+            token = _current.set(observer)
+            try:
+                item = next(events)
+            except StopIteration:
+                return
+            finally:
+                _current.reset(token)
+            yield item
+    finally:
+        events.close()
+
+
+async def scoped_async(
+    events: AsyncGenerator[_T, None], observer: RunObserver
+) -> AsyncGenerator[_T, None]:
+    """The asynchronous :func:`scoped`."""
+    try:
+        while True:
+            token = _current.set(observer)
+            try:
+                item = await events.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                _current.reset(token)
+            yield item
+    finally:
+        await events.aclose()
