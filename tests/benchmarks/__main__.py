@@ -19,11 +19,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import contenders, imports, measure, parallel, scale, scripted, streaming, tooldecor
+from . import (
+    contenders,
+    imports,
+    measure,
+    parallel,
+    scale,
+    schemasize,
+    scripted,
+    streaming,
+    tooldecor,
+)
 from .measure import Row, median, print_table
 from .server import ServerProcess
 
-SECTIONS = ("run", "imports", "parallel", "scale", "streaming", "tool")
+SECTIONS = ("run", "imports", "parallel", "scale", "streaming", "tool", "schema-size")
 
 RUN_TARGET = 1.3
 IMPORT_TARGET = 0.4
@@ -272,6 +282,45 @@ def _tool(s: Settings) -> None:
     print_table("6b. Validating its arguments (per call)", rows, "us", baseline=rows[0].value)
 
 
+def _schema_size(v: Verdicts) -> None:
+    for strict in (False, True):
+        mode = "strict" if strict else "default"
+        sizes, skipped = schemasize.measure(strict)
+        common = schemasize.common(sizes)
+        total = len(schemasize.corpus())
+        ours = sum(sizes["agentkit"][entry] for entry in common) if "agentkit" in sizes else 0
+        print("")
+        print(
+            f"### 7{'b' if strict else 'a'}. Tool definitions sent per request, {mode} mode: "
+            f"bytes over the {len(common)} corpus functions every framework accepts"
+        )
+        print("")
+        print("| | bytes | vs agentkit | functions accepted |")
+        print("|---|---:|---:|---:|")
+        for label, own in sizes.items():
+            bytes_ = sum(own[entry] for entry in common)
+            share = f"{bytes_ / ours:.2f}x" if ours else "-"
+            print(f"| {label} | {bytes_} | {share} | {len(own)} of {total} |")
+        for label, reason in skipped.items():
+            print(f"| {label} | - | - | skipped: {reason} |")
+        example = schemasize.schedule_sizes(strict)
+        if example:
+            shown = ", ".join(f"{label} {size}" for label, size in example.items())
+            print("")
+            print(f"`schedule(when: datetime, day: date | None = None)`: {shown} bytes")
+        peers = {label: own for label, own in sizes.items() if label != "agentkit"}
+        if "agentkit" not in sizes or not peers:
+            v.add(False, f"schema-size ({mode}): agentkit or every peer missing {skipped}")
+            continue
+        smallest = min(peers, key=lambda label: sum(peers[label][e] for e in common))
+        theirs = sum(peers[smallest][entry] for entry in common)
+        v.add(
+            ours <= theirs,
+            f"schema-size ({mode}): agentkit {ours} bytes, the smallest peer {smallest} "
+            f"{theirs} (target: at or below the smallest)",
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen sections, print the tables and the targets; the exit status."""
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
@@ -295,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": lambda srv, loop: _scale(srv, settings, verdicts),
         "streaming": lambda srv, loop: _streaming(srv, settings),
         "tool": lambda srv, loop: _tool(settings),
+        "schema-size": lambda srv, loop: _schema_size(verdicts),
     }
     with ServerProcess() as server, asyncio.Runner() as loop:
         for name in SECTIONS:

@@ -17,6 +17,7 @@ A peer that is not installed is skipped with a note.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sys
 import warnings
@@ -131,3 +132,25 @@ def common(sizes: dict[str, dict[str, int]]) -> list[str]:
         return []
     first, *rest = sizes.values()
     return [entry_id for entry_id in first if all(entry_id in other for other in rest)]
+
+
+def schedule(when: dt.datetime, day: dt.date | None = None) -> str:
+    """Schedule a meeting.
+
+    Args:
+        when: When it starts.
+        day: The day to keep free, if another.
+    """
+    return f"{when} {day}"
+
+
+def schedule_sizes(strict: bool) -> dict[str, int]:
+    """The bytes of ``schedule``'s definition per installed framework (the issue's example)."""
+    out: dict[str, int] = {}
+    for label, make in FRAMEWORKS:
+        try:
+            with _quiet():
+                out[label] = size(make(schedule, "schedule", strict))
+        except Exception:
+            continue
+    return out
