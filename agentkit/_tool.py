@@ -77,6 +77,8 @@ class Tool(Generic[P, R]):
         is_async: the function is a coroutine function.
         context_param: the name of the ``RunContext`` parameter, or ``None``.
         function: the wrapped callable.
+        __wrapped__: the wrapped callable too (what ``functools.wraps`` and ``inspect``
+            follow).
     """
 
     name: str
@@ -89,6 +91,7 @@ class Tool(Generic[P, R]):
     is_async: bool
     context_param: str | None
     function: Callable[P, R]
+    __wrapped__: Callable[P, R]
 
     def __init__(
         self,
@@ -249,11 +252,22 @@ class Tool(Generic[P, R]):
 
 
 @overload
-def tool(function: Callable[P, R], /) -> Tool[P, R]: ...
+def tool(
+    function: Callable[P, R],
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool = False,
+    requires_approval: bool = False,
+    timeout: float | None = None,
+) -> Tool[P, R]: ...
 
 
 @overload
 def tool(
+    function: None = None,
+    /,
     *,
     name: str | None = None,
     description: str | None = None,

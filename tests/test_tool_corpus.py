@@ -1047,7 +1047,7 @@ def place_order(order: Order, express: bool = False) -> str:
     return f"{total}|{order.ship_to.city}|{order.ship_to.country}|{order.notes}|{express}"
 
 
-ORDER = {
+ORDER: dict[str, Any] = {
     "items": [{"sku": "abc", "quantity": 2}],
     "ship_to": {"street": "1 West Lake Rd", "city": "Hangzhou", "postcode": "310000"},
 }
@@ -1754,7 +1754,7 @@ entry(
 )
 entry(
     "tool-over-staticmethod",
-    tool=Calculator.halve,  # type: ignore[arg-type]
+    tool=Calculator.halve,
     description="Halve a number.",
     properties={"x": "The number."},
     required=["x"],
@@ -2007,7 +2007,7 @@ entry(
         {"mail": {"from": "a", "to": ["b"]}, "trace": "x"},
     ],
     calls=[({"mail": {"from": "a", "to": ["b"]}, "_trace": "t"}, "a|['b']|v1|False|True|t")],
-    direct=[((Mail(sender="s", to=["t"]),), {}, "s|['t']|v1|False|True|")],
+    direct=[((Mail(sender="s", to=["t"]),), {}, "s|['t']|v1|False|True|")],  # type: ignore[call-arg]
 )
 
 
@@ -3376,7 +3376,13 @@ def _accepts(t: Tool[..., Any], arguments: Any) -> bool:
 
 
 def _run(result: Any) -> Any:
-    return asyncio.run(result) if inspect.isawaitable(result) else result
+    if inspect.isawaitable(result):
+
+        async def awaited() -> Any:
+            return await result
+
+        return asyncio.run(awaited())
+    return result
 
 
 def _strict_variant(e: Entry) -> Tool[..., Any]:
@@ -3506,9 +3512,9 @@ def test_strict_variant(entry_id: str) -> None:
     assert strict.name == e.tool.name and strict.description == e.tool.description
     assert_strict_subset(strict.validation_parameters)
     for prop, description in e.properties.items():
-        got = _sent_description(strict, prop)
+        sent = _sent_description(strict, prop)
         noted = _strict_notes(e.tool.validation_parameters["properties"][prop])
-        assert got == _with_notes(description, noted), prop
+        assert sent == _with_notes(description, noted), prop
     shown = e.tool.validation_parameters["properties"]
     for arguments in e.valid:
         # a strict model sends every parameter: the shown default for one left out

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import pytest
 import typing_extensions
@@ -202,9 +203,9 @@ def test_docstrings_of_partials_methods_and_decorated_functions() -> None:
             """
             return str(order_id)
 
-    def logged(function):  # type: ignore[no-untyped-def]
+    def logged(function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
-        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             return function(*args, **kwargs)
 
         return wrapper

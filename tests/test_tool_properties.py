@@ -227,7 +227,8 @@ def build_tool(params: list[Param], *, strict: bool = False) -> Tool[..., Any]:
     function.__annotations__ = {
         p.name: p.kind.annotation for p in params if p.kind is not UNANNOTATED
     }
-    return tool(function, strict=strict)
+    made: Tool[..., Any] = tool(function, strict=strict)
+    return made
 
 
 @st.composite

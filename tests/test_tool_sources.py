@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentkit import Agent, ConfigurationError, Tool, tool
+from agentkit import Agent, ConfigurationError, RunFinished, Tool, tool
 from agentkit._sources import ToolSource
 from agentkit.testing import Reply, ScriptedServer
 
@@ -86,14 +86,18 @@ def test_a_source_tool_runs_next_to_a_tool_in_one_round(driver: str) -> None:
                     return (await agent.run_async("go")).messages
                 events = agent.stream_async("go")
                 async with contextlib.aclosing(events) as stream:
-                    return [e async for e in stream][-1].result.messages  # type: ignore[attr-defined, no-any-return]
+                    last = [e async for e in stream][-1]
+                    assert isinstance(last, RunFinished)
+                    return last.result.messages
 
         if driver in ("run", "stream"):
             with agent:
                 if driver == "run":
                     messages = agent.run("go").messages
                 else:
-                    messages = list(agent.stream("go"))[-1].result.messages  # type: ignore[attr-defined]
+                    last = list(agent.stream("go"))[-1]
+                    assert isinstance(last, RunFinished)
+                    messages = last.result.messages
         else:
             messages = asyncio.run(run_async())
         sent = {t["function"]["name"] for t in server.requests[0].json()["tools"]}

@@ -57,7 +57,7 @@ class MCPTool(Tool[..., Awaitable[str]]):
     ) -> None:
         # Tool.__init__ derives a schema from a Python signature; this one comes from the
         # server, so the attributes are set here instead.
-        from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+        from jsonschema.validators import validator_for
 
         validator_class = validator_for(parameters)
         validator_class.check_schema(parameters)
