@@ -190,7 +190,7 @@ def test_agentkit_serving_agentkit_over_http(server: ScriptedServer) -> None:
 
         assert asyncio.run(main()) == ["HEY", "asked by the operator"]
         bad = MCPHttp(f"{base}/mcp", headers={"Authorization": "Bearer wrong"}, connect_timeout=5)
-        with pytest.raises(MCPConnectionError) as caught:
+        with pytest.raises(MCPConnectionError, match="answered HTTP 401") as caught:
             bad.tools()
         bad.close()
     assert "wrong" not in str(caught.value) and KEY not in str(caught.value)

@@ -326,6 +326,17 @@ class _MCPSource(ToolSource):
         from pydantic import ValidationError
 
         label = self.label
+        status = connection.http_status
+        if status is not None and not isinstance(exc, TimeoutError):
+            connection.broken = True
+            hint = {
+                401: " (unauthorized: check the Authorization header)",
+                403: " (forbidden: check the Authorization header)",
+                404: " (not found: check the URL's path, usually /mcp)",
+            }.get(status, "")
+            return MCPConnectionError(
+                f"{label} answered HTTP {status} while {doing}{hint}", server=label
+            )
         if (isinstance(exc, SDKError) and exc.code == REQUEST_TIMEOUT) or isinstance(
             exc, TimeoutError
         ):
@@ -345,6 +356,7 @@ class _MCPSource(ToolSource):
             return MCPProtocolError(
                 f"{label} sent an answer that is not valid MCP while {doing}", server=label
             )
+        connection.broken = True  # a transport that failed is not trusted again
         return MCPConnectionError(f"{label} failed while {doing}: {_describe(exc)}", server=label)
 
 
@@ -452,7 +464,11 @@ class MCPHttp(_MCPSource):
         from mcp.client.streamable_http import streamable_http_client
 
         timeout = httpx2.Timeout(self.connect_timeout, read=_CALL_BACKSTOP)
-        http = httpx2.AsyncClient(headers=self._headers, timeout=timeout)
+        http = httpx2.AsyncClient(
+            headers=self._headers,
+            timeout=timeout,
+            event_hooks={"response": [connection.note_response]},
+        )
         await stack.enter_async_context(http)
         transport = streamable_http_client(self.url, http_client=http)
         return await stack.enter_async_context(self._client(transport, connection))
@@ -470,6 +486,7 @@ class _Connection:
         self._finished = asyncio.Event()
         self._owner: asyncio.Task[None] | None = None
         self._stderr: TextIO | None = None
+        self.http_status: int | None = None  # the last HTTP error status the server answered
         self._stderr_tail = ""
 
     @property
@@ -517,9 +534,12 @@ class _Connection:
             tail = self.stderr_tail()
             said = f"; its last output: {tail}" if tail else ""
             error = self.source._error(exc, self, "connecting")
-            if isinstance(error, MCPServerExited | MCPToolError | MCPProtocolError):
-                error = MCPConnectionError(f"{label} could not be connected: {error}", server=label)
-            elif said and said not in str(error):
+            if not isinstance(error, MCPConnectionError):  # an error answer to the handshake
+                reason = error.message.removeprefix(label).strip()
+                error = MCPConnectionError(
+                    f"{label} could not be connected: {reason}", server=label
+                )
+            if said and said not in error.message:
                 error.message += said
             raise error from None
 
@@ -566,6 +586,12 @@ class _Connection:
                     self.source._stale = True
         except Exception as exc:  # the list is then refreshed on the next restart only
             logger.info("MCP server %s: no tool-list updates (%s)", self.source.label, exc)
+
+    async def note_response(self, response: Any) -> None:
+        """httpx2's response hook: remember the status of the last MCP request (a POST) if
+        it was an HTTP error, to name it in errors (a JSON-RPC error comes with a 200)."""
+        if response.request.method == "POST":
+            self.http_status = response.status_code if response.status_code >= 400 else None
 
     async def on_message(self, message: Any) -> None:
         """The SDK's handler of server notifications (and transport errors)."""
