@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from ._providers import PROVIDERS as PROVIDERS
     from ._providers import Provider as Provider
     from ._result import RunResult as RunResult
+    from ._sources import ToolSource as ToolSource
     from ._store import SchemaVersionError as SchemaVersionError
     from ._store import SessionBusyError as SessionBusyError
     from ._store import SessionCorruptError as SessionCorruptError

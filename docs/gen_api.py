@@ -68,7 +68,7 @@ PAGE = Path(__file__).with_name("api.md")
 _SECTIONS = (
     ("The agent", ("_agent", "_result", "_context", "_loop")),
     ("Streamed events", ("_events",)),
-    ("Tools", ("_tool",)),
+    ("Tools", ("_tool", "_sources")),
     ("The client", ("_client", "_providers", "_wire", "_pricing")),
     ("Errors", ("_errors",)),
     ("Sessions", ("_store",)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import logging
 import sys
 import threading
 import time
@@ -41,7 +42,10 @@ def _settled(condition: Any) -> bool:
     return True
 
 
-def test_stdio_and_http_sources_leave_no_process_fd_or_thread(server: ScriptedServer) -> None:
+def test_stdio_and_http_sources_leave_no_process_fd_or_thread(
+    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     app = asgi_app([double], token=TOKEN)
     with uvicorn_serving(app) as base:
         url = f"{base}/mcp"
@@ -75,6 +79,9 @@ def test_stdio_and_http_sources_leave_no_process_fd_or_thread(server: ScriptedSe
         assert _settled(lambda: threading.active_count() <= threads), [
             t.name for t in threading.enumerate()
         ]
+    # no anyio scope left in the wrong task, no task dropped with its error or unfinished
+    for bad in ("cancel scope", "never retrieved", "destroyed but it is pending"):
+        assert bad not in caplog.text
 
 
 def test_ctrl_c_while_a_sync_run_waits_on_a_call(server: ScriptedServer) -> None:

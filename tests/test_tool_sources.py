@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentkit import Agent, ConfigurationError, RunFinished, Tool, tool
-from agentkit._sources import ToolSource
+from agentkit import Agent, ConfigurationError, RunFinished, Tool, ToolSource, tool
 from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-source-test-0123456789"

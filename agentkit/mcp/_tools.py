@@ -67,6 +67,7 @@ class MCPTool(Tool[..., Awaitable[str]]):
         self.remote_name = remote_name
         self.description = description
         self.parameters = parameters
+        self.validation_parameters = parameters
         self.server = server
         self.annotations = dict(annotations or {})
         self.strict = False
