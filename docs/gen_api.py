@@ -56,6 +56,7 @@ MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ),
     ("agentkit.tools", None),
     ("agentkit.mcp", None),
+    ("agentkit.serve", None),
 )
 """The public API in page order: each module with the names it contributes, in that order
 (``None``: its whole ``__all__``, in source order). ``agentkit`` re-exports most names; the

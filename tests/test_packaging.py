@@ -173,5 +173,6 @@ def test_the_wheel_installs_every_module_under_agentkit(install: Install) -> Non
     }
     tools = {f"agentkit/tools/{path.name}" for path in (install.clone / "tools").glob("*.py")}
     assert "agentkit/tools/__init__.py" in tools and not package & tools
-    assert shipped == package | tools | {"agentkit/py.typed"}
+    data = {"agentkit/py.typed", "agentkit/serve/page.html"}  # the chat page ships too
+    assert shipped == package | tools | data
     assert "agentkit = agentkit.cli:main" in scripts

@@ -1,9 +1,10 @@
-"""The ``agentkit`` command: ``chat``, ``tools``, ``sessions`` and ``demo``.
+"""The ``agentkit`` command: ``chat``, ``serve``, ``tools``, ``sessions`` and ``demo``.
 
 Only the standard library is imported at start-up; the client, the loop and the tools load
 when a command needs them, so ``agentkit --help`` answers at once. The pieces:
 ``_arguments`` (the options), ``_chat`` (one question or a chat), ``_console`` (showing a
-run), ``_loading`` (tools from files and modules, ``agentkit tools``), ``_errors`` (one
+run), ``_loading`` (tools and agents from files and modules, ``agentkit tools``),
+``_serve`` (``agentkit serve``), ``_errors`` (one
 line and a hint per error, the exit codes); ``agentkit.cli._demo`` is ``agentkit demo``.
 
 Exit codes: 0 success, 1 the run failed (API, network, run limits), 2 usage or
@@ -91,6 +92,10 @@ def _main(argv: Sequence[str] | None, stdin: TextIO, out: TextIO, err: TextIO) -
             from ._sessions import sessions_command
 
             return sessions_command(args, out, err)
+        if args.command == "serve":
+            from ._serve import serve_command
+
+            return serve_command(args, err)
         from ._demo import run_demo
 
         return run_demo(args.prompt, out, err, verbose=args.verbose, paced=not args.fast)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = ["PRESETS", "PROG", "build_parser", "parse_arguments"]
 
@@ -57,7 +57,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``agentkit`` and its subcommands (chat, tools, sessions, demo)."""
+    """The parser of ``agentkit`` and its subcommands (chat, serve, tools, sessions, demo)."""
     parser = _Parser(
         prog=PROG,
         description="Multi-round function calling against OpenAI-compatible Chat APIs.",
@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print the RunResult as JSON")
     _add_output_flags(out)
 
+    _add_serve(commands)
+    run.add_argument(
+        "--agent",
+        metavar="FILE.py:NAME",
+        help="chat with your own Agent (its model, tools and instructions), e.g. bot.py:desk",
+    )
+
     tools = commands.add_parser(
         "tools",
         help="list tools and the JSON schema each one sends",
@@ -203,6 +210,59 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mcp_parser(commands)
     return parser
+
+
+_SERVE_EPILOG = """\
+examples:
+  agentkit serve bot.py:desk                    # http://127.0.0.1:8000, chat page at /
+  agentkit serve bot.py:desk --host 0.0.0.0 --port 8080 --workers 4 --api-key "$KEY"
+  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{"model": "desk", "messages": [{"role": "user", "content": "Hi"}]}'
+
+environment:
+  AGENTKIT_SERVE_API_KEY  the accepted API keys (comma-separated), instead of --api-key
+
+A host other than loopback needs an API key. See docs/serve.md for a reverse proxy."""
+
+
+def _add_serve(commands: argparse._SubParsersAction[Any]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve your Agent as an OpenAI-compatible endpoint with a chat page",
+        description="Serve Agents from your own code: POST /v1/chat/completions (the model "
+        "field names the agent), GET /v1/models, and a chat page at /.",
+        epilog=_SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "targets",
+        nargs="+",
+        metavar="FILE.py:NAME",
+        help="the Agent to serve, e.g. bot.py:desk (or MODULE:NAME); several may be given",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (8000)")
+    serve.add_argument(
+        "--workers", type=_at_least(1), default=1, metavar="N", help="worker processes (1)"
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="a bearer key clients must send (repeatable; required off loopback)",
+    )
+    serve.add_argument("--title", metavar="TEXT", help="the chat page's title")
+    serve.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be 1 to 65535, got {value}")
+    return value
+
+
+_port.__name__ = "port"
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -140,17 +140,48 @@ def chat(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
         if not prompt:
             raise UsageError("no prompt: give one as an argument or pipe it on stdin")
     console = Console(out, err, verbose=args.verbose, show_text=not args.json)
+    if getattr(args, "agent", None):
+        return _talk(_own_agent(args), args, prompt, console, out)
     client = _client(args)
     try:
-        with _build_agent(args, client, console, stdin) as agent:
-            if interactive:
-                return repl(agent, console, input, stream=not args.no_stream, args=args)
-            result = ask(agent, prompt, console, stream=not args.no_stream)
-            if args.json:
-                out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
-            return EXIT_OK
+        return _talk(_build_agent(args, client, console, stdin), args, prompt, console, out)
     finally:
         client.close()  # the agent leaves a client it was given open
+
+
+def _talk(
+    agent: Agent[Any], args: argparse.Namespace, prompt: str | None, console: Console, out: TextIO
+) -> int:
+    with agent:
+        if prompt is None:
+            return repl(agent, console, input, stream=not args.no_stream, args=args)
+        result = ask(agent, prompt, console, stream=not args.no_stream)
+        if args.json:
+            out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        return EXIT_OK
+
+
+def _own_agent(args: argparse.Namespace) -> Agent[Any]:
+    """The user's Agent named by ``--agent``; it brings its own model, tools and key."""
+    from ._loading import load_agent
+
+    clashing = [
+        option
+        for option, given in (
+            ("--tools", args.tools),
+            ("--no-tools", args.no_tools),
+            ("--system", args.system),
+            ("--base-url", args.base_url),
+            ("--provider", args.provider),
+            ("--region", args.region),
+        )
+        if given
+    ]
+    if clashing:
+        raise UsageError(
+            f"--agent brings its own model, tools and instructions: drop {', '.join(clashing)}"
+        )
+    return load_agent(args.agent, option="--agent")[1]
 
 
 def repl(

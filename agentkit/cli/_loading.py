@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._errors import EXIT_OK, UsageError
 
 if TYPE_CHECKING:
+    from .._agent import Agent
     from .._tool import Tool
 
-__all__ = ["builtin_tools", "list_tools", "load_tools"]
+__all__ = ["builtin_tools", "list_tools", "load_agent", "load_tools"]
 
 
 def load_tools(sources: Sequence[str], *, option: str = "--tools") -> list[Tool[..., Any]]:
@@ -45,6 +46,35 @@ def load_tools(sources: Sequence[str], *, option: str = "--tools") -> list[Tool[
                 raise UsageError(f"two tools are named {found_tool.name!r}; rename one")
             found[found_tool.name] = found_tool
     return list(found.values())
+
+
+def load_agent(target: str, *, option: str = "") -> tuple[str, Agent[Any]]:
+    """The Agent named by ``FILE.py:NAME`` or ``MODULE:NAME``, with its name.
+
+    ``option`` is how the user gave the target, as error messages name it.
+    """
+    from .._agent import Agent
+
+    given = f"{option} {target}".strip()
+    source, colon, name = target.rpartition(":")
+    if not colon or not source or not name.isidentifier():
+        raise UsageError(
+            f"{given}: name the agent as FILE.py:NAME or MODULE:NAME, e.g. bot.py:desk"
+        )
+    try:
+        module = _import_source(source, given)
+    except UsageError:
+        raise
+    except Exception as exc:  # the user's module failed while importing
+        raise UsageError(f"{given}: {type(exc).__name__}: {exc}") from exc
+    found = getattr(module, name, None)
+    if found is None:
+        agents = [key for key, value in vars(module).items() if isinstance(value, Agent)]
+        known = f" (it has {', '.join(agents)})" if agents else " (it defines no Agent)"
+        raise UsageError(f"{given}: {source} has no {name!r}{known}")
+    if not isinstance(found, Agent):
+        raise UsageError(f"{given}: {name!r} is a {type(found).__name__}, not an agentkit Agent")
+    return name, found
 
 
 def _import_source(source: str, given: str) -> ModuleType:

@@ -1,0 +1,377 @@
+"""``create_app``: the Starlette application and its routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import _format as fmt
+from ._asgi import ClientGone, EventStream, read_body, until_disconnect
+from ._auth import Keys, stored_id
+from ._errors import ServeError, error_body, from_exception, redact
+from ._request import ChatRequest, Limits, parse_chat_request, parse_json
+from ._run import Ended, RunSpec, execute, stream
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from .._agent import Agent
+
+__all__ = ["CONVERSATION_HEADER", "create_app"]
+
+log = logging.getLogger("agentkit.serve")
+
+CONVERSATION_HEADER = "x-agentkit-conversation"
+"""The request header that names a conversation (the same as the body's ``user`` field)."""
+
+_CLIENT_ROLES = frozenset({"system", "tool"})
+
+
+def create_app(
+    agents: Mapping[str, Agent[Any]],
+    *,
+    api_keys: Iterable[str] = (),
+    allow_roles: Collection[str] = (),
+    limits: Limits | None = None,
+    page: bool = True,
+    title: str = "agentkit",
+) -> Starlette:
+    """An ASGI app serving ``agents`` (name -> Agent) as an OpenAI-compatible endpoint.
+
+    Routes: ``POST /v1/chat/completions`` (streamed or not), ``GET /v1/models``,
+    ``GET /healthz``, ``GET /v1/sessions/{id}`` and ``POST /v1/sessions/{id}/approvals``
+    (for agents with a store), and the chat page at ``GET /`` (``page=False``: none).
+
+    Args:
+        agents: the served agents by the name clients put in ``model``.
+        api_keys: bearer keys clients must send. With none, only loopback clients are
+            answered; ``agentkit serve`` refuses a non-loopback host without keys.
+        allow_roles: roles besides ``user`` (and plain-text ``assistant`` history) that
+            clients may send: ``"system"``, ``"tool"``. Default: none.
+        limits: bounds on body size, message count, answer length and run time.
+        page: serve the chat page at ``/``.
+        title: the page's title.
+    """
+    try:
+        from starlette.applications import Starlette
+        from starlette.exceptions import HTTPException
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+    except ImportError as exc:  # pragma: no cover - exercised by the packaging test
+        raise ImportError(
+            "agentkit.serve needs Starlette and uvicorn: pip install 'agentkit[serve]'"
+        ) from exc
+
+    if not agents:
+        raise ValueError("create_app needs at least one agent, e.g. {'desk': desk}")
+    unknown = set(allow_roles) - _CLIENT_ROLES
+    if unknown:
+        raise ValueError(f"allow_roles takes 'system' and 'tool', not {sorted(unknown)}")
+    served = dict(agents)
+    keys = Keys(api_keys)
+    bounds = limits or Limits()
+    secrets = [
+        str(key)
+        for agent in served.values()
+        if (key := getattr(agent, "_client_config", {}).get("api_key"))
+    ]
+
+    def failure(exc: BaseException) -> Response:
+        error = _logged(from_exception(exc, secrets), exc, secrets)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+    def agent_named(name: str) -> Agent[Any]:
+        agent = served.get(name)
+        if agent is None:
+            raise ServeError(
+                404,
+                f"The model `{name[:100]}` does not exist; GET /v1/models lists the served ones",
+                param="model",
+                code="model_not_found",
+            )
+        return agent
+
+    def owner_of(request: Request) -> str:
+        client = request.client.host if request.client else None
+        return keys.owner(request.headers, client)
+
+    def store_of(agent: Agent[Any], name: str) -> Any:
+        store = getattr(agent, "store", None)
+        if store is None:
+            raise ServeError(
+                400,
+                f"the agent {name!r} keeps no conversations (its operator gives it a store); "
+                "send the whole history instead",
+                code="conversations_not_supported",
+            )
+        return store
+
+    async def chat_completions(request: Request) -> Response:
+        try:
+            owner = owner_of(request)
+            body = await read_body(request.receive, dict(request.headers), bounds.max_body_bytes)
+            asked = parse_chat_request(
+                parse_json(body),
+                limits=bounds,
+                allowed_roles=allow_roles,
+                conversation_header=request.headers.get(CONVERSATION_HEADER),
+            )
+            agent = agent_named(asked.model)
+            spec = _spec(agent, asked, owner, explicit=CONVERSATION_HEADER in request.headers)
+            if spec.session is not None:
+                store_of(agent, asked.model)
+        except ClientGone:
+            return _nothing()
+        except Exception as exc:
+            return failure(exc)
+        return await answer(request, spec, asked.model, asked.stream, asked.include_usage)
+
+    async def answer(
+        request: Request, spec: RunSpec, model: str, streamed: bool, include_usage: bool
+    ) -> Response:
+        if streamed:
+            return EventStream(_sse(spec, model, include_usage, bounds, secrets))  # type: ignore[return-value]
+        try:
+            ended, activity = await until_disconnect(
+                request.receive, execute(spec, bounds.run_timeout)
+            )
+        except ClientGone:
+            return _nothing()
+        except Exception as exc:
+            return failure(exc)
+        if len(ended.content) > bounds.max_stream_chars:
+            ended.content = ended.content[: bounds.max_stream_chars]
+            ended.finish_reason = "length"
+        extension = _extension(ended, activity, spec)
+        return JSONResponse(
+            fmt.completion(
+                fmt.Answer(model), ended.content, ended.finish_reason, ended.usage, extension
+            )
+        )
+
+    async def approvals(request: Request) -> Response:
+        try:
+            owner = owner_of(request)
+            body = parse_json(
+                await read_body(request.receive, dict(request.headers), bounds.max_body_bytes)
+            )
+            name = _model_field(body.get("model"), served)
+            agent = agent_named(name)
+            store_of(agent, name)
+            decisions = _decisions(body.get("decisions"))
+            streamed = body.get("stream", False) is True
+            conversation = request.path_params["conversation"]
+            spec = RunSpec(agent, [], stored_id(owner, name, conversation), decisions)
+        except ClientGone:
+            return _nothing()
+        except Exception as exc:
+            return failure(exc)
+        return await answer(request, spec, name, streamed, False)
+
+    async def conversation(request: Request) -> Response:
+        try:
+            owner = owner_of(request)
+            name = _model_field(request.query_params.get("model"), served)
+            agent = agent_named(name)
+            store = store_of(agent, name)
+            conversation_id = request.path_params["conversation"]
+            view = await _conversation_view(store, stored_id(owner, name, conversation_id))
+        except Exception as exc:
+            return failure(exc)
+        view["id"] = conversation_id
+        view["model"] = name
+        return JSONResponse(view)
+
+    async def models(request: Request) -> Response:
+        try:
+            owner_of(request)
+        except Exception as exc:
+            return failure(exc)
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "agentkit",
+                "agentkit": {"conversations": getattr(agent, "store", None) is not None},
+            }
+            for name, agent in served.items()
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def chat_page(request: Request) -> Response:
+        from ._page import page_response
+
+        return page_response(title)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        message = (
+            f"no route for {request.method} {request.url.path}"
+            if status == 404
+            else f"{request.method} is not allowed here"
+            if status == 405
+            else "the request failed"
+        )
+        return JSONResponse(
+            error_body(message, "invalid_request_error", "not_found" if status == 404 else None),
+            status_code=status,
+        )
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/sessions/{conversation:path}/approvals", approvals, methods=["POST"]),
+        Route("/v1/sessions/{conversation:path}", conversation, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    if page:
+        routes.append(Route("/", chat_page, methods=["GET"]))
+    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+
+
+def _nothing() -> Response:
+    from starlette.responses import Response
+
+    return Response(status_code=499)  # never read: the client has gone
+
+
+def _model_field(value: Any, served: Mapping[str, Any]) -> str:
+    if isinstance(value, str) and value:
+        return value
+    if len(served) == 1:
+        return next(iter(served))
+    raise ServeError(400, "name the agent in 'model'", param="model", code="missing_model")
+
+
+def _decisions(value: Any) -> dict[str, bool | str]:
+    if not isinstance(value, dict) or not value:
+        raise ServeError(
+            400,
+            "'decisions' must map each pending call id to true, false or a refusal reason",
+            param="decisions",
+        )
+    for call_id, decision in value.items():
+        if not isinstance(decision, bool | str):
+            raise ServeError(
+                400,
+                f"the decision for {call_id!r} must be true, false or a reason",
+                param="decisions",
+            )
+    return dict(value)
+
+
+def _spec(agent: Agent[Any], asked: ChatRequest, owner: str, *, explicit: bool) -> RunSpec:
+    has_store = getattr(agent, "store", None) is not None
+    # OpenAI clients put a user id in `user` without meaning a stored conversation; only an
+    # agent with a store (or the explicit header) turns it into one.
+    if asked.conversation is None or not (has_store or explicit):
+        return RunSpec(agent, _with_instructions(agent, asked.messages))
+    if any(message["role"] == "assistant" for message in asked.messages):
+        raise ServeError(
+            400,
+            "in a stored conversation send only the new message; the server keeps the history",
+            param="messages",
+            code="history_in_conversation",
+        )
+    return RunSpec(agent, asked.messages, stored_id(owner, asked.model, asked.conversation))
+
+
+def _with_instructions(agent: Agent[Any], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # A client's system message (when the operator allows one) comes after the agent's
+    # own instructions, never instead of them.
+    if agent.instructions is not None and messages[0]["role"] == "system":
+        return [{"role": "system", "content": agent.instructions}, *messages]
+    return messages
+
+
+def _extension(ended: Ended, activity: list[dict[str, Any]], spec: RunSpec) -> dict[str, Any]:
+    extension: dict[str, Any] = {"status": ended.status, "tool_activity": activity}
+    if ended.pending:
+        extension["pending"] = ended.pending
+    if spec.session is not None:
+        extension["conversation"] = spec.session.split("/", 2)[2]
+    return extension
+
+
+async def _sse(
+    spec: RunSpec,
+    model: str,
+    include_usage: bool,
+    bounds: Limits,
+    secrets: list[str],
+) -> AsyncGenerator[bytes, None]:
+    answer = fmt.Answer(model)
+    yield fmt.data(answer.chunk({"role": "assistant", "content": ""}))
+    activity: list[dict[str, Any]] = []
+    sent = 0
+    ended: Ended | None = None
+    try:
+        async with asyncio.timeout(bounds.run_timeout):
+            async for item in stream(spec):
+                if isinstance(item, str):
+                    room = bounds.max_stream_chars - sent
+                    piece = item[:room]
+                    sent += len(piece)
+                    if piece:
+                        yield fmt.data(answer.chunk({"content": piece}))
+                    if len(item) > room:  # the bound: stop the run, say why it ended
+                        ended = Ended("", "length", _no_usage(), "done")
+                        break
+                elif isinstance(item, dict):
+                    activity.append(item)
+                    yield fmt.comment(item)
+                else:
+                    ended = item
+    except Exception as exc:
+        error = _logged(from_exception(exc, secrets), exc, secrets)
+        yield fmt.data(error.body())  # no [DONE]: the answer is not whole
+        return
+    if ended is None:  # pragma: no cover - a run always ends with RunFinished
+        return
+    if ended.status == "paused" and ended.pending:
+        from ._run import pending_line
+
+        tail = ("\n\n" if sent else "") + pending_line(ended.pending)
+        yield fmt.data(answer.chunk({"content": tail}))
+    extension = _extension(ended, activity, spec)
+    yield fmt.data(answer.chunk({}, finish_reason=ended.finish_reason, extension=extension))
+    if include_usage:
+        yield fmt.data(answer.usage_chunk(ended.usage))
+    yield fmt.done()
+
+
+def _logged(error: ServeError, exc: BaseException, secrets: list[str]) -> ServeError:
+    if error.code == "internal_error":
+        log.error("request failed: %s", redact(repr(exc), secrets))
+    return error
+
+
+def _no_usage() -> dict[str, int]:
+    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+async def _conversation_view(store: Any, session: str) -> dict[str, Any]:
+    """The stored conversation as a client may see it: its messages and what waits."""
+    load = getattr(store, "load_async", None) or getattr(store, "load", None)
+    if load is None:
+        raise ServeError(501, "this store cannot show conversations", type="server_error")
+    loaded = load(session)
+    if asyncio.iscoroutine(loaded):
+        loaded = await loaded
+    messages = list(getattr(loaded, "messages", loaded) or [])
+    if not messages:
+        raise ServeError(404, "no such conversation", code="conversation_not_found")
+    pending = [
+        {"id": c.id, "name": c.name, "arguments": c.arguments}
+        for c in getattr(loaded, "pending", None) or ()
+    ]
+    visible = [m for m in messages if m.get("role") != "system"]
+    return {"messages": visible, "status": "paused" if pending else "done", "pending": pending}

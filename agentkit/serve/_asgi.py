@@ -1,0 +1,110 @@
+"""ASGI plumbing the routes share: a bounded body, and work that stops when the client goes.
+
+Starlette's own streaming response notices a disconnect only when it next writes, and a
+tool may run for minutes without writing; so every run here races the client's
+``http.disconnect`` and is cancelled the moment it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, MutableMapping
+from typing import Any, TypeVar
+
+from ._errors import ServeError
+
+__all__ = ["ClientGone", "EventStream", "read_body", "until_disconnect"]
+
+T = TypeVar("T")
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The client closed the connection; its run was cancelled."""
+
+
+async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is longer than ``limit``."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        piece = message.get("body", b"")
+        size += len(piece)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(piece)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _too_large(limit: int) -> ServeError:
+    return ServeError(
+        413,
+        f"the request body is larger than this server takes ({limit} bytes)",
+        code="request_too_large",
+    )
+
+
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def until_disconnect(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
+    """``await work``, cancelled with :class:`ClientGone` if the client leaves first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # we were cancelled ourselves (the server is stopping)
+        task.cancel()
+        watcher.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)
+        raise
+    watcher.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)
+        raise ClientGone()
+    await asyncio.gather(watcher, return_exceptions=True)
+    return task.result()
+
+
+class EventStream:
+    """An ASGI response sending ``pieces`` as ``text/event-stream``; a disconnect closes
+    the iterator (and so stops the run behind it)."""
+
+    def __init__(self, pieces: AsyncGenerator[bytes, None]) -> None:
+        self._pieces = pieces
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+                ],
+            }
+        )
+
+        async def pump() -> None:
+            async with contextlib.aclosing(self._pieces) as pieces:
+                async for piece in pieces:
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        with contextlib.suppress(ClientGone, OSError):
+            await until_disconnect(receive, pump())

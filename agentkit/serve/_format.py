@@ -1,0 +1,108 @@
+"""The answer in the seed's wire format: a ``chat.completion``, its stream chunks, SSE frames.
+
+Tool activity travels in an ``agentkit`` extension field (plain clients ignore unknown
+fields) and, while a stream is under way, as SSE comment lines (``: agentkit {...}``) that
+every SSE parser skips.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+__all__ = ["Answer", "comment", "completion", "data", "done"]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def data(value: Any) -> bytes:
+    """One SSE event carrying ``value`` as JSON."""
+    return f"data: {_dumps(value)}\n\n".encode()
+
+
+def comment(value: Any) -> bytes:
+    """One SSE comment line carrying ``value`` as JSON (ignored by plain SSE clients)."""
+    # JSON text has no raw line breaks, so the comment stays one line.
+    return f": agentkit {_dumps(value)}\n\n".encode()
+
+
+def done() -> bytes:
+    """The stream's last event."""
+    return b"data: [DONE]\n\n"
+
+
+class Answer:
+    """The fixed fields of one response (id, created, model) and builders of its parts."""
+
+    __slots__ = ("created", "id", "model")
+
+    def __init__(self, model: str) -> None:
+        self.id = "chatcmpl-" + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.model = model
+
+    def chunk(
+        self,
+        delta: dict[str, Any],
+        *,
+        finish_reason: str | None = None,
+        extension: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A ``chat.completion.chunk`` with one choice."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [
+                {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+            ],
+            "usage": None,
+        }
+        if extension is not None:
+            body["agentkit"] = extension
+        return body
+
+    def usage_chunk(self, usage: dict[str, int]) -> dict[str, Any]:
+        """The last chunk asked for by ``stream_options.include_usage``: no choices."""
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [],
+            "usage": usage,
+        }
+
+
+def completion(
+    answer: Answer,
+    content: str,
+    finish_reason: str,
+    usage: dict[str, int],
+    extension: dict[str, Any],
+) -> dict[str, Any]:
+    """A whole ``chat.completion``."""
+    return {
+        "id": answer.id,
+        "object": "chat.completion",
+        "created": answer.created,
+        "model": answer.model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": usage,
+        "agentkit": extension,
+    }

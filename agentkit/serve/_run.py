@@ -1,0 +1,195 @@
+"""One request's run: the agent driven with ``run_async``/``stream_async``, and its outcome
+as plain data (text pieces, tool activity, the end).
+
+Nothing here outlives the request: a conversation lives in the agent's store, so any
+worker can take the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._agent import Agent
+    from .._result import RunResult
+
+__all__ = ["Ended", "RunSpec", "activity_of", "ending_of", "execute", "stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """What to run: the agent, the prompt and, in a conversation, its stored id.
+
+    ``decisions`` set means: resume the paused conversation with these decisions.
+    """
+
+    agent: Agent[Any]
+    prompt: list[dict[str, Any]]
+    session: str | None = None
+    decisions: Mapping[str, bool | str] | None = None
+
+
+@dataclass(slots=True)
+class Ended:
+    """How a run ended: the answer, why it stopped, usage, and what a client should know."""
+
+    content: str
+    finish_reason: str
+    usage: dict[str, int]
+    status: str = "done"
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _call_view(call: Any) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": call.arguments}
+
+
+def pending_line(pending: list[dict[str, Any]]) -> str:
+    """The human-readable line a paused answer ends with."""
+    names = ", ".join(f"{call['name']}({_short(call['arguments'])})" for call in pending)
+    return f"Waiting for approval: {names}."
+
+
+def _short(arguments: str, limit: int = 120) -> str:
+    try:
+        text = json.dumps(json.loads(arguments), ensure_ascii=False, separators=(", ", ": "))
+    except ValueError:
+        text = arguments
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def ending_of(result: RunResult[Any]) -> Ended:
+    """The end of a finished (or paused) run, as a client is told it."""
+    output: Any = result.output
+    dump = getattr(output, "model_dump_json", None)
+    content = dump() if callable(dump) else ("" if output is None else str(output))
+    status = str(getattr(result, "status", "done"))
+    pending = [_call_view(call) for call in getattr(result, "pending", None) or ()]
+    if status == "paused" and pending:
+        content = (content + "\n\n" if content else "") + pending_line(pending)
+    usage = {
+        "prompt_tokens": result.usage.prompt_tokens,
+        "completion_tokens": result.usage.completion_tokens,
+        "total_tokens": result.usage.total_tokens,
+    }
+    reason = "length" if result.truncated else "stop"
+    return Ended(content, reason, usage, status, pending)
+
+
+def activity_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool calls and results among ``messages`` (what one run added), in order."""
+    names: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.get("role") == "assistant":
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                names[call.get("id", "")] = function.get("name", "")
+                out.append(
+                    {
+                        "type": "tool_call",
+                        "id": call.get("id"),
+                        "name": function.get("name"),
+                        "arguments": function.get("arguments"),
+                    }
+                )
+        elif message.get("role") == "tool":
+            call_id = message.get("tool_call_id", "")
+            out.append(
+                {
+                    "type": "tool_result",
+                    "id": call_id,
+                    "name": names.get(call_id, ""),
+                    "output": message.get("content"),
+                }
+            )
+    return out
+
+
+def _session_kwargs(spec: RunSpec) -> dict[str, Any]:
+    return {} if spec.session is None else {"session": spec.session}
+
+
+async def execute(spec: RunSpec, timeout: float) -> tuple[Ended, list[dict[str, Any]]]:
+    """Run to the end with ``run_async`` (or resume); the ending and the tool activity."""
+    async with asyncio.timeout(timeout):
+        if spec.decisions is not None:
+            result = await spec.agent.resume_async(spec.session, dict(spec.decisions))  # type: ignore[attr-defined]
+        else:
+            result = await spec.agent.run_async(spec.prompt, **_session_kwargs(spec))
+    added = result.messages[_known_length(spec, result) :]
+    return ending_of(result), activity_of(added)
+
+
+def _known_length(spec: RunSpec, result: RunResult[Any]) -> int:
+    # What the run added starts after the prompt; a stored conversation is not known here,
+    # so count back from the end to the last user message the client sent.
+    if spec.session is None:
+        extra = 1 if result.messages and result.messages[0].get("role") == "system" else 0
+        if spec.prompt and spec.prompt[0].get("role") == "system":
+            extra = 0
+        return len(spec.prompt) + extra
+    for index in range(len(result.messages) - 1, -1, -1):
+        if result.messages[index].get("role") == "user":
+            return index + 1
+    return 0
+
+
+async def stream(spec: RunSpec) -> AsyncGenerator[str | dict[str, Any] | Ended, None]:
+    """The run as it happens: answer text (``str``), tool activity (``dict``), then the
+    :class:`Ended`. Closing the iterator stops the run."""
+    from .._events import RunFinished, TextDelta, ToolCallStarted, ToolResult
+
+    if spec.decisions is not None:
+        events = _resumed(spec)
+    else:
+        events = spec.agent.stream_async(spec.prompt, **_session_kwargs(spec))
+    async with contextlib.aclosing(events) as running:
+        async for event in running:
+            if isinstance(event, TextDelta):
+                yield event.text
+            elif isinstance(event, ToolCallStarted):
+                yield {
+                    "type": "tool_call",
+                    "id": event.call_id,
+                    "name": event.name,
+                    "arguments": event.arguments,
+                }
+            elif isinstance(event, ToolResult):
+                yield {
+                    "type": "tool_result",
+                    "id": event.call_id,
+                    "name": event.name,
+                    "output": event.output,
+                    "error": event.error,
+                }
+            elif isinstance(event, RunFinished):
+                yield ending_of(event.result)
+
+
+async def _resumed(spec: RunSpec) -> AsyncGenerator[Any, None]:
+    # Resuming streams only when the agent offers it; otherwise the rest arrives whole.
+    from .._events import RunFinished, TextDelta
+
+    streamer = getattr(spec.agent, "resume_stream_async", None)
+    if streamer is not None:
+        async with contextlib.aclosing(streamer(spec.session, dict(spec.decisions or {}))) as it:
+            async for event in it:
+                yield event
+        return
+    result = await spec.agent.resume_async(spec.session, dict(spec.decisions or {}))  # type: ignore[attr-defined]
+    from .._events import ToolCallStarted, ToolResult
+
+    for item in activity_of(result.messages[_known_length(spec, result) :]):
+        if item["type"] == "tool_call":
+            yield ToolCallStarted(item["id"], item["name"], item["arguments"] or "")
+        else:
+            yield ToolResult(item["id"], item["name"], item["output"] or "", None, 0.0)
+    if isinstance(result.output, str) and result.output:
+        yield TextDelta(result.output)
+    yield RunFinished(result)

@@ -1,0 +1,72 @@
+"""Running the app under uvicorn, with one worker or many.
+
+Several workers are separate processes, so each one builds its own app: it loads the
+agents again from the targets (``bot.py:desk``) passed to it in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+__all__ = ["API_KEY_VARIABLE", "app_from_environment", "run"]
+
+API_KEY_VARIABLE = "AGENTKIT_SERVE_API_KEY"
+"""The environment variable with the accepted API keys (several: comma-separated)."""
+_TARGETS_VARIABLE = "AGENTKIT_SERVE_TARGETS"
+_TITLE_VARIABLE = "AGENTKIT_SERVE_TITLE"
+
+
+def keys_from(given: Sequence[str]) -> list[str]:
+    """The keys given as options, else those in :data:`API_KEY_VARIABLE`."""
+    if given:
+        return [key.strip() for key in given if key.strip()]
+    text = os.environ.get(API_KEY_VARIABLE, "")
+    return [key.strip() for key in text.split(",") if key.strip()]
+
+
+def app_from_environment() -> Starlette:
+    """The app of one worker process (uvicorn calls this factory in each)."""
+    from ..cli._loading import load_agent
+    from ._app import create_app
+
+    agents: dict[str, Any] = {}
+    for target in os.environ[_TARGETS_VARIABLE].split("\n"):
+        name, agent = load_agent(target)
+        agents[name] = agent
+    return create_app(
+        agents, api_keys=keys_from(()), title=os.environ.get(_TITLE_VARIABLE, "agentkit")
+    )
+
+
+def run(
+    targets: Sequence[str],
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    api_keys: Sequence[str],
+    title: str,
+    log_level: str = "info",
+) -> None:
+    """Serve the agents named by ``targets`` until interrupted."""
+    import uvicorn
+
+    os.environ[_TARGETS_VARIABLE] = "\n".join(targets)
+    os.environ[_TITLE_VARIABLE] = title
+    if api_keys:
+        os.environ[API_KEY_VARIABLE] = ",".join(api_keys)
+    uvicorn.run(
+        "agentkit.serve._server:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,97 @@
+"""Shared fixtures of the serve tests: a scripted model, bots on it, the app on uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from agentkit import Agent, tool
+from agentkit.serve import create_app
+from agentkit.testing import ScriptedServer
+
+MODEL_KEY = "sk-model-secret-0123456789"
+
+
+@tool
+def get_order(order_id: int) -> str:
+    """Look an order up.
+
+    Args:
+        order_id: the order number.
+    """
+    return f"order {order_id}: shipped"
+
+
+@tool(requires_approval=True)
+def refund(order_id: int) -> str:
+    """Refund an order.
+
+    Args:
+        order_id: the order number.
+    """
+    return f"order {order_id}: refunded"
+
+
+@contextlib.contextmanager
+def uvicorn_serving(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields its URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        threading.Event().wait(0.005)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
+@pytest.fixture
+def model(server: ScriptedServer) -> ScriptedServer:
+    """The scripted model behind the bots (the shared ``server`` fixture)."""
+    return server
+
+
+def make_desk(model: ScriptedServer, **options: Any) -> Agent[str]:
+    """The order desk bot on the scripted model."""
+    return Agent(
+        "scripted",
+        [get_order, refund],
+        "You run the order desk.",
+        base_url=model.base_url,
+        api_key=MODEL_KEY,
+        **options,
+    )
+
+
+@pytest.fixture
+def desk(model: ScriptedServer) -> Agent[str]:
+    """The order desk on the scripted model."""
+    return make_desk(model)
+
+
+@pytest.fixture
+def served(desk: Agent[str]) -> Iterator[str]:
+    """The desk served as ``desk`` on loopback, no keys; yields the root URL."""
+    with uvicorn_serving(create_app({"desk": desk})) as url:
+        yield url

@@ -1,0 +1,155 @@
+"""``agentkit serve`` and ``agentkit chat --agent``, as a user runs them."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agentkit.cli import main
+from agentkit.testing import ScriptedServer, echo
+
+BOT = '''
+import os
+from agentkit import Agent, tool
+
+@tool
+def get_order(order_id: int) -> str:
+    """Look an order up.
+
+    Args:
+        order_id: the order number.
+    """
+    return f"order {order_id}: shipped"
+
+desk = Agent("scripted", [get_order], "You run the order desk.",
+             base_url=os.environ["BOT_MODEL_URL"], api_key="sk-model-key-123456")
+not_an_agent = 5
+'''
+
+
+@pytest.fixture
+def bot(tmp_path: Path, model: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "bot.py"
+    path.write_text(textwrap.dedent(BOT))
+    monkeypatch.setenv("BOT_MODEL_URL", model.base_url)
+    return path
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdin=io.StringIO(""), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["serve", "{bot}:desk", "--host", "0.0.0.0"], "--host 0.0.0.0 is reachable"),
+        (["serve", "{bot}:desk", "--api-key", "short"], "at least 8 characters"),
+        (["serve", "{bot}:nobody"], "has no 'nobody' (it has desk)"),
+        (["serve", "{bot}:not_an_agent"], "is a int, not an agentkit Agent"),
+        (["serve", "{bot}"], "name the agent as FILE.py:NAME"),
+        (["serve", "missing.py:desk"], "no such file"),
+        (["chat", "--agent", "{bot}:desk", "--tools", "x.py", "hi"], "drop --tools"),
+    ],
+)
+def test_usage_errors_are_one_line_without_a_traceback(
+    bot: Path, argv: list[str], expected: str
+) -> None:
+    code, _, err = run(*(arg.format(bot=bot) for arg in argv))
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err and err.count("\n") <= 2
+
+
+def test_a_port_in_use_is_a_usage_error(bot: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = run("serve", f"{bot}:desk", "--port", str(busy.getsockname()[1]))
+    assert code == 2 and "is in use" in err
+
+
+def test_chat_with_your_own_agent(bot: Path, model: ScriptedServer) -> None:
+    model.respond_with(echo())
+    code, out, err = run("chat", "--agent", f"{bot}:desk", "Where", "is", "1042?")
+    assert code == 0, err
+    assert out.strip() == "Where is 1042?"
+    assert model.requests[0].messages[0]["content"] == "You run the order desk."
+
+
+@pytest.fixture
+def serving(bot: Path, model: ScriptedServer) -> Iterator[str]:
+    """``agentkit serve bot.py:desk --workers 2`` as a real process; yields its URL."""
+    model.respond_with(echo())
+    port = free_port()
+    env = {**os.environ, "BOT_MODEL_URL": model.base_url}
+    env.pop("AGENTKIT_SERVE_API_KEY", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentkit.cli",
+            "serve",
+            f"{bot}:desk",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(process.stderr.read() if process.stderr else "exited")
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)  # polling a child process: no event to wait on
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_serve_with_two_workers_answers_on_the_port(serving: str) -> None:
+    for index in range(6):  # spread over both workers
+        response = httpx.post(
+            serving + "/v1/chat/completions",
+            json={"model": "desk", "messages": [{"role": "user", "content": f"n{index}"}]},
+            timeout=30,
+        )
+        assert response.json()["choices"][0]["message"]["content"] == f"n{index}"
+    assert "<title>desk</title>" in httpx.get(serving + "/").text
+
+
+def test_importing_agentkit_serve_loads_neither_starlette_nor_uvicorn() -> None:
+    code = (
+        "import sys, agentkit, agentkit.serve; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
