@@ -1,0 +1,98 @@
+"""The chat page in a real browser: Debian's chromium driven by Playwright, against the app on
+127.0.0.1 with the scripted model behind it.
+
+With ``CI=true`` a missing browser fails the test; elsewhere the test skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import make_desk, uvicorn_serving
+
+from agentkit.serve import create_app
+from agentkit.testing import ScriptedServer, tool_then_answer
+
+CHROMIUM = "/usr/bin/chromium"
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOSTILE = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
+
+
+def _browser_or_skip() -> Any:
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package is not installed"
+    if missing is None and not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        missing = f"no chromium at {CHROMIUM} (apt-get install chromium)"
+    if missing is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the browser test: {missing}")
+        pytest.skip(missing)
+    return sync_playwright
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """A headless chromium (Debian's; Playwright downloads nothing)."""
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_the_page_streams_the_answer_shows_tools_and_escapes_everything(
+    model: ScriptedServer, browser: Any
+) -> None:
+    model.respond_with(
+        tool_then_answer(("get_order", {"order_id": 1042}), answer=f"Shipped. {HOSTILE}")
+    )
+    with uvicorn_serving(create_app({"desk": make_desk(model)}, title="Order desk")) as url:
+        context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+        page = context.new_page()
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(url + "/")
+        assert page.title() == "Order desk"
+        page.fill("#input", f"Where is order 1042? {HOSTILE}")
+        page.press("#input", "Enter")
+        answer = page.locator(".msg.assistant .text").last
+        answer.filter(has_text="Shipped.").wait_for(timeout=15_000)
+        page.wait_for_function("!document.getElementById('send').disabled")
+        assert answer.inner_text() == f"Shipped. {HOSTILE}"  # shown as text
+        tools = page.locator(".msg.assistant details")
+        assert tools.locator("summary").inner_text() == "Tool activity (1 call)"
+        assert "order 1042: shipped" not in tools.inner_text()  # folded under the answer
+        tools.locator("summary").click()
+        assert "order 1042: shipped" in tools.inner_text()
+        assert page.locator("#log img, #log script").count() == 0
+        assert page.title() == "Order desk"  # no injected script ran
+        # the whole page fits a phone's width
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        OUTPUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "serve-page.png"), full_page=True)
+
+        page.reload()  # the conversation is kept across reloads
+        page.locator(".msg.assistant .text").filter(has_text="Shipped.").wait_for()
+        assert page.locator(".msg.user").count() == 1
+        context.close()
+    assert requested and all(u.startswith(url + "/") for u in requested), requested
