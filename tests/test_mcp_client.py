@@ -153,6 +153,7 @@ def test_long_and_odd_names_are_mapped_and_called_by_their_server_name(
         assert tools["files_read_v2"].name == "files_read_v2"  # valid names are kept
         mapped = tools["files.read/v2"].name
         assert mapped.startswith("files_read_v2_") and len(mapped) == 22
+        assert len(tools["wordy"].description) == 4000  # sent with every request: bounded
         server.queue(Reply.tool_calls((long_name, {}), (mapped, {})), Reply.text("ok"))
         result = agent.run("go")
     assert tool_messages(result.messages) == ["called " + "x" * 100, "called files.read/v2"]

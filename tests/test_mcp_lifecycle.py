@@ -146,3 +146,28 @@ def test_a_source_is_reusable_after_close(server: ScriptedServer) -> None:
         with agent_for(server, [source]) as agent:
             assert tool_messages(agent.run("go").messages) == ["x"]
     wait_until(lambda: source._connection is None)
+
+
+def test_ctrl_c_while_connecting_ends_the_server(server: ScriptedServer) -> None:
+    before = children()
+    source = fake("hang", connect_timeout=30)
+    agent = agent_for(server, [source])
+    spawned = threading.Event()
+
+    def interrupt_once_spawned() -> None:
+        deadline = time.monotonic() + 10
+        while not children() - before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        spawned.set()
+        _thread.interrupt_main()
+
+    timer = threading.Thread(target=interrupt_once_spawned)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        agent.run("go")
+    timer.join()
+    assert spawned.is_set() and time.monotonic() - started < 10
+    assert _settled(lambda: children() <= before)
+    assert server.requests == []
+    agent.close()

@@ -52,6 +52,8 @@ _MAX_PAGES = 100  # a server whose tool list never ends cannot hang a run
 _CALL_BACKSTOP = 300.0  # seconds: the longest wait for a call when no timeout applies
 _CLOSE_WAIT = 8.0  # seconds: the SDK closes stdin, waits 2 s, then SIGTERM, 2 s, SIGKILL
 _STDERR_TAIL = 600  # characters of a stdio server's stderr quoted in an error
+# A description is sent with every request: a server's must not fill the model's context.
+_MAX_DESCRIPTION = 4000
 
 Approval = bool | Collection[str] | Callable[[str], bool]
 
@@ -278,7 +280,7 @@ class _MCPSource(ToolSource):
                     MCPTool(
                         name=name,
                         remote_name=item.name,
-                        description=item.description or item.title or "",
+                        description=_cut(item.description or item.title or "", _MAX_DESCRIPTION),
                         parameters={"type": "object", **schema},
                         server=self.label,
                         caller=self._caller,

@@ -24,6 +24,8 @@ __all__ = ["call_async", "call_sync", "on_exit", "submit"]
 
 T = TypeVar("T")
 
+_MAX_WAIT = 0.5  # seconds a sync caller waits between checks for Ctrl-C
+
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
@@ -58,9 +60,15 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 
 def call_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on the MCP loop and wait for it (Ctrl-C cancels it)."""
+    """Run ``coro`` on the MCP loop and wait for it (Ctrl-C cancels it).
+
+    The wait wakes every half second: a Ctrl-C that arrives during one long blocking wait
+    is not seen on every platform until the wait ends.
+    """
     future = submit(coro)
     try:
+        while not future.done():
+            concurrent.futures.wait([future], timeout=_MAX_WAIT)
         return future.result()
     except BaseException:
         future.cancel()

@@ -76,6 +76,7 @@ class MCPTool(Tool[..., Awaitable[str]]):
         self.is_async = True
         self.context_param = None
         self.function = self._invoke
+        self.__wrapped__ = self._invoke
         self.__name__ = name
         self.__doc__ = description
 

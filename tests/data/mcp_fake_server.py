@@ -8,7 +8,8 @@
   a CallToolResult), ``slow`` (never answers), ``whoami`` (the process id);
 - ``hang``: reads stdin and never answers anything (not even initialize);
 - ``duplicate``: lists ``echo`` twice;
-- ``names``: tool names that are too long or use ``.`` and ``/``;
+- ``names``: tool names that are too long or use ``.`` and ``/``, and a 100,000-character
+  description;
 - ``garbage-list``: a tools/list result that is not a list of tools.
 
 It writes a line to stderr as it starts, so errors can quote the server's last words.
@@ -43,7 +44,8 @@ def tools() -> Any:
     if MODE == "duplicate":
         return [tool("echo", text={"type": "string"}), tool("echo")]
     if MODE == "names":
-        return [tool("x" * 100), tool("files.read/v2"), tool("files_read_v2")]
+        wordy = {**tool("wordy"), "description": "w" * 100_000}
+        return [tool("x" * 100), tool("files.read/v2"), tool("files_read_v2"), wordy]
     listed = [
         tool("echo", text={"type": "string"}),
         tool("crash"),
