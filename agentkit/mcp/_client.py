@@ -101,13 +101,24 @@ class _MCPSource(ToolSource):
         # The state below is touched only on the MCP loop.
         self._connection: _Connection | None = None
         self._tools: list[MCPTool] | None = None
-        self._stale = False
+        # The tool list is stale when a change was announced after the last listing began.
+        self._changes = 0
+        self._listed_at = 0
         self._restarts_left = 1
         self._lock: asyncio.Lock | None = None
         _runtime.on_exit(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r})"
+
+    @property
+    def _stale(self) -> bool:
+        return self._changes != self._listed_at
+
+    def changed(self) -> None:
+        """Mark the tool list stale, so the next run lists the tools again (done when the
+        server says they changed)."""
+        self._changes += 1
 
     # -- ToolSource ----------------------------------------------------------------------
 
@@ -163,7 +174,14 @@ class _MCPSource(ToolSource):
         return self._lock
 
     async def _tools_for_run(self) -> list[MCPTool]:
-        self._restarts_left = 1  # a run may restart a crashed server once
+        async with self._guard():
+            connection = self._connection
+            if connection is not None and not connection.alive:
+                # it ended between runs: this run starts it afresh, with its restart unused
+                self._connection = None
+                self.changed()
+                await connection.close()
+            self._restarts_left = 1  # a run may restart a crashed server once
         return await self._listed()
 
     async def _listed(self) -> list[MCPTool]:
@@ -171,7 +189,7 @@ class _MCPSource(ToolSource):
             connection = await self._connected()
             if self._tools is not None and not self._stale:
                 return self._tools
-            self._stale = False
+            listing = self._changes
             try:
                 async with asyncio.timeout(self.list_timeout):
                     listed = await self._list_pages(connection)
@@ -185,6 +203,7 @@ class _MCPSource(ToolSource):
             except Exception as exc:
                 raise self._error(exc, connection, "listing the tools") from None
             self._tools = self._build(listed)
+            self._listed_at = listing
             return self._tools
 
     async def _list_pages(self, connection: _Connection) -> list[Any]:
@@ -216,7 +235,7 @@ class _MCPSource(ToolSource):
                     server=self.label,
                 )
             self._restarts_left -= 1
-            self._stale = True  # a new server may list other tools
+            self.changed()  # a new server may list other tools
             logger.warning("restarting MCP server %s: %s", self.label, why)
         connection = _Connection(self)
         await connection.open(self.connect_timeout)
@@ -585,7 +604,7 @@ class _Connection:
         try:
             async with client.listen(tools_list_changed=True) as subscription:
                 async for _event in subscription:
-                    self.source._stale = True
+                    self.source.changed()
         except Exception as exc:  # the list is then refreshed on the next restart only
             logger.info("MCP server %s: no tool-list updates (%s)", self.source.label, exc)
 
@@ -600,7 +619,7 @@ class _Connection:
         from mcp.types import ToolListChangedNotification
 
         if isinstance(message, ToolListChangedNotification):
-            self.source._stale = True
+            self.source.changed()
         elif isinstance(message, Exception):
             logger.debug("MCP server %s: %s", self.source.label, _describe(message))
 
