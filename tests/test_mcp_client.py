@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -392,3 +394,23 @@ def test_a_server_written_with_the_sdk_over_http_and_its_list_changes(
     names = [{t["function"]["name"] for t in r.json()["tools"]} for r in server.requests]
     assert names[0] == {"sdk_greet", "sdk_unlock"}
     assert names[2] == {"sdk_greet", "sdk_unlock", "sdk_secret"}
+
+
+def test_a_server_killed_between_runs_starts_afresh_with_its_restart_unused(
+    server: ScriptedServer,
+) -> None:
+    source = fake()
+    server.queue(Reply.tool_calls(("fake_whoami", {})), Reply.text("ok"))
+    with agent_for(server, [source]) as agent:
+        first = tool_messages(agent.run("go").messages)[0]
+        os.kill(int(first), signal.SIGKILL)
+        wait_until(lambda: not source._connection or not source._connection.alive)
+        server.queue(
+            Reply.tool_calls(("fake_whoami", {})),
+            Reply.tool_calls(("fake_crash", {})),
+            Reply.tool_calls(("fake_whoami", {})),  # the run's one restart
+            Reply.text("ok"),
+        )
+        second, crash, third = tool_messages(agent.run("go").messages)
+    assert len({first, second, third}) == 3 and second.isdigit() and third.isdigit()
+    assert "MCPServerExited" in crash

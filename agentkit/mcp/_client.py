@@ -512,8 +512,15 @@ class _Connection:
 
     @property
     def alive(self) -> bool:
-        """Connected, and neither closed nor seen to fail."""
-        return self.client is not None and not self.broken and not self._finished.is_set()
+        """Connected, and neither closed nor seen to fail (a server that exited is seen as
+        soon as its output ends, before a call finds out)."""
+        client = self.client
+        return (
+            client is not None
+            and not self.broken
+            and not self._finished.is_set()
+            and not _transport_closed(client)
+        )
 
     def live(self) -> Client:
         """The SDK client; raises ``MCPServerExited`` when the connection is gone."""
@@ -663,6 +670,16 @@ class _Connection:
         self.stderr_tail()
         if self._stderr is not None:
             self._stderr.close()
+
+
+def _transport_closed(client: Client) -> bool:
+    """Whether the SDK saw the server's output end (its dispatcher closed at EOF).
+
+    The SDK keeps this private; read defensively, it only ever saves a failing call.
+    """
+    session = getattr(client, "_session", None)
+    dispatcher = getattr(session, "_dispatcher", None)
+    return getattr(dispatcher, "_closed", False) is True
 
 
 def _leaf(exc: BaseException) -> BaseException:
