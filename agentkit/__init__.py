@@ -106,19 +106,22 @@ def _private_submodule(module: str) -> bool:
     return module.startswith("_") and not module.startswith("__")  # not __future__
 
 
-def __getattr__(name: str) -> Any:
-    if name == "__all__":
-        value: Any = sorted(_exports())
-    else:
-        module = _exports().get(name)
-        if module is None:
-            raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
-        from importlib import import_module
+# Hidden from type checkers: a module-level __getattr__ would make every attribute of
+# agentkit valid to them, misspellings included; they read the table above instead.
+if not TYPE_CHECKING:
 
-        value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip this hook
-    return value
+    def __getattr__(name: str) -> Any:
+        if name == "__all__":
+            value: Any = sorted(_exports())
+        else:
+            module = _exports().get(name)
+            if module is None:
+                raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
+            from importlib import import_module
 
+            value = getattr(import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_exports()})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_exports()})

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 _ROLES = {"system", "user", "assistant", "tool"}
 
 
-def assert_resendable(messages: Sequence[Any]) -> None:
+def assert_resendable(messages: object) -> None:
     """``messages`` is a Chat Completions transcript that a provider accepts again.
 
     Plain JSON data; known roles; a system message only first; every assistant turn with

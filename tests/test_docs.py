@@ -219,7 +219,7 @@ def test_the_type_table_is_what_tool_produces(
 def test_cli_page_documents_every_chat_option() -> None:
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     parser = build_parser()
-    chat = parser._subparsers._group_actions[0].choices["chat"]  # type: ignore[union-attr]
+    chat = parser._subparsers._group_actions[0].choices["chat"]  # type: ignore[union-attr,index]
     for action in chat._actions:
         for option in action.option_strings:
             if option.startswith("--") and option != "--help":
