@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import assert_resendable
+from _helpers import WAIT, assert_resendable, wait_until_async
 
 from agentkit import (
     Agent,
@@ -21,10 +21,12 @@ from agentkit import (
     ConfigurationError,
     QuotaExceededError,
     RunContext,
+    RunFinished,
     RunResult,
+    TextDelta,
+    ToolResult,
     tool,
 )
-from agentkit._events import RunFinished, TextDelta, ToolResult
 from agentkit.testing import Reply, ScriptedServer
 
 DATA = Path(__file__).parent / "data"
@@ -42,37 +44,52 @@ def fast_client(server: ScriptedServer, **options: Any) -> ChatClient:
     return ChatClient(server.base_url, KEY, retry_base_delay=0.01, retry_max_delay=0.05, **options)
 
 
-class Timeline:
-    """Start and end times of tool calls, to prove they overlapped."""
+class Rendezvous:
+    """Tool calls that finish only once ``expected`` of them are under way at the same time.
 
-    def __init__(self) -> None:
-        self.spans: list[tuple[float, float]] = []
-        self.lock = threading.Lock()
+    Proves calls overlap by the order of events, with no clock: run one after another, the
+    first call waits for the others in vain and fails the test after ``WAIT`` seconds.
+    """
 
-    def add(self, start: float) -> None:
-        with self.lock:
-            self.spans.append((start, time.perf_counter()))
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.arrived = 0
+        self.inside: list[float] = []  # how long each call took, measured by the call itself
+        self._ready = threading.Condition()
 
-    def overlapped(self) -> bool:
-        """Every call started before any call ended."""
-        return max(s for s, _ in self.spans) < min(e for _, e in self.spans)
+    def _arrive(self) -> None:
+        with self._ready:
+            self.arrived += 1
+            self._ready.notify_all()
+
+    def meet(self) -> None:
+        """Wait in a thread until every expected call has arrived."""
+        started = time.perf_counter()
+        self._arrive()
+        with self._ready:
+            assert self._ready.wait_for(lambda: self.arrived >= self.expected, WAIT)
+            self.inside.append(time.perf_counter() - started)
+
+    async def meet_async(self) -> None:
+        """Wait on an event loop until every expected call has arrived."""
+        started = time.perf_counter()
+        self._arrive()
+        await wait_until_async(lambda: self.arrived >= self.expected)
+        with self._ready:
+            self.inside.append(time.perf_counter() - started)
 
 
-def slow_tools(timeline: Timeline) -> tuple[Any, Any]:
+def meeting_tools(rendezvous: Rendezvous) -> tuple[Any, Any]:
     @tool
     def slow_sync(n: int) -> str:
         """A slow blocking lookup."""
-        start = time.perf_counter()
-        time.sleep(0.3)
-        timeline.add(start)
+        rendezvous.meet()
         return f"sync {n}"
 
     @tool
     async def slow_async(n: int) -> str:
         """A slow async lookup."""
-        start = time.perf_counter()
-        await asyncio.sleep(0.3)
-        timeline.add(start)
+        await rendezvous.meet_async()
         return f"async {n}"
 
     return slow_sync, slow_async
@@ -269,15 +286,11 @@ def three_calls(name: str) -> Reply:
 def test_run_overlaps_three_slow_calls(
     server: ScriptedServer, client: ChatClient, tool_name: str
 ) -> None:
-    timeline = Timeline()
+    rendezvous = Rendezvous(3)
     server.queue(three_calls(tool_name), Reply.text("done"))
-    with Agent("m", slow_tools(timeline), client=client) as agent:
-        start = time.perf_counter()
+    with Agent("m", meeting_tools(rendezvous), client=client) as agent:
         result = agent.run("go")
-        elapsed = time.perf_counter() - start
-    assert len(timeline.spans) == 3
-    assert timeline.overlapped()
-    assert elapsed < 0.6, elapsed
+    assert len(rendezvous.inside) == 3
     kind = tool_name.removeprefix("slow_")
     assert [m["content"] for m in result.messages if m["role"] == "tool"] == [
         f"{kind} 0",
@@ -288,36 +301,37 @@ def test_run_overlaps_three_slow_calls(
 
 @pytest.mark.parametrize("tool_name", ["slow_sync", "slow_async"])
 def test_run_async_overlaps_three_slow_calls(server: ScriptedServer, tool_name: str) -> None:
-    timeline = Timeline()
+    rendezvous = Rendezvous(3)
     server.queue(three_calls(tool_name), Reply.text("done"))
 
-    async def main() -> float:
-        async with Agent("m", slow_tools(timeline), base_url=server.base_url, api_key=KEY) as agent:
-            start = time.perf_counter()
-            await agent.run_async("go")
-            return time.perf_counter() - start
+    async def main() -> RunResult[str]:
+        tools = meeting_tools(rendezvous)
+        async with Agent("m", tools, base_url=server.base_url, api_key=KEY) as agent:
+            return await agent.run_async("go")
 
-    elapsed = asyncio.run(main())
-    assert len(timeline.spans) == 3 and timeline.overlapped()
-    assert elapsed < 0.6, elapsed
+    result = asyncio.run(main())
+    assert len(rendezvous.inside) == 3
+    assert sum(m["role"] == "tool" for m in result.messages) == 3
 
 
 def test_stream_overlaps_sync_and_async_calls(server: ScriptedServer, client: ChatClient) -> None:
-    timeline = Timeline()
+    rendezvous = Rendezvous(3)
     server.queue(
         Reply.tool_calls(
             ("slow_sync", {"n": 1}), ("slow_async", {"n": 2}), ("slow_sync", {"n": 3})
         ),
         Reply.text("done"),
     )
-    with Agent("m", slow_tools(timeline), client=client) as agent:
-        start = time.perf_counter()
+    with Agent("m", meeting_tools(rendezvous), client=client) as agent:
+        started = time.perf_counter()
         events = list(agent.stream("go"))
-        elapsed = time.perf_counter() - start
-    assert timeline.overlapped() and elapsed < 0.6, elapsed
+        whole = time.perf_counter() - started
     results = [e for e in events if isinstance(e, ToolResult)]
     assert sorted(r.output for r in results) == ["async 2", "sync 1", "sync 3"]
-    assert all(0.25 < r.duration < 0.6 for r in results)
+    # Each reported duration covers the call's own time and fits inside the run.
+    assert min(r.duration for r in results) >= min(rendezvous.inside)
+    assert max(r.duration for r in results) >= max(rendezvous.inside)
+    assert all(r.duration <= whole for r in results)
     assert isinstance(events[-1], RunFinished)
 
 
