@@ -206,3 +206,31 @@ def test_a_server_needs_tools_with_distinct_names() -> None:
         build_server([shop.add, other])
     with pytest.raises(ConfigurationError, match="no tools"):
         build_server([])
+
+
+def test_the_cli_serves_http_until_interrupted() -> None:
+    import signal
+    import subprocess
+
+    command = [sys.executable, *_serve_args("--http", "--port", "0", "--token", TOKEN)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "bearer token required" in line, line
+        url = line.split(" at ", 1)[1].split(" ", 1)[0]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp")
+        source = MCPHttp(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        try:
+            shout = next(t for t in source.tools() if t.name == "shout")
+            assert asyncio.run(shout.call({"text": "cli"})) == "CLI"
+        finally:
+            source.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 130  # the CLI's "interrupted"
+        rest = process.stderr.read()
+        assert "interrupted" in rest and "Traceback" not in rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -69,8 +69,9 @@ def build_server(
     Args:
         tools: ``@tool`` functions (or plain functions, wrapped with ``@tool``).
         name: the server name shown to clients.
-        context: called for each call of a tool that takes a ``RunContext``; its result
-            becomes ``RunContext.deps`` (return a ``RunContext`` to pass one as it is).
+        context: called for each call of a tool that takes a ``RunContext`` (it may be
+            async); its result becomes ``RunContext.deps`` (return a ``RunContext`` to pass
+            one as it is).
         allow_approval: run ``requires_approval`` tools anyway (the operator approves
             every call in advance); by default they are listed but refused.
     """
@@ -135,6 +136,8 @@ async def _call(
         run_context = None
         if item.context_param is not None:
             deps = context() if context is not None else None
+            if inspect.isawaitable(deps):
+                deps = await deps
             run_context = deps if isinstance(deps, RunContext) else RunContext(deps=deps)
         with anyio.fail_after(item.timeout) if item.timeout is not None else _no_limit():
             if item.is_async:
