@@ -11,7 +11,7 @@ raises :class:`~agentkit.mcp.MCPToolError`, which the run feeds back as a tool f
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import pydantic_core
@@ -124,7 +124,7 @@ class MCPTool(Tool[..., Awaitable[str]]):
             raise ToolArgumentsError(message, tool_name=self.name, errors=problems)
         return data
 
-    def call(self, kwargs: dict[str, Any], context: Any = None) -> Awaitable[str]:
+    def call(self, kwargs: dict[str, Any], context: Any = None) -> Coroutine[Any, Any, str]:
         """Call the tool on its server with validated ``kwargs``; an awaitable of the text."""
         return self._invoke(**kwargs)
 
