@@ -414,3 +414,15 @@ def test_a_server_killed_between_runs_starts_afresh_with_its_restart_unused(
         second, crash, third = tool_messages(agent.run("go").messages)
     assert len({first, second, third}) == 3 and second.isdigit() and third.isdigit()
     assert "MCPServerExited" in crash
+
+
+def test_lines_that_are_not_json_rpc_cost_a_log_line_not_the_call(
+    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.queue(Reply.tool_calls(("fake_noise", {})), Reply.text("ok"))
+    with agent_for(server, [fake()]) as agent:
+        result = agent.run("go")
+    assert tool_messages(result.messages) == ["after the noise"]
+    junk = [r for r in caplog.records if r.name == "mcp.client.stdio"]
+    assert junk and all(r.exc_info is None for r in junk)  # one line each, no traceback
+    assert "Failed to parse JSONRPC message from server: ValidationError" in caplog.text

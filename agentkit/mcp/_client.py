@@ -63,6 +63,26 @@ def _require_sdk() -> None:
         import mcp  # noqa: F401
     except ImportError:
         raise missing_sdk() from None
+    _quiet_sdk_tracebacks()
+
+
+class _OneLine(logging.Filter):
+    """Turns a log record's traceback into one line: a server that writes junk to stdout
+    should cost a log line, not a traceback on the user's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {_describe(record.exc_info[1])}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_sdk_tracebacks() -> None:
+    stdio = logging.getLogger("mcp.client.stdio")
+    if not any(isinstance(f, _OneLine) for f in stdio.filters):
+        stdio.addFilter(_OneLine())
 
 
 class _MCPSource(ToolSource):

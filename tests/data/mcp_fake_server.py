@@ -5,7 +5,8 @@
 - ``ok``: tools ``echo`` (returns its text), ``crash`` (exits mid-call), ``image`` (an image
   and a resource beside text), ``fail`` (an isError result), ``big`` (200,000 characters),
   ``add_tool`` (adds ``extra`` and notifies list_changed), ``garbage`` (a result that is not
-  a CallToolResult), ``slow`` (never answers), ``whoami`` (the process id);
+  a CallToolResult), ``slow`` (never answers), ``whoami`` (the process id), ``noise``
+  (writes lines that are not JSON-RPC before its answer);
 - ``hang``: reads stdin and never answers anything (not even initialize);
 - ``duplicate``: lists ``echo`` twice;
 - ``names``: tool names that are too long or use ``.`` and ``/``, and a 100,000-character
@@ -56,6 +57,7 @@ def tools() -> Any:
         tool("garbage"),
         tool("slow"),
         tool("whoami"),
+        tool("noise"),
     ]
     if EXTRA["added"]:
         listed.append(tool("extra"))
@@ -103,6 +105,10 @@ def call(name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
         return None  # never answered
     if name == "whoami":
         return text(str(os.getpid()))
+    if name == "noise":  # lines that are not JSON-RPC on stdout, then the answer
+        sys.stdout.write('this line is not JSON\n{"jsonrpc": "2.0", "id": "nobody"}\n[1, 2\n')
+        sys.stdout.flush()
+        return text("after the noise")
     return text(f"called {name}")
 
 
