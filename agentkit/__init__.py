@@ -64,7 +64,9 @@ if TYPE_CHECKING:
     from ._pricing import ModelPrice as ModelPrice
     from ._providers import PROVIDERS as PROVIDERS
     from ._providers import Provider as Provider
+    from ._result import PendingCall as PendingCall
     from ._result import RunResult as RunResult
+    from ._session import ResumeError as ResumeError
     from ._sources import ToolSource as ToolSource
     from ._store import SchemaVersionError as SchemaVersionError
     from ._store import SessionBusyError as SessionBusyError

@@ -51,6 +51,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
 
 from ._client import AsyncChatClient, ChatClient
+from ._context import RunContext
 from ._errors import APIError, ConfigurationError, ToolThreadsExhausted
 from ._events import AgentEvent, RunFinished, StreamDelta, ToolCallStarted, ToolResult
 from ._loop import (
@@ -67,8 +68,18 @@ from ._loop import (
 )
 from ._observe import ObserverFactory, RunInfo, RunObserver, observer_for, scoped, scoped_async
 from ._providers import Provider, resolve_api_key, resolve_provider
-from ._result import RunResult
+from ._result import PendingCall, RunResult
+from ._session import (
+    Decision,
+    ResumeError,
+    SessionJournal,
+    Summarizer,
+    fit_budget,
+    settle_open_round,
+    tool_messages,
+)
 from ._sources import ToolSource
+from ._store import Claim, SessionRecord, Store, check_session_id, open_calls
 from ._tool import Tool, tool
 from ._wire import ChatCompletion
 
@@ -79,6 +90,9 @@ OutputT = TypeVar("OutputT")
 Prompt: TypeAlias = str | Sequence[Mapping[str, Any]]
 """A user prompt, or a whole transcript of wire-format messages (e.g. ``RunResult.messages``
 with a new user message appended)."""
+
+Instructions: TypeAlias = "str | Callable[[RunContext[Any]], str] | None"
+"""The system message: a text, or a function of the run's context that returns one."""
 
 Approver: TypeAlias = Callable[[PlannedCall], "bool | Awaitable[bool]"]
 """Decides whether a ``requires_approval`` tool call may run; only ``True`` approves.
@@ -142,6 +156,10 @@ class AgentOptions(TypedDict, total=False):
     name: str | None
     instrument: bool
     observers: Sequence[ObserverFactory]
+    store: Store | None
+    session_wait: float
+    context_budget: int | None
+    summarize: Summarizer | None
 
 
 class Agent(Generic[OutputT]):
@@ -195,6 +213,18 @@ class Agent(Generic[OutputT]):
             ``agentkit.instrument()`` turns tracing on for every agent.
         observers: :data:`~agentkit._observe.ObserverFactory` callables, each asked for
             a :class:`~agentkit._observe.RunObserver` of every run.
+        store: where conversations are kept (``agentkit.sessions.SQLiteStore`` or
+            ``PostgresStore``); runs given ``session=`` load and extend them.
+        session_wait: seconds a run waits for its session while another run holds it,
+            before ``SessionBusyError`` (default 0: at once).
+        context_budget: a token budget for the history sent with a session run (``None``:
+            all of it). Whole turns are left out, oldest first; what is stored is unchanged.
+        summarize: called with the turns left out by ``context_budget``; the text it returns
+            is sent after the instructions as a summary of them.
+
+    ``instructions`` may also be a function of the :class:`~agentkit.RunContext` (its
+    ``deps`` is the run's ``context=``), for instructions per user; they are built at the
+    start of every run, and a session run always sends the current ones.
     """
 
     @overload
@@ -202,7 +232,7 @@ class Agent(Generic[OutputT]):
         self: Agent[str],
         model: str,
         tools: Iterable[Tool[..., Any] | Callable[..., Any] | ToolSource] = (),
-        instructions: str | None = None,
+        instructions: Instructions = None,
         *,
         output_type: None = None,
         **options: Unpack[AgentOptions],
@@ -213,7 +243,7 @@ class Agent(Generic[OutputT]):
         self: Agent[OutputT],
         model: str,
         tools: Iterable[Tool[..., Any] | Callable[..., Any] | ToolSource] = (),
-        instructions: str | None = None,
+        instructions: Instructions = None,
         *,
         output_type: type[OutputT],
         **options: Unpack[AgentOptions],
@@ -223,7 +253,7 @@ class Agent(Generic[OutputT]):
         self,
         model: str,
         tools: Iterable[Tool[..., Any] | Callable[..., Any] | ToolSource] = (),
-        instructions: str | None = None,
+        instructions: Instructions = None,
         *,
         output_type: type[Any] | None = None,
         client: ChatClient | AsyncChatClient | None = None,
@@ -255,6 +285,10 @@ class Agent(Generic[OutputT]):
         name: str | None = None,
         instrument: bool = False,
         observers: Sequence[ObserverFactory] = (),
+        store: Store | None = None,
+        session_wait: float = 0.0,
+        context_budget: int | None = None,
+        summarize: Summarizer | None = None,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'qwen-plus'")
@@ -335,6 +369,14 @@ class Agent(Generic[OutputT]):
         if instrument:
             found_observers.append(_tracing_factory())
         self._observers = tuple(found_observers)
+        if store is not None and not isinstance(store, Store):
+            raise ConfigurationError("store must be a session store, e.g. SQLiteStore('bot.db')")
+        if context_budget is not None and context_budget < 1:
+            raise ConfigurationError("context_budget must be a positive number of tokens")
+        self.store = store
+        self._session_wait = session_wait
+        self._context_budget = context_budget
+        self._summarize = summarize
         self._approve = approve
         self._parallel_limit = parallel_tool_calls_limit
         self._tools_with_stream = chosen.tools_with_stream
@@ -359,30 +401,65 @@ class Agent(Generic[OutputT]):
     # -- public drivers -----------------------------------------------------------------
 
     def run(
-        self, prompt: Prompt, *, context: Any = None, max_turns: int | None = None
+        self,
+        prompt: Prompt,
+        *,
+        context: Any = None,
+        max_turns: int | None = None,
+        session: str | None = None,
     ) -> RunResult[OutputT]:
         """Run to the final answer and return the :class:`~agentkit.RunResult`.
 
         ``prompt`` is a user message, or a transcript to continue (``RunResult.messages``
         plus a new user message). ``context`` is handed to tools as ``RunContext.deps``;
         ``max_turns`` overrides the agent's for this run.
+
+        With ``session`` (the agent needs a ``store``), the stored conversation is loaded,
+        ``prompt`` (a user message, or new messages) is added to it, and what the run adds
+        is stored as it goes. ``SessionBusyError`` if another run holds the session.
+
+        A ``requires_approval`` call with no ``approve=`` callback pauses the run:
+        ``status == "paused"``, ``pending`` lists the calls, and :meth:`resume` goes on.
         """
+        if session is not None:
+            return self._consume(self._session_events(prompt, session, context, max_turns))
         loop = self._new_loop(prompt, context, max_turns, self._source_tools())
-        result: RunResult[Any] | None = None
-        events = self._observed(loop, self._drive(loop, stream=False), streamed=False)
-        try:
-            for event in events:
-                if isinstance(event, RunFinished):
-                    result = event.result
-        except BaseException as exc:  # e.g. Ctrl-C between two events
-            events.close()
-            loop.fail(exc)
-            raise
-        assert result is not None
-        return cast(RunResult[OutputT], result)
+        return self._consume(self._observed(loop, self._drive(loop, stream=False)), loop)
+
+    def resume(
+        self,
+        paused: str | RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        *,
+        context: Any = None,
+        max_turns: int | None = None,
+    ) -> RunResult[OutputT]:
+        """Go on with a paused run, given a person's decisions, and return the result.
+
+        ``paused`` is a session id (with a ``store``) or the paused ``RunResult`` itself.
+        ``decisions`` maps each pending call's id (or the ``PendingCall``, which also binds
+        the decision to the arguments shown) to ``True`` (run it), ``False`` (refuse) or a
+        refusal reason for the model. Decisions that do not match the pending calls raise
+        ``ResumeError`` and change nothing. On a session whose last run crashed mid-round,
+        ``resume(session, {})`` settles that round: recorded results are used, calls that
+        never started run, and a side-effect call that started and never finished is in
+        doubt (``RunResult.in_doubt``; the model is told) unless its tool is idempotent.
+        """
+        if isinstance(paused, RunResult):
+            loop, calls = self._resumed_loop(paused, decisions, context, max_turns)
+            events = self._observed(loop, self._drive(loop, stream=False, first=calls))
+            return self._consume(events, loop)
+        return self._consume(
+            self._session_events(None, paused, context, max_turns, decisions=decisions)
+        )
 
     def stream(
-        self, prompt: Prompt, *, context: Any = None, max_turns: int | None = None
+        self,
+        prompt: Prompt,
+        *,
+        context: Any = None,
+        max_turns: int | None = None,
+        session: str | None = None,
     ) -> Generator[AgentEvent, None, None]:
         """Run with a streamed model call per round, yielding events as they happen.
 
@@ -390,34 +467,59 @@ class Agent(Generic[OutputT]):
         ``ModelRoundFinished``, ``ToolCallStarted`` and ``ToolResult``; the last event is
         ``RunFinished`` with the result. Rounds the provider refuses to stream with tools
         are sent unstreamed and their text arrives as one delta. Stopping the iteration
-        early (``break``, ``close()``) closes the response stream.
+        early (``break``, ``close()``) closes the response stream. ``session`` as in
+        :meth:`run` (the session is claimed when the iteration starts).
         """
+        if session is not None:
+            return self._session_events(prompt, session, context, max_turns, stream=True)
         loop = self._new_loop(prompt, context, max_turns, self._source_tools())
         return self._observed(loop, self._drive(loop, stream=True), streamed=True)
 
     async def run_async(
-        self, prompt: Prompt, *, context: Any = None, max_turns: int | None = None
+        self,
+        prompt: Prompt,
+        *,
+        context: Any = None,
+        max_turns: int | None = None,
+        session: str | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`run`: async tools run as tasks, sync tools in threads."""
+        if session is not None:
+            events = self._session_events_async(prompt, session, context, max_turns)
+            return await self._consume_async(events)
         loop = self._new_loop(prompt, context, max_turns, await self._source_tools_async())
-        result: RunResult[Any] | None = None
-        driven = self._observed_async(loop, self._drive_async(loop, stream=False), streamed=False)
-        try:
-            async with contextlib.aclosing(driven) as events:
-                async for event in events:
-                    if isinstance(event, RunFinished):
-                        result = event.result
-        except BaseException as exc:
-            loop.fail(exc)
-            raise
-        assert result is not None
-        return cast(RunResult[OutputT], result)
+        driven = self._observed_async(loop, self._drive_async(loop, stream=False))
+        return await self._consume_async(driven, loop)
+
+    async def resume_async(
+        self,
+        paused: str | RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        *,
+        context: Any = None,
+        max_turns: int | None = None,
+    ) -> RunResult[OutputT]:
+        """The asynchronous :meth:`resume`."""
+        if isinstance(paused, RunResult):
+            await self._source_tools_async()
+            loop, calls = self._resumed_loop(paused, decisions, context, max_turns)
+            driven = self._observed_async(loop, self._drive_async(loop, stream=False, first=calls))
+            return await self._consume_async(driven, loop)
+        events = self._session_events_async(None, paused, context, max_turns, decisions=decisions)
+        return await self._consume_async(events)
 
     def stream_async(
-        self, prompt: Prompt, *, context: Any = None, max_turns: int | None = None
+        self,
+        prompt: Prompt,
+        *,
+        context: Any = None,
+        max_turns: int | None = None,
+        session: str | None = None,
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`stream`. To stop early, close it:
         ``async with contextlib.aclosing(agent.stream_async(...)) as events: ...``."""
+        if session is not None:
+            return self._session_events_async(prompt, session, context, max_turns, stream=True)
         if self._sources:
             return self._stream_with_sources(prompt, context, max_turns)
         loop = self._new_loop(prompt, context, max_turns)
@@ -431,6 +533,143 @@ class Agent(Generic[OutputT]):
         async with contextlib.aclosing(driven) as events:
             async for event in events:
                 yield event
+
+    def _consume(
+        self, events: Generator[AgentEvent, None, None], loop: RunLoop | None = None
+    ) -> RunResult[OutputT]:
+        result: RunResult[Any] | None = None
+        try:
+            for event in events:
+                if isinstance(event, RunFinished):
+                    result = event.result
+        except BaseException as exc:  # e.g. Ctrl-C between two events
+            events.close()
+            if loop is not None:
+                loop.fail(exc)
+            raise
+        assert result is not None
+        return cast(RunResult[OutputT], result)
+
+    async def _consume_async(
+        self, events: AsyncGenerator[AgentEvent, None], loop: RunLoop | None = None
+    ) -> RunResult[OutputT]:
+        result: RunResult[Any] | None = None
+        try:
+            async with contextlib.aclosing(events) as running:
+                async for event in running:
+                    if isinstance(event, RunFinished):
+                        result = event.result
+        except BaseException as exc:
+            if loop is not None:
+                loop.fail(exc)
+            raise
+        assert result is not None
+        return cast(RunResult[OutputT], result)
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def _session_store(self, session: str) -> Store:
+        check_session_id(session)
+        if self.store is None:
+            raise ConfigurationError(
+                "session= needs a store: Agent(..., store=SQLiteStore('bot.db'))"
+            )
+        return self.store
+
+    def _session_events(
+        self,
+        prompt: Prompt | None,
+        session: str,
+        context: Any,
+        max_turns: int | None,
+        *,
+        stream: bool = False,
+        decisions: Mapping[Any, Decision] | None = None,
+    ) -> Generator[AgentEvent, None, None]:
+        store = self._session_store(session)
+        found = self._source_tools()
+        claim = store.claim(session, wait=self._session_wait)
+        try:
+            record = store.load(claim)
+            plan = _SessionPlan(self, record, prompt, context, max_turns, decisions, found)
+            if plan.closing:
+                store.append(claim, plan.closing, close_round=True)
+            plan.attach(store, claim)
+            events = self._observed(
+                plan.loop, self._drive(plan.loop, stream=stream, first=plan.calls), streamed=stream
+            )
+            with contextlib.closing(events):
+                for event in events:
+                    yield plan.finished(event)
+        finally:
+            store.release(claim)
+
+    async def _session_events_async(
+        self,
+        prompt: Prompt | None,
+        session: str,
+        context: Any,
+        max_turns: int | None,
+        *,
+        stream: bool = False,
+        decisions: Mapping[Any, Decision] | None = None,
+    ) -> AsyncGenerator[AgentEvent, None]:
+        store = self._session_store(session)
+        found = await self._source_tools_async()
+        claim = await store.claim_async(session, wait=self._session_wait)
+        try:
+            record = await store.load_async(claim)
+            plan = _SessionPlan(self, record, prompt, context, max_turns, decisions, found)
+            if plan.closing:
+                await store.append_async(claim, plan.closing, close_round=True)
+            plan.attach(store, claim)
+            events = self._observed_async(
+                plan.loop,
+                self._drive_async(plan.loop, stream=stream, first=plan.calls),
+                streamed=stream,
+            )
+            async with contextlib.aclosing(events) as running:
+                async for event in running:
+                    yield plan.finished(event)
+        finally:
+            await store.release_async(claim)
+
+    def _resumed_loop(
+        self,
+        paused: RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        context: Any,
+        max_turns: int | None,
+    ) -> tuple[RunLoop, list[PlannedCall]]:
+        """A loop that goes on from a paused ``RunResult`` (no store)."""
+        if paused.status != "paused" or paused.resume_state is None:
+            raise ResumeError("this result is not paused: there is nothing to resume")
+        history = [m for m in paused.messages if m.get("role") != "system"]
+        if not open_calls(history):
+            raise ResumeError("this result's transcript has no open round to resume")
+        settings = self._settings_with(self._source_tools()) if self._sources else self._settings
+        round_ = settle_open_round(
+            None, history, paused.resume_state, (), settings.tools, decisions
+        )
+        loop = RunLoop(
+            settings,
+            [*self._system_messages(context, None), *history],
+            deps=context,
+            max_turns=max_turns,
+            tools_with_stream=self._tools_with_stream,
+        )
+        return loop, loop.resume_round(round_.plan)
+
+    def _system_messages(self, context: Any, summary: str | None) -> list[dict[str, Any]]:
+        instructions = self.instructions
+        if callable(instructions):
+            instructions = instructions(RunContext(deps=context))
+            if not isinstance(instructions, str):
+                raise ConfigurationError("an instructions function must return a str")
+        if summary:
+            summary = f"Summary of the earlier conversation:\n{summary}"
+            instructions = f"{instructions}\n\n{summary}" if instructions else summary
+        return [] if instructions is None else [{"role": "system", "content": instructions}]
 
     # -- resources ----------------------------------------------------------------------
 
@@ -504,7 +743,7 @@ class Agent(Generic[OutputT]):
     ) -> RunLoop:
         return RunLoop(
             self._settings_with(found) if found else self._settings,
-            self._messages_for(prompt),
+            self._messages_for(prompt, context),
             deps=context,
             max_turns=max_turns,
             tools_with_stream=self._tools_with_stream,
@@ -537,12 +776,15 @@ class Agent(Generic[OutputT]):
         self._sourced = (found, settings)
         return settings
 
-    def _messages_for(self, prompt: Prompt) -> list[dict[str, Any]]:
+    def _messages_for(self, prompt: Prompt, context: Any = None) -> list[dict[str, Any]]:
+        instructions = self.instructions
+        if callable(instructions):
+            instructions = self._system_messages(context, None)[0]["content"]
         if isinstance(prompt, str):
             user = {"role": "user", "content": clean_text(prompt)}
-            if self.instructions is None:
+            if instructions is None:
                 return [user]
-            return [{"role": "system", "content": self.instructions}, user]
+            return [{"role": "system", "content": instructions}, user]
         messages: list[dict[str, Any]] = []
         for message in prompt:
             if not isinstance(message, Mapping) or "role" not in message:
@@ -553,8 +795,8 @@ class Agent(Generic[OutputT]):
             messages.append(clean_data(message if isinstance(message, dict) else dict(message)))
         if not messages:
             raise ConfigurationError("the transcript is empty: nothing to send")
-        if self.instructions is not None and messages[0].get("role") != "system":
-            messages.insert(0, {"role": "system", "content": self.instructions})
+        if instructions is not None and messages[0].get("role") != "system":
+            messages.insert(0, {"role": "system", "content": instructions})
         return messages
 
     def _client(self) -> ChatClient:
@@ -629,10 +871,11 @@ class Agent(Generic[OutputT]):
             params={k: v for k, v in request.items() if k not in ("tools", "model")},
             tools=[t.get("function", {}).get("name", "") for t in tools],
             streamed=streamed,
+            conversation_id=loop.session,
         )
 
     def _observed(
-        self, loop: RunLoop, events: Generator[AgentEvent, None, None], *, streamed: bool
+        self, loop: RunLoop, events: Generator[AgentEvent, None, None], *, streamed: bool = False
     ) -> Generator[AgentEvent, None, None]:
         observer = observer_for(self._observers, lambda: self._run_info(loop, streamed))
         if observer is None:
@@ -641,7 +884,11 @@ class Agent(Generic[OutputT]):
         return scoped(events, observer)
 
     def _observed_async(
-        self, loop: RunLoop, events: AsyncGenerator[AgentEvent, None], *, streamed: bool
+        self,
+        loop: RunLoop,
+        events: AsyncGenerator[AgentEvent, None],
+        *,
+        streamed: bool = False,
     ) -> AsyncGenerator[AgentEvent, None]:
         observer = observer_for(self._observers, lambda: self._run_info(loop, streamed))
         if observer is None:
@@ -651,14 +898,37 @@ class Agent(Generic[OutputT]):
 
     # -- the sync driver ----------------------------------------------------------------
 
-    def _drive(self, loop: RunLoop, *, stream: bool) -> Generator[AgentEvent, None, None]:
+    def _drive(
+        self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
+    ) -> Generator[AgentEvent, None, None]:
         client = self._client()
         hooks = self._hooks
         observer = loop.observer
+        journal: SessionJournal | None = loop.journal
         streamed_always = self._settings.stream_required
         outcomes: list[ToolOutcome] = []
+        calls = first  # a resumed round runs before any model call
         try:
             while True:
+                if calls is not None:
+                    outcomes = []
+                    paused: list[PlannedCall] = []
+                    tool_events = self._run_tools(loop, calls, outcomes, paused)
+                    with contextlib.closing(tool_events) as events:
+                        yield from events
+                    calls = None
+                    if paused:
+                        result = loop.pause(outcomes, paused)
+                        if journal is not None:
+                            journal.paused(loop, result.resume_state or {})
+                        if observer is not None:
+                            observer.run_finished(result)
+                        yield RunFinished(result)
+                        return
+                    loop.on_tool_outcomes(outcomes)
+                    outcomes = []
+                    if journal is not None:
+                        journal.step(loop, closed=True)
                 request = loop.next_request()
                 if hooks.before_model_call is not None:
                     _settle_sync(hooks.before_model_call(loop.turns, request))
@@ -682,13 +952,11 @@ class Agent(Generic[OutputT]):
                 if hooks.after_model_call is not None:
                     _settle_sync(hooks.after_model_call(loop.turns, completion))
                 step: Step = loop.on_response(completion)
+                if journal is not None:
+                    journal.step(loop, closed=not isinstance(step, RunTools))
                 yield step.round
                 if isinstance(step, RunTools):
-                    outcomes = []
-                    with contextlib.closing(self._run_tools(loop, step.calls, outcomes)) as events:
-                        yield from events
-                    loop.on_tool_outcomes(outcomes)
-                    outcomes = []
+                    calls = step.calls
                 else:
                     self._remember(loop)
                     if observer is not None:
@@ -697,12 +965,17 @@ class Agent(Generic[OutputT]):
                     return
         except GeneratorExit as exc:
             loop.interrupt(outcomes)
+            if journal is not None:
+                journal.failed(loop)
             if observer is not None:
                 observer.run_failed(exc)
             raise
         except BaseException as exc:
             self._remember(loop)
             loop.fail(exc, outcomes)
+            if journal is not None:
+                with contextlib.suppress(Exception):  # the run's own error is what counts
+                    journal.failed(loop)
             if observer is not None:
                 observer.run_failed(exc)
             raise
@@ -732,7 +1005,11 @@ class Agent(Generic[OutputT]):
         yield completion
 
     def _run_tools(
-        self, loop: RunLoop, calls: list[PlannedCall], outcomes: list[ToolOutcome]
+        self,
+        loop: RunLoop,
+        calls: list[PlannedCall],
+        outcomes: list[ToolOutcome],
+        paused: list[PlannedCall],
     ) -> Generator[AgentEvent, None, None]:
         hooks = self._hooks
         observer = loop.observer
@@ -740,6 +1017,9 @@ class Agent(Generic[OutputT]):
         for call in calls:
             if not call.runs:
                 outcome = ToolOutcome.not_run(call)
+            elif call.needs_approval and self._approve is None:
+                paused.append(call)  # a person decides later: Agent.resume
+                continue
             elif call.needs_approval and not self._approved_sync(call, observer):
                 outcome = ToolOutcome.refused(call, approver_configured=self._approve is not None)
             else:
@@ -752,6 +1032,8 @@ class Agent(Generic[OutputT]):
         for call in runnable:
             if hooks.before_tool_call is not None:
                 _settle_sync(hooks.before_tool_call(call))
+            if loop.journal is not None:
+                loop.journal.before_call(call)  # committed before the call can start
             if observer is not None:
                 observer.tool_call_started(call)
             yield ToolCallStarted(call.call_id, call.name, call.arguments)
@@ -792,6 +1074,8 @@ class Agent(Generic[OutputT]):
     ) -> ToolResult:
         outcomes.append(outcome)
         result = _settled(loop, outcome)
+        if loop.journal is not None:
+            loop.journal.after_call(outcome.call, result.output)
         if self._hooks.after_tool_call is not None:
             _settle_sync(self._hooks.after_tool_call(outcome.call, result))
         return result
@@ -807,15 +1091,37 @@ class Agent(Generic[OutputT]):
     # -- the async driver ---------------------------------------------------------------
 
     async def _drive_async(
-        self, loop: RunLoop, *, stream: bool
+        self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
     ) -> AsyncGenerator[AgentEvent, None]:
         client = await self._client_async()
         hooks = self._hooks
         observer = loop.observer
+        journal: SessionJournal | None = loop.journal
         streamed_always = self._settings.stream_required
         outcomes: list[ToolOutcome] = []
+        calls = first  # a resumed round runs before any model call
         try:
             while True:
+                if calls is not None:
+                    outcomes = []
+                    paused: list[PlannedCall] = []
+                    tool_events = self._run_tools_async(loop, calls, outcomes, paused)
+                    async with contextlib.aclosing(tool_events) as events:
+                        async for event in events:
+                            yield event
+                    calls = None
+                    if paused:
+                        result = loop.pause(outcomes, paused)
+                        if journal is not None:
+                            await journal.paused_async(loop, result.resume_state or {})
+                        if observer is not None:
+                            observer.run_finished(result)
+                        yield RunFinished(result)
+                        return
+                    loop.on_tool_outcomes(outcomes)
+                    outcomes = []
+                    if journal is not None:
+                        await journal.step_async(loop, closed=True)
                 request = loop.next_request()
                 if hooks.before_model_call is not None:
                     await _settle(hooks.before_model_call(loop.turns, request))
@@ -841,15 +1147,11 @@ class Agent(Generic[OutputT]):
                 if hooks.after_model_call is not None:
                     await _settle(hooks.after_model_call(loop.turns, completion))
                 step: Step = loop.on_response(completion)
+                if journal is not None:
+                    await journal.step_async(loop, closed=not isinstance(step, RunTools))
                 yield step.round
                 if isinstance(step, RunTools):
-                    outcomes = []
-                    tool_events = self._run_tools_async(loop, step.calls, outcomes)
-                    async with contextlib.aclosing(tool_events) as events:
-                        async for event in events:
-                            yield event
-                    loop.on_tool_outcomes(outcomes)
-                    outcomes = []
+                    calls = step.calls
                 else:
                     self._remember(loop)
                     if observer is not None:
@@ -858,12 +1160,17 @@ class Agent(Generic[OutputT]):
                     return
         except GeneratorExit as exc:
             loop.interrupt(outcomes)
+            if journal is not None:
+                journal.failed(loop)  # an async generator may not await once closed
             if observer is not None:
                 observer.run_failed(exc)
             raise
         except BaseException as exc:
             self._remember(loop)
             loop.fail(exc, outcomes)
+            if journal is not None:
+                with contextlib.suppress(Exception):
+                    await journal.failed_async(loop)
             if observer is not None:
                 observer.run_failed(exc)
             raise
@@ -892,7 +1199,11 @@ class Agent(Generic[OutputT]):
         yield completion
 
     async def _run_tools_async(
-        self, loop: RunLoop, calls: list[PlannedCall], outcomes: list[ToolOutcome]
+        self,
+        loop: RunLoop,
+        calls: list[PlannedCall],
+        outcomes: list[ToolOutcome],
+        paused: list[PlannedCall],
     ) -> AsyncGenerator[AgentEvent, None]:
         hooks = self._hooks
         observer = loop.observer
@@ -900,6 +1211,9 @@ class Agent(Generic[OutputT]):
         for call in calls:
             if not call.runs:
                 outcome = ToolOutcome.not_run(call)
+            elif call.needs_approval and self._approve is None:
+                paused.append(call)  # a person decides later: Agent.resume
+                continue
             elif call.needs_approval and not await self._approved(call, observer):
                 outcome = ToolOutcome.refused(call, approver_configured=self._approve is not None)
             else:
@@ -912,6 +1226,8 @@ class Agent(Generic[OutputT]):
         for call in runnable:
             if hooks.before_tool_call is not None:
                 await _settle(hooks.before_tool_call(call))
+            if loop.journal is not None:
+                await loop.journal.before_call_async(call)
             if observer is not None:
                 observer.tool_call_started(call)
             yield ToolCallStarted(call.call_id, call.name, call.arguments)
@@ -937,6 +1253,8 @@ class Agent(Generic[OutputT]):
     ) -> ToolResult:
         outcomes.append(outcome)
         result = _settled(loop, outcome)
+        if loop.journal is not None:
+            await loop.journal.after_call_async(outcome.call, result.output)
         if self._hooks.after_tool_call is not None:
             await _settle(self._hooks.after_tool_call(outcome.call, result))
         return result
@@ -994,6 +1312,90 @@ class Agent(Generic[OutputT]):
         if observer is not None:
             observer.approval(call, granted)
         return granted
+
+
+class _SessionPlan:
+    """One run on a session, planned from what is stored: the loop to drive, the tool
+    messages that close a round a crash or a pause left open (for a new prompt), and the
+    reopened round to run first (for ``resume``)."""
+
+    def __init__(
+        self,
+        agent: Agent[Any],
+        record: SessionRecord,
+        prompt: Prompt | None,
+        context: Any,
+        max_turns: int | None,
+        decisions: Mapping[Any, Decision] | None,
+        found: list[Sequence[Tool[..., Any]]],
+    ) -> None:
+        settings = agent._settings_with(found) if found else agent._settings
+        self.session = record.session_id
+        history = list(record.messages)
+        self.closing: list[dict[str, Any]] = []
+        self.calls: list[PlannedCall] | None = None
+        self._plan: dict[str, str | None] | None = None
+        self.in_doubt: tuple[PendingCall, ...] = ()
+        if decisions is not None or open_calls(history):
+            round_ = settle_open_round(
+                self.session, history, record.pending, record.calls, settings.tools, decisions
+            )
+            self.in_doubt = tuple(round_.in_doubt)
+            if decisions is None:  # a new prompt: close the round, running nothing
+                self.closing = tool_messages(open_calls(history), round_.plan)
+                history += self.closing
+            else:
+                self._plan = round_.plan
+        new = _new_messages(prompt)
+        system = agent._system_messages(context, None)
+        kept, summary = fit_budget(
+            history, agent._context_budget, fixed=[*system, *new], summarize=agent._summarize
+        )
+        if summary:
+            system = agent._system_messages(context, summary)
+        self._start = len(system) + len(kept)
+        self.loop = RunLoop(
+            settings,
+            [*system, *kept, *new],
+            deps=context,
+            max_turns=max_turns,
+            tools_with_stream=agent._tools_with_stream,
+        )
+        self.loop.session = self.session
+
+    def attach(self, store: Store, claim: Claim) -> None:
+        """Connect the loop to the store (after the closing messages were stored)."""
+        journal = SessionJournal(store, claim, self.loop, self._start)
+        self.loop.journal = journal
+        self.loop.call_key = journal.key
+        if self._plan is not None:
+            journal.reopen(self.loop)
+            self.calls = self.loop.resume_round(self._plan)
+
+    def finished(self, event: AgentEvent) -> AgentEvent:
+        """``event``, with the session and the calls in doubt on the final result."""
+        if isinstance(event, RunFinished):
+            event.result.session = self.session
+            event.result.in_doubt = self.in_doubt
+        return event
+
+
+def _new_messages(prompt: Prompt | None) -> list[dict[str, Any]]:
+    if prompt is None:
+        return []
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": clean_text(prompt)}]
+    messages = []
+    for message in prompt:
+        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
+            raise ConfigurationError(
+                "on a session, prompt is a user message (str) or new user/assistant message "
+                "dicts; the stored conversation and the instructions are added by the agent"
+            )
+        messages.append(clean_data(dict(message)))
+    if not messages:
+        raise ConfigurationError("the prompt is empty: nothing to send")
+    return messages
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -36,9 +36,18 @@ class RunContext(Generic[DepsT]):
             it (the loop owns it).
         turn: how many model calls the run has made so far (1 during the first round's
             tool calls).
+        call_id: the id of the tool call being run (empty outside a tool call).
+        idempotency_key: a key naming this one call for good: the same when the call is run
+            again after a crash, different for every other call. Pass it to a payment or
+            messaging API so that a repeat is not done twice. On a session it is
+            ``"<session>/<message number>/<call id>"``; without one, the call id.
+        session: the session id of the run, or ``None``.
     """
 
     deps: DepsT
     usage: Usage = field(default_factory=Usage)
     messages: list[dict[str, Any]] = field(default_factory=list)
     turn: int = 0
+    call_id: str = ""
+    idempotency_key: str = ""
+    session: str | None = None

@@ -24,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._errors import (
@@ -52,7 +52,7 @@ from ._events import (
     ToolCallArgumentsDelta,
     ToolResult,
 )
-from ._result import RunResult
+from ._result import PendingCall, RunResult
 from ._wire import ChatCompletion, ToolCall, Usage, message_to_dict
 
 if TYPE_CHECKING:
@@ -85,7 +85,9 @@ final-answer tool named :data:`FINAL_RESULT_TOOL`."""
 FINAL_RESULT_TOOL = "final_result"
 """Name of the final-answer tool offered when structured output cannot use JSON Schema."""
 
-_CallKind = Literal["run", "unknown_tool", "invalid_arguments", "repeated", "limit", "output"]
+_CallKind = Literal[
+    "run", "unknown_tool", "invalid_arguments", "repeated", "limit", "output", "settled"
+]
 
 # Calls that were not run for these reasons count against the tool's consecutive-failure
 # bound; a repeated call and the per-run cap have bounds of their own.
@@ -272,6 +274,8 @@ class PlannedCall:
         kind: why: ``"run"``, ``"unknown_tool"``, ``"invalid_arguments"``, ``"repeated"``,
             ``"limit"`` or ``"output"``.
         timeout: seconds the call may run, or ``None``.
+        approved: a person already approved this call (a resumed pause): it runs without
+            asking the approver again.
     """
 
     index: int
@@ -285,6 +289,7 @@ class PlannedCall:
     kind: _CallKind = "run"
     timeout: float | None = None
     _key: str = field(default="", repr=False, compare=False)
+    approved: bool = False
 
     @property
     def runs(self) -> bool:
@@ -294,7 +299,29 @@ class PlannedCall:
     @property
     def needs_approval(self) -> bool:
         """Whether the tool is marked ``requires_approval``: ask before running it."""
-        return self.ready is None and self.tool is not None and self.tool.requires_approval
+        return (
+            self.ready is None
+            and not self.approved
+            and self.tool is not None
+            and self.tool.requires_approval
+        )
+
+    @property
+    def side_effects(self) -> bool:
+        """Whether the call is written ahead on a session (its tool has side effects)."""
+        return self.ready is None and self.tool is not None and self.tool.side_effects
+
+    def pending(self) -> PendingCall:
+        """The call as a :class:`~agentkit.PendingCall` (what a person reviews)."""
+        from ._store import argument_digest
+
+        return PendingCall(
+            self.call_id,
+            self.name,
+            self.arguments,
+            dict(self.kwargs or {}),
+            argument_digest(self.name, self.arguments),
+        )
 
     @property
     def is_async(self) -> bool:
@@ -413,9 +440,12 @@ class RunLoop:
         "_state",
         "_streaks",
         "_usage",
+        "call_key",
         "deps",
+        "journal",
         "messages",
         "observer",
+        "session",
         "settings",
         "tools_with_stream",
         "turns",
@@ -450,6 +480,11 @@ class RunLoop:
         # tool name -> {its arguments as the model wrote them: rounds in a row the call ran
         # (or was told it repeats)}; only the previous round's calls are kept
         self._streaks: dict[str, dict[str, int]] = {}
+        # Set by a session run: the idempotency key of a call, from the index of its
+        # assistant message in ``messages`` and its id; and the object told of each step.
+        self.call_key: Callable[[int, str], str] | None = None
+        self.journal: Any = None
+        self.session: str | None = None
 
     # -- reading the run ----------------------------------------------------------------
 
@@ -636,6 +671,73 @@ class RunLoop:
                 error.messages = messages  # type: ignore[attr-defined]
         return error
 
+    def pause(
+        self, outcomes: Iterable[ToolOutcome], waiting: Sequence[PlannedCall]
+    ) -> RunResult[Any]:
+        """End the run as paused: ``waiting`` calls need a person's decision.
+
+        The other calls of the round have run; their tool messages are held back (in
+        ``resume_state``) so that the round's messages stay in call order when it resumes.
+        The transcript ends with the assistant message that made the calls.
+        """
+        self._expect("outcomes")
+        by_index = {outcome.call.index: outcome for outcome in outcomes}
+        waiting_ids = {call.call_id for call in waiting}
+        settled: dict[str, str] = {}
+        for call in self._pending:
+            if call.call_id in waiting_ids:
+                continue
+            outcome = by_index.get(call.index) or ToolOutcome.cancelled(call)
+            settled[call.call_id] = self.settle(outcome).output
+        self._pending = []
+        self._state = "done"
+        pending = tuple(call.pending() for call in waiting)
+        return RunResult(
+            output=None,
+            messages=self.messages,
+            usage=self.usage,
+            turns=self.turns,
+            status="paused",
+            pending=pending,
+            session=self.session,
+            resume_state={"calls": [c.to_dict() for c in pending], "settled": settled},
+        )
+
+    def resume_round(self, plan: Mapping[str, str | None]) -> list[PlannedCall]:
+        """Reopen the last round of the transcript (an assistant message whose calls have
+        no tool messages yet) and plan it again: ``plan`` maps each open call's id to
+        ``None`` (run it: approved, or safe to run again) or to the text its tool message
+        gets (a result recorded before, a refusal, an outcome that is unknown).
+
+        The driver runs the returned calls and hands their outcomes to
+        ``on_tool_outcomes`` as for any round.
+        """
+        self._expect("request")
+        assistant = self.messages[-1]
+        calls: list[PlannedCall] = []
+        context: list[RunContext[Any]] = []
+        for index, wire in enumerate(assistant.get("tool_calls") or []):
+            call_id, function = wire["id"], wire["function"]
+            text = plan.get(call_id)
+            if call_id in plan and text is None:
+                tool_call = ToolCall.model_validate(wire)
+                call = self._plan_call(index, call_id, tool_call, context)
+                calls.append(replace(call, approved=True))
+            else:
+                calls.append(
+                    PlannedCall(
+                        index,
+                        call_id,
+                        function["name"],
+                        function.get("arguments") or "",
+                        ready=text if text is not None else "not run: the run stopped",
+                        kind="settled",
+                    )
+                )
+        self._pending = calls
+        self._state = "outcomes"
+        return calls
+
     # -- internals ------------------------------------------------------------------------
 
     def _expect(self, state: _State) -> None:
@@ -743,7 +845,10 @@ class RunLoop:
         if tool_.context_param is not None:
             if not context:
                 context.append(self._context())
-            run_context = context[0]
+            key = call_id
+            if self.call_key is not None:
+                key = self.call_key(len(self.messages) - 1, call_id)
+            run_context = replace(context[0], call_id=call_id, idempotency_key=key)
         timeout = tool_.timeout if tool_.timeout is not None else settings.tool_timeout
         return PlannedCall(
             index, call_id, name, arguments, tool_, kwargs, run_context, timeout=timeout, _key=key
@@ -848,7 +953,13 @@ class RunLoop:
     def _context(self) -> RunContext[Any]:
         from ._context import RunContext
 
-        return RunContext(deps=self.deps, usage=self.usage, messages=self.messages, turn=self.turns)
+        return RunContext(
+            deps=self.deps,
+            usage=self.usage,
+            messages=self.messages,
+            turn=self.turns,
+            session=self.session,
+        )
 
     def _track(self, settled: list[ToolOutcome]) -> None:
         """Update the repeat streaks and the failure counts after a round."""

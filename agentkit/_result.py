@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
 
 from ._wire import Usage
 
-__all__ = ["RunResult"]
+__all__ = ["PendingCall", "RunResult"]
 
 OutputT = TypeVar("OutputT")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCall:
+    """A tool call a paused run is waiting on (or, in ``RunResult.in_doubt``, one whose
+    outcome is unknown).
+
+    Attributes:
+        id: the call's id; the key of its decision in ``Agent.resume``.
+        name: the tool's name.
+        arguments: the arguments exactly as the model wrote them (JSON text): what a person
+            reviews.
+        kwargs: the validated keyword arguments (empty when they could not be validated).
+        digest: binds a decision to these exact arguments: a resume checks it against the
+            stored call (pass the ``PendingCall`` itself as the decision's key to require it).
+    """
+
+    id: str
+    name: str
+    arguments: str
+    kwargs: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    digest: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The call as JSON-ready data (``kwargs`` left out: they may not be JSON)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "arguments": self.arguments,
+            "digest": self.digest,
+        }
 
 
 @dataclass(slots=True)
@@ -26,6 +57,15 @@ class RunResult(Generic[OutputT]):
         turns: how many model calls the run made.
         truncated: ``True`` only when the agent accepts truncated answers
             (``on_truncated="return"``) and the last answer stopped at ``max_tokens``.
+        status: ``"done"``, or ``"paused"``: a ``requires_approval`` call is waiting for a
+            decision (there was no ``approve=`` callback). Nothing of it has run; ``output``
+            is ``None``; ``Agent.resume`` goes on.
+        pending: when paused, the calls waiting for a decision.
+        in_doubt: side-effect calls that a crashed run started and never finished: whether
+            they took effect is unknown (the model was told so). Check them by hand.
+        session: the session id, for a run on a session.
+        resume_state: what ``Agent.resume`` needs to go on from a pause without a store
+            (JSON-ready); ``None`` when done.
     """
 
     output: OutputT
@@ -33,6 +73,11 @@ class RunResult(Generic[OutputT]):
     usage: Usage
     turns: int
     truncated: bool = False
+    status: Literal["done", "paused"] = "done"
+    pending: tuple[PendingCall, ...] = ()
+    in_doubt: tuple[PendingCall, ...] = ()
+    session: str | None = None
+    resume_state: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data (``output`` dumped when it is a pydantic model)."""
@@ -46,4 +91,7 @@ class RunResult(Generic[OutputT]):
             "usage": self.usage.to_dict(),
             "turns": self.turns,
             "truncated": self.truncated,
+            "status": self.status,
+            "pending": [call.to_dict() for call in self.pending],
+            "in_doubt": [call.to_dict() for call in self.in_doubt],
         }

@@ -72,7 +72,14 @@ class Tool(Generic[P, R]):
             check of the validator that JSON Schema can say (calendar-exact date patterns,
             for one). Never sent; for checking arguments with a JSON Schema validator.
         strict: whether ``parameters`` is in OpenAI's strict structured-outputs subset.
-        requires_approval: the agent asks the approval callback before each call.
+        requires_approval: the agent asks the approval callback before each call (without
+            one, the run pauses for a decision).
+        side_effects: the call changes the world (pays, sends, writes). On a session it is
+            written ahead before it runs and its result recorded when it ends, so a crash
+            between the two is reported, never silently repeated. ``requires_approval``
+            implies it.
+        idempotent: running the call twice with the same ``RunContext.idempotency_key`` does
+            no more than running it once, so after a crash it is simply run again.
         timeout: seconds a call may take before the agent gives up on it, or ``None``.
         is_async: the function is a coroutine function.
         context_param: the name of the ``RunContext`` parameter, or ``None``.
@@ -87,6 +94,8 @@ class Tool(Generic[P, R]):
     validation_parameters: dict[str, Any]
     strict: bool
     requires_approval: bool
+    side_effects: bool
+    idempotent: bool
     timeout: float | None
     is_async: bool
     context_param: str | None
@@ -102,6 +111,8 @@ class Tool(Generic[P, R]):
         strict: bool = False,
         requires_approval: bool = False,
         timeout: float | None = None,
+        side_effects: bool = False,
+        idempotent: bool = False,
     ) -> None:
         if not callable(function):
             raise ToolDefinitionError(f"@tool needs a function, got {function!r}")
@@ -128,6 +139,8 @@ class Tool(Generic[P, R]):
         self.validation_parameters = schema.validation_parameters
         self.strict = strict
         self.requires_approval = requires_approval
+        self.side_effects = side_effects or requires_approval
+        self.idempotent = idempotent
         self.timeout = float(timeout) if timeout is not None else None
         self.context_param = schema.context_param
         self.function = function
@@ -274,6 +287,8 @@ def tool(
     strict: bool = False,
     requires_approval: bool = False,
     timeout: float | None = None,
+    side_effects: bool = False,
+    idempotent: bool = False,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
@@ -286,6 +301,8 @@ def tool(
     strict: bool = False,
     requires_approval: bool = False,
     timeout: float | None = None,
+    side_effects: bool = False,
+    idempotent: bool = False,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Turn a function into a :class:`Tool`; bare (``@tool``) or with options.
 
@@ -295,8 +312,14 @@ def tool(
             digits, ``_`` or ``-``.
         description: overrides the docstring's summary and long description.
         strict: emit OpenAI's strict structured-outputs schema and send ``"strict": true``.
-        requires_approval: the agent asks its approval callback before every call.
+        requires_approval: the agent asks its approval callback before every call; without
+            one, the run pauses (``RunResult.status == "paused"``) until ``Agent.resume``.
         timeout: seconds a call may run before the agent reports a timeout to the model.
+        side_effects: the call changes the world: on a session it is written ahead before
+            it runs and its result recorded after, so a crash in between is reported as "in
+            doubt", never repeated silently (``requires_approval`` implies it).
+        idempotent: a repeat with the same ``RunContext.idempotency_key`` is harmless, so a
+            call left in doubt by a crash is simply run again.
 
     Raises :class:`~agentkit._errors.ToolDefinitionError` at decoration time for a bad name,
     ``*args``/``**kwargs``, or a parameter type that has no JSON Schema.
@@ -307,6 +330,8 @@ def tool(
         "strict": strict,
         "requires_approval": requires_approval,
         "timeout": timeout,
+        "side_effects": side_effects,
+        "idempotent": idempotent,
     }
     if function is not None:
         return Tool(function, **options)

@@ -1,13 +1,16 @@
 """An order-support desk: a bot that reads and changes orders in a real SQLite database.
 
 The tools get the database through the run context (``RunContext``), never from the
-model, and only ever touch the signed-in customer's orders. Refunds move money, so that
-tool is marked ``requires_approval``: a person at the terminal approves each one (when no
-one is there, refunds are refused), and the model is told the outcome.
+model, and only ever touch the signed-in customer's orders. Each customer's conversation
+is a session in a ``SQLiteStore``, so it goes on where it left off, run after run. Refunds
+move money, so that tool is marked ``requires_approval``: the run pauses, nothing is
+refunded, and a person decides, at the terminal or later with ``--approve``/``--deny``
+(another process, another day: the pause is stored), and the model is told the outcome.
 
     export DASHSCOPE_API_KEY=sk-...
     python examples/order_desk.py "Where is my keyboard? Please send it to 1 Main St instead."
-    python examples/order_desk.py --db orders.db     # keep the database between runs
+    python examples/order_desk.py --db orders.db "Refund my lamp, it flickers"   # pauses
+    python examples/order_desk.py --db orders.db --approve     # a manager approves, later
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentkit import Agent, AgentKitError, Approver, PlannedCall, RunContext, tool
+from agentkit import Agent, AgentKitError, Approver, RunContext, RunResult, tool
+from agentkit.sessions import SQLiteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -174,29 +178,53 @@ TOOLS = (list_orders, lookup_order, change_shipping_address, cancel_order, refun
 """Every tool of the desk."""
 
 
-def ask_at_terminal(call: PlannedCall) -> bool:
-    """Let the person at the terminal approve a call; refuse when no one is there."""
-    shown = f"{call.name}({', '.join(f'{k}={v!r}' for k, v in (call.kwargs or {}).items())})"
-    if not sys.stdin.isatty():
-        print(f"[refused {shown}: no one at the terminal to approve it]")
-        return False
-    return input(f"Approve {shown}? [y/N] ").strip().lower() in {"y", "yes"}
-
-
 def make_agent(
-    model: str = "qwen-plus", base_url: str | None = None, approve: Approver = ask_at_terminal
+    model: str = "qwen-plus",
+    base_url: str | None = None,
+    approve: Approver | None = None,
+    store: SQLiteStore | None = None,
 ) -> Agent[str]:
-    """The desk: the tools above, a person who approves refunds, a support persona."""
+    """The desk: the tools above, a support persona, the conversations in ``store``.
+
+    Without ``approve`` a refund pauses the run until a person decides (``Agent.resume``).
+    """
     return Agent(
         model,
         tools=TOOLS,
-        instructions=(
-            "You are the order-support desk of a small web shop. Use the tools to look orders "
-            "up and change them; never promise what a tool did not confirm. Be brief."
-        ),
+        instructions=_instructions,
         base_url=base_url,
         approve=approve,
+        store=store,
     )
+
+
+def _instructions(ctx: RunContext[Desk]) -> str:
+    # Built at every run, so a change here reaches stored conversations too.
+    return (
+        "You are the order-support desk of a small web shop, serving "
+        f"{ctx.deps.customer}. Use the tools to look orders up and change them; never "
+        "promise what a tool did not confirm. Be brief."
+    )
+
+
+def decide(agent: Agent[str], result: RunResult[str], desk: Desk, approve: bool | None) -> None:
+    """Settle a paused run: ask at the terminal, or take ``approve`` (``--approve``/``--deny``)."""
+    while result.status == "paused":
+        decisions: dict[str, bool] = {}
+        for call in result.pending:
+            shown = f"{call.name}({', '.join(f'{k}={v!r}' for k, v in call.kwargs.items())})"
+            if approve is None and not sys.stdin.isatty():
+                print(f"[waiting for approval: {shown}; run again with --approve or --deny]")
+                return
+            if approve is None:
+                decisions[call.id] = input(f"Approve {shown}? [y/N] ").strip().lower() in {
+                    "y",
+                    "yes",
+                }
+            else:
+                decisions[call.id] = approve
+        result = agent.resume(desk.customer, decisions, context=desk)
+        print(result.output)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
         "--customer", default="ada@example.com", help="the signed-in customer (ada@example.com)"
     )
     parser.add_argument("--db", type=Path, help="database file (default: a temporary one)")
+    decision = parser.add_mutually_exclusive_group()
+    decision.add_argument("--approve", action="store_true", help="approve the waiting refund")
+    decision.add_argument("--deny", action="store_true", help="refuse the waiting refund")
     parser.add_argument("--model", default="qwen-plus", help="the model (qwen-plus)")
     parser.add_argument(
         "--base-url",
@@ -215,13 +246,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as scratch, make_agent(args.model, args.base_url) as agent:
-        desk = Desk(create_database(args.db or Path(scratch, "orders.db")), args.customer)
-        history: list[dict[str, Any]] = []
-        for request in [" ".join(args.request)] if args.request else _ask(args.customer):
-            result = agent.run([*history, {"role": "user", "content": request}], context=desk)
-            print(result.output)
-            history = result.messages
+    with tempfile.TemporaryDirectory() as scratch:
+        db = args.db or Path(scratch, "orders.db")
+        desk = Desk(create_database(db), args.customer)
+        # The conversations live beside the orders: one session per customer.
+        store = SQLiteStore(db.with_name(db.stem + ".sessions.db"))
+        with store, make_agent(args.model, args.base_url, store=store) as agent:
+            chosen = True if args.approve else False if args.deny else None
+            if chosen is not None:
+                record = store.load(desk.customer)
+                pending = [call["id"] for call in (record.pending or {}).get("calls", [])]
+                if not pending:
+                    sys.exit("nothing is waiting for approval")
+                result = agent.resume(desk.customer, dict.fromkeys(pending, chosen), context=desk)
+                print(result.output)
+                return
+            for request in [" ".join(args.request)] if args.request else _ask(args.customer):
+                result = agent.run(request, session=desk.customer, context=desk)
+                if result.status == "paused":
+                    decide(agent, result, desk, None)
+                else:
+                    print(result.output)
 
 
 def _ask(customer: str) -> Iterator[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -203,15 +204,22 @@ def test_a_refused_call_never_runs_and_the_model_is_told(
     assert result.output == "I could not refund it."
 
 
-def test_without_an_approver_approval_tools_never_run(
+def test_without_an_approver_the_run_pauses_and_resumes(
     server: ScriptedServer, client: ChatClient
 ) -> None:
     server.queue(Reply.tool_calls(("refund", {"order_id": 7, "amount": 5})), Reply.text("ok"))
     with Agent("m", [refund], client=client) as agent:
-        agent.run("Refund order 7")
-    assert refunds == []
+        result = agent.run("Refund order 7")
+        assert result.status == "paused" and result.output is None
+        assert refunds == [] and len(server.requests) == 1  # nothing ran, nothing sent
+        (call,) = result.pending
+        assert call.name == "refund" and call.kwargs == {"order_id": 7, "amount": 5}
+        assert json.loads(call.arguments) == {"order_id": 7, "amount": 5}
+        done = agent.resume(result, {call.id: True})
+    assert done.status == "done" and done.output == "ok"
+    assert refunds == [7]
     (told,) = last_tool_contents(server.requests[1])
-    assert "no approver is configured" in told
+    assert told == "refunded 5.0 on order 7"
 
 
 def test_only_true_approves(server: ScriptedServer, client: ChatClient) -> None:

@@ -303,22 +303,34 @@ def test_order_desk_refund_runs_once_approved(model: ScriptedServer, tmp_path: P
     assert tool_messages(model.requests[1])[0]["content"] == "Refunded $45.00 for order 1003."
 
 
-def test_order_desk_refund_is_refused_without_a_person_to_approve(
+def test_order_desk_refund_waits_for_a_person_then_runs_once_approved_later(
     model: ScriptedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "orders.db"
-    model.queue(
-        Reply.tool_calls(("refund_order", {"order_id": 1003, "reason": "Broken"})),
-        Reply.text("A colleague will review your refund."),
-    )
-    # stdin is not a terminal under pytest: the approver refuses on its own
+    model.queue(Reply.tool_calls(("refund_order", {"order_id": 1003, "reason": "Broken"})))
+    # stdin is not a terminal under pytest: the refund waits, stored in the session
     load_example("order_desk").main(["--db", str(db), "--base-url", model.base_url, "Refund"])
+    assert "waiting for approval: refund_order(order_id=1003" in capsys.readouterr().out
+    assert _refunds(db) == [] and _orders(db)[1003][0] == "delivered"
+    assert model.request_count == 1
 
-    assert "refused refund_order" in capsys.readouterr().out
-    assert _refunds(db) == []
-    assert _orders(db)[1003][0] == "delivered"
-    told = tool_messages(model.requests[1])[0]["content"]
-    assert "approv" in told.lower()
+    model.queue(Reply.text("Your refund is done."))  # a manager approves, in a new process
+    load_example("order_desk").main(["--db", str(db), "--base-url", model.base_url, "--approve"])
+    assert "Your refund is done." in capsys.readouterr().out
+    assert _refunds(db) == [(1003, 4500, "Broken")]
+    assert tool_messages(model.requests[1])[0]["content"] == "Refunded $45.00 for order 1003."
+
+
+def test_order_desk_continues_the_customers_conversation(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "orders.db"
+    model.queue(Reply.text("Hello Ada."), Reply.text("Still here."))
+    load_example("order_desk").main(["--db", str(db), "--base-url", model.base_url, "Hi"])
+    load_example("order_desk").main(["--db", str(db), "--base-url", model.base_url, "Again"])
+    sent = model.requests[1].messages
+    assert [m["content"] for m in sent[1:]] == ["Hi", "Hello Ada.", "Again"]
+    assert "ada@example.com" in sent[0]["content"]
 
 
 # --- structured_output.py -----------------------------------------------------------------

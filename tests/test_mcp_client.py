@@ -258,9 +258,11 @@ def test_requires_approval_per_tool(server: ScriptedServer) -> None:
     server.queue(
         Reply.tool_calls(("fake_echo", {"text": "a"}), ("fake_whoami", {})), Reply.text("ok")
     )
-    with agent_for(server, [source]) as agent:
-        refused = tool_messages(agent.run("go").messages)[0]
-    assert "requires approval and no approver is configured" in refused
+    with agent_for(server, [source]) as agent:  # no approver: the run pauses
+        paused = agent.run("go")
+        assert paused.status == "paused" and [c.name for c in paused.pending] == ["fake_echo"]
+        refused = tool_messages(agent.resume(paused, {paused.pending[0].id: False}).messages)[0]
+    assert "did not approve" in refused
     server.queue(Reply.tool_calls(("fake_echo", {"text": "a"})), Reply.text("ok"))
     with agent_for(server, [fake(requires_approval={"echo"})], approve=approve) as agent:
         assert tool_messages(agent.run("go").messages) == ["a"]

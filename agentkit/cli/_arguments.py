@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-s", "--system", metavar="TEXT", help="system instructions")
     run.add_argument(
+        "--session",
+        metavar="NAME",
+        help="continue (or start) the stored conversation NAME; see `agentkit sessions`",
+    )
+    _add_store_flag(run)
+    run.add_argument(
         "--max-turns",
         type=_at_least(1),
         default=10,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._console import Console, ask, compact_json
@@ -152,10 +153,17 @@ def chat(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
 def _talk(
     agent: Agent[Any], args: argparse.Namespace, prompt: str | None, console: Console, out: TextIO
 ) -> int:
-    with agent:
+    session = getattr(args, "session", None)
+    if session is not None and agent.store is None:
+        from ._sessions import open_store
+
+        agent.store = open_store(getattr(args, "store", None))
+    elif getattr(args, "store", None) is not None and session is None:
+        raise UsageError("--store names where sessions live: give --session NAME too")
+    with agent, _closing_store(agent, session):
         if prompt is None:
             return repl(agent, console, input, stream=not args.no_stream, args=args)
-        result = ask(agent, prompt, console, stream=not args.no_stream)
+        result = ask(agent, prompt, console, stream=not args.no_stream, session=session)
         if args.json:
             out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return EXIT_OK
@@ -184,6 +192,15 @@ def _own_agent(args: argparse.Namespace) -> Agent[Any]:
     return load_agent(args.agent, option="--agent")[1]
 
 
+@contextlib.contextmanager
+def _closing_store(agent: Agent[Any], session: str | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if session is not None and agent.store is not None:
+            agent.store.close()
+
+
 def repl(
     agent: Agent[str],
     console: Console,
@@ -203,6 +220,7 @@ def repl(
 
     _enable_line_editing()
     history: list[dict[str, Any]] = []
+    session = getattr(args, "session", None)  # the store keeps the history
     console.note(
         f"agentkit chat · {agent.model} · tools: {_tool_names(agent.tools) or 'none'}\n"
         "/help for commands · Ctrl-C stops an answer · Ctrl-D leaves"
@@ -222,7 +240,9 @@ def repl(
             command = line.split()[0].lower()
             if command in ("/exit", "/quit"):
                 return EXIT_OK
-            if command == "/reset":
+            if command == "/reset" and session is not None:
+                console.note(f"(kept: `agentkit sessions delete {session}` forgets it)")
+            elif command == "/reset":
                 history = []
                 console.note("(history cleared)")
             elif command == "/tools":
@@ -237,9 +257,11 @@ def repl(
             else:
                 console.note(f"unknown command {command}; /help lists them")
             continue
-        question = [*history, {"role": "user", "content": line}]
+        question: str | list[dict[str, Any]] = [*history, {"role": "user", "content": line}]
+        if session is not None:
+            question = line
         try:
-            result = ask(agent, question, console, stream=stream)
+            result = ask(agent, question, console, stream=stream, session=session)
         except KeyboardInterrupt:
             console.note("(stopped; that question is left out of the history)")
             continue

@@ -131,9 +131,14 @@ def _short(text: str, limit: int, verbose: bool) -> str:
 
 
 def play(
-    agent: Agent[str], conversation: str | list[dict[str, Any]], console: Console
+    agent: Agent[str],
+    conversation: str | list[dict[str, Any]],
+    console: Console,
+    *,
+    session: str | None = None,
 ) -> RunResult[Any]:
-    """Run ``agent`` on ``conversation``, showing each event on ``console`` as it comes."""
+    """Run ``agent`` on ``conversation`` (on a stored ``session``, if given), showing each
+    event on ``console`` as it comes."""
     from .._events import (
         ModelRoundFinished,
         ReasoningDelta,
@@ -145,7 +150,7 @@ def play(
 
     result: RunResult[Any] | None = None
     started: set[str] = set()  # calls that ran; the others were answered without running
-    events = agent.stream(conversation)
+    events = agent.stream(conversation, session=session)
     try:
         for event in events:
             if isinstance(event, TextDelta):
@@ -177,12 +182,17 @@ def play(
 
 
 def ask(
-    agent: Agent[str], conversation: str | list[dict[str, Any]], console: Console, *, stream: bool
+    agent: Agent[str],
+    conversation: str | list[dict[str, Any]],
+    console: Console,
+    *,
+    stream: bool,
+    session: str | None = None,
 ) -> RunResult[Any]:
     """One run: streamed event by event, or (``stream=False``) whole answers per round."""
     if stream:
-        return play(agent, conversation, console)
-    result = agent.run(conversation)
+        return play(agent, conversation, console, session=session)
+    result = agent.run(conversation, session=session)
     console.text(str(result.output))
     console.end_answer()
     return result

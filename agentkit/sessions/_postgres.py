@@ -140,7 +140,7 @@ class PostgresStore(SQLStore):
         return connection
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Cursor]:
+    def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Cursor]:
         with self._connection() as connection, connection.transaction():
             cursor = connection.cursor()
             if not write:

@@ -107,7 +107,9 @@ class SQLStore:
 
     # -- what a dialect supplies ------------------------------------------------------
 
-    def _transaction(self, *, write: bool) -> AbstractContextManager[Cursor]:
+    def _transaction(self, *, write: bool, durable: bool = False) -> AbstractContextManager[Cursor]:
+        """A transaction; ``durable``: on disk when it commits, whatever the store's
+        settings (a write-ahead record must survive a power cut)."""
         raise NotImplementedError
 
     def _table_exists(self, cursor: Cursor, table: str) -> bool:
@@ -324,7 +326,7 @@ class SQLStore:
     def write_ahead(self, claim: Claim, key: str, name: str, arguments: str, digest: str) -> None:
         """Record a side-effect call before it runs (see ``agentkit.Store.write_ahead``)."""
         now = time.time()
-        with self._transaction(write=True) as cursor:
+        with self._transaction(write=True, durable=True) as cursor:
             self._renew(cursor, claim, now)
             self._run(
                 cursor,

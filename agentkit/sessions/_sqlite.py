@@ -43,9 +43,10 @@ class SQLiteStore(SQLStore):
         lease: seconds a run's claim on a session lasts without a write; a claim whose
             process died on this machine is taken over at once.
         busy_timeout: seconds a write waits for another process's write to finish.
-        synchronous: SQLite's ``synchronous`` setting. ``"FULL"`` (the default) syncs each
-            commit to disk, so a written-ahead call survives a power cut too; ``"NORMAL"``
-            is faster and still survives a crash of the process.
+        synchronous: SQLite's ``synchronous`` setting for the transcript. ``"NORMAL"`` (the
+            default) survives a crash of the process; a power cut may lose the last writes.
+            ``"FULL"`` syncs every commit. Write-ahead records of side-effect calls are
+            always synced, whatever this says.
     """
 
     def __init__(
@@ -54,7 +55,7 @@ class SQLiteStore(SQLStore):
         *,
         lease: float = 600.0,
         busy_timeout: float = 30.0,
-        synchronous: str = "FULL",
+        synchronous: str = "NORMAL",
         executor_threads: int = 8,
     ) -> None:
         super().__init__(lease=lease, executor_threads=executor_threads)
@@ -102,13 +103,25 @@ class SQLiteStore(SQLStore):
         return connection
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Cursor]:
+    def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Cursor]:
         if not write:
             with self._begin("BEGIN") as cursor:
                 yield cursor
             return
-        with self._write_lock, self._begin("BEGIN IMMEDIATE") as cursor:
-            yield cursor
+        with self._write_lock:
+            if not durable or self._synchronous in ("FULL", "EXTRA"):
+                with self._begin("BEGIN IMMEDIATE") as cursor:
+                    yield cursor
+                return
+            # In WAL mode a FULL commit syncs the log up to it: this record and every
+            # write before it (the round it belongs to) are on disk before the call runs.
+            connection = self._connection()
+            connection.execute("PRAGMA synchronous=FULL")
+            try:
+                with self._begin("BEGIN IMMEDIATE") as cursor:
+                    yield cursor
+            finally:
+                connection.execute(f"PRAGMA synchronous={self._synchronous}")
 
     @contextmanager
     def _begin(self, statement: str) -> Iterator[Cursor]:

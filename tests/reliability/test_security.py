@@ -378,8 +378,9 @@ def _answers_other_than_true(call: PlannedCall) -> Any:
 
 @pytest.mark.parametrize(
     "approve",
-    [None, _refuse, _refuse_async, _answers_other_than_true],
-    ids=["no_approver", "refusing", "refusing_async", "truthy_not_true"],
+    # without an approver the run pauses instead (tests/sessions/test_agent_sessions.py)
+    [_refuse, _refuse_async, _answers_other_than_true],
+    ids=["refusing", "refusing_async", "truthy_not_true"],
 )
 def test_approval_required_tool_never_runs_unapproved(
     server: ScriptedServer, driver: Driver, approve: Any

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,24 @@ def test_the_default_store_is_under_the_data_directory(
     assert path == tmp_path / "agentkit" / "sessions.db"
     code, _, err = _cli("sessions", "list")
     assert code == 0 and "(no sessions)" in err and path.exists()
+
+
+def test_chat_continues_a_stored_session(server: Any, tmp_path: Path) -> None:
+    from agentkit.testing import Reply
+
+    db = str(tmp_path / "chat.db")
+    server.queue(Reply.text("Hello!"), Reply.text("You said hi before."))
+    base = ["chat", "--base-url", server.base_url, "--no-tools", "--session", "me", "--store", db]
+    code, out, err = _cli(*base, "hi")
+    assert code == 0 and "Hello!" in out, err
+    code, out, err = _cli(*base, "--no-stream", "what did I say?")
+    assert code == 0 and "You said hi before." in out, err
+    sent = server.requests[1].json()["messages"]
+    assert [m["content"] for m in sent] == ["hi", "Hello!", "what did I say?"]
+    code, out, _ = _cli("sessions", "show", "me", "--store", db)
+    assert "user: what did I say?" in out
+
+
+def test_chat_store_without_a_session_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, err = _cli("chat", "--base-url", "http://127.0.0.1:9/v1", "--store", "x.db", "hi")
+    assert code == 2 and "give --session NAME too" in err

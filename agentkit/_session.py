@@ -1,0 +1,395 @@
+"""A run on a session: what the drivers tell the store, and how a stored round is reopened.
+
+The core's side of sessions, over the ``Store`` protocol only (no store is imported here):
+
+- ``SessionJournal``: the per-run object the drivers call at each step. It appends what the
+  loop added to the transcript (O(new messages)), writes a side-effect call ahead before it
+  runs and records its result when it ends, and commits a pause.
+- ``settle_open_round``: what each call of a round left open by a pause or a crash gets:
+  its recorded result, a person's decision, a re-run, or "outcome unknown".
+- ``fit_budget``: the history to send under a token budget, trimmed by whole turns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._result import PendingCall
+from ._store import (
+    CallRecord,
+    Claim,
+    SessionError,
+    Store,
+    argument_digest,
+    open_calls,
+)
+
+if TYPE_CHECKING:
+    from ._loop import PlannedCall, RunLoop
+    from ._tool import Tool
+
+__all__ = [
+    "IN_DOUBT",
+    "Decision",
+    "OpenRound",
+    "ResumeError",
+    "SessionJournal",
+    "estimate_tokens",
+    "fit_budget",
+    "settle_open_round",
+    "tool_messages",
+]
+
+Decision = bool | str
+"""A person's decision on a paused call: ``True`` (run it), ``False`` (refuse), or a refusal
+reason the model is told."""
+
+
+class ResumeError(SessionError):
+    """The decisions do not fit the paused run (an unknown id, a missing id, arguments that
+    changed, a session that is not paused). Nothing was changed."""
+
+
+IN_DOUBT = (
+    "The outcome of this call is unknown: the run stopped (a crash) while it was running, "
+    "after it may have taken effect. Do not assume it succeeded or failed, and do not call it "
+    "again on your own: tell the user, who can check."
+)
+NOT_RUN = "Not run: the run stopped before this call ran."
+REFUSED = "Not run: a person did not approve this call."
+SUPERSEDED = "Not run: the user sent a new message instead of deciding on this call."
+
+
+class SessionJournal:
+    """Tells a store what a run on one session does, step by step (sync and async)."""
+
+    def __init__(self, store: Store, claim: Claim, loop: RunLoop, loop_start: int) -> None:
+        self.store = store
+        self.claim = claim
+        self._loop = loop
+        self._prompt_end = len(loop.messages)
+        self._held = False
+        # messages[loop_start:] of the loop are not stored yet; message i of the loop is
+        # stored message i + offset.
+        self._cursor = loop_start
+        self._offset = claim.length - loop_start
+        self._round = -1  # stored index of the open round's assistant message
+
+    def key(self, message_index: int, call_id: str) -> str:
+        """The idempotency key of a call: session, stored message number, call id."""
+        return f"{self.claim.session_id}/{message_index + self._offset}/{call_id}"
+
+    def _log_key(self, call: PlannedCall) -> str:
+        return f"{self._round}:{call.call_id}"
+
+    def _new(self, loop: RunLoop) -> list[dict[str, Any]]:
+        new = loop.messages[self._cursor :]
+        self._cursor = len(loop.messages)
+        last = loop.messages[-1] if loop.messages else None
+        if last is not None and last.get("role") == "assistant" and last.get("tool_calls"):
+            self._round = len(loop.messages) - 1 + self._offset
+        return new
+
+    def reopen(self, loop: RunLoop) -> None:
+        """The loop's last message is a stored open round being resumed."""
+        self._round = len(loop.messages) - 1 + self._offset
+
+    # -- sync ---------------------------------------------------------------------------
+
+    def step(self, loop: RunLoop, *, closed: bool) -> None:
+        """Append what the loop added; ``closed``: every call has its tool message.
+
+        An open round (the model's turn with its calls) is held back and written with its
+        tool messages, one write per round; it is written at once only before a
+        side-effect call (``before_call``), whose write-ahead record must point at it.
+        """
+        if not closed:
+            self._held = True
+            return
+        new = self._new(loop)
+        self._held = False
+        self.store.append(self.claim, new, close_round=True)
+
+    def _flush(self, loop: RunLoop) -> list[dict[str, Any]] | None:
+        if not self._held:
+            return None
+        self._held = False
+        return self._new(loop)
+
+    def before_call(self, call: PlannedCall) -> None:
+        """Write a side-effect call ahead (committed before it runs)."""
+        if call.side_effects:
+            held = self._flush(self._loop)
+            if held is not None:
+                self.store.append(self.claim, held)
+            self.store.write_ahead(
+                self.claim,
+                self._log_key(call),
+                call.name,
+                call.arguments,
+                argument_digest(call.name, call.arguments),
+            )
+
+    def after_call(self, call: PlannedCall, content: str) -> None:
+        """Record a side-effect call's outcome as soon as it ends."""
+        if call.side_effects:
+            self.store.record_result(self.claim, self._log_key(call), content)
+
+    def paused(self, loop: RunLoop, state: Mapping[str, Any]) -> None:
+        """Commit the pause: the round so far and what resume needs."""
+        self.store.append(self.claim, self._new(loop), pending={**state, "round": self._round})
+
+    def failed(self, loop: RunLoop) -> None:
+        """Keep what a failed run added (its round closed), unless it added only the prompt:
+        then nothing is kept, so that sending the prompt again does not repeat it."""
+        if self._nothing_new(loop):
+            return
+        self.step(loop, closed=True)
+
+    def _nothing_new(self, loop: RunLoop) -> bool:
+        return len(loop.messages) <= self._prompt_end and self._cursor < self._prompt_end
+
+    # -- async --------------------------------------------------------------------------
+
+    async def step_async(self, loop: RunLoop, *, closed: bool) -> None:
+        """``step`` without blocking the event loop."""
+        if not closed:
+            self._held = True
+            return
+        new = self._new(loop)
+        self._held = False
+        await self.store.append_async(self.claim, new, close_round=True)
+
+    async def before_call_async(self, call: PlannedCall) -> None:
+        """``before_call`` without blocking the event loop."""
+        if call.side_effects:
+            held = self._flush(self._loop)
+            if held is not None:
+                await self.store.append_async(self.claim, held)
+            await self.store.write_ahead_async(
+                self.claim,
+                self._log_key(call),
+                call.name,
+                call.arguments,
+                argument_digest(call.name, call.arguments),
+            )
+
+    async def after_call_async(self, call: PlannedCall, content: str) -> None:
+        """``after_call`` without blocking the event loop."""
+        if call.side_effects:
+            await self.store.record_result_async(self.claim, self._log_key(call), content)
+
+    async def paused_async(self, loop: RunLoop, state: Mapping[str, Any]) -> None:
+        """``paused`` without blocking the event loop."""
+        await self.store.append_async(
+            self.claim, self._new(loop), pending={**state, "round": self._round}
+        )
+
+    async def failed_async(self, loop: RunLoop) -> None:
+        """``failed`` without blocking the event loop."""
+        if self._nothing_new(loop):
+            return
+        await self.step_async(loop, closed=True)
+
+
+@dataclass
+class OpenRound:
+    """How to close a round left open: per call id, ``None`` (run it) or its tool message."""
+
+    plan: dict[str, str | None] = field(default_factory=dict)
+    in_doubt: list[PendingCall] = field(default_factory=list)
+
+    @property
+    def runs_anything(self) -> bool:
+        """Whether any call of the round is to run."""
+        return any(text is None for text in self.plan.values())
+
+
+def settle_open_round(
+    session_id: str | None,
+    messages: Sequence[Mapping[str, Any]],
+    state: Mapping[str, Any] | None,
+    calls: Sequence[CallRecord],
+    tools: Mapping[str, Tool[..., Any]],
+    decisions: Mapping[Any, Decision] | None,
+) -> OpenRound:
+    """Decide what each call of the transcript's open last round gets.
+
+    ``decisions`` is ``None`` for a new prompt on the session (nothing runs: paused calls are
+    refused, calls a crash left are settled from the log) and a mapping for ``resume``
+    (approved calls run, and so do calls that never started or are safe to repeat).
+    Raises ``ResumeError`` when decisions do not match the paused calls.
+    """
+    where = f"session {session_id!r}" if session_id else "this run"
+    open_ = open_calls(messages)
+    pending = {c["id"]: c for c in (state or {}).get("calls", [])}
+    settled: dict[str, str] = dict((state or {}).get("settled", {}))
+    by_key = {record.key.split(":", 1)[1]: record for record in calls}
+    result = OpenRound()
+    chosen = _decisions_by_id(decisions or {}, pending, where) if decisions is not None else {}
+    if decisions is not None:
+        unknown = set(chosen) - set(pending)
+        if not pending and not open_:
+            raise ResumeError(
+                f"{where} is not paused: there is nothing to resume", session_id=session_id
+            )
+        if unknown:
+            raise ResumeError(
+                f"{where} has no paused call {sorted(unknown)[0]!r}; paused: "
+                f"{sorted(pending) or 'none'}",
+                session_id=session_id,
+            )
+        missing = set(pending) - set(chosen)
+        if missing:
+            raise ResumeError(
+                f"{where}: no decision for the paused call {sorted(missing)[0]!r} (every paused "
+                "call needs True, False or a refusal reason)",
+                session_id=session_id,
+            )
+    for wire in open_:
+        call_id = wire["id"]
+        name = wire["function"]["name"]
+        arguments = wire["function"].get("arguments") or ""
+        tool_ = tools.get(name)
+        record = by_key.get(call_id)
+        if call_id in pending:
+            if pending[call_id].get("digest") != argument_digest(name, arguments):
+                raise ResumeError(
+                    f"{where}: the paused call {call_id!r} no longer matches its stored "
+                    "arguments; refusing to run it",
+                    session_id=session_id,
+                )
+            if decisions is None:
+                result.plan[call_id] = SUPERSEDED
+                continue
+            decision = chosen[call_id]
+            if decision is True:
+                result.plan[call_id] = None
+            elif isinstance(decision, str) and decision.strip():
+                result.plan[call_id] = f"{REFUSED} Reason: {decision.strip()}"
+            else:
+                result.plan[call_id] = REFUSED
+        elif call_id in settled:
+            result.plan[call_id] = settled[call_id]
+        elif record is not None and record.state == "done":
+            result.plan[call_id] = record.result or ""
+        elif record is not None:  # written ahead, never finished: in doubt
+            if tool_ is not None and tool_.idempotent and decisions is not None:
+                result.plan[call_id] = None
+            else:
+                result.plan[call_id] = IN_DOUBT
+                result.in_doubt.append(
+                    PendingCall(call_id, name, arguments, {}, argument_digest(name, arguments))
+                )
+        elif decisions is not None and not (tool_ is not None and tool_.requires_approval):
+            result.plan[call_id] = None  # never started: running it now is the first time
+        else:
+            result.plan[call_id] = NOT_RUN
+    return result
+
+
+def _decisions_by_id(
+    decisions: Mapping[Any, Decision], pending: Mapping[str, Mapping[str, Any]], where: str
+) -> dict[str, Decision]:
+    chosen: dict[str, Decision] = {}
+    for key, decision in decisions.items():
+        if isinstance(key, PendingCall):
+            stored = pending.get(key.id)
+            if stored is not None and stored.get("digest") != key.digest:
+                raise ResumeError(
+                    f"{where}: the decision for {key.id!r} was made on other arguments than "
+                    "the paused call's; nothing was run"
+                )
+            key = key.id
+        if not isinstance(key, str):
+            raise ResumeError(f"{where}: a decision's key is a call id, not {key!r}")
+        if not isinstance(decision, bool | str):
+            raise ResumeError(
+                f"{where}: the decision for {key!r} must be True, False or a reason (str)"
+            )
+        chosen[key] = decision
+    return chosen
+
+
+def tool_messages(
+    open_: Sequence[Mapping[str, Any]], plan: Mapping[str, str | None]
+) -> list[dict[str, Any]]:
+    """The tool messages closing a round in which nothing runs, in call order."""
+    return [
+        {
+            "role": "tool",
+            "tool_call_id": wire["id"],
+            "name": wire["function"]["name"],
+            "content": plan.get(wire["id"]) or NOT_RUN,
+        }
+        for wire in open_
+    ]
+
+
+# -- the context budget ----------------------------------------------------------------
+
+
+Summarizer = Callable[[list[dict[str, Any]]], "str | None"]
+"""Called with the turns trimmed from the history sent (oldest first); the text it returns
+is sent after the instructions as a summary of them."""
+
+
+def estimate_tokens(messages: Sequence[Mapping[str, Any]], ratio: float | None = None) -> int:
+    """A token estimate: characters of the JSON over 4, or over the measured ``ratio``
+    (characters per token, from a server's ``prompt_tokens`` for a known text)."""
+    chars = sum(len(json.dumps(m, ensure_ascii=False)) for m in messages)
+    return int(chars / (ratio or 4.0)) + 4 * len(messages)
+
+
+def turns_of(messages: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The history cut into turns: each starts at a user message. A tool call is never
+    parted from its tool messages (they are always within one turn)."""
+    turns: list[list[dict[str, Any]]] = []
+    for message in messages:
+        if message.get("role") == "user" or not turns:
+            turns.append([message])
+        else:
+            turns[-1].append(message)
+    return turns
+
+
+def fit_budget(
+    history: Sequence[dict[str, Any]],
+    budget: int | None,
+    *,
+    fixed: Sequence[Mapping[str, Any]] = (),
+    ratio: float | None = None,
+    summarize: Summarizer | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The history to send under ``budget`` tokens, and a summary of what was left out.
+
+    Whole turns go, oldest first; the last turn always stays (it holds the open round or
+    the newest exchange). ``fixed`` (instructions, the new prompt) counts against the budget.
+    """
+    if budget is None:
+        return list(history), None
+    turns = turns_of(history)
+    room = budget - estimate_tokens(fixed, ratio)
+    sizes = [estimate_tokens(turn, ratio) for turn in turns]
+    total = sum(sizes)
+    first = 0
+    while first < len(turns) - 1 and total > room:
+        total -= sizes[first]
+        first += 1
+    if first == 0:
+        return list(history), None
+    dropped = [m for turn in turns[:first] for m in turn]
+    kept = [m for turn in turns[first:] for m in turn]
+    summary = summarize(dropped) if summarize is not None else None
+    return kept, summary
+
+
+def record_of_result(messages: Sequence[dict[str, Any]], state: Mapping[str, Any] | None) -> None:
+    """Check that a paused ``RunResult`` handed to ``resume`` can be resumed."""
+    if state is None:
+        raise ResumeError("this result is not paused: there is nothing to resume")
+    if not open_calls(messages):
+        raise ResumeError("this result's transcript has no open round to resume")
