@@ -119,7 +119,7 @@ async def execute(spec: RunSpec, timeout: float) -> tuple[Ended, list[dict[str, 
     """Run to the end with ``run_async`` (or resume); the ending and the tool activity."""
     async with asyncio.timeout(timeout):
         if spec.decisions is not None:
-            result = await spec.agent.resume_async(spec.session, dict(spec.decisions))  # type: ignore[attr-defined]
+            result = await spec.agent.resume_async(spec.session or "", dict(spec.decisions))
         else:
             result = await spec.agent.run_async(spec.prompt, **_session_kwargs(spec))
     added = result.messages[_known_length(spec, result) :]
@@ -182,7 +182,7 @@ async def _resumed(spec: RunSpec) -> AsyncGenerator[Any, None]:
             async for event in it:
                 yield event
         return
-    result = await spec.agent.resume_async(spec.session, dict(spec.decisions or {}))  # type: ignore[attr-defined]
+    result = await spec.agent.resume_async(spec.session or "", dict(spec.decisions or {}))
     from .._events import ToolCallStarted, ToolResult
 
     for item in activity_of(result.messages[_known_length(spec, result) :]):
