@@ -45,6 +45,24 @@ A server of your own named by --base-url is sent no key unless --api-key-env nam
 Exit codes: 0 ok, 1 the run failed, 2 usage or configuration, 130 interrupted."""
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps long lines of a description or epilog to the terminal's width, and keeps the
+    lines that start with spaces (examples, the environment table) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        lines = []
+        for line in text.splitlines():
+            if len(line) > width and not line.startswith(" "):
+                lines.extend(
+                    textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent)
+                )
+            else:
+                lines.append(indent + line)
+        return "\n".join(lines)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error as one line and a hint rather than the whole usage."""
 
@@ -63,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multi-round function calling against OpenAI-compatible Chat APIs.",
         epilog="Start with `agentkit demo` (no key needed), then `agentkit chat --help`.\n"
         "Exit codes: 0 ok, 1 the run failed, 2 usage or configuration, 130 interrupted.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     # not required=True: ``agentkit`` alone prints the whole help, not a one-line complaint
@@ -75,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ask once (PROMPT, or text piped on stdin) or chat interactively. "
         "The answer goes to stdout; tool calls, notes and errors to stderr.",
         epilog=_CHAT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     chat.add_argument(
         "prompt",
@@ -172,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show what the model sees: each tool's to_openai() JSON.",
         epilog="examples:\n  agentkit tools\n  agentkit tools my_tools.py\n"
         "  agentkit tools --names mypackage.tools",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     tools.add_argument(
         "sources",
@@ -190,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  agentkit sessions list\n  agentkit sessions show cust-17\n"
         "  agentkit sessions delete cust-17\n"
         "  agentkit sessions list --store postgresql://user@host/db",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     sessions.add_argument("action", choices=("list", "show", "delete"), help="what to do")
     sessions.add_argument("name", nargs="?", metavar="NAME", help="the session (show, delete)")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .._client import ChatClient
     from .._loop import PlannedCall
     from .._tool import Tool
+    from ._progress import Progress
 
 __all__ = ["chat", "repl"]
 
@@ -45,7 +46,10 @@ def _preset(args: argparse.Namespace) -> str | None:
 
 
 def _build_agent(
-    args: argparse.Namespace, client: ChatClient, console: Console, stdin: TextIO
+    args: argparse.Namespace,
+    client: ChatClient,
+    console: Console,
+    stdin: TextIO,
 ) -> Agent[str]:
     from .._agent import Agent, Hooks
 
@@ -141,17 +145,33 @@ def chat(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
         if not prompt:
             raise UsageError("no prompt: give one as an argument or pipe it on stdin")
     console = Console(out, err, verbose=args.verbose, show_text=not args.json)
-    if getattr(args, "agent", None):
-        return _talk(_own_agent(args), args, prompt, console, out)
-    client = _client(args)
+    from .._observe import add_global_observer, remove_global_observer
+
+    progress = progress_for(console)
+    # every agent of the command reports to it, the user's own --agent included
+    add_global_observer(progress.observe)
     try:
-        return _talk(_build_agent(args, client, console, stdin), args, prompt, console, out)
+        if getattr(args, "agent", None):
+            return _talk(_own_agent(args), args, prompt, console, out)
+        client = _client(args)
+        try:
+            agent = _build_agent(args, client, console, stdin)
+            return _talk(agent, args, prompt, console, out, server=_server_name(client.base_url))
+        finally:
+            client.close()  # the agent leaves a client it was given open
     finally:
-        client.close()  # the agent leaves a client it was given open
+        remove_global_observer(progress.observe)
+        progress.close()
 
 
 def _talk(
-    agent: Agent[Any], args: argparse.Namespace, prompt: str | None, console: Console, out: TextIO
+    agent: Agent[Any],
+    args: argparse.Namespace,
+    prompt: str | None,
+    console: Console,
+    out: TextIO,
+    *,
+    server: str | None = None,
 ) -> int:
     session = getattr(args, "session", None)
     if session is not None and agent.store is None:
@@ -162,7 +182,7 @@ def _talk(
         raise UsageError("--store names where sessions live: give --session NAME too")
     with agent, _closing_store(agent, session):
         if prompt is None:
-            return repl(agent, console, input, stream=not args.no_stream, args=args)
+            return repl(agent, console, input, stream=not args.no_stream, args=args, server=server)
         result = ask(agent, prompt, console, stream=not args.no_stream, session=session)
         if args.json:
             out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
@@ -201,6 +221,24 @@ def _closing_store(agent: Agent[Any], session: str | None) -> Iterator[None]:
             agent.store.close()
 
 
+def progress_for(console: Console) -> Progress:
+    """The spinner (on a terminal) and retry lines of ``console``'s runs."""
+    from ._progress import Progress
+
+    spinner = console.err.isatty() and os.environ.get("TERM") != "dumb"
+    made = Progress(console.err, spinner=spinner, fancy=console.fancy, announce=console.warn)
+    console.progress = made
+    return made
+
+
+def _server_name(base_url: str) -> str:
+    """``dashscope-intl.aliyuncs.com`` or ``127.0.0.1:8000``: the server a chat talks to."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    return parts.netloc.rsplit("@", 1)[-1] or base_url  # never a user:password@ part
+
+
 def repl(
     agent: Agent[str],
     console: Console,
@@ -208,6 +246,7 @@ def repl(
     *,
     stream: bool = True,
     args: argparse.Namespace | None = None,
+    server: str | None = None,
 ) -> int:
     """The interactive chat: history kept across turns; ``/reset``, ``/tools``, ``/exit``.
 
@@ -221,9 +260,12 @@ def repl(
     _enable_line_editing()
     history: list[dict[str, Any]] = []
     session = getattr(args, "session", None)  # the store keeps the history
+    dot = "·" if console.fancy else "-"
+    where = f" on {server}" if server else ""
     console.note(
-        f"agentkit chat · {agent.model} · tools: {_tool_names(agent.tools) or 'none'}\n"
-        "/help for commands · Ctrl-C stops an answer · Ctrl-D leaves"
+        f"agentkit chat {dot} {agent.model}{where} {dot} tools: "
+        f"{_tool_names(agent.tools) or 'none'}\n"
+        f"/help for commands {dot} Ctrl-C stops an answer {dot} Ctrl-D leaves"
     )
     while True:
         try:
@@ -263,7 +305,7 @@ def repl(
         try:
             result = ask(agent, question, console, stream=stream, session=session)
         except KeyboardInterrupt:
-            console.note("(stopped; that question is left out of the history)")
+            console.interrupted("(stopped; that question is left out of the history)")
             continue
         except AgentKitError as exc:
             report_error(exc, console.err, args)

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from .._agent import Agent
     from .._result import RunResult
+    from ._progress import Progress
 
-__all__ = ["Console", "ask", "compact_json", "play"]
+__all__ = ["Console", "ask", "compact_json", "play", "use_colour"]
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colours on ``stream``: a terminal, ``NO_COLOR`` unset or empty, ``TERM`` not dumb."""
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+    return terminal and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
 class Console:
@@ -37,9 +49,9 @@ class Console:
         self._open_line = False  # the answer on ``out`` does not end with a newline yet
         self._answering = False  # text of the current answer was written
         self._reasoning = False
-        color = err.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
-        self._dim, self._red, self._reset = (
-            ("\033[2m", "\033[31m", "\033[0m") if color else ("",) * 3
+        self.progress: Progress | None = None  # the spinner, erased before each write
+        self._dim, self._red, self._yellow, self._reset = (
+            ("\033[2m", "\033[31m", "\033[33m", "\033[0m") if use_colour(err) else ("",) * 4
         )
         encoding = (getattr(err, "encoding", None) or "").lower().replace("-", "")
         self.fancy = encoding == "utf8"  # arrows and rules, or plain ASCII
@@ -49,6 +61,8 @@ class Console:
         """A piece of the answer."""
         if not self.show_text or not text:
             return
+        if self.progress is not None:
+            self.progress.answering()
         self._end_reasoning()
         if self.label and not self._answering:
             self.err.write(self.label)
@@ -61,20 +75,50 @@ class Console:
     def reasoning(self, text: str) -> None:
         """A piece of the model's reasoning; shown, dimmed, with ``--verbose`` only."""
         if self.verbose and text:
+            if self.progress is not None:
+                self.progress.answering()
             self.err.write(f"{self._dim}{text}{self._reset}")
             self.err.flush()
             self._reasoning = True
 
     def note(self, line: str) -> None:
         """A line about the run, on ``err``."""
-        self._end_reasoning()
-        if self._open_line and self.out.isatty():
-            # keep the terminal tidy; when stdout is a file the answer stays untouched
-            self.out.write("\n")
-            self.out.flush()
-            self._open_line = False
-        self.err.write(f"{self._dim}{line}{self._reset}\n")
-        self.err.flush()
+        self._line(f"{self._dim}{line}{self._reset}")
+
+    def warn(self, line: str) -> None:
+        """A line that needs attention (a retry), on ``err``."""
+        self._line(f"{self._yellow}{line}{self._reset}")
+
+    def interrupted(self, line: str) -> None:
+        """Ctrl-C stopped an answer: ``line`` on a line of its own, not after the ``^C``
+        the terminal echoed."""
+        with self._quiet():
+            if self._open_line:
+                self.end_answer()
+            elif self.err.isatty():
+                # erase the echoed ^C where the terminal can; else start a new line
+                dumb = os.environ.get("TERM") == "dumb"
+                self.err.write("\n" if dumb else "\r\033[K")
+            self.note(line)
+
+    def _line(self, text: str) -> None:
+        with self._quiet():
+            self._end_reasoning()
+            if self._open_line and self.out.isatty():
+                # keep the terminal tidy; when stdout is a file the answer stays untouched
+                self.out.write("\n")
+                self.out.flush()
+                self._open_line = False
+            self.err.write(text + "\n")
+            self.err.flush()
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        if self.progress is None:
+            yield
+        else:
+            with self.progress.quiet():
+                yield
 
     def tool_started(self, name: str, arguments: str) -> None:
         """A tool call is about to run."""
@@ -97,8 +141,9 @@ class Console:
     def round_finished(self, turn: int, usage: Any, finish_reason: str | None) -> None:
         """One model call finished; shown with ``--verbose``."""
         if self.verbose:
-            tokens = f"{usage.prompt_tokens} in, {usage.completion_tokens} out"
-            self.note(f"  [round {turn}: {finish_reason or 'no finish reason'}, {tokens}]")
+            self.note(
+                f"  [round {turn}: {finish_reason or 'no finish reason'} {usage_text(usage)}]"
+            )
 
     def end_answer(self) -> None:
         """The answer is complete: end its line."""
@@ -113,6 +158,23 @@ class Console:
         if self._reasoning:
             self.err.write("\n")
             self._reasoning = False
+
+
+def usage_text(usage: Any) -> str:
+    """``· 1,204 in (1,024 cached) · 41 out (12 reasoning)``: one round's tokens."""
+    given = f"· {usage.prompt_tokens:,} in"
+    cached = getattr(usage, "cached_tokens", 0)
+    created = getattr(usage, "cache_creation_tokens", 0)
+    details = [f"{cached:,} cached"] if cached else []
+    if created:
+        details.append(f"{created:,} written to the cache")
+    if details:
+        given += f" ({', '.join(details)})"
+    taken = f"· {usage.completion_tokens:,} out"
+    reasoning = getattr(usage, "reasoning_tokens", 0)
+    if reasoning:
+        taken += f" ({reasoning:,} reasoning)"
+    return f"{given} {taken}"
 
 
 def compact_json(text: str) -> str:
@@ -166,8 +228,9 @@ def play(
                 else:
                     console.tool_not_run(event.name, event.output or event.error or "")
             elif isinstance(event, ModelRoundFinished):
-                if event.message.get("tool_calls"):
-                    console.end_answer()  # the next round's text starts on a new line
+                # the round's text is whole: the next round's text, or the -v usage line,
+                # starts on a line of its own (also when stdout and stderr share a file)
+                console.end_answer()
                 console.round_finished(event.turn, event.usage, event.finish_reason)
             elif isinstance(event, RunFinished):
                 result = event.result

@@ -1,10 +1,11 @@
 """``agentkit demo``: the weather-and-time bot, offline, with a scripted stand-in for Qwen.
 
-The agent loop, the client and the two built-in tools are the real ones. Only the model is
-scripted: :func:`scripted_qwen` reads each request the way Qwen would and answers it, and
-``agentkit.testing`` serves it on loopback. The weather tool is pointed at a closed
-loopback port, so it reports that the weather service is unreachable and the run goes on:
-nothing leaves the machine and no key is needed.
+The agent loop, the client and the two built-in tools are the real ones. Only the model and
+the weather service are scripted: :func:`scripted_qwen` reads each request the way Qwen
+would and answers it (both tools in one round when the question asks for both, so the
+calls run in parallel), and ``agentkit.testing`` serves it on loopback; the weather tool
+asks a scripted weather source on loopback too (:func:`scripted_weather`), whose made-up
+readings say that they are. Nothing leaves the machine and no key is needed.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
     from ..testing import RecordedRequest
 
-__all__ = ["DEFAULT_QUESTION", "run_demo", "scripted_qwen"]
+__all__ = ["DEFAULT_QUESTION", "run_demo", "scripted_qwen", "scripted_weather"]
 
 DEFAULT_QUESTION = "What's the weather in Singapore, and what time is it there?"
 """The question the demo asks when you give none (the seed's example, both tools at once)."""
@@ -53,10 +57,10 @@ def scripted_qwen(body: dict[str, Any]) -> dict[str, Any]:
     """Decide the next assistant message for a Chat Completions request body.
 
     A weather question gets a ``get_current_weather`` call, a time question a
-    ``get_current_time`` call (in the place's time zone when one is named), one call per
-    round as the seed's example does; once the tools have answered, the reply is composed
-    from their results in the transcript. Returns ``{"content": ...}`` or
-    ``{"tool_calls": [{"name", "arguments"}]}``.
+    ``get_current_time`` call (in the place's time zone when one is named); a question
+    asking both gets both calls in one round (parallel tool calls, as Qwen makes them).
+    Once the tools have answered, the reply is composed from their results in the
+    transcript. Returns ``{"content": ...}`` or ``{"tool_calls": [{"name", "arguments"}]}``.
     """
     messages: list[dict[str, Any]] = body.get("messages") or []
     offered = {item.get("function", {}).get("name") for item in body.get("tools") or [] if item}
@@ -74,9 +78,13 @@ def scripted_qwen(body: dict[str, Any]) -> dict[str, Any]:
     if _TIME_WORDS.search(question) and "get_current_time" in offered:
         zone = _zone_for(place) if place else None
         plan.append(("get_current_time", {"timezone": zone} if zone else {}))
-    for name, arguments in plan:
-        if name not in called:
-            return {"tool_calls": [{"name": name, "arguments": json.dumps(arguments)}]}
+    due = [
+        {"name": name, "arguments": json.dumps(arguments)}
+        for name, arguments in plan
+        if name not in called
+    ]
+    if due:
+        return {"tool_calls": due}
 
     results = [_text(m) for m in since if m.get("role") == "tool"]
     if results:
@@ -146,6 +154,90 @@ def _answer_line(result: str, place: str | None) -> str:
 # --- the demo run -----------------------------------------------------------------------
 
 
+def scripted_weather(place: str) -> dict[str, Any]:
+    """Made-up current weather for ``place``, the same for the same name, in the shape of
+    Open-Meteo's geocoding and forecast answers: ``{"place": ..., "forecast": ...}``. The
+    place's country says the reading is scripted, so the tool's sentence says so too."""
+    seed = sum(ord(char) for char in place.lower())
+    return {
+        "place": {
+            "name": place,
+            "latitude": 0.0,
+            "longitude": 0.0,
+            "country": "scripted demo weather, not a real reading",
+        },
+        "forecast": {
+            "current": {
+                "temperature_2m": 12 + seed % 20,
+                "weather_code": (0, 1, 2, 3, 61)[seed % 5],
+                "wind_speed_10m": 3 + seed % 17,
+            },
+            "current_units": {"temperature_2m": "°C", "wind_speed_10m": "km/h"},
+        },
+    }
+
+
+class _WeatherHandler(BaseHTTPRequestHandler):
+    """Open-Meteo's two endpoints, answered from :func:`scripted_weather`."""
+
+    places: dict[str, str]  # "latitude,longitude" -> the name it was found for
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        if url.path.endswith("/search"):
+            name = (query.get("name") or ["?"])[0]
+            place = scripted_weather(name)["place"]
+            # coordinates of its own, so the forecast request names the place again
+            place["latitude"] = round(len(self.places) * 0.5 + 0.25, 2)
+            self.places[f"{place['latitude']}"] = name
+            body: Any = {"results": [place]}
+        else:
+            latitude = (query.get("latitude") or ["?"])[0]
+            found = self.places.get(f"{float(latitude)}" if _number(latitude) else "", "?")
+            body = scripted_weather(found)["forecast"]
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the demo's output is the conversation, not an access log
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@contextmanager
+def _scripted_weather_source() -> Iterator[None]:
+    """Point the weather tool at a scripted weather source on loopback for the demo."""
+    handler = type("_Handler", (_WeatherHandler,), {"places": {}})  # places of this demo
+    source = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=source.serve_forever, name="demo-weather", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{source.server_address[1]}"
+    saved = {name: os.environ.get(name) for name in _WEATHER_ENV}
+    os.environ["AGENTKIT_GEOCODING_URL"] = f"{url}/v1/search"
+    os.environ["AGENTKIT_FORECAST_URL"] = f"{url}/v1/forecast"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        source.shutdown()
+        source.server_close()
+
+
 @contextmanager
 def _offline_weather() -> Iterator[None]:
     """Point the weather tool at a closed loopback port for the duration of the demo."""
@@ -202,11 +294,12 @@ def run_demo(
         console.note(f"{rule} round {turn} {rule} {sent} message{plural} to the model")
 
     started = time.perf_counter()
-    with _offline_weather(), ScriptedServer(handler=model) as server:
+    with _scripted_weather_source(), ScriptedServer(handler=model) as server:
         console.note(
             f"agentkit demo {dot} the model is a scripted stand-in for Qwen, no network "
             f"(served on {server.host}:{server.port})\n"
-            "the agent loop, the client and the tools are real; the weather tool is offline\n"
+            "the agent loop, the client and the tools are real; the weather they report "
+            "comes from a scripted source\n"
         )
         console.note(f"you {arrow} {question}")
         agent = Agent(

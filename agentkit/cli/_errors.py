@@ -28,7 +28,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (128 + SIGINT, as shells report it)."""
 EXIT_BROKEN_PIPE = 141
-"""The reader of the output went away, as in ``agentkit demo | head`` (128 + SIGPIPE)."""
+"""The reader of the output went away, as in ``agentkit demo | head -c 20`` (128 + SIGPIPE)."""
 
 
 class UsageError(Exception):
@@ -170,11 +170,17 @@ def _exit_code(exc: BaseException) -> int:
 
 
 def report_error(exc: BaseException, err: TextIO, args: argparse.Namespace | None) -> int:
-    """Print the error as one line and a hint on ``err``; return the exit code."""
+    """Print the error as one line and a hint on ``err``; return the exit code.
+
+    On a terminal the error is red and the hint dim, unless ``NO_COLOR`` is set.
+    """
+    from ._console import use_colour
+
+    red, dim, reset = ("\033[31m", "\033[2m", "\033[0m") if use_colour(err) else ("", "", "")
     if isinstance(exc, UsageError):
-        err.write(f"{PROG}: error: {exc}\n")
+        err.write(f"{red}{PROG}: error: {exc}{reset}\n")
         return EXIT_USAGE
     line, hint = describe_error(exc, args)
-    err.write(f"{PROG}: error: {line}\n{PROG}: hint: {hint}\n")
+    err.write(f"{red}{PROG}: error: {line}{reset}\n{dim}{PROG}: hint: {hint}{reset}\n")
     err.flush()
     return _exit_code(exc)
