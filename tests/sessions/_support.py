@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.sessions import SQLiteStore
-from agentkit.sessions._sql import SQLStore
 
 HERE = Path(__file__).parent
 
@@ -36,7 +35,7 @@ class StoreSpec:
         )
 
 
-def open_store(spec: StoreSpec, cls: type[SQLStore] | None = None, **options: Any) -> Any:
+def open_store(spec: StoreSpec, cls: type[Any] | None = None, **options: Any) -> Any:
     """Open the store ``spec`` names (``cls`` overrides the class: a made-up schema version)."""
     if spec.kind == "sqlite":
         return (cls or SQLiteStore)(spec.where, **options)
@@ -99,9 +98,9 @@ def raw(spec: StoreSpec, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
     if spec.kind == "sqlite":
         import sqlite3
 
-        with sqlite3.connect(spec.where) as connection:
-            rows = connection.execute(sql.replace("{p}", ""), params).fetchall()
-        connection.close()
+        with sqlite3.connect(spec.where) as lite:
+            rows = lite.execute(sql.replace("{p}", ""), params).fetchall()
+        lite.close()
         return rows
     import psycopg
 

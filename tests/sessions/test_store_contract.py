@@ -308,7 +308,7 @@ def _columns(spec: StoreSpec) -> set[str]:
 
 
 def _at_v2(base: type, steps: list[str]) -> type:
-    class V2(base):  # type: ignore[valid-type,misc]
+    class V2(base):  # type: ignore[misc]
         schema_version: ClassVar[int] = 2
         migrations: ClassVar[dict[int, list[str]]] = {1: steps}
 
