@@ -601,8 +601,11 @@ class Agent(Generic[OutputT]):
             with contextlib.closing(events):
                 for event in events:
                     yield plan.finished(event)
-        finally:
-            store.release(claim)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the run's own error is what counts
+                store.release(claim)
+            raise
+        store.release(claim)
 
     async def _session_events_async(
         self,
@@ -631,8 +634,11 @@ class Agent(Generic[OutputT]):
             async with contextlib.aclosing(events) as running:
                 async for event in running:
                     yield plan.finished(event)
-        finally:
-            await store.release_async(claim)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the run's own error is what counts
+                await store.release_async(claim)
+            raise
+        await store.release_async(claim)
 
     def _resumed_loop(
         self,

@@ -481,3 +481,20 @@ def test_the_context_budget_trims_whole_turns_and_not_the_store(
     assert len(dropped) == len(history) - kept
     assert request[0]["content"].endswith(f"{len(dropped)} older messages about orders")
     assert len(store.load("long").messages) == len(history) + 2  # trimming stores nothing less
+
+
+def test_a_stream_stopped_early_keeps_a_whole_transcript_and_frees_the_session(
+    desk: Any, server: ScriptedServer, store: Any
+) -> None:
+    from agentkit import ModelRoundFinished
+
+    server.queue(Reply.tool_calls(("get_order", {"order_id": 1})), Reply.text("Next answer."))
+    events = desk.stream("Where is order 1?", session="s")
+    for event in events:
+        if isinstance(event, ModelRoundFinished):
+            break
+    events.close()
+    stored = store.load("s").messages
+    assert [m["role"] for m in stored] == ["user", "assistant", "tool"]  # the round closed
+    assert desk.run("Still there?", session="s").output == "Next answer."  # not busy
+    assert_resendable(sent(server.requests[1]))
