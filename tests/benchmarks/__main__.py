@@ -33,7 +33,16 @@ from . import (
 from .measure import Row, median, print_table
 from .server import ServerProcess
 
-SECTIONS = ("run", "imports", "parallel", "scale", "streaming", "tool", "schema-size")
+SECTIONS = (
+    "run",
+    "imports",
+    "parallel",
+    "scale",
+    "streaming",
+    "tool",
+    "schema-size",
+    "sessions",
+)
 
 RUN_TARGET = 1.3
 IMPORT_TARGET = 0.4
@@ -345,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "streaming": lambda srv, loop: _streaming(srv, settings),
         "tool": lambda srv, loop: _tool(settings),
         "schema-size": lambda srv, loop: _schema_size(verdicts),
+        "sessions": lambda srv, loop: _sessions(settings),
     }
     with ServerProcess() as server, asyncio.Runner() as loop:
         for name in SECTIONS:
@@ -362,6 +372,15 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {os.getloadavg()[0]:.1f} at the end"
     )
     return 1 if args.check and not verdicts.all_met else 0
+
+
+def _sessions(s: Settings) -> None:
+    """The session stores (tests/benchmarks/sessions.py): a two-round run with and without
+    a session, load and append, append cost by length, 1,000 conversations at once."""
+    from . import sessions
+
+    print("\n## Sessions\n")
+    sessions.main(["--agent", *(["--quick"] if s is QUICK else [])])
 
 
 def _cpu_count() -> int:
