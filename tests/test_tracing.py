@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -668,3 +669,32 @@ def test_otlp_http_export_reaches_a_receiver(server: ScriptedServer, client: Cha
     assert attributes[gen_ai.GEN_AI_OPERATION_NAME].string_value == "chat"
     assert attributes[gen_ai.GEN_AI_USAGE_INPUT_TOKENS].int_value in (50, 1200)
     assert all(KEY not in str(span) for span in spans)
+
+
+def test_a_session_run_carries_its_conversation_id_and_a_pause(
+    server: ScriptedServer,
+    client: ChatClient,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    tmp_path: Path,
+) -> None:
+    from agentkit.sessions import SQLiteStore
+
+    server.queue(Reply.tool_calls(("delete_file", {"path": "a.txt"}, "d1")))
+    store = SQLiteStore(str(tmp_path / "sessions.db"))
+    with Agent(
+        "qwen-plus", [delete_file], client=client, observers=traced(provider), store=store
+    ) as agent:
+        result = agent.run("Delete a.txt", session="cust-17")
+    store.close()
+    assert result.status == "paused"
+    spans = exporter.get_finished_spans()
+    run = by_name(spans)["invoke_agent"]
+    chat = by_name(spans)["chat qwen-plus"]
+    for span in (run, chat):
+        assert (span.attributes or {})[gen_ai.GEN_AI_CONVERSATION_ID] == "cust-17"
+    assert (run.attributes or {})["agentkit.paused"] is True
+    (paused,) = [e for e in run.events if e.name == "agentkit.approval"]
+    assert (paused.attributes or {})["agentkit.approval.paused"] is True
+    assert (paused.attributes or {})[gen_ai.GEN_AI_TOOL_CALL_ID] == "d1"
+    assert run.status.status_code is StatusCode.UNSET

@@ -414,6 +414,17 @@ class RunTracer(RunObserver):
         try:
             self._run.set_attributes(_usage_attributes(result.usage))
             self._run.set_attribute("agentkit.turns", result.turns)
+            if result.status == "paused":  # calls wait for a person's decision
+                self._run.set_attribute("agentkit.paused", True)
+                for call in result.pending:
+                    self._run.add_event(
+                        EVENT_APPROVAL,
+                        {
+                            TOOL_NAME: call.name,
+                            TOOL_CALL_ID: call.id,
+                            "agentkit.approval.paused": True,
+                        },
+                    )
         finally:
             self._run.end()
 
