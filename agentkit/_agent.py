@@ -155,6 +155,7 @@ class AgentOptions(TypedDict, total=False):
     params: Mapping[str, Any] | None
     name: str | None
     instrument: bool
+    context_cache: bool
     observers: Sequence[ObserverFactory]
     store: Store | None
     session_wait: float
@@ -208,6 +209,8 @@ class Agent(Generic[OutputT]):
             ``enable_thinking``.
         params: any other wire fields to send with every request.
         name: the agent's name, shown in traces (``invoke_agent {name}``).
+        context_cache: mark each request's stable prefix for DashScope's explicit context
+            cache (``Provider.with_context_cache``; DashScope providers only).
         instrument: trace this agent's runs with OpenTelemetry (needs
             ``pip install 'agentkit[otel]'``; see ``docs/observability.md``).
             ``agentkit.instrument()`` turns tracing on for every agent.
@@ -284,6 +287,7 @@ class Agent(Generic[OutputT]):
         params: Mapping[str, Any] | None = None,
         name: str | None = None,
         instrument: bool = False,
+        context_cache: bool = False,
         observers: Sequence[ObserverFactory] = (),
         store: Store | None = None,
         session_wait: float = 0.0,
@@ -306,8 +310,15 @@ class Agent(Generic[OutputT]):
         if client is not None:
             chosen = client.provider
             key = None
+            if context_cache and not chosen.context_cache:
+                raise ConfigurationError(
+                    "context_cache=True needs a client built with it: "
+                    "ChatClient(provider=PROVIDERS['dashscope'].with_context_cache(), ...)"
+                )
         else:
             chosen = resolve_provider(provider, base_url)
+            if context_cache:
+                chosen = chosen.with_context_cache()  # refused for a provider without one
             key = resolve_api_key(chosen, api_key)  # a missing key is reported now
         mode: OutputMode = "text"
         if output_type is not None:

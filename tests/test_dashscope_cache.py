@@ -257,3 +257,48 @@ def test_workspace_domain_from_the_environment_gets_the_rules() -> None:
     provider = resolve_provider(env=env)
     assert provider.name == "dashscope-workspace"
     assert provider.key_required
+
+
+def test_the_agent_option_and_the_cli_flag(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agentkit.cli import main
+
+    server.queue(Reply.text("one"), Reply.text("two"))
+    with Agent(
+        "qwen-plus",
+        instructions=LONG,
+        provider="dashscope",
+        base_url=server.base_url,
+        api_key="sk-cache-test",
+        context_cache=True,
+    ) as agent:
+        agent.run("Hi")
+    assert markers(server.requests[0].messages) == [0, 1]
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-cache-test")
+    code = main(
+        [
+            "chat",
+            "--provider",
+            "dashscope",
+            "--base-url",
+            server.base_url,
+            "--context-cache",
+            "--no-tools",
+            "--system",
+            LONG,
+            "Hi",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert markers(server.requests[1].messages) == [0, 1]
+
+
+def test_the_agent_option_is_refused_where_it_cannot_work(server: ScriptedServer) -> None:
+    with pytest.raises(ConfigurationError, match="no explicit context cache"):
+        Agent("gpt-4o-mini", provider="openai", api_key="sk-x", context_cache=True)
+    with (
+        ChatClient(server.base_url, "sk-x") as client,
+        pytest.raises(ConfigurationError, match="needs a client built with it"),
+    ):
+        Agent("m", client=client, context_cache=True)

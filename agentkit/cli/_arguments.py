@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     conn.add_argument(
         "--max-retries", type=_at_least(0), metavar="N", help="retries of a failed request (2)"
     )
+    conn.add_argument(
+        "--context-cache",
+        action="store_true",
+        help="mark the stable prefix for DashScope's explicit context cache (DashScope only)",
+    )
     run = chat.add_argument_group("the run")
     run.add_argument(
         "-t",

@@ -32,7 +32,12 @@ def _client(args: argparse.Namespace) -> ChatClient:
         options["read_timeout"] = args.timeout
     if args.max_retries is not None:
         options["max_retries"] = args.max_retries
-    return ChatClient(args.base_url, _api_key(args), provider=_preset(args), **options)
+    provider: Any = _preset(args)
+    if getattr(args, "context_cache", False):
+        from .._providers import resolve_provider
+
+        provider = resolve_provider(provider, args.base_url).with_context_cache()
+    return ChatClient(args.base_url, _api_key(args), provider=provider, **options)
 
 
 def _preset(args: argparse.Namespace) -> str | None:
