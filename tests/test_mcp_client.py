@@ -428,3 +428,31 @@ def test_lines_that_are_not_json_rpc_cost_a_log_line_not_the_call(
     junk = [r for r in caplog.records if r.name == "mcp.client.stdio"]
     assert junk and all(r.exc_info is None for r in junk)  # one line each, no traceback
     assert "Failed to parse JSONRPC message from server: ValidationError" in caplog.text
+
+
+def test_mcp_tools_on_a_session_follow_the_servers_hints(
+    server: ScriptedServer, tmp_path: Any
+) -> None:
+    from agentkit.sessions import SQLiteStore
+
+    source = fake()
+    tools = {t.remote_name: t for t in source.tools()}
+    assert tools["echo"].side_effects and not tools["echo"].idempotent  # MCP's defaults
+    server.queue(
+        Reply.tool_calls(("fake_echo", {"text": "kept"})),
+        Reply.text("ok"),
+        Reply.text("still ok"),
+    )
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    with agent_for(server, [source], store=store) as agent:
+        first = agent.run("go", session="mcp-1")
+        second = agent.run("again", session="mcp-1")
+    assert tool_messages(first.messages) == ["kept"]
+    assert tool_messages(second.messages) == ["kept"]  # the conversation was stored
+    clock = MCPStdio("mcp-server-time", prefix="clock")
+    try:
+        now = next(t for t in clock.tools() if t.remote_name == "get_current_time")
+    finally:
+        clock.close()
+    assert now.annotations["readOnlyHint"] is True and not now.side_effects
+    assert now.idempotent

@@ -324,6 +324,8 @@ class _MCPSource(ToolSource):
                         server=self.label,
                         caller=self._caller,
                         requires_approval=self._needs_approval(item.name, name),
+                        side_effects=annotations.get("readOnlyHint") is not True,
+                        idempotent=annotations.get("idempotentHint") is True,
                         timeout=self.timeout,
                         annotations=annotations,
                     )

@@ -36,6 +36,9 @@ class MCPTool(Tool[..., Awaitable[str]]):
             may carry a prefix or be mapped to valid characters).
         server: the server it belongs to (its command or URL).
         annotations: the server's hints (``readOnlyHint``, ``destructiveHint``...), as sent.
+        side_effects: from the hints: a tool not marked ``readOnlyHint`` changes the world
+            (MCP's default), so on a session its calls are written ahead.
+        idempotent: the server's ``idempotentHint``.
     """
 
     remote_name: str
@@ -52,6 +55,8 @@ class MCPTool(Tool[..., Awaitable[str]]):
         server: str,
         caller: Caller,
         requires_approval: bool = False,
+        side_effects: bool = True,
+        idempotent: bool = False,
         timeout: float | None = None,
         annotations: Mapping[str, Any] | None = None,
     ) -> None:
@@ -72,6 +77,8 @@ class MCPTool(Tool[..., Awaitable[str]]):
         self.annotations = dict(annotations or {})
         self.strict = False
         self.requires_approval = requires_approval
+        self.side_effects = side_effects or requires_approval
+        self.idempotent = idempotent
         self.timeout = timeout
         self.is_async = True
         self.context_param = None
