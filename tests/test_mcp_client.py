@@ -456,3 +456,16 @@ def test_mcp_tools_on_a_session_follow_the_servers_hints(
         clock.close()
     assert now.annotations["readOnlyHint"] is True and not now.side_effects
     assert now.idempotent
+
+
+def test_an_mcp_tool_has_every_attribute_a_tool_declares() -> None:
+    from agentkit import Tool
+
+    source = fake()
+    try:
+        echo = source.tools()[0]
+    finally:
+        source.close()
+    declared = [name for name in Tool.__annotations__ if not name.startswith("_")]
+    assert "requires_approval" in declared  # the annotations are the attribute list
+    assert [name for name in declared if not hasattr(echo, name)] == []
