@@ -207,6 +207,14 @@ def test_a_server_that_never_answers_initialize_times_out(server: ScriptedServer
     assert children() <= before  # the server process was ended
 
 
+def test_a_server_that_never_lists_its_tools_times_out(server: ScriptedServer) -> None:
+    agent = agent_for(server, [fake("slow-list", list_timeout=0.5)])
+    with pytest.raises(MCPTimeoutError, match=r"did not list its tools within 0\.5 s"):
+        agent.run("go")
+    agent.close()
+    assert server.requests == []
+
+
 def test_a_server_that_exits_mid_call_is_restarted_once_per_run(server: ScriptedServer) -> None:
     source = fake()
     server.queue(

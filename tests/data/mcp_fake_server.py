@@ -11,7 +11,8 @@
 - ``duplicate``: lists ``echo`` twice;
 - ``names``: tool names that are too long or use ``.`` and ``/``, and a 100,000-character
   description;
-- ``garbage-list``: a tools/list result that is not a list of tools.
+- ``garbage-list``: a tools/list result that is not a list of tools;
+- ``slow-list``: answers the handshake, never tools/list.
 
 It writes a line to stderr as it starts, so errors can quote the server's last words.
 """
@@ -130,6 +131,8 @@ def main() -> None:
                 "serverInfo": {"name": "fake", "version": "1"},
             }
         elif method == "tools/list":
+            if MODE == "slow-list":
+                continue  # never answered
             result = {"tools": tools()}
         elif method == "tools/call":
             params = message["params"]
