@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from .._agent import Agent
     from .._client import ChatClient
     from .._loop import PlannedCall
+    from .._result import RunResult
     from .._tool import Tool
     from ._progress import Progress
 
@@ -189,9 +191,40 @@ def _talk(
         if prompt is None:
             return repl(agent, console, input, stream=not args.no_stream, args=args, server=server)
         result = ask(agent, prompt, console, stream=not args.no_stream, session=session)
+        result = _settle_pauses(agent, result, console, args, session)
         if args.json:
             out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return EXIT_OK
+
+
+def _settle_pauses(
+    agent: Agent[Any],
+    result: RunResult[Any],
+    console: Console,
+    args: argparse.Namespace | None,
+    session: str | None,
+) -> RunResult[Any]:
+    """A run paused for approval (an agent with no ``approve=``, e.g. ``--agent``): ask the
+    person, as for any approval, and go on until the run is done."""
+    while result.status == "paused":
+        decisions: dict[str, bool] = {}
+        for call in result.pending:
+            shown = f"{call.name}({compact_json(call.arguments)})"
+            if args is not None and getattr(args, "approve_all", False):
+                decisions[call.id] = True
+            elif sys.stdin.isatty():
+                console.note(f"  ? {shown} needs your approval")
+                decisions[call.id] = input("    run it? [y/N] ").strip().lower() in ("y", "yes")
+            else:
+                console.note(
+                    f"  ? {shown} needs your approval, and stdin is not a terminal to ask on: "
+                    "refused (--approve-all runs such tools)"
+                )
+                decisions[call.id] = False
+        result = agent.resume(session if session is not None else result, decisions)
+        console.text(str(result.output))
+        console.end_answer()
+    return result
 
 
 def _own_agent(args: argparse.Namespace) -> Agent[Any]:
@@ -309,6 +342,7 @@ def repl(
             question = line
         try:
             result = ask(agent, question, console, stream=stream, session=session)
+            result = _settle_pauses(agent, result, console, args, session)
         except KeyboardInterrupt:
             console.interrupted("(stopped; that question is left out of the history)")
             continue

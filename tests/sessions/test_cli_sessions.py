@@ -117,3 +117,41 @@ def test_chat_continues_a_stored_session(server: Any, tmp_path: Path) -> None:
 def test_chat_store_without_a_session_is_a_usage_error(tmp_path: Path) -> None:
     code, _, err = _cli("chat", "--base-url", "http://127.0.0.1:9/v1", "--store", "x.db", "hi")
     assert code == 2 and "give --session NAME too" in err
+
+
+BOT = '''
+import os
+from agentkit import Agent, tool
+
+refunded = []
+
+@tool(requires_approval=True)
+def refund(order_id: int) -> str:
+    """Refund an order."""
+    refunded.append(order_id)
+    return f"refunded {order_id}"
+
+desk = Agent("scripted", [refund], "You run the order desk.",
+             base_url=os.environ["BOT_MODEL_URL"], api_key="sk-model-key-123456")
+'''
+
+
+@pytest.mark.parametrize("approve_all", [False, True])
+def test_chat_settles_a_paused_approval_of_your_own_agent(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, approve_all: bool
+) -> None:
+    from agentkit.testing import Reply
+
+    bot = tmp_path / "bot.py"
+    bot.write_text(BOT)
+    monkeypatch.setenv("BOT_MODEL_URL", server.base_url)
+    server.queue(Reply.tool_calls(("refund", {"order_id": 7})), Reply.text("All settled."))
+    argv = ["chat", "--agent", f"{bot}:desk", "--session", "c1", "--store", str(tmp_path / "s.db")]
+    code, out, err = _cli(*argv, *(["--approve-all"] if approve_all else []), "refund 7")
+    assert code == 0, err
+    assert "All settled." in out
+    told = server.requests[1].json()["messages"][-1]["content"]
+    if approve_all:
+        assert told == "refunded 7"
+    else:
+        assert "needs your approval" in err and "did not approve" in told
