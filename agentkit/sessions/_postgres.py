@@ -148,6 +148,11 @@ class PostgresStore(SQLStore):
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield cursor
 
+    @contextmanager
+    def _statement(self) -> Iterator[Cursor]:
+        with self._connection() as connection:  # autocommit: the statement commits itself
+            yield connection.cursor()
+
     def _lock_schema(self, cursor: Cursor) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')

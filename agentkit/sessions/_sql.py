@@ -112,6 +112,11 @@ class SQLStore:
         settings (a write-ahead record must survive a power cut)."""
         raise NotImplementedError
 
+    def _statement(self) -> AbstractContextManager[Cursor]:
+        """A cursor for one statement that needs no transaction around it (one statement is
+        atomic by itself; a server store saves the BEGIN and COMMIT round trips)."""
+        return self._transaction(write=True)
+
     def _table_exists(self, cursor: Cursor, table: str) -> bool:
         raise NotImplementedError
 
@@ -251,7 +256,7 @@ class SQLStore:
 
     def release(self, claim: Claim) -> None:
         """Give the session back (see ``agentkit.Store.release``)."""
-        with self._transaction(write=True) as cursor:
+        with self._statement() as cursor:
             self._run(
                 cursor,
                 "UPDATE {p}agentkit_sessions SET owner = NULL, lease_until = NULL,"
@@ -349,7 +354,7 @@ class SQLStore:
         next run must know it did.
         """
         now = time.time()
-        with self._transaction(write=True) as cursor:
+        with self._statement() as cursor:
             self._run(
                 cursor,
                 "UPDATE {p}agentkit_calls SET state = 'done', result = ?, finished_at = ?"
