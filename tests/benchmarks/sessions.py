@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             wall, errors = concurrent_conversations(make, 1000)
             print(f"| {name} | {wall:.2f} s | {_ms(wall / 1000)} | {errors} |")
         if args.agent:
-            from .sessions_agent import agent_cost
+            from .sessions_agent import agent_cost  # type: ignore[import-not-found,unused-ignore]
 
             print()
             agent_cost(stores, repeats=20 if args.quick else 60)

@@ -108,6 +108,7 @@ def test_timed_out_sync_tools_do_not_starve_later_runs(
         wait_until(lambda: agent._threads is not None and agent._threads._stuck == 0)
         result = bounded(lambda: asyncio.run(agent.run_async("go")), 10)
         assert [m["content"] for m in tool_messages(result.messages)] == ["late", "late"]
+        assert agent._threads is not None
         assert agent._threads._count == 4, "at most 2 x the limit, ever"
 
 
@@ -149,7 +150,7 @@ def test_a_tool_that_runs_its_own_agent_does_not_deadlock(server: ScriptedServer
     @tool
     def delegate(question: str) -> str:
         """Ask the same agent, in a nested run."""
-        return holder["agent"].run(question).output
+        return str(holder["agent"].run(question).output)
 
     def handle(request: RecordedRequest) -> Reply:
         first = str(request.messages[1]["content"])

@@ -9,11 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import uvicorn_serving
 
 from agentkit import AsyncChatClient, ChatClient
 from agentkit.serve import create_app
 from agentkit.testing import Reply, ScriptedServer, echo, tool_then_answer
+
+from .conftest import uvicorn_serving
 
 openai = pytest.importorskip("openai")
 
@@ -156,7 +157,7 @@ def test_two_users_at_once_each_get_only_their_own_answer(
 
 
 def test_the_model_key_never_reaches_a_client(model: ScriptedServer, served: str) -> None:
-    from conftest import MODEL_KEY
+    from .conftest import MODEL_KEY
 
     model.respond_with(
         lambda request: Reply.error(
@@ -212,7 +213,7 @@ def test_agentkit_async_client_streams_from_the_bot(model: ScriptedServer, serve
 
 @pytest.mark.parametrize("streamed", [False, True])
 def test_two_agents_served_side_by_side(model: ScriptedServer, streamed: bool) -> None:
-    from conftest import make_desk
+    from .conftest import make_desk
 
     model.respond_with(echo())
     app = create_app({"desk": make_desk(model), "other": make_desk(model)})

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_desk, uvicorn_serving
 
 from agentkit.serve import create_app
 from agentkit.testing import ScriptedServer, tool_then_answer
+
+from .conftest import make_desk, uvicorn_serving
 
 CHROMIUM = "/usr/bin/chromium"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"

@@ -10,12 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import make_desk, uvicorn_serving
 
 from agentkit import Agent, tool
 from agentkit.serve import Limits, create_app
 from agentkit.serve._auth import Keys, is_loopback
 from agentkit.testing import Reply, ScriptedServer, echo, tool_then_answer
+
+from .conftest import make_desk, uvicorn_serving
 
 KEY = "served-key-0123456789"
 USER = [{"role": "user", "content": "hello"}]

@@ -104,8 +104,6 @@ def raw(spec: StoreSpec, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         return rows
     import psycopg
 
-    with psycopg.connect(spec.where, autocommit=True) as connection:
-        cursor = connection.execute(
-            sql.replace("{p}", f'"{spec.schema}".').replace("?", "%s"), params
-        )
+    with psycopg.connect(spec.where, autocommit=True) as server:
+        cursor = server.execute(sql.replace("{p}", f'"{spec.schema}".').replace("?", "%s"), params)
         return cursor.fetchall() if cursor.description else []
