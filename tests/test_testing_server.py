@@ -961,18 +961,14 @@ def test_streamed_tool_call_reassembles_for_every_style(
 # --- throughput ------------------------------------------------------------------------
 
 
-def test_throughput_small_json_keep_alive(server: ScriptedServer, client: httpx.Client) -> None:
-    """Requests per second for a small JSON reply over one keep-alive connection."""
+def test_many_requests_share_one_keep_alive_connection(
+    server: ScriptedServer, client: httpx.Client
+) -> None:
+    # Its speed is measured by `python -m tests.benchmarks.scripted_throughput`, not asserted here.
     server.respond_with(always(Reply.text("ok")))
-    for _ in range(50):  # warm up
-        post(client)
-    count = 1000
-    started = time.perf_counter()
-    for _ in range(count):
-        post(client)
-    rate = count / (time.perf_counter() - started)
-    print(f"\nscripted server: {rate:.0f} requests/s (small JSON, one keep-alive httpx client)")
-    assert rate > 200  # generous: the machine is shared; measured figure is in the output
+    for _ in range(100):
+        assert post(client).status_code == 200
+    assert server.request_count == 100
     assert server.connections_opened == 1
 
 
