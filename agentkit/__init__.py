@@ -61,6 +61,9 @@ if TYPE_CHECKING:
     from ._events import ToolResult as ToolResult
     from ._instrument import instrument as instrument
     from ._loop import PlannedCall as PlannedCall
+    from ._observe import ObserverFactory as ObserverFactory
+    from ._observe import RunInfo as RunInfo
+    from ._observe import RunObserver as RunObserver
     from ._pricing import ModelPrice as ModelPrice
     from ._providers import PROVIDERS as PROVIDERS
     from ._providers import Provider as Provider

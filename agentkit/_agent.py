@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import inspect
-import queue
 import threading
 import time
 import weakref
 from collections.abc import (
     AsyncGenerator,
+    AsyncIterator,
     Awaitable,
     Callable,
     Coroutine,
@@ -46,27 +45,23 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
 
 from ._client import AsyncChatClient, ChatClient
 from ._context import RunContext
-from ._errors import APIError, ConfigurationError, ToolThreadsExhausted
-from ._events import AgentEvent, RunFinished, StreamDelta, ToolCallStarted, ToolResult
+from ._errors import ConfigurationError
+from ._events import AgentEvent, RunFinished, StreamDelta
 from ._loop import (
     LoopSettings,
     OutputMode,
     PlannedCall,
     RunLoop,
-    RunTools,
-    Step,
-    ToolOutcome,
+    check_count,
     clean_data,
     clean_text,
-    completion_deltas,
 )
-from ._observe import ObserverFactory, RunInfo, RunObserver, observer_for, scoped, scoped_async
+from ._observe import ObserverFactory, RunInfo, observer_for, scoped, scoped_async
 from ._providers import Provider, resolve_api_key, resolve_provider
 from ._result import PendingCall, RunResult
 from ._session import (
@@ -79,7 +74,19 @@ from ._session import (
     tool_messages,
 )
 from ._sources import ToolSource
+from ._steps import (
+    Approver,
+    Callback,
+    CallModel,
+    Effect,
+    Emit,
+    Hooks,
+    RunPlan,
+    StartCalls,
+    run_steps,
+)
 from ._store import Claim, SessionRecord, Store, check_session_id, open_calls
+from ._threads import AsyncBatch, SyncBatch, ToolThreads, run_timed_out
 from ._tool import Tool, tool
 from ._wire import ChatCompletion
 
@@ -93,35 +100,6 @@ with a new user message appended)."""
 
 Instructions: TypeAlias = "str | Callable[[RunContext[Any]], str] | None"
 """The system message: a text, or a function of the run's context that returns one."""
-
-Approver: TypeAlias = Callable[[PlannedCall], "bool | Awaitable[bool]"]
-"""Decides whether a ``requires_approval`` tool call may run; only ``True`` approves.
-It sees the call's ``name``, validated ``kwargs`` and raw ``arguments``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Hooks:
-    """Callbacks around each model call and each tool call; all optional.
-
-    They run on the caller's thread (``run``/``stream``) or event loop (``run_async``/
-    ``stream_async``), never concurrently with each other. In the async drivers a hook may
-    return an awaitable, which is awaited. An exception from a hook ends the run (with
-    ``.messages``). Tool hooks see only the calls that actually run; every call, run or not,
-    appears as a :class:`~agentkit._events.ToolResult` event.
-
-    Attributes:
-        before_model_call: ``(turn, request)``; ``request`` is the keyword arguments about to
-            be sent (read it; do not change it).
-        after_model_call: ``(turn, completion)`` with the whole ``ChatCompletion``.
-        before_tool_call: ``(call)``, a :class:`~agentkit._loop.PlannedCall` about to run.
-        after_tool_call: ``(call, result)``; ``result`` is the ``ToolResult`` event (the
-            text the model gets, the error if any, the duration).
-    """
-
-    before_model_call: Callable[[int, dict[str, Any]], object] | None = None
-    after_model_call: Callable[[int, ChatCompletion], object] | None = None
-    before_tool_call: Callable[[PlannedCall], object] | None = None
-    after_tool_call: Callable[[PlannedCall, ToolResult], object] | None = None
 
 
 class AgentOptions(TypedDict, total=False):
@@ -143,6 +121,7 @@ class AgentOptions(TypedDict, total=False):
     parallel_tool_calls_limit: int
     hooks: Hooks | None
     approve: Approver | None
+    run_timeout: float | None
     temperature: float | None
     top_p: float | None
     max_tokens: int | None
@@ -202,7 +181,12 @@ class Agent(Generic[OutputT]):
             are kept for them, then ``ToolThreadsExhausted``.
         hooks: :class:`Hooks` around model and tool calls.
         approve: the :data:`Approver` asked before each call of a ``requires_approval``
-            tool. Without one, such calls are refused and the model is told.
+            tool. Without one, such a call pauses the run (``RunResult.status ==
+            "paused"``) and :meth:`resume` goes on with a person's decisions.
+        run_timeout: seconds a whole run may take (default ``None``: no bound), then
+            :class:`~agentkit.RunTimeoutError`. A sync tool still running is abandoned;
+            in ``run``/``stream`` a model call under way ends within the client's own
+            request deadline, and the run ends right after it.
         temperature, top_p, max_tokens, seed, stop, presence_penalty, tool_choice,
             parallel_tool_calls, extra_body: model parameters sent with every request
             (``None``: not sent). ``extra_body`` carries vendor extras such as Qwen's
@@ -275,6 +259,7 @@ class Agent(Generic[OutputT]):
         parallel_tool_calls_limit: int = 16,
         hooks: Hooks | None = None,
         approve: Approver | None = None,
+        run_timeout: float | None = None,
         temperature: float | None = None,
         top_p: float | None = None,
         max_tokens: int | None = None,
@@ -296,8 +281,7 @@ class Agent(Generic[OutputT]):
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'qwen-plus'")
-        if parallel_tool_calls_limit < 1:
-            raise ConfigurationError("parallel_tool_calls_limit must be at least 1")
+        check_count("parallel_tool_calls_limit", parallel_tool_calls_limit)
         if output_type is not None and not (
             isinstance(output_type, type) and hasattr(output_type, "model_validate_json")
         ):
@@ -370,6 +354,8 @@ class Agent(Generic[OutputT]):
             max_output_retries=max_output_retries,
             on_truncated=on_truncated,
             tool_timeout=tool_timeout,
+            run_timeout=run_timeout,
+            provider=chosen,
         )
         self._settings = LoopSettings(model, self.tools, **self._settings_options)
         # the sources' tool lists of the last run and the settings derived from them
@@ -402,7 +388,7 @@ class Agent(Generic[OutputT]):
         self._loop_clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[AsyncChatClient, AsyncGenerator[None, None]]
         ] = weakref.WeakKeyDictionary()
-        self._threads: _ToolThreads | None = None
+        self._threads: ToolThreads | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -857,19 +843,14 @@ class Agent(Generic[OutputT]):
         await closer.__anext__()
         return client
 
-    def _tool_threads(self) -> _ToolThreads:
+    def _tool_threads(self) -> ToolThreads:
         threads = self._threads
         if threads is not None:
             return threads
         with self._lock:
             if self._threads is None:
-                self._threads = _ToolThreads(self._parallel_limit)
+                self._threads = ToolThreads(self._parallel_limit)
             return self._threads
-
-    def _remember(self, loop: RunLoop) -> None:
-        # A provider that refused tools with stream=True will refuse again: skip the try.
-        if not loop.tools_with_stream:
-            self._tools_with_stream = False
 
     # -- observers ----------------------------------------------------------------------
 
@@ -913,422 +894,109 @@ class Agent(Generic[OutputT]):
         loop.observer = observer
         return scoped_async(events, observer)
 
-    # -- the sync driver ----------------------------------------------------------------
+    # -- the drivers: they perform the effects of the one run (see _steps.py) ----------
 
     def _drive(
         self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
     ) -> Generator[AgentEvent, None, None]:
-        client = self._client()
-        hooks = self._hooks
-        observer = loop.observer
-        journal: SessionJournal | None = loop.journal
-        streamed_always = self._settings.stream_required
-        outcomes: list[ToolOutcome] = []
-        calls = first  # a resumed round runs before any model call
+        """Perform the run's effects on this thread; ``first`` is a resumed round."""
+        steps = run_steps(loop, self._plan(loop, stream), first)
+        timeout, deadline = _deadline(loop)
+        batch: SyncBatch | None = None
+        answer: Any = None
+        failure: BaseException | None = None
         try:
+            client = self._client()
             while True:
-                if calls is not None:
-                    outcomes = []
-                    paused: list[PlannedCall] = []
-                    tool_events = self._run_tools(loop, calls, outcomes, paused)
-                    with contextlib.closing(tool_events) as events:
-                        yield from events
-                    calls = None
-                    if paused:
-                        result = loop.pause(outcomes, paused)
-                        if journal is not None:
-                            journal.paused(loop, result.resume_state or {})
-                        if observer is not None:
-                            observer.run_finished(result)
-                        yield RunFinished(result)
-                        return
-                    loop.on_tool_outcomes(outcomes)
-                    outcomes = []
-                    if journal is not None:
-                        journal.step(loop, closed=True)
-                request = loop.next_request()
-                if hooks.before_model_call is not None:
-                    _settle_sync(hooks.before_model_call(loop.turns, request))
-                if observer is not None:
-                    observer.model_call_started(loop.turns, request)
-                if (stream or streamed_always) and loop.wants_stream(request):
-                    completion: ChatCompletion | None = None
-                    with contextlib.closing(self._stream_round(loop, client, request)) as items:
-                        for item in items:
-                            if isinstance(item, ChatCompletion):
-                                completion = item
-                            else:
-                                yield item
-                    assert completion is not None
-                else:
-                    completion = client.create(**request)
-                    if stream:
-                        yield from completion_deltas(completion)
-                if observer is not None:
-                    observer.model_call_finished(loop.turns, completion)
-                if hooks.after_model_call is not None:
-                    _settle_sync(hooks.after_model_call(loop.turns, completion))
-                step: Step = loop.on_response(completion)
-                if journal is not None:
-                    journal.step(loop, closed=not isinstance(step, RunTools))
-                yield step.round
-                if isinstance(step, RunTools):
-                    calls = step.calls
-                else:
-                    self._remember(loop)
-                    if observer is not None:
-                        observer.run_finished(step.result)
-                    yield RunFinished(step.result)
+                try:
+                    effect = steps.send(answer) if failure is None else steps.throw(failure)
+                except StopIteration:
                     return
-        except GeneratorExit as exc:
-            loop.interrupt(outcomes)
-            if journal is not None:
-                journal.failed(loop)
-            if observer is not None:
-                observer.run_failed(exc)
-            raise
-        except BaseException as exc:
-            self._remember(loop)
-            loop.fail(exc, outcomes)
-            if journal is not None:
-                with contextlib.suppress(Exception):  # the run's own error is what counts
-                    journal.failed(loop)
-            if observer is not None:
-                observer.run_failed(exc)
-            raise
-
-    def _stream_round(
-        self, loop: RunLoop, client: ChatClient, request: dict[str, Any]
-    ) -> Generator[StreamDelta | ChatCompletion, None, None]:
-        """One streamed model call; the completion comes last. Falls back to a plain
-        request when the provider refuses tools with ``stream=True``."""
-        yielded = False
-        try:
-            with client.stream(**request) as chat_stream:
-                for delta in chat_stream:
-                    yielded = True
-                    yield delta
-                completion = chat_stream.completion
-        except APIError as exc:
-            if not loop.stream_refused(request, exc, yielded):
-                raise
-            if loop.observer is not None:
-                loop.observer.stream_fallback(loop.turns, exc)
-        else:
-            yield completion
-            return
-        completion = client.create(**request)
-        yield from completion_deltas(completion)
-        yield completion
-
-    def _run_tools(
-        self,
-        loop: RunLoop,
-        calls: list[PlannedCall],
-        outcomes: list[ToolOutcome],
-        paused: list[PlannedCall],
-    ) -> Generator[AgentEvent, None, None]:
-        hooks = self._hooks
-        observer = loop.observer
-        runnable: list[PlannedCall] = []
-        for call in calls:
-            if not call.runs:
-                outcome = ToolOutcome.not_run(call)
-            elif call.needs_approval and self._approve is None:
-                paused.append(call)  # a person decides later: Agent.resume
-                continue
-            elif call.needs_approval and not self._approved_sync(call, observer):
-                outcome = ToolOutcome.refused(call, approver_configured=self._approve is not None)
-            else:
-                runnable.append(call)
-                continue
-            outcomes.append(outcome)
-            yield _settled(loop, outcome)
-        if not runnable:
-            return
-        for call in runnable:
-            if hooks.before_tool_call is not None:
-                _settle_sync(hooks.before_tool_call(call))
-            if loop.journal is not None:
-                loop.journal.before_call(call)  # committed before the call can start
-            if observer is not None:
-                observer.tool_call_started(call)
-            yield ToolCallStarted(call.call_id, call.name, call.arguments)
-
-        reports: queue.SimpleQueue[tuple[_Job, _Ending]] = queue.SimpleQueue()
-        now = time.perf_counter()
-        jobs = [_Job(call, reports.put, now) for call in runnable]
-        waiting = {job.call.index: job for job in jobs}
-        threads = self._tool_threads()
-        try:
-            with threads.lent():
-                for job in jobs:
-                    threads.submit(job)
-                while waiting:
-                    wait = _wait_time(waiting.values(), time.perf_counter())
-                    if wait <= 0:  # past its deadline: the model is told, the call left
-                        for job in _timed_out(waiting.values(), time.perf_counter()):
-                            del waiting[job.call.index]
-                            threads.abandon(job)
-                            timed_out = ToolOutcome.timed_out(job.call, job.call.timeout or 0.0)
-                            yield self._finished_sync(loop, timed_out, outcomes)
-                        continue
-                    try:
-                        job, ending = reports.get(timeout=wait)
-                    except queue.Empty:
-                        continue
-                    if waiting.pop(job.call.index, None) is None:
-                        continue  # the late result of a call that timed out
-                    if isinstance(ending, BaseException):
-                        raise ending
-                    yield self._finished_sync(loop, ending, outcomes)
+                answer = failure = None
+                try:
+                    late = deadline is not None and time.perf_counter() >= deadline
+                    if late and not isinstance(effect, Emit | Callback):
+                        raise run_timed_out(timeout)
+                    if isinstance(effect, Emit):
+                        yield effect.event
+                    elif isinstance(effect, Callback):
+                        answer = _settle_sync(effect.fn(*effect.args))
+                    elif isinstance(effect, CallModel):
+                        answer = yield from _call_model(client, effect, deadline, timeout)
+                    elif isinstance(effect, StartCalls):
+                        if batch is not None:
+                            batch.close()
+                        batch = SyncBatch(self._tool_threads(), effect.calls)
+                        batch.start()
+                    else:
+                        assert batch is not None
+                        answer = batch.next(deadline, timeout)
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # thrown into the run, which decides
+                    failure = exc
         finally:
-            for job in waiting.values():
-                threads.abandon(job)  # calls not started yet never start
-
-    def _finished_sync(
-        self, loop: RunLoop, outcome: ToolOutcome, outcomes: list[ToolOutcome]
-    ) -> ToolResult:
-        outcomes.append(outcome)
-        result = _settled(loop, outcome)
-        if loop.journal is not None:
-            loop.journal.after_call(outcome.call, result.output)
-        if self._hooks.after_tool_call is not None:
-            _settle_sync(self._hooks.after_tool_call(outcome.call, result))
-        return result
-
-    def _approved_sync(self, call: PlannedCall, observer: RunObserver | None) -> bool:
-        if self._approve is None:
-            return False
-        granted = _settle_sync(self._approve(call)) is True
-        if observer is not None:
-            observer.approval(call, granted)
-        return granted
-
-    # -- the async driver ---------------------------------------------------------------
+            if batch is not None:
+                batch.close()
+            steps.close()
 
     async def _drive_async(
         self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
     ) -> AsyncGenerator[AgentEvent, None]:
-        client = await self._client_async()
-        hooks = self._hooks
-        observer = loop.observer
-        journal: SessionJournal | None = loop.journal
-        streamed_always = self._settings.stream_required
-        outcomes: list[ToolOutcome] = []
-        calls = first  # a resumed round runs before any model call
+        """Perform the run's effects on this event loop; ``first`` is a resumed round."""
+        steps = run_steps(loop, self._plan(loop, stream), first)
+        timeout, deadline = _deadline(loop)
+        batch: AsyncBatch | None = None
+        answer: Any = None
+        failure: BaseException | None = None
         try:
+            client = await self._client_async()
             while True:
-                if calls is not None:
-                    outcomes = []
-                    paused: list[PlannedCall] = []
-                    tool_events = self._run_tools_async(loop, calls, outcomes, paused)
-                    async with contextlib.aclosing(tool_events) as events:
-                        async for event in events:
-                            yield event
-                    calls = None
-                    if paused:
-                        result = loop.pause(outcomes, paused)
-                        if journal is not None:
-                            await journal.paused_async(loop, result.resume_state or {})
-                        if observer is not None:
-                            observer.run_finished(result)
-                        yield RunFinished(result)
-                        return
-                    loop.on_tool_outcomes(outcomes)
-                    outcomes = []
-                    if journal is not None:
-                        await journal.step_async(loop, closed=True)
-                request = loop.next_request()
-                if hooks.before_model_call is not None:
-                    await _settle(hooks.before_model_call(loop.turns, request))
-                if observer is not None:
-                    observer.model_call_started(loop.turns, request)
-                if (stream or streamed_always) and loop.wants_stream(request):
-                    completion: ChatCompletion | None = None
-                    round_items = self._stream_round_async(loop, client, request)
-                    async with contextlib.aclosing(round_items) as items:
-                        async for item in items:
-                            if isinstance(item, ChatCompletion):
-                                completion = item
-                            else:
-                                yield item
-                    assert completion is not None
-                else:
-                    completion = await client.create(**request)
-                    if stream:
-                        for delta in completion_deltas(completion):
-                            yield delta
-                if observer is not None:
-                    observer.model_call_finished(loop.turns, completion)
-                if hooks.after_model_call is not None:
-                    await _settle(hooks.after_model_call(loop.turns, completion))
-                step: Step = loop.on_response(completion)
-                if journal is not None:
-                    await journal.step_async(loop, closed=not isinstance(step, RunTools))
-                yield step.round
-                if isinstance(step, RunTools):
-                    calls = step.calls
-                else:
-                    self._remember(loop)
-                    if observer is not None:
-                        observer.run_finished(step.result)
-                    yield RunFinished(step.result)
+                try:
+                    effect = steps.send(answer) if failure is None else steps.throw(failure)
+                except StopIteration:
                     return
-        except GeneratorExit as exc:
-            loop.interrupt(outcomes)
-            if journal is not None:
-                journal.failed(loop)  # an async generator may not await once closed
-            if observer is not None:
-                observer.run_failed(exc)
-            raise
-        except BaseException as exc:
-            self._remember(loop)
-            loop.fail(exc, outcomes)
-            if journal is not None:
-                with contextlib.suppress(Exception):
-                    await journal.failed_async(loop)
-            if observer is not None:
-                observer.run_failed(exc)
-            raise
-
-    async def _stream_round_async(
-        self, loop: RunLoop, client: AsyncChatClient, request: dict[str, Any]
-    ) -> AsyncGenerator[StreamDelta | ChatCompletion, None]:
-        yielded = False
-        try:
-            async with client.stream(**request) as chat_stream:
-                async for delta in chat_stream:
-                    yielded = True
-                    yield delta
-                completion = chat_stream.completion
-        except APIError as exc:
-            if not loop.stream_refused(request, exc, yielded):
-                raise
-            if loop.observer is not None:
-                loop.observer.stream_fallback(loop.turns, exc)
-        else:
-            yield completion
-            return
-        completion = await client.create(**request)
-        for delta in completion_deltas(completion):
-            yield delta
-        yield completion
-
-    async def _run_tools_async(
-        self,
-        loop: RunLoop,
-        calls: list[PlannedCall],
-        outcomes: list[ToolOutcome],
-        paused: list[PlannedCall],
-    ) -> AsyncGenerator[AgentEvent, None]:
-        hooks = self._hooks
-        observer = loop.observer
-        runnable: list[PlannedCall] = []
-        for call in calls:
-            if not call.runs:
-                outcome = ToolOutcome.not_run(call)
-            elif call.needs_approval and self._approve is None:
-                paused.append(call)  # a person decides later: Agent.resume
-                continue
-            elif call.needs_approval and not await self._approved(call, observer):
-                outcome = ToolOutcome.refused(call, approver_configured=self._approve is not None)
-            else:
-                runnable.append(call)
-                continue
-            outcomes.append(outcome)
-            yield _settled(loop, outcome)
-        if not runnable:
-            return
-        for call in runnable:
-            if hooks.before_tool_call is not None:
-                await _settle(hooks.before_tool_call(call))
-            if loop.journal is not None:
-                await loop.journal.before_call_async(call)
-            if observer is not None:
-                observer.tool_call_started(call)
-            yield ToolCallStarted(call.call_id, call.name, call.arguments)
-
-        limit = asyncio.Semaphore(self._parallel_limit)
-        if len(runnable) == 1:  # the common case: no task to schedule
-            yield await self._finished(loop, await self._execute(runnable[0], limit), outcomes)
-            return
-        pending = {asyncio.ensure_future(self._execute(call, limit)) for call in runnable}
-        try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for outcome in sorted((task.result() for task in done), key=_call_order):
-                    yield await self._finished(loop, outcome, outcomes)
+                answer = failure = None
+                try:
+                    if isinstance(effect, Emit):
+                        yield effect.event
+                    elif isinstance(effect, Callback):
+                        fn = effect.fn if effect.fn_async is None else effect.fn_async
+                        answer = await _settle(fn(*effect.args))
+                    elif isinstance(effect, StartCalls):
+                        if batch is not None:
+                            await batch.close()
+                        batch = AsyncBatch(self._tool_threads, effect.calls, self._parallel_limit)
+                        batch.start()
+                    elif isinstance(effect, CallModel) and effect.stream:
+                        async with client.stream(**effect.request) as chat_stream:
+                            while (
+                                delta := await _next(chat_stream, deadline, timeout)
+                            ) is not None:
+                                effect.yielded = True
+                                if effect.emit:
+                                    yield delta
+                            answer = chat_stream.completion
+                    elif deadline is None:
+                        answer = await _await_effect(client, effect, batch)
+                    else:
+                        async with _run_deadline(deadline, timeout):
+                            answer = await _await_effect(client, effect, batch)
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # thrown into the run, which decides
+                    failure = exc
         finally:
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+            if batch is not None:
+                await batch.close()
+            steps.close()
 
-    async def _finished(
-        self, loop: RunLoop, outcome: ToolOutcome, outcomes: list[ToolOutcome]
-    ) -> ToolResult:
-        outcomes.append(outcome)
-        result = _settled(loop, outcome)
-        if loop.journal is not None:
-            await loop.journal.after_call_async(outcome.call, result.output)
-        if self._hooks.after_tool_call is not None:
-            await _settle(self._hooks.after_tool_call(outcome.call, result))
-        return result
+    def _plan(self, loop: RunLoop, stream: bool) -> RunPlan:
+        return RunPlan(stream, self._hooks, self._approve, loop.observer, self._forget_stream)
 
-    async def _execute(self, call: PlannedCall, limit: asyncio.Semaphore) -> ToolOutcome:
-        if not call.is_async:
-            return await self._execute_in_thread(call)
-        async with limit:
-            start = time.perf_counter()
-            try:
-                value = await _with_timeout(call.invoke(), call.timeout)
-            except _ToolTimedOut:
-                return ToolOutcome.timed_out(call, call.timeout or 0.0)
-            except asyncio.CancelledError as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # the run itself is cancelled
-                # The tool's own (an inner await someone else cancelled): a failure.
-                return ToolOutcome.failed(call, exc, time.perf_counter() - start)
-            except Exception as exc:
-                return ToolOutcome.failed(call, exc, time.perf_counter() - start)
-            return ToolOutcome.ok(call, value, time.perf_counter() - start)
-
-    async def _execute_in_thread(self, call: PlannedCall) -> ToolOutcome:
-        running = asyncio.get_running_loop()
-        done: asyncio.Future[_Ending] = running.create_future()
-
-        def report(item: tuple[_Job, _Ending]) -> None:  # in the tool thread
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                running.call_soon_threadsafe(_resolve, done, item[1])
-
-        job = _Job(call, report, 0.0)
-        timer = None
-        if call.timeout is not None:
-            timer = running.call_later(call.timeout, _time_out, done, call)
-        threads = self._tool_threads()
-        ending: _Ending | None = None
-        try:
-            with threads.lent():
-                threads.submit(job)
-                ending = await done
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if ending is None or (isinstance(ending, ToolOutcome) and ending.status == "timeout"):
-                threads.abandon(job)
-        if isinstance(ending, BaseException):
-            raise ending
-        return ending
-
-    async def _approved(self, call: PlannedCall, observer: RunObserver | None) -> bool:
-        if self._approve is None:
-            return False
-        granted = await _settle(self._approve(call)) is True
-        if observer is not None:
-            observer.approval(call, granted)
-        return granted
+    def _forget_stream(self) -> None:
+        # A provider that refused tools with stream=True will refuse again: skip the try.
+        self._tools_with_stream = False
 
 
 class _SessionPlan:
@@ -1418,14 +1086,6 @@ def _new_messages(prompt: Prompt | None) -> list[dict[str, Any]]:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _settled(loop: RunLoop, outcome: ToolOutcome) -> ToolResult:
-    """The ``ToolResult`` of ``outcome``, told to the run's observer."""
-    result = loop.settle(outcome)
-    if loop.observer is not None:
-        loop.observer.tool_call_finished(outcome.call, result)
-    return result
-
-
 def _tracing_factory() -> ObserverFactory:
     # agentkit.tracing is loaded only when asked for: `import agentkit` never loads it.
     from .tracing import default_factory
@@ -1433,256 +1093,61 @@ def _tracing_factory() -> ObserverFactory:
     return default_factory()
 
 
-_MAX_WAIT = 0.5  # seconds; the sync driver wakes at least this often (Ctrl-C everywhere)
-_ASYNC_GRACE = 0.5  # seconds an async tool's own loop has to cancel it (see _limit)
-
-_Ending: TypeAlias = "ToolOutcome | BaseException"
-"""How a call in a tool thread ended: its outcome, or what it raised past ``Exception``
-(``SystemExit`` in a tool), re-raised on the caller's side."""
-
-
-class _ToolTimedOut(Exception):
-    """The tool ran past its timeout (told apart from a TimeoutError the tool raised)."""
-
-
-class _Job:
-    """One call handed to a tool thread: it runs in a copy of the caller's context, and how
-    it ended goes to ``report`` (from the tool thread) as ``(job, ending)``.
-
-    ``deadline`` (a ``time.perf_counter()`` value, or ``None``) is fixed when the call is
-    queued: a call that waits for a thread uses up its time while it waits, so no round
-    outlives its calls' timeouts whatever holds the threads.
-    """
-
-    __slots__ = (
-        "_claim",
-        "call",
-        "context",
-        "deadline",
-        "dropped",
-        "finished",
-        "report",
-        "stuck",
-    )
-
-    def __init__(
-        self,
-        call: PlannedCall,
-        report: Callable[[tuple[_Job, _Ending]], object],
-        now: float,
-    ) -> None:
-        self.call = call
-        self.report = report
-        self.context = contextvars.copy_context()
-        limit = _limit(call)
-        self.deadline = None if limit is None else now + limit
-        self.finished = False  # set by the tool thread, under the pool's lock
-        self.stuck = False  # counted in the pool's stuck threads (the run gave up on it)
-        self.dropped = False  # taken back before any thread started it
-        self._claim = threading.Lock()
-
-    def claim(self) -> bool:
-        """True for the first taker only: a tool thread about to run the call, or a run
-        giving up on it (a call dropped before it started never starts)."""
-        return self._claim.acquire(blocking=False)
-
-    def drop(self) -> bool:
-        """Take the call back before a thread starts it; whether it was (still) ours."""
-        if self.claim():
-            self.dropped = True
-        return self.dropped
-
-    def run(self) -> None:
-        """In a tool thread: run the call unless it was dropped, then report how it ended."""
-        if self.claim():
-            self.report((self, self.context.run(_work, self.call)))
+def _call_model(
+    client: ChatClient, effect: CallModel, deadline: float | None, timeout: float | None
+) -> Generator[StreamDelta, None, ChatCompletion]:
+    """Perform a model call in the sync driver, yielding the deltas the caller sees."""
+    if not effect.stream:
+        return client.create(**effect.request)
+    with client.stream(**effect.request) as chat_stream:
+        for delta in chat_stream:
+            effect.yielded = True
+            if effect.emit:
+                yield delta
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise run_timed_out(timeout)
+        return chat_stream.completion
 
 
-def _work(call: PlannedCall) -> _Ending:
-    """Run one call in a tool thread; the return value is rendered here, inside the call's
-    time budget and off the caller's thread."""
-    start = time.perf_counter()
+async def _await_effect(client: AsyncChatClient, effect: Effect, batch: AsyncBatch | None) -> Any:
+    """A plain model call or the next tool outcome, in the async driver."""
+    if isinstance(effect, CallModel):
+        return await client.create(**effect.request)
+    assert batch is not None
+    return await batch.next()
+
+
+async def _next(
+    chat_stream: AsyncIterator[StreamDelta], deadline: float | None, timeout: float | None
+) -> StreamDelta | None:
+    """The stream's next delta (``None`` at its end), within the run's deadline."""
     try:
-        value = call.invoke()
-        if call.is_async:
-            # An async tool in the sync driver runs on its own event loop in this thread.
-            value = asyncio.run(_with_timeout(value, call.timeout))
-        return ToolOutcome.ok(call, value, time.perf_counter() - start)
-    except _ToolTimedOut:
-        return ToolOutcome.timed_out(call, call.timeout or 0.0)
-    except (Exception, asyncio.CancelledError) as exc:
-        # Nothing cancels a run from inside a tool thread: a CancelledError here is the
-        # tool's own (an inner await someone cancelled), a failure the model is told about.
-        return ToolOutcome.failed(call, exc, time.perf_counter() - start)
-    except BaseException as exc:  # SystemExit in a tool: the caller's side re-raises it
-        return exc
-
-
-_in_tool_thread = threading.local()
-"""``.pool``: the :class:`_ToolThreads` whose thread this is (unset elsewhere)."""
-
-
-class _ToolThreads:
-    """The threads that run one agent's sync tool calls, started as calls need them.
-
-    At most ``size`` threads run calls some run still waits for. A call the run gave up
-    on (timed out, or its run was cancelled) cannot be stopped: its thread is *stuck*
-    until the call returns, and no longer counts against ``size``, so a new thread takes
-    its place and later runs are never starved. Stuck threads are bounded too: the pool
-    never holds more than ``2 * size`` threads, and a call that would need one more raises
-    :class:`~agentkit.ToolThreadsExhausted` instead of waiting for ever. A tool thread that
-    waits on a nested run of the same agent (a tool calling its own agent) lends its slot
-    the same way while it waits.
-
-    A call reaches an idle thread through one queue put and comes back through one
-    ``report``: no ``Future`` and no executor bookkeeping on the way (see
-    docs/decisions.md). Daemon threads, so a stuck call does not keep the program alive.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._count = 0
-        self._idle = 0  # threads free for the next call, less those it was promised to
-        self._stuck = 0  # threads in calls nobody waits for (or lent to a nested run)
-        self._closed = False
-
-    def submit(self, job: _Job) -> None:
-        """Hand ``job`` to a free thread, a new one, or (``size`` calls running) the first
-        to free; raises ``ToolThreadsExhausted`` at the leak bound."""
-        with self._lock:
-            if self._closed:
-                if job.drop():
-                    job.report((job, ToolOutcome.cancelled(job.call)))
-                return
-            if self._idle:
-                self._idle -= 1
-            elif self._count - self._stuck < self._size:
-                if self._count >= 2 * self._size:
-                    job.drop()
-                    raise ToolThreadsExhausted(
-                        f"no thread for tool {job.call.name}: {self._stuck} of this agent's "
-                        f"{self._count} tool threads are stuck in calls that timed out or "
-                        "were cancelled and have not returned (the bound is twice "
-                        f"parallel_tool_calls_limit={self._size}); give the blocking "
-                        "tools a timeout of their own"
-                    )
-                name = f"agentkit-tool_{self._count}"
-                threading.Thread(target=self._serve, name=name, daemon=True).start()
-                self._count += 1
-            # Under the lock: a call is never queued behind close()'s stop signals.
-            self._jobs.put(job)
-
-    def abandon(self, job: _Job) -> None:
-        """The run no longer waits for ``job``: a queued call never starts, a running
-        one's thread counts as stuck until the call returns."""
-        if job.drop():
-            return
-        with self._lock:
-            if not job.finished and not job.stuck:
-                job.stuck = True
-                self._stuck += 1
-
-    @contextlib.contextmanager
-    def lent(self) -> Generator[None, None, None]:
-        """Around a wait for tool calls: if this is one of the pool's own threads (a tool
-        running a nested run of its agent), its slot is free for the nested calls."""
-        if getattr(_in_tool_thread, "pool", None) is not self:
-            yield
-            return
-        with self._lock:
-            self._stuck += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._stuck -= 1
-
-    def close(self) -> None:
-        """End the threads: idle ones now, busy ones when their call returns (it cannot be
-        interrupted); a call still queued is reported cancelled and never starts."""
-        with self._lock:
-            self._closed = True
-            count = self._count
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None and job.claim():
-                job.dropped = True
-                job.report((job, ToolOutcome.cancelled(job.call)))
-        for _ in range(count):
-            self._jobs.put(None)
-
-    def _serve(self) -> None:
-        _in_tool_thread.pool = self
-        jobs = self._jobs
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
-            job.run()
-            with self._lock:
-                job.finished = True
-                if job.stuck:
-                    self._stuck -= 1
-                # More than one thread is never counted idle per thread.
-                self._idle = min(self._idle + 1, self._count)
-            job = None  # hold no finished call (and its result) while idle
-
-
-def _resolve(future: asyncio.Future[_Ending], ending: _Ending) -> None:
-    if not future.done():
-        future.set_result(ending)
-
-
-def _time_out(future: asyncio.Future[_Ending], call: PlannedCall) -> None:
-    _resolve(future, ToolOutcome.timed_out(call, call.timeout or 0.0))
-
-
-def _call_order(outcome: ToolOutcome) -> int:
-    return outcome.call.index
-
-
-def _limit(call: PlannedCall) -> float | None:
-    """How long a driver waits for a queued call: its timeout, and for an async tool in
-    the sync driver a grace on top. Its own event loop cancels it at the timeout and
-    reports that, so the run goes on after its cleanup has run; the grace only ends a wait
-    whose loop is blocked."""
-    if call.timeout is None:
+        if deadline is None:
+            return await anext(chat_stream)
+        async with _run_deadline(deadline, timeout):
+            return await anext(chat_stream)
+    except StopAsyncIteration:
         return None
-    return call.timeout + _ASYNC_GRACE if call.is_async else call.timeout
 
 
-def _timed_out(jobs: Iterable[_Job], now: float) -> list[_Job]:
-    """The calls whose deadline has passed."""
-    return [job for job in jobs if job.deadline is not None and job.deadline <= now]
-
-
-def _wait_time(jobs: Iterable[_Job], now: float) -> float:
-    """How long the sync driver may sleep: until the next deadline (0 when one has
-    passed), and never so long that Ctrl-C waits (some platforms deliver it only between
-    waits)."""
-    wait = _MAX_WAIT
-    for job in jobs:
-        if job.deadline is not None:
-            wait = min(wait, job.deadline - now)
-    return wait
-
-
-async def _with_timeout(awaitable: Awaitable[Any], timeout: float | None) -> Any:
-    if timeout is None:
-        return await awaitable
-    scope = asyncio.timeout(timeout)
+@contextlib.asynccontextmanager
+async def _run_deadline(deadline: float, timeout: float | None) -> AsyncIterator[None]:
+    """Bound an await by the run's deadline (a ``perf_counter`` value)."""
+    running = asyncio.get_running_loop()
+    scope = asyncio.timeout_at(running.time() + (deadline - time.perf_counter()))
     try:
         async with scope:
-            return await awaitable
+            yield
     except TimeoutError:
         if scope.expired():
-            raise _ToolTimedOut from None
+            raise run_timed_out(timeout) from None
         raise
+
+
+def _deadline(loop: RunLoop) -> tuple[float | None, float | None]:
+    """The run's ``run_timeout`` and its deadline (a ``perf_counter`` value)."""
+    timeout = loop.settings.run_timeout
+    return timeout, (None if timeout is None else time.perf_counter() + timeout)
 
 
 async def _close_with_the_loop(

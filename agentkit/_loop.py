@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,10 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._errors import (
     AgentKitError,
-    BadRequestError,
     ConfigurationError,
-    ContentModerationError,
-    IncompleteStreamError,
     InvalidResponseError,
     MaxTurnsExceeded,
     OutputTruncatedError,
@@ -52,7 +50,9 @@ from ._events import (
     ToolCallArgumentsDelta,
     ToolResult,
 )
+from ._providers import Provider
 from ._result import PendingCall, RunResult
+from ._store import argument_digest
 from ._wire import ChatCompletion, ToolCall, Usage, message_to_dict
 
 if TYPE_CHECKING:
@@ -125,8 +125,9 @@ class LoopSettings:
             the answer, with ``RunResult.truncated`` set.
         tool_timeout: seconds a tool may run (a tool's own ``timeout`` wins; ``None``: none).
 
-    ``stream_required`` is derived: requests with ``extra_body={"enable_thinking": True}``
-    are streamed even by ``Agent.run``, as Qwen's thinking mode requires.
+    ``provider`` is the profile whose quirks the run consults (which requests must be
+    streamed, what a refusal of streaming looks like); ``stream_required`` is its answer
+    for this agent's requests (Qwen's thinking mode answers only streamed requests).
     """
 
     __slots__ = (
@@ -141,8 +142,9 @@ class LoopSettings:
         "on_truncated",
         "output_mode",
         "output_type",
+        "provider",
+        "run_timeout",
         "stream_required",
-        "tool_definitions",
         "tool_timeout",
         "tools",
     )
@@ -163,17 +165,19 @@ class LoopSettings:
         max_output_retries: int = 2,
         on_truncated: Literal["raise", "return"] = "raise",
         tool_timeout: float | None = 120.0,
+        run_timeout: float | None = None,
+        provider: Provider | None = None,
     ) -> None:
-        _check_positive("max_turns", max_turns)
-        _check_positive("max_tool_calls", max_tool_calls)
-        _check_positive("max_tool_output_chars", max_tool_output_chars)
-        _check_positive("max_tool_failures", max_tool_failures)
-        if max_repeated_calls < 0 or max_output_retries < 0:
-            raise ConfigurationError("max_repeated_calls and max_output_retries must be >= 0")
+        check_count("max_turns", max_turns)
+        check_count("max_tool_calls", max_tool_calls, optional=True)
+        check_count("max_tool_output_chars", max_tool_output_chars, optional=True)
+        check_count("max_tool_failures", max_tool_failures)
+        check_count("max_repeated_calls", max_repeated_calls, minimum=0)
+        check_count("max_output_retries", max_output_retries, minimum=0)
         if on_truncated not in ("raise", "return"):
             raise ConfigurationError('on_truncated must be "raise" or "return"')
-        if tool_timeout is not None and tool_timeout <= 0:
-            raise ConfigurationError("tool_timeout must be positive or None")
+        check_seconds("tool_timeout", tool_timeout)
+        check_seconds("run_timeout", run_timeout)
         if output_type is None:
             output_mode = "text"
         elif output_mode == "text":
@@ -194,7 +198,6 @@ class LoopSettings:
             definitions.append(_final_result_definition(output_type))
         elif output_type is not None:
             request["response_format"] = _response_format(output_type)
-        self.tool_definitions: list[dict[str, Any]] = definitions
         if definitions:
             request["tools"] = definitions
         self._base_request = request
@@ -209,12 +212,9 @@ class LoopSettings:
         self.max_output_retries = max_output_retries
         self.on_truncated = on_truncated
         self.tool_timeout = tool_timeout
-        # Qwen's thinking mode answers only streamed requests (DashScope refuses the rest),
-        # so even a plain run() streams them; the result is the same.
-        extra_body = request.get("extra_body")
-        self.stream_required = (
-            isinstance(extra_body, Mapping) and extra_body.get("enable_thinking") is True
-        )
+        self.run_timeout = run_timeout
+        self.provider = provider if provider is not None else Provider("custom", "")
+        self.stream_required = self.provider.requires_stream(request)
 
     @property
     def base_request(self) -> Mapping[str, Any]:
@@ -222,9 +222,31 @@ class LoopSettings:
         return self._base_request
 
 
-def _check_positive(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ConfigurationError(f"{name} must be at least 1")
+def check_count(name: str, value: object, *, minimum: int = 1, optional: bool = False) -> None:
+    """Refuse anything but an ``int`` of at least ``minimum`` (``None`` too if ``optional``);
+    a ``bool`` is not a count, though Python makes it an ``int``."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        allowed = " or None" if optional else ""
+        raise ConfigurationError(
+            f"{name} must be a whole number of at least {minimum}{allowed}, not {value!r}"
+        )
+
+
+def check_seconds(name: str, value: object) -> None:
+    """Refuse anything but a finite positive number of seconds, or ``None``."""
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(
+            f"{name} must be a positive number of seconds or None, not {value!r}"
+        )
 
 
 def _final_result_definition(output_type: type[BaseModel]) -> dict[str, Any]:
@@ -313,8 +335,6 @@ class PlannedCall:
 
     def pending(self) -> PendingCall:
         """The call as a :class:`~agentkit.PendingCall` (what a person reviews)."""
-        from ._store import argument_digest
-
         return PendingCall(
             self.call_id,
             self.name,
@@ -352,7 +372,7 @@ class ToolOutcome:
     error: BaseException | None = None
     duration: float = 0.0
     timeout: float | None = None
-    approver_configured: bool = True
+    reason: str | None = None
     _result: ToolResult | None = field(default=None, repr=False)
     _failed: bool = field(default=False, repr=False)
 
@@ -376,9 +396,9 @@ class ToolOutcome:
         return cls(call, "timeout", duration=timeout, timeout=timeout)
 
     @classmethod
-    def refused(cls, call: PlannedCall, *, approver_configured: bool = True) -> ToolOutcome:
-        """Approval was refused (or no approver is configured): the tool did not run."""
-        return cls(call, "refused", approver_configured=approver_configured)
+    def refused(cls, call: PlannedCall, reason: str | None = None) -> ToolOutcome:
+        """Approval was refused (``reason``: the person's words, if any): not run."""
+        return cls(call, "refused", reason=reason)
 
     @classmethod
     def not_run(cls, call: PlannedCall) -> ToolOutcome:
@@ -426,7 +446,9 @@ class RunLoop:
 
     ``messages`` is adopted as the transcript and appended to in place (pass a copy if the
     caller's list must stay as it was). ``deps`` is handed to tools as ``RunContext.deps``.
-    ``tools_with_stream`` says whether the provider accepts tools on a streamed request.
+    ``tools_with_stream`` says whether the provider accepts tools on a streamed request
+    (what the agent learnt from earlier runs). A round whose ``requires_approval`` calls
+    wait for a person ends in :meth:`pause`; :meth:`resumed` picks such a round up again.
     Misuse of the sequence raises ``RuntimeError``: that is a driver bug, not model input.
     """
 
@@ -436,7 +458,8 @@ class RunLoop:
         "_limit_told",
         "_max_turns",
         "_output_retries",
-        "_pending",
+        "_round",
+        "_settled",
         "_state",
         "_streaks",
         "_usage",
@@ -461,7 +484,7 @@ class RunLoop:
         tools_with_stream: bool = True,
     ) -> None:
         if max_turns is not None:
-            _check_positive("max_turns", max_turns)
+            check_count("max_turns", max_turns)
         self.settings = settings
         self.messages = messages
         self.deps = deps
@@ -471,7 +494,8 @@ class RunLoop:
         self.tools_with_stream = tools_with_stream
         self._max_turns = settings.max_turns if max_turns is None else max_turns
         self._state: _State = "request"
-        self._pending: list[PlannedCall] = []
+        self._round: list[PlannedCall] = []  # the open round's calls
+        self._settled: dict[int, ToolOutcome] = {}  # how they ended, by index, so far
         self._usage = Usage()
         self._calls_made = 0
         self._limit_told = False
@@ -492,11 +516,6 @@ class RunLoop:
     def usage(self) -> Usage:
         """Tokens used by the run's model calls so far."""
         return self._usage
-
-    @property
-    def pending(self) -> list[PlannedCall]:
-        """The calls of the current round still waiting for ``on_tool_outcomes``."""
-        return self._pending
 
     @property
     def done(self) -> bool:
@@ -538,21 +557,14 @@ class RunLoop:
         """Whether a failed streamed request should be redone without streaming.
 
         True (and streaming with tools is off for the rest of the run) when the request had
-        tools, nothing was yielded to the caller yet, and the provider refused the pair: a
-        400 on opening the stream that names streaming or tools (in its ``param`` or its
-        message), or a stream that ended with nothing in it (llama.cpp's empty 200
-        answer). The round is then redone as one non-streamed request. Any other 400 (an
-        input too long, a bad parameter) is the caller's to see, at once.
+        tools, nothing was yielded to the caller yet, and the provider's profile calls
+        ``error`` a refusal of tools with streaming (:meth:`Provider.refuses_stream`).
+        Whether the agent remembers it for later runs is decided once the plain request
+        has succeeded: a request that fails either way proves nothing.
         """
         if yielded_any or "tools" not in request:
             return False
-        if isinstance(error, IncompleteStreamError):
-            refused = True
-        elif isinstance(error, BadRequestError) and not isinstance(error, ContentModerationError):
-            said = f"{error.param or ''} {error.message}".lower()
-            refused = "stream" in said or "tool" in said
-        else:
-            refused = False
+        refused = self.settings.provider.refuses_stream(error)
         if refused:
             self.tools_with_stream = False
         return refused
@@ -614,7 +626,7 @@ class RunLoop:
         elif outcome.status == "timeout":
             text = error = f"tool {call.name} timed out after {outcome.timeout or 0:g} s"
         elif outcome.status == "refused":
-            text = error = _refusal_text(call.name, outcome.approver_configured)
+            text = error = _refusal_text(call.name, outcome.reason)
         elif outcome.status == "not_run":
             text = error = call.ready or f"tool {call.name} was not run: the run stopped"
             failed = call.kind in _FAILURE_KINDS
@@ -629,14 +641,18 @@ class RunLoop:
         )
         outcome._result = result
         outcome._failed = failed
+        round_ = self._round
+        if self._state == "outcomes" and call.index < len(round_) and round_[call.index] is call:
+            self._settled[call.index] = outcome
         return result
 
-    def on_tool_outcomes(self, outcomes: Iterable[ToolOutcome]) -> None:
-        """Append one ``role: tool`` message per pending call, in call order.
+    def on_tool_outcomes(self, outcomes: Iterable[ToolOutcome] = ()) -> None:
+        """Append one ``role: tool`` message per call of the round, in call order.
 
-        Outcomes may come in any order; a pending call with no outcome is recorded as
-        cancelled. Raises :class:`~agentkit.ToolFailureLimitExceeded` (after appending, so
-        the transcript stays whole) when a tool failed too many rounds in a row.
+        The outcomes are those given here and those already passed to :meth:`settle`, in
+        any order; a call with none is recorded as cancelled. Raises
+        :class:`~agentkit.ToolFailureLimitExceeded` (after appending, so the transcript
+        stays whole) when a tool failed too many rounds in a row.
         """
         self._expect("outcomes")
         settled = self._close_round(outcomes)
@@ -672,7 +688,7 @@ class RunLoop:
         return error
 
     def pause(
-        self, outcomes: Iterable[ToolOutcome], waiting: Sequence[PlannedCall]
+        self, waiting: Sequence[PlannedCall], outcomes: Iterable[ToolOutcome] = ()
     ) -> RunResult[Any]:
         """End the run as paused: ``waiting`` calls need a person's decision.
 
@@ -681,15 +697,18 @@ class RunLoop:
         The transcript ends with the assistant message that made the calls.
         """
         self._expect("outcomes")
-        by_index = {outcome.call.index: outcome for outcome in outcomes}
+        by_index = self._settled
+        for outcome in outcomes:
+            by_index[outcome.call.index] = outcome
         waiting_ids = {call.call_id for call in waiting}
         settled: dict[str, str] = {}
-        for call in self._pending:
+        for call in self._round:
             if call.call_id in waiting_ids:
                 continue
             outcome = by_index.get(call.index) or ToolOutcome.cancelled(call)
             settled[call.call_id] = self.settle(outcome).output
-        self._pending = []
+        self._round = []
+        self._settled = {}
         self._state = "done"
         pending = tuple(call.pending() for call in waiting)
         return RunResult(
@@ -734,7 +753,8 @@ class RunLoop:
                         kind="settled",
                     )
                 )
-        self._pending = calls
+        self._round = calls
+        self._settled = {}
         self._state = "outcomes"
         return calls
 
@@ -745,14 +765,17 @@ class RunLoop:
             raise RuntimeError(f"RunLoop: expected the {state!r} step, not {self._state!r}")
 
     def _close_round(self, outcomes: Iterable[ToolOutcome]) -> list[ToolOutcome]:
-        """Append the pending calls' tool messages in call order ("cancelled" if missing)."""
-        by_index = {outcome.call.index: outcome for outcome in outcomes}
+        """Append the round's tool messages in call order ("cancelled" if missing)."""
+        by_index = self._settled
+        for outcome in outcomes:
+            by_index[outcome.call.index] = outcome
         settled = []
-        for call in self._pending:
+        for call in self._round:
             outcome = by_index.get(call.index) or ToolOutcome.cancelled(call)
             self._append_tool_message(call.call_id, call.name, self.settle(outcome).output)
             settled.append(outcome)
-        self._pending = []
+        self._round = []
+        self._settled = {}
         return settled
 
     def _append_tool_message(self, call_id: str, name: str, content: str) -> None:
@@ -778,7 +801,8 @@ class RunLoop:
             else:
                 calls.append(self._plan_call(index, call_id, tool_call, context))
 
-        self._pending = calls
+        self._round = calls
+        self._settled = {}
         self._state = "outcomes"
         if output_problem is not None:
             self.interrupt(ToolOutcome.not_run(call) for call in calls)
@@ -922,7 +946,8 @@ class RunLoop:
 
     def _correction_round(self, round_: ModelRoundFinished) -> RunTools:
         """A round with nothing to run: a correction was appended for the model."""
-        self._pending = []
+        self._round = []
+        self._settled = {}
         self._state = "outcomes"
         return RunTools([], round_)
 
@@ -1093,12 +1118,10 @@ def _error_text(name: str, error: BaseException | None) -> str:
     return f"tool {name} failed: {kind}: {detail}" if detail else f"tool {name} failed: {kind}"
 
 
-def _refusal_text(name: str, approver_configured: bool) -> str:
-    why = (
-        "the user did not approve it"
-        if approver_configured
-        else ("it requires approval and no approver is configured")
-    )
+def _refusal_text(name: str, reason: str | None) -> str:
+    why = "the user did not approve it"
+    if reason:
+        why = f"the user did not approve it: {_cap(reason, 1000)}"
     return (
         f"The call to {name} was refused: {why}. It was not run. Do not call it again "
         "unless the user asks you to."

@@ -18,6 +18,7 @@ run whose request is being retried: the run's events are pulled inside :func:`sc
 from __future__ import annotations
 
 import contextvars
+import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -91,7 +92,25 @@ class RunObserver:
         (unknown tool, invalid arguments, a limit, a refused approval)."""
 
     def approval(self, call: PlannedCall, granted: bool) -> None:
-        """The approver answered for a ``requires_approval`` call."""
+        """A ``requires_approval`` call was decided (by the approver, or by the person
+        whose decisions resumed a paused run)."""
+
+    def approval_pending(self, call: PlannedCall) -> None:
+        """A ``requires_approval`` call met no approver: the run pauses for it."""
+
+    def before_side_effect(self, call: PlannedCall) -> object:
+        """A call to a tool with side effects (``requires_approval``, or
+        ``side_effects=True``) is about to start: a session store writes it ahead here.
+        In ``run_async``/``stream_async`` a returned awaitable is awaited first."""
+
+    def after_side_effect(self, call: PlannedCall, result: ToolResult) -> object:
+        """That call ended (ran, failed or timed out): record ``result`` here. A run
+        cancelled mid-call never gets here, so the call stays *in doubt*."""
+
+    def limit_reached(self, limit: str, error: BaseException) -> None:
+        """A run limit ended the run: ``limit`` names it (``"max_turns"``,
+        ``"max_tool_calls"``, ``"max_tool_failures"``, ``"max_repeated_calls"``,
+        ``"max_output_retries"``, ``"run_timeout"``); ``run_failed`` follows."""
 
     def run_finished(self, result: RunResult[Any]) -> None:
         """The run ended with ``result``."""
@@ -155,6 +174,27 @@ class _Fanout(RunObserver):
     def approval(self, call: PlannedCall, granted: bool) -> None:
         for observer in self._observers:
             observer.approval(call, granted)
+
+    def approval_pending(self, call: PlannedCall) -> None:
+        for observer in self._observers:
+            observer.approval_pending(call)
+
+    async def _each(self, results: list[object]) -> None:
+        for result in results:
+            if inspect.isawaitable(result):
+                await result
+
+    def before_side_effect(self, call: PlannedCall) -> object:
+        results = [observer.before_side_effect(call) for observer in self._observers]
+        return self._each(results) if any(inspect.isawaitable(r) for r in results) else None
+
+    def after_side_effect(self, call: PlannedCall, result: ToolResult) -> object:
+        results = [observer.after_side_effect(call, result) for observer in self._observers]
+        return self._each(results) if any(inspect.isawaitable(r) for r in results) else None
+
+    def limit_reached(self, limit: str, error: BaseException) -> None:
+        for observer in self._observers:
+            observer.limit_reached(limit, error)
 
     def run_finished(self, result: RunResult[Any]) -> None:
         for observer in self._observers:

@@ -38,7 +38,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._errors import ConfigurationError, RequestValidationError
+from ._errors import (
+    BadRequestError,
+    ConfigurationError,
+    ContentModerationError,
+    IncompleteStreamError,
+    RequestValidationError,
+)
 from ._secrets import checked_api_key
 
 __all__ = [
@@ -105,6 +111,32 @@ class Provider:
     )
     context_cache_min_tokens: int | None = None
     context_cache: bool = False
+
+    def requires_stream(self, request: Mapping[str, Any]) -> bool:
+        """Whether a request must be streamed even by a plain ``Agent.run``.
+
+        Qwen's thinking mode (``extra_body={"enable_thinking": True}``) answers only
+        streamed requests: DashScope refuses the rest, and vLLM serving Qwen takes the
+        same flag. The result is the same either way.
+        """
+        extra_body = request.get("extra_body")
+        return isinstance(extra_body, Mapping) and extra_body.get("enable_thinking") is True
+
+    def refuses_stream(self, error: BaseException) -> bool:
+        """Whether ``error``, raised by a streamed request with tools before anything was
+        read, certainly means "tools cannot be streamed here" (the round is then redone
+        without streaming).
+
+        Certain means: a stream that ended with nothing in it (llama.cpp's empty 200
+        answer), or a 400 whose ``param`` or message names streaming. A 400 that only
+        mentions tools (a bad transcript, a bad schema) is the caller's error: it is not
+        sent again.
+        """
+        if isinstance(error, IncompleteStreamError):
+            return True
+        if isinstance(error, BadRequestError) and not isinstance(error, ContentModerationError):
+            return "stream" in f"{error.param or ''} {error.message}".lower()
+        return False
 
     def with_base_url(self, base_url: str) -> Provider:
         """The same preset pointed at another URL (a proxy or a gateway, for example)."""

@@ -529,14 +529,14 @@ def test_refused_approval_is_told_and_counts_as_a_failure() -> None:
         step = run_round(loop, completion(calls=[(f"r{index}", "refund", '{"order_id": 7}')]))
         (call,) = step.calls
         assert call.needs_approval and call.runs
-        outcome = ToolOutcome.refused(call, approver_configured=index == 0)
+        outcome = ToolOutcome.refused(call, None if index == 0 else "over the limit")
         if index == 0:
             loop.on_tool_outcomes([outcome])
-            assert "did not approve" in loop.messages[-1]["content"]
+            assert "did not approve it. It was not run" in loop.messages[-1]["content"]
         else:
             with pytest.raises(ToolFailureLimitExceeded):
                 loop.on_tool_outcomes([outcome])
-            assert "no approver is configured" in loop.messages[-1]["content"]
+            assert "did not approve it: over the limit" in loop.messages[-1]["content"]
 
 
 def test_context_is_built_for_tools_that_declare_it() -> None:

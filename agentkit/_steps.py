@@ -1,0 +1,327 @@
+"""The run, written once: one generator takes every decision and yields *effects*.
+
+:func:`run_steps` drives the no-I/O core (:class:`~agentkit._loop.RunLoop`) through a
+whole run: the order hooks and observers are called in, approval and pausing, the stream
+fallback and what the agent remembers of it, which events the caller sees. It never does
+I/O itself. It yields an effect, and the driver (sync or async, in ``_agent.py``) performs
+it and sends back the answer::
+
+    CallModel(request, stream)  -> the ChatCompletion (a failure is thrown in)
+    Callback(fn, args)          -> what fn returned (awaited by the async driver)
+    Emit(event)                 -> None; the driver hands the event to the caller
+    StartCalls(calls)           -> None; the driver starts the tool calls
+    NEXT_OUTCOME                -> the next started call's ToolOutcome
+
+The generator returns the :class:`~agentkit.RunResult` (finished or paused). The drivers
+are short loops that perform these five effects; the sync and async runs can no longer
+drift apart, because there is only one of each decision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+from ._errors import (
+    APIError,
+    MaxTurnsExceeded,
+    OutputValidationError,
+    RepeatedToolCallError,
+    RunTimeoutError,
+    ToolCallLimitExceeded,
+    ToolFailureLimitExceeded,
+)
+from ._events import AgentEvent, RunFinished, ToolCallStarted, ToolResult
+from ._loop import PlannedCall, RunLoop, RunTools, ToolOutcome, completion_deltas
+from ._observe import RunObserver
+from ._result import RunResult
+from ._wire import ChatCompletion
+
+__all__ = [
+    "NEXT_OUTCOME",
+    "Approver",
+    "CallModel",
+    "Callback",
+    "Effect",
+    "Emit",
+    "Hooks",
+    "RunPlan",
+    "StartCalls",
+    "run_steps",
+]
+
+Approver: TypeAlias = Callable[[PlannedCall], "bool | Awaitable[bool]"]
+"""Decides whether a ``requires_approval`` tool call may run; only ``True`` approves.
+It sees the call's ``name``, validated ``kwargs`` and raw ``arguments``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """Callbacks around each model call and each tool call; all optional.
+
+    They run on the caller's thread (``run``/``stream``) or event loop (``run_async``/
+    ``stream_async``), never concurrently with each other. In the async drivers a hook may
+    return an awaitable, which is awaited. An exception from a hook ends the run (with
+    ``.messages``). Tool hooks see only the calls that actually run; every call, run or not,
+    appears as a :class:`~agentkit.ToolResult` event.
+
+    Attributes:
+        before_model_call: ``(turn, request)``; ``request`` is the keyword arguments about to
+            be sent (read it; do not change it).
+        after_model_call: ``(turn, completion)`` with the whole ``ChatCompletion``.
+        before_tool_call: ``(call)``, a :class:`~agentkit.PlannedCall` about to run.
+        after_tool_call: ``(call, result)``; ``result`` is the ``ToolResult`` event (the
+            text the model gets, the error if any, the duration).
+    """
+
+    before_model_call: Callable[[int, dict[str, Any]], object] | None = None
+    after_model_call: Callable[[int, ChatCompletion], object] | None = None
+    before_tool_call: Callable[[PlannedCall], object] | None = None
+    after_tool_call: Callable[[PlannedCall, ToolResult], object] | None = None
+
+
+# --- the effects ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CallModel:
+    """Effect: send ``request``; streamed when ``stream``. With ``emit`` the driver hands
+    each delta to the caller as it arrives and sets ``yielded`` once it has."""
+
+    request: dict[str, Any]
+    stream: bool = False
+    emit: bool = False
+    yielded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """Effect: call user code, ``fn(*args)`` (a hook, the approver, an observer, the
+    session journal); the async driver calls ``fn_async`` instead when there is one."""
+
+    fn: Callable[..., object]
+    args: tuple[Any, ...]
+    fn_async: Callable[..., object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Effect: hand ``event`` to the caller of ``stream``/``stream_async``."""
+
+    event: AgentEvent
+
+
+@dataclass(frozen=True, slots=True)
+class StartCalls:
+    """Effect: start ``calls`` concurrently (sync tools in threads, async ones as tasks)."""
+
+    calls: list[PlannedCall]
+
+
+class _NextOutcome:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEXT_OUTCOME"
+
+
+NEXT_OUTCOME: Final = _NextOutcome()
+"""Effect: wait for the next started call to end; answered with its ``ToolOutcome``."""
+
+Effect: TypeAlias = CallModel | Callback | Emit | StartCalls | _NextOutcome
+
+
+@dataclass(slots=True)
+class RunPlan:
+    """What one run needs besides its loop: how the caller consumes it and its callbacks.
+
+    ``remember_refusal`` is called once a round the provider refused to stream with tools
+    went through unstreamed, so later runs of the agent skip the try.
+    """
+
+    stream: bool = False
+    hooks: Hooks = field(default_factory=Hooks)
+    approve: Approver | None = None
+    observer: RunObserver | None = None
+    remember_refusal: Callable[[], None] | None = None
+
+
+_LIMITS: tuple[tuple[type[BaseException], str], ...] = (
+    (MaxTurnsExceeded, "max_turns"),
+    (ToolCallLimitExceeded, "max_tool_calls"),
+    (ToolFailureLimitExceeded, "max_tool_failures"),
+    (RepeatedToolCallError, "max_repeated_calls"),
+    (OutputValidationError, "max_output_retries"),
+    (RunTimeoutError, "run_timeout"),
+)
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def run_steps(
+    loop: RunLoop, plan: RunPlan, first: list[PlannedCall] | None = None
+) -> Generator[Effect, Any, RunResult[Any]]:
+    """The whole run as effects; returns its result. ``first`` is a reopened round to
+    finish before any model call (from :meth:`RunLoop.resume_round`)."""
+    observer = plan.observer
+    journal = loop.journal
+    try:
+        result: RunResult[Any] | None = None
+        if first is not None:
+            result = yield from _tool_round(loop, plan, first)
+        while result is None:
+            result = yield from _model_round(loop, plan)
+        if observer is not None:
+            yield Callback(observer.run_finished, (result,))
+        yield Emit(RunFinished(result))
+        return result
+    except GeneratorExit as exc:  # the caller stopped iterating: no more effects
+        loop.interrupt()
+        if journal is not None:
+            journal.failed(loop)  # an async generator may not await once closed
+        if observer is not None:
+            observer.run_failed(exc)
+        raise
+    except BaseException as exc:
+        loop.fail(exc)
+        if journal is not None:
+            with contextlib.suppress(Exception):  # the run's own error is what counts
+                yield Callback(journal.failed, (loop,), journal.failed_async)
+        if observer is not None:
+            for limit_type, name in _LIMITS:
+                if isinstance(exc, limit_type):
+                    yield Callback(observer.limit_reached, (name, exc))
+            yield Callback(observer.run_failed, (exc,))
+        raise
+
+
+def _model_round(loop: RunLoop, plan: RunPlan) -> Generator[Effect, Any, RunResult[Any] | None]:
+    """One model call and what follows from it: a result, or a tool round (``None``)."""
+    hooks = plan.hooks
+    observer = plan.observer
+    request = loop.next_request()
+    turn = loop.turns
+    if hooks.before_model_call is not None:
+        yield Callback(hooks.before_model_call, (turn, request))
+    if observer is not None:
+        yield Callback(observer.model_call_started, (turn, request))
+    completion: ChatCompletion = yield from _call_model(loop, plan, request)
+    if hooks.after_model_call is not None:
+        yield Callback(hooks.after_model_call, (turn, completion))
+    if observer is not None:
+        yield Callback(observer.model_call_finished, (turn, completion))
+    step = loop.on_response(completion)
+    journal = loop.journal
+    if journal is not None:
+        closed = not isinstance(step, RunTools)
+        yield Callback(journal.step, (loop, closed), journal.step_async)
+    if plan.stream:
+        yield Emit(step.round)
+    if isinstance(step, RunTools):
+        return (yield from _tool_round(loop, plan, step.calls))
+    return step.result
+
+
+def _call_model(
+    loop: RunLoop, plan: RunPlan, request: dict[str, Any]
+) -> Generator[Effect, Any, ChatCompletion]:
+    """Send the request, streamed when the caller streams (or the provider requires it)
+    and the provider takes tools with streaming; redo it unstreamed when refused."""
+    streamed = (plan.stream or loop.settings.stream_required) and loop.wants_stream(request)
+    if streamed:
+        effect = CallModel(request, stream=True, emit=plan.stream)
+        try:
+            completion: ChatCompletion = yield effect
+            return completion
+        except APIError as exc:
+            if not loop.stream_refused(request, exc, effect.yielded):
+                raise
+            if plan.observer is not None:
+                yield Callback(plan.observer.stream_fallback, (loop.turns, exc))
+        completion = yield CallModel(request)
+        # Only now is the refusal certain: a request that fails unstreamed as well
+        # proves nothing about streaming, and is not remembered.
+        if plan.remember_refusal is not None:
+            plan.remember_refusal()
+    else:
+        completion = yield CallModel(request)
+    if plan.stream:
+        for delta in completion_deltas(completion):
+            yield Emit(delta)
+    return completion
+
+
+def _tool_round(
+    loop: RunLoop, plan: RunPlan, calls: list[PlannedCall]
+) -> Generator[Effect, Any, RunResult[Any] | None]:
+    """Settle, approve and run one round's calls; a paused result when calls wait for a
+    person, else ``None`` (the round is closed and the run goes on)."""
+    hooks = plan.hooks
+    observer = plan.observer
+    journal = loop.journal
+    runnable: list[PlannedCall] = []
+    waiting: list[PlannedCall] = []
+    for call in calls:
+        if not call.runs:
+            yield from _finished(loop, plan, ToolOutcome.not_run(call), ran=False)
+            continue
+        if call.needs_approval:
+            if plan.approve is None:  # nobody to ask now: the run pauses (Agent.resume)
+                if observer is not None:
+                    yield Callback(observer.approval_pending, (call,))
+                waiting.append(call)
+                continue
+            granted = (yield Callback(plan.approve, (call,))) is True
+            if observer is not None:
+                yield Callback(observer.approval, (call, granted))
+            if not granted:
+                yield from _finished(loop, plan, ToolOutcome.refused(call), ran=False)
+                continue
+        runnable.append(call)
+    for call in runnable:
+        if hooks.before_tool_call is not None:
+            yield Callback(hooks.before_tool_call, (call,))
+        if journal is not None:  # committed before the call can start
+            yield Callback(journal.before_call, (call,), journal.before_call_async)
+        if observer is not None:
+            yield Callback(observer.tool_call_started, (call,))
+            if call.side_effects:
+                yield Callback(observer.before_side_effect, (call,))
+        if plan.stream:
+            yield Emit(ToolCallStarted(call.call_id, call.name, call.arguments))
+    if runnable:
+        yield StartCalls(runnable)
+        for _ in runnable:
+            yield from _finished(loop, plan, (yield NEXT_OUTCOME), ran=True)
+    if waiting:
+        result = loop.pause(waiting)
+        if journal is not None:
+            state = result.resume_state or {}
+            yield Callback(journal.paused, (loop, state), journal.paused_async)
+        return result
+    loop.on_tool_outcomes()
+    if journal is not None:
+        yield Callback(journal.step, (loop, True), journal.step_async)
+    return None
+
+
+def _finished(
+    loop: RunLoop, plan: RunPlan, outcome: ToolOutcome, *, ran: bool
+) -> Generator[Effect, Any, None]:
+    call = outcome.call
+    result = loop.settle(outcome)
+    observer = plan.observer
+    journal = loop.journal
+    if ran and journal is not None:
+        yield Callback(journal.after_call, (call, result.output), journal.after_call_async)
+    if ran and plan.hooks.after_tool_call is not None:
+        yield Callback(plan.hooks.after_tool_call, (call, result))
+    if observer is not None:
+        if ran and call.side_effects:
+            yield Callback(observer.after_side_effect, (call, result))
+        yield Callback(observer.tool_call_finished, (call, result))
+    if plan.stream:
+        yield Emit(result)
