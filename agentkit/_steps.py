@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, TypeAlias
 
 from ._errors import (
@@ -217,7 +218,11 @@ def _model_round(loop: RunLoop, plan: RunPlan) -> Generator[Effect, Any, RunResu
     journal = loop.journal
     if journal is not None:
         closed = not isinstance(step, RunTools)
-        yield Callback(journal.step, (loop, closed), journal.step_async)
+        yield Callback(
+            partial(journal.step, closed=closed),
+            (loop,),
+            partial(journal.step_async, closed=closed),
+        )
     if plan.stream:
         yield Emit(step.round)
     if isinstance(step, RunTools):
@@ -304,7 +309,9 @@ def _tool_round(
         return result
     loop.on_tool_outcomes()
     if journal is not None:
-        yield Callback(journal.step, (loop, True), journal.step_async)
+        yield Callback(
+            partial(journal.step, closed=True), (loop,), partial(journal.step_async, closed=True)
+        )
     return None
 
 
