@@ -998,7 +998,7 @@ class _Compactor:
 
     def compact(self, schema: Any) -> Any:
         if not isinstance(schema, dict):
-            return copy.deepcopy(schema)
+            return _copied(schema)
         schema = self._inlined(schema)
         out: dict[str, Any] = {}
         for key, value in schema.items():
@@ -1013,7 +1013,7 @@ class _Compactor:
             elif key in _SCHEMA_MAPS and isinstance(value, dict):
                 out[key] = {name: self.compact(sub) for name, sub in value.items()}
             else:
-                out[key] = copy.deepcopy(value)
+                out[key] = _copied(value)
         if isinstance(out.get("anyOf"), list):
             _drop_decimal_pattern(out["anyOf"])
         out = _merged_single(out) or out
@@ -1029,10 +1029,18 @@ class _Compactor:
         rest = {key: value for key, value in schema.items() if key != "$ref"}
         if not rest:
             return target  # type: ignore[no-any-return]
-        if rest.keys() & target.keys() or "anyOf" in rest:
+        if "anyOf" in rest:  # not written by pydantic nor by strict mode; still valid
+            return {**rest, "allOf": [target]}
+        if rest.keys() & target.keys():
             # both describe (the parameter and its type): keep both, the type one level in
-            return {**rest, "anyOf": [target]} if "anyOf" not in rest else schema
+            return {**rest, "anyOf": [target]}
         return {**rest, **target}
+
+
+def _copied(value: Any) -> Any:
+    """A value the caller may change without changing the full schema (JSON: only lists
+    and dicts are mutable)."""
+    return copy.deepcopy(value) if isinstance(value, list | dict) else value
 
 
 def _merged_single(schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -1142,7 +1150,9 @@ def to_strict_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     * keywords outside the subset are dropped: ``default``, ``title``, ``minLength``,
       ``maxLength``, ``uniqueItems``, ``examples``, formats other than date-time, time,
       date, duration, email, hostname, ipv4, ipv6 and uuid, patterns with lookaround...
-      The tool's validator still enforces dropped constraints and explains a violation.
+      The tool's validator still enforces dropped constraints and explains a violation,
+      and the constraints among them are written into the description
+      (``"The SKU. (minLength=3)"``) so that the model learns them too.
 
     Raises :class:`~agentkit._errors.ToolDefinitionError` for what strict mode cannot say:
     a value of any type (an unannotated parameter, ``Any``, a bare ``dict`` or ``list``) and

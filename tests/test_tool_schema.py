@@ -894,3 +894,77 @@ def test_local_classes_resolve_when_a_helper_makes_the_tool() -> None:
     made = _make_tool(pack)
     assert "Crate" in made.validation_parameters["$defs"]
     assert made.call(made.validate_json('{"crate": {"size": 3}}')) == 3
+
+
+# --- the compact schema the model is sent -------------------------------------------------
+
+
+def test_a_definition_used_twice_or_recursive_stays_in_defs() -> None:
+    @tool
+    def f(a: Point, b: list[Point], tree: Node, color: Color = Color.RED) -> None:
+        """Shared."""
+
+    sent = f.parameters
+    assert set(sent["$defs"]) == {"Point", "Node"}  # Color is used once: in place
+    assert sent["properties"]["a"] == {"$ref": "#/$defs/Point"}
+    assert sent["properties"]["b"]["items"] == {"$ref": "#/$defs/Point"}
+    assert sent["properties"]["tree"] == {"$ref": "#/$defs/Node"}
+    assert sent["$defs"]["Node"]["properties"]["children"]["items"] == {"$ref": "#/$defs/Node"}
+    assert sent["properties"]["color"] == {
+        "default": "red",
+        "description": "A colour.",
+        "enum": ["red", "green"],
+        "type": "string",
+    }
+    arguments = {"a": {"x": 1}, "b": [{"x": 2, "y": 3}], "tree": {"value": 1, "children": []}}
+    assert schema_accepts(sent, arguments)
+    assert not schema_accepts(sent, {**arguments, "color": "blue"})
+
+
+def test_compaction_reads_keywords_only_where_they_are_keywords() -> None:
+    # parameters named like the keywords compaction drops are parameters, not keywords
+    @tool
+    def f(
+        pattern: str,
+        default: int | None = None,
+        discriminator: datetime.date | None = None,
+        format: str = "date",
+    ) -> None:
+        """Keyword-like names."""
+
+    props = f.parameters["properties"]
+    assert list(props) == ["pattern", "default", "discriminator", "format"]
+    assert props["pattern"] == {"type": "string"}
+    assert props["default"] == {"type": ["integer", "null"]}
+    assert props["discriminator"] == {"type": ["string", "null"], "format": "date"}
+    assert props["format"] == {"default": "date", "type": "string"}
+
+
+def test_a_pattern_of_your_own_is_sent() -> None:
+    @tool
+    def f(
+        code: Annotated[str, Field(pattern=r"^[A-Z]{3}$")],
+        url: pydantic.HttpUrl,
+        when: Annotated[datetime.datetime, Field(description="When.")],
+    ) -> None:
+        """Own patterns."""
+
+    props = f.parameters["properties"]
+    assert props["code"]["pattern"] == "^[A-Z]{3}$"
+    # a URL pattern naming its schemes says more than format: uri
+    assert props["url"]["pattern"].startswith("^(http|https)")
+    assert props["when"] == {"description": "When.", "format": "date-time", "type": "string"}
+
+
+def test_compact_json_schema_leaves_its_input_alone() -> None:
+    full = make_tool(Optional[Color]).validation_parameters  # noqa: UP045
+    before = json.dumps(full, sort_keys=True)
+    compact = compact_json_schema(full)
+    assert json.dumps(full, sort_keys=True) == before
+    assert compact["properties"]["value"] == {
+        "description": "A colour.",
+        "enum": ["red", "green", None],
+        "type": ["string", "null"],
+    }
+    compact["properties"]["value"]["enum"].append("blue")
+    assert json.dumps(full, sort_keys=True) == before
