@@ -684,6 +684,9 @@ _TIME = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.,][0-9]+)?)?" + _OFFSET
 # ISO 8601 (P1DT2H, PT1.5H) or the clock form (1 day, 01:30:00). ISO components in the
 # usual order, each at most once and at least one, a fraction on the last one only, and
 # numbers no longer than the validator takes (it also reads rarer spellings: P1D1D, P1D2Y).
+# Six digits per unit keep every duration the pattern describes within a timedelta; the
+# validator also reads the durations beyond a million years (up to 2,739,726 years), which
+# the pattern refuses.
 _ISO_NUMBER = "[0-9]{1,6}"
 
 

@@ -37,6 +37,7 @@ from test_tool_schema import Box, Color, Level, Movie, Point, StdMovie
 from agentkit import Tool, ToolArgumentsError, tool
 
 LETTERS = "abcxyz "
+MILLION_YEARS = datetime.timedelta(days=365 * 999_999)
 _text = st.text(alphabet=LETTERS, max_size=5)
 
 # Any JSON value, with strings drawn from letters only (see the module docstring).
@@ -126,7 +127,11 @@ KINDS = [
     Kind(
         "timedelta",
         datetime.timedelta,
-        st.timedeltas().map(lambda d: json.loads(pydantic_core.to_json(d))),
+        # within a million years either way: the schema's duration pattern takes at most
+        # six digits per unit, so that what it describes cannot overflow a timedelta
+        st.timedeltas(min_value=-MILLION_YEARS, max_value=MILLION_YEARS).map(
+            lambda d: json.loads(pydantic_core.to_json(d))
+        ),
         any_json | duration_like,
     ),
     Kind("mixed Enum", Size, st.sampled_from([1, "large"])),
