@@ -132,7 +132,7 @@ def test_decisions_that_do_not_match_change_nothing(server: ScriptedServer) -> N
             ({dataclasses.replace(call, digest="0" * 64): True}, ""),
         ]:
             with pytest.raises(ResumeError, match=match or None):
-                agent.resume(paused, decisions)
+                agent.resume(paused, decisions)  # type: ignore[arg-type]  # wrong shapes on purpose
         tampered = dataclasses.replace(paused, messages=[dict(m) for m in paused.messages])
         turn = dict(tampered.messages[-1])
         turn["tool_calls"] = [
