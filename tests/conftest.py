@@ -8,11 +8,27 @@ provokes script errors on purpose marks itself ``@pytest.mark.script_errors``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from agentkit.testing import ScriptedServer
+
+# Hypothesis in CI: the same examples on every run (a red CI run is reproducible, and a
+# rare example cannot fail one run in fifty), no per-example deadline (a loaded machine is
+# slow, not wrong), and the blob that replays a failure printed. Developers keep random
+# examples, which find new bugs.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+if os.environ.get("CI", "").lower() == "true":
+    settings.load_profile("ci")
 
 # Set in a developer's shell, these would point every client at their server.
 _ENVIRONMENT = ("AGENTKIT_BASE_URL", "AGENTKIT_API_KEY", "DASHSCOPE_BASE_URL")
