@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__: str  # one source, agentkit/_version.py, read on first use (see __getattr__)
 
 # The export table: every public name, imported from the module that defines it. Type
 # checkers read these lines; at run time they never execute. Instead, the first lookup of
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ._errors import BadRequestError as BadRequestError
     from ._errors import ConfigurationError as ConfigurationError
     from ._errors import ContentModerationError as ContentModerationError
+    from ._errors import DeadlineExceededError as DeadlineExceededError
     from ._errors import IncompleteStreamError as IncompleteStreamError
     from ._errors import InvalidResponseError as InvalidResponseError
     from ._errors import MaxTurnsExceeded as MaxTurnsExceeded
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from ._errors import RateLimitError as RateLimitError
     from ._errors import RepeatedToolCallError as RepeatedToolCallError
     from ._errors import RequestValidationError as RequestValidationError
+    from ._errors import ResponseTooLargeError as ResponseTooLargeError
     from ._errors import RunError as RunError
     from ._errors import RunTimeoutError as RunTimeoutError
     from ._errors import ServerError as ServerError
@@ -69,6 +71,8 @@ if TYPE_CHECKING:
     from ._providers import Provider as Provider
     from ._result import PendingCall as PendingCall
     from ._result import RunResult as RunResult
+    from ._retry import RetryEvent as RetryEvent
+    from ._retry import RetryPolicy as RetryPolicy
     from ._session import ResumeError as ResumeError
     from ._sources import ToolSource as ToolSource
     from ._store import SchemaVersionError as SchemaVersionError
@@ -118,6 +122,8 @@ if not TYPE_CHECKING:
     def __getattr__(name: str) -> Any:
         if name == "__all__":
             value: Any = sorted(_exports())
+        elif name == "__version__":
+            from ._version import __version__ as value
         else:
             module = _exports().get(name)
             if module is None:

@@ -38,7 +38,7 @@ from typing import Any
 
 from ._errors import IncompleteStreamError
 from ._events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
-from ._textcalls import ToolCallTextFilter, _new_call_id
+from ._textcalls import ToolCallTextFilter
 from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -48,6 +48,8 @@ from ._wire import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    distinct_calls,
+    new_call_id,
 )
 
 __all__ = ["StreamAssembler"]
@@ -79,6 +81,7 @@ class _ChoiceState:
         "saw_content",
         "shown",
         "text_filter",
+        "wire",
     )
 
     def __init__(self, parse_text_tool_calls: bool) -> None:
@@ -87,7 +90,8 @@ class _ChoiceState:
         self.shown: list[str] = []  # the content as yielded (markup removed)
         self.saw_content = False  # a content field arrived, even an empty one
         self.reasoning: list[str] = []
-        self.calls: dict[int, _CallState] = {}
+        self.calls: dict[int, _CallState] = {}  # by key: the wire index, unless reused
+        self.wire: dict[int, int] = {}  # a call's wire index -> its key in ``calls``
         self.last_call = -1  # index of the latest call, for deltas without an index
         self.legacy: _CallState | None = None  # a legacy function_call, if only that came
         self.finish_reason: str | None = None
@@ -112,6 +116,7 @@ class StreamAssembler:
         "_model",
         "_parse_text",
         "_received",
+        "_shown",
         "_system_fingerprint",
         "_usage",
     )
@@ -120,6 +125,7 @@ class StreamAssembler:
         self._parse_text = parse_text_tool_calls
         self._choices: dict[int, _ChoiceState] = {}
         self._received = False
+        self._shown: int | None = None  # the choice whose deltas reach the caller
         self._done = False
         self._id = ""
         self._model = ""
@@ -154,11 +160,16 @@ class StreamAssembler:
         extra = chunk.__pydantic_extra__
         if extra and extra.get("error") is not None:
             self._error = extra["error"]  # reported by finish() if the stream stays cut
-        out: list[StreamDelta] = []
+        shown: list[StreamDelta] = []
         for choice in chunk.choices:
             state = self._choices.get(choice.index)
             if state is None:
                 state = self._choices[choice.index] = _ChoiceState(self._parse_text)
+            if self._shown is None:
+                self._shown = choice.index
+            # One choice is shown: another (n > 1, or one nobody asked for) is assembled
+            # into the completion but never interleaved into the caller's deltas.
+            out = shown if choice.index == self._shown else []
             delta = choice.delta
             if delta.role and not state.role:
                 state.role = delta.role
@@ -181,14 +192,14 @@ class StreamAssembler:
             if choice.finish_reason:
                 state.finish_reason = choice.finish_reason
                 self._end_text(state, out)
-        return out
+        return shown
 
     def mark_done(self) -> list[StreamDelta]:
         """``[DONE]`` arrived: the stream is whole. Returns any text still held back."""
         self._done = True
         out: list[StreamDelta] = []
-        for state in self._choices.values():
-            self._end_text(state, out)
+        for index, state in self._choices.items():
+            self._end_text(state, out if index == self._shown else [])
         return out
 
     def finish(self) -> ChatCompletion:
@@ -245,7 +256,7 @@ class StreamAssembler:
         self, state: _ChoiceState, call_delta: ToolCallDelta, out: list[StreamDelta]
     ) -> None:
         if "index" in call_delta.model_fields_set:
-            index = call_delta.index
+            index = self._key_of(state, call_delta)
         else:
             # No index (some servers): continue the latest call unless a new id says
             # this is another one.
@@ -274,6 +285,24 @@ class StreamAssembler:
         if fragment or is_new:
             out.append(ToolCallArgumentsDelta(index, call.id, call.name, fragment))
 
+    @staticmethod
+    def _key_of(state: _ChoiceState, call_delta: ToolCallDelta) -> int:
+        """The key of the call a delta with an index continues, or of a new call.
+
+        A delta whose id differs from the id its index already has is another call that
+        the server sent under a reused index (some send every call as index 0): it gets a
+        key of its own, and later deltas with that index continue it.
+        """
+        wire = call_delta.index
+        key = state.wire.get(wire)
+        if key is not None:
+            current = state.calls[key]
+            if not (call_delta.id and current.id and call_delta.id != current.id):
+                return key
+        key = wire if key is None and wire not in state.calls else max(state.calls) + 1
+        state.wire[wire] = key
+        return key
+
     def _feed_legacy(self, state: _ChoiceState, function_call: Any, out: list[StreamDelta]) -> None:
         if not isinstance(function_call, dict):
             return
@@ -281,7 +310,7 @@ class StreamAssembler:
         is_new = call is None
         if call is None:
             call = state.legacy = _CallState()
-            call.id = _new_call_id()
+            call.id = new_call_id()
             call.type = "function"
         name = function_call.get("name")
         if isinstance(name, str) and name and not call.name:
@@ -346,7 +375,7 @@ class StreamAssembler:
         for call in calls:
             if not call.id:
                 # Never sent (some servers): the transcript needs one to answer the call.
-                call.id = _new_call_id()
+                call.id = new_call_id()
         tool_calls = [
             ToolCall(
                 id=call.id,
@@ -363,6 +392,8 @@ class StreamAssembler:
             tool_calls.extend(state.text_filter.calls)
         else:
             text = "".join(state.content)
+        # Each id once: a missing one made, a repeated call dropped, a reused id renewed.
+        tool_calls = distinct_calls(tool_calls)
         if text:
             content: str | None = text
         elif state.saw_content and not tool_calls:

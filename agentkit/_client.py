@@ -17,28 +17,31 @@ only the lines that block (sync) or await (async)::
 
 Each client owns one pooled set of connections (or uses the ``httpx`` client you pass).
 Rate limits, 500/502/503/504, connection errors and timeouts are retried with
-exponential backoff and full jitter, honouring ``Retry-After``; a stream is retried only
-while nothing has been handed to the caller.
+exponential backoff and full jitter, honouring ``Retry-After`` (see
+:class:`~agentkit._retry.RetryPolicy`); a stream is retried only while nothing has been
+handed to the caller. A whole request (its retries and waits included) ends by its
+``deadline``, and an answer is read only up to ``max_response_bytes``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import ssl
-import time
 from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Generic, Self, TypeVar, cast
 
 import httpx
 
-from . import __version__
-from ._errors import AgentKitError, APIError, ConfigurationError
+from ._errors import AgentKitError, ConfigurationError
 from ._events import StreamDelta
 from ._keepalive import body_end_async, body_end_sync
-from ._protocol import ChatProtocol, StreamState
+from ._protocol import ChatProtocol, Exchange, StreamState
 from ._providers import Provider, resolve_api_key, resolve_provider
+from ._retry import RetryPolicy
+from ._version import __version__
 from ._wire import ChatCompletion, ChatMessage
 
 __all__ = ["AsyncChatClient", "AsyncChatStream", "ChatClient", "ChatStream"]
@@ -47,11 +50,19 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 """Seconds to establish a connection."""
 DEFAULT_READ_TIMEOUT = 600.0
 """Seconds to wait for the next bytes of an answer: long, as LLM answers can be slow."""
+DEFAULT_DEADLINE = 1800.0
+"""Seconds a whole request may take, retries and waits included: longer than any answer
+a model writes (a long reasoning answer takes minutes), short of forever."""
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""Bytes an answer may have (decoded), plain or streamed: many times the largest
+completion, far below what would exhaust memory."""
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 """The connection pool of a client that builds its own httpx client."""
 
 Messages = Sequence[Mapping[str, Any] | ChatMessage]
 """What ``messages`` may hold: wire-format dicts, or assistant messages as received."""
+
+_H = TypeVar("_H", httpx.Client, httpx.AsyncClient)
 
 
 @functools.cache
@@ -71,11 +82,29 @@ def _ssl_context(base_url: str) -> ssl.SSLContext:
     return _no_tls_context() if base_url.startswith("http://") else _tls_context()
 
 
-class _ClientBase:
-    """Configuration shared by both clients: provider, key, timeouts, the protocol."""
+def _checked_deadline(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+        raise ConfigurationError(f"deadline must be a number of seconds or None, got {deadline!r}")
+    if not (deadline > 0 and math.isfinite(deadline)):
+        raise ConfigurationError(f"deadline must be a finite number > 0, got {deadline!r}")
+    return float(deadline)
+
+
+def _checked_size(size: int | None) -> int | None:
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigurationError(f"max_response_bytes must be an integer > 0, got {size!r}")
+    return size
+
+
+class _ClientBase(Generic[_H]):
+    """Everything both clients share: provider, key, timeouts, pool, protocol, retries."""
 
     _protocol: ChatProtocol
-    _owns_http: bool
+    _http: _H
 
     def __init__(
         self,
@@ -83,44 +112,78 @@ class _ClientBase:
         api_key: str | None = None,
         *,
         provider: str | Provider | None = None,
-        max_retries: int = 2,
+        max_retries: int | None = None,
         timeout: float | httpx.Timeout | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        deadline: float | None = DEFAULT_DEADLINE,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         headers: Mapping[str, str] | None = None,
+        http_client: _H | None = None,
         parse_text_tool_calls: bool = True,
-        retry_base_delay: float = 0.5,
-        retry_max_delay: float = 8.0,
+        limits: httpx.Limits | None = None,
+        retry: RetryPolicy | None = None,
+        retry_base_delay: float | None = None,
+        retry_max_delay: float | None = None,
     ) -> None:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError("retry must be a RetryPolicy")
+        policy = (retry or RetryPolicy()).replace(
+            max_retries=max_retries, base_delay=retry_base_delay, max_delay=retry_max_delay
+        )
         resolved = resolve_provider(provider, base_url)
         key = resolve_api_key(resolved, api_key)
         self._protocol = ChatProtocol(
             resolved,
             key,
             headers=headers,
-            max_retries=max_retries,
+            retry=policy,
             parse_text_tool_calls=parse_text_tool_calls,
-            retry_base_delay=retry_base_delay,
-            retry_max_delay=retry_max_delay,
+            deadline=_checked_deadline(deadline),
+            max_response_bytes=_checked_size(max_response_bytes),
             user_agent=f"agentkit/{__version__}",
         )
         self._has_key = key is not None
+        own: httpx.Timeout
         if isinstance(timeout, httpx.Timeout):
-            self._timeout = timeout
+            own = timeout
         elif timeout is not None:
-            self._timeout = httpx.Timeout(timeout)
+            own = httpx.Timeout(timeout)
         else:
-            self._timeout = httpx.Timeout(
+            own = httpx.Timeout(
                 connect=connect_timeout,
                 read=read_timeout,
                 write=max(connect_timeout, 60.0),
                 # Waiting for a free pooled connection is bounded by the requests that
-                # hold them (each has its own timeouts); a fixed bound here only turns
-                # a burst of concurrent runs into spurious timeouts.
+                # hold them (each has its own timeouts) and by the deadline; a fixed bound
+                # here only turns a burst of concurrent runs into spurious timeouts.
                 pool=None,
             )
+        self._owns_http = http_client is None
+        if http_client is None:
+            pool = limits or DEFAULT_LIMITS
+            # Headers live on the pool, so a request merges nothing per call.
+            self._http = self._new_http(
+                headers=self._protocol.headers,
+                verify=_ssl_context(self.base_url),
+                timeout=own,
+                limits=pool,
+            )
+            self._headers: dict[str, str] | None = None
+            self._timeout = own
+            self._slots = _Slots(pool.max_connections)  # the async client's bound
+        else:
+            self._check_http(http_client)
+            self._http = http_client
+            self._headers = self._protocol.headers
+            self._timeout = http_client.timeout  # its own timeouts apply (and the deadline)
+            self._slots = _Slots(None)  # its pool is the caller's: no bound of ours
+
+    def _new_http(self, **options: Any) -> _H:
+        raise NotImplementedError
+
+    def _check_http(self, http_client: object) -> None:
+        raise NotImplementedError
 
     @property
     def provider(self) -> Provider:
@@ -135,7 +198,22 @@ class _ClientBase:
     @property
     def max_retries(self) -> int:
         """How many times a failed request is sent again (0: never)."""
-        return self._protocol.max_retries
+        return self._protocol.retry.max_retries
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy in use (``max_retries`` and the delays folded in)."""
+        return self._protocol.retry
+
+    @property
+    def deadline(self) -> float | None:
+        """Seconds a whole request may take, retries and waits included (``None``: no bound)."""
+        return self._protocol.deadline
+
+    def _exchange(
+        self, model: str, messages: Messages, params: dict[str, Any], *, stream: bool
+    ) -> Exchange:
+        return self._protocol.exchange(model, messages, params, stream=stream)
 
     def __repr__(self) -> str:
         key = "'***'" if self._has_key else "None"
@@ -145,7 +223,7 @@ class _ClientBase:
         )
 
 
-class ChatClient(_ClientBase):
+class ChatClient(_ClientBase[httpx.Client]):
     """A synchronous Chat Completions client over one pooled ``httpx.Client``.
 
     Args:
@@ -154,73 +232,47 @@ class ChatClient(_ClientBase):
             llama.cpp); a DashScope host gets DashScope's parameter rules.
         api_key: default: the provider's variable (``DASHSCOPE_API_KEY``,
             ``OPENAI_API_KEY``); DashScope and OpenAI raise ``ConfigurationError`` without
-            one, naming the variable; a custom server may go without.
+            one, naming the variable; a custom server may go without. Surrounding
+            whitespace is stripped; a key with a control or non-ASCII character is
+            refused with a ``ConfigurationError`` that does not show it.
         provider: a preset name (``"dashscope"``, ``"dashscope-intl"``, ``"dashscope-cn"``,
             ``"openai"``, ``"custom"``) or a :class:`~agentkit._providers.Provider`.
         max_retries: retries of a failed request (rate limits, 5xx, connection errors,
-            timeouts); 0 disables them.
+            timeouts); 0 disables them. Default: the ``retry`` policy's (2).
         timeout: one timeout for everything (seconds or an ``httpx.Timeout``); overrides
             ``connect_timeout`` and ``read_timeout``.
         connect_timeout: seconds to connect (10).
         read_timeout: seconds to wait for the next bytes of an answer (600).
+        deadline: seconds a whole request may take, retries and waits included (1800);
+            past it, :class:`~agentkit._errors.DeadlineExceededError`, whatever the
+            server does (a body trickled byte by byte, keep-alive comments forever).
+            ``None``: no bound beyond the timeouts.
+        max_response_bytes: the most an answer may hold, decoded, plain or streamed
+            (64 MiB); a larger one raises
+            :class:`~agentkit._errors.ResponseTooLargeError`. ``None``: no bound.
         headers: extra request headers.
         http_client: an ``httpx.Client`` to use instead of building one; its own timeouts
-            and limits apply, and ``close()`` leaves it open (it is yours).
+            and limits apply (capped by the deadline), and ``close()`` leaves it open (it
+            is yours).
         parse_text_tool_calls: turn ``<tool_call>{...}</tool_call>`` written in the content
             into tool calls (Qwen served without a tool parser).
         limits: the connection pool of the client built here (100 connections).
-        retry_base_delay, retry_max_delay: the backoff (seconds): retry ``n`` waits a
-            random time up to ``min(retry_max_delay, retry_base_delay * 2**n)``, or what
-            ``Retry-After`` says.
+        retry: a :class:`~agentkit._retry.RetryPolicy`: backoff, jitter, the clock, sleep
+            and random source (injectable for tests), and an ``on_retry`` callback.
+        retry_base_delay, retry_max_delay: shortcuts for the policy's ``base_delay`` and
+            ``max_delay``: retry ``n`` waits a random time up to
+            ``min(retry_max_delay, retry_base_delay * 2**n)``, or what ``Retry-After``
+            says (up to 60 s; a server asking for longer is not waited for).
     """
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        *,
-        provider: str | Provider | None = None,
-        max_retries: int = 2,
-        timeout: float | httpx.Timeout | None = None,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
-        headers: Mapping[str, str] | None = None,
-        http_client: httpx.Client | None = None,
-        parse_text_tool_calls: bool = True,
-        limits: httpx.Limits | None = None,
-        retry_base_delay: float = 0.5,
-        retry_max_delay: float = 8.0,
-    ) -> None:
-        super().__init__(
-            base_url,
-            api_key,
-            provider=provider,
-            max_retries=max_retries,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            headers=headers,
-            parse_text_tool_calls=parse_text_tool_calls,
-            retry_base_delay=retry_base_delay,
-            retry_max_delay=retry_max_delay,
-        )
-        if http_client is not None and not isinstance(http_client, httpx.Client):
+    def _new_http(self, **options: Any) -> httpx.Client:
+        return httpx.Client(**options)
+
+    def _check_http(self, http_client: object) -> None:
+        if not isinstance(http_client, httpx.Client):
             raise ConfigurationError(
                 "http_client must be an httpx.Client (AsyncChatClient takes an httpx.AsyncClient)"
             )
-        self._owns_http = http_client is None
-        if http_client is None:
-            # Headers live on the pool, so a request merges nothing per call.
-            self._http = httpx.Client(
-                headers=self._protocol.headers,
-                verify=_ssl_context(self.base_url),
-                timeout=self._timeout,
-                limits=limits or DEFAULT_LIMITS,
-            )
-            self._headers: dict[str, str] | None = None
-        else:
-            self._http = http_client
-            self._headers = self._protocol.headers
 
     def create(self, *, model: str, messages: Messages, **params: Any) -> ChatCompletion:
         """Send one non-streamed request and return the whole ``ChatCompletion``.
@@ -234,29 +286,24 @@ class ChatClient(_ClientBase):
             APIError: a subclass for each failure (see :mod:`agentkit._errors`), after the
                 retries the failure allows.
         """
-        protocol = self._protocol
-        body = protocol.build_body(model, messages, params, stream=False)
-        attempt = 0
+        exchange = self._exchange(model, messages, params, stream=False)
         while True:
-            headers = None
-            error: APIError
             try:
-                response = self._http.post(protocol.url, content=body, headers=self._headers)
-            except httpx.HTTPError as exc:
-                error = protocol.transport_error(exc)
-            else:
-                headers = response.headers
-                try:
-                    return protocol.parse_completion(
-                        response.status_code, headers, response.content
-                    )
-                except APIError as exc:
-                    error = exc
-            delay = protocol.retry_delay(error, attempt, headers)
-            if delay is None:
-                raise protocol.scrubbed(error)
-            time.sleep(delay)
-            attempt += 1
+                return self._attempt(exchange)
+            except Exception as exc:
+                delay = exchange.failed(exc)
+            self._protocol.retry.sleep(delay)
+
+    def _attempt(self, exchange: Exchange) -> ChatCompletion:
+        timeout = exchange.timeout(self._timeout)
+        url, headers = self._protocol.url, self._headers
+        with self._http.stream(
+            "POST", url, content=exchange.body, headers=headers, timeout=timeout
+        ) as response:
+            exchange.begin(response.status_code, response.headers)
+            for piece in response.iter_bytes():
+                exchange.take(piece)
+        return exchange.completion()
 
     def stream(self, *, model: str, messages: Messages, **params: Any) -> ChatStream:
         """Start a streamed request; iterate the returned :class:`ChatStream` for deltas.
@@ -265,8 +312,7 @@ class ChatClient(_ClientBase):
         iteration. Use it as a context manager so the connection is released even when
         you stop early.
         """
-        body = self._protocol.build_body(model, messages, params, stream=True)
-        return ChatStream(self, body)
+        return ChatStream(self, self._exchange(model, messages, params, stream=True))
 
     def close(self) -> None:
         """Close the connection pool (not an ``http_client`` you passed in)."""
@@ -285,23 +331,12 @@ class ChatClient(_ClientBase):
         self.close()
 
 
-class ChatStream:
-    """One streamed answer: an iterator of ``StreamDelta`` and a context manager.
+class _StreamBase:
+    """What both streams share: the stream state, the completion, the failure rule."""
 
-    Deltas are :class:`~agentkit._events.TextDelta`,
-    :class:`~agentkit._events.ReasoningDelta` and
-    :class:`~agentkit._events.ToolCallArgumentsDelta`. After the last one,
-    :attr:`completion` is the whole ``ChatCompletion`` (as ``create`` would have returned
-    it). A stream that ends before it is whole raises
-    :class:`~agentkit._errors.IncompleteStreamError`; it never passes for a whole answer.
-    """
-
-    def __init__(self, client: ChatClient, body: bytes) -> None:
-        self._client = client
-        self._body = body
-        self._state: StreamState = client._protocol.new_stream()
+    def __init__(self, client: _ClientBase[Any], exchange: Exchange) -> None:
+        self._state: StreamState = client._protocol.new_stream(exchange)
         self._response: httpx.Response | None = None
-        self._pieces: Iterator[bytes] | None = None
         self._closed = False
 
     @property
@@ -311,6 +346,43 @@ class ChatStream:
         if completion is None:
             raise AgentKitError("the stream has not been read to the end yet")
         return completion
+
+    def _recover(self, exc: Exception) -> float:
+        # Seconds to wait before sending again; a final error ends the stream.
+        try:
+            return self._state.recover(exc)
+        except BaseException:
+            self._closed = True
+            raise
+
+    def _request(self, http: httpx.Client | httpx.AsyncClient, client: _ClientBase[Any]) -> Any:
+        exchange = self._state.exchange
+        assert exchange is not None
+        return http.build_request(
+            "POST",
+            client._protocol.url,
+            content=exchange.body,
+            headers=client._headers,
+            timeout=exchange.timeout(client._timeout),
+        )
+
+
+class ChatStream(_StreamBase):
+    """One streamed answer: an iterator of ``StreamDelta`` and a context manager.
+
+    Deltas are :class:`~agentkit._events.TextDelta`,
+    :class:`~agentkit._events.ReasoningDelta` and
+    :class:`~agentkit._events.ToolCallArgumentsDelta`. After the last one,
+    :attr:`completion` is the whole ``ChatCompletion`` (as ``create`` would have returned
+    it); the stream ends at ``[DONE]`` without waiting for the server to close its body.
+    A stream that ends before it is whole raises
+    :class:`~agentkit._errors.IncompleteStreamError`; it never passes for a whole answer.
+    """
+
+    def __init__(self, client: ChatClient, exchange: Exchange) -> None:
+        super().__init__(client, exchange)
+        self._client = client
+        self._pieces: Iterator[bytes] | None = None
 
     def until_done(self) -> ChatCompletion:
         """Read the rest of the stream (its deltas unseen) and return the completion."""
@@ -327,40 +399,27 @@ class ChatStream:
             delta = state.next_delta()
             if delta is not None:
                 return delta
-            if state.completion is not None:
+            if state.completion is not None or self._closed:
                 self._finish()
-                raise StopIteration
-            if self._closed:
                 raise StopIteration
             try:
                 if self._pieces is None:
                     self._open()
                 else:
                     piece = next(self._pieces, None)
-                    if piece is None:
-                        state.end()
-                    else:
-                        state.feed(piece)
+                    state.end() if piece is None else state.feed(piece)
             except Exception as exc:
                 self._release()
-                try:
-                    delay = state.recover(exc)
-                except BaseException:
-                    self._closed = True
-                    raise
+                delay = self._recover(exc)
                 if delay:
-                    time.sleep(delay)
+                    self._client._protocol.retry.sleep(delay)
             except BaseException:
                 self.close()
                 raise
 
     def _open(self) -> None:
-        client = self._client
-        protocol = client._protocol
-        request = client._http.build_request(
-            "POST", protocol.url, content=self._body, headers=client._headers
-        )
-        response = self._response = client._http.send(request, stream=True)
+        http = self._client._http
+        response = self._response = http.send(self._request(http, self._client), stream=True)
         if self._state.wants_body(response.status_code, response.headers):
             response.read()
             self._state.accept_body(response.status_code, response.headers, response.content)
@@ -400,107 +459,61 @@ class ChatStream:
         self.close()
 
 
-class AsyncChatClient(_ClientBase):
+class AsyncChatClient(_ClientBase[httpx.AsyncClient]):
     """The asynchronous twin of :class:`ChatClient`, over one pooled ``httpx.AsyncClient``.
 
     Takes the same arguments (``http_client`` must be an ``httpx.AsyncClient``);
     ``await client.create(...)``; ``async with client.stream(...) as stream: async for
     delta in stream``; ``await client.aclose()`` or ``async with AsyncChatClient()``.
+    Retries wait with the policy's ``async_sleep``.
 
     A client that builds its own pool keeps at most ``limits.max_connections`` requests in
     flight (a stream counts until it is released); more wait their turn in the client,
     first come, first served, which costs far less than waiting in httpx's pool.
     """
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        *,
-        provider: str | Provider | None = None,
-        max_retries: int = 2,
-        timeout: float | httpx.Timeout | None = None,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
-        headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        parse_text_tool_calls: bool = True,
-        limits: httpx.Limits | None = None,
-        retry_base_delay: float = 0.5,
-        retry_max_delay: float = 8.0,
-    ) -> None:
-        super().__init__(
-            base_url,
-            api_key,
-            provider=provider,
-            max_retries=max_retries,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            headers=headers,
-            parse_text_tool_calls=parse_text_tool_calls,
-            retry_base_delay=retry_base_delay,
-            retry_max_delay=retry_max_delay,
-        )
-        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+    def _new_http(self, **options: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(**options)
+
+    def _check_http(self, http_client: object) -> None:
+        if not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError(
                 "http_client must be an httpx.AsyncClient (ChatClient takes an httpx.Client)"
             )
-        self._owns_http = http_client is None
-        if http_client is None:
-            pool = limits or DEFAULT_LIMITS
-            self._http = httpx.AsyncClient(
-                headers=self._protocol.headers,
-                verify=_ssl_context(self.base_url),
-                timeout=self._timeout,
-                limits=pool,
-            )
-            self._headers: dict[str, str] | None = None
-            self._slots = _Slots(pool.max_connections)
-        else:
-            self._http = http_client
-            self._headers = self._protocol.headers
-            self._slots = _Slots(None)  # its pool is the caller's: no bound of ours
 
     async def create(self, *, model: str, messages: Messages, **params: Any) -> ChatCompletion:
         """Send one non-streamed request and return the whole ``ChatCompletion``.
 
         See :meth:`ChatClient.create`.
         """
-        protocol = self._protocol
-        body = protocol.build_body(model, messages, params, stream=False)
-        attempt = 0
+        exchange = self._exchange(model, messages, params, stream=False)
         while True:
-            headers = None
-            error: APIError
             try:
-                async with self._slots:
-                    response = await self._http.post(
-                        protocol.url, content=body, headers=self._headers
-                    )
-            except httpx.HTTPError as exc:
-                error = protocol.transport_error(exc)
-            else:
-                headers = response.headers
-                try:
-                    return protocol.parse_completion(
-                        response.status_code, headers, response.content
-                    )
-                except APIError as exc:
-                    error = exc
-            delay = protocol.retry_delay(error, attempt, headers)
-            if delay is None:
-                raise protocol.scrubbed(error)
-            await asyncio.sleep(delay)
-            attempt += 1
+                return await self._attempt(exchange)
+            except Exception as exc:
+                delay = exchange.failed(exc)
+            await self._protocol.retry.async_sleep(delay)
+
+    async def _attempt(self, exchange: Exchange) -> ChatCompletion:
+        timeout = exchange.timeout(self._timeout)
+        url, headers = self._protocol.url, self._headers
+        async with (
+            self._slots,
+            self._http.stream(
+                "POST", url, content=exchange.body, headers=headers, timeout=timeout
+            ) as response,
+        ):
+            exchange.begin(response.status_code, response.headers)
+            async for piece in response.aiter_bytes():
+                exchange.take(piece)
+        return exchange.completion()
 
     def stream(self, *, model: str, messages: Messages, **params: Any) -> AsyncChatStream:
         """Start a streamed request; ``async for`` over the returned :class:`AsyncChatStream`.
 
         See :meth:`ChatClient.stream`.
         """
-        body = self._protocol.build_body(model, messages, params, stream=True)
-        return AsyncChatStream(self, body)
+        return AsyncChatStream(self, self._exchange(model, messages, params, stream=True))
 
     async def aclose(self) -> None:
         """Close the connection pool (not an ``http_client`` you passed in)."""
@@ -519,25 +532,14 @@ class AsyncChatClient(_ClientBase):
         await self.aclose()
 
 
-class AsyncChatStream:
+class AsyncChatStream(_StreamBase):
     """The asynchronous twin of :class:`ChatStream`: ``async for`` and ``async with``."""
 
-    def __init__(self, client: AsyncChatClient, body: bytes) -> None:
+    def __init__(self, client: AsyncChatClient, exchange: Exchange) -> None:
+        super().__init__(client, exchange)
         self._client = client
-        self._body = body
-        self._state: StreamState = client._protocol.new_stream()
-        self._response: httpx.Response | None = None
         self._pieces: AsyncGenerator[bytes, None] | None = None
-        self._closed = False
         self._slot = False  # holds one of the client's slots (from send to release)
-
-    @property
-    def completion(self) -> ChatCompletion:
-        """The whole completion, once the stream has been read to the end."""
-        completion = self._state.completion
-        if completion is None:
-            raise AgentKitError("the stream has not been read to the end yet")
-        return completion
 
     async def until_done(self) -> ChatCompletion:
         """Read the rest of the stream (its deltas unseen) and return the completion."""
@@ -554,39 +556,27 @@ class AsyncChatStream:
             delta = state.next_delta()
             if delta is not None:
                 return delta
-            if state.completion is not None:
+            if state.completion is not None or self._closed:
                 await self._finish()
-                raise StopAsyncIteration
-            if self._closed:
                 raise StopAsyncIteration
             try:
                 if self._pieces is None:
                     await self._open()
                 else:
                     piece = await anext(self._pieces, None)
-                    if piece is None:
-                        state.end()
-                    else:
-                        state.feed(piece)
+                    state.end() if piece is None else state.feed(piece)
             except Exception as exc:
                 await self._release()
-                try:
-                    delay = state.recover(exc)
-                except BaseException:
-                    self._closed = True
-                    raise
+                delay = self._recover(exc)
                 if delay:
-                    await asyncio.sleep(delay)
+                    await self._client._protocol.retry.async_sleep(delay)
             except BaseException:
                 await self.aclose()
                 raise
 
     async def _open(self) -> None:
         client = self._client
-        protocol = client._protocol
-        request = client._http.build_request(
-            "POST", protocol.url, content=self._body, headers=client._headers
-        )
+        request = self._request(client._http, client)
         await client._slots.acquire()
         self._slot = True
         response = self._response = await client._http.send(request, stream=True)

@@ -20,6 +20,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "ContentModerationError",
+    "DeadlineExceededError",
     "IncompleteStreamError",
     "InvalidResponseError",
     "MaxTurnsExceeded",
@@ -31,6 +32,7 @@ __all__ = [
     "RateLimitError",
     "RepeatedToolCallError",
     "RequestValidationError",
+    "ResponseTooLargeError",
     "RunError",
     "RunTimeoutError",
     "ServerError",
@@ -112,11 +114,14 @@ class APIError(AgentKitError):
 
     Attributes: ``status`` (HTTP status or ``None``), ``code`` and ``type`` and ``param``
     (from the error body, when the server sent one) and ``request_id`` (from the
-    ``x-request-id`` style headers or the body), plus ``message``. The API key never
-    appears in any of them.
+    ``x-request-id`` style headers or the body), plus ``message``. ``retry_after`` is the
+    wait in seconds a server asked for (``Retry-After``), when it asked; it is set on an
+    error raised because the server asked for longer than the client waits. The API key
+    never appears in any of them.
     """
 
     retryable: bool = False
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -211,6 +216,21 @@ class APITimeoutError(APIConnectionError):
     """The connect or read timeout fired. Retried with backoff."""
 
 
+class DeadlineExceededError(APITimeoutError):
+    """The request took longer than the client's ``deadline``, retries and waits included.
+
+    Raised whatever the server was doing: silent, trickling a body a byte at a time, or
+    sending keep-alive comments forever. Never retried (the deadline is the caller's
+    bound on the whole request); ``deadline`` holds it, in seconds.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, deadline: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.deadline = deadline
+
+
 class IncompleteStreamError(APIError):
     """A stream ended before ``[DONE]`` or a finish reason: the answer is not whole.
 
@@ -226,6 +246,18 @@ class IncompleteStreamError(APIError):
 
 class InvalidResponseError(APIError):
     """A 2xx answer that is not a valid completion (not JSON, no ``choices``, HTML...)."""
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """The answer grew past the client's ``max_response_bytes`` and was not read further.
+
+    Counted on the decoded body (a compressed bomb counts at its real size), for a plain
+    answer and a stream alike. Never retried; ``limit`` holds the bound, in bytes.
+    """
+
+    def __init__(self, message: str, *, limit: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.limit = limit
 
 
 # --- errors that end an agent run -------------------------------------------------------

@@ -17,6 +17,7 @@ way nothing waits on the server past the grace.
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from typing import Any
 
 import h11
@@ -56,22 +57,33 @@ def _step(state: h11.Connection) -> bool | None:
     return False
 
 
+def _search(state: h11.Connection) -> Generator[float, bytes, bool]:
+    """Look for the end of the body: yields the seconds left to read more bytes (sent in
+    by the driver), returns whether the body ended."""
+    deadline = time.monotonic() + DONE_GRACE
+    while True:
+        ended = _step(state)
+        if ended is not None:
+            return ended
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        state.receive_data((yield left))
+
+
 def body_end_sync(response: httpx.Response) -> bool:
     """Whether the body of ``response`` ended within the grace (the connection is reusable)."""
     parts = _parser(response)
     if parts is None:
         return False
     state, network = parts
-    deadline = time.monotonic() + DONE_GRACE
+    search = _search(state)
     try:
+        left = next(search)
         while True:
-            ended = _step(state)
-            if ended is not None:
-                return ended
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            state.receive_data(network.read(_READ, timeout=left))
+            left = search.send(network.read(_READ, timeout=left))
+    except StopIteration as done:
+        return bool(done.value)
     except Exception:  # the socket or the parser failed: the connection goes
         return False
 
@@ -82,15 +94,12 @@ async def body_end_async(response: httpx.Response) -> bool:
     if parts is None:
         return False
     state, network = parts
-    deadline = time.monotonic() + DONE_GRACE
+    search = _search(state)
     try:
+        left = next(search)
         while True:
-            ended = _step(state)
-            if ended is not None:
-                return ended
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            state.receive_data(await network.read(_READ, timeout=left))
+            left = search.send(await network.read(_READ, timeout=left))
+    except StopIteration as done:
+        return bool(done.value)
     except Exception:
         return False

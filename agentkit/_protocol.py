@@ -19,12 +19,8 @@ The API key is known here only to be scrubbed from anything a server echoes back
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 import json
 import logging
-import math
-import random
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -40,24 +36,37 @@ from ._errors import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    DeadlineExceededError,
     IncompleteStreamError,
     InvalidResponseError,
     RequestValidationError,
+    ResponseTooLargeError,
     error_from_response,
 )
 from ._events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
 from ._observe import notify_retry
 from ._providers import Provider
+from ._retry import (
+    MAX_SERVER_DELAY,
+    RETRY_STATUSES,
+    RetryEvent,
+    RetryPolicy,
+    retry_delay,
+    server_delay,
+    should_retry,
+)
 from ._secrets import Secret, checked_headers
 from ._sse import ServerSentEvent, SSEDecoder
-from ._textcalls import _new_call_id, extract_text_tool_calls
+from ._textcalls import extract_text_tool_calls
 from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatMessage,
     FunctionCall,
     ToolCall,
+    distinct_calls,
     message_to_dict,
+    new_call_id,
 )
 
 __all__ = [
@@ -65,7 +74,9 @@ __all__ = [
     "RETRY_STATUSES",
     "WIRE_PARAMS",
     "ChatProtocol",
+    "Exchange",
     "StreamState",
+    "check_finish",
     "request_id_of",
     "retry_delay",
     "should_retry",
@@ -115,12 +126,6 @@ WIRE_PARAMS = frozenset(
 Anything else (a typo, or a vendor extra such as Qwen's ``enable_thinking``) is refused
 before sending; vendor extras go in ``extra_body``."""
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-"""HTTP statuses that are retried (a 429 only when it is a rate limit, not a quota)."""
-
-MAX_SERVER_DELAY = 60.0
-"""The longest ``Retry-After`` honoured, in seconds; a longer one is cut to this."""
-
 _REQUEST_ID_HEADERS = ("x-request-id", "x-dashscope-request-id", "request-id")
 _SNIPPET = 200
 
@@ -133,70 +138,6 @@ def request_id_of(headers: Mapping[str, str] | None) -> str | None:
             if value:
                 return value
     return None
-
-
-def should_retry(error: BaseException) -> bool:
-    """Whether a failed request may be sent again.
-
-    Rate limits (429, but never a quota or billing 429), 500, 502, 503 and 504,
-    connection errors and timeouts are retried; any other status (400, 401, 403, 404,
-    422, content moderation), an invalid response or a request the client refused are
-    not. A cut stream is retried too, but only the client knows whether anything was
-    shown yet (see :class:`StreamState`).
-    """
-    if isinstance(error, APIStatusError):
-        return error.retryable and error.status in RETRY_STATUSES
-    if isinstance(error, APIError):
-        return error.retryable
-    return False
-
-
-def _server_delay(headers: Mapping[str, str] | None) -> float | None:
-    """The delay a server asked for, in seconds: ``retry-after-ms`` or ``Retry-After``."""
-    if not headers:
-        return None
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            value = float(milliseconds) / 1000
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(value):
-                return value
-    after = headers.get("retry-after")
-    if not after:
-        return None
-    try:
-        value = float(after)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(after)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # an HTTP date is GMT even when it says "-0000"
-            when = when.replace(tzinfo=datetime.UTC)
-        return when.timestamp() - time.time()
-    return value if math.isfinite(value) else None
-
-
-def retry_delay(
-    attempt: int,
-    headers: Mapping[str, str] | None = None,
-    *,
-    base: float = 0.5,
-    maximum: float = 8.0,
-) -> float:
-    """Seconds to wait before retry number ``attempt + 1`` (``attempt`` counts from 0).
-
-    A server's ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date) is honoured,
-    at most :data:`MAX_SERVER_DELAY` and never negative. Otherwise exponential backoff
-    with full jitter: uniform between 0 and ``min(maximum, base * 2**attempt)``.
-    """
-    asked = _server_delay(headers)
-    if asked is not None:
-        return min(max(asked, 0.0), MAX_SERVER_DELAY)
-    return random.uniform(0.0, min(maximum, base * 2.0**attempt))
 
 
 def _snippet(text: str) -> str:
@@ -218,12 +159,12 @@ class ChatProtocol:
 
     __slots__ = (
         "_secret",
+        "deadline",
         "headers",
-        "max_retries",
+        "max_response_bytes",
         "parse_text_tool_calls",
         "provider",
-        "retry_base_delay",
-        "retry_max_delay",
+        "retry",
         "url",
     )
 
@@ -233,10 +174,10 @@ class ChatProtocol:
         api_key: str | None,
         *,
         headers: Mapping[str, str] | None = None,
-        max_retries: int = 2,
+        retry: RetryPolicy | None = None,
         parse_text_tool_calls: bool = True,
-        retry_base_delay: float = 0.5,
-        retry_max_delay: float = 8.0,
+        deadline: float | None = None,
+        max_response_bytes: int | None = None,
         user_agent: str = "agentkit",
     ) -> None:
         self.provider = provider
@@ -248,10 +189,26 @@ class ChatProtocol:
         all_headers.update(checked_headers(headers))
         self.headers = all_headers
         self._secret = Secret(api_key) if api_key else None
-        self.max_retries = max_retries
+        self.retry = retry or RetryPolicy()
         self.parse_text_tool_calls = parse_text_tool_calls
-        self.retry_base_delay = retry_base_delay
-        self.retry_max_delay = retry_max_delay
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a failed request is sent again."""
+        return self.retry.max_retries
+
+    def exchange(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any] | ChatMessage],
+        params: dict[str, Any],
+        *,
+        stream: bool,
+    ) -> Exchange:
+        """One request to send, across its attempts (the body is built and checked now)."""
+        return Exchange(self, self.build_body(model, messages, params, stream=stream))
 
     def __repr__(self) -> str:
         return f"ChatProtocol(url={self.url!r}, provider={self.provider.name!r})"
@@ -448,7 +405,10 @@ class ChatProtocol:
                 message = _legacy_function_call(message)
             if self.parse_text_tool_calls:
                 message = extract_text_tool_calls(message)
+            if message.tool_calls:
+                message.tool_calls = distinct_calls(message.tool_calls)
             choice.message = message
+        check_finish(completion, status, request_id_of(headers))
         return completion
 
     def _completion_of_stream(
@@ -513,42 +473,186 @@ class ChatProtocol:
 
     # --- retries --------------------------------------------------------------------
 
-    def retry_delay(
-        self, error: BaseException, attempt: int, headers: Mapping[str, str] | None
-    ) -> float | None:
-        """Seconds to wait before sending again, or ``None`` when ``error`` is final.
+    def new_stream(self, exchange: Exchange) -> StreamState:
+        """The state of one streamed request, across its retries."""
+        return StreamState(self, exchange)
 
-        ``attempt`` counts the retries already made. Logs the decision on the
-        ``agentkit._client`` logger (method, URL, status, attempt, delay; never headers).
+
+class Exchange:
+    """One request across its attempts: its body, deadline, answer size and retry count.
+
+    The client asks :meth:`timeout` before each attempt (the deadline caps every httpx
+    timeout), passes each piece of the answer to :meth:`take` (plain) or :meth:`count`
+    (streamed), which enforce the size cap and the deadline as the bytes arrive, and hands
+    any failure to :meth:`failed`, which returns how long to wait before the next
+    attempt or raises the final error.
+    """
+
+    __slots__ = (
+        "_ends_at",
+        "_pieces",
+        "_protocol",
+        "_received",
+        "attempt",
+        "body",
+        "headers",
+        "status",
+    )
+
+    def __init__(self, protocol: ChatProtocol, body: bytes) -> None:
+        self._protocol = protocol
+        self.body = body
+        self.attempt = 0  # retries made so far
+        self._ends_at: float | None = None  # the deadline on the monotonic clock
+        self.status = 0
+        self.headers: Mapping[str, str] | None = None
+        self._pieces: list[bytes] = []
+        self._received = 0
+
+    def timeout(self, base: httpx.Timeout) -> httpx.Timeout:
+        """The httpx timeouts of the next attempt: ``base``, each capped by the time left.
+
+        Raises:
+            DeadlineExceededError: the deadline has passed (before the first attempt it
+                starts now).
         """
-        if attempt >= self.max_retries or not should_retry(error):
-            if attempt and isinstance(error, APIError):
+        self.status, self.headers = 0, None
+        self._pieces, self._received = [], 0
+        deadline = self._protocol.deadline
+        if deadline is None:
+            return base
+        now = time.monotonic()
+        if self._ends_at is None:
+            self._ends_at = now + deadline
+        left = self._ends_at - now
+        if left <= 0:
+            raise self._past_deadline(None)
+        return httpx.Timeout(
+            connect=_at_most(base.connect, left),
+            read=_at_most(base.read, left),
+            write=_at_most(base.write, left),
+            pool=_at_most(base.pool, left),
+        )
+
+    def begin(self, status: int, headers: Mapping[str, str]) -> None:
+        """The status line and headers of the answer arrived."""
+        self.status, self.headers = status, headers
+
+    def take(self, piece: bytes) -> None:
+        """The next piece of a plain answer's body (kept, counted, timed)."""
+        self.count(len(piece))
+        self._pieces.append(piece)
+
+    def count(self, size: int) -> None:
+        """``size`` more bytes of the answer arrived.
+
+        Raises:
+            ResponseTooLargeError: past ``max_response_bytes``.
+            DeadlineExceededError: past the deadline.
+        """
+        self._received += size
+        limit = self._protocol.max_response_bytes
+        if limit is not None and self._received > limit:
+            raise ResponseTooLargeError(
+                f"the answer from {self._protocol.url} is larger than max_response_bytes "
+                f"({limit:,} bytes); it was not read further",
+                limit=limit,
+                status=self.status or None,
+                request_id=request_id_of(self.headers),
+            )
+        if self._ends_at is not None and time.monotonic() >= self._ends_at:
+            raise self._past_deadline(None)
+
+    def completion(self) -> ChatCompletion:
+        """The plain answer read to its end, parsed (or the typed error it stands for)."""
+        assert self.headers is not None
+        content = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
+        return self._protocol.parse_completion(self.status, self.headers, content)
+
+    def failed(self, exc: Exception, *, may_retry: bool = True) -> float:
+        """An attempt failed: seconds to wait before the next one, or raise the final error.
+
+        ``exc`` is an httpx or agentkit error (anything else is re-raised as is).
+        ``may_retry=False``: the failure is final whatever it is (a stream that already
+        showed text). A retry is announced to the policy (log, ``on_retry``) first.
+        """
+        protocol = self._protocol
+        if isinstance(exc, httpx.HTTPError):
+            error: APIError = protocol.transport_error(exc)
+        elif isinstance(exc, APIError):
+            error = exc
+        else:
+            raise exc
+        if isinstance(error, DeadlineExceededError):
+            raise protocol.scrubbed(error)
+        now = time.monotonic()
+        if self._ends_at is not None and now >= self._ends_at:
+            raise protocol.scrubbed(self._past_deadline(error))
+        policy = protocol.retry
+        asked = server_delay(self.headers, policy.clock)
+        if asked is not None:
+            error.retry_after = max(asked, 0.0)
+        delay: float | None = None
+        if may_retry and self.attempt < policy.max_retries and should_retry(error):
+            delay = policy.delay(self.attempt, asked)
+            if self._ends_at is not None and delay is not None and now + delay >= self._ends_at:
+                delay = None  # the deadline would pass while waiting: give up now
+        if delay is None:
+            if self.attempt:
                 _logger.info(
                     "POST %s failed after %d retries: %s (status %s)",
-                    self.url,
-                    attempt,
+                    protocol.url,
+                    self.attempt,
                     type(error).__name__,
                     error.status,
                 )
-            return None
-        delay = retry_delay(
-            attempt, headers, base=self.retry_base_delay, maximum=self.retry_max_delay
+            raise protocol.scrubbed(error)
+        self.attempt += 1
+        policy.announce(
+            RetryEvent(self.attempt, policy.max_retries, delay, error.status, error, protocol.url)
         )
-        _logger.info(
-            "POST %s: %s (status %s); retry %d of %d in %.2f s",
-            self.url,
-            type(error).__name__,
-            getattr(error, "status", None),
-            attempt + 1,
-            self.max_retries,
-            delay,
-        )
-        notify_retry(error, delay, attempt + 1, self.max_retries)  # tracing, CLI progress
+        notify_retry(error, delay, self.attempt, policy.max_retries)  # tracing, CLI progress
         return delay
 
-    def new_stream(self) -> StreamState:
-        """The state of one streamed request, across its retries."""
-        return StreamState(self)
+    def _past_deadline(self, cause: APIError | None) -> DeadlineExceededError:
+        deadline = self._protocol.deadline
+        error = DeadlineExceededError(
+            f"the request took longer than its deadline of {deadline:g} s "
+            f"(POST {self._protocol.url}, {self.attempt + 1} attempt(s))",
+            deadline=deadline,
+            status=self.status or None,
+            request_id=request_id_of(self.headers),
+        )
+        error.__cause__ = cause
+        return error
+
+
+def _at_most(value: float | None, bound: float) -> float:
+    return bound if value is None else min(value, bound)
+
+
+def check_finish(completion: ChatCompletion, status: int, request_id: str | None) -> None:
+    """Refuse an answer that says it called tools but carries neither a call nor text.
+
+    Taken as is, it would end a run with the final answer ``""``. It is a model glitch a
+    second try usually clears, so it is retried like a 5xx (a stream only while nothing
+    was shown). With text, the text is the answer and the finish reason is left as sent.
+
+    Raises:
+        InvalidResponseError: ``code == "tool_calls_without_calls"``, retryable.
+    """
+    for choice in completion.choices:
+        message = choice.message
+        if choice.finish_reason == "tool_calls" and not message.tool_calls and not message.content:
+            error = InvalidResponseError(
+                "the model's answer says it called tools (finish_reason 'tool_calls') but "
+                "carries no tool call and no text",
+                status=status,
+                code="tool_calls_without_calls",
+                request_id=request_id,
+            )
+            error.retryable = True
+            raise error
 
 
 def _legacy_function_call(message: ChatMessage) -> ChatMessage:
@@ -562,7 +666,7 @@ def _legacy_function_call(message: ChatMessage) -> ChatMessage:
         return message
     arguments = legacy.get("arguments")
     call = ToolCall(
-        id=_new_call_id(),
+        id=new_call_id(),
         type="function",
         function=FunctionCall(name=name, arguments=arguments if isinstance(arguments, str) else ""),
     )
@@ -582,19 +686,19 @@ class StreamState:
     __slots__ = (
         "_assembler",
         "_decoder",
-        "_headers",
         "_pending",
         "_protocol",
         "_started",
         "_status",
-        "attempt",
         "completion",
+        "exchange",
         "yielded",
     )
 
-    def __init__(self, protocol: ChatProtocol) -> None:
+    def __init__(self, protocol: ChatProtocol, exchange: Exchange | None = None) -> None:
         self._protocol = protocol
-        self.attempt = 0
+        # None: a body already read whole (a server that streamed to a plain request)
+        self.exchange = exchange
         self.yielded = False
         self.completion: ChatCompletion | None = None
         self._reset()
@@ -605,7 +709,6 @@ class StreamState:
         self._pending: deque[StreamDelta] = deque()
         self._started = False  # a 2xx event stream is being read
         self._status = 0
-        self._headers: Mapping[str, str] | None = None  # of the response, for Retry-After
 
     # --- what the client calls ------------------------------------------------------
 
@@ -616,18 +719,14 @@ class StreamState:
             return self._pending.popleft()
         return None
 
-    @property
-    def finished(self) -> bool:
-        """Whether the stream is whole and every delta has been handed out."""
-        return self.completion is not None and not self._pending
-
     def wants_body(self, status: int, headers: Mapping[str, str]) -> bool:
         """Whether the response must be read whole (an error, or not an event stream).
 
         Otherwise the stream has started and its bytes go to :meth:`feed`.
         """
         self._status = status
-        self._headers = headers
+        if self.exchange is not None:
+            self.exchange.begin(status, headers)
         if _is_success(status):
             kind = headers.get("content-type", "").lower()
             if "event-stream" in kind or not ("json" in kind or "html" in kind):
@@ -667,7 +766,9 @@ class StreamState:
     def feed(self, data: bytes) -> None:
         """Take the next bytes of the event stream."""
         if self.completion is not None:
-            return  # after [DONE]: whatever follows is drained and ignored
+            return  # after [DONE]: whatever follows is ignored
+        if self.exchange is not None:
+            self.exchange.count(len(data))
         for event in self._decoder.feed(data):
             self._on_event(event)
             if self.completion is not None:
@@ -699,26 +800,16 @@ class StreamState:
         stream started is an :class:`~agentkit._errors.IncompleteStreamError` keeping
         the partial answer. Anything not an httpx or agentkit error is re-raised as is.
         """
-        if isinstance(exc, httpx.HTTPError):
-            error: APIError = self._protocol.transport_error(exc)
-            if self._started:
-                cut = self._cut(error)
-                if cut is None:
-                    return 0.0
-                error = cut
-        elif isinstance(exc, APIError):
-            error = exc
-        else:
-            raise exc
-        delay: float | None = None
-        if not self.yielded and error.code != "empty_stream":
-            delay = self._protocol.retry_delay(error, self.attempt, self._headers)
-        if delay is None:
-            if error is exc:
-                raise self._protocol.scrubbed(error)
-            error.__cause__ = exc
-            raise self._protocol.scrubbed(error)
-        self.attempt += 1
+        assert self.exchange is not None
+        error: Exception = exc
+        if isinstance(exc, httpx.HTTPError) and self._started:
+            cut = self._cut(self._protocol.transport_error(exc))
+            if cut is None:
+                return 0.0
+            cut.__cause__ = exc
+            error = cut
+        may_retry = not self.yielded and getattr(error, "code", None) != "empty_stream"
+        delay = self.exchange.failed(error, may_retry=may_retry)
         self._reset()
         return delay
 
@@ -727,7 +818,7 @@ class StreamState:
     @property
     def _request_id(self) -> str | None:
         # Looked up only for an error: each header lookup scans httpx's header list.
-        return request_id_of(self._headers)
+        return request_id_of(self.exchange.headers if self.exchange is not None else None)
 
     def _on_event(self, event: ServerSentEvent) -> None:
         data = event.data
@@ -750,11 +841,13 @@ class StreamState:
 
     def _settle(self) -> None:
         try:
-            self.completion = self._assembler.finish()
+            completion = self._assembler.finish()
         except IncompleteStreamError as exc:
             exc.status = self._status
             exc.request_id = self._request_id
             raise
+        check_finish(completion, self._status, self._request_id)
+        self.completion = completion
 
     def _raise_stream_error(self, data: str, *, bad_chunk: bool = False) -> NoReturn:
         """An ``error`` event or object in the stream, or a ``data:`` line that is no chunk."""

@@ -15,6 +15,7 @@ of its chained causes holds the live ``Authorization`` header.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 
@@ -98,14 +99,23 @@ def _forms(char: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _pattern_of(value: str) -> re.Pattern[str]:
+    # Compiling takes milliseconds: done on the first error to scrub, once per key.
+    return re.compile("".join(_forms(char) for char in value), re.IGNORECASE)
+
+
 class Secret:
     """One API key, to be masked wherever it could appear. Never shows it in a repr."""
 
-    __slots__ = ("_pattern", "_value")
+    __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
         self._value = value
-        self._pattern = re.compile("".join(_forms(char) for char in value), re.IGNORECASE)
+
+    @property
+    def _pattern(self) -> re.Pattern[str]:
+        return _pattern_of(self._value)
 
     def __repr__(self) -> str:
         return "Secret('***')"

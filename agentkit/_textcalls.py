@@ -30,10 +30,9 @@ The rules, identical in both:
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any, NoReturn
 
-from ._wire import ChatMessage, FunctionCall, ToolCall
+from ._wire import ChatMessage, FunctionCall, ToolCall, new_call_id
 
 __all__ = ["ToolCallTextFilter", "extract_text_tool_calls"]
 
@@ -44,10 +43,6 @@ _CLOSE = "</tool_call>"
 def _refuse_constant(name: str) -> NoReturn:
     # NaN and Infinity are not JSON; json.dumps would write them back out as invalid JSON.
     raise ValueError(f"{name} is not JSON")
-
-
-def _new_call_id() -> str:
-    return "call_" + uuid.uuid4().hex[:24]
 
 
 def _parse_block(body: str) -> ToolCall | None:
@@ -72,7 +67,7 @@ def _parse_block(body: str) -> ToolCall | None:
     if not isinstance(arguments, dict):
         return None
     return ToolCall(
-        id=_new_call_id(),
+        id=new_call_id(),
         type="function",
         function=FunctionCall(
             name=name,
@@ -90,47 +85,46 @@ class ToolCallTextFilter:
     ``calls`` lists the tool calls found so far, in order. The concatenated output is the
     same for any split of the input, and equals what :func:`extract_text_tool_calls`
     leaves in the content (``""`` for ``None``).
+
+    Linear in the length of the text, however it is split: held whitespace and a block's
+    body are kept as lists of pieces and joined once, and the close tag is looked for only
+    where it can newly end (80,000 one-space pieces: milliseconds, not seconds).
     """
 
-    __slots__ = ("_block_at", "_pending", "_scan_from", "calls")
+    __slots__ = ("_block", "_held", "_held_blank", "_in_block", "_lead", "_tail", "calls")
 
     def __init__(self) -> None:
         self.calls: list[ToolCall] = []
-        self._pending = ""  # held text: whitespace, then maybe a (partial) tag or block
-        self._block_at = -1  # where "<tool_call>" starts in _pending, or -1
-        self._scan_from = 0  # where to look for "</tool_call>" in _pending
+        self._held: list[str] = []  # outside a block: whitespace, then maybe a partial tag
+        self._held_blank = False  # the held text is whitespace only
+        self._in_block = False
+        self._lead = ""  # the whitespace just before the open block's tag
+        self._block: list[str] = []  # the open block's body so far, in pieces
+        self._tail = ""  # the body's last characters, where a close tag may be starting
 
     def feed(self, text: str) -> str:
         """Take the next piece of text; return the part that is plain text for certain."""
-        if not self._pending and "<" not in text and not text[-1:].isspace():
-            return text  # the common case: nothing to hold
-        buf = self._pending + text
+        if not self._in_block:
+            if not self._held:
+                if "<" not in text and not text[-1:].isspace():
+                    return text  # the common case: nothing to hold
+            elif self._held_blank and text.isspace():
+                self._held.append(text)  # more whitespace that may precede a block
+                return ""
+        buf = text
+        if self._held:
+            buf = "".join(self._held) + text
+            self._held = []
         out: list[str] = []
-        while True:
-            if self._block_at >= 0:
-                end = buf.find(_CLOSE, self._scan_from)
-                if end < 0:
-                    # The close tag may be arriving in pieces: rescan its last few chars.
-                    self._scan_from = max(self._block_at + len(_OPEN), len(buf) - len(_CLOSE) + 1)
-                    self._pending = buf
-                    break
-                stop = end + len(_CLOSE)
-                call = _parse_block(buf[self._block_at + len(_OPEN) : end])
-                if call is None:
-                    out.append(buf[:stop])  # malformed: the text stays as written
-                else:
-                    self.calls.append(call)  # whitespace before the block goes with it
-                buf = buf[stop:]
-                self._block_at = -1
-                continue
-            start = buf.find(_OPEN)
-            if start >= 0:
-                head = buf[:start].rstrip()
-                out.append(head)
-                buf = buf[len(head) :]
-                self._block_at = start - len(head)
-                self._scan_from = self._block_at + len(_OPEN)
-                continue
+        while buf:
+            buf = self._block_step(buf, out) if self._in_block else self._text_step(buf, out)
+        return "".join(out)
+
+    def _text_step(self, buf: str, out: list[str]) -> str:
+        """Text outside a block: show what is plain, hold the rest; the text after an
+        open tag (now inside a block) is returned."""
+        start = buf.find(_OPEN)
+        if start < 0:
             # No whole open tag: hold a possible start of one (it has only one "<", so
             # only the last "<" can begin it) and the whitespace before it.
             cut = len(buf)
@@ -139,9 +133,35 @@ class ToolCallTextFilter:
                 cut = lt
             head = buf[:cut].rstrip()
             out.append(head)
-            self._pending = buf[len(head) :]
-            break
-        return "".join(out)
+            rest = buf[len(head) :]
+            if rest:
+                self._held = [rest]
+                self._held_blank = rest.isspace()
+            return ""
+        head = buf[:start].rstrip()
+        out.append(head)
+        self._in_block = True
+        self._lead = buf[len(head) : start]
+        return buf[start + len(_OPEN) :]
+
+    def _block_step(self, buf: str, out: list[str]) -> str:
+        """Text inside a block: keep it until the close tag; the text after it is returned."""
+        seen = self._tail + buf
+        end = seen.find(_CLOSE)
+        self._block.append(buf)
+        if end < 0:
+            self._tail = seen[-(len(_CLOSE) - 1) :]
+            return ""
+        whole = "".join(self._block)
+        close_at = len(whole) - len(seen) + end
+        body = whole[:close_at]
+        call = _parse_block(body)
+        if call is None:
+            out.append(self._lead + _OPEN + body + _CLOSE)  # malformed: the text stays
+        else:
+            self.calls.append(call)  # whitespace before the block goes with it
+        self._in_block, self._lead, self._block, self._tail = False, "", [], ""
+        return whole[close_at + len(_CLOSE) :]
 
     def finish(self) -> str:
         """End of the text: return what was held back, then start afresh.
@@ -149,10 +169,10 @@ class ToolCallTextFilter:
         An unclosed or partial tag is plain text after all. Trailing whitespace is dropped
         when a block was found (it separated blocks, or followed the last one).
         """
-        held = self._pending
-        self._pending = ""
-        self._block_at = -1
-        self._scan_from = 0
+        held = "".join(self._held)
+        if self._in_block:
+            held = self._lead + _OPEN + "".join(self._block)
+        self._held, self._in_block, self._lead, self._block, self._tail = [], False, "", [], ""
         if self.calls and held.isspace():
             return ""
         return held

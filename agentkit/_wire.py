@@ -7,9 +7,13 @@ what users read and write, and building them needs no validation layer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+import math
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from ._pricing import ModelPrice
@@ -26,11 +30,49 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "distinct_calls",
+    "message_to_dict",
+    "new_call_id",
 ]
 
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+# Nulls and near-misses real servers send, read the same on both paths (plain and
+# streamed): a null string field is its default, arguments sent as a JSON object are that
+# object's text, a float ``created`` is whole seconds.
+
+
+def _null_is(default: Callable[[], Any]) -> BeforeValidator:
+    return BeforeValidator(lambda value: default() if value is None else value)
+
+
+def _arguments_text(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return value
+
+
+def _seconds(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float | str) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return int(number) if math.isfinite(number) else None
+    return None  # anything else says nothing about when
+
+
+_Text = Annotated[str, _null_is(str)]
+_Role = Annotated[str, _null_is(lambda: "assistant")]
+_Kind = Annotated[str, _null_is(lambda: "function")]
+_Arguments = Annotated[str, _null_is(str), BeforeValidator(_arguments_text)]
+_ArgumentsDelta = Annotated[str | None, BeforeValidator(_arguments_text)]
+_Created = Annotated[int | None, BeforeValidator(_seconds)]
 
 
 class _Indexed(_Wire):
@@ -131,22 +173,22 @@ class Usage(_Wire):
 class FunctionCall(_Wire):
     """The function a tool call names, with its arguments as a JSON text."""
 
-    name: str = ""
-    arguments: str = ""
+    name: _Text = ""
+    arguments: _Arguments = ""
 
 
 class ToolCall(_Wire):
     """One tool call of an assistant message."""
 
-    id: str = ""
-    type: str = "function"
-    function: FunctionCall = Field(default_factory=FunctionCall)
+    id: _Text = ""
+    type: _Kind = "function"
+    function: Annotated[FunctionCall, _null_is(dict)] = Field(default_factory=FunctionCall)
 
 
 class ChatMessage(_Wire):
     """An assistant message from a non-streamed answer (or assembled from a stream)."""
 
-    role: str = "assistant"
+    role: _Role = "assistant"
     content: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[ToolCall] | None = None
@@ -156,18 +198,18 @@ class Choice(_Indexed):
     """One choice of a completion."""
 
     index: int = 0
-    message: ChatMessage = Field(default_factory=ChatMessage)
+    message: Annotated[ChatMessage, _null_is(dict)] = Field(default_factory=ChatMessage)
     finish_reason: str | None = None
 
 
 class ChatCompletion(_Wire):
     """A non-streamed answer: ``POST /chat/completions`` with ``stream`` off."""
 
-    id: str = ""
-    object: str = "chat.completion"
-    created: int | None = None
-    model: str = ""
-    choices: list[Choice]
+    id: _Text = ""
+    object: _Text = "chat.completion"
+    created: _Created = None
+    model: _Text = ""
+    choices: Annotated[list[Choice], _null_is(list)]
     usage: Usage | None = None
     system_fingerprint: str | None = None
 
@@ -176,7 +218,7 @@ class FunctionCallDelta(_Wire):
     """A fragment of a streamed tool call's function; absent keys are ``None``."""
 
     name: str | None = None
-    arguments: str | None = None
+    arguments: _ArgumentsDelta = None
 
 
 class ToolCallDelta(_Indexed):
@@ -201,18 +243,18 @@ class ChunkChoice(_Indexed):
     """One choice of a stream chunk."""
 
     index: int = 0
-    delta: Delta = Field(default_factory=Delta)
+    delta: Annotated[Delta, _null_is(dict)] = Field(default_factory=Delta)
     finish_reason: str | None = None
 
 
 class ChatCompletionChunk(_Wire):
     """One ``data:`` event of a streamed answer."""
 
-    id: str = ""
-    object: str = "chat.completion.chunk"
-    created: int | None = None
-    model: str = ""
-    choices: list[ChunkChoice] = Field(default_factory=list)
+    id: _Text = ""
+    object: _Text = "chat.completion.chunk"
+    created: _Created = None
+    model: _Text = ""
+    choices: Annotated[list[ChunkChoice], _null_is(list)] = Field(default_factory=list)
     usage: Usage | None = None
     system_fingerprint: str | None = None
 
@@ -234,4 +276,32 @@ def message_to_dict(message: ChatMessage) -> dict[str, Any]:
             }
             for call in message.tool_calls
         ]
+    return out
+
+
+def new_call_id() -> str:
+    """A fresh tool-call id, for a call a server sent without one."""
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+def distinct_calls(calls: list[ToolCall]) -> list[ToolCall]:
+    """The calls of one message, each with an id of its own, so a transcript pairs every id
+    with exactly one tool message.
+
+    A call without an id gets a fresh one. A call repeating an earlier one of the same
+    message (same id, name and arguments: a server that sent it twice) is dropped, so it
+    runs once. Another call reusing an earlier id gets a fresh one: both run.
+    """
+    seen: dict[str, ToolCall] = {}
+    out: list[ToolCall] = []
+    for call in calls:
+        if not call.id:
+            call = call.model_copy(update={"id": new_call_id()})
+        elif call.id in seen:
+            first = seen[call.id].function
+            if (first.name, first.arguments) == (call.function.name, call.function.arguments):
+                continue
+            call = call.model_copy(update={"id": new_call_id()})
+        seen[call.id] = call
+        out.append(call)
     return out

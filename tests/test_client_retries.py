@@ -1,12 +1,17 @@
-"""Retry rules, counted on the server: what is retried, how often, and after how long."""
+"""Retry rules, counted on the server: what is retried, how often, and after how long.
+
+Waits are never slept: each client gets a :class:`RetryPolicy` whose ``sleep`` records the
+wait, whose clock is fixed and whose jitter is a known fraction, so every wait is asserted
+exactly (with ``Retry-After`` ignored, none of them would come out equal).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import itertools
 import logging
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -19,6 +24,7 @@ from agentkit._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     ContentModerationError,
     IncompleteStreamError,
     InvalidResponseError,
@@ -30,22 +36,40 @@ from agentkit._errors import (
 )
 from agentkit._events import TextDelta
 from agentkit._protocol import MAX_SERVER_DELAY, retry_delay, should_retry
+from agentkit._retry import RetryEvent, RetryPolicy
 from agentkit.testing import Reply, ScriptedServer
 
 USER = [{"role": "user", "content": "Hi"}]
-FAST = 0.001  # backoff base for tests that do not time the backoff
-SLOW = 30.0  # backoff base that would time a test out if Retry-After were ignored
+NOW = 1_900_000_000.0  # the injected wall clock: HTTP dates are whole seconds from it
+JITTER = 0.25  # the injected random source: every backoff is a quarter of its bound
 
 
-def _client(server: ScriptedServer, **options: float) -> ChatClient:
-    options.setdefault("retry_base_delay", FAST)
-    options.setdefault("retry_max_delay", max(8.0, 4 * options["retry_base_delay"]))
-    return ChatClient(server.base_url, "sk-test", **options)  # type: ignore[arg-type]
+class Waits(list[float]):
+    """The waits a client asked for, in order; the policy records instead of sleeping."""
+
+    def policy(self, **options: Any) -> RetryPolicy:
+        async def async_sleep(delay: float) -> None:
+            self.append(delay)
+
+        options.setdefault("base_delay", 0.5)
+        return RetryPolicy(
+            clock=lambda: NOW,
+            sleep=self.append,
+            async_sleep=async_sleep,
+            random=lambda: JITTER,
+            **options,
+        )
 
 
-def _gaps(server: ScriptedServer) -> list[float]:
-    times = [request.received_at for request in server.requests]
-    return [later - earlier for earlier, later in itertools.pairwise(times)]
+@pytest.fixture
+def waits() -> Waits:
+    return Waits()
+
+
+def _client(server: ScriptedServer, waits: Waits | None = None, **options: Any) -> ChatClient:
+    waits = Waits() if waits is None else waits
+    policy = {k: options.pop(k) for k in ("base_delay", "max_delay", "on_retry") if k in options}
+    return ChatClient(server.base_url, "sk-test", retry=waits.policy(**policy), **options)
 
 
 # --- what is retried ---------------------------------------------------------------------
@@ -128,45 +152,113 @@ def test_timeouts_exhaust_retries(server: ScriptedServer) -> None:
 # --- how long it waits ---------------------------------------------------------------------
 
 
-def test_retry_after_seconds_is_honoured(server: ScriptedServer) -> None:
+def test_retry_after_seconds_is_honoured(server: ScriptedServer, waits: Waits) -> None:
     server.queue(Reply.rate_limited(retry_after=0.3), Reply.text("ok"))
-    started = time.monotonic()
-    with _client(server, retry_base_delay=SLOW) as client:
+    with _client(server, waits, base_delay=30.0) as client:
         client.create(model="m", messages=USER)
-    # Ignored, the slow backoff would wait a random 0 to 30 s: rarely in this window.
-    assert 0.29 <= _gaps(server)[0] < 1.5
-    assert time.monotonic() - started < 5
+    assert waits == [0.3]
 
 
-def test_retry_after_ms_is_honoured(server: ScriptedServer) -> None:
+def test_retry_after_ms_is_honoured(server: ScriptedServer, waits: Waits) -> None:
     server.queue(Reply.error(503).with_(headers={"retry-after-ms": "150"}), Reply.text("ok"))
-    with _client(server, retry_base_delay=SLOW) as client:
+    with _client(server, waits, base_delay=30.0) as client:
         client.create(model="m", messages=USER)
-    assert 0.14 <= _gaps(server)[0] < 1.5
+    assert waits == [0.15]
 
 
-def test_retry_after_http_date_is_honoured(server: ScriptedServer) -> None:
-    # HTTP dates have whole seconds: 1.6 s ahead, truncated, is between 0.6 and 1.6 s away.
-    when = email.utils.formatdate(time.time() + 1.6, usegmt=True)
-    past = email.utils.formatdate(time.time() - 30, usegmt=True)
+def test_retry_after_http_date_is_honoured(server: ScriptedServer, waits: Waits) -> None:
+    when = email.utils.formatdate(NOW + 7, usegmt=True)
+    past = email.utils.formatdate(NOW - 30, usegmt=True)
     server.queue(
         Reply.rate_limited(retry_after=when),
         Reply.rate_limited(retry_after=past),
         Reply.text("ok"),
     )
-    with _client(server, retry_base_delay=SLOW) as client:
+    with _client(server, waits, base_delay=30.0) as client:
         client.create(model="m", messages=USER)
-    future_gap, past_gap = _gaps(server)
-    assert 0.5 <= future_gap < 2.5
-    assert past_gap < 1.5  # a date in the past: retry at once, not after the slow backoff
+    assert waits == [7.0, 0.0]  # a date in the past: retry at once, not after the backoff
 
 
-def test_backoff_grows_without_retry_after(server: ScriptedServer) -> None:
-    server.queue(Reply.error(503), Reply.error(503), Reply.text("ok"))
-    # Full jitter: waits are random in [0, base * 2**n], so only bounds can be asserted.
-    with _client(server, retry_base_delay=0.05, retry_max_delay=0.08) as client:
+def test_backoff_grows_without_retry_after(server: ScriptedServer, waits: Waits) -> None:
+    server.queue(*[Reply.error(503)] * 4, Reply.text("ok"))
+    with _client(server, waits, max_retries=4, base_delay=0.1, max_delay=0.3) as client:
         client.create(model="m", messages=USER)
-    assert all(gap < 2 for gap in _gaps(server))
+    # bounds 0.1, 0.2, 0.4 -> 0.3 (the maximum), 0.3; full jitter takes JITTER of each
+    assert waits == pytest.approx([0.025, 0.05, 0.075, 0.075])
+
+
+def test_backoff_without_jitter_is_the_bound(server: ScriptedServer) -> None:
+    waits = Waits()
+    server.queue(Reply.error(503), Reply.error(502), Reply.text("ok"))
+    policy = waits.policy(base_delay=0.1, jitter=False)
+    with ChatClient(server.base_url, retry=policy) as client:
+        client.create(model="m", messages=USER)
+    assert waits == [0.1, 0.2]
+
+
+def test_retry_after_past_the_cap_is_not_waited_for(server: ScriptedServer, waits: Waits) -> None:
+    server.queue(Reply.rate_limited(retry_after=MAX_SERVER_DELAY + 1))
+    with _client(server, waits) as client, pytest.raises(RateLimitError) as caught:
+        client.create(model="m", messages=USER)
+    assert waits == []
+    assert caught.value.retry_after == MAX_SERVER_DELAY + 1
+    assert server.request_count == 1
+
+
+def test_the_cap_on_retry_after_is_settable(server: ScriptedServer) -> None:
+    waits = Waits()
+    server.queue(Reply.rate_limited(retry_after=90), Reply.text("ok"))
+    with ChatClient(server.base_url, retry=waits.policy(max_server_delay=120)) as client:
+        client.create(model="m", messages=USER)
+    assert waits == [90.0]
+
+
+def test_on_retry_sees_each_retry_before_the_wait(server: ScriptedServer, waits: Waits) -> None:
+    events: list[tuple[RetryEvent, int]] = []
+    server.queue(Reply.error(503), Reply.rate_limited(retry_after=1.25), Reply.text("ok"))
+
+    def on_retry(event: RetryEvent) -> None:
+        events.append((event, len(waits)))
+
+    with _client(server, waits, on_retry=on_retry) as client:
+        client.create(model="m", messages=USER)
+    assert [(e.attempt, e.max_retries, e.status, waited) for e, waited in events] == [
+        (1, 2, 503, 0),
+        (2, 2, 429, 1),
+    ]
+    assert [e.delay for e, _ in events] == waits == [0.125, 1.25]
+    assert events[1][0].describe() == "429 from the server; retrying in 1.2 s (2 of 2)"
+    assert events[0][0].url == f"{server.base_url}/chat/completions"
+
+
+def test_a_failing_on_retry_does_not_fail_the_request(server: ScriptedServer) -> None:
+    def on_retry(event: RetryEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    server.queue(Reply.error(503), Reply.text("ok"))
+    with _client(server, on_retry=on_retry) as client:
+        assert client.create(model="m", messages=USER).choices[0].message.content == "ok"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_retries": -1},
+        {"max_retries": True},
+        {"base_delay": -0.1},
+        {"max_delay": float("nan")},
+        {"base_delay": float("inf")},
+    ],
+)
+def test_a_bad_policy_is_refused(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        RetryPolicy(**options)
+
+
+def test_client_shortcuts_override_the_policy(server: ScriptedServer) -> None:
+    policy = RetryPolicy(max_retries=5, base_delay=1.0)
+    with ChatClient(server.base_url, retry=policy, max_retries=0, retry_base_delay=0.2) as c:
+        assert (c.retry.max_retries, c.retry.base_delay, c.max_retries) == (0, 0.2, 0)
 
 
 @given(
@@ -246,20 +338,18 @@ def test_stream_open_errors_are_retried(server: ScriptedServer) -> None:
     assert len(server.requests) == 3
 
 
-def test_stream_retry_after_is_honoured(server: ScriptedServer) -> None:
+def test_stream_retry_after_is_honoured(server: ScriptedServer, waits: Waits) -> None:
     server.queue(
         Reply.rate_limited(retry_after=0.3),
         Reply.error(503).with_(headers={"retry-after-ms": "200"}),
         Reply.text("ok"),
     )
     with (
-        _client(server, retry_base_delay=SLOW) as client,
+        _client(server, waits, base_delay=30.0) as client,
         client.stream(model="m", messages=USER) as stream,
     ):
         assert stream.until_done().choices[0].message.content == "ok"
-    first, second = _gaps(server)
-    assert 0.29 <= first < 1.5
-    assert 0.19 <= second < 1.5
+    assert waits == [0.3, 0.2]
 
 
 def test_stream_cut_before_the_first_delta_is_retried(server: ScriptedServer) -> None:
@@ -324,19 +414,19 @@ def test_stream_retries_exhausted(server: ScriptedServer) -> None:
 # --- async parity ------------------------------------------------------------------------------
 
 
-def test_async_retry_rules(server: ScriptedServer) -> None:
+def test_async_retry_rules(server: ScriptedServer, waits: Waits) -> None:
     server.queue(
         Reply.error(503),
         Reply.rate_limited(retry_after=0.2),
         Reply.text("created"),
         Reply.quota_exceeded(),
         Reply.text("x y").with_(cut_after=1),
-        Reply.rate_limited(retry_after=0.2),
+        Reply.rate_limited(retry_after=0.3),
         Reply.text("streamed"),
     )
 
     async def main() -> tuple[str | None, str]:
-        async with AsyncChatClient(server.base_url, retry_base_delay=FAST) as client:
+        async with AsyncChatClient(server.base_url, retry=waits.policy(base_delay=0.1)) as client:
             created = await client.create(model="m", messages=USER)
             with pytest.raises(QuotaExceededError):
                 await client.create(model="m", messages=USER)
@@ -346,5 +436,5 @@ def test_async_retry_rules(server: ScriptedServer) -> None:
 
     assert asyncio.run(main()) == ("created", "streamed")
     assert len(server.requests) == 7
-    gaps = _gaps(server)
-    assert gaps[1] >= 0.19 and gaps[5] >= 0.19  # Retry-After honoured by the async client too
+    # Retry-After honoured by the async client too; the backoff of retry 1 is jittered
+    assert waits == pytest.approx([0.025, 0.2, 0.025, 0.3])

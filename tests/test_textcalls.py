@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -201,3 +202,41 @@ def test_any_split_streams_the_same_text_as_extraction(
     # Every well-formed block became a call, and no block's markup is left in the text.
     if calls:
         assert text.count("<tool_call>") <= content.count("<tool_call>") - len(calls)
+
+
+# --- linear in the text, however it is split ------------------------------------------------
+
+
+def _feed_all(pieces: list[str]) -> tuple[str, ToolCallTextFilter]:
+    scanner = ToolCallTextFilter()
+    return "".join(scanner.feed(piece) for piece in pieces) + scanner.finish(), scanner
+
+
+def _held_sizes(pieces: list[str]) -> int:
+    """Characters joined while feeding: the work a quadratic filter does grows with n**2."""
+    joined = 0
+    scanner = ToolCallTextFilter()
+    for piece in pieces:
+        held = scanner._held
+        if held and not (scanner._held_blank and piece.isspace()):
+            joined += sum(map(len, held))
+        scanner.feed(piece)
+    return joined
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [" "] * 80_000 + ["x"],  # the review's case: 1.9 s before, quadratic
+        ["\n"] * 40_000 + ["<tool_call>", '{"name": "f"}', "</tool_call>"],
+        ["<tool_call>", '{"name": "f", "arguments": {"s": "', *"a" * 50_000, '"}}', "</tool_call>"],
+    ],
+)
+def test_many_small_pieces_take_linear_work(pieces: list[str]) -> None:
+    started = time.perf_counter()
+    text, scanner = _feed_all(pieces)
+    assert time.perf_counter() - started < 5  # ~0.05 s; quadratic, 80,000 pieces took 16 s
+    expected = extract_text_tool_calls(ChatMessage(content="".join(pieces)))
+    assert text == (expected.content or "")
+    assert len(scanner.calls) == len(expected.tool_calls or [])
+    assert _held_sizes(pieces) <= 2 * sum(map(len, pieces))

@@ -354,6 +354,6 @@ def _add_output_flags(group: argparse._ActionsContainer) -> None:
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__

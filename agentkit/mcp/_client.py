@@ -176,7 +176,7 @@ class _MCPSource(ToolSource):
     def _client(self, transport: Any, connection: _Connection) -> Client:
         from mcp import Client, Implementation
 
-        from .. import __version__
+        from .._version import __version__
 
         return Client(
             transport,

@@ -92,7 +92,7 @@ def build_server(
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         return await _call(served, params.name, params.arguments, context, allow_approval)
 
-    from .. import __version__
+    from .._version import __version__
 
     return Server(name, version=__version__, on_list_tools=list_tools, on_call_tool=call_tool)
 

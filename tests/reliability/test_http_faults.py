@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import time
 
 import pytest
 
@@ -24,10 +23,11 @@ from agentkit import (
     InvalidResponseError,
     QuotaExceededError,
     RateLimitError,
+    RetryPolicy,
     RunResult,
     ServerError,
 )
-from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+from agentkit.testing import Reply, ScriptedServer
 
 from ._support import (
     KEY,
@@ -174,27 +174,26 @@ def test_5xx_burst(driver: Driver, server: ScriptedServer, status: int, burst: i
     assert_failed_in_round_two(error, server, sent=burst)
 
 
-def _http_date(seconds_from_now: float) -> str:
-    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
+NOW = 1_900_000_000.0  # the retry policy's clock: an HTTP date is whole seconds from it
 
 
 @pytest.mark.parametrize("driver", ["run", "stream_async"])
 @pytest.mark.parametrize("form", ["seconds", "http_date"])
 def test_429_with_retry_after(server: ScriptedServer, driver: Driver, form: str) -> None:
-    # The backoff alone would wait at most 0.05 s: a gap of about a second is Retry-After's.
-    def model(request: RecordedRequest) -> Reply:
-        if request.number > 2:
-            return Reply.text(ANSWER)
-        # a date is whole seconds: 2 s from now is 1 to 2 s away once truncated
-        return Reply.rate_limited("1" if form == "seconds" else _http_date(2))
+    # The waits are recorded, not slept: the backoff would be a random 0 to 0.01 s.
+    waits: list[float] = []
 
-    server.queue(CALL)
-    server.respond_with(model)
-    with within(4.0):
-        assert_recovered(run_with(driver, server.base_url), server, 1)
-    limited, retried = server.requests[1:3]
-    gap = retried.received_at - limited.received_at
-    assert 0.9 <= gap < 3.0, f"retried after {gap:.2f} s"
+    async def async_sleep(delay: float) -> None:
+        waits.append(delay)
+
+    policy = RetryPolicy(
+        base_delay=0.01, clock=lambda: NOW, sleep=waits.append, async_sleep=async_sleep
+    )
+    after = "3" if form == "seconds" else email.utils.formatdate(NOW + 3, usegmt=True)
+    script(server, Reply.rate_limited(after))
+    with within(2.0):
+        assert_recovered(run_with(driver, server.base_url, client={"retry": policy}), server, 1)
+    assert waits == [3.0]
 
 
 @pytest.mark.parametrize("driver", ["run", "stream_async"])
