@@ -133,7 +133,7 @@ def test_decisions_that_do_not_match_change_nothing(server: ScriptedServer) -> N
         ]
         for decisions, match in cases:
             with pytest.raises(ResumeError, match=match or None):
-                agent.resume(paused, decisions)  # type: ignore[arg-type]  # wrong shapes on purpose
+                agent.resume(paused, decisions)
         tampered = dataclasses.replace(paused, messages=[dict(m) for m in paused.messages])
         turn = dict(tampered.messages[-1])
         turn["tool_calls"] = [
