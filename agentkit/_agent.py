@@ -433,7 +433,8 @@ class Agent(Generic[OutputT]):
     ) -> RunResult[OutputT]:
         """Go on with a paused run, given a person's decisions, and return the result.
 
-        ``paused`` is a session id (with a ``store``) or the paused ``RunResult`` itself.
+        ``paused`` is a session id (with a ``store``) or the paused ``RunResult`` itself (a
+        session run's result resumes its session).
         ``decisions`` maps each pending call's id (or the ``PendingCall``, which also binds
         the decision to the arguments shown) to ``True`` (run it), ``False`` (refuse) or a
         refusal reason for the model. Decisions that do not match the pending calls raise
@@ -442,6 +443,8 @@ class Agent(Generic[OutputT]):
         never started run, and a side-effect call that started and never finished is in
         doubt (``RunResult.in_doubt``; the model is told) unless its tool is idempotent.
         """
+        if isinstance(paused, RunResult) and paused.session is not None and self.store:
+            paused = paused.session  # a session's pause lives in the store: resume it there
         if isinstance(paused, RunResult):
             loop, calls = self._resumed_loop(paused, decisions, context, max_turns)
             events = self._observed(loop, self._drive(loop, stream=False, first=calls))
@@ -497,6 +500,8 @@ class Agent(Generic[OutputT]):
         max_turns: int | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`resume`."""
+        if isinstance(paused, RunResult) and paused.session is not None and self.store:
+            paused = paused.session
         if isinstance(paused, RunResult):
             await self._source_tools_async()
             loop, calls = self._resumed_loop(paused, decisions, context, max_turns)

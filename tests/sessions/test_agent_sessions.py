@@ -498,3 +498,13 @@ def test_a_stream_stopped_early_keeps_a_whole_transcript_and_frees_the_session(
     assert [m["role"] for m in stored] == ["user", "assistant", "tool"]  # the round closed
     assert desk.run("Still there?", session="s").output == "Next answer."  # not busy
     assert_resendable(sent(server.requests[1]))
+
+
+def test_resuming_a_session_runs_paused_result_resumes_the_session(
+    desk: Any, server: ScriptedServer, store: Any, ledger: Path
+) -> None:
+    result = _pause(desk, server)
+    server.queue(Reply.text("Refunded."))
+    done = desk.resume(result, {result.pending[0].id: True})
+    assert done.output == "Refunded." and done.session == "cust-17"
+    assert store.load("cust-17").status == "idle" and len(effects(ledger)) == 1
