@@ -19,7 +19,14 @@ from mcp.server.mcpserver import Context, MCPServer
 
 from agentkit import Agent, ConfigurationError, Hooks, PlannedCall, tool
 from agentkit._events import ToolCallStarted, ToolResult
-from agentkit.mcp import MCPHttp, MCPProtocolError, MCPStdio, MCPTimeoutError, MCPTool
+from agentkit.mcp import (
+    MCPConnectionError,
+    MCPHttp,
+    MCPProtocolError,
+    MCPStdio,
+    MCPTimeoutError,
+    MCPTool,
+)
 from agentkit.testing import Reply, ScriptedServer
 
 DRIVERS = ["run", "stream", "run_async", "stream_async"]
@@ -477,3 +484,19 @@ def test_an_mcp_tool_has_every_attribute_a_tool_declares() -> None:
     declared = [name for name in Tool.__annotations__ if not name.startswith("_")]
     assert "requires_approval" in declared  # the annotations are the attribute list
     assert [name for name in declared if not hasattr(echo, name)] == []
+
+
+def test_an_http_source_never_shows_the_secrets_of_its_url() -> None:
+    from _mcp_support import free_port
+
+    source = MCPHttp(
+        f"http://user:pa55word@127.0.0.1:{free_port()}/mcp?key=SECRET-KEY-123",
+        headers={"Authorization": "Bearer SECRET-TOKEN-456"},
+        connect_timeout=5,
+    )
+    with pytest.raises(MCPConnectionError) as caught:
+        source.tools()
+    source.close()
+    shown = f"{caught.value} {caught.value.server} {source!r}"
+    for secret in ("pa55word", "SECRET-KEY-123", "SECRET-TOKEN-456"):
+        assert secret not in shown

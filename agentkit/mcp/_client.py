@@ -400,7 +400,13 @@ class _MCPSource(ToolSource):
                 f"{label} sent an answer that is not valid MCP while {doing}", server=label
             )
         connection.broken = True  # a transport that failed is not trusted again
-        return MCPConnectionError(f"{label} failed while {doing}: {_describe(exc)}", server=label)
+        detail = self._scrub(_describe(exc))
+        return MCPConnectionError(f"{label} failed while {doing}: {detail}", server=label)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without anything of the source's that may be secret (an HTTP source's
+        full URL: its query string or user info may hold a key)."""
+        return text
 
 
 class MCPStdio(_MCPSource):
@@ -502,6 +508,9 @@ class MCPHttp(_MCPSource):
             list_timeout=list_timeout,
         )
 
+    def _scrub(self, text: str) -> str:
+        return text.replace(self.url, self.label) if self.url != self.label else text
+
     async def _enter(self, stack: contextlib.AsyncExitStack, connection: _Connection) -> Client:
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
@@ -556,7 +565,7 @@ class _Connection:
     def ending(self) -> str:
         """Why the connection ended, in a few words."""
         if self._why is not None:
-            return _describe(_leaf(self._why))
+            return self.source._scrub(_describe(_leaf(self._why)))
         return "the connection closed"
 
     async def open(self, timeout: float) -> None:
