@@ -61,7 +61,15 @@ from ._loop import (
     clean_data,
     clean_text,
 )
-from ._observe import ObserverFactory, RunInfo, observer_for, scoped, scoped_async
+from ._observe import (
+    ObserverFactory,
+    RunInfo,
+    RunObserver,
+    observer_for,
+    observing,
+    scoped,
+    scoped_async,
+)
 from ._providers import Provider, resolve_api_key, resolve_provider
 from ._result import PendingCall, RunResult
 from ._session import (
@@ -880,11 +888,14 @@ class Agent(Generic[OutputT]):
     def _observed(
         self, loop: RunLoop, events: Generator[AgentEvent, None, None], *, streamed: bool = False
     ) -> Generator[AgentEvent, None, None]:
+        if not observing(self._observers):
+            return events  # the default: no wrapper, no observer
+        return scoped(events, lambda: self._observer(loop, streamed))
+
+    def _observer(self, loop: RunLoop, streamed: bool) -> RunObserver | None:
         observer = observer_for(self._observers, lambda: self._run_info(loop, streamed))
-        if observer is None:
-            return events
         loop.observer = observer
-        return scoped(events, observer)
+        return observer
 
     def _observed_async(
         self,
@@ -893,11 +904,9 @@ class Agent(Generic[OutputT]):
         *,
         streamed: bool = False,
     ) -> AsyncGenerator[AgentEvent, None]:
-        observer = observer_for(self._observers, lambda: self._run_info(loop, streamed))
-        if observer is None:
+        if not observing(self._observers):
             return events
-        loop.observer = observer
-        return scoped_async(events, observer)
+        return scoped_async(events, lambda: self._observer(loop, streamed))
 
     # -- the drivers: they perform the effects of the one run (see _steps.py) ----------
 

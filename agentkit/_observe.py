@@ -234,9 +234,24 @@ def notify_retry(error: BaseException, delay: float, attempt: int, max_retries: 
         observer.retrying(error, delay, attempt, max_retries)
 
 
-def scoped(events: Generator[_T, None, None], observer: RunObserver) -> Generator[_T, None, None]:
-    """``events``, with ``observer`` current while each one is produced (never across a
-    ``yield``, so nothing leaks into the consumer's code)."""
+def observing(factories: Sequence[ObserverFactory]) -> bool:
+    """Whether a run with these factories may be observed at all (else: no wrapper)."""
+    return bool(factories or _global)
+
+
+def scoped(
+    events: Generator[_T, None, None], start: Callable[[], RunObserver | None]
+) -> Generator[_T, None, None]:
+    """``events``, with the run's observer current while each one is produced (never across
+    a ``yield``, so nothing leaks into the consumer's code).
+
+    ``start`` makes the observer when the first event is asked for: a stream that is never
+    iterated starts no span.
+    """
+    observer = start()
+    if observer is None:
+        yield from events
+        return
     try:
         while True:
             token = _current.set(observer)
@@ -252,9 +267,17 @@ def scoped(events: Generator[_T, None, None], observer: RunObserver) -> Generato
 
 
 async def scoped_async(
-    events: AsyncGenerator[_T, None], observer: RunObserver
+    events: AsyncGenerator[_T, None], start: Callable[[], RunObserver | None]
 ) -> AsyncGenerator[_T, None]:
     """The asynchronous :func:`scoped`."""
+    observer = start()
+    if observer is None:
+        try:
+            async for item in events:
+                yield item
+        finally:
+            await events.aclose()
+        return
     try:
         while True:
             token = _current.set(observer)

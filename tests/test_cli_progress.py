@@ -219,16 +219,17 @@ def terminal() -> Iterator[Callable[..., Terminal]]:
 def test_a_terminal_shows_a_spinner_while_waiting_then_erases_it(
     server: ScriptedServer, terminal: Callable[..., Terminal]
 ) -> None:
-    server.queue(Reply.text("The answer.").with_(delay=1.0))
+    server.queue(Reply.text("The answer.").with_(delay=1.5))
     term = terminal("chat", "--base-url", server.base_url, "--no-tools", "Hi")
-    term.expect("waiting for qwen-plus · 0.")  # a frame with the elapsed time
+    term.expect("waiting for qwen-plus · ")  # a frame with the elapsed time
     term.expect("The answer.")
     assert term.process.wait(15) == 0
     term.drain()
     before_answer = term.seen[: term.seen.index("The answer.")]
     assert before_answer.rstrip(" ").endswith("\r\x1b[K")  # erased before the answer
     frames = re.findall(r"waiting for qwen-plus · (\d+\.\d) s", term.seen)
-    assert len(frames) >= 3 and frames == sorted(frames, key=float)  # it counts up
+    assert len(frames) >= 2 and frames == sorted(frames, key=float)  # it counts up
+    assert all(float(frame) < 5 for frame in frames)
 
 
 def test_errors_are_red_on_a_terminal_and_plain_with_no_color(

@@ -701,3 +701,52 @@ def test_a_session_run_carries_its_conversation_id_and_a_pause(
     assert (paused.attributes or {})["agentkit.approval.paused"] is True
     assert (paused.attributes or {})[gen_ai.GEN_AI_TOOL_CALL_ID] == "d1"
     assert run.status.status_code is StatusCode.UNSET
+
+
+def test_a_stream_never_iterated_starts_no_span(
+    server: ScriptedServer,
+    client: ChatClient,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+) -> None:
+    with bot(client, provider) as agent:
+        events = agent.stream("Hi")
+        events.close()
+        del events
+    assert exporter.get_finished_spans() == ()
+    assert provider.force_flush()
+    assert len(server.requests) == 0
+
+
+class _BrokenTracer:
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the exporter's backend is down")
+
+
+class _BrokenProvider:
+    def get_tracer(self, *args: Any, **kwargs: Any) -> _BrokenTracer:
+        return _BrokenTracer()
+
+
+def test_a_failing_tracer_never_breaks_a_run(server: ScriptedServer, client: ChatClient) -> None:
+    server.queue(*weather_and_time())
+    broken = [Instrumentation(tracer_provider=_BrokenProvider())]  # type: ignore[arg-type]
+    with Agent("qwen-plus", [get_weather, get_time], client=client, observers=broken) as agent:
+        assert agent.run("Weather and time?").output == "Sunny, ten o'clock."
+
+
+def test_a_tracer_failing_mid_run_never_breaks_it(
+    server: ScriptedServer,
+    client: ChatClient,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_otel, "_usage_attributes", fail)  # every chat span's end fails
+    server.queue(*weather_and_time())
+    with bot(client, provider) as agent:
+        assert agent.run("Weather and time?").output == "Sunny, ten o'clock."
+    assert {s.name for s in exporter.get_finished_spans()} >= {"chat qwen-plus"}

@@ -18,6 +18,7 @@ See ``docs/observability.md``.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -66,11 +67,18 @@ class Instrumentation:
             return self.capture_content
         return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CONTENT_ON
 
-    def __call__(self, info: RunInfo) -> RunObserver:
-        """The observer (and the ``invoke_agent`` span) of one run."""
+    def __call__(self, info: RunInfo) -> RunObserver | None:
+        """The observer (and the ``invoke_agent`` span) of one run; ``None`` (the run goes
+        on untraced, the failure logged) when the tracer provider fails."""
         from ._otel import RunTracer
 
-        return RunTracer(info, self.tracer_provider, capture_content=self._capturing())
+        try:
+            return RunTracer(info, self.tracer_provider, capture_content=self._capturing())
+        except Exception:
+            logging.getLogger("agentkit.tracing").warning(
+                "tracing this run failed; it runs untraced", exc_info=True
+            )
+            return None
 
     def __repr__(self) -> str:
         return f"Instrumentation(capture_content={self.capture_content!r})"

@@ -11,20 +11,14 @@ between two events.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
-from .._errors import (
-    ConfigurationError,
-    MaxTurnsExceeded,
-    OutputTruncatedError,
-    OutputValidationError,
-    RepeatedToolCallError,
-    ToolCallLimitExceeded,
-    ToolFailureLimitExceeded,
-)
+from .._errors import ConfigurationError
 from .._observe import RunInfo, RunObserver
 
 if TYPE_CHECKING:
@@ -36,6 +30,26 @@ if TYPE_CHECKING:
     from .._wire import ChatCompletion, Usage
 
 __all__ = ["RunTracer", "load"]
+
+_logger = logging.getLogger("agentkit.tracing")
+_P = ParamSpec("_P")
+_S = TypeVar("_S")
+
+
+def _guarded(
+    method: Callable[Concatenate[_S, _P], None],
+) -> Callable[Concatenate[_S, _P], None]:
+    """Tracing never breaks a run: a failure is logged (debug) and the run goes on."""
+
+    @functools.wraps(method)
+    def guarded(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception:
+            _logger.debug("tracing %s failed", method.__name__, exc_info=True)
+
+    return guarded
+
 
 # --- the GenAI semantic conventions' names ---------------------------------------------------
 
@@ -101,14 +115,6 @@ _INT_PARAMS = {
     "seed": REQUEST_SEED,
     "n": REQUEST_CHOICE_COUNT,
 }
-_LIMITS: tuple[tuple[type[BaseException], str], ...] = (
-    (MaxTurnsExceeded, "max_turns"),
-    (ToolCallLimitExceeded, "max_tool_calls"),
-    (RepeatedToolCallError, "max_repeated_calls"),
-    (ToolFailureLimitExceeded, "max_tool_failures"),
-    (OutputValidationError, "max_output_retries"),
-    (OutputTruncatedError, "max_tokens"),
-)
 _CALL_LIMITS = {"limit": "max_tool_calls", "repeated": "max_repeated_calls"}
 
 
@@ -266,6 +272,7 @@ class RunTracer(RunObserver):
 
     # --- model calls ------------------------------------------------------------------
 
+    @_guarded
     def model_call_started(self, turn: int, request: Mapping[str, Any]) -> None:
         try:
             model = request.get("model") or self._info.model
@@ -287,8 +294,9 @@ class RunTracer(RunObserver):
                 kind=self._trace.SpanKind.CLIENT,
                 attributes=attributes,
             )
-        except Exception:  # pragma: no cover - tracing must never break a run
+        except Exception:
             self._chat = None
+            raise
 
     def _input_content(self, request: Mapping[str, Any]) -> dict[str, str]:
         messages = request.get("messages") or []
@@ -299,6 +307,7 @@ class RunTracer(RunObserver):
             out[SYSTEM_INSTRUCTIONS] = _json(_text_parts(system[0].get("content")))
         return out
 
+    @_guarded
     def model_call_finished(self, turn: int, completion: ChatCompletion) -> None:
         span = self._chat
         self._chat = None
@@ -328,6 +337,7 @@ class RunTracer(RunObserver):
         finally:
             span.end()
 
+    @_guarded
     def stream_fallback(self, turn: int, error: BaseException) -> None:
         target = self._chat or self._run
         target.add_event(
@@ -335,6 +345,7 @@ class RunTracer(RunObserver):
             {ERROR_TYPE: error_type(error), "agentkit.turn": turn},
         )
 
+    @_guarded
     def retrying(self, error: BaseException, delay: float, attempt: int, max_retries: int) -> None:
         attributes: dict[str, Any] = {
             ERROR_TYPE: error_type(error),
@@ -369,9 +380,11 @@ class RunTracer(RunObserver):
         )
         return span
 
+    @_guarded
     def tool_call_started(self, call: PlannedCall) -> None:
         self._tools[call.call_id] = self._tool_span(call)
 
+    @_guarded
     def tool_call_finished(self, call: PlannedCall, result: ToolResult) -> None:
         span = self._tools.pop(call.call_id, None)
         if span is None:  # never ran: a refused approval, an unknown tool, a limit
@@ -396,6 +409,18 @@ class RunTracer(RunObserver):
             return call.kind  # unknown_tool, invalid_arguments, repeated, limit, output
         return "timeout" if " timed out after " in (result.error or "") else "tool_error"
 
+    @_guarded
+    def approval_pending(self, call: PlannedCall) -> None:
+        self._run.add_event(
+            EVENT_APPROVAL,
+            {TOOL_NAME: call.name, TOOL_CALL_ID: call.call_id, "agentkit.approval.paused": True},
+        )
+
+    @_guarded
+    def limit_reached(self, limit: str, error: BaseException) -> None:
+        self._run.add_event(EVENT_LIMIT, {"agentkit.limit.name": limit})
+
+    @_guarded
     def approval(self, call: PlannedCall, granted: bool) -> None:
         if not granted:
             self._refused.add(call.call_id)
@@ -410,24 +435,17 @@ class RunTracer(RunObserver):
 
     # --- the run ----------------------------------------------------------------------
 
+    @_guarded
     def run_finished(self, result: RunResult[Any]) -> None:
         try:
             self._run.set_attributes(_usage_attributes(result.usage))
             self._run.set_attribute("agentkit.turns", result.turns)
             if result.status == "paused":  # calls wait for a person's decision
                 self._run.set_attribute("agentkit.paused", True)
-                for call in result.pending:
-                    self._run.add_event(
-                        EVENT_APPROVAL,
-                        {
-                            TOOL_NAME: call.name,
-                            TOOL_CALL_ID: call.id,
-                            "agentkit.approval.paused": True,
-                        },
-                    )
         finally:
             self._run.end()
 
+    @_guarded
     def run_failed(self, error: BaseException) -> None:
         interrupted = isinstance(error, GeneratorExit)
         kind = "cancelled" if interrupted else error_type(error)
@@ -438,10 +456,6 @@ class RunTracer(RunObserver):
             span.end()
         self._chat = None
         self._tools.clear()
-        for limit_type, limit in _LIMITS:
-            if isinstance(error, limit_type):
-                self._run.add_event(EVENT_LIMIT, {"agentkit.limit.name": limit})
-                break
         if interrupted:
             self._run.set_attribute("agentkit.interrupted", True)
         else:
