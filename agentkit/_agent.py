@@ -409,6 +409,7 @@ class Agent(Generic[OutputT]):
         self,
         prompt: Prompt,
         *,
+        deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
         session: str | None = None,
@@ -416,7 +417,8 @@ class Agent(Generic[OutputT]):
         """Run to the final answer and return the :class:`~agentkit.RunResult`.
 
         ``prompt`` is a user message, or a transcript to continue (``RunResult.messages``
-        plus a new user message). ``context`` is handed to tools as ``RunContext.deps``;
+        plus a new user message). ``deps`` is handed to tools as ``RunContext.deps``
+        (``context=`` is its older name and still works);
         ``max_turns`` overrides the agent's for this run.
 
         With ``session`` (the agent needs a ``store``), the stored conversation is loaded,
@@ -426,6 +428,7 @@ class Agent(Generic[OutputT]):
         A ``requires_approval`` call with no ``approve=`` callback pauses the run:
         ``status == "paused"``, ``pending`` lists the calls, and :meth:`resume` goes on.
         """
+        context = _deps(deps, context)
         if session is not None:
             return self._consume(self._session_events(prompt, session, context, max_turns))
         loop = self._new_loop(prompt, context, max_turns, self._source_tools())
@@ -436,6 +439,7 @@ class Agent(Generic[OutputT]):
         paused: str | RunResult[Any],
         decisions: Mapping[Any, Decision],
         *,
+        deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
     ) -> RunResult[OutputT]:
@@ -451,6 +455,7 @@ class Agent(Generic[OutputT]):
         never started run, and a side-effect call that started and never finished is in
         doubt (``RunResult.in_doubt``; the model is told) unless its tool is idempotent.
         """
+        context = _deps(deps, context)
         if isinstance(paused, RunResult) and paused.session is not None and self.store:
             paused = paused.session  # a session's pause lives in the store: resume it there
         if isinstance(paused, RunResult):
@@ -465,6 +470,7 @@ class Agent(Generic[OutputT]):
         self,
         prompt: Prompt,
         *,
+        deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
         session: str | None = None,
@@ -478,6 +484,7 @@ class Agent(Generic[OutputT]):
         early (``break``, ``close()``) closes the response stream. ``session`` as in
         :meth:`run` (the session is claimed when the iteration starts).
         """
+        context = _deps(deps, context)
         if session is not None:
             return self._session_events(prompt, session, context, max_turns, stream=True)
         loop = self._new_loop(prompt, context, max_turns, self._source_tools())
@@ -487,11 +494,13 @@ class Agent(Generic[OutputT]):
         self,
         prompt: Prompt,
         *,
+        deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
         session: str | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`run`: async tools run as tasks, sync tools in threads."""
+        context = _deps(deps, context)
         if session is not None:
             events = self._session_events_async(prompt, session, context, max_turns)
             return await self._consume_async(events)
@@ -504,10 +513,12 @@ class Agent(Generic[OutputT]):
         paused: str | RunResult[Any],
         decisions: Mapping[Any, Decision],
         *,
+        deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`resume`."""
+        context = _deps(deps, context)
         if isinstance(paused, RunResult) and paused.session is not None and self.store:
             paused = paused.session
         if isinstance(paused, RunResult):
@@ -522,12 +533,14 @@ class Agent(Generic[OutputT]):
         self,
         prompt: Prompt,
         *,
+        deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
         session: str | None = None,
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`stream`. To stop early, close it:
         ``async with contextlib.aclosing(agent.stream_async(...)) as events: ...``."""
+        context = _deps(deps, context)
         if session is not None:
             return self._session_events_async(prompt, session, context, max_turns, stream=True)
         if self._sources:
@@ -1098,6 +1111,14 @@ def _new_messages(prompt: Prompt | None) -> list[dict[str, Any]]:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _deps(deps: Any, context: Any) -> Any:
+    """The run's dependencies, given as ``deps=`` (what ``RunContext.deps`` reads) or by
+    their older name ``context=``."""
+    if deps is not None and context is not None:
+        raise ConfigurationError("pass deps= (context= is its older name), not both")
+    return deps if deps is not None else context
 
 
 def _tracing_factory() -> ObserverFactory:

@@ -9,7 +9,7 @@ never sees it, and the agent loop fills it in on every call::
         \"\"\"Look up an order by its number.\"\"\"
         return ctx.deps.find(order_id)
 
-    agent.run("Where is order 42?", context=database)
+    agent.run("Where is order 42?", deps=database)
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ class RunContext(Generic[DepsT]):
     """The state of the run a tool call belongs to.
 
     Attributes:
-        deps: the user's dependencies, passed as ``Agent.run(..., context=...)`` (a database
-            handle, an HTTP client, the current user...); ``None`` when none were passed.
+        deps: the user's dependencies (a database handle, an HTTP client, the current
+            user...), passed as ``Agent.run(..., deps=...)`` (``context=`` is the older
+            name); ``None`` when none were passed.
         usage: tokens used by the run's model calls so far.
         messages: the transcript so far, as plain wire-format dicts. Read it; do not change
             it (the loop owns it).

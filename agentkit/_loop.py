@@ -25,6 +25,7 @@ import contextlib
 import json
 import math
 import re
+import typing
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -139,6 +140,7 @@ class LoopSettings:
         "max_tool_output_chars",
         "max_turns",
         "model",
+        "needs_deps",
         "on_truncated",
         "output_mode",
         "output_type",
@@ -192,6 +194,9 @@ class LoopSettings:
                 raise ConfigurationError(f"the tool name {FINAL_RESULT_TOOL!r} is reserved")
             self.tools[tool_.name] = tool_
         definitions = [tool_.to_openai() for tool_ in self.tools.values()]
+        # Tools declaring RunContext[T] with a T that cannot be None: a run without
+        # deps is refused before its first request, not by the tool's AttributeError.
+        self.needs_deps = tuple(name for name, tool_ in self.tools.items() if _needs_deps(tool_))
 
         request: dict[str, Any] = {"model": model, **(params or {})}
         if output_type is not None and output_mode == "tool":
@@ -220,6 +225,26 @@ class LoopSettings:
     def base_request(self) -> Mapping[str, Any]:
         """The request fields every round shares (model, params, tools, response_format)."""
         return self._base_request
+
+
+def _needs_deps(tool_: Tool[..., Any]) -> bool:
+    """Whether ``tool_`` declares ``RunContext[T]`` with a ``T`` that excludes ``None``."""
+    name = getattr(tool_, "context_param", None)
+    function = getattr(tool_, "function", None)
+    if name is None or function is None:
+        return False
+    try:
+        annotation = typing.get_type_hints(function, include_extras=False).get(name)
+    except Exception:  # an annotation that does not resolve here: the tool decides
+        return False
+    arguments = typing.get_args(annotation)
+    if not arguments:
+        return False
+    deps_type = arguments[0]
+    if deps_type in (Any, object, type(None), None) or isinstance(deps_type, typing.TypeVar):
+        return False
+    members = typing.get_args(deps_type)
+    return not (members and type(None) in members)
 
 
 def check_count(name: str, value: object, *, minimum: int = 1, optional: bool = False) -> None:
@@ -485,6 +510,11 @@ class RunLoop:
     ) -> None:
         if max_turns is not None:
             check_count("max_turns", max_turns)
+        if deps is None and settings.needs_deps:
+            raise ConfigurationError(
+                f"the tools {list(settings.needs_deps)} declare a RunContext[T] whose T is not "
+                "optional, and this run has none: pass it, e.g. agent.run(prompt, deps=...)"
+            )
         self.settings = settings
         self.messages = messages
         self.deps = deps

@@ -21,6 +21,7 @@ from agentkit import (
     Agent,
     ConfigurationError,
     ResumeError,
+    RunContext,
     RunObserver,
     RunTimeoutError,
     ToolFailureLimitExceeded,
@@ -364,3 +365,47 @@ def test_odd_run_level_limits_are_refused(server: ScriptedServer) -> None:
     with agent_on(server) as agent, pytest.raises(ConfigurationError):
         agent.run("hi", max_turns=True)
     assert server.request_count == 0
+
+
+# --- a tool that needs the run's context -----------------------------------------------------
+
+
+class Database:
+    def find(self, order_id: int) -> str:
+        return f"order {order_id} in the database"
+
+
+@tool
+def find_order(ctx: RunContext[Database], order_id: int) -> str:
+    """Find an order."""
+    return ctx.deps.find(order_id)
+
+
+@tool
+def maybe_find(ctx: RunContext[Database | None], order_id: int) -> str:
+    """Find an order if there is a database."""
+    return "no database" if ctx.deps is None else ctx.deps.find(order_id)
+
+
+def test_a_tool_that_needs_a_context_refuses_a_run_without_one(server: ScriptedServer) -> None:
+    with Agent(MODEL, [find_order], base_url=server.base_url, api_key=KEY) as agent:
+        with pytest.raises(ConfigurationError, match="find_order"):
+            agent.run("Where is order 7?")
+        with pytest.raises(ConfigurationError, match="find_order"):
+            asyncio.run(agent.run_async("Where is order 7?"))
+        assert server.request_count == 0, "refused before the first request"
+        server.queue(Reply.tool_calls(("find_order", {"order_id": 7})), Reply.text("Found."))
+        result = agent.run("Where is order 7?", deps=Database())
+        assert tool_messages(result.messages)[0]["content"] == "order 7 in the database"
+        server.queue(Reply.tool_calls(("find_order", {"order_id": 8})), Reply.text("Found."))
+        older = agent.run("Where is order 8?", context=Database())  # the older name
+        assert tool_messages(older.messages)[0]["content"] == "order 8 in the database"
+        with pytest.raises(ConfigurationError, match="not both"):
+            agent.run("hi", deps=Database(), context=Database())
+
+
+def test_an_optional_context_may_be_left_out(server: ScriptedServer) -> None:
+    server.queue(Reply.tool_calls(("maybe_find", {"order_id": 7})), Reply.text("None."))
+    with Agent(MODEL, [maybe_find], base_url=server.base_url, api_key=KEY) as agent:
+        result = agent.run("Where is order 7?")
+    assert tool_messages(result.messages)[0]["content"] == "no database"
