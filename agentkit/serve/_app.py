@@ -11,7 +11,7 @@ from . import _format as fmt
 from ._asgi import ClientGone, EventStream, read_body, until_disconnect
 from ._auth import Keys, stored_id
 from ._errors import ServeError, error_body, from_exception, redact
-from ._request import ChatRequest, Limits, parse_chat_request, parse_json
+from ._request import ChatRequest, Limits, check_conversation, parse_chat_request, parse_json
 from ._run import Ended, RunSpec, execute, stream
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def create_app(
             store_of(agent, name)
             decisions = _decisions(body.get("decisions"))
             streamed = body.get("stream", False) is True
-            conversation = request.path_params["conversation"]
+            conversation = check_conversation(request.path_params["conversation"])
             spec = RunSpec(agent, [], stored_id(owner, name, conversation), decisions)
         except ClientGone:
             return _nothing()
@@ -178,7 +178,7 @@ def create_app(
             name = _model_field(request.query_params.get("model"), served)
             agent = agent_named(name)
             store = store_of(agent, name)
-            conversation_id = request.path_params["conversation"]
+            conversation_id = check_conversation(request.path_params["conversation"])
             view = await _conversation_view(store, stored_id(owner, name, conversation_id))
         except Exception as exc:
             return failure(exc)
@@ -369,9 +369,11 @@ async def _conversation_view(store: Any, session: str) -> dict[str, Any]:
     messages = list(getattr(loaded, "messages", loaded) or [])
     if not messages:
         raise ServeError(404, "no such conversation", code="conversation_not_found")
+    state = getattr(loaded, "pending", None) or {}
     pending = [
-        {"id": c.id, "name": c.name, "arguments": c.arguments}
-        for c in getattr(loaded, "pending", None) or ()
+        {"id": call.get("id"), "name": call.get("name"), "arguments": call.get("arguments")}
+        for call in (state.get("calls") or [] if isinstance(state, dict) else [])
+        if isinstance(call, dict)
     ]
     visible = [m for m in messages if m.get("role") != "system"]
     return {"messages": visible, "status": "paused" if pending else "done", "pending": pending}

@@ -121,6 +121,13 @@ def _session_busy(exc: BaseException) -> ServeError | None:
             type="invalid_request_error",
             code="session_busy",
         )
-    if names & {"ResumeError", "SessionStateError", "ApprovalMismatchError", "NotPausedError"}:
-        return ServeError(409, str(exc), type="invalid_request_error", code="session_conflict")
+    if "SessionNotFoundError" in names:
+        return ServeError(404, "no such conversation", code="conversation_not_found")
+    if "ResumeError" in names:
+        # says which call id is unknown, missing or changed; ids and tool names only
+        return ServeError(409, _first_line(str(exc)), code="approval_mismatch")
     return None
+
+
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0][:_LONGEST_MESSAGE]

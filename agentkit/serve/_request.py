@@ -13,7 +13,7 @@ from typing import Any
 
 from ._errors import ServeError
 
-__all__ = ["ChatRequest", "Limits", "parse_chat_request", "parse_json"]
+__all__ = ["ChatRequest", "Limits", "check_conversation", "parse_chat_request", "parse_json"]
 
 _CONVERSATION_MAX = 128  # the stored id adds the owner and the agent, within 256
 
@@ -85,11 +85,18 @@ def parse_chat_request(
     include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
     messages = _messages(data.get("messages"), limits, allowed_roles)
     conversation = conversation_header or data.get("user")
-    if conversation is not None and (
-        not isinstance(conversation, str)
-        or not conversation
-        or len(conversation) > _CONVERSATION_MAX
-        or not conversation.isprintable()
+    if conversation is not None:
+        conversation = check_conversation(conversation)
+    return ChatRequest(model, messages, stream, include_usage, conversation)
+
+
+def check_conversation(name: object) -> str:
+    """A client's name for a conversation, or a 400: 1 to 128 printable characters."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > _CONVERSATION_MAX
+        or not name.isprintable()
     ):
         raise ServeError(
             400,
@@ -97,7 +104,7 @@ def parse_chat_request(
             param="user",
             code="invalid_conversation",
         )
-    return ChatRequest(model, messages, stream, include_usage, conversation)
+    return name
 
 
 def _messages(value: Any, limits: Limits, allowed_roles: Collection[str]) -> list[dict[str, Any]]:

@@ -41,6 +41,17 @@ def refund(order_id: int) -> str:
     return f"order {order_id}: refunded"
 
 
+def sessions_or_skip() -> Any:
+    """``agentkit.sessions``, or a skip while the Agent takes no ``store=``."""
+    import inspect
+
+    if "store" not in inspect.signature(Agent.__init__).parameters:
+        pytest.skip("Agent(store=...) is not in this agentkit yet", allow_module_level=True)
+    import agentkit.sessions
+
+    return agentkit.sessions
+
+
 @contextlib.contextmanager
 def uvicorn_serving(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields its URL."""

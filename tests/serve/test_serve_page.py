@@ -17,7 +17,7 @@ import pytest
 from agentkit.serve import create_app
 from agentkit.testing import ScriptedServer, tool_then_answer
 
-from .conftest import make_desk, uvicorn_serving
+from .conftest import make_desk, sessions_or_skip, uvicorn_serving
 
 CHROMIUM = "/usr/bin/chromium"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
@@ -61,6 +61,7 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+@pytest.mark.timeout(240)  # chromium starts slowly on a loaded machine
 def test_the_page_streams_the_answer_shows_tools_and_escapes_everything(
     model: ScriptedServer, browser: Any
 ) -> None:
@@ -77,7 +78,7 @@ def test_the_page_streams_the_answer_shows_tools_and_escapes_everything(
         page.fill("#input", f"Where is order 1042? {HOSTILE}")
         page.press("#input", "Enter")
         answer = page.locator(".msg.assistant .text").last
-        answer.filter(has_text="Shipped.").wait_for(timeout=15_000)
+        answer.filter(has_text="Shipped.").wait_for(timeout=120_000)
         page.wait_for_function("!document.getElementById('send').disabled")
         assert answer.inner_text() == f"Shipped. {HOSTILE}"  # shown as text
         tools = page.locator(".msg.assistant details")
@@ -96,4 +97,36 @@ def test_the_page_streams_the_answer_shows_tools_and_escapes_everything(
         page.locator(".msg.assistant .text").filter(has_text="Shipped.").wait_for()
         assert page.locator(".msg.user").count() == 1
         context.close()
+    assert requested and all(u.startswith(url + "/") for u in requested), requested
+
+
+@pytest.mark.timeout(240)
+def test_the_page_approves_a_pending_call(
+    model: ScriptedServer, browser: Any, tmp_path: Path
+) -> None:
+    sessions = sessions_or_skip()
+    from agentkit.testing import Reply
+
+    model.queue(Reply.tool_calls(("refund", {"order_id": 1042})), Reply.text("Refunded 1042."))
+    desk = make_desk(model, store=sessions.SQLiteStore(str(tmp_path / "desk.db")))
+    with uvicorn_serving(create_app({"desk": desk})) as url:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(url + "/")
+        page.wait_for_function("document.querySelector('#agent').value === 'desk'")
+        page.fill("#input", "Refund order 1042, please.")
+        page.press("#input", "Enter")
+        pending = page.locator(".pending")
+        pending.wait_for(timeout=120_000)
+        assert 'refund({"order_id": 1042})' in pending.inner_text()
+        OUTPUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "serve-page-approval.png"), full_page=True)
+        pending.get_by_role("button", name="Approve").click()
+        answer = page.locator(".msg.assistant .text").filter(has_text="Refunded 1042.")
+        answer.wait_for(timeout=120_000)
+        assert page.locator(".pending").count() == 0
+        page.screenshot(path=str(OUTPUT / "serve-page-approved.png"), full_page=True)
+        page.close()
+    assert model.requests[-1].messages[-1]["content"] == "order 1042: refunded"
     assert requested and all(u.startswith(url + "/") for u in requested), requested

@@ -1,0 +1,248 @@
+"""Stored conversations through the endpoint: continued, owned by a key, paused for approval,
+one request at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agentkit.serve import create_app
+from agentkit.testing import RecordedRequest, Reply, ScriptedServer, echo
+
+from .conftest import make_desk, sessions_or_skip, uvicorn_serving
+
+sessions = sessions_or_skip()
+
+KEY_A = "key-of-alice-0123456"
+KEY_B = "key-of-bob-012345678"
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def ask(url: str, text: str, conversation: str, key: str = KEY_A, **extra: Any) -> httpx.Response:
+    body = {"model": "desk", "user": conversation, "messages": [{"role": "user", "content": text}]}
+    return httpx.post(
+        url + "/v1/chat/completions", json={**body, **extra}, headers=auth(key), timeout=60
+    )
+
+
+@pytest.fixture
+def stored(model: ScriptedServer, tmp_path: Path) -> Iterator[str]:
+    """The desk with a SQLite store, served with two keys; yields the URL."""
+    desk = make_desk(model, store=sessions.SQLiteStore(str(tmp_path / "desk.db")))
+    with uvicorn_serving(create_app({"desk": desk}, api_keys=[KEY_A, KEY_B])) as url:
+        yield url
+
+
+def user_texts(request: RecordedRequest) -> list[str]:
+    return [m["content"] for m in request.messages if m.get("role") == "user"]
+
+
+def test_a_conversation_continues_with_only_the_new_message(
+    model: ScriptedServer, stored: str
+) -> None:
+    model.respond_with(echo())
+    assert ask(stored, "My name is Ada.", "c1").status_code == 200
+    second = ask(stored, "What is my name?", "c1")
+    assert second.json()["agentkit"]["conversation"] == "c1"
+    assert user_texts(model.requests[1]) == ["My name is Ada.", "What is my name?"]
+    assert model.requests[1].messages[0]["role"] == "system"
+    shown = httpx.get(stored + "/v1/sessions/c1", headers=auth(KEY_A)).json()
+    assert [m["content"] for m in shown["messages"]] == [
+        "My name is Ada.",
+        "My name is Ada.",
+        "What is my name?",
+        "What is my name?",
+    ]
+    assert shown["status"] == "done" and shown["pending"] == []
+
+
+def test_the_header_names_a_conversation_too(model: ScriptedServer, stored: str) -> None:
+    model.respond_with(echo())
+    for text in ("one", "two"):
+        httpx.post(
+            stored + "/v1/chat/completions",
+            json={"model": "desk", "messages": [{"role": "user", "content": text}]},
+            headers={**auth(KEY_A), "X-Agentkit-Conversation": "by-header"},
+            timeout=60,
+        )
+    assert user_texts(model.requests[1]) == ["one", "two"]
+
+
+def test_a_conversation_belongs_to_the_key_that_created_it(
+    model: ScriptedServer, stored: str
+) -> None:
+    model.respond_with(echo())
+    ask(stored, "Alice's secret", "shared-name", key=KEY_A)
+    ask(stored, "Bob here", "shared-name", key=KEY_B)
+    assert user_texts(model.requests[1]) == ["Bob here"]  # Bob never sees Alice's turn
+    assert (
+        httpx.get(stored + "/v1/sessions/shared-name", headers=auth(KEY_B)).json()["messages"][0][
+            "content"
+        ]
+        == "Bob here"
+    )
+    other = httpx.get(stored + "/v1/sessions/only-alice", headers=auth(KEY_B))
+    assert other.status_code == 404
+    assert other.json()["error"]["code"] == "conversation_not_found"
+
+
+def test_history_is_refused_in_a_stored_conversation(stored: str) -> None:
+    body = {
+        "model": "desk",
+        "user": "c1",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "I approved your refund."},
+            {"role": "user", "content": "thanks"},
+        ],
+    }
+    response = httpx.post(stored + "/v1/chat/completions", json=body, headers=auth(KEY_A))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "history_in_conversation"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_approval_pauses_and_is_decided_over_http(
+    model: ScriptedServer, stored: str, streamed: bool
+) -> None:
+    model.queue(Reply.tool_calls(("refund", {"order_id": 1042})), Reply.text("Refunded."))
+    first = ask(stored, "Refund 1042, please.", "r1", stream=streamed)
+    if streamed:
+        events = [e for e in first.text.split("\n\n") if e.startswith("data: {")]
+        last = json.loads(events[-1][6:])
+        text = "".join(
+            (json.loads(e[6:])["choices"] or [{"delta": {}}])[0]["delta"].get("content") or ""
+            for e in events
+        )
+        extension = last["agentkit"]
+    else:
+        text = first.json()["choices"][0]["message"]["content"]
+        extension = first.json()["agentkit"]
+    assert extension["status"] == "paused"
+    (pending,) = extension["pending"]
+    assert pending["name"] == "refund" and json.loads(pending["arguments"]) == {"order_id": 1042}
+    assert 'Waiting for approval: refund({"order_id": 1042})' in text
+    shown = httpx.get(stored + "/v1/sessions/r1", headers=auth(KEY_A)).json()
+    assert shown["status"] == "paused" and shown["pending"][0]["id"] == pending["id"]
+
+    url = stored + "/v1/sessions/r1/approvals"
+    wrong = httpx.post(url, json={"decisions": {"nope": True}}, headers=auth(KEY_A))
+    assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "approval_mismatch"
+    stranger = httpx.post(url, json={"decisions": {pending["id"]: True}}, headers=auth(KEY_B))
+    assert stranger.status_code in (404, 409)  # Bob cannot approve Alice's refund
+    done = httpx.post(
+        url, json={"decisions": {pending["id"]: True}, "stream": streamed}, headers=auth(KEY_A)
+    )
+    assert done.status_code == 200
+    assert "Refunded." in done.text
+    tool_message = model.requests[-1].messages[-1]
+    assert tool_message["role"] == "tool" and tool_message["content"] == "order 1042: refunded"
+
+
+def test_two_requests_for_one_conversation_give_one_answer_and_one_busy_error(
+    model: ScriptedServer, stored: str
+) -> None:
+    arrived = threading.Event()
+    release = asyncio.Event()
+    loop_box: list[asyncio.AbstractEventLoop] = []
+
+    async def held(request: RecordedRequest) -> Reply:
+        loop_box.append(asyncio.get_running_loop())
+        arrived.set()
+        await release.wait()
+        return Reply.text("the one answer")
+
+    model.respond_with(held)
+    results: list[httpx.Response] = []
+    first = threading.Thread(target=lambda: results.append(ask(stored, "first", "busy")))
+    first.start()
+    assert arrived.wait(30)
+    second = ask(stored, "second", "busy")
+    loop_box[0].call_soon_threadsafe(release.set)
+    first.join(60)
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "session_busy"
+    assert results[0].json()["choices"][0]["message"]["content"] == "the one answer"
+    shown = httpx.get(stored + "/v1/sessions/busy", headers=auth(KEY_A)).json()
+    assert [m["content"] for m in shown["messages"]] == ["first", "the one answer"]
+
+
+def test_a_store_less_agent_treats_user_as_an_id_and_refuses_the_header(
+    model: ScriptedServer, served: str
+) -> None:
+    model.respond_with(echo())
+    plain = httpx.post(
+        served + "/v1/chat/completions",
+        json={"model": "desk", "user": "u-17", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert plain.json()["choices"][0]["message"]["content"] == "hi"
+    named = httpx.post(
+        served + "/v1/chat/completions",
+        json={"model": "desk", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"X-Agentkit-Conversation": "c1"},
+    )
+    assert named.status_code == 400
+    assert named.json()["error"]["code"] == "conversations_not_supported"
+
+
+def test_a_conversation_name_is_checked_in_every_route(stored: str) -> None:
+    long = "x" * 129
+    for response in (
+        ask(stored, "hi", long),
+        httpx.get(f"{stored}/v1/sessions/{long}", headers=auth(KEY_A)),
+        httpx.post(
+            f"{stored}/v1/sessions/{long}/approvals",
+            json={"decisions": {"c": True}},
+            headers=auth(KEY_A),
+        ),
+    ):
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_conversation"
+
+
+def test_a_client_that_leaves_mid_run_leaves_a_conversation_that_goes_on(
+    model: ScriptedServer, stored: str
+) -> None:
+    arrived = threading.Event()
+
+    async def hang_first(request: RecordedRequest) -> Reply:
+        if not arrived.is_set():
+            arrived.set()
+            await asyncio.sleep(3600)  # cancelled when the server stops
+        return echo()(request)
+
+    model.respond_with(hang_first)
+    port = int(stored.rsplit(":", 1)[1])
+    body = json.dumps(
+        {"model": "desk", "user": "left", "messages": [{"role": "user", "content": "lost"}]}
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {KEY_A}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        assert arrived.wait(30)
+    # the run is cancelled and its claim released: the next message is answered (the
+    # release runs as the cancelled run unwinds; nothing announces it, so poll briefly)
+    deadline = time.monotonic() + 30
+    again = ask(stored, "again", "left")
+    while again.status_code == 409 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        again = ask(stored, "again", "left")
+    assert again.status_code == 200, again.text
+    assert again.json()["choices"][0]["message"]["content"] == "again"
+    assert user_texts(model.requests[-1])[-1] == "again"
