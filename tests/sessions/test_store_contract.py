@@ -367,3 +367,33 @@ def test_a_database_from_a_newer_agentkit_is_refused(spec: StoreSpec, store: Any
         newer.load("s")
     newer.close()
     assert _version(spec) == 7
+
+
+def test_the_async_paths_do_not_block_the_event_loop(store: Any, spec: StoreSpec) -> None:
+    if spec.kind != "sqlite":
+        pytest.skip("a PostgreSQL row lock held elsewhere is the same case as SQLite's lock")
+    import sqlite3
+
+    claim = store.claim("s")
+    blocker = sqlite3.connect(spec.where, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    released = threading.Event()
+
+    async def main() -> int:
+        ticks = 0
+        write = asyncio.ensure_future(store.append_async(claim, [{"role": "user", "content": "x"}]))
+        while not write.done():
+            await asyncio.sleep(0.005)
+            ticks += 1
+            if ticks == 20:  # the loop kept running while the write waited: let it through
+                blocker.rollback()
+                released.set()
+        await write
+        return ticks
+
+    try:
+        ticks = asyncio.run(main())
+    finally:
+        blocker.close()
+    assert released.is_set() and ticks >= 20
+    assert store.load("s").messages == [{"role": "user", "content": "x"}]
