@@ -3447,7 +3447,13 @@ def test_schema_shape(entry_id: str) -> None:
         json.dumps(schema)  # plain JSON, nothing Python-only
     for prop, subschema in e.tool.validation_parameters["properties"].items():
         assert subschema.get("default", MISSING) == e.defaults.get(prop, MISSING), prop
-    for prop, subschema in e.tool.parameters["properties"].items():
+    sent = e.tool.parameters
+    assert len(json.dumps(sent)) <= len(json.dumps(e.tool.validation_parameters))
+    for sub in iter_schemas(sent):
+        # the model is sent the format, never a pattern that restates it
+        assert "pattern" not in sub or sub.get("format") not in RESTATED_FORMATS, sub
+        assert "discriminator" not in sub and sub.get("default", MISSING) is not None, sub
+    for prop, subschema in sent["properties"].items():
         # a null default says nothing that not being required does not: it is not sent
         shown = e.defaults.get(prop, MISSING)
         assert subschema.get("default", MISSING) == (MISSING if shown is None else shown), prop
@@ -3511,6 +3517,8 @@ def test_strict_variant(entry_id: str) -> None:
     assert strict.to_openai()["function"]["strict"] is True
     assert strict.name == e.tool.name and strict.description == e.tool.description
     assert_strict_subset(strict.validation_parameters)
+    for sub in iter_schemas(schema):
+        assert "pattern" not in sub or sub.get("format") not in RESTATED_FORMATS, sub
     for prop, description in e.properties.items():
         sent = _sent_description(strict, prop)
         noted = _strict_notes(e.tool.validation_parameters["properties"][prop])
@@ -3537,6 +3545,16 @@ def test_strict_variant(entry_id: str) -> None:
 
 
 NOTED = ("minLength", "maxLength", "pattern", "format", "uniqueItems")
+RESTATED_FORMATS = {
+    "date",
+    "date-time",
+    "time",
+    "duration",
+    "uuid",
+    "ipv4",
+    "ipv6",
+    "ipvanyaddress",
+}
 
 
 def _strict_notes(schema: dict[str, Any]) -> str | None:
