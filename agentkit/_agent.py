@@ -218,7 +218,7 @@ class Agent(Generic[OutputT]):
             is sent after the instructions as a summary of them.
 
     ``instructions`` may also be a function of the :class:`~agentkit.RunContext` (its
-    ``deps`` is the run's ``context=``), for instructions per user; they are built at the
+    ``deps`` is the run's ``deps=``), for instructions per user; they are built at the
     start of every run, and a session run always sends the current ones.
     """
 

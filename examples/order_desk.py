@@ -223,7 +223,7 @@ def decide(agent: Agent[str], result: RunResult[str], desk: Desk, approve: bool 
                 }
             else:
                 decisions[call.id] = approve
-        result = agent.resume(desk.customer, decisions, context=desk)
+        result = agent.resume(desk.customer, decisions, deps=desk)
         print(result.output)
 
 
@@ -258,11 +258,11 @@ def main(argv: list[str] | None = None) -> None:
                 pending = [call["id"] for call in (record.pending or {}).get("calls", [])]
                 if not pending:
                     sys.exit("nothing is waiting for approval")
-                result = agent.resume(desk.customer, dict.fromkeys(pending, chosen), context=desk)
+                result = agent.resume(desk.customer, dict.fromkeys(pending, chosen), deps=desk)
                 print(result.output)
                 return
             for request in [" ".join(args.request)] if args.request else _ask(args.customer):
-                result = agent.run(request, session=desk.customer, context=desk)
+                result = agent.run(request, session=desk.customer, deps=desk)
                 if result.status == "paused":
                     decide(agent, result, desk, None)
                 else:
