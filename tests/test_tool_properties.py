@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import jsonschema
 import pydantic_core
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
@@ -270,6 +271,7 @@ SETTINGS = settings(
 )
 
 
+@pytest.mark.timeout(300)  # 150 examples over the corpus: minutes on a loaded machine
 @SETTINGS
 @given(st.data())
 def test_schema_is_draft_2020_12_and_agrees_with_the_validator(data: st.DataObject) -> None:
@@ -323,6 +325,7 @@ def _check_generated_arguments(t: Tool[..., Any], data: st.DataObject) -> None:
         assert received[name] is value
 
 
+@pytest.mark.timeout(300)  # 150 examples over the corpus: minutes on a loaded machine
 @SETTINGS
 @given(st.data())
 def test_objects_generated_from_the_schema_validate_and_reach_the_function(
@@ -335,6 +338,7 @@ def test_objects_generated_from_the_schema_validate_and_reach_the_function(
 STRICT_KINDS = [kind for kind in KINDS if kind.strict_exact and kind is not UNANNOTATED]
 
 
+@pytest.mark.timeout(300)  # 150 examples over the corpus: minutes on a loaded machine
 @SETTINGS
 @given(st.data())
 def test_objects_generated_from_the_strict_schema_validate_and_reach_the_function(
