@@ -32,7 +32,12 @@ EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
-    """A problem with what the user typed; reported with exit code 2."""
+    """A problem with what the user typed; reported with exit code 2, and ``hint`` (what to
+    type instead) on a second line when there is one."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -> tuple[str, str]:
@@ -179,6 +184,8 @@ def report_error(exc: BaseException, err: TextIO, args: argparse.Namespace | Non
     red, dim, reset = ("\033[31m", "\033[2m", "\033[0m") if use_colour(err) else ("", "", "")
     if isinstance(exc, UsageError):
         err.write(f"{red}{PROG}: error: {exc}{reset}\n")
+        if exc.hint:
+            err.write(f"{dim}{PROG}: hint: {exc.hint}{reset}\n")
         return EXIT_USAGE
     line, hint = describe_error(exc, args)
     err.write(f"{red}{PROG}: error: {line}{reset}\n{dim}{PROG}: hint: {hint}{reset}\n")

@@ -71,9 +71,15 @@ def load_agent(target: str, *, option: str = "") -> tuple[str, Agent[Any]]:
     if found is None:
         agents = [key for key, value in vars(module).items() if isinstance(value, Agent)]
         known = f" (it has {', '.join(agents)})" if agents else " (it defines no Agent)"
-        raise UsageError(f"{given}: {source} has no {name!r}{known}")
+        raise UsageError(
+            f"{given}: {source} has no {name!r}{known}",
+            hint="name a module-level Agent, e.g. desk = Agent(...) in bot.py is bot.py:desk",
+        )
     if not isinstance(found, Agent):
-        raise UsageError(f"{given}: {name!r} is a {type(found).__name__}, not an agentkit Agent")
+        raise UsageError(
+            f"{given}: {name!r} is a {type(found).__name__}, not an agentkit Agent",
+            hint="name a module-level Agent, e.g. desk = Agent(...) in bot.py is bot.py:desk",
+        )
     return name, found
 
 

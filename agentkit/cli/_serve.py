@@ -20,7 +20,7 @@ def serve_command(args: argparse.Namespace, err: TextIO) -> int:
         import uvicorn  # noqa: F401
     except ImportError:
         raise UsageError(
-            "agentkit serve needs the serve extra: pip install 'agentkit[serve]'"
+            "agentkit serve needs Starlette and uvicorn", hint="pip install 'agentkit[serve]'"
         ) from None
     from ..serve._auth import is_loopback
     from ..serve._server import API_KEY_VARIABLE, keys_from, run
@@ -28,11 +28,15 @@ def serve_command(args: argparse.Namespace, err: TextIO) -> int:
     keys = keys_from(args.api_key or ())
     if not is_loopback(args.host) and not keys:
         raise UsageError(
-            f"--host {args.host} is reachable from other machines: give --api-key KEY "
-            f"(or set {API_KEY_VARIABLE}) so that only your clients get in"
+            f"--host {args.host} is reachable from other machines, and no API key is set",
+            hint=f"give --api-key KEY (or set {API_KEY_VARIABLE}) so that only your clients "
+            "get in; a long random key: python -c 'import secrets; print(secrets.token_hex(24))'",
         )
     if any(len(key) < 8 for key in keys):
-        raise UsageError("an API key must be at least 8 characters")
+        raise UsageError(
+            "an API key must be at least 8 characters",
+            hint="python -c 'import secrets; print(secrets.token_hex(24))' makes a good one",
+        )
     targets = [_absolute(target) for target in args.targets]
     names = [load_agent(target, option="")[0] for target in targets]  # fail before binding
     if len(set(names)) != len(names):
@@ -73,4 +77,6 @@ def _check_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             reason = "is in use" if exc.errno in (98, 48) else f"cannot be used ({exc.strerror})"
-            raise UsageError(f"{host}:{port} {reason}; choose another with --port") from None
+            raise UsageError(
+                f"{host}:{port} {reason}", hint=f"choose another port, e.g. --port {port + 1}"
+            ) from None

@@ -76,6 +76,14 @@ def test_usage_errors_are_one_line_without_a_traceback(
     assert code == 2
     assert expected in err
     assert "Traceback" not in err and err.count("\n") <= 2
+    assert err.startswith("agentkit: error: ")
+
+
+def test_an_open_host_without_a_key_says_how_to_make_one(bot: Path) -> None:
+    code, _, err = run("serve", f"{bot}:desk", "--host", "0.0.0.0")
+    error, hint = err.splitlines()
+    assert code == 2 and "no API key is set" in error
+    assert hint.startswith("agentkit: hint: give --api-key KEY (or set AGENTKIT_SERVE_API_KEY)")
 
 
 def test_a_port_in_use_is_a_usage_error(bot: Path) -> None:
