@@ -51,7 +51,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise ServeError(400, "the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(data, dict):
         raise ServeError(400, "the request body must be a JSON object", code="invalid_json")

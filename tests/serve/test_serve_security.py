@@ -123,6 +123,8 @@ def test_the_operator_may_allow_a_client_system_message_after_the_instructions(
     [
         (b"{not json", 400, "invalid_json"),
         (b"[1, 2]", 400, "invalid_json"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json"),
+        (b"\xff\xfe{}", 400, "invalid_json"),
         (json.dumps({"messages": USER}).encode(), 400, "missing_model"),
         (json.dumps({"model": "nobody", "messages": USER}).encode(), 404, "model_not_found"),
         (json.dumps({"model": "desk", "messages": []}).encode(), 400, None),
