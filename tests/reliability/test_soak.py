@@ -203,12 +203,10 @@ async def _soak(base_url: str) -> list[Any]:
 def test_soak_concurrent_runs_with_random_faults() -> None:
     threads_before = threading.active_count()
     fds_before = _fd_kinds()
-    started = time.perf_counter()
     with ScriptedServer(handler=_model) as server:
         outcomes = asyncio.run(_soak(server.base_url))
         requests = server.request_count
         script_errors = server.errors
-    took = time.perf_counter() - started
 
     assert not script_errors
     kinds = collections.Counter(type(o).__name__ for o in outcomes)
@@ -228,7 +226,6 @@ def test_soak_concurrent_runs_with_random_faults() -> None:
     for error in errors:
         assert error.messages is not None, f"{type(error).__name__} carries no transcript"
         assert_resendable(error.messages)
-    assert took < 60, f"the soak took {took:.1f} s"
 
     assert _settle(lambda: threading.active_count() <= threads_before), (
         f"threads left: {[t.name for t in threading.enumerate()]}"
