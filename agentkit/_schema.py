@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import enum
 import inspect
 import re
@@ -64,11 +65,13 @@ from pydantic import (
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
+    TypeAdapter,
+    ValidationError,
     create_model,
 )
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, PydanticJsonSchemaWarning
-from pydantic_core import PydanticUndefined, core_schema, to_json
+from pydantic_core import PydanticCustomError, PydanticUndefined, core_schema, to_json
 
 from ._context import RunContext
 from ._errors import ToolDefinitionError
@@ -329,6 +332,9 @@ def _modernise(annotation: Any, memo: dict[Any, Any]) -> Any:
       totality and (converted) annotations;
     * integer ``Literal``s and enums with integer values refuse booleans (pydantic would
       read ``true`` as ``1``); boolean ``Literal``s refuse numbers (``1`` as ``true``);
+    * durations (``timedelta``) refuse the strings the schema's duration pattern refuses
+      (pydantic also reads repeated units, units out of order and over a million years:
+      ``P1D1D``, ``P1D2Y``, ``P3D3DT``);
     * sets refuse duplicate items (their schema says ``uniqueItems``; pydantic would
       silently drop the duplicates; strict mode cannot say ``uniqueItems``, but the
       validator still checks it, as it checks ``minLength``);
@@ -346,6 +352,8 @@ def _modernise(annotation: Any, memo: dict[Any, Any]) -> Any:
         if _has_numbers(values) and not _has_bools(values):
             return Annotated[annotation, BeforeValidator(_refuse_bool)]
         return annotation
+    if annotation is datetime.timedelta:
+        return Annotated[annotation, BeforeValidator(_refuse_odd_duration)]
     if annotation in (set, frozenset):
         return _unique_items(annotation, Any)
     origin = get_origin(annotation)
@@ -472,6 +480,31 @@ def _refuse_number(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError(f"Input should be a boolean, not the number {value}")
     return value
+
+
+def _refuse_odd_duration(value: Any) -> Any:
+    """A duration string read only in the forms the schema's ``duration`` pattern describes.
+
+    A string that fits is read as pydantic reads it in strict JSON mode (the result, a
+    ``timedelta``, then passes the strict schema); anything else but a string is left to
+    that schema, which refuses it as before.
+    """
+    if not isinstance(value, str):
+        return value
+    if _DURATION_MATCH.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "time_delta_parsing",
+            "Input should be a valid duration, like PT1.5H, P1DT2H or 1 day, 01:30:00 "
+            "(ISO 8601 units in order, each at most once)",
+        )
+    try:
+        return _TIMEDELTA.validate_json(to_json(value), strict=True)
+    except ValidationError as exc:  # within the pattern, but not a timedelta
+        error = exc.errors()[0]
+        raise PydanticCustomError(error["type"], "{message}", {"message": error["msg"]}) from None
+
+
+_TIMEDELTA: TypeAdapter[datetime.timedelta] = TypeAdapter(datetime.timedelta)
 
 
 def _unique_items(kind: type[Any], item: Any) -> Any:
@@ -683,10 +716,10 @@ _OFFSET = "([Zz]|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?"
 _TIME = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.,][0-9]+)?)?" + _OFFSET
 # ISO 8601 (P1DT2H, PT1.5H) or the clock form (1 day, 01:30:00). ISO components in the
 # usual order, each at most once and at least one, a fraction on the last one only, and
-# numbers no longer than the validator takes (it also reads rarer spellings: P1D1D, P1D2Y).
-# Six digits per unit keep every duration the pattern describes within a timedelta; the
-# validator also reads the durations beyond a million years (up to 2,739,726 years), which
-# the pattern refuses.
+# numbers no longer than the validator takes. Six digits per unit keep every duration the
+# pattern describes within a timedelta. pydantic also reads rarer spellings (P1D1D, P1D2Y,
+# P3D3DT) and durations beyond a million years; _refuse_odd_duration refuses, before
+# pydantic reads it, any string this pattern refuses, so the two agree.
 _ISO_NUMBER = "[0-9]{1,6}"
 
 
@@ -711,6 +744,7 @@ _SECONDS = ":[0-5][0-9]([.,][0-9]+)?"
 _CLOCK = f"([0-9]{{2,8}}:[0-5][0-9]|[0-9]{{1,8}}:[0-5][0-9]{_SECONDS})"  # hours unbounded
 _DAY_CLOCK = f"(([01][0-9]|2[0-3]):[0-5][0-9]|([01]?[0-9]|2[0-3]):[0-5][0-9]{_SECONDS})"
 _DURATION = f"[+-]?({_ISO_DURATION}|[0-9]{{1,9}} ?d(ays?)?(,? ?{_DAY_CLOCK})?|{_CLOCK})"
+_DURATION_MATCH = re.compile(_DURATION)
 _EXPONENT = "([eE][+-]?[0-9]{1,18})?"
 _DECIMAL_DIGITS = r"([0-9]+\.?[0-9]*|\.[0-9]+)" + _EXPONENT
 _POSITIVE_DECIMAL = r"([0-9]*[1-9][0-9]*\.?[0-9]*|[0-9]*\.[0-9]*[1-9][0-9]*)" + _EXPONENT

@@ -15,6 +15,7 @@ import functools
 import inspect
 import json
 import pathlib
+import re
 import typing
 import uuid
 from typing import Annotated, Any, Literal
@@ -503,3 +504,50 @@ def test_repeated_items_of_a_set_are_named() -> None:
     assert 'tags: Value error, Set should have unique items; "a" is repeated' in message
     assert "ids: Value error, Set should have unique items; 1 is repeated" in message
     assert tag.call(tag.validate_json('{"tags": ["b", "a"]}')) == ["a", "b"]
+
+
+@tool
+def wait_for(length: datetime.timedelta, extra: list[datetime.timedelta] | None = None) -> str:
+    """Wait."""
+    return "ok"
+
+
+@pytest.mark.parametrize("text", ["P0D0D", "P3D3DT", "P1D2Y", "P1000000D", "PT", "P"])
+def test_durations_the_schema_refuses_are_refused(text: str) -> None:
+    # pydantic alone reads P0D0D as 0 and P3D3DT as 6 days; the schema's pattern refuses them
+    pattern = re.compile(wait_for.validation_parameters["properties"]["length"]["pattern"])
+    assert pattern.search(text) is None
+    for arguments in ({"length": text}, {"length": "PT1H", "extra": [text]}):
+        with pytest.raises(ToolArgumentsError) as info:
+            wait_for.validate_json(json.dumps(arguments))
+        message = str(info.value)
+        assert "Input should be a valid duration" in message
+        assert f'received "{text}"' in message
+        assert [path for path, _ in info.value.errors] == [
+            "length" if "extra" not in arguments else "extra[0]"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("PT1.5H", datetime.timedelta(hours=1.5)),
+        ("P1DT2H", datetime.timedelta(days=1, hours=2)),
+        ("P1DT", datetime.timedelta(days=1)),
+        ("-P1W", datetime.timedelta(weeks=-1)),
+        ("1 day, 01:30:00", datetime.timedelta(days=1, minutes=90)),
+        ("01:30", datetime.timedelta(minutes=90)),
+    ],
+)
+def test_usual_durations_are_read(text: str, expected: datetime.timedelta) -> None:
+    assert wait_for.validate_json(json.dumps({"length": text, "extra": [text]})) == {
+        "length": expected,
+        "extra": [expected],
+    }
+    # numbers are not durations in strict JSON mode, as before
+    with pytest.raises(ToolArgumentsError):
+        wait_for.validate_json('{"length": 90}')
+
+
+def test_the_compact_duration_schema_is_unchanged() -> None:
+    assert wait_for.parameters["properties"]["length"] == {"format": "duration", "type": "string"}
