@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     from ._pricing import ModelPrice as ModelPrice
     from ._providers import PROVIDERS as PROVIDERS
     from ._providers import Provider as Provider
+    from ._records import ModelSettings as ModelSettings
+    from ._records import RunLimits as RunLimits
     from ._result import PendingCall as PendingCall
     from ._result import RunResult as RunResult
     from ._retry import RetryEvent as RetryEvent

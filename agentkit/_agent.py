@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import threading
 import time
@@ -57,7 +58,6 @@ from ._loop import (
     OutputMode,
     PlannedCall,
     RunLoop,
-    check_count,
     clean_data,
     clean_text,
 )
@@ -71,6 +71,7 @@ from ._observe import (
     scoped_async,
 )
 from ._providers import Provider, resolve_api_key, resolve_provider
+from ._records import ModelSettings, RunLimits, loop_limits, split_options
 from ._result import PendingCall, RunResult
 from ._session import (
     Decision,
@@ -127,6 +128,8 @@ class AgentOptions(TypedDict, total=False):
     max_tool_failures: int
     on_truncated: Literal["raise", "return"]
     parallel_tool_calls_limit: int
+    limits: RunLimits | None
+    settings: ModelSettings | None
     hooks: Hooks | None
     approve: Approver | None
     run_timeout: float | None
@@ -167,6 +170,10 @@ class Agent(Generic[OutputT]):
             not close a client it was given.
         base_url, api_key, provider: how to build the clients (see ``ChatClient``). A
             missing key for DashScope or OpenAI is reported here, before any request.
+        limits: a :class:`~agentkit.RunLimits` record of the limits below (``max_turns``
+            to ``run_timeout``); each limit may instead be given as a flat keyword, not both.
+        settings: a :class:`~agentkit.ModelSettings` of the model parameters below
+            (``temperature`` to ``extra_body``); a key may instead be a flat keyword, not both.
         max_turns: model calls per run before ``MaxTurnsExceeded`` (default 10).
         output_mode: ``"auto"`` (default) uses ``response_format`` JSON Schema when the
             provider supports it, else a ``final_result`` tool; or force one of them.
@@ -255,28 +262,12 @@ class Agent(Generic[OutputT]):
         base_url: str | None = None,
         api_key: str | None = None,
         provider: str | Provider | None = None,
-        max_turns: int = 10,
         output_mode: Literal["auto", "json_schema", "tool"] = "auto",
-        max_output_retries: int = 2,
-        max_tool_calls: int | None = 64,
-        tool_timeout: float | None = 120.0,
-        max_tool_output_chars: int | None = 32_000,
-        max_repeated_calls: int = 2,
-        max_tool_failures: int = 3,
         on_truncated: Literal["raise", "return"] = "raise",
-        parallel_tool_calls_limit: int = 16,
+        limits: RunLimits | None = None,
+        settings: ModelSettings | None = None,
         hooks: Hooks | None = None,
         approve: Approver | None = None,
-        run_timeout: float | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        stop: str | list[str] | list[int] | list[list[int]] | None = None,
-        presence_penalty: float | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        parallel_tool_calls: bool | None = None,
-        extra_body: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         name: str | None = None,
         instrument: bool = False,
@@ -286,10 +277,11 @@ class Agent(Generic[OutputT]):
         session_wait: float = 0.0,
         context_budget: int | None = None,
         summarize: Summarizer | None = None,
+        **flat: Any,  # the fields of RunLimits and ModelSettings, one by one
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'qwen-plus'")
-        check_count("parallel_tool_calls_limit", parallel_tool_calls_limit)
+        limits, wire = split_options(flat, limits, settings)
         if output_type is not None and not (
             isinstance(output_type, type) and hasattr(output_type, "model_validate_json")
         ):
@@ -321,20 +313,6 @@ class Agent(Generic[OutputT]):
             else:
                 raise ConfigurationError("output_mode must be 'auto', 'json_schema' or 'tool'")
 
-        wire: dict[str, Any] = {}
-        for field_name, value in (
-            ("temperature", temperature),
-            ("top_p", top_p),
-            ("max_tokens", max_tokens),
-            ("seed", seed),
-            ("stop", stop),
-            ("presence_penalty", presence_penalty),
-            ("tool_choice", tool_choice),
-            ("parallel_tool_calls", parallel_tool_calls),
-            ("extra_body", dict(extra_body) if extra_body is not None else None),
-        ):
-            if value is not None:
-                wire[field_name] = value
         wire.update(params or {})
         for reserved in ("model", "messages", "stream", "tools"):
             if reserved in wire:
@@ -352,17 +330,10 @@ class Agent(Generic[OutputT]):
         ]
         self._settings_options: dict[str, Any] = dict(
             params=wire,
-            max_turns=max_turns,
-            max_tool_calls=max_tool_calls,
-            max_tool_output_chars=max_tool_output_chars,
-            max_repeated_calls=max_repeated_calls,
-            max_tool_failures=max_tool_failures,
+            **loop_limits(limits),
             output_type=output_type,
             output_mode=mode,
-            max_output_retries=max_output_retries,
             on_truncated=on_truncated,
-            tool_timeout=tool_timeout,
-            run_timeout=run_timeout,
             provider=chosen,
         )
         self._settings = LoopSettings(model, self.tools, **self._settings_options)
@@ -383,7 +354,8 @@ class Agent(Generic[OutputT]):
         self._context_budget = context_budget
         self._summarize = summarize
         self._approve = approve
-        self._parallel_limit = parallel_tool_calls_limit
+        self._limits = limits
+        self._parallel_limit = limits.parallel_tool_calls_limit
         self._tools_with_stream = chosen.tools_with_stream
         self._client_config: dict[str, Any] = {"provider": chosen, "api_key": key}
         self._given_client = client
@@ -412,6 +384,7 @@ class Agent(Generic[OutputT]):
         deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
+        limits: RunLimits | None = None,
         session: str | None = None,
     ) -> RunResult[OutputT]:
         """Run to the final answer and return the :class:`~agentkit.RunResult`.
@@ -419,7 +392,8 @@ class Agent(Generic[OutputT]):
         ``prompt`` is a user message, or a transcript to continue (``RunResult.messages``
         plus a new user message). ``deps`` is handed to tools as ``RunContext.deps``
         (``context=`` is its older name and still works);
-        ``max_turns`` overrides the agent's for this run.
+        ``max_turns`` overrides the agent's for this run; ``limits`` (a
+        :class:`~agentkit.RunLimits`) replaces all of the agent's limits for this run.
 
         With ``session`` (the agent needs a ``store``), the stored conversation is loaded,
         ``prompt`` (a user message, or new messages) is added to it, and what the run adds
@@ -429,9 +403,10 @@ class Agent(Generic[OutputT]):
         ``status == "paused"``, ``pending`` lists the calls, and :meth:`resume` goes on.
         """
         context = _deps(deps, context)
+        limits = self._run_limits(max_turns, limits)
         if session is not None:
-            return self._consume(self._session_events(prompt, session, context, max_turns))
-        loop = self._new_loop(prompt, context, max_turns, self._source_tools())
+            return self._consume(self._session_events(prompt, session, context, limits))
+        loop = self._new_loop(prompt, context, limits, self._source_tools())
         return self._consume(self._observed(loop, self._drive(loop, stream=False)), loop)
 
     def resume(
@@ -442,6 +417,7 @@ class Agent(Generic[OutputT]):
         deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
+        limits: RunLimits | None = None,
     ) -> RunResult[OutputT]:
         """Go on with a paused run, given a person's decisions, and return the result.
 
@@ -456,14 +432,15 @@ class Agent(Generic[OutputT]):
         doubt (``RunResult.in_doubt``; the model is told) unless its tool is idempotent.
         """
         context = _deps(deps, context)
+        limits = self._run_limits(max_turns, limits)
         if isinstance(paused, RunResult) and paused.session is not None and self.store:
             paused = paused.session  # a session's pause lives in the store: resume it there
         if isinstance(paused, RunResult):
-            loop, calls = self._resumed_loop(paused, decisions, context, max_turns)
+            loop, calls = self._resumed_loop(paused, decisions, context, limits)
             events = self._observed(loop, self._drive(loop, stream=False, first=calls))
             return self._consume(events, loop)
         return self._consume(
-            self._session_events(None, paused, context, max_turns, decisions=decisions)
+            self._session_events(None, paused, context, limits, decisions=decisions)
         )
 
     def stream(
@@ -473,6 +450,7 @@ class Agent(Generic[OutputT]):
         deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
+        limits: RunLimits | None = None,
         session: str | None = None,
     ) -> Generator[AgentEvent, None, None]:
         """Run with a streamed model call per round, yielding events as they happen.
@@ -485,9 +463,10 @@ class Agent(Generic[OutputT]):
         :meth:`run` (the session is claimed when the iteration starts).
         """
         context = _deps(deps, context)
+        limits = self._run_limits(max_turns, limits)
         if session is not None:
-            return self._session_events(prompt, session, context, max_turns, stream=True)
-        loop = self._new_loop(prompt, context, max_turns, self._source_tools())
+            return self._session_events(prompt, session, context, limits, stream=True)
+        loop = self._new_loop(prompt, context, limits, self._source_tools())
         return self._observed(loop, self._drive(loop, stream=True), streamed=True)
 
     async def run_async(
@@ -497,14 +476,16 @@ class Agent(Generic[OutputT]):
         deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
+        limits: RunLimits | None = None,
         session: str | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`run`: async tools run as tasks, sync tools in threads."""
         context = _deps(deps, context)
+        limits = self._run_limits(max_turns, limits)
         if session is not None:
-            events = self._session_events_async(prompt, session, context, max_turns)
+            events = self._session_events_async(prompt, session, context, limits)
             return await self._consume_async(events)
-        loop = self._new_loop(prompt, context, max_turns, await self._source_tools_async())
+        loop = self._new_loop(prompt, context, limits, await self._source_tools_async())
         driven = self._observed_async(loop, self._drive_async(loop, stream=False))
         return await self._consume_async(driven, loop)
 
@@ -516,17 +497,19 @@ class Agent(Generic[OutputT]):
         deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
+        limits: RunLimits | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`resume`."""
         context = _deps(deps, context)
+        limits = self._run_limits(max_turns, limits)
         if isinstance(paused, RunResult) and paused.session is not None and self.store:
             paused = paused.session
         if isinstance(paused, RunResult):
             await self._source_tools_async()
-            loop, calls = self._resumed_loop(paused, decisions, context, max_turns)
+            loop, calls = self._resumed_loop(paused, decisions, context, limits)
             driven = self._observed_async(loop, self._drive_async(loop, stream=False, first=calls))
             return await self._consume_async(driven, loop)
-        events = self._session_events_async(None, paused, context, max_turns, decisions=decisions)
+        events = self._session_events_async(None, paused, context, limits, decisions=decisions)
         return await self._consume_async(events)
 
     def stream_async(
@@ -536,22 +519,24 @@ class Agent(Generic[OutputT]):
         deps: Any = None,
         context: Any = None,
         max_turns: int | None = None,
+        limits: RunLimits | None = None,
         session: str | None = None,
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`stream`. To stop early, close it:
         ``async with contextlib.aclosing(agent.stream_async(...)) as events: ...``."""
         context = _deps(deps, context)
+        limits = self._run_limits(max_turns, limits)
         if session is not None:
-            return self._session_events_async(prompt, session, context, max_turns, stream=True)
+            return self._session_events_async(prompt, session, context, limits, stream=True)
         if self._sources:
-            return self._stream_with_sources(prompt, context, max_turns)
-        loop = self._new_loop(prompt, context, max_turns)
+            return self._stream_with_sources(prompt, context, limits)
+        loop = self._new_loop(prompt, context, limits)
         return self._observed_async(loop, self._drive_async(loop, stream=True), streamed=True)
 
     async def _stream_with_sources(
-        self, prompt: Prompt, context: Any, max_turns: int | None
+        self, prompt: Prompt, context: Any, limits: RunLimits | None
     ) -> AsyncGenerator[AgentEvent, None]:
-        loop = self._new_loop(prompt, context, max_turns, await self._source_tools_async())
+        loop = self._new_loop(prompt, context, limits, await self._source_tools_async())
         driven = self._observed_async(loop, self._drive_async(loop, stream=True), streamed=True)
         async with contextlib.aclosing(driven) as events:
             async for event in events:
@@ -604,7 +589,7 @@ class Agent(Generic[OutputT]):
         prompt: Prompt | None,
         session: str,
         context: Any,
-        max_turns: int | None,
+        limits: RunLimits | None,
         *,
         stream: bool = False,
         decisions: Mapping[Any, Decision] | None = None,
@@ -614,7 +599,7 @@ class Agent(Generic[OutputT]):
         claim = store.claim(session, wait=self._session_wait)
         try:
             record = store.load(claim)
-            plan = _SessionPlan(self, record, prompt, context, max_turns, decisions, found)
+            plan = _SessionPlan(self, record, prompt, context, limits, decisions, found)
             if plan.closing:
                 store.append(claim, plan.closing, close_round=True)
             plan.attach(store, claim)
@@ -635,7 +620,7 @@ class Agent(Generic[OutputT]):
         prompt: Prompt | None,
         session: str,
         context: Any,
-        max_turns: int | None,
+        limits: RunLimits | None,
         *,
         stream: bool = False,
         decisions: Mapping[Any, Decision] | None = None,
@@ -645,7 +630,7 @@ class Agent(Generic[OutputT]):
         claim = await store.claim_async(session, wait=self._session_wait)
         try:
             record = await store.load_async(claim)
-            plan = _SessionPlan(self, record, prompt, context, max_turns, decisions, found)
+            plan = _SessionPlan(self, record, prompt, context, limits, decisions, found)
             if plan.closing:
                 await store.append_async(claim, plan.closing, close_round=True)
             plan.attach(store, claim)
@@ -668,7 +653,7 @@ class Agent(Generic[OutputT]):
         paused: RunResult[Any],
         decisions: Mapping[Any, Decision],
         context: Any,
-        max_turns: int | None,
+        limits: RunLimits | None,
     ) -> tuple[RunLoop, list[PlannedCall]]:
         """A loop that goes on from a paused ``RunResult`` (no store)."""
         if paused.status != "paused" or paused.resume_state is None:
@@ -680,11 +665,12 @@ class Agent(Generic[OutputT]):
         round_ = settle_open_round(
             None, history, paused.resume_state, (), settings.tools, decisions
         )
+        settings, turns = self._limited(settings, limits)
         loop = RunLoop(
             settings,
             [*self._system_messages(context, None), *history],
             deps=context,
-            max_turns=max_turns,
+            max_turns=turns,
             tools_with_stream=self._tools_with_stream,
         )
         return loop, loop.resume_round(round_.plan)
@@ -767,16 +753,49 @@ class Agent(Generic[OutputT]):
         self,
         prompt: Prompt,
         context: Any,
-        max_turns: int | None,
+        limits: RunLimits | None,
         found: list[Sequence[Tool[..., Any]]] | None = None,
     ) -> RunLoop:
+        settings, turns = self._limited(
+            self._settings_with(found) if found else self._settings, limits
+        )
         return RunLoop(
-            self._settings_with(found) if found else self._settings,
+            settings,
             self._messages_for(prompt, context),
             deps=context,
-            max_turns=max_turns,
+            max_turns=turns,
             tools_with_stream=self._tools_with_stream,
         )
+
+    def _run_limits(self, max_turns: int | None, limits: RunLimits | None) -> RunLimits | None:
+        """This run's limits, when ``max_turns=`` or ``limits=`` overrides the agent's."""
+        if limits is None:
+            if max_turns is None:
+                return None
+            return dataclasses.replace(self._limits, max_turns=max_turns)
+        if not isinstance(limits, RunLimits):
+            raise ConfigurationError("limits must be a RunLimits record")
+        if max_turns is not None:
+            raise ConfigurationError(
+                "max_turns is given both as a keyword and in limits=; give it in one place"
+            )
+        if limits.parallel_tool_calls_limit != self._parallel_limit:
+            raise ConfigurationError(
+                "parallel_tool_calls_limit sizes the agent's thread pool and cannot change "
+                "for one run; keep the agent's value in a run's limits="
+            )
+        return limits
+
+    def _limited(
+        self, settings: LoopSettings, limits: RunLimits | None
+    ) -> tuple[LoopSettings, int | None]:
+        """The settings and turn cap for a run under ``limits`` (``None``: the agent's)."""
+        if limits is None or limits == self._limits:
+            return settings, None
+        if dataclasses.replace(limits, max_turns=self._limits.max_turns) == self._limits:
+            return settings, limits.max_turns
+        options = {**self._settings_options, **loop_limits(limits)}
+        return LoopSettings(self.model, list(settings.tools.values()), **options), None
 
     def _source_tools(self) -> list[Sequence[Tool[..., Any]]]:
         return [source.tools() for source in self._sources]
@@ -1037,7 +1056,7 @@ class _SessionPlan:
         record: SessionRecord,
         prompt: Prompt | None,
         context: Any,
-        max_turns: int | None,
+        limits: RunLimits | None,
         decisions: Mapping[Any, Decision] | None,
         found: list[Sequence[Tool[..., Any]]],
     ) -> None:
@@ -1066,11 +1085,12 @@ class _SessionPlan:
         if summary:
             system = agent._system_messages(context, summary)
         self._start = len(system) + len(kept)
+        settings, turns = agent._limited(settings, limits)
         self.loop = RunLoop(
             settings,
             [*system, *kept, *new],
             deps=context,
-            max_turns=max_turns,
+            max_turns=turns,
             tools_with_stream=agent._tools_with_stream,
         )
         self.loop.session = self.session

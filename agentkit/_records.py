@@ -1,0 +1,129 @@
+"""Options as records: the run limits (:class:`RunLimits`) and the model's wire settings
+(:class:`ModelSettings`). Each option is written once, here; ``Agent``'s flat keywords of the
+same names are derived from these fields."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+from ._errors import ConfigurationError
+from ._loop import check_count, check_seconds
+
+__all__ = ["ModelSettings", "RunLimits"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLimits:
+    """The limits of a run, validated once when the record is built (``ConfigurationError``).
+
+    Pass it as ``Agent(..., limits=RunLimits(...))``, or for one run only as
+    ``agent.run(prompt, limits=RunLimits(...))`` (also ``run_async``, ``stream``,
+    ``stream_async`` and ``resume``). Each field is also accepted as a flat keyword of
+    ``Agent`` (``Agent(..., max_turns=5)``), but not together with ``limits=``.
+
+    Attributes:
+        max_turns: model calls per run before ``MaxTurnsExceeded``.
+        max_tool_calls: tool calls per run (``None``: no cap).
+        tool_timeout: seconds a tool call may run (a tool's own ``timeout`` wins;
+            ``None``: no limit).
+        max_tool_output_chars: longest tool message sent back (``None``: no cap).
+        max_repeated_calls: identical repeated calls told to the model before
+            ``RepeatedToolCallError``.
+        max_tool_failures: rounds in a row one tool may fail before
+            ``ToolFailureLimitExceeded``.
+        max_output_retries: invalid structured answers fed back before
+            ``OutputValidationError``.
+        parallel_tool_calls_limit: tool calls running at once (it sizes the agent's thread
+            pool, so a run-level record must keep the agent's value).
+        run_timeout: seconds a whole run may take (``None``: no bound), then
+            ``RunTimeoutError``.
+    """
+
+    max_turns: int = 10
+    max_tool_calls: int | None = 64
+    tool_timeout: float | None = 120.0
+    max_tool_output_chars: int | None = 32_000
+    max_repeated_calls: int = 2
+    max_tool_failures: int = 3
+    max_output_retries: int = 2
+    parallel_tool_calls_limit: int = 16
+    run_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        check_count("max_turns", self.max_turns)
+        check_count("max_tool_calls", self.max_tool_calls, optional=True)
+        check_seconds("tool_timeout", self.tool_timeout)
+        check_count("max_tool_output_chars", self.max_tool_output_chars, optional=True)
+        check_count("max_repeated_calls", self.max_repeated_calls, minimum=0)
+        check_count("max_tool_failures", self.max_tool_failures)
+        check_count("max_output_retries", self.max_output_retries, minimum=0)
+        check_count("parallel_tool_calls_limit", self.parallel_tool_calls_limit)
+        check_seconds("run_timeout", self.run_timeout)
+
+
+LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(RunLimits))
+
+
+class ModelSettings(TypedDict, total=False):
+    """Model parameters sent with every request (a key left out is not sent).
+
+    Pass it as ``Agent(..., settings=ModelSettings(temperature=0.2, seed=7))``. Each key is
+    also accepted as a flat keyword of ``Agent`` (``Agent(..., temperature=0.2)``); the same
+    key in both is a ``ConfigurationError``. ``extra_body`` carries vendor extras such as
+    Qwen's ``enable_thinking``; ``Agent(params=...)`` sends any other wire field.
+    """
+
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    seed: int | None
+    stop: str | list[str] | list[int] | list[list[int]] | None
+    presence_penalty: float | None
+    tool_choice: str | dict[str, Any] | None
+    parallel_tool_calls: bool | None
+    extra_body: Mapping[str, Any] | None
+
+
+SETTING_FIELDS = tuple(ModelSettings.__annotations__)
+
+
+def split_options(
+    flat: Mapping[str, Any], limits: RunLimits | None, settings: ModelSettings | None
+) -> tuple[RunLimits, dict[str, Any]]:
+    """The agent's limits and wire settings from the records and the flat keywords, refusing
+    an unknown keyword (``TypeError``, as Python would) and an option given both ways."""
+    unknown = [name for name in flat if name not in LIMIT_FIELDS and name not in SETTING_FIELDS]
+    if unknown:
+        raise TypeError(f"Agent() got an unexpected keyword argument {unknown[0]!r}")
+    flat_limits = {name: value for name, value in flat.items() if name in LIMIT_FIELDS}
+    if limits is None:
+        limits = RunLimits(**flat_limits)
+    elif not isinstance(limits, RunLimits):
+        raise ConfigurationError("limits must be a RunLimits record")
+    elif flat_limits:
+        name = next(iter(flat_limits))
+        raise ConfigurationError(
+            f"{name} is given both as a keyword and in limits=; give it in one place"
+        )
+    given: dict[str, Any] = dict(settings or {})
+    for name in given:
+        if name not in SETTING_FIELDS:
+            raise ConfigurationError(f"settings has no field {name!r}; use params= for it")
+        if name in flat:
+            raise ConfigurationError(
+                f"{name} is given both as a keyword and in settings=; give it in one place"
+            )
+    given.update((name, value) for name, value in flat.items() if name in SETTING_FIELDS)
+    wire = {name: given[name] for name in SETTING_FIELDS if given.get(name) is not None}
+    if "extra_body" in wire:
+        wire["extra_body"] = dict(wire["extra_body"])
+    return limits, wire
+
+
+def loop_limits(limits: RunLimits) -> dict[str, Any]:
+    """The limits ``LoopSettings`` takes (all but the agent-wide thread-pool size)."""
+    found = dataclasses.asdict(limits)
+    del found["parallel_tool_calls_limit"]
+    return found
