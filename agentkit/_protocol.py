@@ -266,8 +266,8 @@ class ChatProtocol:
                 body[name] = value
         body["stream"] = stream
         if stream:
-            if "stream_options" not in body and self.provider.stream_include_usage:
-                body["stream_options"] = {"include_usage": True}
+            # every preset asks for the usage chunk unless the caller set stream_options
+            body.setdefault("stream_options", {"include_usage": True})
         else:
             body.pop("stream_options", None)  # servers refuse it without a stream
         if extra_body:
@@ -291,13 +291,13 @@ class ChatProtocol:
                 "messages must be a list of message dicts", param="messages"
             )
         out: list[Any] | None = None
-        fix_content = self.provider.send_empty_content_with_tool_calls
         for position, message in enumerate(messages):
             fixed: Any = None
             if isinstance(message, Mapping):
+                # llama.cpp answers 500 to a null content beside tool calls; every server
+                # accepts "", so it is always sent
                 if (
-                    fix_content
-                    and message.get("content") is None
+                    message.get("content") is None
                     and message.get("tool_calls")
                     and message.get("role") == "assistant"
                 ):

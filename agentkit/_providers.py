@@ -82,11 +82,6 @@ class Provider:
             to a non-streamed request for that round.
         json_schema_output: whether ``response_format={"type": "json_schema", ...}`` is
             supported; otherwise the loop asks for structured output through a tool.
-        stream_include_usage: whether streamed requests ask for the usage chunk
-            (``stream_options.include_usage``) unless the caller set ``stream_options``.
-        send_empty_content_with_tool_calls: whether an outgoing assistant message with
-            tool calls and a null or missing ``content`` is sent with ``content: ""``
-            (llama.cpp answers 500 to the null; every server accepts ``""``).
         check_request: called with the whole request body (``extra_body`` merged) before
             it is sent; raises :class:`~agentkit._errors.RequestValidationError` naming the
             parameter that breaks a documented rule.
@@ -104,8 +99,6 @@ class Provider:
     key_required: bool = False
     tools_with_stream: bool = True
     json_schema_output: bool = True
-    stream_include_usage: bool = True
-    send_empty_content_with_tool_calls: bool = True
     check_request: Callable[[dict[str, Any]], None] | None = dataclasses.field(
         default=None, compare=False
     )
