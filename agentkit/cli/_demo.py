@@ -223,17 +223,10 @@ def _scripted_weather_source() -> Iterator[None]:
     thread = threading.Thread(target=source.serve_forever, name="demo-weather", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{source.server_address[1]}"
-    saved = {name: os.environ.get(name) for name in _WEATHER_ENV}
-    os.environ["AGENTKIT_GEOCODING_URL"] = f"{url}/v1/search"
-    os.environ["AGENTKIT_FORECAST_URL"] = f"{url}/v1/forecast"
     try:
-        yield
+        with _weather_urls(url):
+            yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         source.shutdown()
         source.server_close()
 
@@ -244,6 +237,16 @@ def _offline_weather() -> Iterator[None]:
     closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused at once
     url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    try:
+        with _weather_urls(url):
+            yield
+    finally:
+        closed.close()
+
+
+@contextmanager
+def _weather_urls(url: str) -> Iterator[None]:
+    """Point the weather tool's two URLs at ``url``, restoring the caller's on exit."""
     saved = {name: os.environ.get(name) for name in _WEATHER_ENV}
     os.environ["AGENTKIT_GEOCODING_URL"] = f"{url}/v1/search"
     os.environ["AGENTKIT_FORECAST_URL"] = f"{url}/v1/forecast"
@@ -255,7 +258,6 @@ def _offline_weather() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        closed.close()
 
 
 _WEATHER_ENV = ("AGENTKIT_GEOCODING_URL", "AGENTKIT_FORECAST_URL")
