@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ._agent import Hooks as Hooks
     from ._client import AsyncChatClient as AsyncChatClient
     from ._client import ChatClient as ChatClient
+    from ._context import Principal as Principal
     from ._context import RunContext as RunContext
     from ._errors import AgentKitError as AgentKitError
     from ._errors import APIConnectionError as APIConnectionError

@@ -50,7 +50,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
 
 from ._client import AsyncChatClient, ChatClient
-from ._context import RunContext
+from ._context import Principal, RunContext
 from ._errors import ConfigurationError
 from ._events import AgentEvent, RunFinished, StreamDelta
 from ._loop import (
@@ -386,6 +386,7 @@ class Agent(Generic[OutputT]):
         max_turns: int | None = None,
         limits: RunLimits | None = None,
         session: str | None = None,
+        principal: Principal | None = None,
     ) -> RunResult[OutputT]:
         """Run to the final answer and return the :class:`~agentkit.RunResult`.
 
@@ -394,6 +395,8 @@ class Agent(Generic[OutputT]):
         (``context=`` is its older name and still works);
         ``max_turns`` overrides the agent's for this run; ``limits`` (a
         :class:`~agentkit.RunLimits`) replaces all of the agent's limits for this run.
+        ``principal`` (a :class:`~agentkit.Principal`) names who the run is for; tools and
+        an instructions function read it as ``ctx.principal``.
 
         With ``session`` (the agent needs a ``store``), the stored conversation is loaded,
         ``prompt`` (a user message, or new messages) is added to it, and what the run adds
@@ -405,8 +408,10 @@ class Agent(Generic[OutputT]):
         context = _deps(deps, context)
         limits = self._run_limits(max_turns, limits)
         if session is not None:
-            return self._consume(self._session_events(prompt, session, context, limits))
-        loop = self._new_loop(prompt, context, limits, self._source_tools())
+            return self._consume(
+                self._session_events(prompt, session, context, limits, principal=principal)
+            )
+        loop = self._new_loop(prompt, context, limits, self._source_tools(), principal)
         return self._consume(self._observed(loop, self._drive(loop, stream=False)), loop)
 
     def resume(
@@ -418,6 +423,7 @@ class Agent(Generic[OutputT]):
         context: Any = None,
         max_turns: int | None = None,
         limits: RunLimits | None = None,
+        principal: Principal | None = None,
     ) -> RunResult[OutputT]:
         """Go on with a paused run, given a person's decisions, and return the result.
 
@@ -436,11 +442,13 @@ class Agent(Generic[OutputT]):
         if isinstance(paused, RunResult) and paused.session is not None and self.store:
             paused = paused.session  # a session's pause lives in the store: resume it there
         if isinstance(paused, RunResult):
-            loop, calls = self._resumed_loop(paused, decisions, context, limits)
+            loop, calls = self._resumed_loop(paused, decisions, context, limits, principal)
             events = self._observed(loop, self._drive(loop, stream=False, first=calls))
             return self._consume(events, loop)
         return self._consume(
-            self._session_events(None, paused, context, limits, decisions=decisions)
+            self._session_events(
+                None, paused, context, limits, decisions=decisions, principal=principal
+            )
         )
 
     def stream(
@@ -452,6 +460,7 @@ class Agent(Generic[OutputT]):
         max_turns: int | None = None,
         limits: RunLimits | None = None,
         session: str | None = None,
+        principal: Principal | None = None,
     ) -> Generator[AgentEvent, None, None]:
         """Run with a streamed model call per round, yielding events as they happen.
 
@@ -465,8 +474,10 @@ class Agent(Generic[OutputT]):
         context = _deps(deps, context)
         limits = self._run_limits(max_turns, limits)
         if session is not None:
-            return self._session_events(prompt, session, context, limits, stream=True)
-        loop = self._new_loop(prompt, context, limits, self._source_tools())
+            return self._session_events(
+                prompt, session, context, limits, stream=True, principal=principal
+            )
+        loop = self._new_loop(prompt, context, limits, self._source_tools(), principal)
         return self._observed(loop, self._drive(loop, stream=True), streamed=True)
 
     async def run_async(
@@ -478,14 +489,17 @@ class Agent(Generic[OutputT]):
         max_turns: int | None = None,
         limits: RunLimits | None = None,
         session: str | None = None,
+        principal: Principal | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`run`: async tools run as tasks, sync tools in threads."""
         context = _deps(deps, context)
         limits = self._run_limits(max_turns, limits)
         if session is not None:
-            events = self._session_events_async(prompt, session, context, limits)
+            events = self._session_events_async(
+                prompt, session, context, limits, principal=principal
+            )
             return await self._consume_async(events)
-        loop = self._new_loop(prompt, context, limits, await self._source_tools_async())
+        loop = self._new_loop(prompt, context, limits, await self._source_tools_async(), principal)
         driven = self._observed_async(loop, self._drive_async(loop, stream=False))
         return await self._consume_async(driven, loop)
 
@@ -498,6 +512,7 @@ class Agent(Generic[OutputT]):
         context: Any = None,
         max_turns: int | None = None,
         limits: RunLimits | None = None,
+        principal: Principal | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`resume`."""
         context = _deps(deps, context)
@@ -506,10 +521,12 @@ class Agent(Generic[OutputT]):
             paused = paused.session
         if isinstance(paused, RunResult):
             await self._source_tools_async()
-            loop, calls = self._resumed_loop(paused, decisions, context, limits)
+            loop, calls = self._resumed_loop(paused, decisions, context, limits, principal)
             driven = self._observed_async(loop, self._drive_async(loop, stream=False, first=calls))
             return await self._consume_async(driven, loop)
-        events = self._session_events_async(None, paused, context, limits, decisions=decisions)
+        events = self._session_events_async(
+            None, paused, context, limits, decisions=decisions, principal=principal
+        )
         return await self._consume_async(events)
 
     def stream_async(
@@ -521,22 +538,25 @@ class Agent(Generic[OutputT]):
         max_turns: int | None = None,
         limits: RunLimits | None = None,
         session: str | None = None,
+        principal: Principal | None = None,
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`stream`. To stop early, close it:
         ``async with contextlib.aclosing(agent.stream_async(...)) as events: ...``."""
         context = _deps(deps, context)
         limits = self._run_limits(max_turns, limits)
         if session is not None:
-            return self._session_events_async(prompt, session, context, limits, stream=True)
+            return self._session_events_async(
+                prompt, session, context, limits, stream=True, principal=principal
+            )
         if self._sources:
-            return self._stream_with_sources(prompt, context, limits)
-        loop = self._new_loop(prompt, context, limits)
+            return self._stream_with_sources(prompt, context, limits, principal)
+        loop = self._new_loop(prompt, context, limits, None, principal)
         return self._observed_async(loop, self._drive_async(loop, stream=True), streamed=True)
 
     async def _stream_with_sources(
-        self, prompt: Prompt, context: Any, limits: RunLimits | None
+        self, prompt: Prompt, context: Any, limits: RunLimits | None, principal: Principal | None
     ) -> AsyncGenerator[AgentEvent, None]:
-        loop = self._new_loop(prompt, context, limits, await self._source_tools_async())
+        loop = self._new_loop(prompt, context, limits, await self._source_tools_async(), principal)
         driven = self._observed_async(loop, self._drive_async(loop, stream=True), streamed=True)
         async with contextlib.aclosing(driven) as events:
             async for event in events:
@@ -593,13 +613,14 @@ class Agent(Generic[OutputT]):
         *,
         stream: bool = False,
         decisions: Mapping[Any, Decision] | None = None,
+        principal: Principal | None = None,
     ) -> Generator[AgentEvent, None, None]:
         store = self._session_store(session)
         found = self._source_tools()
         claim = store.claim(session, wait=self._session_wait)
         try:
             record = store.load(claim)
-            plan = _SessionPlan(self, record, prompt, context, limits, decisions, found)
+            plan = _SessionPlan(self, record, prompt, context, limits, decisions, found, principal)
             if plan.closing:
                 store.append(claim, plan.closing, close_round=True)
             plan.attach(store, claim)
@@ -624,13 +645,14 @@ class Agent(Generic[OutputT]):
         *,
         stream: bool = False,
         decisions: Mapping[Any, Decision] | None = None,
+        principal: Principal | None = None,
     ) -> AsyncGenerator[AgentEvent, None]:
         store = self._session_store(session)
         found = await self._source_tools_async()
         claim = await store.claim_async(session, wait=self._session_wait)
         try:
             record = await store.load_async(claim)
-            plan = _SessionPlan(self, record, prompt, context, limits, decisions, found)
+            plan = _SessionPlan(self, record, prompt, context, limits, decisions, found, principal)
             if plan.closing:
                 await store.append_async(claim, plan.closing, close_round=True)
             plan.attach(store, claim)
@@ -654,6 +676,7 @@ class Agent(Generic[OutputT]):
         decisions: Mapping[Any, Decision],
         context: Any,
         limits: RunLimits | None,
+        principal: Principal | None = None,
     ) -> tuple[RunLoop, list[PlannedCall]]:
         """A loop that goes on from a paused ``RunResult`` (no store)."""
         if paused.status != "paused" or paused.resume_state is None:
@@ -668,17 +691,20 @@ class Agent(Generic[OutputT]):
         settings, turns = self._limited(settings, limits)
         loop = RunLoop(
             settings,
-            [*self._system_messages(context, None), *history],
+            [*self._system_messages(context, None, principal), *history],
             deps=context,
             max_turns=turns,
             tools_with_stream=self._tools_with_stream,
+            principal=principal,
         )
         return loop, loop.resume_round(round_.plan)
 
-    def _system_messages(self, context: Any, summary: str | None) -> list[dict[str, Any]]:
+    def _system_messages(
+        self, context: Any, summary: str | None, principal: Principal | None = None
+    ) -> list[dict[str, Any]]:
         instructions = self.instructions
         if callable(instructions):
-            instructions = instructions(RunContext(deps=context))
+            instructions = instructions(RunContext(deps=context, principal=principal))
             if not isinstance(instructions, str):
                 raise ConfigurationError("an instructions function must return a str")
         if summary:
@@ -755,16 +781,18 @@ class Agent(Generic[OutputT]):
         context: Any,
         limits: RunLimits | None,
         found: list[Sequence[Tool[..., Any]]] | None = None,
+        principal: Principal | None = None,
     ) -> RunLoop:
         settings, turns = self._limited(
             self._settings_with(found) if found else self._settings, limits
         )
         return RunLoop(
             settings,
-            self._messages_for(prompt, context),
+            self._messages_for(prompt, context, principal),
             deps=context,
             max_turns=turns,
             tools_with_stream=self._tools_with_stream,
+            principal=principal,
         )
 
     def _run_limits(self, max_turns: int | None, limits: RunLimits | None) -> RunLimits | None:
@@ -824,10 +852,12 @@ class Agent(Generic[OutputT]):
         self._sourced = (found, settings)
         return settings
 
-    def _messages_for(self, prompt: Prompt, context: Any = None) -> list[dict[str, Any]]:
+    def _messages_for(
+        self, prompt: Prompt, context: Any = None, principal: Principal | None = None
+    ) -> list[dict[str, Any]]:
         instructions = self.instructions
         if callable(instructions):
-            instructions = self._system_messages(context, None)[0]["content"]
+            instructions = self._system_messages(context, None, principal)[0]["content"]
         if isinstance(prompt, str):
             user = {"role": "user", "content": clean_text(prompt)}
             if instructions is None:
@@ -1059,6 +1089,7 @@ class _SessionPlan:
         limits: RunLimits | None,
         decisions: Mapping[Any, Decision] | None,
         found: list[Sequence[Tool[..., Any]]],
+        principal: Principal | None = None,
     ) -> None:
         settings = agent._settings_with(found) if found else agent._settings
         self.session = record.session_id
@@ -1078,12 +1109,12 @@ class _SessionPlan:
             else:
                 self._plan = round_.plan
         new = _new_messages(prompt)
-        system = agent._system_messages(context, None)
+        system = agent._system_messages(context, None, principal)
         kept, summary = fit_budget(
             history, agent._context_budget, fixed=[*system, *new], summarize=agent._summarize
         )
         if summary:
-            system = agent._system_messages(context, summary)
+            system = agent._system_messages(context, summary, principal)
         self._start = len(system) + len(kept)
         settings, turns = agent._limited(settings, limits)
         self.loop = RunLoop(
@@ -1092,6 +1123,7 @@ class _SessionPlan:
             deps=context,
             max_turns=turns,
             tools_with_stream=agent._tools_with_stream,
+            principal=principal,
         )
         self.loop.session = self.session
 

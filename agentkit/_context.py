@@ -14,14 +14,43 @@ never sees it, and the agent loop fills it in on every call::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from ._wire import Usage
 
-__all__ = ["RunContext"]
+__all__ = ["Principal", "RunContext"]
 
 DepsT = TypeVar("DepsT")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a run is for: a person or a service, as a server authenticated them.
+
+    ``agentkit serve`` turns each request into one (from an API key, a token or a trusted
+    proxy's header) and hands it to the run; in Python, pass ``principal=`` to
+    ``Agent.run`` and the other entry points. Tools read it as ``ctx.principal``.
+
+    Attributes:
+        id: a stable name for the person (a user name, a token's ``sub``).
+        roles: what the person may do, e.g. ``frozenset({"receptionist"})``.
+        claims: what else the identity source said (a token's claims); never a secret.
+    """
+
+    id: str
+    roles: frozenset[str] = frozenset()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError("a Principal needs a non-empty id")
+        if not isinstance(self.roles, frozenset):
+            object.__setattr__(self, "roles", frozenset(self.roles))
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.roles))
 
 
 @dataclass(slots=True)
@@ -43,6 +72,8 @@ class RunContext(Generic[DepsT]):
             messaging API so that a repeat is not done twice. On a session it is
             ``"<session>/<message number>/<call id>"``; without one, the call id.
         session: the session id of the run, or ``None``.
+        principal: who the run is for (:class:`Principal`), or ``None`` when the caller
+            named nobody (``Agent.run(..., principal=...)``; served runs always have one).
     """
 
     deps: DepsT
@@ -52,3 +83,4 @@ class RunContext(Generic[DepsT]):
     call_id: str = ""
     idempotency_key: str = ""
     session: str | None = None
+    principal: Principal | None = None

@@ -59,7 +59,7 @@ from ._wire import ChatCompletion, ToolCall, Usage, message_to_dict
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from ._context import RunContext
+    from ._context import Principal, RunContext
     from ._observe import RunObserver
     from ._tool import Tool
 
@@ -493,6 +493,7 @@ class RunLoop:
         "journal",
         "messages",
         "observer",
+        "principal",
         "session",
         "settings",
         "tools_with_stream",
@@ -507,6 +508,7 @@ class RunLoop:
         deps: Any = None,
         max_turns: int | None = None,
         tools_with_stream: bool = True,
+        principal: Principal | None = None,
     ) -> None:
         if max_turns is not None:
             check_count("max_turns", max_turns)
@@ -518,6 +520,7 @@ class RunLoop:
         self.settings = settings
         self.messages = messages
         self.deps = deps
+        self.principal = principal
         # the run's observer (tracing, progress), set by the driver; None: unobserved
         self.observer: RunObserver | None = None
         self.turns = 0
@@ -1014,6 +1017,7 @@ class RunLoop:
             messages=self.messages,
             turn=self.turns,
             session=self.session,
+            principal=self.principal,
         )
 
     def _track(self, settled: list[ToolOutcome]) -> None:
