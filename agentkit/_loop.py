@@ -26,7 +26,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -54,6 +54,7 @@ from ._events import (
 from ._providers import Provider
 from ._result import PendingCall, RunResult
 from ._store import argument_digest
+from ._tool import render_tool_output
 from ._wire import ChatCompletion, ToolCall, Usage, message_to_dict
 
 if TYPE_CHECKING:
@@ -1058,34 +1059,6 @@ class RunLoop:
 
 
 # --- pure helpers -------------------------------------------------------------------------
-
-
-def render_tool_output(name: str, value: Any) -> tuple[str, str | None]:
-    """A tool's return value as the text the model gets: ``(text, error)``.
-
-    A ``str`` goes as it is; anything else as JSON (pydantic models, dataclasses, dicts,
-    lists, datetimes...). A value that cannot become JSON gives a clear message instead,
-    and ``error`` says so.
-    """
-    if isinstance(value, str):
-        return value, None
-    if isinstance(value, Iterator | AsyncIterator):
-        # A lazy value could run (or grow) for ever once read: it is not read at all.
-        text = (
-            f"tool {name} returned a generator or iterator ({type(value).__name__}), which "
-            "is not read; the tool must return a list or another finished value"
-        )
-        return text, text
-    from pydantic_core import PydanticSerializationError, to_json
-
-    try:
-        return to_json(value).decode(), None
-    except (PydanticSerializationError, ValueError, TypeError) as exc:
-        text = (
-            f"tool {name} returned a value of type {type(value).__name__} that cannot be "
-            f"turned into JSON ({_first_line(str(exc))})"
-        )
-        return text, text
 
 
 def completion_deltas(completion: ChatCompletion) -> list[StreamDelta]:

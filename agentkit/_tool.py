@@ -30,14 +30,17 @@ Schema says it is. Unknown fields are refused at every level.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 import inspect
 import sys
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+import pydantic
 import pydantic_core
 from pydantic import ValidationError
 
@@ -649,3 +652,134 @@ def _arguments_error(
         "Fix the arguments and call the tool again."
     )
     return ToolArgumentsError(message, tool_name=tool_name, errors=pairs)
+
+
+# --- the result the model gets ------------------------------------------------------------
+
+
+def render_tool_output(name: str, value: Any) -> tuple[str, str | None]:
+    """A tool's return value as the text the model gets: ``(text, error)``.
+
+    A ``str`` goes as it is; anything else as JSON (pydantic models, dataclasses, dicts,
+    lists, datetimes...). A value that cannot become JSON gives a clear message instead,
+    and ``error`` says so. A generator or iterator anywhere in the value is refused
+    without being read: it could run, or grow, for ever. Lone surrogates (a file name that
+    is not UTF-8) become U+FFFD, in keys as in values.
+    """
+    if isinstance(value, str):
+        return value, None
+    where = lazy_part(value)
+    if where is not None:
+        at = f" at {where}" if where else ""
+        text = (
+            f"tool {name} returned a generator or iterator{at}, which is not read; the "
+            "tool must return lists or other finished values"
+        )
+        return text, text
+    try:
+        return pydantic_core.to_json(value).decode(), None
+    except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
+        problem: Exception = exc
+    if "surrogates not allowed" in str(problem):
+        # Rare, so paid for only here: the value with its strings made sendable.
+        try:
+            return pydantic_core.to_json(_sendable(value)).decode(), None
+        except (
+            pydantic_core.PydanticSerializationError,
+            ValueError,
+            TypeError,
+            RecursionError,  # a cycle
+        ) as exc:
+            problem = exc
+    first_line = (str(problem).strip().splitlines() or [""])[0]
+    text = (
+        f"tool {name} returned a value of type {type(value).__name__} that cannot be "
+        f"turned into JSON ({first_line})"
+    )
+    return text, text
+
+
+def _sendable(value: Any) -> Any:
+    """``value`` with each lone surrogate in its strings (keys too) replaced by U+FFFD;
+    models and dataclasses become dicts, which is how they serialise anyway."""
+    from ._loop import clean_text
+
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, Mapping):
+        return {_sendable(k): _sendable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset | collections.deque):
+        return [_sendable(v) for v in value]
+    if isinstance(value, pydantic.BaseModel):
+        return _sendable(value.model_dump(mode="python"))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _sendable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    return value
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
+_LAZY = (Iterator, AsyncIterator)
+
+
+def lazy_part(value: Any) -> str | None:
+    """Where a generator or iterator sits in ``value`` (``""``: it is ``value``), or None.
+
+    Walks what JSON would read (mappings, lists, tuples, sets, pydantic models,
+    dataclasses) without reading any iterator, as deep as the serialiser goes; each
+    container is visited once, so a cycle ends the walk (the serialiser then names it).
+    """
+    if type(value) in _ATOMS:
+        return None
+    path = _find_lazy(value, set(), 0)
+    return None if path is None else _path_text(path[::-1])
+
+
+_MAX_DEPTH = 256  # pydantic_core refuses deeper values (as a circular reference)
+
+
+def _find_lazy(item: Any, seen: set[int], depth: int) -> list[Any] | None:
+    """The way to the first lazy value in ``item`` (innermost key first), or None."""
+    kind = type(item)
+    # The common containers first: exact types are cheap to test.
+    if kind is dict or kind is list or kind is tuple:
+        values: Any = item
+    elif isinstance(item, _LAZY):
+        return []
+    else:
+        values = _values_of(item)
+        if values is None:
+            return None
+    keyed = type(values) is dict
+    leaves = values.values() if keyed else values
+    if _ATOMS.issuperset(map(type, leaves)) or depth >= _MAX_DEPTH or id(item) in seen:
+        return None  # the usual leaf is checked in C, with no Python step per value
+    seen.add(id(item))
+    parts = values.items() if keyed else enumerate(values)
+    for key, value in parts:
+        if type(value) not in _ATOMS:
+            found = _find_lazy(value, seen, depth + 1)
+            if found is not None:
+                found.append(key)
+                return found
+    return None
+
+
+def _values_of(item: Any) -> Any:
+    """What JSON reads of a container that is not a dict, list or tuple (a mapping for
+    keyed ones), or None for a value that holds nothing to walk."""
+    if isinstance(item, Mapping):
+        return dict(item)  # a dict, so the walk gives its keys
+    if isinstance(item, set | frozenset | collections.deque):
+        return list(item)
+    if isinstance(item, pydantic.BaseModel):
+        return {**vars(item), **(item.__pydantic_extra__ or {})}
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return {f.name: getattr(item, f.name, None) for f in dataclasses.fields(item)}
+    return None
+
+
+def _path_text(path: list[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -739,3 +740,22 @@ def test_any_arguments_give_a_valid_call_or_a_message(arguments: str, name: str)
         assert isinstance(seen[0]["city"], str) and isinstance(seen[0]["days"], int)
     assert_resendable(loop.messages)
     loop.next_request()  # and the run can go on
+
+
+def test_a_lazy_value_is_found_anywhere_without_being_read() -> None:
+    from agentkit._tool import lazy_part
+
+    endless = itertools.count()
+    assert lazy_part({"a": [1, {"b": (2, endless)}]}) == "a[1].b[1]"
+    assert lazy_part(endless) == ""
+    assert lazy_part({"orders": {1, 2}, "n": None}) is None
+    loop_: list[Any] = []
+    loop_.extend([loop_, loop_])
+    assert lazy_part(loop_) is None  # a cycle ends the walk; the serialiser names it
+    deep: Any = endless
+    for _ in range(5000):
+        deep = [deep]
+    assert lazy_part(deep) is None  # deeper than the serialiser reads
+    assert next(endless) == 0  # nothing was drawn
+    text, error = render_tool_output("t", {"rows": (x for x in range(3))})
+    assert error == text and "at rows" in text

@@ -8,12 +8,15 @@ finishes; the caller's code is never interrupted by a tool's exception.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from _helpers import assert_resendable
+from pydantic import BaseModel, ConfigDict
 
 from agentkit import Tool, tool
 from agentkit.testing import Reply, ScriptedServer
@@ -170,3 +173,87 @@ def test_tool_returns_a_non_json_serialisable_object(
         told = run_tool_round(server, driver, forecast)
     assert "cannot be turned into JSON" in told
     assert type(value).__name__ in told
+
+
+# --- a lazy value nested in a result --------------------------------------------------------
+
+
+class _Counted:
+    """A generator that counts the items anything drew from it."""
+
+    def __init__(self, endless: bool = False) -> None:
+        self.drawn = 0
+        self.endless = endless
+
+    def __iter__(self) -> Iterator[int]:
+        while self.endless or self.drawn < 3:
+            self.drawn += 1
+            yield self.drawn
+
+
+class _Orders(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    orders: Any
+
+
+def _nested(kind: str, lazy: Any) -> Any:
+    return {
+        "dict": {"orders": lazy},
+        "list": [1, {"items": [2, lazy]}],
+        "tuple": ("a", (lazy,)),
+        "model": _Orders(orders=lazy),
+        "dataclass": _Box(lazy),
+    }[kind]
+
+
+@dataclasses.dataclass
+class _Box:
+    inner: Any
+
+
+@pytest.mark.parametrize("kind", ["dict", "list", "tuple", "model", "dataclass"])
+def test_a_nested_generator_is_refused_without_being_read(
+    server: ScriptedServer, driver: Driver, kind: str
+) -> None:
+    # An endless generator inside the result: drained, it would fill the memory.
+    counted = _Counted(endless=True)
+    lazy = iter(counted)
+
+    @tool(name="forecast")
+    def forecast(city: str) -> Any:
+        """The forecast."""
+        return _nested(kind, lazy)
+
+    with within(3.0):
+        told = run_tool_round(server, driver, forecast)
+    assert "generator or iterator" in told and "not read" in told
+    assert counted.drawn == 0
+
+
+def test_a_finite_nested_generator_is_not_drained(server: ScriptedServer, driver: Driver) -> None:
+    counted = _Counted()
+
+    @tool(name="forecast")
+    def forecast(city: str) -> Any:
+        """The forecast."""
+        return {"orders": iter(counted), "city": city}
+
+    told = run_tool_round(server, driver, forecast)
+    assert counted.drawn == 0
+    assert "orders" in told and "generator or iterator" in told
+
+
+def test_surrogates_in_a_results_keys_are_replaced_not_the_result(
+    server: ScriptedServer, driver: Driver
+) -> None:
+    @tool(name="forecast")
+    def forecast(city: str) -> Any:
+        """The forecast."""
+        return {"file_\udcff.txt": "sunny", "city": city, "note": "bad \ud800 byte"}
+
+    told = run_tool_round(server, driver, forecast)
+    assert json.loads(told) == {
+        "file_\ufffd.txt": "sunny",
+        "city": "Paris",
+        "note": "bad \ufffd byte",
+    }
