@@ -42,6 +42,7 @@ __all__ = [
     "SessionRecord",
     "Store",
     "argument_digest",
+    "check_paused_state",
     "check_session_id",
     "check_transcript",
 ]
@@ -376,6 +377,31 @@ def check_transcript(
                 if call_id in open_calls:
                     raise _corrupt(session_id, row, f"repeats the tool call id {call_id!r}")
                 open_calls[call_id] = row
+
+
+def check_paused_state(session_id: str, state: Mapping[str, Any]) -> None:
+    """Refuse a paused state that ``resume`` could not read: ``calls`` a list of calls (each
+    with a text ``id``; ``name``, ``arguments`` and ``digest`` texts too), ``settled`` a map of
+    call id to tool message text. Raises ``SessionCorruptError`` naming the session."""
+    calls = state.get("calls", [])
+    if not isinstance(calls, list):
+        raise _corrupt(session_id, "paused state", "has calls that are not a list")
+    for call in calls:
+        if (
+            not isinstance(call, dict)
+            or not isinstance(call.get("id"), str)
+            or not all(
+                isinstance(call.get(key, ""), str) for key in ("name", "arguments", "digest")
+            )
+        ):
+            raise _corrupt(session_id, "paused state", "has a malformed paused call")
+    settled = state.get("settled", {})
+    if not isinstance(settled, dict) or not all(
+        isinstance(value, str) for value in settled.values()
+    ):
+        raise _corrupt(session_id, "paused state", "has settled calls that are not texts")
+    if not isinstance(state.get("round", 0), int):
+        raise _corrupt(session_id, "paused state", "has a round that is not a number")
 
 
 def open_calls(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

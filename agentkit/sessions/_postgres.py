@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import re
+import select
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Any
 
 from .._errors import ConfigurationError
 from .._store import SessionError
-from ._sql import Cursor, SQLStore
+from ._sql import ConnectionDropped, Cursor, SQLStore
 
 __all__ = ["PostgresStore"]
 
@@ -108,23 +109,61 @@ class PostgresStore(SQLStore):
             raise SessionError("no PostgreSQL connection came free in time (pool exhausted)")
         connection = None
         try:
-            try:
-                connection = self._pool.get_nowait()
-            except queue.Empty:
+            connection = self._pooled()
+            if connection is None:
                 connection = self._connect()
             yield connection
-        except self._psycopg.OperationalError:
-            if connection is not None:  # a broken connection is not given back
+        except self._psycopg.Error as error:
+            if connection is not None and connection.broken:  # never given back
                 connection.close()
                 connection = None
+            if isinstance(error, self._psycopg.OperationalError):
+                raise SessionError(
+                    f"PostgreSQL failed: {_first_line(error)}; retry (the transaction was "
+                    "rolled back, unless the connection dropped as it committed)"
+                ) from error
             raise
         finally:
             if connection is not None:
-                if connection.closed or self._closed:
+                if connection.closed or connection.broken or self._closed:
                     connection.close()
                 else:
                     self._pool.put(connection)
             self._slots.release()
+
+    def _pooled(self) -> Any:
+        """A pooled connection that still looks alive, or None.
+
+        An idle connection has nothing to read: if its socket is readable, the server closed
+        it or sent a FATAL (a restart, an admin's terminate), and it is dropped unused. The
+        check is one poll, no round trip.
+        """
+        while True:
+            try:
+                connection = self._pool.get_nowait()
+            except queue.Empty:
+                return None
+            try:
+                readable, _, _ = select.select([connection.fileno()], [], [], 0)
+            except (OSError, ValueError, self._psycopg.Error):
+                readable = [True]
+            if not readable and not connection.closed:
+                return connection
+            connection.close()
+
+    def _dropped(self, error: BaseException) -> ConnectionDropped:
+        # The pooled connections idled through the same restart: drop them all, so that
+        # the retry gets a new connection.
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                break
+        return ConnectionDropped(
+            f"the connection to PostgreSQL was lost ({_first_line(error)}): the server "
+            "restarted or the network dropped; nothing was written. Retry once the server "
+            "is back."
+        )
 
     def _connect(self) -> Any:
         if self._closed:
@@ -141,17 +180,32 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Cursor]:
-        with self._connection() as connection, connection.transaction():
-            cursor = connection.cursor()
-            if not write:
-                # One snapshot for the session row and its messages.
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            yield cursor
+        with self._connection() as connection:
+            try:
+                transaction = connection.transaction()
+                transaction.__enter__()  # BEGIN: nothing is done if the connection is gone
+            except self._psycopg.OperationalError as error:
+                if connection.broken:
+                    raise self._dropped(error) from error
+                raise
+            with _entered(transaction):
+                cursor = connection.cursor()
+                if not write:
+                    # One snapshot for the session row and its messages.
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield cursor
 
     @contextmanager
     def _statement(self) -> Iterator[Cursor]:
-        with self._connection() as connection:  # autocommit: the statement commits itself
-            yield connection.cursor()
+        # autocommit: the statement commits itself. The statements run this way (release,
+        # record_result) mean the same run twice, so a dropped connection may retry them.
+        with self._connection() as connection:
+            try:
+                yield connection.cursor()
+            except self._psycopg.OperationalError as error:
+                if connection.broken:
+                    raise self._dropped(error) from error
+                raise
 
     def _lock_schema(self, cursor: Cursor) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -175,6 +229,18 @@ class PostgresStore(SQLStore):
             connections, self._all = self._all, []
         for connection in connections:
             connection.close()
+
+
+@contextmanager
+def _entered(transaction: Any) -> Iterator[None]:
+    """Leave a transaction already entered: commit, or roll back on an exception."""
+    try:
+        yield
+    except BaseException as error:
+        if not transaction.__exit__(type(error), error, error.__traceback__):
+            raise
+    else:
+        transaction.__exit__(None, None, None)
 
 
 def _first_line(error: BaseException) -> str:

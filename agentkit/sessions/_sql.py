@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import secrets
 import socket
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
-from functools import partial
+from functools import partial, wraps
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from .._store import (
@@ -27,15 +28,18 @@ from .._store import (
     SchemaVersionError,
     SessionBusyError,
     SessionCorruptError,
+    SessionError,
     SessionInfo,
     SessionNotFoundError,
     SessionRecord,
+    check_paused_state,
     check_session_id,
     check_transcript,
     decode_row,
 )
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 SCHEMA_VERSION = 1
 
@@ -76,6 +80,46 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True
     return True
+
+
+class ConnectionDropped(SessionError):
+    """A pooled connection turned out dead before its first statement did anything (a
+    database server restart): the operation is retried once on a new connection."""
+
+
+def _retried(method: F) -> F:
+    """Run ``method`` again, once, when its connection was found dropped before anything
+    was done: after a server restart, the next run does not fail on a stale connection."""
+
+    @wraps(method)
+    def retried(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ConnectionDropped:
+            return method(*args, **kwargs)
+
+    return retried  # type: ignore[return-value]
+
+
+def _names_session(method: F) -> F:
+    """Name the session in a ``SessionError`` the connection layer raised without one (a
+    disk full, a read-only file, a lost connection): the caller learns which session's
+    operation failed, as well as what to do. A dropped connection is retried once."""
+    method = _retried(method)
+
+    @wraps(method)
+    def named(self: Any, session: Claim | str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, session, *args, **kwargs)
+        except SessionError as error:
+            if error.session_id is None:
+                session_id = session.session_id if isinstance(session, Claim) else session
+                error.session_id = session_id
+                error.message = f"session {session_id!r}: {error.message}"
+                error.args = (error.message,)
+            raise
+
+    return named  # type: ignore[return-value]
 
 
 class SQLStore:
@@ -225,6 +269,7 @@ class SQLStore:
             await asyncio.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @_names_session
     def _try_claim(self, session_id: str, metadata: Mapping[str, Any] | None) -> Claim | None:
         check_session_id(session_id)
         self._ensure_schema()
@@ -254,6 +299,7 @@ class SQLStore:
             )
         return Claim(session_id, token, int(length))
 
+    @_names_session
     def release(self, claim: Claim) -> None:
         """Give the session back (see ``agentkit.Store.release``)."""
         with self._statement() as cursor:
@@ -270,6 +316,7 @@ class SQLStore:
 
     # -- writes -----------------------------------------------------------------------
 
+    @_names_session
     def append(
         self,
         claim: Claim,
@@ -328,6 +375,7 @@ class SQLStore:
         """``append`` without blocking the event loop."""
         await self._off_loop(self.append, claim, messages, pending=pending, close_round=close_round)
 
+    @_names_session
     def write_ahead(self, claim: Claim, key: str, name: str, arguments: str, digest: str) -> None:
         """Record a side-effect call before it runs (see ``agentkit.Store.write_ahead``)."""
         now = time.time()
@@ -347,6 +395,7 @@ class SQLStore:
         """``write_ahead`` without blocking the event loop."""
         await self._off_loop(self.write_ahead, claim, key, name, arguments, digest)
 
+    @_names_session
     def record_result(self, claim: Claim, key: str, content: str) -> None:
         """Record a written-ahead call's outcome (see ``agentkit.Store.record_result``).
 
@@ -375,6 +424,7 @@ class SQLStore:
         if cursor.rowcount != 1:
             raise _lost(claim)
 
+    @_names_session
     def delete(self, session_id: str) -> bool:
         """Remove a session and all it holds (see ``agentkit.Store.delete``)."""
         check_session_id(session_id)
@@ -391,6 +441,7 @@ class SQLStore:
 
     # -- reads ------------------------------------------------------------------------
 
+    @_names_session
     def load(self, session: Claim | str) -> SessionRecord:
         """The session as stored (see ``agentkit.Store.load``).
 
@@ -426,6 +477,8 @@ class SQLStore:
         info = _info(session_id, length, status, created_at, updated_at, metadata)
         if status not in ("idle", "paused"):
             raise _corrupt_session(session_id, f"has an unknown status {status!r}")
+        if not _numbers(length, created_at, updated_at):
+            raise _corrupt_session(session_id, "has a length or a timestamp that is not a number")
         messages: list[dict[str, Any]] = []
         for index, (seq, body) in enumerate(rows):
             if seq != index:
@@ -446,10 +499,16 @@ class SQLStore:
         state = decode_row(session_id, "paused state", pending) if pending is not None else None
         if (state is None) != (status == "idle"):
             raise _corrupt_session(session_id, "is paused without a paused state")
+        if state is not None:
+            check_paused_state(session_id, state)
         calls = []
         for key, name, arguments, digest, call_state, result in call_rows:
             if call_state not in ("started", "done"):
                 raise _corrupt_session(session_id, f"has a call {key!r} in state {call_state!r}")
+            if not all(isinstance(v, str) for v in (key, name, arguments, digest)) or not (
+                result is None or isinstance(result, str)
+            ):
+                raise _corrupt_session(session_id, f"has a malformed call record {key!r}")
             calls.append(CallRecord(key, name, arguments, digest, call_state, result))
         return SessionRecord(info, messages, state, tuple(calls))
 
@@ -457,6 +516,7 @@ class SQLStore:
         """``load`` without blocking the event loop."""
         return await self._off_loop(self.load, session)
 
+    @_retried
     def list_sessions(self, *, limit: int = 100, prefix: str = "") -> list[SessionInfo]:
         """Sessions whose id starts with ``prefix``, most recently updated first."""
         self._ensure_schema()
@@ -493,17 +553,26 @@ def _info(
     updated_at: float,
     metadata: str | None,
 ) -> SessionInfo:
+    # A row a hand edit or another program damaged is still listed (with 0 for what cannot
+    # be read): one bad row must not hide every other session. ``load`` refuses it by name.
     try:
-        meta = json.loads(metadata) if metadata else {}
+        meta = json.loads(metadata) if isinstance(metadata, str) and metadata else {}
     except ValueError:
         meta = {}
     return SessionInfo(
-        session_id,
-        int(length),
+        str(session_id),
+        int(length) if _numbers(length) else 0,
         "paused" if status == "paused" else "idle",
-        float(created_at),
-        float(updated_at),
+        float(created_at) if _numbers(created_at) else 0.0,
+        float(updated_at) if _numbers(updated_at) else 0.0,
         meta if isinstance(meta, dict) else {},
+    )
+
+
+def _numbers(*values: object) -> bool:
+    return all(
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        for value in values
     )
 
 

@@ -71,6 +71,9 @@ class SQLiteStore(SQLStore):
         # SQLite has one writer at a time; threads of this process queue here instead of
         # in SQLite's busy handler, which sleeps in growing steps and wastes the wait.
         self._write_lock = threading.Lock()
+        # The file the store opened first (device, inode): a file deleted or replaced under
+        # the store is refused instead of written to (a lost file) or recreated empty.
+        self._identity: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -81,8 +84,10 @@ class SQLiteStore(SQLStore):
             return connection
         if self._closed:
             raise SessionError("this SQLiteStore is closed")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._identity is not None:
+            self._check_file()  # never let a new connection create an empty file in its place
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: transactions are begun by hand, so a write can take the
             # lock up front (BEGIN IMMEDIATE) instead of failing to upgrade a read lock.
             connection = sqlite3.connect(
@@ -93,17 +98,46 @@ class SQLiteStore(SQLStore):
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(f"PRAGMA synchronous={self._synchronous}")
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.Error, OSError) as error:
             raise SessionError(
                 f"cannot open the session database {str(self.path)!r}: {error}"
             ) from None
+        if self._identity is None:
+            self._identity = self._file_identity()
         self._local.connection = connection
         with self._connections_lock:
             self._connections.append(connection)
         return connection
 
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (stat.st_dev, stat.st_ino)
+
+    def _check_file(self) -> None:
+        identity = self._file_identity()
+        if identity != self._identity:
+            raise SessionError(
+                f"the session database {str(self.path)!r} was "
+                f"{'deleted' if identity is None else 'replaced'} while this store had it open; "
+                "refusing to write to a lost file (nothing was written). Restore the file, or "
+                "open a new SQLiteStore to start a new one."
+            )
+
     @contextmanager
     def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Cursor]:
+        try:
+            with self._transaction_on(write=write, durable=durable) as cursor:
+                yield cursor
+        except sqlite3.Error as error:
+            raise SessionError(_explain(error, str(self.path))) from error
+
+    @contextmanager
+    def _transaction_on(self, *, write: bool, durable: bool) -> Iterator[Cursor]:
+        if self._identity is not None:
+            self._check_file()
         if not write:
             with self._begin("BEGIN") as cursor:
                 yield cursor
@@ -153,3 +187,29 @@ class SQLiteStore(SQLStore):
             connections, self._connections = self._connections, []
         for connection in connections:
             connection.close()
+
+
+def _explain(error: sqlite3.Error, path: str) -> str:
+    """What went wrong with the database file, and what to do, in words."""
+    code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
+    nothing = "nothing of this write was stored"
+    if code == 13:  # SQLITE_FULL
+        return f"the disk holding {path!r} is full: {nothing}. Free some space and retry."
+    if code == 8:  # SQLITE_READONLY
+        return (
+            f"the session database {path!r} is read-only (the file's or its folder's "
+            f"permissions, or a read-only mount): {nothing}. Make it writable and retry."
+        )
+    if code in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
+        return (
+            f"another process held the write lock of {path!r} longer than busy_timeout: "
+            f"{nothing}. Retry, or open the store with a longer busy_timeout."
+        )
+    if code in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB
+        return (
+            f"the session database {path!r} is damaged or not a SQLite file ({error}); "
+            "restore it from a backup."
+        )
+    if code == 10:  # SQLITE_IOERR
+        return f"reading or writing {path!r} failed ({error}): {nothing}. Check the disk."
+    return f"the session database {path!r} failed: {error}"
