@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ._errors import DeadlineExceededError as DeadlineExceededError
     from ._errors import IncompleteStreamError as IncompleteStreamError
     from ._errors import InvalidResponseError as InvalidResponseError
-    from ._errors import MaxTurnsExceeded as MaxTurnsExceeded
+    from ._errors import MaxTurnsExceededError as MaxTurnsExceededError
     from ._errors import NotFoundError as NotFoundError
     from ._errors import OutputTruncatedError as OutputTruncatedError
     from ._errors import OutputValidationError as OutputValidationError
@@ -48,11 +48,11 @@ if TYPE_CHECKING:
     from ._errors import RunTimeoutError as RunTimeoutError
     from ._errors import ServerError as ServerError
     from ._errors import ToolArgumentsError as ToolArgumentsError
-    from ._errors import ToolCallLimitExceeded as ToolCallLimitExceeded
+    from ._errors import ToolCallLimitExceededError as ToolCallLimitExceededError
     from ._errors import ToolDefinitionError as ToolDefinitionError
-    from ._errors import ToolFailureLimitExceeded as ToolFailureLimitExceeded
+    from ._errors import ToolFailureLimitExceededError as ToolFailureLimitExceededError
     from ._errors import ToolRetry as ToolRetry
-    from ._errors import ToolThreadsExhausted as ToolThreadsExhausted
+    from ._errors import ToolThreadsExhaustedError as ToolThreadsExhaustedError
     from ._events import AgentEvent as AgentEvent
     from ._events import ModelRoundFinished as ModelRoundFinished
     from ._events import ReasoningDelta as ReasoningDelta
@@ -130,6 +130,10 @@ if not TYPE_CHECKING:
         else:
             module = _exports().get(name)
             if module is None:
+                from ._errors import RENAMED, renamed
+
+                if name in RENAMED:  # an old name: warns at each use, so never cached
+                    return renamed(name, "agentkit")
                 raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
             from importlib import import_module
 

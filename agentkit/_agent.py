@@ -174,7 +174,7 @@ class Agent(Generic[OutputT]):
             to ``run_timeout``); each limit may instead be given as a flat keyword, not both.
         settings: a :class:`~agentkit.ModelSettings` of the model parameters below
             (``temperature`` to ``extra_body``); a key may instead be a flat keyword, not both.
-        max_turns: model calls per run before ``MaxTurnsExceeded`` (default 10).
+        max_turns: model calls per run before ``MaxTurnsExceededError`` (default 10).
         output_mode: ``"auto"`` (default) uses ``response_format`` JSON Schema when the
             provider supports it, else a ``final_result`` tool; or force one of them.
         max_output_retries: invalid structured answers fed back before
@@ -187,13 +187,13 @@ class Agent(Generic[OutputT]):
         max_repeated_calls: identical repeated calls told to the model before
             ``RepeatedToolCallError`` (default 2).
         max_tool_failures: rounds in a row one tool may fail before
-            ``ToolFailureLimitExceeded`` (default 3).
+            ``ToolFailureLimitExceededError`` (default 3).
         on_truncated: ``"raise"`` (default: ``OutputTruncatedError``) or ``"return"`` (the
             partial answer, ``RunResult.truncated`` set) when the model hits ``max_tokens``.
         parallel_tool_calls_limit: tool calls running at once (default 16): the size of the
             agent's thread pool for sync tools and the bound on async tool tasks per round.
             Threads left in calls that timed out do not count; at most as many again
-            are kept for them, then ``ToolThreadsExhausted``.
+            are kept for them, then ``ToolThreadsExhaustedError``.
         hooks: :class:`Hooks` around model and tool calls.
         approve: the :data:`Approver` asked before each call of a ``requires_approval``
             tool. Without one, such a call pauses the run (``RunResult.status ==

@@ -7,8 +7,9 @@ It does no I/O.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "APIConnectionError",
@@ -23,7 +24,7 @@ __all__ = [
     "DeadlineExceededError",
     "IncompleteStreamError",
     "InvalidResponseError",
-    "MaxTurnsExceeded",
+    "MaxTurnsExceededError",
     "NotFoundError",
     "OutputTruncatedError",
     "OutputValidationError",
@@ -37,11 +38,11 @@ __all__ = [
     "RunTimeoutError",
     "ServerError",
     "ToolArgumentsError",
-    "ToolCallLimitExceeded",
+    "ToolCallLimitExceededError",
     "ToolDefinitionError",
-    "ToolFailureLimitExceeded",
+    "ToolFailureLimitExceededError",
     "ToolRetry",
-    "ToolThreadsExhausted",
+    "ToolThreadsExhaustedError",
     "error_from_response",
 ]
 
@@ -267,15 +268,15 @@ class RunError(AgentKitError):
     """An agent run stopped before a final answer; ``messages`` holds the transcript."""
 
 
-class MaxTurnsExceeded(RunError):
+class MaxTurnsExceededError(RunError):
     """The run made ``max_turns`` model calls without reaching a final answer."""
 
 
-class ToolCallLimitExceeded(RunError):
+class ToolCallLimitExceededError(RunError):
     """The run asked for more tool calls than its per-run cap allows."""
 
 
-class ToolFailureLimitExceeded(RunError):
+class ToolFailureLimitExceededError(RunError):
     """One tool failed too many times in a row; ``tool_name`` says which."""
 
     def __init__(
@@ -297,7 +298,7 @@ class OutputValidationError(RunError):
     """The final answer did not validate against ``output_type`` after the allowed retries."""
 
 
-class ToolThreadsExhausted(RunError):
+class ToolThreadsExhaustedError(RunError):
     """A sync tool call found no thread: the agent's leak bound of threads stuck in
     abandoned calls (timed out, or left behind by a cancelled run) is reached.
 
@@ -399,3 +400,37 @@ def error_from_response(
         param=param,
         request_id=request_id,
     )
+
+
+# --- old names ----------------------------------------------------------------------------
+
+RENAMED = {
+    "MaxTurnsExceeded": "MaxTurnsExceededError",
+    "ToolCallLimitExceeded": "ToolCallLimitExceededError",
+    "ToolFailureLimitExceeded": "ToolFailureLimitExceededError",
+    "ToolThreadsExhausted": "ToolThreadsExhaustedError",
+}
+"""Exceptions renamed before 0.1.0 (old name -> new name): the old names still resolve, to
+the same class, with a ``DeprecationWarning`` that names the new one."""
+
+
+def renamed(old: str, owner: str) -> type[AgentKitError]:
+    """The class an old exception name stands for, warning the caller (two frames up: the
+    code that looked the old name up in ``owner``) to use its new name."""
+    new = RENAMED[old]
+    warnings.warn(
+        f"{owner}.{old} is renamed {new}; import {new} instead (the old name will be removed)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    found: type[AgentKitError] = globals()[new]
+    return found
+
+
+# Hidden from type checkers, so that only the names above are valid to them.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name in RENAMED:
+            return renamed(name, "agentkit._errors")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ A driver (``_agent.py``) performs; this core decides. One run goes::
 
     loop = RunLoop(settings, messages)
     while True:
-        request = loop.next_request()          # raises MaxTurnsExceeded when spent
+        request = loop.next_request()          # raises MaxTurnsExceededError when spent
         completion = client.create(**request)  # the driver's I/O
         step = loop.on_response(completion)
         if isinstance(step, Finished):
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,13 +33,13 @@ from ._errors import (
     AgentKitError,
     ConfigurationError,
     InvalidResponseError,
-    MaxTurnsExceeded,
+    MaxTurnsExceededError,
     OutputTruncatedError,
     OutputValidationError,
     RepeatedToolCallError,
     ToolArgumentsError,
-    ToolCallLimitExceeded,
-    ToolFailureLimitExceeded,
+    ToolCallLimitExceededError,
+    ToolFailureLimitExceededError,
     ToolRetry,
 )
 from ._events import (
@@ -52,6 +51,7 @@ from ._events import (
     ToolResult,
 )
 from ._providers import Provider
+from ._records import RunLimits, check_count
 from ._result import PendingCall, RunResult
 from ._store import argument_digest
 from ._tool import render_tool_output
@@ -107,10 +107,10 @@ class LoopSettings:
     ``tool_choice``, ``extra_body``...).
 
     Limits (``None`` switches a limit off where noted):
-        max_turns: model calls per run, then :class:`~agentkit.MaxTurnsExceeded`.
+        max_turns: model calls per run, then :class:`~agentkit.MaxTurnsExceededError`.
         max_tool_calls: tool calls per run (``None``: no cap). Calls past the cap are not run
             and the model is told to answer; a model that still asks for more ends the run
-            with :class:`~agentkit.ToolCallLimitExceeded`.
+            with :class:`~agentkit.ToolCallLimitExceededError`.
         max_tool_output_chars: longest tool message sent to the model (``None``: no cap);
             longer output is cut, with a note saying so.
         max_repeated_calls: how many rounds in a row the model is told that it repeated a
@@ -118,7 +118,7 @@ class LoopSettings:
             again); the next repeat ends the run with :class:`~agentkit.RepeatedToolCallError`.
         max_tool_failures: consecutive rounds in which every call of one tool failed
             (exception, timeout, invalid arguments, refused approval) before the run ends
-            with :class:`~agentkit.ToolFailureLimitExceeded`. Parallel calls of one tool in
+            with :class:`~agentkit.ToolFailureLimitExceededError`. Parallel calls of one tool in
             one round count once, so they never use up each other's budget.
         max_output_retries: how many invalid structured answers are fed back for correction
             before :class:`~agentkit.OutputValidationError`.
@@ -158,29 +158,32 @@ class LoopSettings:
         tools: Sequence[Tool[..., Any]] = (),
         *,
         params: Mapping[str, Any] | None = None,
-        max_turns: int = 10,
-        max_tool_calls: int | None = 64,
-        max_tool_output_chars: int | None = 32_000,
-        max_repeated_calls: int = 2,
-        max_tool_failures: int = 3,
+        max_turns: int = RunLimits.max_turns,
+        max_tool_calls: int | None = RunLimits.max_tool_calls,
+        max_tool_output_chars: int | None = RunLimits.max_tool_output_chars,
+        max_repeated_calls: int = RunLimits.max_repeated_calls,
+        max_tool_failures: int = RunLimits.max_tool_failures,
         output_type: type[BaseModel] | None = None,
         output_mode: OutputMode = "text",
-        max_output_retries: int = 2,
+        max_output_retries: int = RunLimits.max_output_retries,
         on_truncated: Literal["raise", "return"] = "raise",
-        tool_timeout: float | None = 120.0,
-        run_timeout: float | None = None,
+        tool_timeout: float | None = RunLimits.tool_timeout,
+        run_timeout: float | None = RunLimits.run_timeout,
         provider: Provider | None = None,
     ) -> None:
-        check_count("max_turns", max_turns)
-        check_count("max_tool_calls", max_tool_calls, optional=True)
-        check_count("max_tool_output_chars", max_tool_output_chars, optional=True)
-        check_count("max_tool_failures", max_tool_failures)
-        check_count("max_repeated_calls", max_repeated_calls, minimum=0)
-        check_count("max_output_retries", max_output_retries, minimum=0)
+        # the limits' defaults and checks are RunLimits' (written once, in _records.py)
+        RunLimits(
+            max_turns=max_turns,
+            max_tool_calls=max_tool_calls,
+            tool_timeout=tool_timeout,
+            max_tool_output_chars=max_tool_output_chars,
+            max_repeated_calls=max_repeated_calls,
+            max_tool_failures=max_tool_failures,
+            max_output_retries=max_output_retries,
+            run_timeout=run_timeout,
+        )
         if on_truncated not in ("raise", "return"):
             raise ConfigurationError('on_truncated must be "raise" or "return"')
-        check_seconds("tool_timeout", tool_timeout)
-        check_seconds("run_timeout", run_timeout)
         if output_type is None:
             output_mode = "text"
         elif output_mode == "text":
@@ -246,33 +249,6 @@ def _needs_deps(tool_: Tool[..., Any]) -> bool:
         return False
     members = typing.get_args(deps_type)
     return not (members and type(None) in members)
-
-
-def check_count(name: str, value: object, *, minimum: int = 1, optional: bool = False) -> None:
-    """Refuse anything but an ``int`` of at least ``minimum`` (``None`` too if ``optional``);
-    a ``bool`` is not a count, though Python makes it an ``int``."""
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        allowed = " or None" if optional else ""
-        raise ConfigurationError(
-            f"{name} must be a whole number of at least {minimum}{allowed}, not {value!r}"
-        )
-
-
-def check_seconds(name: str, value: object) -> None:
-    """Refuse anything but a finite positive number of seconds, or ``None``."""
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigurationError(
-            f"{name} must be a positive number of seconds or None, not {value!r}"
-        )
 
 
 def _final_result_definition(output_type: type[BaseModel]) -> dict[str, Any]:
@@ -561,14 +537,14 @@ class RunLoop:
     def next_request(self) -> dict[str, Any]:
         """The keyword arguments for the next model call (``client.create(**request)``).
 
-        Counts the turn. Raises :class:`~agentkit.MaxTurnsExceeded` (with the transcript)
+        Counts the turn. Raises :class:`~agentkit.MaxTurnsExceededError` (with the transcript)
         when ``max_turns`` model calls were already made. ``messages`` in the request is the
         live transcript: send it before calling the core again.
         """
         self._expect("request")
         if self.turns >= self._max_turns:
             self._state = "done"
-            raise MaxTurnsExceeded(
+            raise MaxTurnsExceededError(
                 f"the run made {self.turns} model calls (max_turns={self._max_turns}) "
                 "without a final answer",
                 messages=self.messages,
@@ -685,7 +661,7 @@ class RunLoop:
 
         The outcomes are those given here and those already passed to :meth:`settle`, in
         any order; a call with none is recorded as cancelled. Raises
-        :class:`~agentkit.ToolFailureLimitExceeded` (after appending, so the transcript
+        :class:`~agentkit.ToolFailureLimitExceededError` (after appending, so the transcript
         stays whole) when a tool failed too many rounds in a row.
         """
         self._expect("outcomes")
@@ -856,7 +832,7 @@ class RunLoop:
         if any(call.kind == "limit" for call in calls):
             if self._limit_told:
                 self.interrupt(ToolOutcome.not_run(call) for call in calls)
-                raise ToolCallLimitExceeded(
+                raise ToolCallLimitExceededError(
                     f"the model kept asking for tools after the run's limit of "
                     f"{settings.max_tool_calls} tool calls",
                     messages=self.messages,
@@ -1049,7 +1025,7 @@ class RunLoop:
             self._failures[name] = count
             if count >= self.settings.max_tool_failures:
                 self._state = "done"
-                raise ToolFailureLimitExceeded(
+                raise ToolFailureLimitExceededError(
                     f"tool {name!r} failed {count} rounds in a row "
                     f"(max_tool_failures={self.settings.max_tool_failures}); last error: "
                     f"{_cap(last_error.get(name, ''), 500)}",

@@ -1,15 +1,16 @@
 """Options as records: the run limits (:class:`RunLimits`) and the model's wire settings
-(:class:`ModelSettings`). Each option is written once, here; ``Agent``'s flat keywords of the
-same names are derived from these fields."""
+(:class:`ModelSettings`). Each option is written once, here: its default and its check.
+``Agent``'s flat keywords of the same names and the loop core's settings
+(``LoopSettings``) take theirs from these fields."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from ._errors import ConfigurationError
-from ._loop import check_count, check_seconds
 
 __all__ = ["ModelSettings", "RunLimits"]
 
@@ -24,7 +25,7 @@ class RunLimits:
     ``Agent`` (``Agent(..., max_turns=5)``), but not together with ``limits=``.
 
     Attributes:
-        max_turns: model calls per run before ``MaxTurnsExceeded``.
+        max_turns: model calls per run before ``MaxTurnsExceededError``.
         max_tool_calls: tool calls per run (``None``: no cap).
         tool_timeout: seconds a tool call may run (a tool's own ``timeout`` wins;
             ``None``: no limit).
@@ -32,7 +33,7 @@ class RunLimits:
         max_repeated_calls: identical repeated calls told to the model before
             ``RepeatedToolCallError``.
         max_tool_failures: rounds in a row one tool may fail before
-            ``ToolFailureLimitExceeded``.
+            ``ToolFailureLimitExceededError``.
         max_output_retries: invalid structured answers fed back before
             ``OutputValidationError``.
         parallel_tool_calls_limit: tool calls running at once (it sizes the agent's thread
@@ -61,6 +62,33 @@ class RunLimits:
         check_count("max_output_retries", self.max_output_retries, minimum=0)
         check_count("parallel_tool_calls_limit", self.parallel_tool_calls_limit)
         check_seconds("run_timeout", self.run_timeout)
+
+
+def check_count(name: str, value: object, *, minimum: int = 1, optional: bool = False) -> None:
+    """Refuse anything but an ``int`` of at least ``minimum`` (``None`` too if ``optional``);
+    a ``bool`` is not a count, though Python makes it an ``int``."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        allowed = " or None" if optional else ""
+        raise ConfigurationError(
+            f"{name} must be a whole number of at least {minimum}{allowed}, not {value!r}"
+        )
+
+
+def check_seconds(name: str, value: object) -> None:
+    """Refuse anything but a finite positive number of seconds, or ``None``."""
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(
+            f"{name} must be a positive number of seconds or None, not {value!r}"
+        )
 
 
 LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(RunLimits))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -18,7 +19,8 @@ class PendingCall:
     outcome is unknown).
 
     Attributes:
-        id: the call's id; the key of its decision in ``Agent.resume``.
+        call_id: the call's id (the ``id`` of the assistant's tool call, the
+            ``tool_call_id`` of its answer); the key of its decision in ``Agent.resume``.
         name: the tool's name.
         arguments: the arguments exactly as the model wrote them (JSON text): what a person
             reviews.
@@ -27,16 +29,27 @@ class PendingCall:
             stored call (pass the ``PendingCall`` itself as the decision's key to require it).
     """
 
-    id: str
+    call_id: str
     name: str
     arguments: str
     kwargs: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     digest: str = ""
 
+    @property
+    def id(self) -> str:
+        """Deprecated: the old name of :attr:`call_id` (warns)."""
+        warnings.warn(
+            "PendingCall.id is renamed PendingCall.call_id (the old name will be removed)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.call_id
+
     def to_dict(self) -> dict[str, Any]:
-        """The call as JSON-ready data (``kwargs`` left out: they may not be JSON)."""
+        """The call as JSON-ready data (``kwargs`` left out: they may not be JSON). The id's
+        key is ``"id"``, as in the wire format's ``tool_calls``."""
         return {
-            "id": self.id,
+            "id": self.call_id,
             "name": self.name,
             "arguments": self.arguments,
             "digest": self.digest,

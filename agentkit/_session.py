@@ -297,13 +297,13 @@ def _decisions_by_id(
     chosen: dict[str, Decision] = {}
     for key, decision in decisions.items():
         if isinstance(key, PendingCall):
-            stored = pending.get(key.id)
+            stored = pending.get(key.call_id)
             if stored is not None and stored.get("digest") != key.digest:
                 raise ResumeError(
-                    f"{where}: the decision for {key.id!r} was made on other arguments than "
+                    f"{where}: the decision for {key.call_id!r} was made on other arguments than "
                     "the paused call's; nothing was run"
                 )
-            key = key.id
+            key = key.call_id
         if not isinstance(key, str):
             raise ResumeError(f"{where}: a decision's key is a call id, not {key!r}")
         if not isinstance(decision, bool | str):

@@ -27,12 +27,12 @@ from typing import Any, Final, TypeAlias
 
 from ._errors import (
     APIError,
-    MaxTurnsExceeded,
+    MaxTurnsExceededError,
     OutputValidationError,
     RepeatedToolCallError,
     RunTimeoutError,
-    ToolCallLimitExceeded,
-    ToolFailureLimitExceeded,
+    ToolCallLimitExceededError,
+    ToolFailureLimitExceededError,
 )
 from ._events import AgentEvent, RunFinished, ToolCallStarted, ToolResult
 from ._loop import PlannedCall, RunLoop, RunTools, ToolOutcome, completion_deltas
@@ -150,9 +150,9 @@ class RunPlan:
 
 
 _LIMITS: tuple[tuple[type[BaseException], str], ...] = (
-    (MaxTurnsExceeded, "max_turns"),
-    (ToolCallLimitExceeded, "max_tool_calls"),
-    (ToolFailureLimitExceeded, "max_tool_failures"),
+    (MaxTurnsExceededError, "max_turns"),
+    (ToolCallLimitExceededError, "max_tool_calls"),
+    (ToolFailureLimitExceededError, "max_tool_failures"),
     (RepeatedToolCallError, "max_repeated_calls"),
     (OutputValidationError, "max_output_retries"),
     (RunTimeoutError, "run_timeout"),

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, TypeAlias
 
-from ._errors import RunTimeoutError, ToolThreadsExhausted
+from ._errors import RunTimeoutError, ToolThreadsExhaustedError
 from ._loop import PlannedCall, ToolOutcome
 
 __all__ = ["AsyncBatch", "SyncBatch", "ToolThreads", "run_timed_out"]
@@ -119,7 +119,7 @@ class ToolThreads:
     until the call returns, and no longer counts against ``size``, so a new thread takes
     its place and later runs are never starved. Stuck threads are bounded too: the pool
     never holds more than ``2 * size`` threads, and a call that would need one more raises
-    :class:`~agentkit.ToolThreadsExhausted` instead of waiting for ever. A tool thread that
+    :class:`~agentkit.ToolThreadsExhaustedError` instead of waiting for ever. A tool thread that
     waits on a nested run of the same agent (a tool calling its own agent) lends its slot
     the same way while it waits.
 
@@ -139,7 +139,7 @@ class ToolThreads:
 
     def submit(self, job: _Job) -> None:
         """Hand ``job`` to a free thread, a new one, or (``size`` calls running) the first
-        to free; raises ``ToolThreadsExhausted`` at the leak bound."""
+        to free; raises ``ToolThreadsExhaustedError`` at the leak bound."""
         with self._lock:
             if self._closed:
                 if job.drop():
@@ -150,7 +150,7 @@ class ToolThreads:
             elif self._count - self._stuck < self._size:
                 if self._count >= 2 * self._size:
                     job.drop()
-                    raise ToolThreadsExhausted(
+                    raise ToolThreadsExhaustedError(
                         f"no thread for tool {job.call.name}: {self._stuck} of this agent's "
                         f"{self._count} tool threads are stuck in calls that timed out or "
                         "were cancelled and have not returned (the bound is twice "

@@ -277,6 +277,8 @@ def tool(
     strict: bool = False,
     requires_approval: bool = False,
     timeout: float | None = None,
+    side_effects: bool = False,
+    idempotent: bool = False,
 ) -> Tool[P, R]: ...
 
 

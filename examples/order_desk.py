@@ -217,12 +217,12 @@ def decide(agent: Agent[str], result: RunResult[str], desk: Desk, approve: bool 
                 print(f"[waiting for approval: {shown}; run again with --approve or --deny]")
                 return
             if approve is None:
-                decisions[call.id] = input(f"Approve {shown}? [y/N] ").strip().lower() in {
+                decisions[call.call_id] = input(f"Approve {shown}? [y/N] ").strip().lower() in {
                     "y",
                     "yes",
                 }
             else:
-                decisions[call.id] = approve
+                decisions[call.call_id] = approve
         result = agent.resume(desk.customer, decisions, deps=desk)
         print(result.output)
 

@@ -18,11 +18,11 @@ from agentkit import (
     Agent,
     BadRequestError,
     ChatClient,
-    MaxTurnsExceeded,
+    MaxTurnsExceededError,
     OutputTruncatedError,
     RepeatedToolCallError,
-    ToolCallLimitExceeded,
-    ToolFailureLimitExceeded,
+    ToolCallLimitExceededError,
+    ToolFailureLimitExceededError,
     ToolRetry,
     tool,
 )
@@ -266,7 +266,7 @@ def test_max_turns_stops_an_endless_model_fast(server: ScriptedServer, client: C
     server.respond_with(endless_model)
     with Agent("m", [book_flight], client=client, max_turns=3) as agent:
         start = time.perf_counter()
-        with pytest.raises(MaxTurnsExceeded) as caught:
+        with pytest.raises(MaxTurnsExceededError) as caught:
             agent.run("go")
         elapsed = time.perf_counter() - start
     assert elapsed < 1
@@ -282,13 +282,13 @@ def test_max_turns_in_run_async_and_stream(server: ScriptedServer) -> None:
 
     async def main() -> None:
         async with Agent("m", [book_flight], base_url=server.base_url, api_key=KEY) as agent:
-            with pytest.raises(MaxTurnsExceeded):
+            with pytest.raises(MaxTurnsExceededError):
                 await agent.run_async("go", max_turns=2)
 
     asyncio.run(main())
     with (
         Agent("m", [book_flight], base_url=server.base_url, api_key=KEY) as agent,
-        pytest.raises(MaxTurnsExceeded) as caught,
+        pytest.raises(MaxTurnsExceededError) as caught,
     ):
         for _ in agent.stream("go", max_turns=2):
             pass
@@ -326,7 +326,7 @@ def test_a_tool_failing_round_after_round_ends_the_run(
     server.respond_with(lambda r: Reply.tool_calls(("flaky", {"n": r.number})))
     with (
         Agent("m", [flaky], client=client, max_tool_failures=3) as agent,
-        pytest.raises(ToolFailureLimitExceeded) as caught,
+        pytest.raises(ToolFailureLimitExceededError) as caught,
     ):
         agent.run("go")
     assert caught.value.tool_name == "flaky"
@@ -344,7 +344,7 @@ def test_the_per_run_tool_call_cap(server: ScriptedServer, client: ChatClient) -
     )
     with (
         Agent("m", [book_flight], client=client, max_tool_calls=4) as agent,
-        pytest.raises(ToolCallLimitExceeded) as caught,
+        pytest.raises(ToolCallLimitExceededError) as caught,
     ):
         agent.run("go")
     assert len(calls_seen) == 4

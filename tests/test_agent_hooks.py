@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentkit import Agent, ChatClient, ToolFailureLimitExceeded, tool
+from agentkit import Agent, ChatClient, ToolFailureLimitExceededError, tool
 from agentkit._agent import Hooks
 from agentkit._events import ToolResult
 from agentkit._loop import PlannedCall
@@ -215,7 +215,7 @@ def test_without_an_approver_the_run_pauses_and_resumes(
         (call,) = result.pending
         assert call.name == "refund" and call.kwargs == {"order_id": 7, "amount": 5}
         assert json.loads(call.arguments) == {"order_id": 7, "amount": 5}
-        done = agent.resume(result, {call.id: True})
+        done = agent.resume(result, {call.call_id: True})
     assert done.status == "done" and done.output == "ok"
     assert refunds == [7]
     (told,) = last_tool_contents(server.requests[1])
@@ -243,7 +243,7 @@ def test_a_model_that_insists_is_refused_every_time_then_stopped(
     )
     with (
         Agent("m", [refund], client=client, approve=approve, max_tool_failures=3) as agent,
-        pytest.raises(ToolFailureLimitExceeded) as caught,
+        pytest.raises(ToolFailureLimitExceededError) as caught,
     ):
         agent.run("Refund everything!")
     assert refunds == []  # never, in any round

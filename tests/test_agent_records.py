@@ -11,10 +11,10 @@ import pytest
 from agentkit import (
     Agent,
     ConfigurationError,
-    MaxTurnsExceeded,
+    MaxTurnsExceededError,
     ModelSettings,
     RunLimits,
-    ToolCallLimitExceeded,
+    ToolCallLimitExceededError,
     tool,
 )
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
@@ -39,7 +39,7 @@ def agent(server: ScriptedServer, **options: Any) -> Agent[str]:
 
 def test_a_limit_given_as_a_record_is_enforced(server: ScriptedServer) -> None:
     server.respond_with(endless_model)
-    with agent(server, limits=RunLimits(max_turns=3)) as made, pytest.raises(MaxTurnsExceeded):
+    with agent(server, limits=RunLimits(max_turns=3)) as made, pytest.raises(MaxTurnsExceededError):
         made.run("go")
     assert len(server.requests) == 3
 
@@ -47,20 +47,20 @@ def test_a_limit_given_as_a_record_is_enforced(server: ScriptedServer) -> None:
 def test_a_run_level_record_applies_to_that_run_only(server: ScriptedServer) -> None:
     server.respond_with(endless_model)
     with agent(server, max_turns=3) as made:
-        with pytest.raises(ToolCallLimitExceeded):
+        with pytest.raises(ToolCallLimitExceededError):
             made.run("go", limits=RunLimits(max_turns=10, max_tool_calls=1))
         first = len(server.requests)
         assert first < 10
-        with pytest.raises(MaxTurnsExceeded):
+        with pytest.raises(MaxTurnsExceededError):
             made.run("go")
         assert len(server.requests) - first == 3
-        with pytest.raises(MaxTurnsExceeded):
+        with pytest.raises(MaxTurnsExceededError):
             for _ in made.stream("go", limits=RunLimits(max_turns=2)):
                 pass
         assert len(server.requests) - first == 5
 
         async def main() -> None:
-            with pytest.raises(MaxTurnsExceeded):
+            with pytest.raises(MaxTurnsExceededError):
                 await made.run_async("go", limits=RunLimits(max_turns=1))
 
         asyncio.run(main())
@@ -88,11 +88,11 @@ def test_invalid_values_are_refused_at_construction(limits: dict[str, Any]) -> N
 def test_flat_keywords_and_records_behave_the_same(server: ScriptedServer) -> None:
     server.respond_with(endless_model)
     flat = agent(server, max_turns=2, temperature=0.3, seed=7)
-    with flat, pytest.raises(MaxTurnsExceeded):
+    with flat, pytest.raises(MaxTurnsExceededError):
         flat.run("go")
     settings = ModelSettings(temperature=0.3, seed=7)
     records = agent(server, limits=RunLimits(max_turns=2), settings=settings)
-    with records, pytest.raises(MaxTurnsExceeded):
+    with records, pytest.raises(MaxTurnsExceededError):
         records.run("go")
     bodies = [request.json() for request in server.requests]
     assert len(bodies) == 4

@@ -16,13 +16,13 @@ from agentkit import (
     BadRequestError,
     ConfigurationError,
     IncompleteStreamError,
-    MaxTurnsExceeded,
+    MaxTurnsExceededError,
     OutputTruncatedError,
     OutputValidationError,
     RepeatedToolCallError,
     RunContext,
-    ToolCallLimitExceeded,
-    ToolFailureLimitExceeded,
+    ToolCallLimitExceededError,
+    ToolFailureLimitExceededError,
     ToolRetry,
     tool,
 )
@@ -311,7 +311,7 @@ def test_tool_output_rendering() -> None:
 def test_unserialisable_return_value_counts_as_a_failure() -> None:
     loop = new_loop(max_tool_failures=1)
     step = run_round(loop, completion(calls=[("a", "get_weather", '{"city": "A"}')]))
-    with pytest.raises(ToolFailureLimitExceeded) as caught:
+    with pytest.raises(ToolFailureLimitExceededError) as caught:
         loop.on_tool_outcomes([ToolOutcome.ok(step.calls[0], {1, object()})])
     assert "cannot be turned into JSON" in loop.messages[-1]["content"]
     assert caught.value.messages is loop.messages
@@ -339,7 +339,7 @@ def test_consecutive_failures_end_the_run_with_a_whole_transcript() -> None:
         if round_number < 2:
             loop.on_tool_outcomes(outcomes)
         else:
-            with pytest.raises(ToolFailureLimitExceeded) as caught:
+            with pytest.raises(ToolFailureLimitExceededError) as caught:
                 loop.on_tool_outcomes(outcomes)
     error = caught.value
     assert error.tool_name == "get_weather"
@@ -462,7 +462,7 @@ def test_max_turns_raises_with_the_transcript() -> None:
             loop, completion(calls=[(f"c{index}", "get_weather", f'{{"city": "{index}"}}')])
         )
         loop.on_tool_outcomes([run_planned(step.calls[0])])
-    with pytest.raises(MaxTurnsExceeded) as caught:
+    with pytest.raises(MaxTurnsExceededError) as caught:
         loop.next_request()
     assert loop.turns == 3
     assert caught.value.messages is loop.messages
@@ -484,7 +484,7 @@ def test_tool_call_cap_refuses_then_stops_a_runaway_model() -> None:
     # The model is asked to answer without tools...
     assert loop.next_request()["tool_choice"] == "none"
     # ...and a model that keeps asking ends the run.
-    with pytest.raises(ToolCallLimitExceeded) as caught:
+    with pytest.raises(ToolCallLimitExceededError) as caught:
         loop.on_response(completion(calls=[("x", "get_weather", '{"city": "x"}')]))
     assert len(seen) == 2
     assert caught.value.messages is not None
@@ -535,7 +535,7 @@ def test_refused_approval_is_told_and_counts_as_a_failure() -> None:
             loop.on_tool_outcomes([outcome])
             assert "did not approve it. It was not run" in loop.messages[-1]["content"]
         else:
-            with pytest.raises(ToolFailureLimitExceeded):
+            with pytest.raises(ToolFailureLimitExceededError):
                 loop.on_tool_outcomes([outcome])
             assert "did not approve it: over the limit" in loop.messages[-1]["content"]
 

@@ -276,7 +276,9 @@ def test_requires_approval_per_tool(server: ScriptedServer) -> None:
     with agent_for(server, [source]) as agent:  # no approver: the run pauses
         paused = agent.run("go")
         assert paused.status == "paused" and [c.name for c in paused.pending] == ["fake_echo"]
-        refused = tool_messages(agent.resume(paused, {paused.pending[0].id: False}).messages)[0]
+        refused = tool_messages(agent.resume(paused, {paused.pending[0].call_id: False}).messages)[
+            0
+        ]
     assert "did not approve" in refused
     server.queue(Reply.tool_calls(("fake_echo", {"text": "a"})), Reply.text("ok"))
     with agent_for(server, [fake(requires_approval={"echo"})], approve=approve) as agent:

@@ -36,7 +36,7 @@ from agentkit import (
     AuthenticationError,
     ChatClient,
     ConfigurationError,
-    MaxTurnsExceeded,
+    MaxTurnsExceededError,
     tool,
 )
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
@@ -433,11 +433,11 @@ def test_a_limit_hit_is_an_event_and_the_error_type(
     exporter: InMemorySpanExporter,
 ) -> None:
     server.queue(Reply.tool_calls(("get_weather", {"city": "A"})))
-    with bot(client, provider, max_turns=1) as agent, pytest.raises(MaxTurnsExceeded):
+    with bot(client, provider, max_turns=1) as agent, pytest.raises(MaxTurnsExceededError):
         agent.run("Weather?")
     run = by_name(exporter.get_finished_spans())["invoke_agent weather-bot"]
     assert run.status.status_code is StatusCode.ERROR
-    assert (run.attributes or {})[error_attributes.ERROR_TYPE] == "agentkit.MaxTurnsExceeded"
+    assert (run.attributes or {})[error_attributes.ERROR_TYPE] == "agentkit.MaxTurnsExceededError"
     (limit,) = [e for e in run.events if e.name == "agentkit.limit"]
     assert (limit.attributes or {})["agentkit.limit.name"] == "max_turns"
 

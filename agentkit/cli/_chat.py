@@ -211,16 +211,19 @@ def _settle_pauses(
         for call in result.pending:
             shown = f"{call.name}({compact_json(call.arguments)})"
             if args is not None and getattr(args, "approve_all", False):
-                decisions[call.id] = True
+                decisions[call.call_id] = True
             elif sys.stdin.isatty():
                 console.note(f"  ? {shown} needs your approval")
-                decisions[call.id] = input("    run it? [y/N] ").strip().lower() in ("y", "yes")
+                decisions[call.call_id] = input("    run it? [y/N] ").strip().lower() in (
+                    "y",
+                    "yes",
+                )
             else:
                 console.note(
                     f"  ? {shown} needs your approval, and stdin is not a terminal to ask on: "
                     "refused (--approve-all runs such tools)"
                 )
-                decisions[call.id] = False
+                decisions[call.call_id] = False
         result = agent.resume(session if session is not None else result, decisions)
         console.text(str(result.output))
         console.end_answer()

@@ -46,7 +46,7 @@ class Ended:
 
 
 def _call_view(call: Any) -> dict[str, Any]:
-    return {"id": call.id, "name": call.name, "arguments": call.arguments}
+    return {"id": call.call_id, "name": call.name, "arguments": call.arguments}
 
 
 def pending_line(pending: list[dict[str, Any]]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _helpers import assert_resendable
 
-from agentkit import MaxTurnsExceeded, RepeatedToolCallError, ToolCallLimitExceeded
+from agentkit import MaxTurnsExceededError, RepeatedToolCallError, ToolCallLimitExceededError
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer, always
 
 from ._support import (
@@ -157,7 +157,7 @@ def _new_city_each_round() -> Any:
 def test_model_loops_with_new_calls_until_max_turns(server: ScriptedServer, driver: Driver) -> None:
     server.respond_with(_new_city_each_round())
     with within(5.0):
-        error = run_expecting(MaxTurnsExceeded, driver, server.base_url, max_turns=4)
+        error = run_expecting(MaxTurnsExceededError, driver, server.base_url, max_turns=4)
     messages = assert_carries_transcript(error)
     assert server.request_count == 4, "max_turns bounds the model calls exactly"
     assert len(weather_calls) == 4
@@ -178,7 +178,7 @@ def test_model_floods_tool_calls_past_the_per_run_cap(
     server.respond_with(flood)
     with within(5.0):
         error = run_expecting(
-            ToolCallLimitExceeded, driver, server.base_url, max_tool_calls=8, max_turns=50
+            ToolCallLimitExceededError, driver, server.base_url, max_tool_calls=8, max_turns=50
         )
     messages = assert_carries_transcript(error)
     assert len(weather_calls) == 8, "no call past the cap ran"

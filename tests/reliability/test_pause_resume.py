@@ -24,7 +24,7 @@ from agentkit import (
     RunContext,
     RunObserver,
     RunTimeoutError,
-    ToolFailureLimitExceeded,
+    ToolFailureLimitExceededError,
     tool,
 )
 from agentkit.testing import Reply, ScriptedServer
@@ -94,9 +94,9 @@ def test_a_call_needing_approval_pauses_and_its_neighbours_still_run(
         )
         assert list(paused.resume_state["settled"].values()) == ["order 7: shipped"]
         result = (
-            agent.resume(paused, {pending.id: True})
+            agent.resume(paused, {pending.call_id: True})
             if driver in ("run", "stream")
-            else asyncio.run(agent.resume_async(paused, {pending.id: True}))
+            else asyncio.run(agent.resume_async(paused, {pending.call_id: True}))
         )
     assert result.status == "done" and result.output == "Refunded."
     assert refunds == [7], "run exactly once, after the decision"
@@ -112,7 +112,7 @@ def test_a_refusal_is_told_to_the_model(server: ScriptedServer, decision: bool |
     pause_round(server)
     with agent_on(server) as agent:
         paused = agent.run("Refund order 7")
-        result = agent.resume(paused, {paused.pending[0].id: decision})
+        result = agent.resume(paused, {paused.pending[0].call_id: decision})
     assert refunds == []
     told = tool_messages(result.messages)[0]["content"]
     assert "did not approve" in told
@@ -128,8 +128,8 @@ def test_decisions_that_do_not_match_change_nothing(server: ScriptedServer) -> N
         call = paused.pending[0]
         cases: list[tuple[dict[Any, Any], str]] = [
             ({}, ""),
-            ({call.id: True, "call_x": True}, "call_x"),
-            ({call.id: 1}, ""),
+            ({call.call_id: True, "call_x": True}, "call_x"),
+            ({call.call_id: 1}, ""),
             ({dataclasses.replace(call, digest="0" * 64): True}, ""),
         ]
         for decisions, match in cases:
@@ -146,10 +146,10 @@ def test_decisions_that_do_not_match_change_nothing(server: ScriptedServer) -> N
         ]
         tampered.messages[-1] = turn
         with pytest.raises(ResumeError):
-            agent.resume(tampered, {call.id: True})
-        done = agent.resume(paused, {call.id: False})
+            agent.resume(tampered, {call.call_id: True})
+        done = agent.resume(paused, {call.call_id: False})
         with pytest.raises(ResumeError):
-            agent.resume(done, {call.id: True})
+            agent.resume(done, {call.call_id: True})
     assert refunds == []
     assert paused.messages == before.messages, "the paused result itself never changes"
     assert server.request_count == 2
@@ -203,7 +203,7 @@ def test_observers_see_the_run_and_wrap_side_effects(server: ScriptedServer) -> 
     recorder = Recorder()
     with agent_on(server, observers=[lambda info: recorder]) as agent:
         paused = agent.run("Refund order 7")
-        agent.resume(paused, {paused.pending[0].id: True})
+        agent.resume(paused, {paused.pending[0].call_id: True})
     assert recorder.seen == [
         "model:1",
         "approval:pending",
@@ -229,10 +229,13 @@ def test_observers_are_told_of_a_limit(server: ScriptedServer) -> None:
         Agent(
             MODEL, [broken], base_url=server.base_url, api_key=KEY, observers=[lambda i: recorder]
         ) as a,
-        pytest.raises(ToolFailureLimitExceeded),
+        pytest.raises(ToolFailureLimitExceededError),
     ):
         a.run("go")
-    assert recorder.seen[-2:] == ["limit:max_tool_failures", "run_failed:ToolFailureLimitExceeded"]
+    assert recorder.seen[-2:] == [
+        "limit:max_tool_failures",
+        "run_failed:ToolFailureLimitExceededError",
+    ]
 
 
 def test_write_ahead_may_be_awaited_and_comes_before_the_call(server: ScriptedServer) -> None:
@@ -253,7 +256,7 @@ def test_write_ahead_may_be_awaited_and_comes_before_the_call(server: ScriptedSe
         agent = agent_on(server, observers=[lambda info: Journal()])
         async with agent:
             paused = await agent.run_async("Refund order 7")
-            await agent.resume_async(paused, {paused.pending[0].id: True})
+            await agent.resume_async(paused, {paused.pending[0].call_id: True})
 
     asyncio.run(main())
     assert seen == ["ahead:[]", "done:[7]"]

@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 from agentkit import (
     AgentKitError,
     ChatClient,
-    MaxTurnsExceeded,
+    MaxTurnsExceededError,
     RepeatedToolCallError,
     ToolArgumentsError,
-    ToolCallLimitExceeded,
-    ToolFailureLimitExceeded,
+    ToolCallLimitExceededError,
+    ToolFailureLimitExceededError,
     tool,
 )
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
@@ -266,10 +266,10 @@ failures = st.builds(
 )
 
 EXPECTED: dict[str, type[AgentKitError]] = {
-    "max_turns": MaxTurnsExceeded,
+    "max_turns": MaxTurnsExceededError,
     "repeated_call": RepeatedToolCallError,
-    "tool_call_cap": ToolCallLimitExceeded,
-    "tool_failures": ToolFailureLimitExceeded,
+    "tool_call_cap": ToolCallLimitExceededError,
+    "tool_failures": ToolFailureLimitExceededError,
 }
 
 

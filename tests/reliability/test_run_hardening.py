@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from _helpers import assert_resendable, wait_until
 
-from agentkit import Agent, ToolThreadsExhausted, tool
+from agentkit import Agent, ToolThreadsExhaustedError, tool
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 from ._support import (
@@ -102,7 +102,7 @@ def test_timed_out_sync_tools_do_not_starve_later_runs(
             told = tool_messages(result.messages)
             assert [m["content"] for m in told] == ["tool fetch timed out after 0.2 s"] * 2
         # The leak bound (2 x parallel_tool_calls_limit threads) is reached: refused, at once.
-        with pytest.raises(ToolThreadsExhausted, match="4 of this agent's 4 tool threads"):
+        with pytest.raises(ToolThreadsExhaustedError, match="4 of this agent's 4 tool threads"):
             bounded(lambda: agent.run("go"), 10)
         release.set()  # the stuck calls return; their threads serve later runs
         wait_until(lambda: agent._threads is not None and agent._threads._stuck == 0)

@@ -29,7 +29,7 @@ from agentkit import (
     AgentKitError,
     AsyncChatClient,
     ChatClient,
-    ToolFailureLimitExceeded,
+    ToolFailureLimitExceededError,
     tool,
 )
 from agentkit._loop import PlannedCall
@@ -408,7 +408,7 @@ def test_approval_gate_stops_a_model_that_insists_forever(
     refunds_made.clear()
     counter = iter(range(1, 1000))
     server.respond_with(lambda request: Reply.tool_calls(("refund", {"order_id": next(counter)})))
-    with within(5.0), pytest.raises(ToolFailureLimitExceeded) as caught:
+    with within(5.0), pytest.raises(ToolFailureLimitExceededError) as caught:
         run_with(driver, server.base_url, tools=(refund,), approve=_refuse, max_turns=50)
     assert refunds_made == []
     assert caught.value.tool_name == "refund"

@@ -169,14 +169,14 @@ def test_pause_and_resume_in_another_process(
     assert (call.name, call.kwargs) == ("refund", {"order_id": 1042})
     assert effects(ledger) == []  # nothing ran that needs approval
     record = store.load("cust-17")
-    assert record.status == "paused" and record.pending["calls"][0]["id"] == call.id
+    assert record.status == "paused" and record.pending["calls"][0]["id"] == call.call_id
     assert store.list_sessions()[0].status == "paused"
 
     server.queue(Reply.text("Refunded."))
     done = child_agent(
         spec,
         server,
-        f"r = agent.resume('cust-17', {{{call.id!r}: True}})\nprint(json.dumps(r.to_dict()))",
+        f"r = agent.resume('cust-17', {{{call.call_id!r}: True}})\nprint(json.dumps(r.to_dict()))",
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -198,7 +198,7 @@ def test_a_refusal_is_told_to_the_model(
 ) -> None:
     result = _pause(desk, server)
     server.queue(Reply.text("I did not refund it."))
-    done = desk.resume("cust-17", {result.pending[0].id: decision})
+    done = desk.resume("cust-17", {result.pending[0].call_id: decision})
     assert done.output == "I did not refund it." and effects(ledger) == []
     assert told in sent(server.requests[1])[-2]["content"]
 
@@ -218,12 +218,12 @@ def test_decisions_that_do_not_match_change_nothing(
     with pytest.raises(ResumeError, match="other arguments"):
         desk.resume("cust-17", {replace(call, digest="0" * 64): True})
     with pytest.raises(ResumeError, match="True, False or a reason"):
-        desk.resume("cust-17", {call.id: 1})
+        desk.resume("cust-17", {call.call_id: 1})
     assert store.load("cust-17") == before and effects(ledger) == []
     server.queue(Reply.text("Done."))
     assert desk.resume("cust-17", {call: True}).output == "Done."  # bound to the digest
     with pytest.raises(ResumeError, match="not paused"):
-        desk.resume("cust-17", {call.id: True})
+        desk.resume("cust-17", {call.call_id: True})
     assert len(effects(ledger)) == 1
 
 
@@ -248,7 +248,7 @@ def test_resume_without_a_store_takes_the_paused_result(
     with make_agent(None, server.base_url) as agent:
         paused = agent.run("Refund 5")
         assert paused.status == "paused"
-        done = agent.resume(paused, {paused.pending[0].id: True})
+        done = agent.resume(paused, {paused.pending[0].call_id: True})
     assert done.output == "Refunded." and len(effects(ledger)) == 1
 
 
@@ -505,6 +505,6 @@ def test_resuming_a_session_runs_paused_result_resumes_the_session(
 ) -> None:
     result = _pause(desk, server)
     server.queue(Reply.text("Refunded."))
-    done = desk.resume(result, {result.pending[0].id: True})
+    done = desk.resume(result, {result.pending[0].call_id: True})
     assert done.output == "Refunded." and done.session == "cust-17"
     assert store.load("cust-17").status == "idle" and len(effects(ledger)) == 1
