@@ -9,6 +9,7 @@ provokes script errors on purpose marks itself ``@pytest.mark.script_errors``.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -41,9 +42,23 @@ def _no_server_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _restore_ctrl_c()
     config.addinivalue_line(
         "markers", "script_errors: the test provokes scripted-server errors on purpose"
     )
+
+
+def _restore_ctrl_c() -> None:
+    """Let Ctrl-C interrupt again when the suite was started with SIGINT ignored.
+
+    A shell starts a background job (``nohup pytest &``, many CI runners) with SIGINT
+    ignored; Python then installs no ``KeyboardInterrupt`` handler, and every child the
+    tests start inherits the ignored signal across exec, so each Ctrl-C test would fail.
+    Python's own handler here is reset to the default on exec, and each child Python
+    installs its handler again.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
