@@ -77,6 +77,9 @@ class SessionJournal:
         self._cursor = loop_start
         self._offset = claim.length - loop_start
         self._round = -1  # stored index of the open round's assistant message
+        # A resumed pause is cleared before its first side-effect call starts: once a call
+        # may have run, the session must not ask for a decision on it again.
+        self._unpause = False
 
     def key(self, message_index: int, call_id: str) -> str:
         """The idempotency key of a call: session, stored message number, call id."""
@@ -96,6 +99,7 @@ class SessionJournal:
     def reopen(self, loop: RunLoop) -> None:
         """The loop's last message is a stored open round being resumed."""
         self._round = len(loop.messages) - 1 + self._offset
+        self._unpause = True
 
     # -- sync ---------------------------------------------------------------------------
 
@@ -114,6 +118,12 @@ class SessionJournal:
         self.store.append(self.claim, new, close_round=True)
 
     def _flush(self, loop: RunLoop) -> list[dict[str, Any]] | None:
+        """What must be stored before a side-effect call is written ahead: the held open
+        round, or nothing but the end of a resumed pause (an append clears it)."""
+        if self._unpause:
+            self._unpause = False
+            held, self._held = self._held, False
+            return self._new(loop) if held else []
         if not self._held:
             return None
         self._held = False
@@ -221,7 +231,10 @@ def settle_open_round(
     ``decisions`` is ``None`` for a new prompt on the session (nothing runs: paused calls are
     refused, calls a crash left are settled from the log) and a mapping for ``resume``
     (approved calls run, and so do calls that never started or are safe to repeat).
-    Raises ``ResumeError`` when decisions do not match the paused calls.
+    A paused call that has a write-ahead record was approved and started before the run
+    stopped (a crash): it is settled from the log like any started call (its result, or in
+    doubt), whatever decision comes now, and needs none. Raises ``ResumeError`` when
+    decisions do not match the paused calls.
     """
     where = f"session {session_id!r}" if session_id else "this run"
     open_ = open_calls(messages)
@@ -236,13 +249,21 @@ def settle_open_round(
             raise ResumeError(
                 f"{where} is not paused: there is nothing to resume", session_id=session_id
             )
+        started = sorted(unknown & {wire["id"] for wire in open_})
+        if started:
+            raise ResumeError(
+                f"{where}: the call {started[0]!r} is not waiting for a decision: it was "
+                "approved and may have run before the run stopped; resume with no decisions "
+                "({}) to settle it",
+                session_id=session_id,
+            )
         if unknown:
             raise ResumeError(
                 f"{where} has no paused call {sorted(unknown)[0]!r}; paused: "
                 f"{sorted(pending) or 'none'}",
                 session_id=session_id,
             )
-        missing = set(pending) - set(chosen)
+        missing = {call_id for call_id in pending if call_id not in by_key} - set(chosen)
         if missing:
             raise ResumeError(
                 f"{where}: no decision for the paused call {sorted(missing)[0]!r} (every paused "
@@ -255,7 +276,7 @@ def settle_open_round(
         arguments = wire["function"].get("arguments") or ""
         tool_ = tools.get(name)
         record = by_key.get(call_id)
-        if call_id in pending:
+        if call_id in pending and call_id not in by_key:
             if pending[call_id].get("digest") != argument_digest(name, arguments):
                 raise ResumeError(
                     f"{where}: the paused call {call_id!r} no longer matches its stored "
