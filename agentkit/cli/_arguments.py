@@ -208,19 +208,52 @@ def build_parser() -> argparse.ArgumentParser:
 
     sessions = commands.add_parser(
         "sessions",
-        help="list, show or delete stored conversations (chat --session)",
-        description="Conversations kept by `agentkit chat --session NAME`.",
+        help="list, show, delete or decide stored conversations (chat --session, serve)",
+        description="Conversations kept by `agentkit chat --session NAME`, or by "
+        "`agentkit serve` of an agent with a store (--agent reads that agent's store). "
+        "A paused conversation waits for approval decisions: `pending` lists the waiting "
+        "calls, `approve`/`deny` decide them and resume the run with the agent's tools.",
         epilog="examples:\n  agentkit sessions list\n  agentkit sessions show cust-17\n"
         "  agentkit sessions delete cust-17\n"
-        "  agentkit sessions list --store postgresql://user@host/db",
+        "  agentkit sessions list --store postgresql://user@host/db\n"
+        "  agentkit sessions pending --agent bot.py:desk\n"
+        "  agentkit sessions approve cust-17 call_1 --agent bot.py:desk\n"
+        '  agentkit sessions deny cust-17 call_1 --reason "not today" --agent bot.py:desk',
         formatter_class=_Formatter,
     )
-    sessions.add_argument("action", choices=("list", "show", "delete"), help="what to do")
-    sessions.add_argument("name", nargs="?", metavar="NAME", help="the session (show, delete)")
-    _add_store_flag(sessions)
-    sessions.add_argument("--prefix", metavar="TEXT", help="list: only names starting so")
     sessions.add_argument(
-        "--limit", type=_at_least(1), default=100, metavar="N", help="list: at most N (100)"
+        "action",
+        choices=("list", "show", "delete", "pending", "approve", "deny"),
+        help="what to do",
+    )
+    sessions.add_argument(
+        "name", nargs="?", metavar="NAME", help="the session (show, delete, approve, deny)"
+    )
+    sessions.add_argument(
+        "calls",
+        nargs="*",
+        metavar="CALL_ID",
+        help="approve, deny: the waiting calls to decide (every one the session waits on)",
+    )
+    sessions.add_argument(
+        "--agent",
+        metavar="FILE.py:NAME",
+        help="use this Agent's store (and its tools, to resume an approved run)",
+    )
+    _add_store_flag(sessions)
+    sessions.add_argument(
+        "--create",
+        action="store_true",
+        help="start a new SQLite store if --store names no file (else that is an error)",
+    )
+    sessions.add_argument("--reason", metavar="TEXT", help="deny: the reason the model is told")
+    sessions.add_argument("--prefix", metavar="TEXT", help="list, pending: names starting so")
+    sessions.add_argument(
+        "--limit",
+        type=_at_least(1),
+        default=100,
+        metavar="N",
+        help="list, pending: at most N sessions (100)",
     )
     sessions.add_argument("--json", action="store_true", help="print JSON")
     sessions.add_argument("--debug", action="store_true", help="tracebacks and debug logs")

@@ -181,12 +181,17 @@ def _talk(
     server: str | None = None,
 ) -> int:
     session = getattr(args, "session", None)
+    where = getattr(args, "store", None)
+    if where is not None and session is None:
+        raise UsageError("--store names where sessions live: give --session NAME too")
     if session is not None and agent.store is None:
         from ._sessions import open_store
 
-        agent.store = open_store(getattr(args, "store", None))
-    elif getattr(args, "store", None) is not None and session is None:
-        raise UsageError("--store names where sessions live: give --session NAME too")
+        agent.store = open_store(where)
+    elif where is not None and agent.store is not None:  # --agent's own store: never ignored
+        from ._sessions import store_of_agent
+
+        store_of_agent(agent, f"--agent {getattr(args, 'agent', '')}", where)
     with agent, _closing_store(agent, session):
         if prompt is None:
             return repl(agent, console, input, stream=not args.no_stream, args=args, server=server)

@@ -1,7 +1,9 @@
-"""``agentkit sessions list|show|delete`` and the store behind ``chat --session``.
+"""``agentkit sessions list|show|delete|pending|approve|deny`` and the store behind
+``chat --session``.
 
 The default store is a SQLite file under the user's data directory; ``--store`` names
-another file, or a ``postgresql://`` DSN for a PostgreSQL store.
+another file, or a ``postgresql://`` DSN for a PostgreSQL store; ``--agent FILE.py:NAME``
+uses that agent's own store, the one ``agentkit serve`` of the same agent writes to.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._errors import EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
-    from .._store import SessionInfo, Store
+    from .._agent import Agent
+    from .._store import SessionInfo, SessionRecord, Store
 
-__all__ = ["default_store_path", "open_store", "sessions_command"]
+__all__ = ["default_store_path", "open_store", "sessions_command", "store_of_agent"]
+
+_NOT_THERE = "check the path, or add --create to start a new store there"
 
 
 def default_store_path() -> Path:
@@ -38,19 +43,55 @@ def default_store_path() -> Path:
     return base / "agentkit" / "sessions.db"
 
 
-def open_store(where: str | None) -> Store:
-    """The store ``--store`` names: a ``postgresql://`` DSN, else a SQLite file path."""
-    if where and where.startswith(("postgresql://", "postgres://")):
+def _is_dsn(where: str) -> bool:
+    return where.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(where: str | None, *, create: bool = True) -> Store:
+    """The store ``--store`` names: a ``postgresql://`` DSN, else a SQLite file path.
+
+    With ``create=False`` a SQLite file that does not exist is a ``UsageError`` (a mistyped
+    path would otherwise be a new, empty store); the default path is always created.
+    """
+    if where and _is_dsn(where):
         from ..sessions import PostgresStore
 
         return PostgresStore(where)
     from ..sessions import SQLiteStore
 
-    return SQLiteStore(Path(where).expanduser() if where else default_store_path())
+    path = Path(where).expanduser() if where else default_store_path()
+    if where and not create and not path.exists():
+        raise UsageError(f"--store {where}: no such file", hint=_NOT_THERE)
+    return SQLiteStore(path)
+
+
+def store_of_agent(agent: Agent[Any], given: str, where: str | None) -> Store | None:
+    """The agent's own store, checked against ``--store`` when both are given.
+
+    ``None`` when the agent has no store (then ``--store``, or the default, is used).
+    Both given and not provably the same store is a ``UsageError``: a command never
+    silently reads one store while the user named another.
+    """
+    store = agent.store
+    if store is None or where is None:
+        return store
+    from ..sessions import SQLiteStore
+
+    if isinstance(store, SQLiteStore) and not _is_dsn(where):
+        if Path(where).expanduser().resolve() == store.path.resolve():
+            return store
+        raise UsageError(
+            f"--store {where} is not the store of {given} ({str(store.path)!r})",
+            hint="drop --store: --agent uses the agent's own store",
+        )
+    raise UsageError(
+        f"--store {where} and {given} ({store!r}) may name different stores",
+        hint="drop --store: --agent uses the agent's own store",
+    )
 
 
 def sessions_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """``agentkit sessions list|show NAME|delete NAME``."""
+    """``agentkit sessions list|show|delete|pending|approve|deny``."""
     from .._store import SessionError
 
     try:
@@ -61,46 +102,106 @@ def sessions_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _sessions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .._store import SessionNotFoundError
+    agent = None
+    store = None
+    if args.agent:
+        from ._loading import load_agent
 
-    store = open_store(args.store)
+        _, agent = load_agent(args.agent, option="--agent")
+        store = store_of_agent(agent, f"--agent {args.agent}", args.store)
+    if args.action in ("approve", "deny") and agent is None:
+        raise UsageError(
+            f"sessions {args.action} runs the decided calls: name the agent with --agent",
+            hint=f"agentkit sessions {args.action} ID CALL_ID --agent bot.py:desk",
+        )
+    if store is None:
+        store = open_store(args.store, create=args.create)
     try:
         if args.action == "list":
-            found = store.list_sessions(limit=args.limit, prefix=args.prefix or "")
-            if args.json:
-                out.write(json.dumps([_info_dict(s) for s in found], ensure_ascii=False) + "\n")
-            for info in [] if args.json else found:
-                out.write(_info_line(info) + "\n")
-            if not found and not args.json:
-                err.write("(no sessions)\n")
-            return EXIT_OK
+            return _list(store, args, out, err)
+        if args.action == "pending":
+            return _pending(store, args, out, err)
         if not args.name:
             raise UsageError(f"sessions {args.action} needs a session NAME")
+        if args.action in ("approve", "deny"):
+            from ._decide import decide
+
+            assert agent is not None
+            return decide(agent, store, args, out, err)
+        if args.calls:
+            raise UsageError(f"sessions {args.action} takes one NAME, not call ids")
         if args.action == "delete":
             if store.delete(args.name):
                 err.write(f"deleted session {args.name!r}\n")
                 return EXIT_OK
             err.write(f"agentkit: error: no session {args.name!r}\n")
             return EXIT_ERROR
-        try:
-            record = store.load(args.name)
-        except SessionNotFoundError as error:
-            err.write(f"agentkit: error: {error}\n")
-            return EXIT_ERROR
-        if args.json:
-            data = {**_info_dict(record.info), "messages": record.messages}
-            if record.pending is not None:
-                data["pending"] = record.pending.get("calls", [])
-            out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-            return EXIT_OK
-        out.write(_info_line(record.info) + "\n")
-        for message in record.messages:
-            out.write(_message_line(message) + "\n")
-        for call in (record.pending or {}).get("calls", []):
-            out.write(f"  (waiting for approval) {call.get('name')}({call.get('arguments')})\n")
-        return EXIT_OK
+        return _show(store.load(args.name), args, out)
     finally:
         store.close()
+
+
+def _list(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    found = store.list_sessions(limit=args.limit, prefix=args.prefix or "")
+    if args.json:
+        out.write(json.dumps([_info_dict(s) for s in found], ensure_ascii=False) + "\n")
+    for info in [] if args.json else found:
+        out.write(_info_line(info) + "\n")
+    if not found and not args.json:
+        err.write("(no sessions)\n")
+    return EXIT_OK
+
+
+def _pending(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Every call waiting for a decision, oldest pause first."""
+    paused = [
+        info
+        for info in store.list_sessions(limit=args.limit, prefix=args.prefix or "")
+        if info.status == "paused"
+    ]
+    waiting = []
+    for info in sorted(paused, key=lambda info: info.updated_at):
+        record = store.load(info.session_id)
+        for call in (record.pending or {}).get("calls", []):
+            waiting.append((info, call))
+    if args.json:
+        rows = [
+            {
+                "session": info.session_id,
+                "call_id": call.get("id"),
+                "name": call.get("name"),
+                "arguments": call.get("arguments"),
+                "waiting_since": info.updated_at,
+            }
+            for info, call in waiting
+        ]
+        out.write(json.dumps(rows, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    for info, call in waiting:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.updated_at))
+        out.write(f"{info.session_id}\t{call.get('id')}\t{_call_text(call)}\t{when}\n")
+    if not waiting:
+        err.write("(no calls waiting for approval)\n")
+    return EXIT_OK
+
+
+def _show(record: SessionRecord, args: argparse.Namespace, out: TextIO) -> int:
+    if args.json:
+        data = {**_info_dict(record.info), "messages": record.messages}
+        if record.pending is not None:
+            data["pending"] = record.pending.get("calls", [])
+        out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        return EXIT_OK
+    out.write(_info_line(record.info) + "\n")
+    for message in record.messages:
+        out.write(_message_line(message) + "\n")
+    for call in (record.pending or {}).get("calls", []):
+        out.write(f"  (waiting for approval) {call.get('id')}: {_call_text(call)}\n")
+    return EXIT_OK
+
+
+def _call_text(call: dict[str, Any]) -> str:
+    return f"{call.get('name')}({_short(call.get('arguments') or '', 120)})"
 
 
 def _info_dict(info: SessionInfo) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def test_show(db: str) -> None:
     assert "user: Where is order 1042?" in out
     assert 'get_order({"order_id": 1042})' in out and "tool get_order: shipped" in out
     code, out, _ = _cli("sessions", "show", "cust-18", "--store", db)
-    assert '(waiting for approval) refund({"order_id": 7})' in out
+    assert '(waiting for approval) c9: refund({"order_id": 7})' in out
     code, out, _ = _cli("sessions", "show", "cust-18", "--store", db, "--json")
     data = json.loads(out)
     assert data["status"] == "paused" and data["pending"][0]["name"] == "refund"

@@ -1,0 +1,104 @@
+"""``agentkit sessions approve|deny ID CALL_ID...``: decide a paused session's calls.
+
+The rules are the HTTP API's (``POST /v1/sessions/{id}/approvals``): every waiting call
+is decided at once, each decision is bound to the stored call's argument digest (a call
+whose arguments changed since it paused is refused, nothing runs), and the decision
+resumes the run with the agent's own tools, to its answer or its next pause. The operator
+at the command line is trusted with the store, as whoever can open its file is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._errors import EXIT_ERROR, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from .._agent import Agent
+    from .._result import PendingCall
+    from .._store import Store
+
+__all__ = ["decide"]
+
+
+def decide(
+    agent: Agent[Any], store: Store, args: argparse.Namespace, out: TextIO, err: TextIO
+) -> int:
+    """Approve or deny the named calls of session ``args.name`` and print what follows."""
+    from .._result import PendingCall
+
+    approve = args.action == "approve"
+    if approve and args.reason is not None:
+        raise UsageError("--reason is for sessions deny: an approved call runs as it is")
+    if not args.calls:
+        raise UsageError(
+            f"sessions {args.action} needs the CALL_ID of each call to decide",
+            hint=f"`agentkit sessions pending` lists them, or `sessions show {args.name}`",
+        )
+    record = store.load(args.name)
+    waiting = {
+        str(call.get("id")): call
+        for call in (record.pending or {}).get("calls", [])
+        if isinstance(call, dict)
+    }
+    if not waiting:
+        err.write(f"agentkit: error: session {args.name!r} is not waiting for a decision\n")
+        return EXIT_ERROR
+    unknown = [call_id for call_id in args.calls if call_id not in waiting]
+    if unknown:
+        err.write(
+            f"agentkit: error: session {args.name!r} has no waiting call {unknown[0]!r} "
+            f"(waiting: {', '.join(waiting)})\n"
+        )
+        return EXIT_ERROR
+    undecided = [call_id for call_id in waiting if call_id not in args.calls]
+    if undecided:
+        other = waiting[undecided[0]]
+        raise UsageError(
+            f"session {args.name!r} also waits on {undecided[0]} ({other.get('name')}): "
+            "every waiting call is decided at once",
+            hint=f"name each: agentkit sessions {args.action} {args.name} " + " ".join(waiting),
+        )
+    verdict: bool | str = True if approve else (args.reason or False)
+    decisions: dict[PendingCall, bool | str] = {
+        PendingCall(
+            call_id,
+            str(call.get("name", "")),
+            str(call.get("arguments", "")),
+            digest=str(call.get("digest", "")),
+        ): verdict
+        for call_id, call in waiting.items()
+    }
+    operator = _operator()
+    for call in decisions:
+        word = "approved" if approve else "denied"
+        err.write(f"{word} {call.call_id} {call.name}({call.arguments}) as {operator}\n")
+    with agent:
+        result = agent.resume(args.name, decisions)
+    if result.status == "paused":
+        for call in result.pending:
+            err.write(
+                f"waiting for approval: {args.name} {call.call_id} {call.name}({call.arguments})\n"
+            )
+        return EXIT_OK
+    output = result.output
+    out.write((output if isinstance(output, str) else _as_json(output)) + "\n")
+    return EXIT_OK
+
+
+def _operator() -> str:
+    """Who is deciding, as the command line knows them: the operating-system user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name (a container with an unnamed uid)
+        return "cli"
+
+
+def _as_json(value: Any) -> str:
+    import json
+
+    dump = getattr(value, "model_dump", None)
+    data = dump(mode="json") if callable(dump) else value
+    return json.dumps(data, ensure_ascii=False, default=str)
