@@ -52,7 +52,17 @@ MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ),
     (
         "agentkit.sessions",
-        ("SQLiteStore", "PostgresStore", "SessionInfo", "SessionRecord", "CallRecord", "Claim"),
+        (
+            "SQLiteStore",
+            "PostgresStore",
+            "SessionInfo",
+            "SessionRecord",
+            "CallRecord",
+            "Claim",
+            "KeyTable",
+            "KeyInfo",
+            "NewKey",
+        ),
     ),
     ("agentkit.tools", None),
     ("agentkit.mcp", None),

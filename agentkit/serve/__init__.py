@@ -16,6 +16,17 @@ run on the server, and the answer streams back as ``content`` deltas. See docs/s
 from __future__ import annotations
 
 from ._app import CONVERSATION_HEADER, create_app
+from ._identity import AuthSource, SharedKeys, StoredKeys, TrustedProxy
+from ._oidc import OIDC
 from ._request import Limits
 
-__all__ = ["CONVERSATION_HEADER", "Limits", "create_app"]
+__all__ = [
+    "CONVERSATION_HEADER",
+    "OIDC",
+    "AuthSource",
+    "Limits",
+    "SharedKeys",
+    "StoredKeys",
+    "TrustedProxy",
+    "create_app",
+]

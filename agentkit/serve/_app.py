@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Collection, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _format as fmt
+from ._access import Access
 from ._asgi import ClientGone, EventStream, read_body, until_disconnect
-from ._auth import Keys, stored_id
 from ._errors import ServeError, error_body, from_exception, redact
+from ._identity import AuthSource, SharedKeys
 from ._request import ChatRequest, Limits, check_conversation, parse_chat_request, parse_json
 from ._run import Ended, RunSpec, execute, stream
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from .._agent import Agent
+    from .._context import Principal
 
 __all__ = ["CONVERSATION_HEADER", "create_app"]
 
@@ -35,6 +37,9 @@ def create_app(
     agents: Mapping[str, Agent[Any]],
     *,
     api_keys: Iterable[str] = (),
+    auth: AuthSource | None = None,
+    deps: Callable[[Principal], Any] | None = None,
+    reviewers: Collection[str] = (),
     allow_roles: Collection[str] = (),
     limits: Limits | None = None,
     page: bool = True,
@@ -43,13 +48,27 @@ def create_app(
     """An ASGI app serving ``agents`` (name -> Agent) as an OpenAI-compatible endpoint.
 
     Routes: ``POST /v1/chat/completions`` (streamed or not), ``GET /v1/models``,
-    ``GET /healthz``, ``GET /v1/sessions/{id}`` and ``POST /v1/sessions/{id}/approvals``
-    (for agents with a store), and the chat page at ``GET /`` (``page=False``: none).
+    ``GET /healthz``, ``GET /v1/me``, ``GET /v1/sessions/{id}`` and
+    ``POST /v1/sessions/{id}/approvals`` (for agents with a store),
+    ``GET /v1/approvals?agent=NAME`` (reviewers), and the chat page at ``GET /``
+    (``page=False``: none).
+
+    Every request is turned into a :class:`~agentkit.Principal` by ``auth``. A stored
+    conversation belongs to the principal who started it: another principal gets a 404
+    (nothing is written), except that a reviewer may read and decide it.
 
     Args:
         agents: the served agents by the name clients put in ``model``.
-        api_keys: bearer keys clients must send. With none, only loopback clients are
-            answered; ``agentkit serve`` refuses a non-loopback host without keys.
+        api_keys: shared bearer keys clients must send (each one principal with no roles).
+            With none and no ``auth``, only loopback clients are answered; ``agentkit
+            serve`` refuses a non-loopback host without keys.
+        auth: where identities come from: ``StoredKeys(store)``, ``OIDC(issuer,
+            audience)`` or ``TrustedProxy(header, proxies)`` (not with ``api_keys``).
+        deps: ``deps(principal)``, sync or async, returns the run's ``deps`` for the
+            person asking (for a decision, the conversation's owner).
+        reviewers: roles whose holders decide approvals of any conversation; with any
+            set, only they decide (the owner's own decision is a 403). Without, the owner
+            decides.
         allow_roles: roles besides ``user`` (and plain-text ``assistant`` history) that
             clients may send: ``"system"``, ``"tool"``. Default: none.
         limits: bounds on body size, message count, answer length and run time.
@@ -72,7 +91,11 @@ def create_app(
     if unknown:
         raise ValueError(f"allow_roles takes 'system' and 'tool', not {sorted(unknown)}")
     served = dict(agents)
-    keys = Keys(api_keys)
+    keys = list(api_keys)
+    if auth is not None and keys:
+        raise ValueError("give api_keys or auth, not both")
+    source: AuthSource = auth if auth is not None else SharedKeys(keys)
+    access = Access(source, served, deps, frozenset(reviewers))
     bounds = limits or Limits()
     secrets = [
         str(key)
@@ -95,9 +118,11 @@ def create_app(
             )
         return agent
 
-    def owner_of(request: Request) -> str:
+    async def principal_of(request: Request) -> Principal:
         client = request.client.host if request.client else None
-        return keys.owner(request.headers, client)
+        principal = await source.authenticate(request.headers, client)
+        request.scope.setdefault("state", {})["principal"] = principal.id
+        return principal
 
     def store_of(agent: Agent[Any], name: str) -> Any:
         store = getattr(agent, "store", None)
@@ -112,7 +137,7 @@ def create_app(
 
     async def chat_completions(request: Request) -> Response:
         try:
-            owner = owner_of(request)
+            principal = await principal_of(request)
             body = await read_body(request.receive, dict(request.headers), bounds.max_body_bytes)
             asked = parse_chat_request(
                 parse_json(body),
@@ -121,9 +146,11 @@ def create_app(
                 conversation_header=request.headers.get(CONVERSATION_HEADER),
             )
             agent = agent_named(asked.model)
-            spec = _spec(agent, asked, owner, explicit=CONVERSATION_HEADER in request.headers)
+            spec = _spec(agent, asked, explicit=CONVERSATION_HEADER in request.headers)
             if spec.session is not None:
                 store_of(agent, asked.model)
+                await access.continue_(spec.session, asked.model, principal)
+            spec = await access.with_identity(spec, principal)
         except ClientGone:
             return _nothing()
         except Exception as exc:
@@ -155,7 +182,7 @@ def create_app(
 
     async def approvals(request: Request) -> Response:
         try:
-            owner = owner_of(request)
+            principal = await principal_of(request)
             body = parse_json(
                 await read_body(request.receive, dict(request.headers), bounds.max_body_bytes)
             )
@@ -165,7 +192,8 @@ def create_app(
             decisions = _decisions(body.get("decisions"))
             streamed = body.get("stream", False) is True
             conversation = check_conversation(request.path_params["conversation"])
-            spec = RunSpec(agent, [], stored_id(owner, name, conversation), decisions)
+            owner = await access.decide(conversation, name, principal, decisions)
+            spec = await access.with_identity(RunSpec(agent, [], conversation, decisions), owner)
         except ClientGone:
             return _nothing()
         except Exception as exc:
@@ -174,21 +202,48 @@ def create_app(
 
     async def conversation(request: Request) -> Response:
         try:
-            owner = owner_of(request)
+            principal = await principal_of(request)
             name = _model_field(request.query_params.get("model"), served)
             agent = agent_named(name)
             store = store_of(agent, name)
             conversation_id = check_conversation(request.path_params["conversation"])
-            view = await _conversation_view(store, stored_id(owner, name, conversation_id))
+            owner = await access.read(conversation_id, name, principal)
+            view = await _conversation_view(store, conversation_id)
+            view["decisions"] = await access.decisions(conversation_id, name)
         except Exception as exc:
             return failure(exc)
         view["id"] = conversation_id
         view["model"] = name
+        view["owner"] = owner
         return JSONResponse(view)
+
+    async def waiting(request: Request) -> Response:
+        try:
+            principal = await principal_of(request)
+            name = _model_field(request.query_params.get("agent"), served)
+            agent = agent_named(name)
+            store_of(agent, name)
+            data = await access.waiting(name, principal)
+        except Exception as exc:
+            return failure(exc)
+        return JSONResponse({"object": "list", "agent": name, "data": data})
+
+    async def me(request: Request) -> Response:
+        try:
+            principal = await principal_of(request)
+        except Exception as exc:
+            return failure(exc)
+        return JSONResponse(
+            {
+                "id": principal.id,
+                "roles": sorted(principal.roles),
+                "reviewer": access.is_reviewer(principal),
+            }
+        )
 
     async def models(request: Request) -> Response:
         try:
-            owner_of(request)
+            await principal_of(request)
         except Exception as exc:
             return failure(exc)
         data = [
@@ -228,6 +283,8 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/me", me, methods=["GET"]),
+        Route("/v1/approvals", waiting, methods=["GET"]),
         Route("/v1/sessions/{conversation:path}/approvals", approvals, methods=["POST"]),
         Route("/v1/sessions/{conversation:path}", conversation, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -268,7 +325,7 @@ def _decisions(value: Any) -> dict[str, bool | str]:
     return dict(value)
 
 
-def _spec(agent: Agent[Any], asked: ChatRequest, owner: str, *, explicit: bool) -> RunSpec:
+def _spec(agent: Agent[Any], asked: ChatRequest, *, explicit: bool) -> RunSpec:
     has_store = getattr(agent, "store", None) is not None
     # OpenAI clients put a user id in `user` without meaning a stored conversation; only an
     # agent with a store (or the explicit header) turns it into one.
@@ -281,7 +338,7 @@ def _spec(agent: Agent[Any], asked: ChatRequest, owner: str, *, explicit: bool) 
             param="messages",
             code="history_in_conversation",
         )
-    return RunSpec(agent, asked.messages, stored_id(owner, asked.model, asked.conversation))
+    return RunSpec(agent, asked.messages, asked.conversation)
 
 
 def _with_instructions(agent: Agent[Any], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -297,7 +354,7 @@ def _extension(ended: Ended, activity: list[dict[str, Any]], spec: RunSpec) -> d
     if ended.pending:
         extension["pending"] = ended.pending
     if spec.session is not None:
-        extension["conversation"] = spec.session.split("/", 2)[2]
+        extension["conversation"] = spec.session
     return extension
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._agent import Agent
+    from .._context import Principal
     from .._result import RunResult
 
 __all__ = ["Ended", "RunSpec", "activity_of", "ending_of", "execute", "stream"]
@@ -32,6 +33,8 @@ class RunSpec:
     prompt: list[dict[str, Any]]
     session: str | None = None
     decisions: Mapping[str, bool | str] | None = None
+    deps: Any = None
+    principal: Principal | None = None
 
 
 @dataclass(slots=True)
@@ -112,14 +115,21 @@ def activity_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _session_kwargs(spec: RunSpec) -> dict[str, Any]:
-    return {} if spec.session is None else {"session": spec.session}
+    given = _identity_kwargs(spec)
+    return given if spec.session is None else {"session": spec.session, **given}
+
+
+def _identity_kwargs(spec: RunSpec) -> dict[str, Any]:
+    return {"deps": spec.deps, "principal": spec.principal}
 
 
 async def execute(spec: RunSpec, timeout: float) -> tuple[Ended, list[dict[str, Any]]]:
     """Run to the end with ``run_async`` (or resume); the ending and the tool activity."""
     async with asyncio.timeout(timeout):
         if spec.decisions is not None:
-            result = await spec.agent.resume_async(spec.session or "", dict(spec.decisions))
+            result = await spec.agent.resume_async(
+                spec.session or "", dict(spec.decisions), **_identity_kwargs(spec)
+            )
         else:
             result = await spec.agent.run_async(spec.prompt, **_session_kwargs(spec))
     added = result.messages[_known_length(spec, result) :]
@@ -178,11 +188,14 @@ async def _resumed(spec: RunSpec) -> AsyncGenerator[Any, None]:
 
     streamer = getattr(spec.agent, "resume_stream_async", None)
     if streamer is not None:
-        async with contextlib.aclosing(streamer(spec.session, dict(spec.decisions or {}))) as it:
+        resumed = streamer(spec.session, dict(spec.decisions or {}), **_identity_kwargs(spec))
+        async with contextlib.aclosing(resumed) as it:
             async for event in it:
                 yield event
         return
-    result = await spec.agent.resume_async(spec.session or "", dict(spec.decisions or {}))
+    result = await spec.agent.resume_async(
+        spec.session or "", dict(spec.decisions or {}), **_identity_kwargs(spec)
+    )
     from .._events import ToolCallStarted, ToolResult
 
     for item in activity_of(result.messages[_known_length(spec, result) :]):

@@ -21,6 +21,7 @@ from .._store import (
     SessionRecord,
     Store,
 )
+from ._keys import KeyInfo, KeyTable, NewKey
 from ._sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CallRecord",
     "Claim",
+    "KeyInfo",
+    "KeyTable",
+    "NewKey",
     "PostgresStore",
     "SQLiteStore",
     "SchemaVersionError",

@@ -13,7 +13,8 @@ import pytest
 
 from agentkit import Agent, tool
 from agentkit.serve import Limits, create_app
-from agentkit.serve._auth import Keys, is_loopback
+from agentkit.serve._auth import is_loopback
+from agentkit.serve._identity import SharedKeys
 from agentkit.testing import Reply, ScriptedServer, echo, tool_then_answer
 
 from .conftest import make_desk, uvicorn_serving
@@ -55,18 +56,23 @@ def test_keys_are_required_when_configured(model: ScriptedServer) -> None:
 
 
 def test_without_keys_only_loopback_clients_are_answered() -> None:
-    keys = Keys([])
-    assert keys.owner({}, "127.0.0.1") == keys.owner({}, "::1")
+    keys = SharedKeys([])
+    local = asyncio.run(keys.authenticate({}, "127.0.0.1"))
+    assert local == asyncio.run(keys.authenticate({}, "::1"))
+    assert local.id == "local" and not local.roles
     with pytest.raises(Exception, match="loopback clients only"):
-        keys.owner({}, "10.1.2.3")
+        asyncio.run(keys.authenticate({}, "10.1.2.3"))
     assert is_loopback("localhost") and is_loopback("127.0.0.5") and not is_loopback("0.0.0.0")
 
 
-def test_each_key_has_its_own_owner() -> None:
-    keys = Keys([KEY, "another-key-0123456"])
-    first = keys.owner({"authorization": f"Bearer {KEY}"}, "127.0.0.1")
-    second = keys.owner({"authorization": "Bearer another-key-0123456"}, "127.0.0.1")
-    assert first != second and KEY not in first
+def test_each_key_has_its_own_principal_with_no_roles() -> None:
+    keys = SharedKeys([KEY, "another-key-0123456"])
+    first = asyncio.run(keys.authenticate({"authorization": f"Bearer {KEY}"}, "127.0.0.1"))
+    second = asyncio.run(
+        keys.authenticate({"authorization": "bearer another-key-0123456"}, "127.0.0.1")
+    )
+    assert first != second and KEY not in first.id
+    assert not first.roles and not second.roles
 
 
 @pytest.mark.parametrize(

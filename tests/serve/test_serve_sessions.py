@@ -81,21 +81,27 @@ def test_the_header_names_a_conversation_too(model: ScriptedServer, stored: str)
 
 
 def test_a_conversation_belongs_to_the_key_that_created_it(
-    model: ScriptedServer, stored: str
+    model: ScriptedServer, stored: str, tmp_path: Path
 ) -> None:
     model.respond_with(echo())
     ask(stored, "Alice's secret", "shared-name", key=KEY_A)
-    ask(stored, "Bob here", "shared-name", key=KEY_B)
-    assert user_texts(model.requests[1]) == ["Bob here"]  # Bob never sees Alice's turn
-    assert (
-        httpx.get(stored + "/v1/sessions/shared-name", headers=auth(KEY_B)).json()["messages"][0][
-            "content"
-        ]
-        == "Bob here"
-    )
+    bob = ask(stored, "Bob here", "shared-name", key=KEY_B)
+    # One id everywhere: the name is Alice's conversation, so Bob's request is a 404 that
+    # names nothing internal, the model is not called, and nothing is added.
+    assert bob.status_code == 404
+    assert bob.json()["error"]["code"] == "conversation_not_found"
+    assert "shared-name" not in bob.text and "key" not in bob.json()["error"]["message"]
+    assert len(model.requests) == 1
+    read = httpx.get(stored + "/v1/sessions/shared-name", headers=auth(KEY_B))
+    assert read.status_code == 404
+    mine = httpx.get(stored + "/v1/sessions/shared-name", headers=auth(KEY_A)).json()
+    assert [m["content"] for m in mine["messages"]] == ["Alice's secret", "Alice's secret"]
     other = httpx.get(stored + "/v1/sessions/only-alice", headers=auth(KEY_B))
     assert other.status_code == 404
     assert other.json()["error"]["code"] == "conversation_not_found"
+    # the store holds the conversation under the client's own name, as Python sees it
+    listed = sessions.SQLiteStore(str(tmp_path / "desk.db")).list_sessions()
+    assert [info.session_id for info in listed] == ["shared-name"]
 
 
 def test_history_is_refused_in_a_stored_conversation(stored: str) -> None:
@@ -141,7 +147,8 @@ def test_an_approval_pauses_and_is_decided_over_http(
     wrong = httpx.post(url, json={"decisions": {"nope": True}}, headers=auth(KEY_A))
     assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "approval_mismatch"
     stranger = httpx.post(url, json={"decisions": {pending["id"]: True}}, headers=auth(KEY_B))
-    assert stranger.status_code in (404, 409)  # Bob cannot approve Alice's refund
+    assert stranger.status_code == 404  # Bob cannot approve Alice's refund
+    assert stranger.json()["error"]["code"] == "conversation_not_found"
     done = httpx.post(
         url, json={"decisions": {pending["id"]: True}, "stream": streamed}, headers=auth(KEY_A)
     )

@@ -1,0 +1,188 @@
+"""Who may do what with a served conversation: ownership, reviewers, per-person deps.
+
+A stored conversation's id is the name the client gave; its owner is a row beside it
+(``agentkit.sessions._owners``). Every refusal names only what the client sent: another
+person's conversation is a plain 404, exactly as if it did not exist, and nothing is
+written for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ConfigurationError
+from ._errors import ServeError
+from ._identity import AuthSource
+from ._run import RunSpec
+
+if TYPE_CHECKING:
+    from .._context import Principal
+    from ..sessions._owners import Owners
+
+__all__ = ["Access"]
+
+
+def _not_found() -> ServeError:
+    return ServeError(404, "no such conversation", code="conversation_not_found")
+
+
+class Access:
+    """The rules of one app: which principal may continue, read or decide a conversation."""
+
+    def __init__(
+        self,
+        source: AuthSource,
+        agents: Mapping[str, Any],
+        deps: Callable[[Principal], Any] | None,
+        reviewers: frozenset[str],
+    ) -> None:
+        if not isinstance(source, AuthSource):
+            raise ConfigurationError(
+                "auth= takes an identity source: StoredKeys(store), OIDC(issuer, audience) "
+                "or TrustedProxy(header, proxies)"
+            )
+        if deps is not None and not callable(deps):
+            raise ConfigurationError("deps= takes a function of the principal: deps(principal)")
+        self.source = source
+        self.deps = deps
+        self.reviewers = reviewers
+        self._owners: dict[str, Owners] = {}
+        for name, agent in agents.items():
+            needs = getattr(getattr(agent, "_settings", None), "needs_deps", ())
+            if needs and deps is None:
+                raise ValueError(
+                    f"the agent {name!r} has tools {list(needs)} that need a RunContext[T] "
+                    "value: give create_app(..., deps=factory), where factory(principal) "
+                    "returns it (agentkit serve: --deps bot.py:FUNCTION)"
+                )
+            store = getattr(agent, "store", None)
+            if store is not None:
+                from ..sessions._owners import Owners
+
+                self._owners[name] = Owners(store)
+
+    def is_reviewer(self, principal: Principal) -> bool:
+        """Whether the principal holds one of the reviewer roles."""
+        return bool(self.reviewers & principal.roles)
+
+    async def with_identity(self, spec: RunSpec, principal: Principal) -> RunSpec:
+        """``spec`` with the principal and the deps made for them."""
+        deps = spec.deps
+        if self.deps is not None:
+            deps = self.deps(principal)
+            if asyncio.iscoroutine(deps):
+                deps = await deps
+        return dataclasses.replace(spec, deps=deps, principal=principal)
+
+    async def _owner(self, conversation: str, agent: str) -> Principal | None:
+        owner = await self._owners[agent].run("owner", conversation)
+        if owner is None:
+            return None
+        if owner.agent != agent:
+            raise _not_found()
+        found: Principal = owner.principal
+        return found
+
+    async def _exists(self, conversation: str, agent: str) -> bool:
+        from .._store import SessionNotFoundError
+
+        store = self._owners[agent]._tables.store
+        try:
+            await store.load_async(conversation)
+        except SessionNotFoundError:
+            return False
+        return True
+
+    async def continue_(self, conversation: str, agent: str, principal: Principal) -> None:
+        """Let ``principal`` add to the conversation (claiming a new one), or a 404."""
+        owner = await self._owner(conversation, agent)
+        if owner is None:
+            if await self._exists(conversation, agent):
+                if self.source.shared:
+                    return  # made in Python or the CLI: the operator's own
+                raise _not_found()
+            claimed = await self._owners[agent].run("claim", conversation, agent, principal)
+            if claimed.agent != agent:
+                raise _not_found()
+            owner = claimed.principal
+        if owner.id != principal.id:
+            raise _not_found()
+
+    async def read(self, conversation: str, agent: str, principal: Principal) -> str | None:
+        """Let ``principal`` read the conversation (its owner or a reviewer); the owner's
+        id, or a 404."""
+        owner = await self._owner(conversation, agent)
+        if owner is None:
+            if self.source.shared or self.is_reviewer(principal):
+                return None
+            raise _not_found()
+        if owner.id != principal.id and not self.is_reviewer(principal):
+            raise _not_found()
+        return owner.id
+
+    async def decide(
+        self,
+        conversation: str,
+        agent: str,
+        principal: Principal,
+        decisions: Mapping[str, bool | str],
+    ) -> Principal:
+        """Check that ``principal`` may decide the conversation's waiting calls and record
+        who decided; the principal the run goes on for (the owner). 404 for a conversation
+        that does not exist or is not theirs to see, 403 for an owner when reviewers
+        decide; nothing is written before every check passed."""
+        owner = await self._owner(conversation, agent)
+        if owner is None and not (self.source.shared or self.is_reviewer(principal)):
+            raise _not_found()
+        is_owner = owner is None or owner.id == principal.id
+        if self.reviewers:
+            if not self.is_reviewer(principal):
+                if is_owner:
+                    raise ServeError(
+                        403,
+                        "on this server a reviewer decides waiting calls, not the person who asked",
+                        type="permission_error",
+                        code="reviewer_required",
+                    )
+                raise _not_found()
+        elif not is_owner:
+            raise _not_found()
+        store = self._owners[agent]._tables.store
+        record = await store.load_async(conversation)  # SessionNotFoundError: 404
+        waiting = {
+            call.get("id")
+            for call in ((record.pending or {}).get("calls") or [])
+            if isinstance(call, dict)
+        }
+        if waiting and set(decisions) <= waiting:
+            await self._owners[agent].run("record", conversation, dict(decisions), principal.id)
+        return owner if owner is not None else principal
+
+    async def decisions(self, conversation: str, agent: str) -> list[dict[str, Any]]:
+        """The recorded decisions of a conversation (who decided which call, when)."""
+        found = await self._owners[agent].run("decisions", conversation)
+        return [decision.as_dict() for decision in found]
+
+    async def waiting(self, agent: str, principal: Principal) -> list[dict[str, Any]]:
+        """The agent's paused conversations, for a reviewer; a 403 for anyone else."""
+        if not self.is_reviewer(principal):
+            raise ServeError(
+                403,
+                "only a reviewer sees the waiting calls"
+                + ("" if self.reviewers else " (this server has no reviewers)"),
+                type="permission_error",
+                code="reviewer_required",
+            )
+        rows = await self._owners[agent].run("waiting", agent)
+        return [
+            {
+                "conversation": row.session_id,
+                "owner": row.owner,
+                "calls": row.calls,
+                "waiting_since": row.since,
+            }
+            for row in rows
+        ]

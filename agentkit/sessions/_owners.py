@@ -1,0 +1,174 @@
+"""Who owns a served conversation, and who decided its approvals: rows beside the session.
+
+The session id stays the one a client gave (the same in HTTP, Python and the CLI); the
+owner is a row keyed by that id, holding the agent it belongs to and the principal that
+started it (id, roles and claims, so that a reviewer's decision runs the owner's tools
+with the owner's dependencies).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .._context import Principal
+from ._tables import SideTables
+
+__all__ = ["Decision", "Owner", "Owners", "Waiting"]
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS {p}agentkit_owners ("
+    " session_id TEXT PRIMARY KEY, agent TEXT NOT NULL, owner TEXT NOT NULL,"
+    " principal TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {p}agentkit_decisions ("
+    " session_id TEXT NOT NULL, call_id TEXT NOT NULL, decision TEXT NOT NULL,"
+    " decided_by TEXT NOT NULL, decided_at DOUBLE PRECISION NOT NULL,"
+    " PRIMARY KEY (session_id, decided_at, call_id))",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A conversation's owner: the agent it belongs to and the principal who started it."""
+
+    agent: str
+    principal: Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One recorded decision: which call, what was decided, by whom, when."""
+
+    call_id: str
+    decision: bool | str
+    decided_by: str
+    decided_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The decision as JSON-ready data."""
+        approved = self.decision is True
+        reason = self.decision if isinstance(self.decision, str) else None
+        return {
+            "call_id": self.call_id,
+            "approved": approved,
+            "reason": reason,
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A paused conversation of an agent, as a reviewer's queue shows it."""
+
+    session_id: str
+    owner: str
+    since: float
+    calls: list[dict[str, Any]]
+
+
+def _principal_json(principal: Principal) -> str:
+    return json.dumps(
+        {"id": principal.id, "roles": sorted(principal.roles), "claims": dict(principal.claims)},
+        ensure_ascii=False,
+        default=str,
+    )
+
+
+def _principal_of(text: str) -> Principal:
+    data = json.loads(text)
+    return Principal(data["id"], frozenset(data.get("roles") or ()), data.get("claims") or {})
+
+
+class Owners:
+    """The owner rows and decision records of one store."""
+
+    def __init__(self, store: Any) -> None:
+        self._tables = SideTables(store, _TABLES, "ownership of served conversations")
+
+    def owner(self, session_id: str) -> Owner | None:
+        """The conversation's owner, or ``None`` when nobody claimed it."""
+        rows = self._tables.rows(
+            "SELECT agent, principal FROM {p}agentkit_owners WHERE session_id = ?", (session_id,)
+        )
+        return Owner(rows[0][0], _principal_of(rows[0][1])) if rows else None
+
+    def claim(self, session_id: str, agent: str, principal: Principal) -> Owner:
+        """Make ``principal`` the owner unless someone is already; the owner either way."""
+        store = self._tables.store
+        self._tables.ensure()
+        with store._transaction(write=True) as cursor:
+            row = store._run(
+                cursor,
+                "SELECT agent, principal FROM {p}agentkit_owners WHERE session_id = ?"
+                + store._for_update,
+                (session_id,),
+            ).fetchone()
+            if row is not None:
+                return Owner(row[0], _principal_of(row[1]))
+            store._run(
+                cursor,
+                "INSERT INTO {p}agentkit_owners (session_id, agent, owner, principal, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO NOTHING",
+                (session_id, agent, principal.id, _principal_json(principal), time.time()),
+            )
+        found = self.owner(session_id)  # a racing claim may have won: its row counts
+        assert found is not None
+        return found
+
+    def record(self, session_id: str, decisions: dict[str, bool | str], decided_by: str) -> float:
+        """Record who decided which calls, now; the time recorded."""
+        now = time.time()
+        store = self._tables.store
+        self._tables.ensure()
+        with store._transaction(write=True) as cursor:
+            for call_id, decision in decisions.items():
+                store._run(
+                    cursor,
+                    "INSERT INTO {p}agentkit_decisions"
+                    " (session_id, call_id, decision, decided_by, decided_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (session_id, call_id, json.dumps(decision), decided_by, now),
+                )
+        return now
+
+    def decisions(self, session_id: str) -> list[Decision]:
+        """Every recorded decision of the conversation, oldest first."""
+        rows = self._tables.rows(
+            "SELECT call_id, decision, decided_by, decided_at FROM {p}agentkit_decisions"
+            " WHERE session_id = ? ORDER BY decided_at, call_id",
+            (session_id,),
+        )
+        return [Decision(r[0], json.loads(r[1]), r[2], r[3]) for r in rows]
+
+    def waiting(self, agent: str, limit: int = 200) -> list[Waiting]:
+        """The paused conversations of ``agent``, longest waiting first."""
+        rows = self._tables.rows(
+            "SELECT s.id, o.owner, s.updated_at, s.pending FROM {p}agentkit_sessions s"
+            " JOIN {p}agentkit_owners o ON o.session_id = s.id"
+            " WHERE s.status = 'paused' AND o.agent = ? ORDER BY s.updated_at, s.id LIMIT ?",
+            (agent, limit),
+        )
+        out: list[Waiting] = []
+        for session_id, owner, since, pending in rows:
+            try:
+                state = json.loads(pending) if pending else {}
+            except ValueError:
+                continue  # a damaged row is the store's to report when the session loads
+            calls = [
+                {
+                    "id": call.get("id"),
+                    "name": call.get("name"),
+                    "arguments": call.get("arguments"),
+                }
+                for call in (state.get("calls") or [] if isinstance(state, dict) else [])
+                if isinstance(call, dict)
+            ]
+            out.append(Waiting(session_id, owner, since, calls))
+        return out
+
+    async def run(self, method: str, *args: Any) -> Any:
+        """``self.<method>(*args)`` off the event loop."""
+        return await self._tables.off_loop(getattr(self, method), *args)
