@@ -94,7 +94,7 @@ def test_a_session_run_and_its_resume_carry_the_principal(
         paused = agent.run("book 9:00", session="s1", principal=DANA)
         assert paused.status == "paused"
         erin = Principal("erin", frozenset({"receptionist"}))
-        asyncio.run(agent.resume_async("s1", {paused.pending[0].id: True}, principal=erin))
+        asyncio.run(agent.resume_async("s1", {paused.pending[0].call_id: True}, principal=erin))
     assert seen == [erin]
     assert server.requests[0].messages[0]["content"] == "You help dana."
     assert server.requests[1].messages[0]["content"] == "You help erin."
