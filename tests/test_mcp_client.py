@@ -247,6 +247,38 @@ def test_a_server_that_exits_mid_call_is_restarted_once_per_run(server: Scripted
     assert third.isdigit() and third not in (first, second)
 
 
+def _deleted_files() -> list[str]:
+    """What this process's descriptors point at that was deleted (an unnamed temp file)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.endswith("(deleted)"):
+                found.append(target)
+    return found
+
+
+def test_a_chatty_servers_stderr_is_kept_as_a_bounded_tail(server: ScriptedServer) -> None:
+    source = fake()
+    server.queue(
+        *[Reply.tool_calls(("fake_chatty", {"n": n})) for n in range(20)],
+        Reply.tool_calls(("fake_crash", {})),
+        Reply.text("ok"),
+    )
+    before = _deleted_files()
+    with agent_for(server, [source], max_tool_failures=5, max_turns=30) as agent:
+        result = agent.run("go")
+        # 20 MB went to stderr: nothing of it is held in a file, and what is kept is small
+        assert _deleted_files() == before
+        connection = source._connection
+        assert connection is not None and connection._stderr is not None
+        assert len(connection._stderr._tail) <= 4 * 600
+    *chatted, crash = tool_messages(result.messages)
+    assert chatted == ["chatted"] * 20
+    assert "boom: the fake server crashes on purpose" in crash  # the tail is what is quoted
+    assert "zzz" in crash.split("its last output:")[1]  # and it ends where the server did
+
+
 def test_a_call_past_its_timeout_is_cancelled_and_the_server_stays_usable(
     server: ScriptedServer,
 ) -> None:

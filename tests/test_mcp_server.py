@@ -115,6 +115,39 @@ def test_the_sdk_client_over_stdio_with_approval_allowed() -> None:
     _check_exercise(out, approval_allowed=True)
 
 
+def test_a_served_tools_own_cancellation_is_a_tool_error_and_the_server_goes_on() -> None:
+    from mcp import StdioServerParameters
+
+    tools = str(Path(__file__).parent / "data" / "mcp_cancel_tools.py")
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "agentkit.cli", "mcp", "serve", tools]
+    )
+
+    async def check(client: Any) -> dict[str, Any]:
+        async def call(name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+            result = await client.call_tool(name, arguments)
+            return bool(result.is_error), "\n".join(block.text for block in result.content)
+
+        out: dict[str, Any] = {}
+        # a call in flight on the same connection while each of the others fails
+        out["slow"], out["cancels"], out["thread"], out["inner"] = await asyncio.gather(
+            call("slow_echo", {"text": "still here"}),
+            call("cancels", {}),
+            call("cancels_in_a_thread", {}),
+            call("inner_cancelled", {}),
+        )
+        out["after"] = await call("slow_echo", {"text": "and after"})
+        return out
+
+    out = asyncio.run(_sdk_session(params, check))
+    assert out["slow"] == (False, "still here")
+    assert out["after"] == (False, "and after")
+    for key, name in [("cancels", "cancels"), ("thread", "cancels_in_a_thread")]:
+        assert out[key] == (True, f"tool {name} failed: CancelledError"), out[key]
+    error, text = out["inner"]
+    assert error and text.startswith("tool inner_cancelled failed: CancelledError")
+
+
 def test_the_sdk_client_over_http_with_a_token() -> None:
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
@@ -144,6 +177,31 @@ def test_http_refuses_requests_without_the_token_and_bounds_the_body() -> None:
     assert missing.status_code == wrong.status_code == 401
     assert missing.headers["www-authenticate"].startswith("Bearer")
     assert big.status_code == 413
+
+
+def test_the_bearer_scheme_is_case_insensitive_and_the_token_is_not() -> None:
+    app = asgi_app(SHOP_TOOLS, token=TOKEN)
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    accept = {"Accept": "application/json, text/event-stream"}
+    sent = {
+        "bearer": f"bearer {TOKEN}",
+        "BEARER": f"BEARER {TOKEN}",
+        "two spaces": f"Bearer  {TOKEN}",
+        "token upper-cased": f"Bearer {TOKEN.upper()}",
+        "Basic": f"Basic {TOKEN}",
+        "no token": "Bearer",
+        "token only": TOKEN,
+        "Bearers": f"Bearers {TOKEN}",
+    }
+    with uvicorn_serving(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        status = {
+            name: http.post(
+                "/mcp", json=hello, headers={**accept, "Authorization": value}
+            ).status_code
+            for name, value in sent.items()
+        }
+    let_in = {name for name, code in status.items() if code != 401}
+    assert let_in == {"bearer", "BEARER", "two spaces"}, status
 
 
 def test_binding_beyond_loopback_needs_a_token(capsys: pytest.CaptureFixture[str]) -> None:

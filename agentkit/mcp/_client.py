@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import shlex
-import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
@@ -468,7 +467,10 @@ class MCPStdio(_MCPSource):
         )
         errlog = connection.capture_stderr()
         transport = stdio_client(parameters, errlog=errlog)
-        return await stack.enter_async_context(self._client(transport, connection))
+        try:
+            return await stack.enter_async_context(self._client(transport, connection))
+        finally:
+            connection.spawned()
 
 
 class MCPHttp(_MCPSource):
@@ -537,9 +539,8 @@ class _Connection:
         self._closing = asyncio.Event()
         self._finished = asyncio.Event()
         self._owner: asyncio.Task[None] | None = None
-        self._stderr: TextIO | None = None
+        self._stderr: _StderrTail | None = None
         self.http_status: int | None = None  # the last HTTP error status the server answered
-        self._stderr_tail = ""
 
     @property
     def alive(self) -> bool:
@@ -678,29 +679,74 @@ class _Connection:
             await asyncio.wait({owner}, timeout=_CLOSE_WAIT)
 
     def capture_stderr(self) -> TextIO:
-        """A file for the server's stderr, quoted when the server fails."""
-        # closed by the owner task as the connection ends (_keep_stderr)
-        stream = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
-        self._stderr = cast(TextIO, stream)
-        return self._stderr
+        """The write end of a pipe for the server's stderr; only its end is kept, to quote
+        when the server fails (closed by the owner task as the connection ends)."""
+        self._stderr = _StderrTail(asyncio.get_running_loop())
+        return self._stderr.writer
+
+    def spawned(self) -> None:
+        """The server process holds its stderr now: let go of this side's write end, so
+        that the pipe ends when the server does."""
+        if self._stderr is not None:
+            self._stderr.writer.close()
 
     def stderr_tail(self) -> str:
         """The end of what the server wrote to stderr, on one line."""
-        stream = self._stderr
-        if stream is not None and not stream.closed:
-            try:
-                stream.flush()
-                size = stream.seek(0, os.SEEK_END)
-                stream.seek(max(0, size - _STDERR_TAIL * 4))
-                self._stderr_tail = stream.read()[-_STDERR_TAIL:]
-            except (OSError, ValueError):
-                pass
-        return " ".join(self._stderr_tail.split())
+        return "" if self._stderr is None else self._stderr.text()
 
     def _keep_stderr(self) -> None:
-        self.stderr_tail()
         if self._stderr is not None:
             self._stderr.close()
+
+
+class _StderrTail:
+    """A child's stderr read as it comes (on the MCP loop), of which only the last few
+    kilobytes are kept: a chatty server costs no memory or disk beyond that, and is never
+    blocked on a full pipe."""
+
+    _KEEP = _STDERR_TAIL * 4  # bytes: UTF-8 takes up to 4 per character
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        self._loop = loop
+        self._read: int | None = read
+        self._tail = bytearray()
+        self.writer = cast(TextIO, open(write, "w", encoding="utf-8"))  # noqa: SIM115
+        loop.add_reader(read, self._drain)
+
+    def _drain(self) -> None:
+        while self._read is not None:
+            try:
+                chunk = os.read(self._read, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:  # every write end is closed: the server is gone
+                self._stop()
+                return
+            self._tail += chunk
+            if len(self._tail) > self._KEEP:
+                del self._tail[: -self._KEEP]
+
+    def _stop(self) -> None:
+        if self._read is not None:
+            self._loop.remove_reader(self._read)
+            os.close(self._read)
+            self._read = None
+
+    def text(self) -> str:
+        """The last characters written (after reading what is waiting), on one line."""
+        self._drain()
+        text = self._tail.decode("utf-8", errors="replace")[-_STDERR_TAIL:]
+        return " ".join(text.split())
+
+    def close(self) -> None:
+        """Read what is left, and close both ends (the tail stays readable)."""
+        self.writer.close()
+        self._drain()
+        self._stop()
 
 
 def _transport_closed(client: Client) -> bool:

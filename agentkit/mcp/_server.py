@@ -14,6 +14,7 @@ request without it gets 401. Request bodies are bounded (1 MiB by default).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import inspect
 import json
@@ -152,13 +153,36 @@ async def _call(
         return _result(f"tool {name} timed out after {item.timeout:g} s", error=True)
     except ToolRetry as exc:
         return _result(str(exc), error=True)
+    except asyncio.CancelledError as exc:
+        if _cancelled_from_outside():
+            raise  # the client cancelled the request, or the server is shutting down
+        # The tool's own (it raised one, or an inner await something else cancelled): a
+        # failure of this call, as in an agent run; the server and other calls go on.
+        return _failed(name, exc)
     except Exception as exc:
-        detail = str(exc)
-        kind = type(exc).__name__
-        text = f"tool {name} failed: {kind}: {detail}" if detail else f"tool {name} failed: {kind}"
-        return _result(text, error=True)
+        return _failed(name, exc)
     text, problem = render_tool_output(name, value)
     return _result(text, error=problem is not None)
+
+
+def _failed(name: str, exc: BaseException) -> CallToolResult:
+    detail = str(exc)
+    kind = type(exc).__name__
+    text = f"tool {name} failed: {kind}: {detail}" if detail else f"tool {name} failed: {kind}"
+    return _result(text, error=True)
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether this request's task was cancelled (by a cancel scope or ``Task.cancel``),
+    not only handed a ``CancelledError`` by the tool it ran."""
+    import math
+
+    import anyio
+
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        return True
+    return anyio.current_effective_deadline() == -math.inf
 
 
 class _no_limit:
@@ -202,11 +226,15 @@ def asgi_app(
 
 
 class _BearerGate:
-    """Lets through only HTTP requests carrying the bearer token (compared in constant time)."""
+    """Lets through only HTTP requests carrying the bearer token (compared in constant time).
+
+    The scheme is case-insensitive (RFC 7235: ``bearer`` and ``BEARER`` are ``Bearer``); the
+    token itself is compared exactly.
+    """
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self._app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     async def __call__(
         self,
@@ -220,7 +248,10 @@ class _BearerGate:
                 if key == b"authorization":
                     given = value
                     break
-            if not hmac.compare_digest(given, self._expected):
+            scheme, _, credentials = given.partition(b" ")
+            # compare_digest on every path: the time taken says nothing about the token
+            matches = hmac.compare_digest(credentials.lstrip(b" "), self._expected)
+            if not (matches and scheme.lower() == b"bearer"):
                 body = b'{"error": "unauthorized: send Authorization: Bearer <token>"}'
                 await send(
                     {

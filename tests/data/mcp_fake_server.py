@@ -6,7 +6,8 @@
   and a resource beside text), ``fail`` (an isError result), ``big`` (200,000 characters),
   ``add_tool`` (adds ``extra`` and notifies list_changed), ``garbage`` (a result that is not
   a CallToolResult), ``slow`` (never answers), ``whoami`` (the process id), ``noise``
-  (writes lines that are not JSON-RPC before its answer);
+  (writes lines that are not JSON-RPC before its answer), ``chatty`` (writes 1 MB to stderr,
+  then answers);
 - ``hang``: reads stdin and never answers anything (not even initialize);
 - ``duplicate``: lists ``echo`` twice;
 - ``names``: tool names that are too long or use ``.`` and ``/``, and a 100,000-character
@@ -59,6 +60,7 @@ def tools() -> Any:
         tool("slow"),
         tool("whoami"),
         tool("noise"),
+        tool("chatty", n={"type": "integer"}),
     ]
     if EXTRA["added"]:
         listed.append(tool("extra"))
@@ -110,6 +112,11 @@ def call(name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
         sys.stdout.write('this line is not JSON\n{"jsonrpc": "2.0", "id": "nobody"}\n[1, 2\n')
         sys.stdout.flush()
         return text("after the noise")
+    if name == "chatty":  # a server that logs a lot: 1 MB of stderr per call
+        line = "debug: " + "z" * 1017 + "\n"
+        sys.stderr.write(line * 1024)
+        sys.stderr.flush()
+        return text("chatted")
     return text(f"called {name}")
 
 
