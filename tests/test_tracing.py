@@ -529,6 +529,104 @@ def test_content_capture_follows_the_conventions(
     assert weather[gen_ai.GEN_AI_TOOL_CALL_RESULT] == "Sunny in Hangzhou."
 
 
+EMAIL = "jo.doe@example.com"
+IBAN = "DE89370400440532013000"
+
+
+@tool
+def refund(account: str) -> str:
+    """Refund to an account."""
+    raise ValueError(f"account {account} is closed; mail {EMAIL}")
+
+
+@tool(requires_approval=True)
+def close_account(account: str) -> str:
+    """Close an account."""
+    return "closed"
+
+
+def _private_run(provider: TracerProvider, client: ChatClient, *, capture: bool) -> None:
+    agent = Agent(
+        "qwen-plus",
+        [refund, close_account],
+        client=client,
+        observers=traced(provider, capture_content=capture),
+        approve=lambda call: False,
+        max_tool_failures=10,
+    )
+    with agent:
+        agent.run(f"Refund {IBAN}")
+
+
+def _private_replies() -> list[Reply]:
+    return [
+        Reply.tool_calls(
+            ("refund", {"account": IBAN}, "r1"),  # the tool raises, quoting its input
+            (f"mail_{EMAIL}", {"to": EMAIL}, "u1"),  # a name the model invented
+            ("refund", {"account": IBAN, "note": EMAIL}, "v1"),  # invalid arguments
+            ("close_account", {"account": IBAN}, "c1"),  # refused
+        ),
+        Reply.text("Done."),
+    ]
+
+
+def _everything_in(span: ReadableSpan) -> str:
+    parts = [span.name, span.status.description or "", json.dumps(dict(span.attributes or {}))]
+    for event in span.events:
+        parts += [event.name, json.dumps(dict(event.attributes or {}))]
+    return "\n".join(parts)
+
+
+def test_with_capture_off_no_argument_result_or_error_text_reaches_a_span(
+    server: ScriptedServer,
+    client: ChatClient,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+) -> None:
+    server.queue(*_private_replies())
+    _private_run(provider, client, capture=False)
+    spans = exporter.get_finished_spans()
+    for span in spans:
+        text = _everything_in(span)
+        assert EMAIL not in text and IBAN not in text and "mail_" not in text, text
+    tools = [s for s in spans if s.name.startswith("execute_tool")]
+    assert sorted(s.name for s in tools) == [
+        "execute_tool close_account",
+        "execute_tool refund",
+        "execute_tool refund",
+        "execute_tool unknown_tool",
+    ]
+    statuses = {
+        (s.attributes or {})[gen_ai.GEN_AI_TOOL_CALL_ID]: s.status.description for s in tools
+    }
+    assert statuses == {
+        "r1": "tool_error",
+        "u1": "unknown_tool",
+        "v1": "invalid_arguments",
+        "c1": "refused",
+    }
+    unknown = next(s for s in tools if s.name == "execute_tool unknown_tool")
+    assert (unknown.attributes or {})[gen_ai.GEN_AI_TOOL_NAME] == "unknown_tool"
+
+
+def test_with_capture_on_the_error_text_and_the_invented_name_are_kept(
+    server: ScriptedServer,
+    client: ChatClient,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+) -> None:
+    server.queue(*_private_replies())
+    _private_run(provider, client, capture=True)
+    tools = {
+        (s.attributes or {})[gen_ai.GEN_AI_TOOL_CALL_ID]: s
+        for s in exporter.get_finished_spans()
+        if s.name.startswith("execute_tool")
+    }
+    assert EMAIL in (tools["r1"].status.description or "")
+    assert tools["u1"].name == "execute_tool unknown_tool"  # never a span name
+    assert (tools["u1"].attributes or {})["agentkit.tool.requested_name"] == f"mail_{EMAIL}"
+
+
 def test_content_capture_from_the_environment(
     server: ScriptedServer,
     client: ChatClient,

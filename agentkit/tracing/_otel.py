@@ -116,6 +116,11 @@ _INT_PARAMS = {
     "n": REQUEST_CHOICE_COUNT,
 }
 _CALL_LIMITS = {"limit": "max_tool_calls", "repeated": "max_repeated_calls"}
+# A tool name the model invented is untrusted text (it may spell out an e-mail address):
+# spans and their names carry this fixed label instead; with content capture on, the
+# invented name is kept in REQUESTED_TOOL_NAME (cut).
+UNKNOWN_TOOL = "unknown_tool"
+REQUESTED_TOOL_NAME = "agentkit.tool.requested_name"
 
 
 def load() -> Any:
@@ -361,19 +366,22 @@ class RunTracer(RunObserver):
     # --- tool calls -------------------------------------------------------------------
 
     def _tool_span(self, call: PlannedCall) -> Span:
+        tool = call.tool
+        name = call.name if tool is not None else UNKNOWN_TOOL
         attributes: dict[str, Any] = {
             OPERATION_NAME: "execute_tool",
-            TOOL_NAME: call.name,
+            TOOL_NAME: name,
             TOOL_CALL_ID: call.call_id,
             TOOL_TYPE: "function",
         }
-        tool = call.tool
         if tool is not None and getattr(tool, "description", None):
             attributes[TOOL_DESCRIPTION] = str(tool.description)
         if self._capture:
             attributes[TOOL_CALL_ARGUMENTS] = call.arguments
+            if tool is None:
+                attributes[REQUESTED_TOOL_NAME] = call.name[:200]
         span: Span = self._tracer.start_span(
-            f"execute_tool {call.name}",
+            f"execute_tool {name}",
             context=self._parent,
             kind=self._trace.SpanKind.INTERNAL,
             attributes=attributes,
@@ -396,8 +404,12 @@ class RunTracer(RunObserver):
             if self._capture:
                 span.set_attribute(TOOL_CALL_RESULT, result.output)
             if result.error is not None:
-                span.set_attribute(ERROR_TYPE, self._tool_error_type(call, result))
-                span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, result.error))
+                kind = self._tool_error_type(call, result)
+                span.set_attribute(ERROR_TYPE, kind)
+                # The error's text quotes arguments and the tool's exception (an address, an
+                # account number): content, so only with capture on; else the kind alone.
+                described = result.error if self._capture else kind
+                span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, described))
         finally:
             span.end()
 
