@@ -295,3 +295,85 @@ def test_the_readme_test_command_is_the_one_ci_runs() -> None:
     for command in commands:
         base = command.split(" -")[0].strip()  # options such as -q aside
         assert f"&& {base}" in readme, f".ci/run runs {base!r}; the README does not"
+
+
+# --- testing.md's worked example: a scripted model for serve, chat and a test suite -----------
+
+_FILE = re.compile(r"<!--\s*file:\s*(\S+)\s*-->")
+
+
+def page_files(page: Path) -> dict[str, str]:
+    """The blocks a page names as files (``<!-- file: NAME -->`` just above the fence)."""
+    text = page.read_text(encoding="utf-8")
+    files = {}
+    for match in _FENCE.finditer(text):
+        above = text[: match.start()].rstrip("\n").rsplit("\n", 2)[-2:]
+        named = [found.group(1) for line in above if (found := _FILE.search(line))]
+        if named:
+            files[named[-1]] = match.group(2)
+    return files
+
+
+@contextlib.contextmanager
+def scripted_process(script: Path) -> Iterator[str]:
+    """``python -m agentkit.testing --script SCRIPT`` as the page runs it; yields its URL."""
+    import subprocess
+
+    command = [sys.executable, "-m", "agentkit.testing", "--script", str(script)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            yield process.stdout.readline().strip()  # it binds port 0 and says which
+        finally:
+            process.terminate()
+            process.wait()
+
+
+def test_the_worked_scripted_model_drives_chat_serve_and_a_test_suite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = page_files(DOCS / "testing.md")
+    assert set(files) == {"desk.py", "desk_script.json", "test_desk.py"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with scripted_process(tmp_path / "desk_script.json") as base_url:
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+        monkeypatch.setenv("AGENTKIT_BASE_URL", base_url)
+
+        # agentkit chat --agent desk.py:desk "Please cancel order 43"
+        from agentkit.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["chat", "--agent", "desk.py:desk", "--no-stream", "Please cancel order 43"]
+        assert main(argv, stdin=io.StringIO(), stdout=out, stderr=err) == 0, err.getvalue()
+        assert out.getvalue().strip() == "Order 43 is cancelled."  # the script's third round
+
+        # agentkit serve desk.py:desk, and the page's curl
+        _served_answer_is(tmp_path, "Where is order 42?", "Order 42 has shipped.")
+
+        # python -m pytest test_desk.py: the page's tests, on the bot as the page wrote it
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(sys.modules, "desk", raising=False)
+        namespace: dict[str, Any] = {"__name__": "test_desk"}
+        exec(compile(files["test_desk.py"], "test_desk.py", "exec"), namespace)
+        tests = [value for name, value in namespace.items() if name.startswith("test_")]
+        assert len(tests) == 2
+        for test in tests:
+            test()
+        sys.modules.pop("desk", None)
+
+
+def _served_answer_is(folder: Path, question: str, answer: str) -> None:
+    pytest.importorskip("starlette")
+    import httpx
+    from serve.conftest import uvicorn_serving
+
+    from agentkit.cli._loading import load_agent
+    from agentkit.serve import create_app
+
+    name, agent = load_agent(f"{folder / 'desk.py'}:desk")
+    with uvicorn_serving(create_app({name: agent})) as url:
+        body = {"model": "desk", "messages": [{"role": "user", "content": question}]}
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).json()
+    assert reply["choices"][0]["message"]["content"] == answer

@@ -19,7 +19,9 @@ Example::
         ...  # point the client or agent at server.base_url
         assert server.requests[1].messages[-1]["role"] == "tool"
 
-Run ``python -m agentkit.testing --help`` to serve a scripted model from the command line.
+Run ``python -m agentkit.testing --help`` to serve a scripted model from the command line,
+and ``--script FILE`` to serve a script of your own (:func:`load_script`) to ``agentkit
+serve``, ``agentkit chat`` or a test suite in another process.
 """
 
 from __future__ import annotations
@@ -27,16 +29,20 @@ from __future__ import annotations
 from .models import always, echo, tool_then_answer
 from .recorded import RecordedRequest
 from .replies import Reply, ToolCallSpec, ToolCallStyle
+from .script import ScriptError, load_script, script_model
 from .server import Handler, ScriptedServer
 
 __all__ = [
     "Handler",
     "RecordedRequest",
     "Reply",
+    "ScriptError",
     "ScriptedServer",
     "ToolCallSpec",
     "ToolCallStyle",
     "always",
     "echo",
+    "load_script",
+    "script_model",
     "tool_then_answer",
 ]

@@ -1,8 +1,10 @@
 """Serve a scripted model from the command line: ``python -m agentkit.testing --help``.
 
 The first line printed is the base URL (``http://127.0.0.1:PORT/v1``), so a parent process
-can start the server with ``port 0`` and read where it listens. The server runs until it
-is interrupted (Ctrl-C) or terminated (SIGTERM).
+can start the server with ``port 0`` and read where it listens; stderr says how to point
+agentkit at it (``export AGENTKIT_BASE_URL=...``). ``--script FILE`` serves a script the
+user wrote (see :mod:`agentkit.testing.script`) instead of a ready-made ``--model``. The
+server runs until it is interrupted (Ctrl-C) or terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from types import FrameType
 
 from .models import always, echo, tool_then_answer
 from .replies import Reply
-from .server import ScriptedServer
+from .script import ScriptError, load_script
+from .server import Handler, ScriptedServer
 
 _MODELS = ("tool-then-answer", "echo", "text", "tool-forever")
 
@@ -41,18 +44,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tool", default="get_current_time", help="the tool to call")
     parser.add_argument("--arguments", default="{}", help="the tool's arguments, as JSON")
     parser.add_argument("--text", default="Done.", help="the answer text")
+    parser.add_argument(
+        "--script",
+        metavar="FILE",
+        help="serve your own script instead of --model: a .json list of turns "
+        '([{"when": "order", "replies": [...]}, ...]) or a .py file defining script or '
+        "handler(request); see docs/testing.md",
+    )
     args = parser.parse_args(argv)
-    try:
-        arguments = json.loads(args.arguments)
-    except ValueError:
-        parser.error(f"--arguments is not JSON: {args.arguments!r}")
-    call = (args.tool, arguments)
-    handler = {
-        "tool-then-answer": tool_then_answer(call, answer=args.text),
-        "echo": echo(),
-        "text": always(Reply.text(args.text)),
-        "tool-forever": always(Reply.tool_calls(call)),
-    }[args.model]
+    handler: Handler
+    if args.script:
+        try:
+            handler = load_script(args.script)
+        except ScriptError as error:
+            parser.error(f"--script {error}")
+    else:
+        try:
+            arguments = json.loads(args.arguments)
+        except ValueError:
+            parser.error(f"--arguments is not JSON: {args.arguments!r}")
+        call = (args.tool, arguments)
+        handler = {
+            "tool-then-answer": tool_then_answer(call, answer=args.text),
+            "echo": echo(),
+            "text": always(Reply.text(args.text)),
+            "tool-forever": always(Reply.tool_calls(call)),
+        }[args.model]
 
     stop = threading.Event()
 
@@ -63,6 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with ScriptedServer(host=args.host, port=args.port, handler=handler) as server:
         print(server.base_url, flush=True)
+        print(
+            f"agentkit.testing: serving on {server.base_url} until Ctrl-C; point agentkit "
+            f"at it with\n  export AGENTKIT_BASE_URL={server.base_url}",
+            file=sys.stderr,
+            flush=True,
+        )
         while not stop.wait(1.0):
             pass
     return 0
