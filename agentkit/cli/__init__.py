@@ -1,4 +1,5 @@
-"""The ``agentkit`` command: ``chat``, ``serve``, ``tools``, ``sessions`` and ``demo``.
+"""The ``agentkit`` command: ``chat``, ``serve``, ``tools``, ``sessions``, ``keys`` and
+``demo``.
 
 Only the standard library is imported at start-up; the client, the loop and the tools load
 when a command needs them, so ``agentkit --help`` answers at once. The pieces:
@@ -96,6 +97,10 @@ def _main(argv: Sequence[str] | None, stdin: TextIO, out: TextIO, err: TextIO) -
             from ._serve import serve_command
 
             return serve_command(args, err)
+        if args.command == "keys":
+            from ._keys import keys_command
+
+            return keys_command(args, out, err)
         from ._demo import run_demo
 
         return run_demo(args.prompt, out, err, verbose=args.verbose, paced=not args.fast)

@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._mcp import add_mcp_parser
 
     add_mcp_parser(commands)
+    from ._keys import add_keys_parser
+
+    add_keys_parser(commands)
     return parser
 
 
@@ -314,6 +317,41 @@ def _add_serve(commands: argparse._SubParsersAction[Any]) -> None:
         help="a bearer key clients must send (repeatable; required off loopback)",
     )
     serve.add_argument("--title", metavar="TEXT", help="the chat page's title")
+    who = serve.add_argument_group("identities (docs/serve.md)")
+    who.add_argument(
+        "--auth",
+        choices=("keys", "oidc", "proxy"),
+        help="keys: keys from `agentkit keys add` in the agent's store; oidc: bearer tokens "
+        "of --oidc-issuer; proxy: a trusted proxy's --trust-proxy-header",
+    )
+    who.add_argument("--oidc-issuer", metavar="URL", help="the token issuer (its iss)")
+    who.add_argument("--oidc-audience", metavar="AUD", help="the audience tokens must name")
+    who.add_argument("--oidc-jwks-url", metavar="URL", help="the keys (default: discovered)")
+    who.add_argument("--oidc-id-claim", metavar="CLAIM", default="sub", help="the id (sub)")
+    who.add_argument(
+        "--oidc-roles-claim", metavar="CLAIM", default="roles", help="the roles (roles)"
+    )
+    who.add_argument(
+        "--trust-proxy-header", metavar="HEADER", help="the proxy's user header (implies proxy)"
+    )
+    who.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="ADDR",
+        help="an address or network of the proxy (repeatable; default on loopback: loopback)",
+    )
+    who.add_argument("--proxy-roles-header", metavar="HEADER", help="the proxy's roles header")
+    who.add_argument(
+        "--reviewers",
+        action="append",
+        metavar="ROLE",
+        help="a role whose holders decide waiting calls (repeatable); then only they do",
+    )
+    who.add_argument(
+        "--deps",
+        metavar="FILE.py:FUNCTION",
+        help="a function of the principal returning each run's deps, e.g. bot.py:clinic_for",
+    )
     serve.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
 
 

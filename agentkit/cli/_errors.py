@@ -130,7 +130,12 @@ def _connection_hint(args: argparse.Namespace | None) -> str:
 
 
 def _authentication_hint(args: argparse.Namespace | None) -> str:
-    if args is not None and args.base_url and not args.provider and not args.region:
+    if (
+        args is not None
+        and getattr(args, "base_url", None)
+        and not getattr(args, "provider", None)
+        and not getattr(args, "region", None)
+    ):
         if args.api_key_env:
             return f"the server refused the key in {args.api_key_env}: check it"
         return "this server wants a key: export it as a variable and pass --api-key-env VAR"

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .._agent import Agent
     from .._tool import Tool
 
-__all__ = ["builtin_tools", "list_tools", "load_agent", "load_tools"]
+__all__ = ["builtin_tools", "list_tools", "load_agent", "load_function", "load_tools"]
 
 
 def load_tools(sources: Sequence[str], *, option: str = "--tools") -> list[Tool[..., Any]]:
@@ -81,6 +81,29 @@ def load_agent(target: str, *, option: str = "") -> tuple[str, Agent[Any]]:
             hint="name a module-level Agent, e.g. desk = Agent(...) in bot.py is bot.py:desk",
         )
     return name, found
+
+
+def load_function(target: str, *, option: str) -> Any:
+    """The function named by ``FILE.py:NAME`` or ``MODULE:NAME`` (e.g. ``--deps``)."""
+    given = f"{option} {target}".strip()
+    source, colon, name = target.rpartition(":")
+    if not colon or not source or not name.isidentifier():
+        raise UsageError(
+            f"{given}: name the function as FILE.py:NAME or MODULE:NAME, e.g. bot.py:clinic_for"
+        )
+    try:
+        module = _import_source(source, given)
+    except UsageError:
+        raise
+    except Exception as exc:  # the user's module failed while importing
+        raise UsageError(f"{given}: {type(exc).__name__}: {exc}") from exc
+    found = getattr(module, name, None)
+    if not callable(found):
+        raise UsageError(
+            f"{given}: {source} has no function {name!r}",
+            hint="define it at module level: def clinic_for(principal): ...",
+        )
+    return found
 
 
 def _import_source(source: str, given: str) -> ModuleType:

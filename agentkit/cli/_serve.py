@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from typing import TextIO
+from typing import Any, TextIO
 
 from ._errors import EXIT_OK, UsageError
 from ._loading import load_agent
@@ -26,7 +26,8 @@ def serve_command(args: argparse.Namespace, err: TextIO) -> int:
     from ..serve._server import API_KEY_VARIABLE, keys_from, run
 
     keys = keys_from(args.api_key or ())
-    if not is_loopback(args.host) and not keys:
+    options = _identity_options(args, keys)
+    if not is_loopback(args.host) and not keys and not options.get("auth"):
         raise UsageError(
             f"--host {args.host} is reachable from other machines, and no API key is set",
             hint=f"give --api-key KEY (or set {API_KEY_VARIABLE}) so that only your clients "
@@ -38,7 +39,12 @@ def serve_command(args: argparse.Namespace, err: TextIO) -> int:
             hint="python -c 'import secrets; print(secrets.token_hex(24))' makes a good one",
         )
     targets = [_absolute(target) for target in args.targets]
-    names = [load_agent(target, option="")[0] for target in targets]  # fail before binding
+    if options.get("deps"):
+        options["deps"] = _absolute(options["deps"])
+    loaded = dict(load_agent(target, option="") for target in targets)  # fail before binding
+    names = list(loaded)
+    if len(loaded) == len(targets):
+        _check_identity(options, loaded)
     if len(set(names)) != len(names):
         raise UsageError("two agents have the same name; serve each name once")
     _check_port(args.host, args.port)
@@ -57,8 +63,87 @@ def serve_command(args: argparse.Namespace, err: TextIO) -> int:
         api_keys=keys,
         title=args.title or names[0],
         log_level="debug" if args.debug else "warning",
+        options=options,
     )
     return EXIT_OK
+
+
+def _identity_options(args: argparse.Namespace, keys: list[str]) -> dict[str, Any]:
+    """The identity options, checked: each source has what it needs, and nothing more."""
+    auth = args.auth
+    if args.trust_proxy_header and auth in (None, "proxy"):
+        auth = "proxy"
+    elif args.trust_proxy_header:
+        raise UsageError(f"--trust-proxy-header goes with --auth proxy, not --auth {auth}")
+    if auth and keys:
+        raise UsageError(
+            f"--api-key (or {_key_variable()}) and --auth {auth} both say who may ask; give one",
+            hint="with --auth keys, make keys with `agentkit keys add`",
+        )
+    from ..serve._auth import is_loopback
+
+    options: dict[str, Any] = {"auth": auth}
+    if auth == "oidc":
+        if not args.oidc_issuer or not args.oidc_audience:
+            raise UsageError(
+                "--auth oidc needs --oidc-issuer URL and --oidc-audience AUD",
+                hint="e.g. --oidc-issuer https://id.example.com/realms/clinic "
+                "--oidc-audience clinic-desk",
+            )
+        options.update(
+            oidc_issuer=args.oidc_issuer,
+            oidc_audience=args.oidc_audience,
+            oidc_jwks_url=args.oidc_jwks_url,
+            oidc_id_claim=args.oidc_id_claim,
+            oidc_roles_claim=args.oidc_roles_claim,
+        )
+    elif args.oidc_issuer or args.oidc_audience or args.oidc_jwks_url:
+        raise UsageError("--oidc-issuer and --oidc-audience go with --auth oidc")
+    if auth == "proxy":
+        proxies = list(args.trusted_proxy or ())
+        if not proxies:
+            if not is_loopback(args.host):
+                raise UsageError(
+                    f"--host {args.host} is reachable from other machines, and no "
+                    "--trusted-proxy says which of them is the proxy: anyone could send "
+                    "the user header",
+                    hint="add --trusted-proxy ADDR (the proxy's address or network), or "
+                    "listen on 127.0.0.1 behind a proxy on this machine",
+                )
+            proxies = ["127.0.0.0/8", "::1"]
+        options.update(
+            proxy_header=args.trust_proxy_header or "X-Forwarded-User",
+            trusted_proxies=proxies,
+            proxy_roles_header=args.proxy_roles_header,
+        )
+        try:
+            from ..serve._identity import TrustedProxy
+
+            TrustedProxy(options["proxy_header"], proxies)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    elif args.trusted_proxy or args.proxy_roles_header:
+        raise UsageError("--trusted-proxy goes with --auth proxy (or --trust-proxy-header)")
+    options["reviewers"] = list(args.reviewers or ())
+    options["deps"] = args.deps
+    return options
+
+
+def _key_variable() -> str:
+    from ..serve._server import API_KEY_VARIABLE
+
+    return API_KEY_VARIABLE
+
+
+def _check_identity(options: dict[str, Any], agents: dict[str, Any]) -> None:
+    """Build the app once here, so a bad --deps or a store-less --auth keys fails now."""
+    from ..serve._app import create_app
+    from ..serve._configure import app_options
+
+    try:
+        create_app(agents, **app_options(options, agents))
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _absolute(target: str) -> str:

@@ -6,8 +6,9 @@ agents again from the targets (``bot.py:desk``) passed to it in the environment.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ API_KEY_VARIABLE = "AGENTKIT_SERVE_API_KEY"
 """The environment variable with the accepted API keys (several: comma-separated)."""
 _TARGETS_VARIABLE = "AGENTKIT_SERVE_TARGETS"
 _TITLE_VARIABLE = "AGENTKIT_SERVE_TITLE"
+_OPTIONS_VARIABLE = "AGENTKIT_SERVE_OPTIONS"
 
 
 def keys_from(given: Sequence[str]) -> list[str]:
@@ -33,13 +35,19 @@ def app_from_environment() -> Starlette:
     """The app of one worker process (uvicorn calls this factory in each)."""
     from ..cli._loading import load_agent
     from ._app import create_app
+    from ._configure import app_options
 
     agents: dict[str, Any] = {}
     for target in os.environ[_TARGETS_VARIABLE].split("\n"):
         name, agent = load_agent(target)
         agents[name] = agent
+    options = json.loads(os.environ.get(_OPTIONS_VARIABLE) or "{}")
+    identity = app_options(options, agents)
     return create_app(
-        agents, api_keys=keys_from(()), title=os.environ.get(_TITLE_VARIABLE, "agentkit")
+        agents,
+        api_keys=() if "auth" in identity else keys_from(()),
+        title=os.environ.get(_TITLE_VARIABLE, "agentkit"),
+        **identity,
     )
 
 
@@ -52,14 +60,18 @@ def run(
     api_keys: Sequence[str],
     title: str,
     log_level: str = "info",
+    options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Serve the agents named by ``targets`` until interrupted."""
+    """Serve the agents named by ``targets`` until interrupted; ``options`` are the
+    identity options (``auth``, ``reviewers``, ``deps``...) each worker applies."""
     import uvicorn
 
     os.environ[_TARGETS_VARIABLE] = "\n".join(targets)
     os.environ[_TITLE_VARIABLE] = title
     if api_keys:
         os.environ[API_KEY_VARIABLE] = ",".join(api_keys)
+    os.environ[_OPTIONS_VARIABLE] = json.dumps(dict(options or {}))
+    behind_proxy = (options or {}).get("auth") == "proxy"
     uvicorn.run(
         "agentkit.serve._server:app_from_environment",
         factory=True,
@@ -68,5 +80,8 @@ def run(
         workers=workers,
         log_level=log_level,
         lifespan="off",
+        # A trusted proxy is recognised by the connection's own peer address, so uvicorn
+        # must not replace it with what X-Forwarded-For claims.
+        proxy_headers=not behind_proxy,
         timeout_graceful_shutdown=5,
     )
