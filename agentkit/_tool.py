@@ -45,7 +45,8 @@ import pydantic_core
 from pydantic import ValidationError
 
 from ._errors import ToolArgumentsError, ToolDefinitionError
-from ._schema import FunctionSchema, StrictDecoder, function_schema
+from ._schema import FunctionSchema, function_schema
+from ._schema_decode import StrictDecoder
 
 __all__ = ["Tool", "tool"]
 

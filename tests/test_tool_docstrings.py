@@ -11,7 +11,7 @@ import typing_extensions
 from pydantic import Field
 
 from agentkit import RunContext, tool
-from agentkit._schema import describe_function
+from agentkit._schema_doc import describe_function
 
 
 def google(city: str, days: int = 1, *, unit: str = "c") -> str:

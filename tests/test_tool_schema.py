@@ -26,7 +26,7 @@ import typing_extensions
 from pydantic import BaseModel, Field
 
 from agentkit import RunContext, Tool, ToolArgumentsError, ToolDefinitionError, tool
-from agentkit._schema import compact_json_schema
+from agentkit._schema_compact import compact_json_schema
 
 # --- the types (module level, so string annotations resolve) ----------------------------
 

@@ -31,7 +31,8 @@ from test_tool_schema import (
 )
 
 from agentkit import ToolDefinitionError, tool
-from agentkit._schema import compact_json_schema, to_strict_json_schema
+from agentkit._schema_compact import compact_json_schema
+from agentkit._schema_strict import to_strict_json_schema
 
 ALLOWED_KEYWORDS = {
     "type",
