@@ -340,7 +340,10 @@ def _crash_while_approved(spec: StoreSpec, server: ScriptedServer, desk: Any, le
     """Pause on refund(1042), approve it in a process that dies right after the refund."""
     (call,) = _pause(desk, server).pending
     crashed = child_agent(
-        spec, server, f"agent.resume('cust-17', {{{call.id!r}: True}})", AGENTKIT_TEST_CRASH="1"
+        spec,
+        server,
+        f"agent.resume('cust-17', {{{call.call_id!r}: True}})",
+        AGENTKIT_TEST_CRASH="1",
     )
     assert crashed.returncode == 17, crashed.stderr
     assert [e["kind"] for e in effects(ledger)] == ["refund"]
@@ -355,12 +358,12 @@ def test_a_crash_during_an_approved_call_leaves_it_in_doubt_not_paused(
     assert store.list_sessions()[0].status == "idle"
     for decision in (True, False, "changed my mind"):  # a stale page's second click
         with pytest.raises(ResumeError, match="not waiting for a decision"):
-            desk.resume("cust-17", {call.id: decision})
+            desk.resume("cust-17", {call.call_id: decision})
     server.queue(Reply.text("I cannot tell whether the refund went through."))
     result = desk.resume("cust-17", {})
     assert [c.name for c in result.in_doubt] == ["refund"] and len(effects(ledger)) == 1
     told = {m.get("tool_call_id"): m["content"] for m in sent(server.requests[-1])}
-    assert told[call.id] == IN_DOUBT
+    assert told[call.call_id] == IN_DOUBT
     assert not any("Not run" in text for text in told.values() if text)
     assert_resendable(sent(server.requests[-1]))
     assert store.load("cust-17").status == "idle" and store.load("cust-17").calls == ()
@@ -374,7 +377,7 @@ def test_a_new_message_after_a_crash_during_an_approved_call_reports_it_in_doubt
     result = desk.run("Did it work?", session="cust-17")
     assert [c.name for c in result.in_doubt] == ["refund"] and len(effects(ledger)) == 1
     told = {m.get("tool_call_id"): m["content"] for m in sent(server.requests[-1])}
-    assert told[call.id] == IN_DOUBT
+    assert told[call.call_id] == IN_DOUBT
     assert_resendable(sent(server.requests[-1]))
 
 
@@ -385,13 +388,13 @@ def test_a_paused_call_with_a_write_ahead_record_is_settled_from_the_log(
     (call,) = _pause(desk, server).pending
     stored = store.load("cust-17")
     claim = store.claim("cust-17")
-    store.write_ahead(claim, f"{stored.pending['round']}:{call.id}", "refund", "{}", "d")
+    store.write_ahead(claim, f"{stored.pending['round']}:{call.call_id}", "refund", "{}", "d")
     store.release(claim)
     server.queue(Reply.text("I cannot tell."))
-    result = desk.resume("cust-17", {call.id: False})  # a refusal must not say "Not run"
+    result = desk.resume("cust-17", {call.call_id: False})  # a refusal must not say "Not run"
     assert [c.name for c in result.in_doubt] == ["refund"] and effects(ledger) == []
     told = {m.get("tool_call_id"): m["content"] for m in sent(server.requests[-1])}
-    assert told[call.id] == IN_DOUBT
+    assert told[call.call_id] == IN_DOUBT
 
 
 # -- one run at a time ---------------------------------------------------------------------
