@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -61,11 +60,10 @@ def test_cancelling_run_async_cancels_tool_tasks_and_keeps_the_transcript(
             task = asyncio.create_task(agent.run_async("go"))
             await state["entered"].wait()
             await quick_done.wait()  # cancel with one call done and one in flight
-            start = time.perf_counter()
             task.cancel()
             with pytest.raises(asyncio.CancelledError) as caught:
                 await task
-            assert time.perf_counter() - start < 0.5
+            assert state["cancelled"]  # the slow call was cancelled, not awaited for 30 s
             assert task.cancelled()  # asyncio semantics are kept
             messages = caught.value.messages  # type: ignore[attr-defined]
             assert_resendable(messages)
@@ -133,11 +131,9 @@ def test_asyncio_timeout_around_run_async(server: ScriptedServer) -> None:
 
     async def main() -> None:
         async with Agent("m", [forever], base_url=server.base_url, api_key=KEY) as agent:
-            start = time.perf_counter()
-            with pytest.raises(TimeoutError) as caught:
+            with pytest.raises(TimeoutError) as caught:  # the tool sleeps 30 s: not awaited
                 async with asyncio.timeout(0.3):
                     await agent.run_async("go")
-            assert time.perf_counter() - start < 1
             # asyncio.timeout turned our CancelledError into TimeoutError; it is the cause.
             messages = caught.value.__cause__.messages  # type: ignore[union-attr]
             assert "cancelled" in messages[-1]["content"]
@@ -153,9 +149,11 @@ def test_no_thread_or_connection_is_left_behind(server: ScriptedServer) -> None:
     def blocking(n: int) -> str:
         """Blocks until released."""
         started.set()
-        release.wait(10)
+        release.wait(60)
+        returned.set()
         return "done"
 
+    returned = threading.Event()
     server.queue(Reply.tool_calls(("blocking", {"n": 1}), ("blocking", {"n": 2})), Reply.text("ok"))
     baseline = threading.active_count()
 
@@ -163,12 +161,11 @@ def test_no_thread_or_connection_is_left_behind(server: ScriptedServer) -> None:
         agent = Agent("m", [blocking], base_url=server.base_url, api_key=KEY)
         task = asyncio.create_task(agent.run_async("go"))
         await asyncio.to_thread(started.wait, 5)
-        start = time.perf_counter()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        # Prompt, although the sync tool keeps its thread until it returns.
-        assert time.perf_counter() - start < 0.5
+        # At once, although the sync tool keeps its thread until it returns.
+        assert not returned.is_set()
         release.set()
         await agent.aclose()
 

@@ -137,23 +137,23 @@ def test_a_raising_tool_gives_its_message_not_a_traceback(
 
 def test_a_sync_tool_past_its_timeout(server: ScriptedServer, client: ChatClient) -> None:
     release = threading.Event()
+    returned = threading.Event()
 
     @tool(timeout=0.2)
     def stuck() -> str:
         """Never answers in time."""
-        release.wait(10)
+        release.wait(60)
+        returned.set()
         return "late"
 
     server.queue(Reply.tool_calls(("stuck", {})), Reply.text("The service is slow."))
     try:
         with Agent("m", [stuck], client=client) as agent:
-            start = time.perf_counter()
             result = agent.run("go")
-            elapsed = time.perf_counter() - start
+            assert not returned.is_set()  # the run answered without waiting for the tool
     finally:
         release.set()
     assert tool_messages(server.requests[1]) == ["tool stuck timed out after 0.2 s"]
-    assert elapsed < 2
     assert result.output == "The service is slow."
 
 
@@ -180,10 +180,8 @@ def test_an_async_tool_past_the_agent_timeout_is_cancelled(
         ) as agent:
             await agent.run_async("go")
 
-    start = time.perf_counter()
     asyncio.run(main())
-    assert time.perf_counter() - start < 2
-    assert cancelled.is_set()
+    assert cancelled.is_set()  # cancelled at its timeout, not awaited for its 30 s
     assert tool_messages(server.requests[1]) == ["tool stuck timed out after 0.2 s"]
 
 
@@ -262,14 +260,13 @@ def endless_model(request: RecordedRequest) -> Reply:
     return Reply.tool_calls(("book_flight", {"city": f"city-{request.number}", "seats": 1}))
 
 
-def test_max_turns_stops_an_endless_model_fast(server: ScriptedServer, client: ChatClient) -> None:
+def test_max_turns_stops_an_endless_model(server: ScriptedServer, client: ChatClient) -> None:
     server.respond_with(endless_model)
-    with Agent("m", [book_flight], client=client, max_turns=3) as agent:
-        start = time.perf_counter()
-        with pytest.raises(MaxTurnsExceededError) as caught:
-            agent.run("go")
-        elapsed = time.perf_counter() - start
-    assert elapsed < 1
+    with (
+        Agent("m", [book_flight], client=client, max_turns=3) as agent,
+        pytest.raises(MaxTurnsExceededError) as caught,
+    ):
+        agent.run("go")
     assert len(server.requests) == 3
     assert len(calls_seen) == 3
     messages = caught.value.messages

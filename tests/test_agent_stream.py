@@ -256,12 +256,12 @@ def test_breaking_out_of_a_stream_closes_the_response(
     server.queue(Reply.text("a b c d e f g h i j", chunk_size=2).with_(chunk_delay=0.2))
     with Agent("m", client=client) as agent:
         events = agent.stream("go")
-        start = time.perf_counter()
         for event in events:
             if isinstance(event, TextDelta):
                 break
         events.close()  # what a for-loop's end does when the generator is collected
-        assert time.perf_counter() - start < 1
+        # Closed, not read to its end: a drained response would go back to the pool and
+        # keep its connection open.
         wait_until(lambda: server.open_connections == 0)
         server.queue(Reply.text("still works"))
         assert agent.run("again").output == "still works"

@@ -187,19 +187,21 @@ def test_run_waits_for_an_async_tools_cleanup_but_not_for_a_blocked_loop(
     @tool(timeout=0.2)
     async def blocking() -> str:
         """Blocks its own event loop: it cannot be cancelled."""
-        release.wait(10)
+        release.wait(60)
+        returned.set()
         return "late"
+
+    returned = threading.Event()
 
     server.queue(Reply.tool_calls(("polite", {})), Reply.text("ok"))
     server.queue(Reply.tool_calls(("blocking", {})), Reply.text("ok"))
     with Agent("m", [polite, blocking], base_url=server.base_url, api_key=KEY) as agent:
         agent.run("go")
         assert cleaned == ["polite"]  # before the run went on
-        start = time.perf_counter()
         try:
             agent.run("go")
+            assert not returned.is_set()  # the run went on without the blocked tool
         finally:
             release.set()
-        assert time.perf_counter() - start < 2.0  # 0.2 s, a grace, two quick rounds
     assert tool_messages(server.requests[1]) == ["tool polite timed out after 0.2 s"]
     assert tool_messages(server.requests[3]) == ["tool blocking timed out after 0.2 s"]

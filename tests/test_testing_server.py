@@ -597,13 +597,33 @@ def test_connection_close_is_honoured(server: ScriptedServer, client: httpx.Clie
 
 
 def test_delay_before_status_line(server: ScriptedServer, client: httpx.Client) -> None:
-    server.queue(Reply.text("late").with_(delay=0.3), Reply.text("now"))
+    server.queue(Reply.text("late").with_(delay=0.3))
     started = time.monotonic()
     assert post(client).json()["choices"][0]["message"]["content"] == "late"
     assert time.monotonic() - started >= 0.29
-    started = time.monotonic()
-    post(client)
-    assert time.monotonic() - started < 0.25  # the delay belongs to one reply only
+
+
+@pytest.mark.script_errors
+def test_a_delay_belongs_to_its_reply_only(server: ScriptedServer, client: httpx.Client) -> None:
+    # The first reply waits longer than the test may take; the second is answered meanwhile.
+    server.queue(Reply.text("late").with_(delay=600), Reply.text("now"))
+    waiting: list[BaseException] = []
+
+    def delayed() -> None:
+        try:
+            with httpx.Client(base_url=server.base_url, timeout=600) as other:
+                post(other)
+        except httpx.HTTPError as exc:
+            waiting.append(exc)
+
+    caller = threading.Thread(target=delayed)
+    caller.start()
+    server.wait_for_requests(1)
+    assert post(client).json()["choices"][0]["message"]["content"] == "now"
+    assert caller.is_alive()  # the first reply is still waiting out its delay
+    server.stop()  # closes the delayed connection
+    caller.join()
+    assert isinstance(waiting[0], httpx.RemoteProtocolError)
 
 
 def test_chunk_delay_spaces_the_events(server: ScriptedServer, client: httpx.Client) -> None:
@@ -692,9 +712,7 @@ def test_hang_then_stop_returns_promptly() -> None:
     caller.start()
     server.wait_for_requests(1)
     assert server.open_connections == 1
-    started = time.monotonic()
-    server.stop()
-    assert time.monotonic() - started < 2.0
+    server.stop()  # a hang of its own would be a test timeout
     caller.join(5)
     assert not caller.is_alive()
     assert isinstance(outcome[0], httpx.RemoteProtocolError)  # the hung connection was closed
@@ -703,11 +721,12 @@ def test_hang_then_stop_returns_promptly() -> None:
 
 def test_hang_fires_the_client_read_timeout(server: ScriptedServer) -> None:
     server.queue(Reply.hang())
-    with httpx.Client(base_url=server.base_url, timeout=0.3) as client:
-        started = time.monotonic()
-        with pytest.raises(httpx.ReadTimeout):
-            post(client)
-    assert time.monotonic() - started < 3.0
+    # A hang is forever: only the client's timeout ends it.
+    with (
+        httpx.Client(base_url=server.base_url, timeout=0.3) as client,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        post(client)
 
 
 def test_hang_after_stalls_a_stream(server: ScriptedServer) -> None:
