@@ -247,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a new SQLite store if --store names no file (else that is an error)",
     )
     sessions.add_argument("--reason", metavar="TEXT", help="deny: the reason the model is told")
+    sessions.add_argument(
+        "--deps",
+        metavar="FILE.py:FUNCTION",
+        help="approve, deny: make the run's deps for the conversation's owner, as "
+        "`agentkit serve --deps` does",
+    )
     sessions.add_argument("--prefix", metavar="TEXT", help="list, pending: names starting so")
     sessions.add_argument(
         "--limit",

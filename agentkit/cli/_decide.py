@@ -10,7 +10,9 @@ at the command line is trusted with the store, as whoever can open its file is.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
+import inspect
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._errors import EXIT_ERROR, EXIT_OK, UsageError
@@ -75,8 +77,14 @@ def decide(
     for call in decisions:
         word = "approved" if approve else "denied"
         err.write(f"{word} {call.call_id} {call.name}({call.arguments}) as {operator}\n")
+    identity = _for_owner(store, args)
+    if identity.get("owners") is not None:  # recorded as a served decision is: who, when
+        identity.pop("owners").record(
+            args.name, {c.call_id: v for c, v in decisions.items()}, operator
+        )
+    identity.pop("owners", None)
     with agent:
-        result = agent.resume(args.name, decisions)
+        result = agent.resume(args.name, decisions, **identity)
     if result.status == "paused":
         for call in result.pending:
             err.write(
@@ -86,6 +94,35 @@ def decide(
     output = result.output
     out.write((output if isinstance(output, str) else _as_json(output)) + "\n")
     return EXIT_OK
+
+
+def _for_owner(store: Store, args: argparse.Namespace) -> dict[str, Any]:
+    """The served conversation's owner as the run's principal, with the deps ``--deps``
+    makes for them; and the store's owner rows, where decisions are recorded."""
+    from ..sessions._sql import SQLStore
+
+    if not isinstance(store, SQLStore):
+        return {}
+    from ..sessions._owners import Owners
+
+    owners = Owners(store)
+    owner = owners.owner(args.name)
+    found: dict[str, Any] = {"owners": owners}
+    principal = owner.principal if owner is not None else None
+    if principal is not None:
+        found["principal"] = principal
+    if getattr(args, "deps", None):
+        from ._loading import load_function
+
+        if principal is None:
+            from .._context import Principal
+
+            principal = Principal(_operator())
+        deps = load_function(args.deps, option="--deps")(principal)
+        if inspect.iscoroutine(deps):  # an async deps factory, as serve allows
+            deps = asyncio.run(deps)
+        found["deps"] = deps
+    return found
 
 
 def _operator() -> str:
