@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._agent import Agent as Agent
     from ._agent import Approver as Approver
     from ._agent import Hooks as Hooks
+    from ._calls import PlannedCall as PlannedCall
     from ._client import AsyncChatClient as AsyncChatClient
     from ._client import ChatClient as ChatClient
     from ._context import Principal as Principal
@@ -63,7 +64,6 @@ if TYPE_CHECKING:
     from ._events import ToolCallStarted as ToolCallStarted
     from ._events import ToolResult as ToolResult
     from ._instrument import instrument as instrument
-    from ._loop import PlannedCall as PlannedCall
     from ._observe import ObserverFactory as ObserverFactory
     from ._observe import RunInfo as RunInfo
     from ._observe import RunObserver as RunObserver

@@ -49,18 +49,14 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
 
+from ._calls import PlannedCall
 from ._client import AsyncChatClient, ChatClient
 from ._context import Principal, RunContext
 from ._errors import ConfigurationError
 from ._events import AgentEvent, RunFinished, StreamDelta
-from ._loop import (
-    LoopSettings,
-    OutputMode,
-    PlannedCall,
-    RunLoop,
-    clean_data,
-    clean_text,
-)
+from ._loop import RunLoop
+from ._loop_settings import LoopSettings, OutputMode
+from ._loop_text import clean_data, clean_text
 from ._observe import (
     ObserverFactory,
     RunInfo,

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
-import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
 
+from ._calls import Finished, PlannedCall, RunTools, Step, ToolOutcome
 from ._errors import (
     AgentKitError,
     ConfigurationError,
@@ -40,7 +39,6 @@ from ._errors import (
     ToolArgumentsError,
     ToolCallLimitExceededError,
     ToolFailureLimitExceededError,
-    ToolRetry,
 )
 from ._events import (
     ModelRoundFinished,
@@ -50,391 +48,30 @@ from ._events import (
     ToolCallArgumentsDelta,
     ToolResult,
 )
-from ._providers import Provider
-from ._records import RunLimits, check_count
-from ._result import PendingCall, RunResult
-from ._store import argument_digest
-from ._tool import render_tool_output
+from ._loop_settings import FINAL_RESULT_TOOL, LoopSettings
+from ._loop_text import (
+    cap,
+    clean_data,
+    clean_text,
+    describe_invalid,
+    error_text,
+    refusal_text,
+    strip_code_fence,
+    unknown_tool_text,
+)
+from ._records import check_count
+from ._result import RunResult
 from ._wire import ChatCompletion, ToolCall, Usage, message_to_dict
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from ._context import Principal, RunContext
     from ._observe import RunObserver
-    from ._tool import Tool
 
-__all__ = [
-    "FINAL_RESULT_TOOL",
-    "Finished",
-    "LoopSettings",
-    "OutputMode",
-    "PlannedCall",
-    "RunLoop",
-    "RunTools",
-    "Step",
-    "ToolOutcome",
-    "clean_data",
-    "clean_text",
-    "completion_deltas",
-    "render_tool_output",
-]
-
-OutputMode: TypeAlias = Literal["text", "json_schema", "tool"]
-"""How the final answer is obtained: plain text, ``response_format`` JSON Schema, or a
-final-answer tool named :data:`FINAL_RESULT_TOOL`."""
-
-FINAL_RESULT_TOOL = "final_result"
-"""Name of the final-answer tool offered when structured output cannot use JSON Schema."""
-
-_CallKind = Literal[
-    "run", "unknown_tool", "invalid_arguments", "repeated", "limit", "output", "settled"
-]
+__all__ = ["RunLoop", "completion_deltas"]
 
 # Calls that were not run for these reasons count against the tool's consecutive-failure
 # bound; a repeated call and the per-run cap have bounds of their own.
 _FAILURE_KINDS = frozenset({"unknown_tool", "invalid_arguments"})
-
-
-# --- settings, derived once per agent ------------------------------------------------------
-
-
-class LoopSettings:
-    """Everything a run needs that does not change between runs, derived once per agent.
-
-    Building this derives each tool's wire definition once; every round then sends the same
-    ``tools`` list object. ``params`` are wire fields sent on every request (``temperature``,
-    ``tool_choice``, ``extra_body``...).
-
-    Limits (``None`` switches a limit off where noted):
-        max_turns: model calls per run, then :class:`~agentkit.MaxTurnsExceededError`.
-        max_tool_calls: tool calls per run (``None``: no cap). Calls past the cap are not run
-            and the model is told to answer; a model that still asks for more ends the run
-            with :class:`~agentkit.ToolCallLimitExceededError`.
-        max_tool_output_chars: longest tool message sent to the model (``None``: no cap);
-            longer output is cut, with a note saying so.
-        max_repeated_calls: how many rounds in a row the model is told that it repeated a
-            call (same tool, same arguments, previous result stands, the call is not run
-            again); the next repeat ends the run with :class:`~agentkit.RepeatedToolCallError`.
-        max_tool_failures: consecutive rounds in which every call of one tool failed
-            (exception, timeout, invalid arguments, refused approval) before the run ends
-            with :class:`~agentkit.ToolFailureLimitExceededError`. Parallel calls of one tool in
-            one round count once, so they never use up each other's budget.
-        max_output_retries: how many invalid structured answers are fed back for correction
-            before :class:`~agentkit.OutputValidationError`.
-        on_truncated: ``"raise"`` (default) turns ``finish_reason == "length"`` into
-            :class:`~agentkit.OutputTruncatedError`; ``"return"`` accepts the partial text as
-            the answer, with ``RunResult.truncated`` set.
-        tool_timeout: seconds a tool may run (a tool's own ``timeout`` wins; ``None``: none).
-
-    ``provider`` is the profile whose quirks the run consults (which requests must be
-    streamed, what a refusal of streaming looks like); ``stream_required`` is its answer
-    for this agent's requests (Qwen's thinking mode answers only streamed requests).
-    """
-
-    __slots__ = (
-        "_base_request",
-        "max_output_retries",
-        "max_repeated_calls",
-        "max_tool_calls",
-        "max_tool_failures",
-        "max_tool_output_chars",
-        "max_turns",
-        "model",
-        "needs_deps",
-        "on_truncated",
-        "output_mode",
-        "output_type",
-        "provider",
-        "run_timeout",
-        "stream_required",
-        "tool_timeout",
-        "tools",
-    )
-
-    def __init__(
-        self,
-        model: str,
-        tools: Sequence[Tool[..., Any]] = (),
-        *,
-        params: Mapping[str, Any] | None = None,
-        max_turns: int = RunLimits.max_turns,
-        max_tool_calls: int | None = RunLimits.max_tool_calls,
-        max_tool_output_chars: int | None = RunLimits.max_tool_output_chars,
-        max_repeated_calls: int = RunLimits.max_repeated_calls,
-        max_tool_failures: int = RunLimits.max_tool_failures,
-        output_type: type[BaseModel] | None = None,
-        output_mode: OutputMode = "text",
-        max_output_retries: int = RunLimits.max_output_retries,
-        on_truncated: Literal["raise", "return"] = "raise",
-        tool_timeout: float | None = RunLimits.tool_timeout,
-        run_timeout: float | None = RunLimits.run_timeout,
-        provider: Provider | None = None,
-    ) -> None:
-        # the limits' defaults and checks are RunLimits' (written once, in _records.py)
-        RunLimits(
-            max_turns=max_turns,
-            max_tool_calls=max_tool_calls,
-            tool_timeout=tool_timeout,
-            max_tool_output_chars=max_tool_output_chars,
-            max_repeated_calls=max_repeated_calls,
-            max_tool_failures=max_tool_failures,
-            max_output_retries=max_output_retries,
-            run_timeout=run_timeout,
-        )
-        if on_truncated not in ("raise", "return"):
-            raise ConfigurationError('on_truncated must be "raise" or "return"')
-        if output_type is None:
-            output_mode = "text"
-        elif output_mode == "text":
-            raise ConfigurationError("an output_type needs output_mode 'json_schema' or 'tool'")
-
-        self.model = model
-        self.tools: dict[str, Tool[..., Any]] = {}
-        for tool_ in tools:
-            if tool_.name in self.tools:
-                raise ConfigurationError(f"two tools are named {tool_.name!r}")
-            if output_mode == "tool" and tool_.name == FINAL_RESULT_TOOL:
-                raise ConfigurationError(f"the tool name {FINAL_RESULT_TOOL!r} is reserved")
-            self.tools[tool_.name] = tool_
-        definitions = [tool_.to_openai() for tool_ in self.tools.values()]
-        # Tools declaring RunContext[T] with a T that cannot be None: a run without
-        # deps is refused before its first request, not by the tool's AttributeError.
-        self.needs_deps = tuple(name for name, tool_ in self.tools.items() if _needs_deps(tool_))
-
-        request: dict[str, Any] = {"model": model, **(params or {})}
-        if output_type is not None and output_mode == "tool":
-            definitions.append(_final_result_definition(output_type))
-        elif output_type is not None:
-            request["response_format"] = _response_format(output_type)
-        if definitions:
-            request["tools"] = definitions
-        self._base_request = request
-
-        self.max_turns = max_turns
-        self.max_tool_calls = max_tool_calls
-        self.max_tool_output_chars = max_tool_output_chars
-        self.max_repeated_calls = max_repeated_calls
-        self.max_tool_failures = max_tool_failures
-        self.output_type = output_type
-        self.output_mode: OutputMode = output_mode
-        self.max_output_retries = max_output_retries
-        self.on_truncated = on_truncated
-        self.tool_timeout = tool_timeout
-        self.run_timeout = run_timeout
-        self.provider = provider if provider is not None else Provider("custom", "")
-        self.stream_required = self.provider.requires_stream(request)
-
-    @property
-    def base_request(self) -> Mapping[str, Any]:
-        """The request fields every round shares (model, params, tools, response_format)."""
-        return self._base_request
-
-
-def _needs_deps(tool_: Tool[..., Any]) -> bool:
-    """Whether ``tool_`` declares ``RunContext[T]`` with a ``T`` that excludes ``None``."""
-    name = getattr(tool_, "context_param", None)
-    function = getattr(tool_, "function", None)
-    if name is None or function is None:
-        return False
-    try:
-        annotation = typing.get_type_hints(function, include_extras=False).get(name)
-    except Exception:  # an annotation that does not resolve here: the tool decides
-        return False
-    arguments = typing.get_args(annotation)
-    if not arguments:
-        return False
-    deps_type = arguments[0]
-    if deps_type in (Any, object, type(None), None) or isinstance(deps_type, typing.TypeVar):
-        return False
-    members = typing.get_args(deps_type)
-    return not (members and type(None) in members)
-
-
-def _final_result_definition(output_type: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": FINAL_RESULT_TOOL,
-            "description": (
-                "Give the final answer. Call this once, when you have the answer; its "
-                "arguments are the answer."
-            ),
-            "parameters": output_type.model_json_schema(),
-        },
-    }
-
-
-def _response_format(output_type: type[BaseModel]) -> dict[str, Any]:
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", output_type.__name__)[:64] or "output"
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": name, "schema": output_type.model_json_schema()},
-    }
-
-
-# --- what the core hands the driver -----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedCall:
-    """One tool call of the current round, checked and ready for the driver.
-
-    ``ready`` is set when the call must not run: the message for the model is already
-    decided (unknown tool, arguments that are not JSON or do not validate, a repeated call,
-    the per-run cap, an invalid final result). Otherwise ``tool`` and ``kwargs`` (validated,
-    coerced) are set and the driver runs :meth:`invoke` — after asking for approval when
-    :attr:`needs_approval` is true.
-
-    Attributes:
-        index: position of the call in the assistant message.
-        call_id: the model's ``tool_call_id``.
-        name: the tool name the model asked for (untrusted text).
-        arguments: the raw argument JSON the model wrote.
-        tool: the tool, or ``None`` for an unknown name.
-        kwargs: the validated keyword arguments, or ``None`` when not run.
-        context: the :class:`~agentkit.RunContext` passed to tools that declare one.
-        ready: the model-facing message for a call that is not run, else ``None``.
-        kind: why: ``"run"``, ``"unknown_tool"``, ``"invalid_arguments"``, ``"repeated"``,
-            ``"limit"`` or ``"output"``.
-        timeout: seconds the call may run, or ``None``.
-        approved: a person already approved this call (a resumed pause): it runs without
-            asking the approver again.
-    """
-
-    index: int
-    call_id: str
-    name: str
-    arguments: str
-    tool: Tool[..., Any] | None = None
-    kwargs: dict[str, Any] | None = None
-    context: RunContext[Any] | None = None
-    ready: str | None = None
-    kind: _CallKind = "run"
-    timeout: float | None = None
-    _key: str = field(default="", repr=False, compare=False)
-    approved: bool = False
-
-    @property
-    def runs(self) -> bool:
-        """Whether the driver should run this call (after approval, if needed)."""
-        return self.ready is None
-
-    @property
-    def needs_approval(self) -> bool:
-        """Whether the tool is marked ``requires_approval``: ask before running it."""
-        return (
-            self.ready is None
-            and not self.approved
-            and self.tool is not None
-            and self.tool.requires_approval
-        )
-
-    @property
-    def side_effects(self) -> bool:
-        """Whether the call is written ahead on a session (its tool has side effects)."""
-        return self.ready is None and self.tool is not None and self.tool.side_effects
-
-    def pending(self) -> PendingCall:
-        """The call as a :class:`~agentkit.PendingCall` (what a person reviews)."""
-        return PendingCall(
-            self.call_id,
-            self.name,
-            self.arguments,
-            dict(self.kwargs or {}),
-            argument_digest(self.name, self.arguments),
-        )
-
-    @property
-    def is_async(self) -> bool:
-        """Whether :meth:`invoke` returns an awaitable."""
-        return self.tool is not None and self.tool.is_async
-
-    def invoke(self) -> Any:
-        """Call the tool with the validated arguments (an awaitable for async tools)."""
-        if self.tool is None or self.kwargs is None:
-            raise RuntimeError(f"tool call {self.call_id!r} is not to be run")
-        return self.tool.call(self.kwargs, context=self.context)
-
-
-OutcomeStatus: TypeAlias = Literal["ok", "error", "timeout", "refused", "not_run", "cancelled"]
-
-
-@dataclass(slots=True)
-class ToolOutcome:
-    """How one planned call ended, as the driver observed it.
-
-    Build with the class methods; the core turns it into text with
-    :meth:`RunLoop.settle`. ``duration`` is in seconds.
-    """
-
-    call: PlannedCall
-    status: OutcomeStatus
-    text: str | None = None
-    error: BaseException | None = None
-    duration: float = 0.0
-    timeout: float | None = None
-    reason: str | None = None
-    _result: ToolResult | None = field(default=None, repr=False)
-    _failed: bool = field(default=False, repr=False)
-
-    @classmethod
-    def ok(cls, call: PlannedCall, value: Any, duration: float = 0.0) -> ToolOutcome:
-        """The tool returned ``value``, rendered to text here (call it where the tool ran,
-        inside its time budget): a value that cannot be rendered is a failed call."""
-        text, problem = render_tool_output(call.name, value)
-        if problem is not None:
-            return cls(call, "error", text=text, duration=duration)
-        return cls(call, "ok", text=text, duration=duration)
-
-    @classmethod
-    def failed(cls, call: PlannedCall, error: BaseException, duration: float = 0.0) -> ToolOutcome:
-        """The tool raised ``error`` (including :class:`~agentkit.ToolRetry`)."""
-        return cls(call, "error", error=error, duration=duration)
-
-    @classmethod
-    def timed_out(cls, call: PlannedCall, timeout: float) -> ToolOutcome:
-        """The tool ran past ``timeout`` seconds and its result is abandoned."""
-        return cls(call, "timeout", duration=timeout, timeout=timeout)
-
-    @classmethod
-    def refused(cls, call: PlannedCall, reason: str | None = None) -> ToolOutcome:
-        """Approval was refused (``reason``: the person's words, if any): not run."""
-        return cls(call, "refused", reason=reason)
-
-    @classmethod
-    def not_run(cls, call: PlannedCall) -> ToolOutcome:
-        """A call the core already answered (``call.ready``)."""
-        return cls(call, "not_run")
-
-    @classmethod
-    def cancelled(cls, call: PlannedCall) -> ToolOutcome:
-        """The run was cancelled before this call finished."""
-        return cls(call, "cancelled")
-
-
-@dataclass(frozen=True, slots=True)
-class RunTools:
-    """Step: run ``calls`` (possibly none), then hand the outcomes to ``on_tool_outcomes``.
-
-    An empty ``calls`` means the core fed a correction back to the model (an invalid
-    structured answer) and the driver simply goes on to the next request.
-    """
-
-    calls: list[PlannedCall]
-    round: ModelRoundFinished
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """Step: the run is over; ``result`` is the :class:`~agentkit.RunResult`."""
-
-    result: RunResult[Any]
-    round: ModelRoundFinished
-
-
-Step: TypeAlias = RunTools | Finished
-"""What :meth:`RunLoop.on_response` decides."""
 
 
 # --- the state machine ------------------------------------------------------------------
@@ -632,11 +269,11 @@ class RunLoop:
             text, error = outcome.text or "", None
             failed = False
         elif outcome.status == "error":
-            text = error = outcome.text or _error_text(call.name, outcome.error)
+            text = error = outcome.text or error_text(call.name, outcome.error)
         elif outcome.status == "timeout":
             text = error = f"tool {call.name} timed out after {outcome.timeout or 0:g} s"
         elif outcome.status == "refused":
-            text = error = _refusal_text(call.name, outcome.reason)
+            text = error = refusal_text(call.name, outcome.reason)
         elif outcome.status == "not_run":
             text = error = call.ready or f"tool {call.name} was not run: the run stopped"
             failed = call.kind in _FAILURE_KINDS
@@ -645,7 +282,7 @@ class RunLoop:
         result = ToolResult(
             call_id=call.call_id,
             name=call.name,
-            output=_cap(clean_text(text), self.settings.max_tool_output_chars),
+            output=cap(clean_text(text), self.settings.max_tool_output_chars),
             error=error,
             duration=outcome.duration,
         )
@@ -857,7 +494,7 @@ class RunLoop:
             )
             return PlannedCall(index, call_id, name, arguments, tool_, ready=text, kind="limit")
         if tool_ is None:
-            text = _unknown_tool_text(name, settings.tools)
+            text = unknown_tool_text(name, settings.tools)
             return PlannedCall(index, call_id, name, arguments, ready=text, kind="unknown_tool")
         key, repeats = _repeat_of(arguments, self._streaks.get(name))
         if repeats:
@@ -902,7 +539,7 @@ class RunLoop:
             output = output_type.model_validate_json(arguments or "{}")
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             text = (
-                f"Invalid final result:\n{_describe_invalid(exc)}\n"
+                f"Invalid final result:\n{describe_invalid(exc)}\n"
                 f"Call {FINAL_RESULT_TOOL} again with corrected arguments."
             )
             return PlannedCall(
@@ -937,9 +574,9 @@ class RunLoop:
             )
             return self._correction_round(round_)
         try:
-            output = settings.output_type.model_validate_json(_strip_code_fence(content))
+            output = settings.output_type.model_validate_json(strip_code_fence(content))
         except ValueError as exc:
-            problem = _describe_invalid(exc)
+            problem = describe_invalid(exc)
             if not self._output_retry_left():
                 raise self._output_error(problem) from exc
             self.messages.append(
@@ -1028,7 +665,7 @@ class RunLoop:
                 raise ToolFailureLimitExceededError(
                     f"tool {name!r} failed {count} rounds in a row "
                     f"(max_tool_failures={self.settings.max_tool_failures}); last error: "
-                    f"{_cap(last_error.get(name, ''), 500)}",
+                    f"{cap(last_error.get(name, ''), 500)}",
                     tool_name=name,
                     messages=self.messages,
                 )
@@ -1052,69 +689,6 @@ def completion_deltas(completion: ChatCompletion) -> list[StreamDelta]:
             ToolCallArgumentsDelta(index, call.id, call.function.name, call.function.arguments)
         )
     return deltas
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean_text(text: str) -> str:
-    """``text`` with every lone surrogate (``os.fsdecode`` of a name that is not UTF-8, a
-    ``\\udcff`` escape in JSON) replaced by U+FFFD, so it can be encoded and sent again."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
-    return text
-
-
-def clean_data(value: Any) -> Any:
-    """A wire message (dicts, lists, strings) with :func:`clean_text` applied to every
-    string, keys included; ``value`` itself when nothing needed a change."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        pairs = [(clean_data(key), clean_data(item)) for key, item in value.items()]
-        if all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items(), strict=True)):
-            return value
-        return dict(pairs)
-    if isinstance(value, list):
-        items = [clean_data(item) for item in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
-    return value
-
-
-def _cap(text: str, limit: int | None) -> str:
-    if limit is None or len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n[output cut: showing the first {limit} of {len(text)} characters]"
-
-
-def _error_text(name: str, error: BaseException | None) -> str:
-    if isinstance(error, ToolRetry):
-        return str(error)
-    if error is None:
-        return f"tool {name} failed"
-    detail = str(error)
-    kind = type(error).__name__
-    return f"tool {name} failed: {kind}: {detail}" if detail else f"tool {name} failed: {kind}"
-
-
-def _refusal_text(name: str, reason: str | None) -> str:
-    why = "the user did not approve it"
-    if reason:
-        why = f"the user did not approve it: {_cap(reason, 1000)}"
-    return (
-        f"The call to {name} was refused: {why}. It was not run. Do not call it again "
-        "unless the user asks you to."
-    )
-
-
-def _unknown_tool_text(name: str, tools: Mapping[str, Tool[..., Any]]) -> str:
-    shown = name if len(name) <= 100 else name[:100] + "..."
-    available = ", ".join(tools) or "none"
-    return f"Unknown tool {shown!r}. Available tools: {available}."
 
 
 def _repeat_of(arguments: str, previous: Mapping[str, int] | None) -> tuple[str, int]:
@@ -1143,31 +717,3 @@ def _canonical(arguments: str) -> str:
         return json.dumps(json.loads(arguments or "{}"), sort_keys=True, separators=(",", ":"))
     except (ValueError, RecursionError):
         return arguments
-
-
-def _describe_invalid(error: ValueError) -> str:
-    """A pydantic validation error as one line per bad field, for the model to fix."""
-    from pydantic import ValidationError
-
-    if not isinstance(error, ValidationError):
-        return _first_line(str(error))
-    lines = []
-    for item in error.errors(include_url=False):
-        location = ".".join(str(part) for part in item["loc"]) or "(the answer)"
-        lines.append(f"- {location}: {item['msg']}")
-    return "\n".join(lines) or _first_line(str(error))
-
-
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line[:300]
-
-
-def _strip_code_fence(text: str) -> str:
-    """Models often wrap JSON in a Markdown fence; the JSON inside is the answer."""
-    stripped = text.strip()
-    if stripped.startswith("```") and stripped.endswith("```"):
-        inner = stripped[3:-3]
-        newline = inner.find("\n")
-        return inner[newline + 1 :] if newline != -1 else inner
-    return stripped

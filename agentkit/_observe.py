@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
+    from ._calls import PlannedCall
     from ._events import ToolResult
-    from ._loop import PlannedCall
     from ._result import RunResult
     from ._wire import ChatCompletion
 

@@ -28,7 +28,8 @@ from ._store import (
 )
 
 if TYPE_CHECKING:
-    from ._loop import PlannedCall, RunLoop
+    from ._calls import PlannedCall
+    from ._loop import RunLoop
     from ._tool import Tool
 
 __all__ = [

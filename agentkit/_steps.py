@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeAlias
 
+from ._calls import PlannedCall, RunTools, ToolOutcome
 from ._errors import (
     APIError,
     MaxTurnsExceededError,
@@ -35,7 +36,7 @@ from ._errors import (
     ToolFailureLimitExceededError,
 )
 from ._events import AgentEvent, RunFinished, ToolCallStarted, ToolResult
-from ._loop import PlannedCall, RunLoop, RunTools, ToolOutcome, completion_deltas
+from ._loop import RunLoop, completion_deltas
 from ._observe import RunObserver
 from ._result import RunResult
 from ._wire import ChatCompletion

@@ -17,8 +17,8 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, TypeAlias
 
+from ._calls import PlannedCall, ToolOutcome
 from ._errors import RunTimeoutError, ToolThreadsExhaustedError
-from ._loop import PlannedCall, ToolOutcome
 
 __all__ = ["AsyncBatch", "SyncBatch", "ToolThreads", "run_timed_out"]
 

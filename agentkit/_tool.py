@@ -705,7 +705,7 @@ def render_tool_output(name: str, value: Any) -> tuple[str, str | None]:
 def _sendable(value: Any) -> Any:
     """``value`` with each lone surrogate in its strings (keys too) replaced by U+FFFD;
     models and dataclasses become dicts, which is how they serialise anyway."""
-    from ._loop import clean_text
+    from ._loop_text import clean_text
 
     if isinstance(value, str):
         return clean_text(value)

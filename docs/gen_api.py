@@ -80,7 +80,7 @@ PAGE = Path(__file__).with_name("api.md")
 
 # Sections of the top-level package, by the submodule that defines each name.
 _SECTIONS = (
-    ("The agent", ("_agent", "_result", "_context", "_loop")),
+    ("The agent", ("_agent", "_result", "_context", "_calls")),
     ("Streamed events", ("_events",)),
     ("Tools", ("_tool", "_sources")),
     ("The client", ("_client", "_providers", "_wire", "_pricing")),

@@ -12,8 +12,8 @@ from _helpers import assert_resendable, wait_until, wait_until_async
 
 from agentkit import Agent, ChatClient, tool
 from agentkit._agent import Hooks
+from agentkit._calls import PlannedCall
 from agentkit._events import TextDelta, ToolResult
-from agentkit._loop import PlannedCall
 from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-cancel-test"

@@ -11,8 +11,8 @@ import pytest
 
 from agentkit import Agent, ChatClient, ToolFailureLimitExceededError, tool
 from agentkit._agent import Hooks
+from agentkit._calls import PlannedCall
 from agentkit._events import ToolResult
-from agentkit._loop import PlannedCall
 from agentkit._wire import ChatCompletion
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 

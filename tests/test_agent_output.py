@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from agentkit import Agent, ChatClient, OutputValidationError, RunResult, tool
 from agentkit._events import RunFinished
-from agentkit._loop import FINAL_RESULT_TOOL
+from agentkit._loop_settings import FINAL_RESULT_TOOL
 from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-output-test"

@@ -26,18 +26,11 @@ from agentkit import (
     ToolRetry,
     tool,
 )
+from agentkit._calls import Finished, PlannedCall, RunTools, ToolOutcome
 from agentkit._events import ReasoningDelta, TextDelta, ToolCallArgumentsDelta
-from agentkit._loop import (
-    FINAL_RESULT_TOOL,
-    Finished,
-    LoopSettings,
-    PlannedCall,
-    RunLoop,
-    RunTools,
-    ToolOutcome,
-    completion_deltas,
-    render_tool_output,
-)
+from agentkit._loop import RunLoop, completion_deltas
+from agentkit._loop_settings import FINAL_RESULT_TOOL, LoopSettings
+from agentkit._tool import render_tool_output
 from agentkit._wire import ChatCompletion
 
 # --- helpers ------------------------------------------------------------------------------

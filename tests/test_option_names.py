@@ -18,7 +18,7 @@ import pytest
 import agentkit
 from agentkit import PendingCall, RunLimits, tool
 from agentkit._errors import RENAMED
-from agentkit._loop import LoopSettings
+from agentkit._loop_settings import LoopSettings
 
 OLD_NAMES = sorted(RENAMED)
 

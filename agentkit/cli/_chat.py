@@ -17,8 +17,8 @@ from ._loading import builtin_tools, load_tools
 
 if TYPE_CHECKING:
     from .._agent import Agent
+    from .._calls import PlannedCall
     from .._client import ChatClient
-    from .._loop import PlannedCall
     from .._result import RunResult
     from .._tool import Tool
     from ._progress import Progress

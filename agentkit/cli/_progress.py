@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .._observe import RunInfo, RunObserver
 
 if TYPE_CHECKING:
+    from .._calls import PlannedCall
     from .._events import ToolResult
-    from .._loop import PlannedCall
     from .._wire import ChatCompletion
 
 __all__ = ["Progress", "retry_line"]

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import RunContext
 from .._errors import ConfigurationError, ToolArgumentsError, ToolRetry
-from .._loop import render_tool_output
-from .._tool import Tool, tool
+from .._tool import Tool, render_tool_output, tool
 from ._errors import missing_sdk
 
 if TYPE_CHECKING:

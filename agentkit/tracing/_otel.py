@@ -24,8 +24,8 @@ from .._observe import RunInfo, RunObserver
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
 
+    from .._calls import PlannedCall
     from .._events import ToolResult
-    from .._loop import PlannedCall
     from .._result import RunResult
     from .._wire import ChatCompletion, Usage
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agentkit import tool
-from agentkit._loop import PlannedCall
+from agentkit._calls import PlannedCall
 from agentkit._threads import AsyncBatch, SyncBatch, ToolThreads
 
 

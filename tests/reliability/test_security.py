@@ -32,7 +32,7 @@ from agentkit import (
     ToolFailureLimitExceededError,
     tool,
 )
-from agentkit._loop import PlannedCall
+from agentkit._calls import PlannedCall
 from agentkit.testing import Reply, ScriptedServer
 
 from ._support import (
