@@ -322,6 +322,13 @@ def _add_serve(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="KEY",
         help="a bearer key clients must send (repeatable; required off loopback)",
     )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a name clients may address besides the loopback ones, e.g. the public name "
+        "behind a proxy (repeatable); other names are refused with 421",
+    )
     serve.add_argument("--title", metavar="TEXT", help="the chat page's title")
     who = serve.add_argument_group("identities (docs/serve.md)")
     who.add_argument(

@@ -61,6 +61,7 @@ def serve_command(args: argparse.Namespace, err: TextIO) -> int:
         port=args.port,
         workers=args.workers,
         api_keys=keys,
+        allowed_hosts=args.allowed_host or (),
         title=args.title or names[0],
         log_level="debug" if args.debug else "warning",
         options=options,

@@ -129,6 +129,7 @@ class Access:
         agent: str,
         principal: Principal,
         decisions: Mapping[str, bool | str],
+        digests: Mapping[str, str] | None = None,
     ) -> Principal:
         """Check that ``principal`` may decide the conversation's waiting calls and record
         who decided; the principal the run goes on for (the owner). 404 for a conversation
@@ -153,11 +154,22 @@ class Access:
         store = self._owners[agent]._tables.store
         record = await store.load_async(conversation)  # SessionNotFoundError: 404
         waiting = {
-            call.get("id")
+            call.get("id"): call.get("digest")
             for call in ((record.pending or {}).get("calls") or [])
             if isinstance(call, dict)
         }
-        if waiting and set(decisions) <= waiting:
+        if digests is not None and any(
+            call_id in waiting and waiting[call_id] != digest for call_id, digest in digests.items()
+        ):
+            # decided on other arguments than the waiting call's: refused before any write
+            raise ServeError(
+                409,
+                "a decision was made on other arguments than the waiting call's "
+                "(arguments_digest differs); show the call again and decide anew",
+                param="digests",
+                code="approval_mismatch",
+            )
+        if waiting and set(decisions) <= set(waiting):
             await self._owners[agent].run("record", conversation, dict(decisions), principal.id)
         return owner if owner is not None else principal
 

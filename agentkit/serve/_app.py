@@ -7,10 +7,12 @@ import logging
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._result import PendingCall
 from . import _format as fmt
 from ._access import Access
 from ._asgi import ClientGone, EventStream, read_body, until_disconnect
 from ._errors import ServeError, error_body, from_exception, redact
+from ._guard import Guard
 from ._identity import AuthSource, SharedKeys
 from ._request import ChatRequest, Limits, check_conversation, parse_chat_request, parse_json
 from ._run import Ended, RunSpec, execute, stream
@@ -22,13 +24,14 @@ if TYPE_CHECKING:
 
     from .._agent import Agent
     from .._context import Principal
+    from .._store import Store
 
 __all__ = ["CONVERSATION_HEADER", "create_app"]
 
 log = logging.getLogger("agentkit.serve")
 
 CONVERSATION_HEADER = "x-agentkit-conversation"
-"""The request header that names a conversation (the same as the body's ``user`` field)."""
+"""The request header that names a stored conversation."""
 
 _CLIENT_ROLES = frozenset({"system", "tool"})
 
@@ -44,6 +47,8 @@ def create_app(
     limits: Limits | None = None,
     page: bool = True,
     title: str = "agentkit",
+    allowed_hosts: Iterable[str] = (),
+    conversation_from_user: bool = False,
 ) -> Starlette:
     """An ASGI app serving ``agents`` (name -> Agent) as an OpenAI-compatible endpoint.
 
@@ -74,11 +79,22 @@ def create_app(
         limits: bounds on body size, message count, answer length and run time.
         page: serve the chat page at ``/``.
         title: the page's title.
+        allowed_hosts: names besides the loopback ones that requests may address in
+            ``Host`` (the public name behind a proxy). Without API keys (or with names
+            given), any other ``Host`` is refused with 421: the guard against DNS rebinding.
+        conversation_from_user: for agents with a store, let the body's ``user`` field
+            name the conversation when no ``X-Agentkit-Conversation`` header does. Off by
+            default: OpenAI clients put one end-user id there for all of that user's chats,
+            which would merge them into one conversation.
+
+    Every POST must be ``Content-Type: application/json`` (415), and a browser's
+    ``Origin``, when sent, must be the server's own (403): a web page on another site
+    cannot make a visitor's browser call the bot.
     """
     try:
         from starlette.applications import Starlette
         from starlette.exceptions import HTTPException
-        from starlette.responses import JSONResponse
+        from starlette.middleware import Middleware
         from starlette.routing import Route
     except ImportError as exc:  # pragma: no cover - exercised by the packaging test
         raise ImportError(
@@ -97,15 +113,14 @@ def create_app(
     source: AuthSource = auth if auth is not None else SharedKeys(keys)
     access = Access(source, served, deps, frozenset(reviewers))
     bounds = limits or Limits()
-    secrets = [
-        str(key)
-        for agent in served.values()
-        if (key := getattr(agent, "_client_config", {}).get("api_key"))
-    ]
+    hosts = [host for host in allowed_hosts if host]
+    # The model service's key never reaches here: the client masks it in every error it
+    # builds; what is redacted below is anything else shaped like a key.
+    secrets: list[str] = []
 
     def failure(exc: BaseException) -> Response:
         error = _logged(from_exception(exc, secrets), exc, secrets)
-        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+        return fmt.json_response(error.body(), error.status, error.headers)
 
     def agent_named(name: str) -> Agent[Any]:
         agent = served.get(name)
@@ -124,8 +139,8 @@ def create_app(
         request.scope.setdefault("state", {})["principal"] = principal.id
         return principal
 
-    def store_of(agent: Agent[Any], name: str) -> Any:
-        store = getattr(agent, "store", None)
+    def store_of(agent: Agent[Any], name: str) -> Store:
+        store = agent.store
         if store is None:
             raise ServeError(
                 400,
@@ -138,17 +153,19 @@ def create_app(
     async def chat_completions(request: Request) -> Response:
         try:
             principal = await principal_of(request)
-            body = await read_body(request.receive, dict(request.headers), bounds.max_body_bytes)
+            body = await read_body(request.receive, request.headers, bounds)
             asked = parse_chat_request(
                 parse_json(body),
                 limits=bounds,
                 allowed_roles=allow_roles,
                 conversation_header=request.headers.get(CONVERSATION_HEADER),
+                conversation_from_user=conversation_from_user,
             )
             agent = agent_named(asked.model)
-            spec = _spec(agent, asked, explicit=CONVERSATION_HEADER in request.headers)
-            if spec.session is not None:
+            if CONVERSATION_HEADER in request.headers:
                 store_of(agent, asked.model)
+            spec = _spec(agent, asked)
+            if spec.session is not None:
                 await access.continue_(spec.session, asked.model, principal)
             spec = await access.with_identity(spec, principal)
         except ClientGone:
@@ -174,7 +191,7 @@ def create_app(
             ended.content = ended.content[: bounds.max_stream_chars]
             ended.finish_reason = "length"
         extension = _extension(ended, activity, spec)
-        return JSONResponse(
+        return fmt.json_response(
             fmt.completion(
                 fmt.Answer(model), ended.content, ended.finish_reason, ended.usage, extension
             )
@@ -183,17 +200,20 @@ def create_app(
     async def approvals(request: Request) -> Response:
         try:
             principal = await principal_of(request)
-            body = parse_json(
-                await read_body(request.receive, dict(request.headers), bounds.max_body_bytes)
-            )
+            conversation = check_conversation(request.path_params["conversation"])
+            body = parse_json(await read_body(request.receive, request.headers, bounds))
             name = _model_field(body.get("model"), served)
             agent = agent_named(name)
             store_of(agent, name)
             decisions = _decisions(body.get("decisions"))
+            digests = _digests(decisions, body.get("digests"))
             streamed = body.get("stream", False) is True
-            conversation = check_conversation(request.path_params["conversation"])
-            owner = await access.decide(conversation, name, principal, decisions)
-            spec = await access.with_identity(RunSpec(agent, [], conversation, decisions), owner)
+            owner = await access.decide(conversation, name, principal, decisions, digests)
+            bound = {
+                PendingCall(call_id, "", "", digest=digests[call_id]): decision
+                for call_id, decision in decisions.items()
+            }
+            spec = await access.with_identity(RunSpec(agent, [], conversation, bound), owner)
         except ClientGone:
             return _nothing()
         except Exception as exc:
@@ -215,7 +235,7 @@ def create_app(
         view["id"] = conversation_id
         view["model"] = name
         view["owner"] = owner
-        return JSONResponse(view)
+        return fmt.json_response(view)
 
     async def waiting(request: Request) -> Response:
         try:
@@ -226,14 +246,14 @@ def create_app(
             data = await access.waiting(name, principal)
         except Exception as exc:
             return failure(exc)
-        return JSONResponse({"object": "list", "agent": name, "data": data})
+        return fmt.json_response({"object": "list", "agent": name, "data": data})
 
     async def me(request: Request) -> Response:
         try:
             principal = await principal_of(request)
         except Exception as exc:
             return failure(exc)
-        return JSONResponse(
+        return fmt.json_response(
             {
                 "id": principal.id,
                 "roles": sorted(principal.roles),
@@ -252,14 +272,14 @@ def create_app(
                 "object": "model",
                 "created": 0,
                 "owned_by": "agentkit",
-                "agentkit": {"conversations": getattr(agent, "store", None) is not None},
+                "agentkit": {"conversations": agent.store is not None},
             }
             for name, agent in served.items()
         ]
-        return JSONResponse({"object": "list", "data": data})
+        return fmt.json_response({"object": "list", "data": data})
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return fmt.json_response({"status": "ok"})
 
     async def chat_page(request: Request) -> Response:
         from ._page import page_response
@@ -275,10 +295,8 @@ def create_app(
             if status == 405
             else "the request failed"
         )
-        return JSONResponse(
-            error_body(message, "invalid_request_error", "not_found" if status == 404 else None),
-            status_code=status,
-        )
+        code = "not_found" if status == 404 else None
+        return fmt.json_response(error_body(message, "invalid_request_error", code), status)
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -291,7 +309,11 @@ def create_app(
     ]
     if page:
         routes.append(Route("/", chat_page, methods=["GET"]))
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    keyless = auth is None and not keys
+    guard = Middleware(Guard, check_host=keyless or bool(hosts), allowed_hosts=hosts)
+    return Starlette(
+        routes=routes, middleware=[guard], exception_handlers={HTTPException: not_found}
+    )
 
 
 def _nothing() -> Response:
@@ -319,25 +341,48 @@ def _decisions(value: Any) -> dict[str, bool | str]:
         if not isinstance(decision, bool | str):
             raise ServeError(
                 400,
-                f"the decision for {call_id!r} must be true, false or a reason",
+                f"the decision for {call_id[:100]!r} must be true, false or a reason",
                 param="decisions",
             )
     return dict(value)
 
 
-def _spec(agent: Agent[Any], asked: ChatRequest, *, explicit: bool) -> RunSpec:
-    has_store = getattr(agent, "store", None) is not None
-    # OpenAI clients put a user id in `user` without meaning a stored conversation; only an
-    # agent with a store (or the explicit header) turns it into one.
-    if asked.conversation is None or not (has_store or explicit):
+def _digests(decisions: Mapping[str, bool | str], value: Any) -> dict[str, str]:
+    """The ``arguments_digest`` each decision was made on, or a 409.
+
+    A call id alone is not enough: a model may use the id of an earlier call again, and
+    an approval given for ``refund(5)`` must not run ``refund(5000)``. The digests are
+    checked against the waiting calls before a decision is recorded, and by the core
+    again before anything runs.
+    """
+    digests = value if isinstance(value, dict) else {}
+    for call_id in decisions:
+        digest = digests.get(call_id)
+        if not isinstance(digest, str) or not digest:
+            raise ServeError(
+                409,
+                f"no digest for {call_id[:100]!r}: send each pending call's arguments_digest "
+                "back in 'digests', so that the decision holds for the arguments shown",
+                param="digests",
+                code="approval_mismatch",
+            )
+    return {call_id: digests[call_id] for call_id in decisions}
+
+
+def _spec(agent: Agent[Any], asked: ChatRequest) -> RunSpec:
+    # A conversation is named by the header (or, when the operator opts in, by `user`);
+    # an agent without a store answers the history the client sent.
+    if asked.conversation is None or agent.store is None:
         return RunSpec(agent, _with_instructions(agent, asked.messages))
-    if any(message["role"] == "assistant" for message in asked.messages):
-        raise ServeError(
-            400,
-            "in a stored conversation send only the new message; the server keeps the history",
-            param="messages",
-            code="history_in_conversation",
-        )
+    for index, message in enumerate(asked.messages):
+        if message["role"] != "user":
+            raise ServeError(
+                400,
+                "in a stored conversation send only the new user message; the server keeps "
+                f"the history and the instructions (messages[{index}] is {message['role']})",
+                param=f"messages[{index}]",
+                code="history_in_conversation",
+            )
     return RunSpec(agent, asked.messages, asked.conversation)
 
 
@@ -415,22 +460,27 @@ def _no_usage() -> dict[str, int]:
     return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
-async def _conversation_view(store: Any, session: str) -> dict[str, Any]:
+async def _conversation_view(store: Store, session: str) -> dict[str, Any]:
     """The stored conversation as a client may see it: its messages and what waits."""
-    load = getattr(store, "load_async", None) or getattr(store, "load", None)
-    if load is None:
-        raise ServeError(501, "this store cannot show conversations", type="server_error")
-    loaded = load(session)
-    if asyncio.iscoroutine(loaded):
-        loaded = await loaded
-    messages = list(getattr(loaded, "messages", loaded) or [])
-    if not messages:
+    from .._store import SessionNotFoundError
+
+    try:
+        # The store's sync surface, off the event loop: every store has it.
+        loaded = await asyncio.to_thread(store.load, session)
+    except SessionNotFoundError:
+        loaded = None
+    if loaded is None or not loaded.messages:
         raise ServeError(404, "no such conversation", code="conversation_not_found")
-    state = getattr(loaded, "pending", None) or {}
+    state = loaded.pending or {}
     pending = [
-        {"id": call.get("id"), "name": call.get("name"), "arguments": call.get("arguments")}
-        for call in (state.get("calls") or [] if isinstance(state, dict) else [])
+        {
+            "id": call.get("id"),
+            "name": call.get("name"),
+            "arguments": call.get("arguments"),
+            "arguments_digest": call.get("digest"),
+        }
+        for call in state.get("calls") or ()
         if isinstance(call, dict)
     ]
-    visible = [m for m in messages if m.get("role") != "system"]
+    visible = [m for m in loaded.messages if m.get("role") != "system"]
     return {"messages": visible, "status": "paused" if pending else "done", "pending": pending}

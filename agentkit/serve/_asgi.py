@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, MutableMapping
-from typing import Any, TypeVar
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+    MutableMapping,
+)
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import ServeError
+
+if TYPE_CHECKING:
+    from ._request import Limits
 
 __all__ = ["ClientGone", "EventStream", "read_body", "until_disconnect"]
 
@@ -25,24 +35,36 @@ class ClientGone(Exception):
     """The client closed the connection; its run was cancelled."""
 
 
-async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is longer than ``limit``."""
+async def read_body(receive: Receive, headers: Mapping[str, str], limits: Limits) -> bytes:
+    """The request body: 413 as soon as it is longer than ``limits.max_body_bytes``, 408
+    when it has not all arrived within ``limits.body_timeout`` seconds (a client trickling
+    a body byte by byte holds a connection and a task)."""
+    limit = limits.max_body_bytes
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     parts: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        piece = message.get("body", b"")
-        size += len(piece)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(piece)
-        if not message.get("more_body", False):
-            return b"".join(parts)
+    try:
+        async with asyncio.timeout(limits.body_timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone()
+                piece = message.get("body", b"")
+                size += len(piece)
+                if size > limit:
+                    raise _too_large(limit)
+                parts.append(piece)
+                if not message.get("more_body", False):
+                    return b"".join(parts)
+    except TimeoutError:
+        raise ServeError(
+            408,
+            f"the request body did not arrive within {limits.body_timeout:g} s",
+            code="request_timeout",
+            headers={"Connection": "close"},
+        ) from None
 
 
 def _too_large(limit: int) -> ServeError:

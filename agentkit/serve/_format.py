@@ -10,24 +10,43 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Answer", "comment", "completion", "data", "done"]
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+__all__ = ["Answer", "comment", "completion", "data", "done", "encode", "json_response"]
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def encode(value: Any) -> bytes:
+    """``value`` as compact JSON in UTF-8.
+
+    A lone surrogate (a model or a tool may produce one) cannot be UTF-8: then the text is
+    sent with ``\\u`` escapes instead, which is the same JSON value, rather than failing.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """``value`` as an ``application/json`` response that can always be encoded."""
+    from starlette.responses import Response
+
+    return Response(encode(value), status, headers, media_type="application/json")
 
 
 def data(value: Any) -> bytes:
     """One SSE event carrying ``value`` as JSON."""
-    return f"data: {_dumps(value)}\n\n".encode()
+    return b"data: " + encode(value) + b"\n\n"
 
 
 def comment(value: Any) -> bytes:
     """One SSE comment line carrying ``value`` as JSON (ignored by plain SSE clients)."""
     # JSON text has no raw line breaks, so the comment stays one line.
-    return f": agentkit {_dumps(value)}\n\n".encode()
+    return b": agentkit " + encode(value) + b"\n\n"
 
 
 def done() -> bytes:

@@ -7,6 +7,7 @@ Only the fields the endpoint acts on are read; sampling parameters are the opera
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,11 @@ from ._errors import ServeError
 __all__ = ["ChatRequest", "Limits", "check_conversation", "parse_chat_request", "parse_json"]
 
 _CONVERSATION_MAX = 128  # the stored id adds the owner and the agent, within 256
+MAX_DEPTH = 400
+"""The deepest nesting of arrays and objects a request may have: deeper bodies would
+reach Python's recursion limit in the run (copying, validating, encoding), far below
+json's own."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +34,15 @@ class Limits:
         max_stream_chars: the most answer text one response carries; the run is stopped
             there and the answer ends with ``finish_reason: "length"``.
         run_timeout: seconds one request's run may take (504 after it).
+        body_timeout: seconds a request's body may take to arrive, once its headers have
+            (408 after it).
     """
 
     max_body_bytes: int = 1_000_000
     max_messages: int = 200
     max_stream_chars: int = 200_000
     run_timeout: float = 300.0
+    body_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +57,56 @@ class ChatRequest:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or a 400."""
+    """The body as a JSON object, or a 400: not JSON, nested deeper than
+    :data:`MAX_DEPTH`, or holding text that is not Unicode (a lone surrogate such as
+    ``"\\ud800"``, which no answer could quote)."""
     try:
         data = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+    except ValueError:
         raise ServeError(400, "the request body is not valid JSON", code="invalid_json") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise _too_deep() from None
     if not isinstance(data, dict):
         raise ServeError(400, "the request body must be a JSON object", code="invalid_json")
+    _check_tree(data)
     return data
+
+
+def _check_tree(data: dict[str, Any]) -> None:
+    # Iterative, so that checking a deep body cannot itself reach the recursion limit.
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value)
+            continue
+        if isinstance(value, dict):
+            children: Any = value.values()
+            for key in value:
+                _check_text(key)
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _too_deep() -> ServeError:
+    return ServeError(
+        400, f"the request body is nested deeper than {MAX_DEPTH} levels", code="too_deep"
+    )
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii() and _SURROGATE.search(text):
+        raise ServeError(
+            400,
+            "the request body holds a lone UTF-16 surrogate (such as \\ud800): "
+            "text must be valid Unicode",
+            code="invalid_text",
+        )
 
 
 def parse_chat_request(
@@ -64,11 +115,13 @@ def parse_chat_request(
     limits: Limits,
     allowed_roles: Collection[str],
     conversation_header: str | None,
+    conversation_from_user: bool = False,
 ) -> ChatRequest:
     """Check a ``/v1/chat/completions`` body; a :class:`ServeError` (400) says what is wrong.
 
     ``allowed_roles`` are the roles besides ``user`` and plain-text ``assistant`` that the
-    operator lets clients send (``system``, ``tool``).
+    operator lets clients send (``system``, ``tool``). The conversation is the header's;
+    the body's ``user`` field names one only with ``conversation_from_user``.
     """
     model = data.get("model")
     if not isinstance(model, str) or not model:
@@ -84,9 +137,11 @@ def parse_chat_request(
     options = data.get("stream_options")
     include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
     messages = _messages(data.get("messages"), limits, allowed_roles)
-    conversation = conversation_header or data.get("user")
-    if conversation is not None:
-        conversation = check_conversation(conversation)
+    conversation: str | None = None
+    if conversation_header is not None:
+        conversation = check_conversation(conversation_header)
+    elif conversation_from_user and data.get("user") is not None:
+        conversation = check_conversation(data.get("user"))
     return ChatRequest(model, messages, stream, include_usage, conversation)
 
 
@@ -123,8 +178,29 @@ def _messages(value: Any, limits: Limits, allowed_roles: Collection[str]) -> lis
         if not isinstance(message, dict):
             raise ServeError(400, f"{where} must be an object", param=where)
         role = message.get("role")
-        if role == "user" or role in allowed_roles:
-            checked.append(_plain(message, where))
+        if role == "system" and role in allowed_roles:
+            # Only at the start: a system message after the user's turns would read to the
+            # model as new orders in the middle of the conversation.
+            if any(earlier["role"] != "system" for earlier in checked):
+                raise ServeError(
+                    400,
+                    f"{where}: a system message may only come before the conversation's "
+                    "first user or assistant message",
+                    param=where,
+                    code="role_not_allowed",
+                )
+            checked.append({"role": "system", "content": _content(message, where)})
+        elif role == "user":
+            # Only what a user says: a name, tool calls or a tool call id are not the user's
+            # to set, and the model would read them as the bot's own.
+            checked.append({"role": "user", "content": _content(message, where)})
+        elif role == "tool" and role in allowed_roles:
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise ServeError(400, f"{where}: a tool message needs a tool_call_id", param=where)
+            checked.append(
+                {"role": "tool", "tool_call_id": call_id, "content": _content(message, where)}
+            )
         elif role == "assistant":
             # A client's own history: its text, never tool calls, which would let it forge
             # what the bot's tools did.
@@ -145,20 +221,10 @@ def _messages(value: Any, limits: Limits, allowed_roles: Collection[str]) -> lis
                 code="role_not_allowed",
             )
         else:
-            raise ServeError(400, f"{where}: unknown role {role!r}", param=where)
+            raise ServeError(400, f"{where}: unknown role {repr(role)[:40]}", param=where)
     if checked[-1]["role"] not in ("user", "tool"):
         raise ServeError(400, "the last message must be the user's", param="messages")
     return checked
-
-
-def _plain(message: dict[str, Any], where: str) -> dict[str, Any]:
-    kept = {
-        k: v
-        for k, v in message.items()
-        if k in ("role", "content", "name", "tool_calls", "tool_call_id")
-    }
-    kept["content"] = _content(message, where)
-    return kept
 
 
 def _content(message: Mapping[str, Any], where: str) -> Any:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .._agent import Agent
     from .._context import Principal
-    from .._result import RunResult
+    from .._result import PendingCall, RunResult
 
 __all__ = ["Ended", "RunSpec", "activity_of", "ending_of", "execute", "stream"]
 
@@ -32,7 +32,7 @@ class RunSpec:
     agent: Agent[Any]
     prompt: list[dict[str, Any]]
     session: str | None = None
-    decisions: Mapping[str, bool | str] | None = None
+    decisions: Mapping[Any, bool | str] | None = None
     deps: Any = None
     principal: Principal | None = None
 
@@ -48,8 +48,14 @@ class Ended:
     pending: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _call_view(call: Any) -> dict[str, Any]:
-    return {"id": call.call_id, "name": call.name, "arguments": call.arguments}
+def _call_view(call: PendingCall) -> dict[str, Any]:
+    # The digest goes out with the call and must come back with its decision.
+    return {
+        "id": call.call_id,
+        "name": call.name,
+        "arguments": call.arguments,
+        "arguments_digest": call.digest,
+    }
 
 
 def pending_line(pending: list[dict[str, Any]]) -> str:

@@ -21,6 +21,7 @@ API_KEY_VARIABLE = "AGENTKIT_SERVE_API_KEY"
 _TARGETS_VARIABLE = "AGENTKIT_SERVE_TARGETS"
 _TITLE_VARIABLE = "AGENTKIT_SERVE_TITLE"
 _OPTIONS_VARIABLE = "AGENTKIT_SERVE_OPTIONS"
+_HOSTS_VARIABLE = "AGENTKIT_SERVE_ALLOWED_HOSTS"
 
 
 def keys_from(given: Sequence[str]) -> list[str]:
@@ -43,9 +44,11 @@ def app_from_environment() -> Starlette:
         agents[name] = agent
     options = json.loads(os.environ.get(_OPTIONS_VARIABLE) or "{}")
     identity = app_options(options, agents)
+    hosts = [name for name in os.environ.get(_HOSTS_VARIABLE, "").split(",") if name]
     return create_app(
         agents,
         api_keys=() if "auth" in identity else keys_from(()),
+        allowed_hosts=hosts,
         title=os.environ.get(_TITLE_VARIABLE, "agentkit"),
         **identity,
     )
@@ -59,6 +62,7 @@ def run(
     workers: int,
     api_keys: Sequence[str],
     title: str,
+    allowed_hosts: Sequence[str] = (),
     log_level: str = "info",
     options: Mapping[str, Any] | None = None,
 ) -> None:
@@ -68,6 +72,7 @@ def run(
 
     os.environ[_TARGETS_VARIABLE] = "\n".join(targets)
     os.environ[_TITLE_VARIABLE] = title
+    os.environ[_HOSTS_VARIABLE] = ",".join(allowed_hosts)
     if api_keys:
         os.environ[API_KEY_VARIABLE] = ",".join(api_keys)
     os.environ[_OPTIONS_VARIABLE] = json.dumps(dict(options or {}))

@@ -162,6 +162,7 @@ class Owners:
                     "id": call.get("id"),
                     "name": call.get("name"),
                     "arguments": call.get("arguments"),
+                    "arguments_digest": call.get("digest"),
                 }
                 for call in (state.get("calls") or [] if isinstance(state, dict) else [])
                 if isinstance(call, dict)

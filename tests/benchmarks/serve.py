@@ -187,9 +187,11 @@ async def _conversations(url: str, count: int, clients: int) -> int:
             nonlocal failed
             while queue:
                 number = queue.pop()
-                body = {**BODY, "user": f"customer-{number}"}
+                named = {"X-Agentkit-Conversation": f"customer-{number}"}
                 try:
-                    response = await client.post(url + "/v1/chat/completions", json=body)
+                    response = await client.post(
+                        url + "/v1/chat/completions", json=BODY, headers=named
+                    )
                 except httpx.TransportError:
                     failed += 1
                     continue

@@ -120,6 +120,8 @@ def serving(bot: Path, model: ScriptedServer) -> Iterator[str]:
             str(port),
             "--workers",
             "2",
+            "--allowed-host",
+            "desk.example",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -153,6 +155,9 @@ def test_serve_with_two_workers_answers_on_the_port(serving: str) -> None:
         )
         assert response.json()["choices"][0]["message"]["content"] == f"n{index}"
     assert "<title>desk</title>" in httpx.get(serving + "/").text
+    # each worker guards against DNS rebinding, with the operator's name allowed
+    assert httpx.get(serving + "/v1/models", headers={"Host": "desk.example"}).status_code == 200
+    assert httpx.get(serving + "/v1/models", headers={"Host": "evil.example"}).status_code == 421
 
 
 def test_importing_agentkit_serve_loads_neither_starlette_nor_uvicorn() -> None:

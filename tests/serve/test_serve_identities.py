@@ -89,11 +89,16 @@ def ask(url: str, text: str, conversation: str, headers: dict[str, str]) -> http
 
 
 def decide(
-    url: str, conversation: str, decisions: dict[str, Any], headers: dict[str, str]
+    url: str,
+    conversation: str,
+    decisions: dict[str, Any],
+    headers: dict[str, str],
+    digests: dict[str, str] | None = None,
 ) -> httpx.Response:
+    digests = digests or {call_id: "shown-digest" for call_id in decisions}
     return httpx.post(
         f"{url}/v1/sessions/{conversation}/approvals",
-        json={"model": "desk", "decisions": decisions},
+        json={"model": "desk", "decisions": decisions, "digests": digests},
         headers=headers,
         timeout=60,
     )
@@ -234,8 +239,9 @@ def test_a_patient_cannot_decide_their_own_booking_and_a_receptionist_can(
     paused = ask(clinic.url, "Book Monday 9:00", "dana-2", clinic.dana).json()["agentkit"]
     assert paused["status"] == "paused" and paused["conversation"] == "dana-2"
     call_id = paused["pending"][0]["id"]
+    digests = {call_id: paused["pending"][0]["arguments_digest"]}
 
-    own = decide(clinic.url, "dana-2", {call_id: True}, clinic.dana)
+    own = decide(clinic.url, "dana-2", {call_id: True}, clinic.dana, digests)
     assert own.status_code == 403
     assert own.json()["error"]["code"] == "reviewer_required"
     assert booked == []
@@ -248,11 +254,12 @@ def test_a_patient_cannot_decide_their_own_booking_and_a_receptionist_can(
     (waiting,) = queue["data"]
     assert waiting["conversation"] == "dana-2" and waiting["owner"] == "dana"
     assert waiting["calls"][0]["name"] == "book"
+    assert waiting["calls"][0]["arguments_digest"] == digests[call_id]
     assert json.loads(waiting["calls"][0]["arguments"]) == {"slot": "Mon 9:00"}
     assert waiting["waiting_since"] <= time.time()
 
     before = time.time()
-    done = decide(clinic.url, "dana-2", {call_id: True}, clinic.rita)
+    done = decide(clinic.url, "dana-2", {call_id: True}, clinic.rita, digests)
     assert done.status_code == 200, done.text
     assert "Booked." in done.text
     # the tool ran for the patient who asked (their deps), not for the receptionist
@@ -274,9 +281,13 @@ def test_without_reviewers_the_owner_decides(model: ScriptedServer, tmp_path: Pa
     booked.clear()
     model.queue(Reply.tool_calls(("book", {"slot": "Tue"})), Reply.text("Booked."))
     with uvicorn_serving(app) as url:
-        call_id = ask(url, "book", "c", dana).json()["agentkit"]["pending"][0]["id"]
-        assert decide(url, "c", {call_id: True}, erin).status_code == 404
-        assert decide(url, "c", {call_id: True}, dana).status_code == 200
+        (call,) = ask(url, "book", "c", dana).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        assert decide(url, "c", {call["id"]: True}, erin, digests).status_code == 404
+        stale = decide(url, "c", {call["id"]: True}, dana, {call["id"]: "another-digest"})
+        assert stale.status_code == 409 and booked == []
+        assert httpx.get(url + "/v1/sessions/c", headers=dana).json()["decisions"] == []
+        assert decide(url, "c", {call["id"]: True}, dana, digests).status_code == 200
         assert httpx.get(url + "/v1/approvals?agent=desk", headers=dana).status_code == 403
     assert booked == [("dana", "Tue", "dana")]
     store.close()

@@ -6,8 +6,11 @@ With ``CI=true`` a missing browser fails the test; elsewhere the test skips.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,3 +133,58 @@ def test_the_page_approves_a_pending_call(
         page.close()
     assert model.requests[-1].messages[-1]["content"] == "order 1042: refunded"
     assert requested and all(u.startswith(url + "/") for u in requested), requested
+
+
+@contextlib.contextmanager
+def another_origin(html: str) -> Iterator[str]:
+    """A page served from another origin (its own port on 127.0.0.1); yields its URL."""
+    body = html.encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+CROSS_SITE = """<!doctype html><title>a page on another site</title><script>
+const target = "%s/v1/chat/completions";
+const body = JSON.stringify({model: "desk", messages: [{role: "user", content: "refund all"}]});
+window.outcomes = Promise.all([
+  // a simple request: no preflight, and before the fix the server ran it
+  fetch(target, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body})
+    .then(() => "sent", (e) => "failed"),
+  // a JSON request: preflighted, and the server answers no preflight
+  fetch(target, {method: "POST", headers: {"Content-Type": "application/json"}, body})
+    .then((r) => "read " + r.status, (e) => "failed"),
+]);
+</script>"""
+
+
+@pytest.mark.timeout(240)
+def test_a_page_on_another_origin_cannot_run_the_bot(model: ScriptedServer, browser: Any) -> None:
+    model.respond_with(tool_then_answer(("get_order", {"order_id": 1042}), answer="Shipped."))
+    with (
+        uvicorn_serving(create_app({"desk": make_desk(model)})) as url,
+        another_origin(CROSS_SITE % url) as evil,
+    ):
+        page = browser.new_page()
+        page.goto(evil)
+        outcomes = page.evaluate("window.outcomes")
+        page.close()
+    assert outcomes == ["sent", "failed"]  # the browser sent the first; nothing was read
+    assert not model.requests  # and the bot ran nothing

@@ -134,12 +134,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scripted
 def ask(url: str, text: str, conversation: str) -> httpx.Response:
     return httpx.post(
         url + "/v1/chat/completions",
-        json={
-            "model": "desk",
-            "user": conversation,
-            "messages": [{"role": "user", "content": text}],
-        },
-        headers={"Authorization": f"Bearer {KEY}"},
+        json={"model": "desk", "messages": [{"role": "user", "content": text}]},
+        headers={"Authorization": f"Bearer {KEY}", "X-Agentkit-Conversation": conversation},
         timeout=120,
     )
 
@@ -180,7 +176,7 @@ def test_an_approval_raised_on_one_server_is_decided_through_the_other(
     assert shown["pending"][0]["id"] == call["id"]
     done = httpx.post(
         f"{b}/v1/sessions/{name}/approvals",
-        json={"decisions": {call["id"]: True}},
+        json={"decisions": {call["id"]: True}, "digests": {call["id"]: call["arguments_digest"]}},
         headers={"Authorization": f"Bearer {KEY}"},
         timeout=120,
     )
