@@ -60,10 +60,12 @@ class Clinic:
             timeout=60,
         )
 
-    def decide(self, who: str, conversation: str, call_id: str) -> httpx.Response:
+    def decide(self, who: str, conversation: str, call: dict[str, Any]) -> httpx.Response:
+        digests = {call["id"]: call["arguments_digest"]}
+        decided = {"decisions": {call["id"]: True}, "digests": digests}
         return httpx.post(
             f"{self.url}/v1/sessions/{conversation}/approvals",
-            json={"model": "desk", "decisions": {call_id: True}},
+            json={"model": "desk", **decided},
             headers=self.keys[who],
             timeout=60,
         )
@@ -179,14 +181,14 @@ def test_a_patient_books_and_only_a_receptionist_approves(
     assert clinic.booked()[3] is None  # nothing booked while it waits
 
     # the patient cannot approve their own booking
-    own = clinic.decide("dana", "dana-visit", call["id"])
+    own = clinic.decide("dana", "dana-visit", call)
     assert own.status_code == 403 and own.json()["error"]["code"] == "reviewer_required"
     # another patient cannot see, continue or decide it: 404, nothing written
     requests_before = len(model.requests)
     for response in (
         clinic.get("erin", "/v1/sessions/dana-visit"),
         clinic.ask("erin", "cancel that", "dana-visit"),
-        clinic.decide("erin", "dana-visit", call["id"]),
+        clinic.decide("erin", "dana-visit", call),
     ):
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "conversation_not_found"
@@ -197,7 +199,7 @@ def test_a_patient_books_and_only_a_receptionist_approves(
     # the receptionist sees the queue and approves
     (waiting,) = clinic.get("rita", "/v1/approvals?agent=desk").json()["data"]
     assert waiting["conversation"] == "dana-visit" and waiting["owner"] == "dana"
-    done = clinic.decide("rita", "dana-visit", call["id"])
+    done = clinic.decide("rita", "dana-visit", call)
     assert done.status_code == 200, done.text
     assert "confirmed" in done.json()["choices"][0]["message"]["content"]
     assert clinic.booked()[3] == "dana"  # booked for the patient who asked
