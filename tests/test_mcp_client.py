@@ -222,6 +222,48 @@ def test_a_server_that_never_lists_its_tools_times_out(server: ScriptedServer) -
     assert server.requests == []
 
 
+def test_a_server_listing_8000_tools_is_refused_by_count(server: ScriptedServer) -> None:
+    source = fake("many", max_schema_chars=10_000_000)
+    agent = agent_for(server, [source])
+    with pytest.raises(MCPProtocolError, match=r"more than 1000 tools \(max_tools\)"):
+        agent.run("go")
+    agent.close()
+    assert server.requests == []
+
+
+def test_a_huge_tool_schema_is_refused_by_size(server: ScriptedServer) -> None:
+    agent = agent_for(server, [fake("huge-schema")])
+    with pytest.raises(MCPProtocolError, match=r"more than 500,000 characters .*max_schema_chars"):
+        agent.run("go")
+    agent.close()
+    assert server.requests == []
+    # raised on purpose, the bound lets it through
+    server.queue(Reply.text("ok"))
+    roomy = fake("huge-schema", max_schema_chars=6_000_000, list_timeout=120)
+    with agent_for(server, [roomy]) as agent:
+        assert agent.run("go").output == "ok"
+    assert len(server.requests[0].body) > 5_000_000  # what every request would carry
+
+
+def test_the_list_timeout_bounds_the_whole_listing_with_its_schema_checks(
+    server: ScriptedServer,
+) -> None:
+    # listed at once, but their 50 schemas take jsonschema about 40 s to check: the listing
+    # gives up at its bound (the run used to start after the whole check)
+    source = fake("slow-schemas", list_timeout=3)
+    agent = agent_for(server, [source])
+    with pytest.raises(MCPTimeoutError, match=r"did not list its tools within 3 s \(50 tools"):
+        agent.run("go")
+    agent.close()
+    assert server.requests == []
+
+
+def test_listing_bounds_are_checked_when_the_source_is_made() -> None:
+    for option in ({"max_tools": 0}, {"max_schema_chars": -1}, {"max_tools": True}):
+        with pytest.raises(ConfigurationError, match="positive whole number"):
+            fake(**option)
+
+
 def test_a_server_that_exits_mid_call_is_restarted_once_per_run(server: ScriptedServer) -> None:
     source = fake()
     server.queue(

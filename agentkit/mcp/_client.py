@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shlex
+import threading
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
@@ -53,6 +56,10 @@ _CLOSE_WAIT = 8.0  # seconds: the SDK closes stdin, waits 2 s, then SIGTERM, 2 s
 _STDERR_TAIL = 600  # characters of a stdio server's stderr quoted in an error
 # A description is sent with every request: a server's must not fill the model's context.
 _MAX_DESCRIPTION = 4000
+# Every listed tool is sent with every model request: a server listing thousands of tools (or
+# one enormous schema) would fill the model's context and make each request megabytes.
+DEFAULT_MAX_TOOLS = 1000
+DEFAULT_MAX_SCHEMA_CHARS = 500_000
 
 Approval = bool | Collection[str] | Callable[[str], bool]
 
@@ -97,6 +104,8 @@ class _MCPSource(ToolSource):
         timeout: float | None,
         connect_timeout: float,
         list_timeout: float,
+        max_tools: int = DEFAULT_MAX_TOOLS,
+        max_schema_chars: int = DEFAULT_MAX_SCHEMA_CHARS,
     ) -> None:
         _require_sdk()
         if prefix is not None and (not isinstance(prefix, str) or not prefix):
@@ -110,8 +119,13 @@ class _MCPSource(ToolSource):
                 isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
             ):
                 raise ConfigurationError(f"{option} must be a positive number of seconds")
+        for option, count in (("max_tools", max_tools), ("max_schema_chars", max_schema_chars)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ConfigurationError(f"{option} must be a positive whole number")
         if isinstance(requires_approval, str):
             requires_approval = {requires_approval}
+        self.max_tools = max_tools
+        self.max_schema_chars = max_schema_chars
         self.prefix = prefix
         self.requires_approval = requires_approval
         self.timeout = float(timeout) if timeout is not None else None
@@ -209,32 +223,44 @@ class _MCPSource(ToolSource):
             if self._tools is not None and not self._stale:
                 return self._tools
             listing = self._changes
+            listed: list[Any] = []
+            # One bound for the whole listing: every page, and checking every schema.
+            stop = threading.Event()
             try:
                 async with asyncio.timeout(self.list_timeout):
-                    listed = await self._list_pages(connection)
+                    await self._list_pages(connection, listed)
+                    # jsonschema's check of a schema takes milliseconds: off the MCP loop
+                    # (other servers' calls go on), and abandoned at the deadline.
+                    tools = await asyncio.to_thread(self._build, listed, stop)
             except TimeoutError:
+                counted = f" ({len(listed)} tools listed so far)" if listed else ""
                 raise MCPTimeoutError(
-                    f"{self.label} did not list its tools within {self.list_timeout:g} s",
+                    f"{self.label} did not list its tools within {self.list_timeout:g} s"
+                    f"{counted}; raise list_timeout= if it is slow but sound",
                     server=self.label,
                 ) from None
             except MCPError:
                 raise
             except Exception as exc:
                 raise self._error(exc, connection, "listing the tools") from None
-            self._tools = self._build(listed)
+            finally:
+                stop.set()
+            self._tools = tools
             self._listed_at = listing
             return self._tools
 
-    async def _list_pages(self, connection: _Connection) -> list[Any]:
+    async def _list_pages(self, connection: _Connection, listed: list[Any]) -> None:
         client = connection.live()
-        listed: list[Any] = []
         cursor: str | None = None
+        chars = 0
         for _ in range(_MAX_PAGES):
             page = await client.list_tools(cursor=cursor)
             listed.extend(page.tools)
+            chars += sum(_definition_chars(item) for item in page.tools)
+            self._check_size(len(listed), chars)
             cursor = page.next_cursor
             if not cursor:
-                return listed
+                return
         raise MCPProtocolError(
             f"{self.label} listed more than {_MAX_PAGES} pages of tools", server=self.label
         )
@@ -288,9 +314,24 @@ class _MCPSource(ToolSource):
         if connection is not None:
             await connection.close()
 
-    def _build(self, listed: list[Any]) -> list[MCPTool]:
+    def _check_size(self, count: int, chars: int) -> None:
+        if count > self.max_tools:
+            raise MCPProtocolError(
+                f"{self.label} lists more than {self.max_tools} tools (max_tools): every "
+                "tool is sent with every model request. Serve fewer, or raise max_tools=",
+                server=self.label,
+            )
+        if chars > self.max_schema_chars:
+            raise MCPProtocolError(
+                f"{self.label} lists tools whose definitions take more than "
+                f"{self.max_schema_chars:,} characters of JSON (max_schema_chars), sent with "
+                "every model request. Serve fewer or smaller tools, or raise max_schema_chars=",
+                server=self.label,
+            )
+
+    def _build(self, listed: list[Any], stop: threading.Event | None = None) -> list[MCPTool]:
         names = [item.name for item in listed]
-        twice = sorted({name for name in names if names.count(name) > 1})
+        twice = sorted(name for name, seen in Counter(names).items() if seen > 1)
         if twice:
             raise MCPProtocolError(
                 f"{self.label} lists more than one tool named {', '.join(map(repr, twice))}",
@@ -299,6 +340,8 @@ class _MCPSource(ToolSource):
         local = local_names(names, self.prefix)
         tools: list[MCPTool] = []
         for item in listed:
+            if stop is not None and stop.is_set():  # the listing's time ran out
+                return tools
             schema = item.input_schema
             if not isinstance(schema, dict) or schema.get("type", "object") != "object":
                 logger.warning(
@@ -426,7 +469,12 @@ class MCPStdio(_MCPSource):
             server's tool name: those calls go through the agent's ``approve`` callback.
         timeout: seconds a call may take (default: the agent's ``tool_timeout``).
         connect_timeout: seconds to start the server and finish the handshake (default 30).
-        list_timeout: seconds to list the tools (default 30).
+        list_timeout: seconds to list the tools, every page and the check of every schema
+            (default 30).
+        max_tools: tools the server may list (default 1000); more is refused
+            (``MCPProtocolError``): each is sent with every model request.
+        max_schema_chars: characters of JSON the listed tools' names, descriptions and
+            input schemas may take together (default 500,000); more is refused.
     """
 
     def __init__(
@@ -441,6 +489,8 @@ class MCPStdio(_MCPSource):
         timeout: float | None = None,
         connect_timeout: float = 30.0,
         list_timeout: float = 30.0,
+        max_tools: int = DEFAULT_MAX_TOOLS,
+        max_schema_chars: int = DEFAULT_MAX_SCHEMA_CHARS,
     ) -> None:
         if not isinstance(command, str) or not command:
             raise ConfigurationError("command must be the program to start, e.g. 'mcp-server-time'")
@@ -457,6 +507,8 @@ class MCPStdio(_MCPSource):
             timeout=timeout,
             connect_timeout=connect_timeout,
             list_timeout=list_timeout,
+            max_tools=max_tools,
+            max_schema_chars=max_schema_chars,
         )
 
     async def _enter(self, stack: contextlib.AsyncExitStack, connection: _Connection) -> Client:
@@ -482,8 +534,8 @@ class MCPHttp(_MCPSource):
         url: the server's MCP endpoint.
         headers: sent with every request (an ``Authorization`` token...); never shown in
             errors, logs or ``repr``.
-        prefix, requires_approval, timeout, connect_timeout, list_timeout: as for
-            :class:`MCPStdio`.
+        prefix, requires_approval, timeout, connect_timeout, list_timeout, max_tools,
+            max_schema_chars: as for :class:`MCPStdio`.
     """
 
     def __init__(
@@ -496,6 +548,8 @@ class MCPHttp(_MCPSource):
         timeout: float | None = None,
         connect_timeout: float = 30.0,
         list_timeout: float = 30.0,
+        max_tools: int = DEFAULT_MAX_TOOLS,
+        max_schema_chars: int = DEFAULT_MAX_SCHEMA_CHARS,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigurationError("url must be an http:// or https:// URL of the MCP endpoint")
@@ -508,6 +562,8 @@ class MCPHttp(_MCPSource):
             timeout=timeout,
             connect_timeout=connect_timeout,
             list_timeout=list_timeout,
+            max_tools=max_tools,
+            max_schema_chars=max_schema_chars,
         )
 
     def _scrub(self, text: str) -> str:
@@ -757,6 +813,15 @@ def _transport_closed(client: Client) -> bool:
     session = getattr(client, "_session", None)
     dispatcher = getattr(session, "_dispatcher", None)
     return getattr(dispatcher, "_closed", False) is True
+
+
+def _definition_chars(item: Any) -> int:
+    """About what one listed tool adds to every model request, in characters."""
+    try:
+        schema = len(json.dumps(item.input_schema, ensure_ascii=False, default=str))
+    except (TypeError, ValueError):  # a schema JSON cannot hold: refused when it is built
+        schema = 0
+    return len(item.name or "") + min(len(item.description or ""), _MAX_DESCRIPTION) + schema
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -13,7 +13,11 @@
 - ``names``: tool names that are too long or use ``.`` and ``/``, and a 100,000-character
   description;
 - ``garbage-list``: a tools/list result that is not a list of tools;
-- ``slow-list``: answers the handshake, never tools/list.
+- ``slow-list``: answers the handshake, never tools/list;
+- ``many``: 8,000 tools of about 650 bytes each (5.2 MB), listed in pages of 100;
+- ``huge-schema``: one tool whose input schema is 5 MB;
+- ``slow-schemas``: 50 tools of 8 kB whose nested schemas take jsonschema most of a second
+  each to check (40 s in all).
 
 It writes a line to stderr as it starts, so errors can quote the server's last words.
 """
@@ -41,7 +45,17 @@ def tool(name: str, **properties: Any) -> dict[str, Any]:
     }
 
 
+def many(index: int) -> dict[str, Any]:
+    properties = {f"field_{n}": {"type": "string", "description": "x" * 40} for n in range(8)}
+    return {**tool(f"t{index:04d}", **properties), "description": f"Tool number {index}."}
+
+
 def tools() -> Any:
+    if MODE == "slow-schemas":
+        nested = {"anyOf": [{"allOf": [{"type": "string"}] * 20}] * 20}
+        return [tool(f"s{i:02d}", a=nested) for i in range(50)]
+    if MODE == "huge-schema":
+        return [tool("huge", blob={"type": "string", "description": "h" * 5_000_000})]
     if MODE == "garbage-list":
         return "not a list"
     if MODE == "duplicate":
@@ -140,7 +154,13 @@ def main() -> None:
         elif method == "tools/list":
             if MODE == "slow-list":
                 continue  # never answered
-            result = {"tools": tools()}
+            if MODE == "many":
+                start = int((message.get("params") or {}).get("cursor") or 0)
+                result = {"tools": [many(i) for i in range(start, start + 100)]}
+                if start + 100 < 8000:
+                    result["nextCursor"] = str(start + 100)
+            else:
+                result = {"tools": tools()}
         elif method == "tools/call":
             params = message["params"]
             result = call(params["name"], params.get("arguments") or {})
