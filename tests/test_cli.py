@@ -386,9 +386,7 @@ def test_max_turns_says_what_to_raise(
     server: ScriptedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server.respond_with(always(Reply.tool_calls(("get_current_time", {}))))
-    started = time.perf_counter()
     assert main(["chat", "--base-url", server.base_url, "--max-turns", "2", "Loop!"]) == 1
-    assert time.perf_counter() - started < 10
     err = capsys.readouterr().err
     assert "agentkit: error: no final answer" in err
     assert "raise --max-turns (now 2)" in err
@@ -710,14 +708,14 @@ class _InterruptAfterFirstWord(Console):
 def test_ctrl_c_mid_answer_returns_to_the_prompt_without_that_question(
     server: ScriptedServer,
 ) -> None:
-    server.queue(Reply.text("a long answer that is never finished " * 20).with_(chunk_delay=0.05))
+    # The answer stalls after its first words, for longer than the test may take: only
+    # the Ctrl-C ends it.
+    server.queue(Reply.text("a long answer that is never finished " * 20).with_(hang_after=3))
     server.respond_with(echo_history)
     out, err = io.StringIO(), io.StringIO()
-    started = time.perf_counter()
     with Agent("qwen-plus", base_url=server.base_url) as agent:
         console = _InterruptAfterFirstWord(out, err)
         assert repl(agent, console, scripted_input("stop me", "next")) == 0
-    assert time.perf_counter() - started < 3  # not the ~6 s the whole answer takes
     assert "(stopped; that question is left out of the history)" in err.getvalue()
     assert out.getvalue().splitlines() == ["a", "next"]
     assert server.requests[1].messages == [{"role": "user", "content": "next"}]
@@ -786,16 +784,15 @@ def test_interactive_chat_in_a_terminal_ctrl_c_and_ctrl_d(
     server: ScriptedServer, terminal_factory: Callable[..., Terminal]
 ) -> None:
     slow = "words keep coming slowly " * 40
-    server.queue(Reply.text(slow).with_(chunk_delay=0.1), Reply.text("Second answer."))
+    # It stalls after "words keep" for longer than the test may take: only Ctrl-C ends it.
+    server.queue(Reply.text(slow).with_(hang_after=4), Reply.text("Second answer."))
     term = terminal_factory("chat", "--base-url", server.base_url, "--no-tools")
     term.expect("Ctrl-D leaves")
     term.expect("> ")
     term.type("tell me everything\n")
     term.expect("words keep")
-    interrupted = time.monotonic()
     os.kill(term.process.pid, signal.SIGINT)  # what Ctrl-C sends
     term.expect("(stopped; that question is left out of the history)")
-    assert time.monotonic() - interrupted < 3  # promptly, not after the 16 s answer
     term.expect("> ")
     term.type("and now?\n")
     term.expect("Second answer.")
@@ -806,16 +803,16 @@ def test_interactive_chat_in_a_terminal_ctrl_c_and_ctrl_d(
 
 
 SLOW_TOOL = '''
-import pathlib, sys, time
+import sys, time
 
 from agentkit import tool
 
 
 @tool
-def slow(marker: str) -> str:
-    """A tool that takes far too long."""
-    pathlib.Path(marker).write_text("started")
-    time.sleep(60)
+def slow() -> str:
+    """A tool that takes longer than the test may."""
+    print("the slow tool started", file=sys.stderr, flush=True)
+    time.sleep(600)
     return "done"
 '''
 
@@ -823,9 +820,8 @@ def slow(marker: str) -> str:
 def test_ctrl_c_in_a_one_shot_run_exits_130_without_waiting_for_the_tool(
     server: ScriptedServer, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "started"
     (tmp_path / "slow_tools.py").write_text(SLOW_TOOL, encoding="utf-8")
-    server.queue(Reply.tool_calls(("slow", {"marker": str(marker)})))
+    server.queue(Reply.tool_calls(("slow", {})))
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
     process = subprocess.Popen(
         [
@@ -846,16 +842,16 @@ def test_ctrl_c_in_a_one_shot_run_exits_130_without_waiting_for_the_tool(
         cwd=REPO,
     )
     try:
-        deadline = time.monotonic() + 15
-        while not marker.exists():
-            assert time.monotonic() < deadline, "the tool never started"
-            time.sleep(0.02)
-        interrupted = time.monotonic()
+        assert process.stderr is not None
+        before = ""
+        while "the slow tool started" not in before:  # the child says when: no polling
+            line = process.stderr.readline()
+            assert line, f"the CLI ended before the tool started: {before}"
+            before += line
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
+        out, err = process.communicate()  # the 600 s tool thread is not waited for
     finally:
         process.kill()
-    assert time.monotonic() - interrupted < 5  # the 60 s tool thread is not waited for
     assert process.returncode == 130
     assert "agentkit: interrupted after" in err
     assert "Traceback" not in err
@@ -938,7 +934,6 @@ def test_demo_paces_its_stream_like_a_real_model(capsys: pytest.CaptureFixture[s
     assert main(["demo", "What time is it in Tokyo?"]) == 0
     elapsed = time.perf_counter() - started
     assert elapsed > 0.5  # two paced rounds: visible, not instant
-    assert elapsed < 15
     assert "in Asia/Tokyo" in capsys.readouterr().out
 
 

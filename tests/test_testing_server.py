@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _helpers import wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -727,6 +728,36 @@ def test_hang_fires_the_client_read_timeout(server: ScriptedServer) -> None:
         pytest.raises(httpx.ReadTimeout),
     ):
         post(client)
+
+
+@pytest.mark.parametrize(
+    "stalled", [Reply.hang(), Reply.text("a b c d e").with_(hang_after=2)], ids=["hang", "after"]
+)
+def test_a_client_that_leaves_a_hang_frees_its_connection(
+    server: ScriptedServer, stalled: Reply
+) -> None:
+    # How a test sees that a cancelled or timed-out client really closed its socket.
+    server.queue(stalled)
+    sock = raw_exchange(server, {"stream": True})
+    server.wait_for_requests(1)
+    assert server.open_connections == 1
+    sock.close()
+    wait_until(lambda: server.open_connections == 0)
+    server.queue(Reply.text("next"))
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        assert post(client).json()["choices"][0]["message"]["content"] == "next"
+
+
+def test_bytes_behind_a_hang_are_never_answered(server: ScriptedServer) -> None:
+    server.queue(Reply.hang(), Reply.text("never sent"))
+    with raw_exchange(server, {}) as sock:
+        server.wait_for_requests(1)
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # still hung: nothing is answered behind it
+        assert server.open_connections == 1
+        assert server.request_count == 1
 
 
 def test_hang_after_stalls_a_stream(server: ScriptedServer) -> None:

@@ -101,8 +101,8 @@ class Reply:
       (the rest, ``[DONE]`` and the chunked terminator are never sent, so the client sees
       an incomplete body), or bytes of a plain body (fewer than its ``Content-Length``).
     - ``hang_after``: send this many SSE events (bytes of a plain body), then send nothing
-      more until the server stops: a stalled stream, for read timeouts. A reply is cut or
-      stalled, not both.
+      more until the server stops or the client leaves: a stalled stream, for read
+      timeouts and cancellations. A reply is cut or stalled, not both.
     - ``split_bytes``: re-split the body into pieces of these byte sizes (an int: pieces of
       that size; a sequence: successive sizes, the rest in one last piece), each flushed on
       its own, ``chunk_delay`` (2 ms when unset) apart. Lets a test split mid-event or in
@@ -374,7 +374,9 @@ class Reply:
 
     @classmethod
     def hang(cls) -> Reply:
-        """Read the request and never answer, until the server stops (for read timeouts)."""
+        """Read the request and never answer, until the server stops or the client leaves
+        (for read timeouts and cancellations: ``open_connections`` drops when the client
+        closes its socket)."""
         return cls(_Hang())
 
     # -- modifiers ------------------------------------------------------------------------

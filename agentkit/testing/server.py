@@ -34,6 +34,7 @@ _BACKLOG = 2048
 _HEAD_LIMIT = 64 * 1024
 _SPLIT_GAP = 0.002  # between split pieces, so the client reads them separately
 _STOP_TIMEOUT = 5.0
+_READ_SIZE = 64 * 1024
 # llama.cpp's answer to an assistant message whose content is null or missing, as captured.
 _LLAMA_NULL_CONTENT_BODY = (
     b'{"error":{"message":"\'dict object\' has no attribute \'content\'",'
@@ -328,7 +329,7 @@ class ScriptedServer:
             self._requests.append(request)
             self._arrived.notify_all()
         reply = await self._choose_reply(request)
-        return await self._send(writer, reply, request, keep_alive)
+        return await self._send(reader, writer, reply, request, keep_alive)
 
     async def _choose_reply(self, request: RecordedRequest) -> Reply:
         path = request.path.split("?", 1)[0].rstrip("/")
@@ -382,6 +383,7 @@ class ScriptedServer:
 
     async def _send(
         self,
+        reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         reply: Reply,
         request: RecordedRequest,
@@ -394,7 +396,7 @@ class ScriptedServer:
             _close(writer, rst=reply.rst)
             return False
         if isinstance(reply.body, _Hang):
-            await self._hang()
+            await self._hang(reader)
             return False
         rendered = render(reply, request)
         plain = (
@@ -411,10 +413,11 @@ class ScriptedServer:
                 writer.write(head + rendered.pieces[0])
             await writer.drain()
             return keep_alive
-        return await self._send_with_faults(writer, reply, rendered, head, keep_alive)
+        return await self._send_with_faults(reader, writer, reply, rendered, head, keep_alive)
 
     async def _send_with_faults(
         self,
+        reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         reply: Reply,
         rendered: Rendered,
@@ -441,7 +444,7 @@ class ScriptedServer:
             _close(writer, rst=reply.rst)
             return False
         if reply.hang_after is not None:
-            await self._hang()
+            await self._hang(reader)
             return False
         if rendered.streamed:
             writer.write(b"0\r\n\r\n")
@@ -462,9 +465,27 @@ class ScriptedServer:
         writer.write(_head(rendered, reply, number, keep_alive) + rendered.pieces[0])
         await writer.drain()
 
-    async def _hang(self) -> None:
+    async def _hang(self, reader: asyncio.StreamReader) -> None:
+        """Hold the connection until the server stops or the client leaves.
+
+        A client that gives up (a timeout, a cancelled run, a closed stream) closes its
+        socket: the server sees the end of the stream and lets the connection go, so
+        ``open_connections`` tells a test that the client really closed it.
+        """
         assert self._stopping is not None
-        await self._stopping.wait()
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        leaving: asyncio.Future[bytes] | None = None
+        try:
+            while True:
+                leaving = asyncio.ensure_future(reader.read(_READ_SIZE))
+                await asyncio.wait({stopping, leaving}, return_when=asyncio.FIRST_COMPLETED)
+                if not leaving.done() or not leaving.result():
+                    return  # the server stops, or the client closed its end
+                # bytes sent behind a hung reply are never answered: keep hanging
+        finally:
+            stopping.cancel()
+            if leaving is not None:
+                leaving.cancel()
 
 
 _NO_REQUEST = RecordedRequest("", "", _Headers(()), b"")

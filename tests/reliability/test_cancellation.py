@@ -1,6 +1,9 @@
 """Cancellation: a cancelled ``run_async`` or ``stream_async`` and Ctrl-C in ``agentkit chat``
 stop promptly, close the response stream (the server sees the connection go), leave a
 resendable transcript, and leave the agent's client usable for the next run.
+
+"Promptly" is said by order, not by a clock: the answer or the tool stalls for longer than
+the test may take (a hang lasts until the client leaves), so only the cancel can end it.
 """
 
 from __future__ import annotations
@@ -31,28 +34,27 @@ from ._support import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-STORY = " ".join(f"word{n}" for n in range(60))  # 60 events, 0.1 s apart: six seconds
+STORY = " ".join(f"word{n}" for n in range(60))  # 60 stream events
+HALF = 10  # a stalled answer stops after this many events (or bytes of a plain body)
 
 
-async def cancel_and_time(task: asyncio.Task[Any]) -> tuple[BaseException, float]:
-    """Cancel ``task``; return what it raised and how long it took to stop."""
-    cancelled_at = time.perf_counter()
+async def cancel(task: asyncio.Task[Any]) -> BaseException:
+    """Cancel ``task``; return what it raised. A run that ignores the cancel hangs on the
+    stalled answer or tool, and the test times out."""
     task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=5.0)
-    took = time.perf_counter() - cancelled_at
-    assert done, "the run did not stop within 5 s of the cancel"
+    await asyncio.wait({task})
     assert task.cancelled(), "asyncio semantics kept: the task ends cancelled"
     try:
         task.result()  # raises the CancelledError the run raised, with its transcript
     except asyncio.CancelledError as exc:
-        return exc, took
+        return exc
     raise AssertionError("unreachable: a cancelled task has no result")
 
 
 async def next_run_succeeds(agent: Agent[Any], server: ScriptedServer) -> None:
     """The same agent (and its client) answers the next question."""
     server.queue(Reply.text("Still here."))
-    result = await asyncio.wait_for(agent.run_async("Are you there?"), 5.0)
+    result = await agent.run_async("Are you there?")
     assert result.output == "Still here."
 
 
@@ -77,24 +79,22 @@ def run_cancellation(
 
 
 def test_cancel_run_async_while_the_answer_arrives(server: ScriptedServer) -> None:
-    # run_async reads a plain answer that trickles in, 8 bytes every 0.1 s
-    server.queue(Reply.text(STORY).with_(split_bytes=8, chunk_delay=0.1))
+    # run_async reads a plain answer whose body stalls after its first bytes
+    server.queue(Reply.text(STORY).with_(hang_after=HALF))
 
     async def scenario(agent: Agent[Any]) -> None:
         task = asyncio.create_task(agent.run_async(PROMPT))
         await wait_until_async(lambda: server.request_count == 1 and server.open_connections == 1)
-        await asyncio.sleep(0.3)  # some of the body has arrived
-        error, took = await cancel_and_time(task)
-        assert took < 1.0, f"stopped {took:.2f} s after the cancel"
+        error = await cancel(task)
         assert_resendable(error.messages)  # type: ignore[attr-defined]
-        await wait_until_async(lambda: server.open_connections == 0, 3.0)  # the socket was closed
+        await wait_until_async(lambda: server.open_connections == 0)  # the socket was closed
         await next_run_succeeds(agent, server)
 
     run_cancellation(server, scenario)
 
 
 def test_cancel_stream_async_mid_stream(server: ScriptedServer) -> None:
-    server.queue(Reply.text(STORY, stream=True).with_(chunk_delay=0.1))
+    server.queue(Reply.text(STORY, stream=True).with_(hang_after=HALF))
     seen: list[str] = []
     first_text = asyncio.Event()
 
@@ -106,14 +106,13 @@ def test_cancel_stream_async_mid_stream(server: ScriptedServer) -> None:
 
     async def scenario(agent: Agent[Any]) -> None:
         task = asyncio.create_task(consume(agent))
-        await asyncio.wait_for(first_text.wait(), 5.0)
-        error, took = await cancel_and_time(task)
-        assert took < 1.0, f"stopped {took:.2f} s after the cancel"
-        assert 0 < len(seen) < 20, "cancelled mid-stream, not at its end"
+        await first_text.wait()
+        error = await cancel(task)
+        assert 0 < len(seen) < HALF, "cancelled mid-stream, not at its end"
         messages = error.messages  # type: ignore[attr-defined]
         assert_resendable(messages)
         assert "word0" not in str(messages), "the half answer is not in the transcript"
-        await wait_until_async(lambda: server.open_connections == 0, 3.0)
+        await wait_until_async(lambda: server.open_connections == 0)
         await next_run_succeeds(agent, server)
 
     run_cancellation(server, scenario)
@@ -123,12 +122,13 @@ def test_cancel_stream_async_mid_stream(server: ScriptedServer) -> None:
 
 _tool_started = threading.Event()
 _tool_cancelled = threading.Event()
+_tool_returned = threading.Event()
 _release = threading.Event()
 
 
 @pytest.fixture(autouse=True)
 def _tool_state() -> Iterator[None]:
-    for event in (_tool_started, _tool_cancelled, _release):
+    for event in (_tool_started, _tool_cancelled, _tool_returned, _release):
         event.clear()
     yield
     _release.set()  # a sync tool's thread cannot be stopped: let it finish
@@ -136,10 +136,10 @@ def _tool_state() -> Iterator[None]:
 
 @tool(name="forecast")
 async def slow_forecast_async(city: str) -> str:
-    """The forecast (takes a minute)."""
+    """The forecast (takes longer than the test may)."""
     _tool_started.set()
     try:
-        await asyncio.sleep(60)
+        await asyncio.sleep(600)
     except asyncio.CancelledError:
         _tool_cancelled.set()
         raise
@@ -150,7 +150,8 @@ async def slow_forecast_async(city: str) -> str:
 def slow_forecast(city: str) -> str:
     """The forecast (takes until released)."""
     _tool_started.set()
-    _release.wait(60)
+    _release.wait(600)
+    _tool_returned.set()
     return "sunny"
 
 
@@ -163,10 +164,11 @@ def test_cancel_run_async_mid_tool(server: ScriptedServer, forecast: Any) -> Non
     async def scenario(agent: Agent[Any]) -> None:
         task = asyncio.create_task(agent.run_async(PROMPT))
         await wait_until_async(_tool_started.is_set)
-        error, took = await cancel_and_time(task)
-        assert took < 1.0, f"stopped {took:.2f} s after the cancel"
+        error = await cancel(task)
         if forecast is slow_forecast_async:
             assert _tool_cancelled.is_set(), "the tool task was cancelled, not abandoned"
+        else:
+            assert not _tool_returned.is_set(), "the run stopped without waiting for the tool"
         messages = error.messages  # type: ignore[attr-defined]
         assert_resendable(messages)  # one tool message per call, "cancelled"
         told = tool_messages(messages)
@@ -174,7 +176,7 @@ def test_cancel_run_async_mid_tool(server: ScriptedServer, forecast: Any) -> Non
         assert all("cancelled" in m["content"] for m in told)
         # the transcript resumes: sent back in, the run finishes
         server.queue(Reply.text("Sorry, that took too long."))
-        resumed = await asyncio.wait_for(agent.run_async(messages), 5.0)
+        resumed = await agent.run_async(messages)
         assert resumed.output == "Sorry, that took too long."
         assert server.requests[-1].messages == messages
         await next_run_succeeds(agent, server)
@@ -202,7 +204,7 @@ def _wait_for_output(stream: Any, timeout: float) -> str:
 @pytest.mark.parametrize("when", ["mid_stream", "waiting_for_the_answer"])
 def test_ctrl_c_in_cli_chat(server: ScriptedServer, when: str) -> None:
     if when == "mid_stream":
-        server.queue(Reply.text(STORY, stream=True).with_(chunk_delay=0.1))
+        server.queue(Reply.text(STORY, stream=True).with_(hang_after=HALF))
     else:
         server.queue(Reply.hang())
     environment = {
@@ -229,16 +231,13 @@ def test_ctrl_c_in_cli_chat(server: ScriptedServer, when: str) -> None:
     try:
         server.wait_for_requests(1, timeout=20)
         shown = _wait_for_output(process.stdout, 10) if when == "mid_stream" else ""
-        interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
-        took = time.monotonic() - interrupted
+        out, err = process.communicate()  # only Ctrl-C ends the stalled answer
     finally:
         process.kill()
         process.wait()
     stderr = err.decode("utf-8", "replace")
     assert process.returncode == 130, stderr
-    assert took < 3.0, f"exited {took:.2f} s after Ctrl-C"
     assert "Traceback" not in stderr
     assert "interrupted" in stderr
     stdout = shown + out.decode("utf-8", "replace")
