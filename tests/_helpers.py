@@ -8,10 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Callable
 
 _ROLES = {"system", "user", "assistant", "tool"}
+_refusing: socket.socket | None = None
+
+
+def refused_port() -> int:
+    """A loopback port where every connection is refused.
+
+    The port stays bound by this process for its whole life and never listens, so no
+    other test or process can take it meanwhile (a port picked by bind-and-close and then
+    released could be taken before the test connects to it).
+    """
+    global _refusing
+    if _refusing is None:
+        _refusing = socket.socket()
+        _refusing.bind(("127.0.0.1", 0))
+    return int(_refusing.getsockname()[1])
 
 
 def assert_resendable(messages: object) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+from _helpers import refused_port
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -126,12 +126,6 @@ def open_meteo(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenMeteo]:
     fake.release.set()
     server.shutdown()
     server.server_close()
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the tools as a set -------------------------------------------------------------------
@@ -316,7 +310,7 @@ def test_weather_unreadable_answer_is_a_clear_message(open_meteo: FakeOpenMeteo)
 def test_weather_unreachable_service_is_a_clear_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port = _closed_port()
+    port = refused_port()
     monkeypatch.setenv("AGENTKIT_GEOCODING_URL", f"http://127.0.0.1:{port}/v1/search")
     monkeypatch.setenv("AGENTKIT_FORECAST_URL", f"http://127.0.0.1:{port}/v1/forecast")
     answer = get_current_weather("Singapore")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _helpers import refused_port
 
 from agentkit import AsyncChatClient, ChatClient
 from agentkit._errors import (
@@ -182,14 +182,8 @@ def test_error_body_with_status_200(server: ScriptedServer, client: ChatClient) 
     assert isinstance(error, ContentModerationError)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_connection_refused() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    url = f"http://127.0.0.1:{refused_port()}/v1"
     with ChatClient(url, KEY, max_retries=0) as client, pytest.raises(APIConnectionError) as info:
         client.create(model="m", messages=USER)
     assert type(info.value) is APIConnectionError

@@ -563,10 +563,10 @@ def test_an_mcp_tool_has_every_attribute_a_tool_declares() -> None:
 
 
 def test_an_http_source_never_shows_the_secrets_of_its_url() -> None:
-    from _mcp_support import free_port
+    from _helpers import refused_port
 
     source = MCPHttp(
-        f"http://user:pa55word@127.0.0.1:{free_port()}/mcp?key=SECRET-KEY-123",
+        f"http://user:pa55word@127.0.0.1:{refused_port()}/mcp?key=SECRET-KEY-123",
         headers={"Authorization": "Bearer SECRET-TOKEN-456"},
         connect_timeout=5,
     )

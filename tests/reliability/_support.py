@@ -203,13 +203,11 @@ HANG_FACTOR = 5
 
 
 def refused_url() -> str:
-    """A base URL on loopback where nothing listens (the connection is refused)."""
-    import socket
+    """A base URL on loopback where nothing listens (the connection is refused); its port
+    stays bound by this process (``_helpers.refused_port``)."""
+    from _helpers import refused_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
+    return f"http://127.0.0.1:{refused_port()}/v1"
 
 
 # --- what a transcript must be ------------------------------------------------------------
