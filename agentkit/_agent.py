@@ -998,7 +998,7 @@ class Agent(Generic[OutputT]):
                     elif isinstance(effect, StartCalls):
                         if batch is not None:
                             batch.close()
-                        batch = SyncBatch(self._tool_threads(), effect.calls)
+                        batch = SyncBatch(self._tool_threads(), effect.calls, effect.late)
                         batch.start()
                     else:
                         assert batch is not None
@@ -1038,7 +1038,9 @@ class Agent(Generic[OutputT]):
                     elif isinstance(effect, StartCalls):
                         if batch is not None:
                             await batch.close()
-                        batch = AsyncBatch(self._tool_threads, effect.calls, self._parallel_limit)
+                        batch = AsyncBatch(
+                            self._tool_threads, effect.calls, self._parallel_limit, effect.late
+                        )
                         batch.start()
                     elif isinstance(effect, CallModel) and effect.stream:
                         async with client.stream(**effect.request) as chat_stream:
@@ -1136,7 +1138,7 @@ class _SessionPlan:
         """``event``, with the session and the calls in doubt on the final result."""
         if isinstance(event, RunFinished):
             event.result.session = self.session
-            event.result.in_doubt = self.in_doubt
+            event.result.in_doubt = (*self.in_doubt, *event.result.in_doubt)
         return event
 
 

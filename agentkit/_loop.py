@@ -50,6 +50,7 @@ from ._events import (
 )
 from ._loop_settings import FINAL_RESULT_TOOL, LoopSettings
 from ._loop_text import (
+    IN_DOUBT_TIMEOUT,
     cap,
     clean_data,
     clean_text,
@@ -60,7 +61,7 @@ from ._loop_text import (
     unknown_tool_text,
 )
 from ._records import check_count
-from ._result import RunResult
+from ._result import PendingCall, RunResult
 from ._wire import ChatCompletion, ToolCall, Usage, message_to_dict
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class RunLoop:
         "_usage",
         "call_key",
         "deps",
+        "in_doubt",
         "journal",
         "messages",
         "observer",
@@ -156,6 +158,8 @@ class RunLoop:
         self.call_key: Callable[[int, str], str] | None = None
         self.journal: Any = None
         self.session: str | None = None
+        # Side-effect calls that ran past their timeout: their outcome is unknown.
+        self.in_doubt: list[PendingCall] = []
 
     # -- reading the run ----------------------------------------------------------------
 
@@ -272,6 +276,12 @@ class RunLoop:
             text = error = outcome.text or error_text(call.name, outcome.error)
         elif outcome.status == "timeout":
             text = error = f"tool {call.name} timed out after {outcome.timeout or 0:g} s"
+            if call.side_effects:
+                # It may still take effect (a thread cannot be stopped): not a failure to
+                # retry, but an outcome nobody knows yet.
+                text = error = f"{text} and may still take effect: {IN_DOUBT_TIMEOUT}"
+                if all(c.call_id != call.call_id for c in self.in_doubt):
+                    self.in_doubt.append(call.pending())
         elif outcome.status == "refused":
             text = error = refusal_text(call.name, outcome.reason)
         elif outcome.status == "not_run":
@@ -619,6 +629,7 @@ class RunLoop:
             usage=self.usage,
             turns=self.turns,
             truncated=truncated,
+            in_doubt=tuple(self.in_doubt),
         )
         return Finished(result, round_)
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ._tool import Tool
 
 __all__ = [
+    "IN_DOUBT_TIMEOUT",
     "cap",
     "clean_data",
     "clean_text",
@@ -25,6 +26,14 @@ __all__ = [
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+IN_DOUBT_TIMEOUT = (
+    "its outcome is unknown. Do not assume it succeeded or failed, and do not call it again "
+    "on your own: tell the user, who can check."
+)
+"""Told after "tool X timed out after N s and may still take effect": a side-effect call's
+thread cannot be stopped."""
 
 
 def clean_text(text: str) -> str:

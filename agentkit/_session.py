@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._loop_text import clean_text
 from ._result import PendingCall
 from ._store import (
     CallRecord,
@@ -28,7 +29,7 @@ from ._store import (
 )
 
 if TYPE_CHECKING:
-    from ._calls import PlannedCall
+    from ._calls import PlannedCall, ToolOutcome
     from ._loop import RunLoop
     from ._tool import Tool
 
@@ -55,9 +56,9 @@ class ResumeError(SessionError):
 
 
 IN_DOUBT = (
-    "The outcome of this call is unknown: the run stopped (a crash) while it was running, "
-    "after it may have taken effect. Do not assume it succeeded or failed, and do not call it "
-    "again on your own: tell the user, who can check."
+    "The outcome of this call is unknown: the run stopped (a crash, a cancel or a timeout) "
+    "while it was running, after it may have taken effect. Do not assume it succeeded or "
+    "failed, and do not call it again on your own: tell the user, who can check."
 )
 NOT_RUN = "Not run: the run stopped before this call ran."
 REFUSED = "Not run: a person did not approve this call."
@@ -81,6 +82,10 @@ class SessionJournal:
         # A resumed pause is cleared before its first side-effect call starts: once a call
         # may have run, the session must not ask for a decision on it again.
         self._unpause = False
+        # Side-effect calls written ahead: their log keys (by call object), and those that
+        # were started and have not ended. A run that stops leaves the running ones open.
+        self._keys: dict[int, tuple[PlannedCall, str]] = {}
+        self._running: dict[int, PlannedCall] = {}
 
     def key(self, message_index: int, call_id: str) -> str:
         """The idempotency key of a call: session, stored message number, call id."""
@@ -116,7 +121,50 @@ class SessionJournal:
             return
         new = self._new(loop)
         self._held = False
+        self._keys.clear()
         self.store.append(self.claim, new, close_round=True)
+
+    def started(self, calls: Sequence[PlannedCall]) -> None:
+        """``calls`` are about to start: a side-effect one may now run on whatever the
+        run does, until it ends."""
+        for call in calls:
+            if call.side_effects:
+                self._running[id(call)] = call
+
+    def late_result(self, outcome: ToolOutcome) -> None:
+        """A side-effect call the run stopped waiting for has ended (in its tool thread):
+        record what it did. A round closed meanwhile has no record left to update."""
+        entry = self._keys.get(id(outcome.call))
+        if entry is not None:
+            self.store.record_result(self.claim, entry[1], self._late_text(outcome))
+
+    def _late_text(self, outcome: ToolOutcome) -> str:
+        call = outcome.call
+        if outcome.status == "ok" or outcome.text:
+            text = outcome.text or ""
+        elif outcome.error is not None:
+            text = f"tool {call.name} failed: {type(outcome.error).__name__}: {outcome.error}"
+        else:
+            text = f"tool {call.name} failed"
+        text = clean_text(text)
+        limit = self._loop.settings.max_tool_output_chars
+        if limit is not None and len(text) > limit:
+            shown = f"showing the first {limit} of {len(text)} characters"
+            text = f"{text[:limit]}\n[output cut: {shown}]"
+        return text
+
+    def _stopped(self, loop: RunLoop) -> tuple[list[dict[str, Any]], bool]:
+        """What a stopped run stores, and whether its round is closed: a side-effect call
+        still running gets no tool message (it is in doubt until its late result)."""
+        new = self._new(loop)
+        self._held = False
+        running = {call.call_id for call in self._running.values()}
+        if not running:
+            return new, True
+        kept = [
+            m for m in new if not (m.get("role") == "tool" and m.get("tool_call_id") in running)
+        ]
+        return kept, False
 
     def _flush(self, loop: RunLoop) -> list[dict[str, Any]] | None:
         """What must be stored before a side-effect call is written ahead: the held open
@@ -136,17 +184,16 @@ class SessionJournal:
             held = self._flush(self._loop)
             if held is not None:
                 self.store.append(self.claim, held)
-            self.store.write_ahead(
-                self.claim,
-                self._log_key(call),
-                call.name,
-                call.arguments,
-                argument_digest(call.name, call.arguments),
-            )
+            key = self._log_key(call)
+            self._keys[id(call)] = (call, key)
+            self.store.write_ahead(self.claim, key, call.name, call.arguments, _digest(call))
 
-    def after_call(self, call: PlannedCall, content: str) -> None:
-        """Record a side-effect call's outcome as soon as it ends."""
-        if call.side_effects:
+    def after_call(self, call: PlannedCall, content: str, ended: bool = True) -> None:
+        """Record a side-effect call's outcome as soon as it ends. A call past its timeout
+        has not ended (its thread may still take effect): its record stays open, and its
+        late result (``late_result``) is recorded when it returns."""
+        if call.side_effects and ended:
+            self._running.pop(id(call), None)
             self.store.record_result(self.claim, self._log_key(call), content)
 
     def paused(self, loop: RunLoop, state: Mapping[str, Any]) -> None:
@@ -158,7 +205,8 @@ class SessionJournal:
         then nothing is kept, so that sending the prompt again does not repeat it."""
         if self._nothing_new(loop):
             return
-        self.step(loop, closed=True)
+        new, closed = self._stopped(loop)
+        self.store.append(self.claim, new, close_round=closed)
 
     def _nothing_new(self, loop: RunLoop) -> bool:
         return len(loop.messages) <= self._prompt_end and self._cursor < self._prompt_end
@@ -172,6 +220,7 @@ class SessionJournal:
             return
         new = self._new(loop)
         self._held = False
+        self._keys.clear()
         await self.store.append_async(self.claim, new, close_round=True)
 
     async def before_call_async(self, call: PlannedCall) -> None:
@@ -180,17 +229,16 @@ class SessionJournal:
             held = self._flush(self._loop)
             if held is not None:
                 await self.store.append_async(self.claim, held)
+            key = self._log_key(call)
+            self._keys[id(call)] = (call, key)
             await self.store.write_ahead_async(
-                self.claim,
-                self._log_key(call),
-                call.name,
-                call.arguments,
-                argument_digest(call.name, call.arguments),
+                self.claim, key, call.name, call.arguments, _digest(call)
             )
 
-    async def after_call_async(self, call: PlannedCall, content: str) -> None:
+    async def after_call_async(self, call: PlannedCall, content: str, ended: bool = True) -> None:
         """``after_call`` without blocking the event loop."""
-        if call.side_effects:
+        if call.side_effects and ended:
+            self._running.pop(id(call), None)
             await self.store.record_result_async(self.claim, self._log_key(call), content)
 
     async def paused_async(self, loop: RunLoop, state: Mapping[str, Any]) -> None:
@@ -203,7 +251,8 @@ class SessionJournal:
         """``failed`` without blocking the event loop."""
         if self._nothing_new(loop):
             return
-        await self.step_async(loop, closed=True)
+        new, closed = self._stopped(loop)
+        await self.store.append_async(self.claim, new, close_round=closed)
 
 
 @dataclass
@@ -311,6 +360,10 @@ def settle_open_round(
         else:
             result.plan[call_id] = NOT_RUN
     return result
+
+
+def _digest(call: PlannedCall) -> str:
+    return argument_digest(call.name, call.arguments)
 
 
 def _decisions_by_id(

@@ -117,9 +117,14 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class StartCalls:
-    """Effect: start ``calls`` concurrently (sync tools in threads, async ones as tasks)."""
+    """Effect: start ``calls`` concurrently (sync tools in threads, async ones as tasks).
+
+    ``late`` is told how a call ended that the run stopped waiting for (cancelled, timed
+    out) while its thread ran on: the session records a side-effect call's late result.
+    """
 
     calls: list[PlannedCall]
+    late: Callable[[ToolOutcome], None] | None = None
 
 
 class _NextOutcome:
@@ -299,7 +304,9 @@ def _tool_round(
         if plan.stream:
             yield Emit(ToolCallStarted(call.call_id, call.name, call.arguments))
     if runnable:
-        yield StartCalls(runnable)
+        if journal is not None:
+            journal.started(runnable)  # from here each may run on, whatever the run does
+        yield StartCalls(runnable, None if journal is None else journal.late_result)
         for _ in runnable:
             yield from _finished(loop, plan, (yield NEXT_OUTCOME), ran=True)
     if waiting:
@@ -324,7 +331,8 @@ def _finished(
     observer = plan.observer
     journal = loop.journal
     if ran and journal is not None:
-        yield Callback(journal.after_call, (call, result.output), journal.after_call_async)
+        ended = outcome.status != "timeout"  # a call past its timeout may still run on
+        yield Callback(journal.after_call, (call, result.output, ended), journal.after_call_async)
     if ran and plan.hooks.after_tool_call is not None:
         yield Callback(plan.hooks.after_tool_call, (call, result))
     if observer is not None:

@@ -298,6 +298,16 @@ def check_session_id(session_id: object) -> str:
         )
     if "\x00" in session_id:  # PostgreSQL text cannot hold NUL
         raise ValueError("a session id cannot contain a NUL character")
+    if not session_id.isascii():
+        try:
+            session_id.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (os.fsdecode of bytes that are not UTF-8): no store can
+            # keep it, and a raw UnicodeEncodeError from deep in a driver says nothing.
+            raise ValueError(
+                "a session id must be valid UTF-8 text; this one holds a lone surrogate "
+                "(bytes that were not UTF-8, decoded with surrogateescape)"
+            ) from None
     return session_id
 
 

@@ -29,6 +29,11 @@ _Ending: TypeAlias = "ToolOutcome | BaseException"
 """How a call in a tool thread ended: its outcome, or what it raised past ``Exception``
 (``SystemExit`` in a tool), re-raised on the caller's side."""
 
+Late: TypeAlias = Callable[[ToolOutcome], None]
+"""Told, in the tool thread, how a call ended that its run no longer waited for (the run
+was cancelled or timed out while the call's thread ran): a side-effect call's late result
+is recorded this way. It must not raise."""
+
 
 class _ToolTimedOut(Exception):
     """The tool ran past its timeout (told apart from a TimeoutError the tool raised)."""
@@ -49,7 +54,9 @@ class _Job:
         "context",
         "deadline",
         "dropped",
+        "ending",
         "finished",
+        "late",
         "report",
         "stuck",
     )
@@ -68,6 +75,8 @@ class _Job:
         self.finished = False  # set by the tool thread, under the pool's lock
         self.stuck = False  # counted in the pool's stuck threads (the run gave up on it)
         self.dropped = False  # taken back before any thread started it
+        self.ending: _Ending | None = None  # how the call ended, once it has
+        self.late: Late | None = None  # told how a call the run gave up on ended
         self._claim = threading.Lock()
 
     def claim(self) -> bool:
@@ -84,7 +93,8 @@ class _Job:
     def run(self) -> None:
         """In a tool thread: run the call unless it was dropped, then report how it ended."""
         if self.claim():
-            self.report((self, self.context.run(_work, self.call)))
+            self.ending = self.context.run(_work, self.call)
+            self.report((self, self.ending))
 
 
 def _work(call: PlannedCall) -> _Ending:
@@ -163,15 +173,21 @@ class ToolThreads:
             # Under the lock: a call is never queued behind close()'s stop signals.
             self._jobs.put(job)
 
-    def abandon(self, job: _Job) -> None:
+    def abandon(self, job: _Job, late: Late | None = None) -> ToolOutcome | None:
         """The run no longer waits for ``job``: a queued call never starts, a running
-        one's thread counts as stuck until the call returns."""
+        one's thread counts as stuck until the call returns, and then tells ``late`` how
+        it ended. Returns the outcome of a call that had already ended (its report
+        unread): the caller hands it on itself."""
         if job.drop():
-            return
+            return None
         with self._lock:
-            if not job.finished and not job.stuck:
-                job.stuck = True
-                self._stuck += 1
+            if not job.finished:
+                if not job.stuck:
+                    job.stuck = True
+                    self._stuck += 1
+                job.late = late
+                return None
+        return job.ending if isinstance(job.ending, ToolOutcome) else None
 
     @contextlib.contextmanager
     def lent(self) -> Generator[None, None, None]:
@@ -215,11 +231,27 @@ class ToolThreads:
             job.run()
             with self._lock:
                 job.finished = True
+                late = job.late if job.stuck else None
                 if job.stuck:
                     self._stuck -= 1
                 # More than one thread is never counted idle per thread.
                 self._idle = min(self._idle + 1, self._count)
-            job = None  # hold no finished call (and its result) while idle
+            if late is not None and isinstance(job.ending, ToolOutcome):
+                tell_late(late, job.ending)
+            job = late = None  # hold no finished call (and its result) while idle
+
+
+def tell_late(late: Late, outcome: ToolOutcome) -> None:
+    """Hand ``late`` the outcome; what it raises (a store that is down) is dropped: the
+    call stays in doubt, which is what the store already says."""
+    with contextlib.suppress(Exception):
+        late(outcome)
+
+
+def _tell_late_off_loop(late: Late | None, outcome: ToolOutcome | None) -> None:
+    """``tell_late`` from the event loop: in a thread of its own (a store write blocks)."""
+    if late is not None and outcome is not None:
+        threading.Thread(target=tell_late, args=(late, outcome), daemon=True).start()
 
 
 def _resolve(future: asyncio.Future[_Ending], ending: _Ending) -> None:
@@ -278,10 +310,13 @@ class SyncBatch:
     """One round's calls in the sync driver: started at once, each outcome handed back
     by :meth:`next` as it ends (a call past its deadline ends as timed out)."""
 
-    __slots__ = ("_lent", "_ready", "_reports", "_threads", "_waiting", "jobs")
+    __slots__ = ("_late", "_lent", "_ready", "_reports", "_threads", "_waiting", "jobs")
 
-    def __init__(self, threads: ToolThreads, calls: list[PlannedCall]) -> None:
+    def __init__(
+        self, threads: ToolThreads, calls: list[PlannedCall], late: Late | None = None
+    ) -> None:
         self._threads = threads
+        self._late = late
         self._reports: queue.SimpleQueue[tuple[_Job, _Ending]] = queue.SimpleQueue()
         now = time.perf_counter()
         self.jobs = [_Job(call, self._reports.put, now) for call in calls]
@@ -302,9 +337,12 @@ class SyncBatch:
         return self._ready.pop(0)
 
     def close(self) -> None:
-        """Give up on the calls still running; queued ones never start."""
+        """Give up on the calls still running (each tells ``late`` when it returns);
+        queued ones never start."""
         for job in self._waiting.values():
-            self._threads.abandon(job)
+            ended = self._threads.abandon(job, self._late)
+            if ended is not None and self._late is not None:
+                tell_late(self._late, ended)
         self._waiting.clear()
         self._lent.__exit__(None, None, None)
 
@@ -319,7 +357,9 @@ class SyncBatch:
         if wait <= 0:  # past a call's deadline: the model is told, the call left
             for job in _timed_out(waiting.values(), now):
                 del waiting[job.call.index]
-                self._threads.abandon(job)
+                ended = self._threads.abandon(job, self._late)
+                if ended is not None and self._late is not None:
+                    tell_late(self._late, ended)
                 self._ready.append(ToolOutcome.timed_out(job.call, job.call.timeout or 0.0))
             return
         try:
@@ -337,10 +377,17 @@ class AsyncBatch:
     """One round's calls in the async driver: async tools as tasks (a lone call is awaited
     in place, with no task), sync tools through the agent's threads."""
 
-    __slots__ = ("_calls", "_limit", "_ready", "_tasks", "_threads")
+    __slots__ = ("_calls", "_late", "_limit", "_ready", "_tasks", "_threads")
 
-    def __init__(self, threads: Callable[[], ToolThreads], calls: list[PlannedCall], limit: int):
+    def __init__(
+        self,
+        threads: Callable[[], ToolThreads],
+        calls: list[PlannedCall],
+        limit: int,
+        late: Late | None = None,
+    ):
         self._threads = threads
+        self._late = late
         self._calls = calls
         self._limit = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Future[ToolOutcome]] = set()
@@ -370,7 +417,7 @@ class AsyncBatch:
 
     async def _execute(self, call: PlannedCall) -> ToolOutcome:
         if not call.is_async:
-            return await _in_thread(self._threads(), call)
+            return await _in_thread(self._threads(), call, self._late)
         async with self._limit:
             start = time.perf_counter()
             try:
@@ -388,7 +435,7 @@ class AsyncBatch:
             return ToolOutcome.ok(call, value, time.perf_counter() - start)
 
 
-async def _in_thread(threads: ToolThreads, call: PlannedCall) -> ToolOutcome:
+async def _in_thread(threads: ToolThreads, call: PlannedCall, late: Late | None) -> ToolOutcome:
     running = asyncio.get_running_loop()
     done: asyncio.Future[_Ending] = running.create_future()
 
@@ -409,7 +456,7 @@ async def _in_thread(threads: ToolThreads, call: PlannedCall) -> ToolOutcome:
         if timer is not None:
             timer.cancel()
         if ending is None or (isinstance(ending, ToolOutcome) and ending.status == "timeout"):
-            threads.abandon(job)
+            _tell_late_off_loop(late, threads.abandon(job, late))
     if isinstance(ending, BaseException):
         raise ending
     return ending

@@ -140,6 +140,20 @@ def test_a_session_needs_a_store(server: ScriptedServer) -> None:
         agent.run("hi", session="x" * 257)
 
 
+def test_a_session_id_with_a_lone_surrogate_is_refused_before_anything_runs(
+    desk: Any, server: ScriptedServer, store: Any
+) -> None:
+    for run in (
+        lambda: desk.run("hi", session="cust-\udcff"),
+        lambda: asyncio.run(desk.run_async("hi", session="cust-\udcff")),
+        lambda: desk.resume("cust-\udcff", {}),
+    ):
+        with pytest.raises(ValueError, match="valid UTF-8") as caught:
+            run()
+        assert type(caught.value) is ValueError
+    assert server.requests == [] and store.list_sessions() == []
+
+
 def test_a_failed_first_call_stores_nothing(desk: Any, server: ScriptedServer, store: Any) -> None:
     from agentkit import AgentKitError
 

@@ -58,12 +58,14 @@ def test_session_ids_are_data(store: Any, session_id: str) -> None:
     assert store.list_sessions() == []
 
 
-@pytest.mark.parametrize("bad", ["x" * 257, "", "a\x00b"])
+@pytest.mark.parametrize("bad", ["x" * 257, "", "a\x00b", "cust-\udcff"])
 def test_bad_session_ids_are_refused(store: Any, bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as claimed:
         store.claim(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as loaded:
         store.load(bad)
+    # a plain ValueError that says what is wrong, never a UnicodeEncodeError from a driver
+    assert type(claimed.value) is ValueError and type(loaded.value) is ValueError
 
 
 def test_list_by_prefix_and_recency(store: Any) -> None:
