@@ -143,14 +143,14 @@ def test_a_session_needs_a_store(server: ScriptedServer) -> None:
 def test_a_session_id_with_a_lone_surrogate_is_refused_before_anything_runs(
     desk: Any, server: ScriptedServer, store: Any
 ) -> None:
-    for run in (
-        lambda: desk.run("hi", session="cust-\udcff"),
-        lambda: asyncio.run(desk.run_async("hi", session="cust-\udcff")),
-        lambda: desk.resume("cust-\udcff", {}),
-    ):
-        with pytest.raises(ValueError, match="valid UTF-8") as caught:
-            run()
-        assert type(caught.value) is ValueError
+    bad = "cust-\udcff"
+    with pytest.raises(ValueError, match="valid UTF-8") as ran:
+        desk.run("hi", session=bad)
+    with pytest.raises(ValueError, match="valid UTF-8") as ran_async:
+        asyncio.run(desk.run_async("hi", session=bad))
+    with pytest.raises(ValueError, match="valid UTF-8") as resumed:
+        desk.resume(bad, {})
+    assert {type(c.value) for c in (ran, ran_async, resumed)} == {ValueError}
     assert server.requests == [] and store.list_sessions() == []
 
 
