@@ -1,5 +1,5 @@
-"""The ``agentkit`` command: ``chat``, ``serve``, ``tools``, ``sessions``, ``keys`` and
-``demo``.
+"""The ``agentkit`` command: ``chat``, ``serve``, ``tools``, ``sessions``, ``keys``,
+``eval`` and ``demo``.
 
 Only the standard library is imported at start-up; the client, the loop and the tools load
 when a command needs them, so ``agentkit --help`` answers at once. The pieces:
@@ -101,6 +101,10 @@ def _main(argv: Sequence[str] | None, stdin: TextIO, out: TextIO, err: TextIO) -
             from ._keys import keys_command
 
             return keys_command(args, out, err)
+        if args.command == "eval":
+            from ._eval import eval_command
+
+            return eval_command(args, out, err)
         from ._demo import run_demo
 
         return run_demo(args.prompt, out, err, verbose=args.verbose, paced=not args.fast)

@@ -280,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._keys import add_keys_parser
 
     add_keys_parser(commands)
+    from ._eval import add_eval_parser
+
+    add_eval_parser(commands)
     return parser
 
 

@@ -49,7 +49,8 @@ class RecordedRequest:
     raw body. A test can build one to call a handler directly:
     ``RecordedRequest("POST", "/v1/chat/completions", {}, b'{"messages": []}')``.
 
-    ``number`` counts requests from 1 in arrival order (the response's
+    ``number`` counts requests from 1 in arrival order (lines of a batch take numbers
+    too, so the numbers of HTTP requests skip them once batches run; the response's
     ``x-request-id`` is ``req-<number>``); ``received_at`` is a ``time.monotonic()`` reading,
     for tests about the time between requests (retry backoff, ``Retry-After``).
     """

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TypeAlias
 
+from .batches import BatchAPI
 from .recorded import RecordedRequest, _Headers
 from .render import Rendered, reason_phrase, render, split_pieces
 from .replies import Reply, _Hang, _Reset
@@ -83,12 +84,17 @@ class ScriptedServer:
         self._requests: list[RecordedRequest] = []
         self._errors: list[str] = []
         self._request_count = 0
+        self._numbered = 0  # request numbers, shared with the batch lines (unique call ids)
         self._connections_opened = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._startup_error: BaseException | None = None
+        self.batches = BatchAPI(self._chat_reply, self._next_number)
+        """The Batch API's files and batches (``/v1/files``, ``/v1/batches``); its ``lines``
+        are every batch line answered, ``polls_per_status`` how many polls move a batch on,
+        ``expire_next`` makes the next batch expire with none of its lines run."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -322,7 +328,8 @@ class ScriptedServer:
         )
         with self._lock:
             self._request_count += 1
-            number = self._request_count
+            self._numbered += 1
+            number = self._numbered
             request = RecordedRequest(
                 method, target, headers, body, number=number, received_at=time.monotonic()
             )
@@ -331,19 +338,30 @@ class ScriptedServer:
         reply = await self._choose_reply(request)
         return await self._send(reader, writer, reply, request, keep_alive)
 
+    def _next_number(self) -> int:
+        with self._lock:
+            self._numbered += 1
+            return self._numbered
+
     async def _choose_reply(self, request: RecordedRequest) -> Reply:
         path = request.path.split("?", 1)[0].rstrip("/")
+        if "/files" in path or "/batches" in path:
+            return await self.batches.reply(request, path)
         if not path.endswith("/chat/completions"):
             return Reply.error(
                 404,
-                f"no route for {request.method} {request.path}; "
-                "the scripted server serves POST .../chat/completions",
+                f"no route for {request.method} {request.path}; the scripted server serves "
+                "POST .../chat/completions, /files and /batches",
                 code="not_found",
             )
         if request.method != "POST":
             return Reply.error(
                 405, f"{request.method} is not allowed; use POST", headers={"Allow": "POST"}
             )
+        return await self._chat_reply(request)
+
+    async def _chat_reply(self, request: RecordedRequest) -> Reply:
+        """The script's answer to a chat request (an HTTP one or a batch line)."""
         if self.reject_null_assistant_content and _has_null_assistant_content(request):
             return Reply.raw(_LLAMA_NULL_CONTENT_BODY, status=500)
         with self._lock:

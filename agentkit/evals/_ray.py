@@ -1,0 +1,167 @@
+"""The Ray backend: each conversation is a Ray task, on a local cluster or one joined with
+``address``. A task whose worker dies is run again by Ray and counted once: a conversation
+counts only when its task returns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .._errors import QuotaExceededError
+from ._conversation import Attempt, converse
+from ._errors import SuiteError, SuiteStopped
+
+if TYPE_CHECKING:
+    from ._scenario import Scenario
+    from ._suite import Job, Progress, Suite
+
+__all__ = ["RayBackend"]
+
+
+class RayBackend:
+    """Conversations as Ray tasks (``pip install 'agentkit[ray]'``).
+
+    Args:
+        address: a running cluster (``"ray://host:10001"``, ``"auto"``); ``None`` joins
+            the cluster ``ray.init()`` finds or starts a local one.
+        concurrency: conversations in flight at once.
+        num_cpus: CPUs of a local cluster this backend starts (default: all).
+        max_retries: how often Ray runs a conversation again whose worker died.
+    """
+
+    name = "ray"
+    price_factor = 1.0
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        concurrency: int = 8,
+        num_cpus: int | None = None,
+        max_retries: int = 3,
+    ) -> None:
+        self.address = address
+        self.concurrency = concurrency
+        self.num_cpus = num_cpus
+        self.max_retries = max_retries
+
+    def check(self, suite: Suite) -> None:
+        """Refuse at once when Ray is not installed."""
+        _ray()
+
+    async def run(self, suite: Suite, jobs: Sequence[Job], progress: Progress) -> list[Attempt]:
+        """Run every job as a Ray task; a used-up quota cancels the rest."""
+        ray = _ray()
+        if not ray.is_initialized():
+            ray.init(
+                address=self.address,
+                num_cpus=self.num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONPATH": _python_path()}},
+            )
+        _pickle_by_value(suite)
+        task = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(_conversation)
+        parts = ray.put((suite.scenarios, suite.agent, suite.user, suite.judge))
+        gate = asyncio.Semaphore(self.concurrency)
+        refs: list[Any] = []
+
+        async def one(job: Job) -> Attempt:
+            async with gate:
+                ref = task.remote(parts, job.scenario, job.attempt)
+                refs.append(ref)
+                try:
+                    result: Attempt = await ref
+                except ray.exceptions.RayTaskError as exc:
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, QuotaExceededError):
+                        raise cause from None
+                    raise
+                return result
+
+        tasks = [asyncio.ensure_future(one(job)) for job in jobs]
+        attempts: list[Attempt] = []
+        try:
+            for finished in asyncio.as_completed(tasks):
+                attempt = await finished
+                attempts.append(attempt)
+                progress(len(attempts), len(tasks), attempt)
+        except QuotaExceededError as exc:
+            raise SuiteStopped(
+                f"the suite stopped: the provider says the quota is used up ({exc}); "
+                f"{len(attempts)} of {len(tasks)} conversations had finished",
+                cause=exc,
+                finished=len(attempts),
+            ) from exc
+        finally:
+            for task_ in tasks:
+                task_.cancel()
+            for ref in refs:
+                with contextlib.suppress(Exception):  # finished already, or the cluster went
+                    ray.cancel(ref)
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return attempts
+
+
+def _conversation(parts: tuple[Any, ...], scenario: int, attempt: int) -> Attempt:
+    """One conversation in a Ray worker, on an event loop of its own."""
+    scenarios: Sequence[Scenario] = parts[0]
+    return asyncio.run(
+        converse(
+            scenarios[scenario],
+            scenario,
+            attempt,
+            agent=parts[1],
+            user=parts[2],
+            judge=parts[3],
+        )
+    )
+
+
+def _ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError:
+        raise SuiteError("the ray backend needs Ray: pip install 'agentkit[ray]'") from None
+    return ray
+
+
+def _python_path() -> str:
+    """The driver's import path, so workers import the suite's modules as it does."""
+    entries = [os.path.abspath(entry or os.curdir) for entry in sys.path]
+    return os.pathsep.join(entry for entry in entries if os.path.isdir(entry))
+
+
+def _pickle_by_value(suite: Suite) -> None:
+    """A suite loaded from a file (``agentkit eval evals.py:suite``) lives in a module no
+    worker can import by name: send its code by value instead."""
+    from ray import cloudpickle
+
+    callables: list[Any] = [*suite.factories()]
+    for scenario in suite.scenarios:
+        callables.extend(scenario.checks)
+    for item in callables:
+        name = getattr(item, "__module__", None) or type(item).__module__
+        module = sys.modules.get(name)
+        if module is not None and not name.startswith("agentkit") and not _importable(module):
+            cloudpickle.register_pickle_by_value(module)  # type: ignore[no-untyped-call]
+
+
+def _importable(module: ModuleType) -> bool:
+    """Whether a worker can import ``module`` by its name from its file: not a script
+    (``__main__``) nor a file loaded under another name."""
+    if module.__name__ == "__main__":
+        return False
+    path = getattr(module, "__file__", None)
+    if not path:
+        return True  # built in
+    stem = Path(path).stem
+    if stem == "__init__":
+        stem = Path(path).parent.name
+    return stem == module.__name__.rpartition(".")[2]
