@@ -4,6 +4,7 @@ and by agentkit's own MCP client: agentkit serving agentkit."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -115,37 +116,62 @@ def test_the_sdk_client_over_stdio_with_approval_allowed() -> None:
     _check_exercise(out, approval_allowed=True)
 
 
-def test_a_served_tools_own_cancellation_is_a_tool_error_and_the_server_goes_on() -> None:
-    from mcp import StdioServerParameters
+CANCEL_TOOLS = str(Path(__file__).parent / "data" / "mcp_cancel_tools.py")
 
-    tools = str(Path(__file__).parent / "data" / "mcp_cancel_tools.py")
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "agentkit.cli", "mcp", "serve", tools]
+
+async def _cancellations(client: Any) -> dict[str, Any]:
+    async def call(name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+        result = await client.call_tool(name, arguments)
+        return bool(result.is_error), "\n".join(block.text for block in result.content)
+
+    out: dict[str, Any] = {}
+    # a call in flight on the same connection while each of the others fails
+    out["slow"], out["cancels"], out["thread"], out["inner"] = await asyncio.gather(
+        call("slow_echo", {"text": "still here"}),
+        call("cancels", {}),
+        call("cancels_in_a_thread", {}),
+        call("inner_cancelled", {}),
     )
+    out["after"] = await call("slow_echo", {"text": "and after"})
+    return out
 
-    async def check(client: Any) -> dict[str, Any]:
-        async def call(name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
-            result = await client.call_tool(name, arguments)
-            return bool(result.is_error), "\n".join(block.text for block in result.content)
 
-        out: dict[str, Any] = {}
-        # a call in flight on the same connection while each of the others fails
-        out["slow"], out["cancels"], out["thread"], out["inner"] = await asyncio.gather(
-            call("slow_echo", {"text": "still here"}),
-            call("cancels", {}),
-            call("cancels_in_a_thread", {}),
-            call("inner_cancelled", {}),
-        )
-        out["after"] = await call("slow_echo", {"text": "and after"})
-        return out
-
-    out = asyncio.run(_sdk_session(params, check))
+def _check_cancellations(out: dict[str, Any]) -> None:
     assert out["slow"] == (False, "still here")
     assert out["after"] == (False, "and after")
     for key, name in [("cancels", "cancels"), ("thread", "cancels_in_a_thread")]:
         assert out[key] == (True, f"tool {name} failed: CancelledError"), out[key]
     error, text = out["inner"]
     assert error and text.startswith("tool inner_cancelled failed: CancelledError")
+
+
+def test_a_served_tools_own_cancellation_is_a_tool_error_and_the_server_goes_on() -> None:
+    from mcp import StdioServerParameters
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "agentkit.cli", "mcp", "serve", CANCEL_TOOLS]
+    )
+    _check_cancellations(asyncio.run(_sdk_session(params, _cancellations)))
+
+
+def test_a_served_tools_own_cancellation_over_http_is_a_tool_error() -> None:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    spec = importlib.util.spec_from_file_location("mcp_cancel_tools", CANCEL_TOOLS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    served = [module.cancels, module.cancels_in_a_thread, module.inner_cancelled, module.slow_echo]
+    with uvicorn_serving(asgi_app(served)) as base:
+
+        async def main() -> dict[str, Any]:
+            async with httpx2.AsyncClient(timeout=20) as http:
+                transport = streamable_http_client(f"{base}/mcp", http_client=http)
+                return await _sdk_session(transport, _cancellations)  # type: ignore[no-any-return]
+
+        out = asyncio.run(main())
+    _check_cancellations(out)
 
 
 def test_the_sdk_client_over_http_with_a_token() -> None:

@@ -117,12 +117,7 @@ class PostgresStore(SQLStore):
             if connection is not None and connection.broken:  # never given back
                 connection.close()
                 connection = None
-            if isinstance(error, self._psycopg.OperationalError):
-                raise SessionError(
-                    f"PostgreSQL failed: {_first_line(error)}; retry (the transaction was "
-                    "rolled back, unless the connection dropped as it committed)"
-                ) from error
-            raise
+            raise SessionError(self._explain(error)) from error
         finally:
             if connection is not None:
                 if connection.closed or connection.broken or self._closed:
@@ -130,6 +125,29 @@ class PostgresStore(SQLStore):
                 else:
                     self._pool.put(connection)
             self._slots.release()
+
+    def _explain(self, error: BaseException) -> str:
+        """What a psycopg error means for the caller, and what to do, in words."""
+        state = getattr(error, "sqlstate", None) or ""
+        if state in ("42P01", "3F000"):  # undefined_table, invalid_schema_name
+            return (
+                f"the agentkit tables in PostgreSQL schema {self.schema!r} are gone (dropped "
+                "while this store was open): nothing was written. Restore them, or open a new "
+                "PostgresStore to create them again."
+            )
+        if state == "53100":  # disk_full
+            return "PostgreSQL's disk is full: nothing was written. Free some space and retry."
+        if state == "25006":  # read_only_sql_transaction: a standby, or a read-only server
+            return (
+                "PostgreSQL refuses writes (a read-only server or a standby): nothing was "
+                "written. Point the store at the primary."
+            )
+        if isinstance(error, self._psycopg.OperationalError):
+            return (
+                f"PostgreSQL failed: {_first_line(error)}; retry (the transaction was rolled "
+                "back, unless the connection dropped as it committed)"
+            )
+        return f"PostgreSQL refused a statement: {_first_line(error)}; nothing was written"
 
     def _pooled(self) -> Any:
         """A pooled connection that still looks alive, or None.

@@ -98,6 +98,18 @@ def test_a_malformed_call_record_is_refused_by_name(store: Any, spec: StoreSpec)
     assert caught.value.session_id == "s"
 
 
+def test_tables_dropped_under_a_store_are_a_session_error(store: Any, spec: StoreSpec) -> None:
+    claim = store.claim("s")
+    store.append(claim, [user("hello")])
+    raw(spec, "DROP TABLE {p}agentkit_messages")
+    with pytest.raises(SessionError) as caught:
+        store.append(claim, [user("lost")])
+    assert type(caught.value) is SessionError and caught.value.session_id == "s"
+    assert "agentkit_messages" in str(caught.value) or "gone" in str(caught.value)
+    with pytest.raises(SessionError):
+        store.load("s")
+
+
 # -- the file under a SQLite store --------------------------------------------------------
 
 
