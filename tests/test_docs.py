@@ -151,7 +151,7 @@ def test_the_readme_quick_start_is_the_two_commands() -> None:
     commands = [line.split("#")[0].strip() for line in first_block.group(2).splitlines()]
     assert commands == [
         "pip install -e . && agentkit demo",
-        'pip install -e ".[dev]" && python -m pytest',
+        'pip install -e ".[dev]" && python -m pytest -n auto',
     ]
 
 
