@@ -1,9 +1,11 @@
-"""``Agent``: multi-round function calling, as thin sync and async drivers around the loop core.
+"""``Agent``: a model, its tools and instructions, and the rules of a run; its entry points.
 
-The core (:mod:`agentkit._loop`) decides everything: the request, which calls run, what is
-appended, when the run ends. The drivers here only perform: call the client (plain or
-streamed), run the planned tool calls concurrently (sync tools in a shared bounded thread
-pool, async tools as tasks), apply timeouts, time the calls, call hooks and yield events::
+The agent is the public face of a run. What each piece does lives in its own module:
+:mod:`agentkit._config` (the options, checked once; each run's setup),
+:mod:`agentkit._runtime` (the clients, tool threads and tool sources it owns),
+:mod:`agentkit._session_run` (a run on a stored session), :mod:`agentkit._drive` (the two
+drivers that perform the run's effects) and :mod:`agentkit._steps` (the run's decisions,
+written once)::
 
     from agentkit import Agent, tool
 
@@ -17,46 +19,24 @@ pool, async tools as tasks), apply timeouts, time the calls, call hooks and yiel
     print(result.output, result.usage.total_tokens)
     follow_up = agent.run([*result.messages, {"role": "user", "content": "And in Tokyo?"}])
 
-Cancellation: cancelling a task running :meth:`Agent.run_async` (``task.cancel()``, a
-timeout) stops the run at its next await, cancels the tool tasks in flight, closes the
-response stream and re-raises ``asyncio.CancelledError`` unchanged (so ``asyncio.timeout``,
-``TaskGroup`` and friends keep working); the exception carries ``.messages``, a resendable
-transcript. Ctrl-C during :meth:`Agent.run` does the same with ``KeyboardInterrupt``. A sync
-tool already running in a thread cannot be stopped: it finishes in the background and its
-result is dropped. Every other exception that escapes a run carries ``.messages`` too.
+Cancellation and Ctrl-C: see :mod:`agentkit._drive`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
-import inspect
-import threading
-import time
-import weakref
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Generator,
-    Iterable,
-    Mapping,
-    Sequence,
-)
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
+from typing import Any, Generic, Literal, TypeVar, Unpack, cast, overload
 
 from ._calls import PlannedCall
 from ._client import AsyncChatClient, ChatClient
-from ._context import Principal, RunContext
+from ._config import AgentConfig, AgentOptions, Instructions, Prompt, run_deps
+from ._context import Principal
+from ._drive import consume, consume_async, drive, drive_async
 from ._errors import ConfigurationError
-from ._events import AgentEvent, RunFinished, StreamDelta
+from ._events import AgentEvent
 from ._loop import RunLoop
-from ._loop_settings import LoopSettings, OutputMode
-from ._loop_text import clean_data, clean_text
 from ._observe import (
     ObserverFactory,
     RunInfo,
@@ -66,87 +46,20 @@ from ._observe import (
     scoped,
     scoped_async,
 )
-from ._providers import Provider, resolve_api_key, resolve_provider
-from ._records import ModelSettings, RunLimits, loop_limits, split_options
-from ._result import PendingCall, RunResult
-from ._session import (
-    Decision,
-    ResumeError,
-    SessionJournal,
-    Summarizer,
-    fit_budget,
-    settle_open_round,
-    tool_messages,
-)
+from ._providers import Provider
+from ._records import ModelSettings, RunLimits
+from ._result import RunResult
+from ._runtime import Runtime
+from ._session import Decision, ResumeError, Summarizer, settle_open_round
+from ._session_run import session_events, session_events_async
 from ._sources import ToolSource
-from ._steps import (
-    Approver,
-    Callback,
-    CallModel,
-    Effect,
-    Emit,
-    Hooks,
-    RunPlan,
-    StartCalls,
-    run_steps,
-)
-from ._store import Claim, SessionRecord, Store, check_session_id, open_calls
-from ._threads import AsyncBatch, SyncBatch, ToolThreads, run_timed_out
-from ._tool import Tool, tool
-from ._wire import ChatCompletion
+from ._steps import Approver, Hooks
+from ._store import Store, open_calls
+from ._tool import Tool
 
 __all__ = ["Agent", "AgentOptions", "Approver", "Hooks", "Prompt"]
 
 OutputT = TypeVar("OutputT")
-
-Prompt: TypeAlias = str | Sequence[Mapping[str, Any]]
-"""A user prompt, or a whole transcript of wire-format messages (e.g. ``RunResult.messages``
-with a new user message appended)."""
-
-Instructions: TypeAlias = "str | Callable[[RunContext[Any]], str] | None"
-"""The system message: a text, or a function of the run's context that returns one."""
-
-
-class AgentOptions(TypedDict, total=False):
-    """The keyword options of :class:`Agent` (see its docstring for each one)."""
-
-    client: ChatClient | AsyncChatClient | None
-    base_url: str | None
-    api_key: str | None
-    provider: str | Provider | None
-    max_turns: int
-    output_mode: Literal["auto", "json_schema", "tool"]
-    max_output_retries: int
-    max_tool_calls: int | None
-    tool_timeout: float | None
-    max_tool_output_chars: int | None
-    max_repeated_calls: int
-    max_tool_failures: int
-    on_truncated: Literal["raise", "return"]
-    parallel_tool_calls_limit: int
-    limits: RunLimits | None
-    settings: ModelSettings | None
-    hooks: Hooks | None
-    approve: Approver | None
-    run_timeout: float | None
-    temperature: float | None
-    top_p: float | None
-    max_tokens: int | None
-    seed: int | None
-    stop: str | list[str] | list[int] | list[list[int]] | None
-    presence_penalty: float | None
-    tool_choice: str | dict[str, Any] | None
-    parallel_tool_calls: bool | None
-    extra_body: Mapping[str, Any] | None
-    params: Mapping[str, Any] | None
-    name: str | None
-    instrument: bool
-    context_cache: bool
-    observers: Sequence[ObserverFactory]
-    store: Store | None
-    session_wait: float
-    context_budget: int | None
-    summarize: Summarizer | None
 
 
 class Agent(Generic[OutputT]):
@@ -275,103 +188,52 @@ class Agent(Generic[OutputT]):
         summarize: Summarizer | None = None,
         **flat: Any,  # the fields of RunLimits and ModelSettings, one by one
     ) -> None:
-        if not isinstance(model, str) or not model:
-            raise ConfigurationError("model must be a non-empty string, e.g. 'qwen-plus'")
-        limits, wire = split_options(flat, limits, settings)
-        if output_type is not None and not (
-            isinstance(output_type, type) and hasattr(output_type, "model_validate_json")
-        ):
-            raise ConfigurationError("output_type must be a pydantic model class")
-        if isinstance(tools, Tool | ToolSource) or callable(tools):
-            raise ConfigurationError("tools must be a list of tools, e.g. tools=[get_weather]")
-        if client is not None and not isinstance(client, ChatClient | AsyncChatClient):
-            raise ConfigurationError("client must be a ChatClient or an AsyncChatClient")
-
-        if client is not None:
-            chosen = client.provider
-            key = None
-            if context_cache and not chosen.context_cache:
-                raise ConfigurationError(
-                    "context_cache=True needs a client built with it: "
-                    "ChatClient(provider=PROVIDERS['dashscope'].with_context_cache(), ...)"
-                )
-        else:
-            chosen = resolve_provider(provider, base_url)
-            if context_cache:
-                chosen = chosen.with_context_cache()  # refused for a provider without one
-            key = resolve_api_key(chosen, api_key)  # a missing key is reported now
-        mode: OutputMode = "text"
-        if output_type is not None:
-            if output_mode == "auto":
-                mode = "json_schema" if chosen.json_schema_output else "tool"
-            elif output_mode in ("json_schema", "tool"):
-                mode = output_mode
-            else:
-                raise ConfigurationError("output_mode must be 'auto', 'json_schema' or 'tool'")
-
-        wire.update(params or {})
-        for reserved in ("model", "messages", "stream", "tools"):
-            if reserved in wire:
-                raise ConfigurationError(f"{reserved!r} is set by the agent, not by params")
-
+        config = AgentConfig(
+            model,
+            tools,
+            output_type=output_type,
+            client=client,
+            base_url=base_url,
+            api_key=api_key,
+            provider=provider,
+            output_mode=output_mode,
+            on_truncated=on_truncated,
+            limits=limits,
+            settings=settings,
+            params=params,
+            context_cache=context_cache,
+            store=store,
+            session_wait=session_wait,
+            context_budget=context_budget,
+            summarize=summarize,
+            flat=flat,
+        )
         self.model = model
         self.instructions = instructions
         self.output_type = output_type
-        items = list(tools)
-        self._sources = [item for item in items if isinstance(item, ToolSource)]
-        self.tools: list[Tool[..., Any]] = [
-            item if isinstance(item, Tool) else tool(item)
-            for item in items
-            if not isinstance(item, ToolSource)
-        ]
-        self._settings_options: dict[str, Any] = dict(
-            params=wire,
-            **loop_limits(limits),
-            output_type=output_type,
-            output_mode=mode,
-            on_truncated=on_truncated,
-            provider=chosen,
-        )
-        self._settings = LoopSettings(model, self.tools, **self._settings_options)
-        # the sources' tool lists of the last run and the settings derived from them
-        self._sourced: tuple[list[Sequence[Tool[..., Any]]], LoopSettings] | None = None
-        self._hooks = hooks or Hooks()
+        self.tools: list[Tool[..., Any]] = config.tools
         self.name = name
+        self.store = store
         found_observers = list(observers)
         if instrument:
             found_observers.append(_tracing_factory())
         self._observers = tuple(found_observers)
-        if store is not None and not isinstance(store, Store):
-            raise ConfigurationError("store must be a session store, e.g. SQLiteStore('bot.db')")
-        if context_budget is not None and context_budget < 1:
-            raise ConfigurationError("context_budget must be a positive number of tokens")
-        self.store = store
-        self._session_wait = session_wait
-        self._context_budget = context_budget
-        self._summarize = summarize
+        self._hooks = hooks or Hooks()
         self._approve = approve
-        self._limits = limits
-        self._parallel_limit = limits.parallel_tool_calls_limit
-        self._tools_with_stream = chosen.tools_with_stream
-        self._client_config: dict[str, Any] = {"provider": chosen, "api_key": key}
-        self._given_client = client
-        self._sync_client: ChatClient | None = client if isinstance(client, ChatClient) else None
-        self._async_client: AsyncChatClient | None = (
-            client if isinstance(client, AsyncChatClient) else None
+        self._config = config
+        self._runtime = Runtime(
+            provider=config.provider,
+            api_key=config.api_key,
+            client=client,
+            sources=config.sources,
+            parallel_limit=config.parallel_limit,
         )
-        # One async client (one connection pool) per live event loop, with the async
-        # generator that closes it when that loop shuts down.
-        self._loop_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[AsyncChatClient, AsyncGenerator[None, None]]
-        ] = weakref.WeakKeyDictionary()
-        self._threads: ToolThreads | None = None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         names = [t.name for t in self.tools]
         return f"Agent(model={self.model!r}, tools={names!r})"
 
-    # -- public drivers -----------------------------------------------------------------
+    # -- the entry points -----------------------------------------------------------------
 
     def run(
         self,
@@ -391,8 +253,8 @@ class Agent(Generic[OutputT]):
         (``context=`` is its older name and still works);
         ``max_turns`` overrides the agent's for this run; ``limits`` (a
         :class:`~agentkit.RunLimits`) replaces all of the agent's limits for this run.
-        ``principal`` (a :class:`~agentkit.Principal`) names who the run is for; tools and
-        an instructions function read it as ``ctx.principal``.
+        ``principal`` (a :class:`~agentkit.Principal`) is who the run acts for, handed to
+        tools as ``RunContext.principal``.
 
         With ``session`` (the agent needs a ``store``), the stored conversation is loaded,
         ``prompt`` (a user message, or new messages) is added to it, and what the run adds
@@ -401,14 +263,14 @@ class Agent(Generic[OutputT]):
         A ``requires_approval`` call with no ``approve=`` callback pauses the run:
         ``status == "paused"``, ``pending`` lists the calls, and :meth:`resume` goes on.
         """
-        context = _deps(deps, context)
-        limits = self._run_limits(max_turns, limits)
+        deps = run_deps(deps, context)
+        limits = self._config.run_limits(max_turns, limits)
+        _check_principal(principal)
         if session is not None:
-            return self._consume(
-                self._session_events(prompt, session, context, limits, principal=principal)
-            )
-        loop = self._new_loop(prompt, context, limits, self._source_tools(), principal)
-        return self._consume(self._observed(loop, self._drive(loop, stream=False)), loop)
+            events = session_events(self, prompt, session, deps, principal, limits)
+            return self._result(consume(events))
+        loop = self._new_loop(prompt, deps, principal, limits, self._runtime.source_tools())
+        return self._result(consume(self._events(loop, stream=False), loop))
 
     def resume(
         self,
@@ -433,19 +295,32 @@ class Agent(Generic[OutputT]):
         never started run, and a side-effect call that started and never finished is in
         doubt (``RunResult.in_doubt``; the model is told) unless its tool is idempotent.
         """
-        context = _deps(deps, context)
-        limits = self._run_limits(max_turns, limits)
-        if isinstance(paused, RunResult) and paused.session is not None and self.store:
-            paused = paused.session  # a session's pause lives in the store: resume it there
-        if isinstance(paused, RunResult):
-            loop, calls = self._resumed_loop(paused, decisions, context, limits, principal)
-            events = self._observed(loop, self._drive(loop, stream=False, first=calls))
-            return self._consume(events, loop)
-        return self._consume(
-            self._session_events(
-                None, paused, context, limits, decisions=decisions, principal=principal
+        return self._result(
+            consume(
+                *self._resumed_events(
+                    paused, decisions, deps, context, max_turns, limits, principal, stream=False
+                )
             )
         )
+
+    def resume_stream(
+        self,
+        paused: str | RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        *,
+        deps: Any = None,
+        context: Any = None,
+        max_turns: int | None = None,
+        limits: RunLimits | None = None,
+        principal: Principal | None = None,
+    ) -> Generator[AgentEvent, None, None]:
+        """:meth:`resume`, streamed: the events of the resumed run as they happen (the
+        decided calls' ``ToolCallStarted`` and ``ToolResult``, then each round's deltas, as
+        in :meth:`stream`); the last event is ``RunFinished`` with the result."""
+        events, _ = self._resumed_events(
+            paused, decisions, deps, context, max_turns, limits, principal, stream=True
+        )
+        return events
 
     def stream(
         self,
@@ -467,14 +342,13 @@ class Agent(Generic[OutputT]):
         early (``break``, ``close()``) closes the response stream. ``session`` as in
         :meth:`run` (the session is claimed when the iteration starts).
         """
-        context = _deps(deps, context)
-        limits = self._run_limits(max_turns, limits)
+        deps = run_deps(deps, context)
+        limits = self._config.run_limits(max_turns, limits)
+        _check_principal(principal)
         if session is not None:
-            return self._session_events(
-                prompt, session, context, limits, stream=True, principal=principal
-            )
-        loop = self._new_loop(prompt, context, limits, self._source_tools(), principal)
-        return self._observed(loop, self._drive(loop, stream=True), streamed=True)
+            return session_events(self, prompt, session, deps, principal, limits, stream=True)
+        loop = self._new_loop(prompt, deps, principal, limits, self._runtime.source_tools())
+        return self._events(loop, stream=True)
 
     async def run_async(
         self,
@@ -488,16 +362,15 @@ class Agent(Generic[OutputT]):
         principal: Principal | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`run`: async tools run as tasks, sync tools in threads."""
-        context = _deps(deps, context)
-        limits = self._run_limits(max_turns, limits)
+        deps = run_deps(deps, context)
+        limits = self._config.run_limits(max_turns, limits)
+        _check_principal(principal)
         if session is not None:
-            events = self._session_events_async(
-                prompt, session, context, limits, principal=principal
-            )
-            return await self._consume_async(events)
-        loop = self._new_loop(prompt, context, limits, await self._source_tools_async(), principal)
-        driven = self._observed_async(loop, self._drive_async(loop, stream=False))
-        return await self._consume_async(driven, loop)
+            events = session_events_async(self, prompt, session, deps, principal, limits)
+            return self._result(await consume_async(events))
+        found = await self._runtime.source_tools_async()
+        loop = self._new_loop(prompt, deps, principal, limits, found)
+        return self._result(await consume_async(self._events_async(loop, stream=False), loop))
 
     async def resume_async(
         self,
@@ -511,19 +384,26 @@ class Agent(Generic[OutputT]):
         principal: Principal | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`resume`."""
-        context = _deps(deps, context)
-        limits = self._run_limits(max_turns, limits)
-        if isinstance(paused, RunResult) and paused.session is not None and self.store:
-            paused = paused.session
-        if isinstance(paused, RunResult):
-            await self._source_tools_async()
-            loop, calls = self._resumed_loop(paused, decisions, context, limits, principal)
-            driven = self._observed_async(loop, self._drive_async(loop, stream=False, first=calls))
-            return await self._consume_async(driven, loop)
-        events = self._session_events_async(
-            None, paused, context, limits, decisions=decisions, principal=principal
+        events, loop = await self._resumed_events_async(
+            paused, decisions, deps, context, max_turns, limits, principal, stream=False
         )
-        return await self._consume_async(events)
+        return self._result(await consume_async(events, loop))
+
+    def resume_stream_async(
+        self,
+        paused: str | RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        *,
+        deps: Any = None,
+        context: Any = None,
+        max_turns: int | None = None,
+        limits: RunLimits | None = None,
+        principal: Principal | None = None,
+    ) -> AsyncGenerator[AgentEvent, None]:
+        """The asynchronous :meth:`resume_stream`. To stop early, close it:
+        ``async with contextlib.aclosing(agent.resume_stream_async(...)) as events: ...``."""
+        arguments = (paused, decisions, deps, context, max_turns, limits, principal)
+        return self._resumed_stream_async(*arguments)
 
     def stream_async(
         self,
@@ -538,175 +418,15 @@ class Agent(Generic[OutputT]):
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`stream`. To stop early, close it:
         ``async with contextlib.aclosing(agent.stream_async(...)) as events: ...``."""
-        context = _deps(deps, context)
-        limits = self._run_limits(max_turns, limits)
+        deps = run_deps(deps, context)
+        limits = self._config.run_limits(max_turns, limits)
+        _check_principal(principal)
         if session is not None:
-            return self._session_events_async(
-                prompt, session, context, limits, stream=True, principal=principal
-            )
-        if self._sources:
-            return self._stream_with_sources(prompt, context, limits, principal)
-        loop = self._new_loop(prompt, context, limits, None, principal)
-        return self._observed_async(loop, self._drive_async(loop, stream=True), streamed=True)
-
-    async def _stream_with_sources(
-        self, prompt: Prompt, context: Any, limits: RunLimits | None, principal: Principal | None
-    ) -> AsyncGenerator[AgentEvent, None]:
-        loop = self._new_loop(prompt, context, limits, await self._source_tools_async(), principal)
-        driven = self._observed_async(loop, self._drive_async(loop, stream=True), streamed=True)
-        async with contextlib.aclosing(driven) as events:
-            async for event in events:
-                yield event
-
-    def _consume(
-        self, events: Generator[AgentEvent, None, None], loop: RunLoop | None = None
-    ) -> RunResult[OutputT]:
-        result: RunResult[Any] | None = None
-        try:
-            for event in events:
-                if isinstance(event, RunFinished):
-                    result = event.result
-        except BaseException as exc:  # e.g. Ctrl-C between two events
-            events.close()
-            if loop is not None:
-                loop.fail(exc)
-            raise
-        assert result is not None
-        return cast(RunResult[OutputT], result)
-
-    async def _consume_async(
-        self, events: AsyncGenerator[AgentEvent, None], loop: RunLoop | None = None
-    ) -> RunResult[OutputT]:
-        result: RunResult[Any] | None = None
-        try:
-            async with contextlib.aclosing(events) as running:
-                async for event in running:
-                    if isinstance(event, RunFinished):
-                        result = event.result
-        except BaseException as exc:
-            if loop is not None:
-                loop.fail(exc)
-            raise
-        assert result is not None
-        return cast(RunResult[OutputT], result)
-
-    # -- sessions -----------------------------------------------------------------------
-
-    def _session_store(self, session: str) -> Store:
-        check_session_id(session)
-        if self.store is None:
-            raise ConfigurationError(
-                "session= needs a store: Agent(..., store=SQLiteStore('bot.db'))"
-            )
-        return self.store
-
-    def _session_events(
-        self,
-        prompt: Prompt | None,
-        session: str,
-        context: Any,
-        limits: RunLimits | None,
-        *,
-        stream: bool = False,
-        decisions: Mapping[Any, Decision] | None = None,
-        principal: Principal | None = None,
-    ) -> Generator[AgentEvent, None, None]:
-        store = self._session_store(session)
-        found = self._source_tools()
-        claim = store.claim(session, wait=self._session_wait)
-        try:
-            record = store.load(claim)
-            plan = _SessionPlan(self, record, prompt, context, limits, decisions, found, principal)
-            if plan.closing:
-                store.append(claim, plan.closing, close_round=True)
-            plan.attach(store, claim)
-            events = self._observed(
-                plan.loop, self._drive(plan.loop, stream=stream, first=plan.calls), streamed=stream
-            )
-            with contextlib.closing(events):
-                for event in events:
-                    yield plan.finished(event)
-        except BaseException:
-            with contextlib.suppress(Exception):  # the run's own error is what counts
-                store.release(claim)
-            raise
-        store.release(claim)
-
-    async def _session_events_async(
-        self,
-        prompt: Prompt | None,
-        session: str,
-        context: Any,
-        limits: RunLimits | None,
-        *,
-        stream: bool = False,
-        decisions: Mapping[Any, Decision] | None = None,
-        principal: Principal | None = None,
-    ) -> AsyncGenerator[AgentEvent, None]:
-        store = self._session_store(session)
-        found = await self._source_tools_async()
-        claim = await store.claim_async(session, wait=self._session_wait)
-        try:
-            record = await store.load_async(claim)
-            plan = _SessionPlan(self, record, prompt, context, limits, decisions, found, principal)
-            if plan.closing:
-                await store.append_async(claim, plan.closing, close_round=True)
-            plan.attach(store, claim)
-            events = self._observed_async(
-                plan.loop,
-                self._drive_async(plan.loop, stream=stream, first=plan.calls),
-                streamed=stream,
-            )
-            async with contextlib.aclosing(events) as running:
-                async for event in running:
-                    yield plan.finished(event)
-        except BaseException:
-            with contextlib.suppress(Exception):  # the run's own error is what counts
-                await store.release_async(claim)
-            raise
-        await store.release_async(claim)
-
-    def _resumed_loop(
-        self,
-        paused: RunResult[Any],
-        decisions: Mapping[Any, Decision],
-        context: Any,
-        limits: RunLimits | None,
-        principal: Principal | None = None,
-    ) -> tuple[RunLoop, list[PlannedCall]]:
-        """A loop that goes on from a paused ``RunResult`` (no store)."""
-        if paused.status != "paused" or paused.resume_state is None:
-            raise ResumeError("this result is not paused: there is nothing to resume")
-        history = [m for m in paused.messages if m.get("role") != "system"]
-        if not open_calls(history):
-            raise ResumeError("this result's transcript has no open round to resume")
-        settings = self._settings_with(self._source_tools()) if self._sources else self._settings
-        round_ = settle_open_round(
-            None, history, paused.resume_state, (), settings.tools, decisions
-        )
-        settings, turns = self._limited(settings, limits)
-        loop = RunLoop(
-            settings,
-            [*self._system_messages(context, None, principal), *history],
-            deps=context,
-            max_turns=turns,
-            tools_with_stream=self._tools_with_stream,
-            principal=principal,
-        )
-        return loop, loop.resume_round(round_.plan)
-
-    def _system_messages(
-        self, context: Any, summary: str | None, principal: Principal | None = None
-    ) -> list[dict[str, Any]]:
-        instructions = self.instructions
-        if callable(instructions):
-            instructions = instructions(RunContext(deps=context, principal=principal))
-            if not isinstance(instructions, str):
-                raise ConfigurationError("an instructions function must return a str")
-        if summary:
-            summary = f"Summary of the earlier conversation:\n{summary}"
-            instructions = f"{instructions}\n\n{summary}" if instructions else summary
-        return [] if instructions is None else [{"role": "system", "content": instructions}]
+            return session_events_async(self, prompt, session, deps, principal, limits, stream=True)
+        if self._runtime.sources:
+            return self._stream_with_sources(prompt, deps, principal, limits)
+        loop = self._new_loop(prompt, deps, principal, limits)
+        return self._events_async(loop, stream=True)
 
     # -- resources ----------------------------------------------------------------------
 
@@ -717,34 +437,20 @@ class Agent(Generic[OutputT]):
         A client passed in is left open. An async client can only be closed from its event
         loop: use ``await agent.aclose()`` (or ``async with agent``) in async code.
         """
-        self._close_own()
-        for source in self._sources:
+        self._runtime.close_own()
+        for source in self._runtime.sources:
             source.close()
-
-    def _close_own(self) -> None:
-        with self._lock:
-            client = self._sync_client if self._given_client is None else None
-            self._sync_client = None if self._given_client is None else self._sync_client
-            threads, self._threads = self._threads, None
-        if client is not None:
-            client.close()
-        if threads is not None:
-            threads.close()
 
     async def aclose(self) -> None:
         """Close everything :meth:`close` does, and the async client made for this loop
         (those of other live loops close when their loop ends)."""
-        running = asyncio.get_running_loop()
-        with self._lock:
-            entry = self._loop_clients.pop(running, None)
-        if entry is not None:
-            await entry[1].aclose()  # closes the async client
-        self._close_own()
-        for source in self._sources:
+        await self._runtime.close_loop_client()
+        self._runtime.close_own()
+        for source in self._runtime.sources:
             await source.aclose()
 
     def __enter__(self) -> Agent[OutputT]:
-        for source in self._sources:
+        for source in self._runtime.sources:
             source.open()
         return self
 
@@ -757,7 +463,7 @@ class Agent(Generic[OutputT]):
         self.close()
 
     async def __aenter__(self) -> Agent[OutputT]:
-        for source in self._sources:
+        for source in self._runtime.sources:
             await source.aopen()
         return self
 
@@ -769,161 +475,47 @@ class Agent(Generic[OutputT]):
     ) -> None:
         await self.aclose()
 
-    # -- setup --------------------------------------------------------------------------
+    # -- a run's events -------------------------------------------------------------------
 
-    def _new_loop(
-        self,
-        prompt: Prompt,
-        context: Any,
-        limits: RunLimits | None,
-        found: list[Sequence[Tool[..., Any]]] | None = None,
-        principal: Principal | None = None,
-    ) -> RunLoop:
-        settings, turns = self._limited(
-            self._settings_with(found) if found else self._settings, limits
+    def _result(self, result: RunResult[Any]) -> RunResult[OutputT]:
+        return cast(RunResult[OutputT], result)
+
+    def _events(
+        self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
+    ) -> Generator[AgentEvent, None, None]:
+        """The driven events of ``loop``, observed when anyone observes runs."""
+        events = drive(
+            self._runtime,
+            loop,
+            stream=stream,
+            hooks=self._hooks,
+            approve=self._approve,
+            first=first,
         )
-        return RunLoop(
-            settings,
-            self._messages_for(prompt, context, principal),
-            deps=context,
-            max_turns=turns,
-            tools_with_stream=self._tools_with_stream,
-            principal=principal,
+        if not observing(self._observers):
+            return events  # the default: no wrapper, no observer
+        return scoped(events, lambda: self._observer(loop, stream))
+
+    def _events_async(
+        self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
+    ) -> AsyncGenerator[AgentEvent, None]:
+        """The asynchronous :meth:`_events`."""
+        events = drive_async(
+            self._runtime,
+            loop,
+            stream=stream,
+            hooks=self._hooks,
+            approve=self._approve,
+            first=first,
         )
+        if not observing(self._observers):
+            return events
+        return scoped_async(events, lambda: self._observer(loop, stream))
 
-    def _run_limits(self, max_turns: int | None, limits: RunLimits | None) -> RunLimits | None:
-        """This run's limits, when ``max_turns=`` or ``limits=`` overrides the agent's."""
-        if limits is None:
-            if max_turns is None:
-                return None
-            return dataclasses.replace(self._limits, max_turns=max_turns)
-        if not isinstance(limits, RunLimits):
-            raise ConfigurationError("limits must be a RunLimits record")
-        if max_turns is not None:
-            raise ConfigurationError(
-                "max_turns is given both as a keyword and in limits=; give it in one place"
-            )
-        if limits.parallel_tool_calls_limit != self._parallel_limit:
-            raise ConfigurationError(
-                "parallel_tool_calls_limit sizes the agent's thread pool and cannot change "
-                "for one run; keep the agent's value in a run's limits="
-            )
-        return limits
-
-    def _limited(
-        self, settings: LoopSettings, limits: RunLimits | None
-    ) -> tuple[LoopSettings, int | None]:
-        """The settings and turn cap for a run under ``limits`` (``None``: the agent's)."""
-        if limits is None or limits == self._limits:
-            return settings, None
-        if dataclasses.replace(limits, max_turns=self._limits.max_turns) == self._limits:
-            return settings, limits.max_turns
-        options = {**self._settings_options, **loop_limits(limits)}
-        return LoopSettings(self.model, list(settings.tools.values()), **options), None
-
-    def _source_tools(self) -> list[Sequence[Tool[..., Any]]]:
-        return [source.tools() for source in self._sources]
-
-    async def _source_tools_async(self) -> list[Sequence[Tool[..., Any]]]:
-        return [await source.tools_async() for source in self._sources]
-
-    def _settings_with(self, found: list[Sequence[Tool[..., Any]]]) -> LoopSettings:
-        """The settings for this run's tools: the agent's own and its sources'. Derived
-        again only when a source returned a different tool list than last time."""
-        cached = self._sourced
-        if cached is not None and all(a is b for a, b in zip(cached[0], found, strict=True)):
-            return cached[1]
-        owners: dict[str, object] = {t.name: "a @tool" for t in self.tools}
-        merged = list(self.tools)
-        for source, tools in zip(self._sources, found, strict=True):
-            for item in tools:
-                owner = owners.setdefault(item.name, source)
-                if owner is not source:
-                    raise ConfigurationError(
-                        f"two tools are named {item.name!r}: one from {source!r} and one from "
-                        f"{owner!s}; give the source a prefix (e.g. prefix='crm') or rename one"
-                    )
-                merged.append(item)
-        settings = LoopSettings(self.model, merged, **self._settings_options)
-        self._sourced = (found, settings)
-        return settings
-
-    def _messages_for(
-        self, prompt: Prompt, context: Any = None, principal: Principal | None = None
-    ) -> list[dict[str, Any]]:
-        instructions = self.instructions
-        if callable(instructions):
-            instructions = self._system_messages(context, None, principal)[0]["content"]
-        if isinstance(prompt, str):
-            user = {"role": "user", "content": clean_text(prompt)}
-            if instructions is None:
-                return [user]
-            return [{"role": "system", "content": instructions}, user]
-        messages: list[dict[str, Any]] = []
-        for message in prompt:
-            if not isinstance(message, Mapping) or "role" not in message:
-                raise ConfigurationError(
-                    "a transcript is a list of message dicts, each with a 'role'; got "
-                    f"{type(message).__name__}"
-                )
-            messages.append(clean_data(message if isinstance(message, dict) else dict(message)))
-        if not messages:
-            raise ConfigurationError("the transcript is empty: nothing to send")
-        if instructions is not None and messages[0].get("role") != "system":
-            messages.insert(0, {"role": "system", "content": instructions})
-        return messages
-
-    def _client(self) -> ChatClient:
-        client = self._sync_client
-        if client is not None:
-            return client
-        if self._given_client is not None:
-            raise ConfigurationError(
-                "this agent was given an AsyncChatClient: use run_async/stream_async, or "
-                "pass a ChatClient"
-            )
-        with self._lock:
-            if self._sync_client is None:
-                self._sync_client = ChatClient(**self._client_config)
-            return self._sync_client
-
-    async def _client_async(self) -> AsyncChatClient:
-        if self._given_client is not None:
-            if self._async_client is None:
-                raise ConfigurationError(
-                    "this agent was given a ChatClient: use run/stream, or pass an AsyncChatClient"
-                )
-            return self._async_client
-        # An httpx.AsyncClient's connections belong to one event loop: keep one client
-        # (one connection pool, shared by every run) per live loop.
-        running = asyncio.get_running_loop()
-        entry = self._loop_clients.get(running)
-        if entry is not None:
-            return entry[0]
-        with self._lock:
-            entry = self._loop_clients.get(running)
-            if entry is not None:
-                return entry[0]
-            client = AsyncChatClient(**self._client_config)
-            closer = _close_with_the_loop(client, self._loop_clients, running)
-            self._loop_clients[running] = (client, closer)
-        # Started here, the closer is an async generator the loop knows: asyncio.run()
-        # finalizes it on shutdown, so each `asyncio.run(agent.run_async(...))` leaves no
-        # connection open even without `await agent.aclose()`. The agent holds it until
-        # then, so it is never finalized (closing its client) while its loop still runs.
-        await closer.__anext__()
-        return client
-
-    def _tool_threads(self) -> ToolThreads:
-        threads = self._threads
-        if threads is not None:
-            return threads
-        with self._lock:
-            if self._threads is None:
-                self._threads = ToolThreads(self._parallel_limit)
-            return self._threads
-
-    # -- observers ----------------------------------------------------------------------
+    def _observer(self, loop: RunLoop, streamed: bool) -> RunObserver | None:
+        observer = observer_for(self._observers, lambda: self._run_info(loop, streamed))
+        loop.observer = observer
+        return observer
 
     def _run_info(self, loop: RunLoop, streamed: bool) -> RunInfo:
         request = loop.settings.base_request
@@ -931,244 +523,149 @@ class Agent(Generic[OutputT]):
         return RunInfo(
             agent_name=self.name,
             model=loop.settings.model,
-            provider=self._client_config["provider"].name
-            if self._given_client is None
-            else self._given_client.provider.name,
-            base_url=self._client_config["provider"].base_url
-            if self._given_client is None
-            else self._given_client.base_url,
+            provider=self._runtime.provider_name,
+            base_url=self._runtime.base_url,
             params={k: v for k, v in request.items() if k not in ("tools", "model")},
             tools=[t.get("function", {}).get("name", "") for t in tools],
             streamed=streamed,
             conversation_id=loop.session,
         )
 
-    def _observed(
-        self, loop: RunLoop, events: Generator[AgentEvent, None, None], *, streamed: bool = False
-    ) -> Generator[AgentEvent, None, None]:
-        if not observing(self._observers):
-            return events  # the default: no wrapper, no observer
-        return scoped(events, lambda: self._observer(loop, streamed))
-
-    def _observer(self, loop: RunLoop, streamed: bool) -> RunObserver | None:
-        observer = observer_for(self._observers, lambda: self._run_info(loop, streamed))
-        loop.observer = observer
-        return observer
-
-    def _observed_async(
-        self,
-        loop: RunLoop,
-        events: AsyncGenerator[AgentEvent, None],
-        *,
-        streamed: bool = False,
+    async def _stream_with_sources(
+        self, prompt: Prompt, deps: Any, principal: Principal | None, limits: RunLimits | None
     ) -> AsyncGenerator[AgentEvent, None]:
-        if not observing(self._observers):
-            return events
-        return scoped_async(events, lambda: self._observer(loop, streamed))
+        found = await self._runtime.source_tools_async()
+        loop = self._new_loop(prompt, deps, principal, limits, found)
+        async with contextlib.aclosing(self._events_async(loop, stream=True)) as events:
+            async for event in events:
+                yield event
 
-    # -- the drivers: they perform the effects of the one run (see _steps.py) ----------
-
-    def _drive(
-        self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
-    ) -> Generator[AgentEvent, None, None]:
-        """Perform the run's effects on this thread; ``first`` is a resumed round."""
-        steps = run_steps(loop, self._plan(loop, stream), first)
-        timeout, deadline = _deadline(loop)
-        batch: SyncBatch | None = None
-        answer: Any = None
-        failure: BaseException | None = None
-        try:
-            client = self._client()
-            while True:
-                try:
-                    effect = steps.send(answer) if failure is None else steps.throw(failure)
-                except StopIteration:
-                    return
-                answer = failure = None
-                try:
-                    late = deadline is not None and time.perf_counter() >= deadline
-                    if late and not isinstance(effect, Emit | Callback):
-                        raise run_timed_out(timeout)
-                    if isinstance(effect, Emit):
-                        yield effect.event
-                    elif isinstance(effect, Callback):
-                        answer = _settle_sync(effect.fn(*effect.args))
-                    elif isinstance(effect, CallModel):
-                        answer = yield from _call_model(client, effect, deadline, timeout)
-                    elif isinstance(effect, StartCalls):
-                        if batch is not None:
-                            batch.close()
-                        batch = SyncBatch(self._tool_threads(), effect.calls, effect.late)
-                        batch.start()
-                    else:
-                        assert batch is not None
-                        answer = batch.next(deadline, timeout)
-                except GeneratorExit:
-                    raise
-                except BaseException as exc:  # thrown into the run, which decides
-                    failure = exc
-        finally:
-            if batch is not None:
-                batch.close()
-            steps.close()
-
-    async def _drive_async(
-        self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
-    ) -> AsyncGenerator[AgentEvent, None]:
-        """Perform the run's effects on this event loop; ``first`` is a resumed round."""
-        steps = run_steps(loop, self._plan(loop, stream), first)
-        timeout, deadline = _deadline(loop)
-        batch: AsyncBatch | None = None
-        answer: Any = None
-        failure: BaseException | None = None
-        try:
-            client = await self._client_async()
-            while True:
-                try:
-                    effect = steps.send(answer) if failure is None else steps.throw(failure)
-                except StopIteration:
-                    return
-                answer = failure = None
-                try:
-                    if isinstance(effect, Emit):
-                        yield effect.event
-                    elif isinstance(effect, Callback):
-                        fn = effect.fn if effect.fn_async is None else effect.fn_async
-                        answer = await _settle(fn(*effect.args))
-                    elif isinstance(effect, StartCalls):
-                        if batch is not None:
-                            await batch.close()
-                        batch = AsyncBatch(
-                            self._tool_threads, effect.calls, self._parallel_limit, effect.late
-                        )
-                        batch.start()
-                    elif isinstance(effect, CallModel) and effect.stream:
-                        async with client.stream(**effect.request) as chat_stream:
-                            while (
-                                delta := await _next(chat_stream, deadline, timeout)
-                            ) is not None:
-                                effect.yielded = True
-                                if effect.emit:
-                                    yield delta
-                            answer = chat_stream.completion
-                    elif deadline is None:
-                        answer = await _await_effect(client, effect, batch)
-                    else:
-                        async with _run_deadline(deadline, timeout):
-                            answer = await _await_effect(client, effect, batch)
-                except GeneratorExit:
-                    raise
-                except BaseException as exc:  # thrown into the run, which decides
-                    failure = exc
-        finally:
-            if batch is not None:
-                await batch.close()
-            steps.close()
-
-    def _plan(self, loop: RunLoop, stream: bool) -> RunPlan:
-        return RunPlan(stream, self._hooks, self._approve, loop.observer, self._forget_stream)
-
-    def _forget_stream(self) -> None:
-        # A provider that refused tools with stream=True will refuse again: skip the try.
-        self._tools_with_stream = False
-
-
-class _SessionPlan:
-    """One run on a session, planned from what is stored: the loop to drive, the tool
-    messages that close a round a crash or a pause left open (for a new prompt), and the
-    reopened round to run first (for ``resume``)."""
-
-    def __init__(
+    def _new_loop(
         self,
-        agent: Agent[Any],
-        record: SessionRecord,
-        prompt: Prompt | None,
-        context: Any,
+        prompt: Prompt,
+        deps: Any,
+        principal: Principal | None,
         limits: RunLimits | None,
-        decisions: Mapping[Any, Decision] | None,
-        found: list[Sequence[Tool[..., Any]]],
-        principal: Principal | None = None,
-    ) -> None:
-        settings = agent._settings_with(found) if found else agent._settings
-        self.session = record.session_id
-        history = list(record.messages)
-        self.closing: list[dict[str, Any]] = []
-        self.calls: list[PlannedCall] | None = None
-        self._plan: dict[str, str | None] | None = None
-        self.in_doubt: tuple[PendingCall, ...] = ()
-        if decisions is not None or open_calls(history):
-            round_ = settle_open_round(
-                self.session, history, record.pending, record.calls, settings.tools, decisions
-            )
-            self.in_doubt = tuple(round_.in_doubt)
-            if decisions is None:  # a new prompt: close the round, running nothing
-                self.closing = tool_messages(open_calls(history), round_.plan)
-                history += self.closing
-            else:
-                self._plan = round_.plan
-        new = _new_messages(prompt)
-        system = agent._system_messages(context, None, principal)
-        kept, summary = fit_budget(
-            history, agent._context_budget, fixed=[*system, *new], summarize=agent._summarize
-        )
-        if summary:
-            system = agent._system_messages(context, summary, principal)
-        self._start = len(system) + len(kept)
-        settings, turns = agent._limited(settings, limits)
-        self.loop = RunLoop(
-            settings,
-            [*system, *kept, *new],
-            deps=context,
-            max_turns=turns,
-            tools_with_stream=agent._tools_with_stream,
+        found: list[Sequence[Tool[..., Any]]] | None = None,
+    ) -> RunLoop:
+        config = self._config
+        return config.new_loop(
+            config.messages_for(self.instructions, prompt, deps, principal),
+            config.settings_for(found),
+            limits,
+            deps=deps,
             principal=principal,
+            tools_with_stream=self._runtime.tools_with_stream,
         )
-        self.loop.session = self.session
 
-    def attach(self, store: Store, claim: Claim) -> None:
-        """Connect the loop to the store (after the closing messages were stored)."""
-        journal = SessionJournal(store, claim, self.loop, self._start)
-        self.loop.journal = journal
-        self.loop.call_key = journal.key
-        if self._plan is not None:
-            journal.reopen(self.loop)
-            self.calls = self.loop.resume_round(self._plan)
+    # -- resuming -------------------------------------------------------------------------
 
-    def finished(self, event: AgentEvent) -> AgentEvent:
-        """``event``, with the session and the calls in doubt on the final result."""
-        if isinstance(event, RunFinished):
-            event.result.session = self.session
-            event.result.in_doubt = (*self.in_doubt, *event.result.in_doubt)
-        return event
+    def _resumed_events(
+        self,
+        paused: str | RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        deps: Any,
+        context: Any,
+        max_turns: int | None,
+        limits: RunLimits | None,
+        principal: Principal | None,
+        *,
+        stream: bool,
+    ) -> tuple[Generator[AgentEvent, None, None], RunLoop | None]:
+        deps = run_deps(deps, context)
+        limits = self._config.run_limits(max_turns, limits)
+        _check_principal(principal)
+        if isinstance(paused, RunResult) and paused.session is not None and self.store:
+            paused = paused.session  # a session's pause lives in the store: resume it there
+        if isinstance(paused, RunResult):
+            found = self._runtime.source_tools() if self._runtime.sources else None
+            loop, calls = self._resumed_loop(paused, decisions, deps, principal, limits, found)
+            return self._events(loop, stream=stream, first=calls), loop
+        events = session_events(
+            self, None, paused, deps, principal, limits, stream=stream, decisions=decisions
+        )
+        return events, None
+
+    async def _resumed_events_async(
+        self,
+        paused: str | RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        deps: Any,
+        context: Any,
+        max_turns: int | None,
+        limits: RunLimits | None,
+        principal: Principal | None,
+        *,
+        stream: bool,
+    ) -> tuple[AsyncGenerator[AgentEvent, None], RunLoop | None]:
+        deps = run_deps(deps, context)
+        limits = self._config.run_limits(max_turns, limits)
+        _check_principal(principal)
+        if isinstance(paused, RunResult) and paused.session is not None and self.store:
+            paused = paused.session
+        if isinstance(paused, RunResult):
+            found = await self._runtime.source_tools_async() if self._runtime.sources else None
+            loop, calls = self._resumed_loop(paused, decisions, deps, principal, limits, found)
+            return self._events_async(loop, stream=stream, first=calls), loop
+        events = session_events_async(
+            self, None, paused, deps, principal, limits, stream=stream, decisions=decisions
+        )
+        return events, None
+
+    async def _resumed_stream_async(
+        self,
+        paused: str | RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        deps: Any,
+        context: Any,
+        max_turns: int | None,
+        limits: RunLimits | None,
+        principal: Principal | None,
+    ) -> AsyncGenerator[AgentEvent, None]:
+        events, _ = await self._resumed_events_async(
+            paused, decisions, deps, context, max_turns, limits, principal, stream=True
+        )
+        async with contextlib.aclosing(events) as running:
+            async for event in running:
+                yield event
+
+    def _resumed_loop(
+        self,
+        paused: RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        deps: Any,
+        principal: Principal | None,
+        limits: RunLimits | None,
+        found: list[Sequence[Tool[..., Any]]] | None,
+    ) -> tuple[RunLoop, list[PlannedCall]]:
+        """A loop that goes on from a paused ``RunResult`` (no store)."""
+        if paused.status != "paused" or paused.resume_state is None:
+            raise ResumeError("this result is not paused: there is nothing to resume")
+        history = [m for m in paused.messages if m.get("role") != "system"]
+        if not open_calls(history):
+            raise ResumeError("this result's transcript has no open round to resume")
+        config = self._config
+        settings = config.settings_for(found)
+        round_ = settle_open_round(
+            None, history, paused.resume_state, (), settings.tools, decisions
+        )
+        loop = config.new_loop(
+            [*config.system_messages(self.instructions, deps, None, principal), *history],
+            settings,
+            limits,
+            deps=deps,
+            principal=principal,
+            tools_with_stream=self._runtime.tools_with_stream,
+        )
+        return loop, loop.resume_round(round_.plan)
 
 
-def _new_messages(prompt: Prompt | None) -> list[dict[str, Any]]:
-    if prompt is None:
-        return []
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": clean_text(prompt)}]
-    messages = []
-    for message in prompt:
-        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
-            raise ConfigurationError(
-                "on a session, prompt is a user message (str) or new user/assistant message "
-                "dicts; the stored conversation and the instructions are added by the agent"
-            )
-        messages.append(clean_data(dict(message)))
-    if not messages:
-        raise ConfigurationError("the prompt is empty: nothing to send")
-    return messages
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def _deps(deps: Any, context: Any) -> Any:
-    """The run's dependencies, given as ``deps=`` (what ``RunContext.deps`` reads) or by
-    their older name ``context=``."""
-    if deps is not None and context is not None:
-        raise ConfigurationError("pass deps= (context= is its older name), not both")
-    return deps if deps is not None else context
+def _check_principal(principal: Principal | None) -> None:
+    if principal is not None and not isinstance(principal, Principal):
+        raise ConfigurationError(
+            "principal must be an agentkit.Principal, e.g. Principal(id='dana', "
+            "roles=frozenset({'patient'}))"
+        )
 
 
 def _tracing_factory() -> ObserverFactory:
@@ -1176,96 +673,3 @@ def _tracing_factory() -> ObserverFactory:
     from .tracing import default_factory
 
     return default_factory()
-
-
-def _call_model(
-    client: ChatClient, effect: CallModel, deadline: float | None, timeout: float | None
-) -> Generator[StreamDelta, None, ChatCompletion]:
-    """Perform a model call in the sync driver, yielding the deltas the caller sees."""
-    if not effect.stream:
-        return client.create(**effect.request)
-    with client.stream(**effect.request) as chat_stream:
-        for delta in chat_stream:
-            effect.yielded = True
-            if effect.emit:
-                yield delta
-            if deadline is not None and time.perf_counter() >= deadline:
-                raise run_timed_out(timeout)
-        return chat_stream.completion
-
-
-async def _await_effect(client: AsyncChatClient, effect: Effect, batch: AsyncBatch | None) -> Any:
-    """A plain model call or the next tool outcome, in the async driver."""
-    if isinstance(effect, CallModel):
-        return await client.create(**effect.request)
-    assert batch is not None
-    return await batch.next()
-
-
-async def _next(
-    chat_stream: AsyncIterator[StreamDelta], deadline: float | None, timeout: float | None
-) -> StreamDelta | None:
-    """The stream's next delta (``None`` at its end), within the run's deadline."""
-    try:
-        if deadline is None:
-            return await anext(chat_stream)
-        async with _run_deadline(deadline, timeout):
-            return await anext(chat_stream)
-    except StopAsyncIteration:
-        return None
-
-
-@contextlib.asynccontextmanager
-async def _run_deadline(deadline: float, timeout: float | None) -> AsyncIterator[None]:
-    """Bound an await by the run's deadline (a ``perf_counter`` value)."""
-    running = asyncio.get_running_loop()
-    scope = asyncio.timeout_at(running.time() + (deadline - time.perf_counter()))
-    try:
-        async with scope:
-            yield
-    except TimeoutError:
-        if scope.expired():
-            raise run_timed_out(timeout) from None
-        raise
-
-
-def _deadline(loop: RunLoop) -> tuple[float | None, float | None]:
-    """The run's ``run_timeout`` and its deadline (a ``perf_counter`` value)."""
-    timeout = loop.settings.run_timeout
-    return timeout, (None if timeout is None else time.perf_counter() + timeout)
-
-
-async def _close_with_the_loop(
-    client: AsyncChatClient,
-    clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any],
-    loop: asyncio.AbstractEventLoop,
-) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    finally:
-        entry = clients.get(loop)
-        if entry is not None and entry[0] is client:
-            del clients[loop]
-        del loop  # the generator's frame must not keep its loop alive
-        await client.aclose()
-
-
-async def _settle(value: Any) -> Any:
-    """A hook's or approver's result, awaited if it is awaitable."""
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
-def _settle_sync(value: Any) -> Any:
-    """The same in the sync driver: an awaitable runs to completion on a fresh loop."""
-    if inspect.isawaitable(value):
-        return asyncio.run(_as_coroutine(value))
-    return value
-
-
-def _as_coroutine(value: Awaitable[Any]) -> Coroutine[Any, Any, Any]:
-    async def wait() -> Any:
-        return await value
-
-    return wait()

@@ -114,7 +114,7 @@ def test_the_tool_list_is_derived_again_only_when_the_source_changes_it() -> Non
         for _ in range(2):
             server.queue(Reply.text("ok"))
             agent.run("go")
-        first = agent._sourced
+        first = agent._config.sourced
         server.queue(Reply.text("ok"))
         source.current = [shout, local_add]
         agent.run("go")
@@ -123,8 +123,8 @@ def test_the_tool_list_is_derived_again_only_when_the_source_changes_it() -> Non
         ]
         agent.close()
     assert names == [["shout"], ["shout"], ["shout", "local_add"]]
-    assert first is not None and agent._sourced is not None
-    assert first[1] is not agent._sourced[1]
+    assert first is not None and agent._config.sourced is not None
+    assert first[1] is not agent._config.sourced[1]
 
 
 def test_a_name_from_a_source_that_a_tool_has_is_a_clear_error() -> None:

@@ -105,11 +105,12 @@ def test_timed_out_sync_tools_do_not_starve_later_runs(
         with pytest.raises(ToolThreadsExhaustedError, match="4 of this agent's 4 tool threads"):
             bounded(lambda: agent.run("go"), 10)
         release.set()  # the stuck calls return; their threads serve later runs
-        wait_until(lambda: agent._threads is not None and agent._threads._stuck == 0)
+        runtime = agent._runtime
+        wait_until(lambda: runtime.threads is not None and runtime.threads._stuck == 0)
         result = bounded(lambda: asyncio.run(agent.run_async("go")), 10)
         assert [m["content"] for m in tool_messages(result.messages)] == ["late", "late"]
-        assert agent._threads is not None
-        assert agent._threads._count == 4, "at most 2 x the limit, ever"
+        assert agent._runtime.threads is not None
+        assert agent._runtime.threads._count == 4, "at most 2 x the limit, ever"
 
 
 def test_a_queued_call_times_out_from_when_it_was_queued(
