@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from functools import partial, wraps
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from .._store import (
     CallRecord,
@@ -289,6 +289,8 @@ class SQLStore:
                 (session_id,),
             ).fetchone()
             owner, lease_until, host, pid, length = row
+            if not _numbers(length):
+                raise _corrupt_session(session_id, "has a length that is not a number")
             if owner is not None and not _expired(lease_until, host, pid, now):
                 return None
             self._run(
@@ -577,8 +579,11 @@ def _numbers(*values: object) -> bool:
 
 
 def _expired(lease_until: float | None, host: str | None, pid: int | None, now: float) -> bool:
-    if lease_until is None or lease_until < now:
+    # A lease that is not a number (a damaged row) holds nothing: the claim repairs it.
+    if not _numbers(lease_until) or cast(float, lease_until) < now:
         return True
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return False
     # A claim held by a process of this machine that no longer exists is taken over at
     # once: a crashed run must not lock its session for the whole lease.
     return host == _HOST and pid is not None and pid != os.getpid() and not _alive(pid)

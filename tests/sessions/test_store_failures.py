@@ -43,6 +43,31 @@ def test_a_bad_timestamp_spoils_one_session_not_the_listing(store: Any, spec: St
     assert len(store.load("good").messages) == 4
 
 
+def test_a_damaged_claim_row_is_repaired_or_refused_by_name(store: Any, spec: StoreSpec) -> None:
+    _two_sessions(store)
+    if spec.kind == "sqlite":  # SQLite keeps text in a REAL column
+        raw(
+            spec,
+            "UPDATE {p}agentkit_sessions SET owner = 'x', lease_until = 'soon',"
+            " owner_pid = 'pid' WHERE id = 'good'",
+        )
+        raw(spec, "UPDATE {p}agentkit_sessions SET length = 'four' WHERE id = 'bad'")
+    else:
+        raw(
+            spec,
+            "UPDATE {p}agentkit_sessions SET owner = 'x', lease_until = 'NaN'::float8"
+            " WHERE id = 'good'",
+        )
+    claim = store.claim("good")  # a lease that is not a number holds nothing
+    store.append(claim, [user("more")])
+    store.release(claim)
+    assert len(store.load("good").messages) == 5
+    if spec.kind == "sqlite":
+        with pytest.raises(SessionCorruptError, match="length") as caught:
+            store.claim("bad")
+        assert caught.value.session_id == "bad"
+
+
 @pytest.mark.parametrize(
     "state",
     [
