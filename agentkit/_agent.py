@@ -41,6 +41,7 @@ from ._observe import (
     ObserverFactory,
     RunInfo,
     RunObserver,
+    instrumentation,
     observer_for,
     observing,
     scoped,
@@ -216,7 +217,7 @@ class Agent(Generic[OutputT]):
         self.store = store
         found_observers = list(observers)
         if instrument:
-            found_observers.append(_tracing_factory())
+            found_observers.append(instrumentation())
         self._observers = tuple(found_observers)
         self._hooks = hooks or Hooks()
         self._approve = approve
@@ -228,6 +229,18 @@ class Agent(Generic[OutputT]):
             sources=config.sources,
             parallel_limit=config.parallel_limit,
         )
+
+    @property
+    def needs_deps(self) -> tuple[str, ...]:
+        """The names of the agent's own tools that declare a ``RunContext[T]`` whose ``T``
+        cannot be ``None``: a run of this agent needs ``deps=`` (tool sources' tools are
+        known only when a run starts)."""
+        return self._config.settings.needs_deps
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this agent's API key masked (``***``) in every form it could take
+        (quoted, escaped, percent-encoded): for a server that shows a run's errors."""
+        return self._runtime.scrub(text)
 
     def __repr__(self) -> str:
         names = [t.name for t in self.tools]
@@ -666,10 +679,3 @@ def _check_principal(principal: Principal | None) -> None:
             "principal must be an agentkit.Principal, e.g. Principal(id='dana', "
             "roles=frozenset({'patient'}))"
         )
-
-
-def _tracing_factory() -> ObserverFactory:
-    # agentkit.tracing is loaded only when asked for: `import agentkit` never loads it.
-    from .tracing import default_factory
-
-    return default_factory()

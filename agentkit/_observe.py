@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ._wire import ChatCompletion
 
 # The seam's public part; observer_for, notify_retry and scoped* are the drivers' and the
-# client's.
+# client's; provide_instrumentation is the tracing ring's.
 __all__ = [
     "ObserverFactory",
     "RunInfo",
@@ -127,6 +127,33 @@ _global: list[ObserverFactory] = []
 _current: contextvars.ContextVar[RunObserver | None] = contextvars.ContextVar(
     "agentkit_run_observer", default=None
 )
+
+
+_instrumentation: Callable[[], ObserverFactory] | None = None
+
+
+def provide_instrumentation(provider: Callable[[], ObserverFactory]) -> None:
+    """Register how ``Agent(instrument=True)`` gets its observer factory (the tracing ring,
+    ``agentkit.tracing``, calls this when it is imported; the core never imports it)."""
+    global _instrumentation
+    _instrumentation = provider
+
+
+def instrumentation() -> ObserverFactory:
+    """The observer factory of ``Agent(instrument=True)``, from the registered provider.
+
+    With none registered yet, the tracing ring is loaded through the package's public
+    surface (``agentkit.instrument`` lives there), and registers itself on import.
+    """
+    if _instrumentation is None:
+        import agentkit
+
+        getattr(agentkit, "instrument")  # noqa: B009 - loads the ring that provides it
+    if _instrumentation is None:  # a broken install
+        from ._errors import ConfigurationError
+
+        raise ConfigurationError("agentkit.tracing did not register its instrumentation")
+    return _instrumentation()
 
 
 def add_global_observer(factory: ObserverFactory) -> None:

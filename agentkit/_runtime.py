@@ -19,6 +19,7 @@ from typing import Any
 from ._client import AsyncChatClient, ChatClient
 from ._errors import ConfigurationError
 from ._providers import Provider
+from ._secrets import Secret
 from ._sources import ToolSource
 from ._threads import ToolThreads
 from ._tool import Tool
@@ -42,7 +43,8 @@ class Runtime:
         self.sources = list(sources)
         self.parallel_limit = parallel_limit
         self.tools_with_stream = provider.tools_with_stream
-        self._client_config: dict[str, Any] = {"provider": provider, "api_key": api_key}
+        self.client_config: dict[str, Any] = {"provider": provider, "api_key": api_key}
+        self._secret = Secret(api_key) if api_key else None
         self.given_client = client
         self._sync_client: ChatClient | None = client if isinstance(client, ChatClient) else None
         self._async_client: AsyncChatClient | None = (
@@ -70,6 +72,12 @@ class Runtime:
         given = self.given_client
         return str(self.provider.base_url) if given is None else given.base_url
 
+    def scrub(self, text: str) -> str:
+        """``text`` with the agent's API key masked in every form it could take (a client
+        passed in keeps its key to itself: its own errors are masked already)."""
+        secret = self._secret
+        return text if secret is None else secret.scrub(text)
+
     def forget_stream(self) -> None:
         """A provider that refused tools with ``stream=True`` will refuse again: later runs
         skip the try."""
@@ -89,7 +97,7 @@ class Runtime:
             )
         with self._lock:
             if self._sync_client is None:
-                self._sync_client = ChatClient(**self._client_config)
+                self._sync_client = ChatClient(**self.client_config)
             return self._sync_client
 
     async def client_async(self) -> AsyncChatClient:
@@ -110,7 +118,7 @@ class Runtime:
             entry = self._loop_clients.get(running)
             if entry is not None:
                 return entry[0]
-            client = AsyncChatClient(**self._client_config)
+            client = AsyncChatClient(**self.client_config)
             closer = _close_with_the_loop(client, self._loop_clients, running)
             self._loop_clients[running] = (client, closer)
         # Started here, the closer is an async generator the loop knows: asyncio.run()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,10 @@ from agentkit import (
     RunContext,
     RunFinished,
     TextDelta,
+    Tool,
     ToolCallStarted,
     ToolResult,
+    ToolSource,
     tool,
 )
 from agentkit.sessions import SQLiteStore
@@ -158,3 +160,45 @@ def test_resume_stream_refuses_bad_decisions_and_runs_nothing(server: ScriptedSe
         with pytest.raises(ResumeError):
             list(agent.resume_stream(paused, {"no-such-call": True}))
     assert refunded == []
+
+
+# -- the async entry points never ask a tool source synchronously (#18 item 14) ------------
+
+
+class AsyncOnlySource(ToolSource):
+    """A source whose sync ``tools()`` would block the event loop (an MCP server's does)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def tools(self) -> Sequence[Tool[..., Any]]:
+        raise AssertionError("the sync tools() was called from async code")
+
+    async def tools_async(self) -> Sequence[Tool[..., Any]]:
+        self.asked += 1
+        return [refund]
+
+
+def test_resume_async_asks_a_tool_source_only_asynchronously(server: ScriptedServer) -> None:
+    source = AsyncOnlySource()
+    agent = Agent("m", [source], base_url=server.base_url, api_key=KEY)
+
+    async def go() -> Any:
+        server.queue(Reply.tool_calls(("refund", {"order_id": 3})))
+        paused = await agent.run_async("Refund order 3.")
+        assert paused.status == "paused"
+        server.queue(Reply.text("Refunded."))
+        resumed = await agent.resume_async(paused, {paused.pending[0].call_id: True})
+        server.queue(Reply.tool_calls(("refund", {"order_id": 4})))
+        again = await agent.run_async("Refund order 4.")
+        server.queue(Reply.text("Refunded 4."))
+        streamed = agent.resume_stream_async(again, {again.pending[0].call_id: True})
+        async with contextlib.aclosing(streamed) as events:
+            last = [event async for event in events][-1]
+        await agent.aclose()
+        return resumed, last
+
+    resumed, last = asyncio.run(go())
+    assert resumed.output == "Refunded." and refunded == [3, 4]
+    assert isinstance(last, RunFinished) and last.result.output == "Refunded 4."
+    assert source.asked == 4

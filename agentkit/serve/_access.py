@@ -51,7 +51,7 @@ class Access:
         self.reviewers = reviewers
         self._owners: dict[str, Owners] = {}
         for name, agent in agents.items():
-            needs = getattr(getattr(agent, "_settings", None), "needs_deps", ())
+            needs = agent.needs_deps
             if needs and deps is None:
                 raise ValueError(
                     f"the agent {name!r} has tools {list(needs)} that need a RunContext[T] "

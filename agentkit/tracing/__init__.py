@@ -22,13 +22,18 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from .._observe import RunInfo, RunObserver, add_global_observer, remove_global_observer
+from .._observe import (
+    RunInfo,
+    RunObserver,
+    add_global_observer,
+    provide_instrumentation,
+    remove_global_observer,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-# instrument() is public as agentkit.instrument (documented there).
-__all__ = ["CAPTURE_CONTENT_ENV", "Instrumentation", "uninstrument"]
+__all__ = ["CAPTURE_CONTENT_ENV", "Instrumentation", "instrument", "uninstrument"]
 
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """The environment variable the GenAI conventions name for opting in to message content."""
@@ -103,10 +108,17 @@ def default_factory() -> Instrumentation:
 def instrument(
     *, capture_content: bool | None = None, tracer_provider: TracerProvider | None = None
 ) -> None:
-    """Trace every agent's runs from now on (see :class:`Instrumentation` for the options).
+    """Trace every agent's runs with OpenTelemetry from now on (also ``agentkit.instrument``).
+
+    Spans follow the GenAI semantic conventions (``invoke_agent``, ``chat``,
+    ``execute_tool``) and go to ``tracer_provider``, or to the global tracer provider.
+    Message content is recorded only with ``capture_content=True`` (or
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``). Undo with
+    :func:`uninstrument`; one agent alone: ``Agent(..., instrument=True)``.
 
     Raises:
-        ConfigurationError: when OpenTelemetry is not installed (the ``otel`` extra).
+        ConfigurationError: when OpenTelemetry is not installed (``pip install
+            'agentkit[otel]'``).
     """
     shared = default_factory()
     shared.capture_content = capture_content
@@ -118,3 +130,7 @@ def uninstrument() -> None:
     """Stop tracing every agent's runs (agents built with ``instrument=True`` still are)."""
     if _default is not None:
         remove_global_observer(_default)
+
+
+# Agent(instrument=True) asks the core's registry; this ring fills it in when imported.
+provide_instrumentation(default_factory)
