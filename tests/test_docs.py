@@ -29,7 +29,10 @@ from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 # The pages this suite keeps honest (other pages are checked by their owners' tests).
-GUIDES = ["getting-started.md", "tools.md", "agent-loop.md", "providers.md", "testing.md", "cli.md"]
+GUIDES = [
+    *("getting-started.md", "tools.md", "agent-loop.md", "providers.md", "testing.md", "cli.md"),
+    *("sessions.md", "observability.md"),  # product-ring pages (mcp.md, serve.md: below)
+]
 PAGES = [REPO / "README.md", *(DOCS / name for name in GUIDES)]
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -49,7 +52,8 @@ def code_blocks(page: Path, language: str = "python") -> list[tuple[int, str, bo
     return blocks
 
 
-# --- a model for the docs: calls the first tool once, then answers ---------------------------
+# --- a model for the docs: calls a tool once (the one the user names, else the first), then
+# answers ---------------------------------------------------------------------------------------
 
 
 def example_value(schema: dict[str, Any], defs: dict[str, Any]) -> Any:
@@ -91,9 +95,11 @@ def docs_model(request: RecordedRequest) -> Reply:
         return Reply.tool_calls(("final_result", example_value(schema, schema.get("$defs", {}))))
     ordinary = [name for name in tools if name != "final_result"]
     if ordinary and not results:
-        schema = tools[ordinary[0]]["parameters"]
+        said = str(messages[last_user].get("content", "")).lower()
+        named = [name for name in ordinary if name.split("_")[0] in said] or ordinary
+        schema = tools[named[0]]["parameters"]
         arguments = example_value(schema, schema.get("$defs", {}))
-        return Reply.tool_calls((ordinary[0], arguments))
+        return Reply.tool_calls((named[0], arguments))
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_schema":
         schema = response_format["json_schema"]["schema"]
@@ -129,7 +135,10 @@ def run_page(page: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_the_code_blocks_run(page: Path, docs_server: ScriptedServer) -> None:
+def test_the_code_blocks_run(
+    page: Path, docs_server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the files a page writes (sessions.md's desk.db) go there
     run_page(page)
     if page.name in ("README.md", "getting-started.md", "agent-loop.md"):
         # their bots talk to DashScope by default: here, to the stand-in
