@@ -773,6 +773,10 @@ class StreamState:
             self._on_event(event)
             if self.completion is not None:
                 return
+        if self._decoder.waiting_data == "[DONE]":
+            # A whole `data: [DONE]` line without the blank line after it, on a connection
+            # the server holds open: it cannot mean anything else, so the stream ends here.
+            self._on_event(ServerSentEvent(data="[DONE]"))
 
     def end(self) -> None:
         """The event stream ended cleanly: settle the completion, or raise why not."""

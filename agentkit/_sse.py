@@ -126,6 +126,14 @@ class SSEDecoder:
             self._hold(rest)
         return self._process(lines)
 
+    @property
+    def waiting_data(self) -> str | None:
+        """The data of the event whose lines have all ended but whose closing blank line has
+        not arrived yet (``None`` when there is none, or a line is still incomplete)."""
+        if self._data is None or self._partial:
+            return None
+        return self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+
     def flush(self) -> list[ServerSentEvent]:
         """End of input: return the last event if its lines all arrived, then reset.
 

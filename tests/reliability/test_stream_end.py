@@ -34,7 +34,9 @@ HELD_OPEN = Reply.sse(EVENTS).with_(hang_after=len(EVENTS) + 1)  # [DONE], then 
 PINGING = Reply.sse([*EVENTS, "data: [DONE]\n\n", *[": ping\n\n"] * 2000], done=False).with_(
     chunk_delay=0.005
 )
-FAULTS = {"held_open": HELD_OPEN, "pinging": PINGING}
+# `data: [DONE]` ended by one line end, not the blank line that closes the event; then silence
+UNCLOSED_DONE = Reply.sse([*EVENTS, "data: [DONE]\n"], done=False).with_(hang_after=len(EVENTS) + 1)
+FAULTS = {"held_open": HELD_OPEN, "pinging": PINGING, "unclosed_done": UNCLOSED_DONE}
 
 
 def _read(server: ScriptedServer, asynchronous: bool) -> str | None:
