@@ -155,16 +155,19 @@ class SessionJournal:
 
     def _stopped(self, loop: RunLoop) -> tuple[list[dict[str, Any]], bool]:
         """What a stopped run stores, and whether its round is closed: a side-effect call
-        still running gets no tool message (it is in doubt until its late result)."""
+        still running gets no tool message (it is in doubt until its late result), nor do
+        the calls after it."""
         new = self._new(loop)
         self._held = False
         running = {call.call_id for call in self._running.values()}
         if not running:
             return new, True
-        kept = [
-            m for m in new if not (m.get("role") == "tool" and m.get("tool_call_id") in running)
-        ]
-        return kept, False
+        # The round's tool messages stay in call order: those before the first call still
+        # running are stored, the rest are settled with it by the next run.
+        for cut, message in enumerate(new):
+            if message.get("role") == "tool" and message.get("tool_call_id") in running:
+                return new[:cut], False
+        return new, False
 
     def _flush(self, loop: RunLoop) -> list[dict[str, Any]] | None:
         """What must be stored before a side-effect call is written ahead: the held open

@@ -227,3 +227,114 @@ def test_a_side_effect_call_past_its_timeout_is_in_doubt_not_failed(
     assert "timed out after 0.1 s and may still take effect" in told
     assert "do not call it again" in told
     assert [c.name for c in result.in_doubt] == ["pay"]
+
+
+def test_an_async_side_effect_tool_cancelled_mid_call_is_in_doubt(
+    store: Any, server: ScriptedServer
+) -> None:
+    started = asyncio.Event()
+
+    @tool(name="pay", side_effects=True)
+    async def pay_async(order_id: int) -> str:
+        """Pay the supplier of an order."""
+        started.set()
+        await asyncio.Event().wait()  # the payment API has the request; no answer yet
+        return "paid"
+
+    server.queue(Reply.tool_calls(("pay", {"order_id": 7})), Reply.text("I cannot tell."))
+
+    async def main(agent: Agent[str]) -> None:
+        task = asyncio.ensure_future(agent.run_async("Pay 7", session="s"))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with Agent(
+        "desk-model",
+        [pay_async],
+        "You pay suppliers.",
+        base_url=server.base_url,
+        api_key="sk-test",
+        store=store,
+    ) as agent:
+        asyncio.run(main(agent))
+        assert _record_state(store, "s") == "started"
+        result = agent.run("Was it paid?", session="s")
+    assert [c.name for c in result.in_doubt] == ["pay"]
+    assert sent(server.requests[-1])[-2]["content"] == IN_DOUBT
+
+
+def test_a_resumed_approved_call_cancelled_mid_call_is_in_doubt_not_paused(
+    store: Any, server: ScriptedServer, payments: Payments
+) -> None:
+    @tool(name="pay", requires_approval=True)
+    def approved_pay(ctx: RunContext[Payments], order_id: int) -> str:
+        """Pay the supplier of an order."""
+        return ctx.deps.pay(ctx.idempotency_key)
+
+    server.queue(Reply.tool_calls(("pay", {"order_id": 7})))
+    with Agent(
+        "desk-model",
+        [approved_pay],
+        "You pay suppliers.",
+        base_url=server.base_url,
+        api_key="sk-test",
+        store=store,
+    ) as agent:
+        paused = agent.run("Pay 7", session="s", deps=payments)
+        (call,) = paused.pending
+
+        async def main() -> None:
+            resume = agent.resume_async("s", {call: True}, deps=payments)
+            task = asyncio.ensure_future(resume)
+            await wait_until_async(payments.started.is_set)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+        assert store.load("s").status == "idle" and _record_state(store, "s") == "started"
+        server.queue(Reply.text("I cannot tell yet."))
+        result = agent.run("Was it paid?", session="s", deps=payments)
+        assert [c.name for c in result.in_doubt] == ["pay"]
+        payments.release.set()
+        wait_until(lambda: len(payments.paid) == 1)
+    assert sent(server.requests[-1])[-2]["content"] == IN_DOUBT
+
+
+def test_a_cancel_while_an_ungated_call_runs_beside_a_gated_one(
+    desk: Agent[str], store: Any, server: ScriptedServer, payments: Payments
+) -> None:
+    @tool(name="refund", requires_approval=True)
+    def refund(order_id: int) -> str:
+        """Refund an order."""
+        raise AssertionError("never approved, never run")
+
+    server.queue(Reply.tool_calls(("pay", {"order_id": 7}), ("refund", {"order_id": 8})))
+    with Agent(
+        "desk-model",
+        [pay, refund],
+        "You pay suppliers.",
+        base_url=server.base_url,
+        api_key="sk-test",
+        store=store,
+    ) as agent:
+
+        async def main() -> None:
+            task = asyncio.ensure_future(
+                agent.run_async("Pay 7, refund 8", session="s", deps=payments)
+            )
+            await wait_until_async(payments.started.is_set)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+        assert store.load("s").status == "idle"  # the pause was never reached
+        server.queue(Reply.text("Pay is unclear; the refund did not run."))
+        result = agent.run("Well?", session="s", deps=payments)
+    assert [c.name for c in result.in_doubt] == ["pay"]
+    told = {m["name"]: m["content"] for m in sent(server.requests[-1]) if m["role"] == "tool"}
+    assert told["pay"] == IN_DOUBT and "refund" in told and "unknown" not in told["refund"]
+    assert_resendable(sent(server.requests[-1]))
