@@ -99,18 +99,23 @@ def _close_stream_async(desk: Agent[str], payments: Payments) -> None:
 
 def _run_timeout(desk: Agent[str], payments: Payments) -> None:
     with pytest.raises(RunTimeoutError):
-        desk.run("Pay 7", session="s", deps=payments, limits=_limits(0.3))
+        desk.run("Pay 7", session="s", deps=payments, limits=_limits())
 
 
 def _run_timeout_async(desk: Agent[str], payments: Payments) -> None:
     with pytest.raises(RunTimeoutError):
-        asyncio.run(desk.run_async("Pay 7", session="s", deps=payments, limits=_limits(0.3)))
+        asyncio.run(desk.run_async("Pay 7", session="s", deps=payments, limits=_limits()))
 
 
-def _limits(run_timeout: float) -> Any:
+# Long enough for the claim, the model call and the write-ahead on a loaded machine: the
+# run must time out while the tool runs, not before it started.
+RUN_TIMEOUT = 2.0
+
+
+def _limits() -> Any:
     from agentkit import RunLimits
 
-    return RunLimits(run_timeout=run_timeout)
+    return RunLimits(run_timeout=RUN_TIMEOUT)
 
 
 STOPS = {
@@ -144,6 +149,7 @@ def test_the_late_result_of_a_call_the_run_stopped_waiting_for_is_recorded(
 ) -> None:
     server.queue(Reply.tool_calls(("pay", {"order_id": 7})))
     stop(desk, payments)
+    assert payments.started.is_set() and payments.paid == []
     payments.release.set()
     wait_until(lambda: _record_state(store, "s") == "done")
     server.queue(Reply.text("It was paid."))
@@ -197,7 +203,7 @@ def test_the_late_result_of_a_call_past_its_timeout_is_recorded_while_the_round_
         store=store,
     ) as agent:
         with pytest.raises(RunTimeoutError):
-            agent.run("Pay 7", session="s", deps=payments, limits=_limits(0.5))
+            agent.run("Pay 7", session="s", deps=payments, limits=_limits())
         payments.release.set()
         wait_until(lambda: _record_state(store, "s") == "done")
         assert store.load("s").calls[0].result == "paid, receipt 1"
