@@ -258,6 +258,7 @@ def create_app(
                 "id": principal.id,
                 "roles": sorted(principal.roles),
                 "reviewer": access.is_reviewer(principal),
+                "owner_decides": not access.reviewers,
             }
         )
 
@@ -286,6 +287,11 @@ def create_app(
 
         return page_response(title)
 
+    async def favicon(request: Request) -> Response:
+        from ._page import favicon_response
+
+        return favicon_response()
+
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         message = (
@@ -309,6 +315,8 @@ def create_app(
     ]
     if page:
         routes.append(Route("/", chat_page, methods=["GET"]))
+        routes.append(Route("/favicon.svg", favicon, methods=["GET"]))
+        routes.append(Route("/favicon.ico", favicon, methods=["GET"]))
     keyless = auth is None and not keys
     guard = Middleware(Guard, check_host=keyless or bool(hosts), allowed_hosts=hosts)
     return Starlette(

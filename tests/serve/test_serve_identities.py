@@ -148,7 +148,7 @@ def test_a_stored_key_signs_its_user_in_and_only_its_digest_is_kept(
     assert answer.status_code == 200
     assert model.requests[1].messages[-1]["content"] == "patient dana"
     me = httpx.get(clinic.url + "/v1/me", headers=clinic.rita).json()
-    assert me == {"id": "rita", "roles": ["receptionist"], "reviewer": True}
+    assert me == {"id": "rita", "roles": ["receptionist"], "reviewer": True, "owner_decides": False}
     stored = clinic.store_path.read_bytes()
     key = clinic.dana["Authorization"].split()[1]
     assert key.encode() not in stored  # hashed keys only
@@ -443,7 +443,7 @@ def test_a_valid_token_signs_its_subject_in_with_its_roles(
     assert ask(oidc_desk, "who?", "t1", bearer(token)).status_code == 200
     assert model.requests[1].messages[-1]["content"] == "patient dana"
     me = httpx.get(oidc_desk + "/v1/me", headers=bearer(token)).json()
-    assert me == {"id": "dana", "roles": ["patient"], "reviewer": False}
+    assert me == {"id": "dana", "roles": ["patient"], "reviewer": False, "owner_decides": True}
 
 
 def forged_tokens(issuer: Issuer) -> dict[str, str]:

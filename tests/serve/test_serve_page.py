@@ -188,3 +188,79 @@ def test_a_page_on_another_origin_cannot_run_the_bot(model: ScriptedServer, brow
         page.close()
     assert outcomes == ["sent", "failed"]  # the browser sent the first; nothing was read
     assert not model.requests  # and the bot ran nothing
+
+
+@pytest.mark.timeout(300)
+def test_a_patient_asks_a_receptionist_approves_from_the_queue_and_the_patient_sees_it(
+    model: ScriptedServer, browser: Any, tmp_path: Path
+) -> None:
+    sessions = sessions_or_skip()
+    from playwright.sync_api import expect
+
+    from agentkit.serve import StoredKeys
+    from agentkit.testing import Reply
+
+    model.queue(
+        Reply.tool_calls(("refund", {"order_id": 1042})),
+        Reply.text(
+            "Refund of **1042** is done: see https://example.com/r/1042 and `R-1042`.\n\n"
+            "- not [a link](javascript:alert(1))\n- nor <b>html</b>"
+        ),
+    )
+    store = sessions.SQLiteStore(str(tmp_path / "desk.db"))
+    keys = sessions.KeyTable(store)
+    patient, receptionist = keys.add("dana", ["patient"]).key, keys.add("rita", ["staff"]).key
+    app = create_app(
+        {"desk": make_desk(model, store=store)}, auth=StoredKeys(store), reviewers={"staff"}
+    )
+    with uvicorn_serving(app) as url:
+        requested: list[str] = []
+        pages = []
+        for key in (patient, receptionist):
+            page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(url + "/")
+            page.locator("#keybox.shown").wait_for(timeout=60_000)  # a 401 asks for the key
+            page.fill("#key", key)
+            page.click("#savekey")
+            expect(page.locator("#agent")).to_have_value("desk", timeout=60_000)
+            pages.append(page)
+        dana, rita = pages
+        assert dana.locator("#queue.shown").count() == 0  # a patient has no queue
+        dana.fill("#input", "Refund order 1042, please.")
+        dana.press("#input", "Enter")
+        waiting = dana.locator(".pending")
+        waiting.wait_for(timeout=120_000)
+        assert "Waiting for a reviewer" in waiting.inner_text()
+        assert waiting.get_by_role("button").count() == 0  # the patient cannot decide
+
+        item = rita.locator("#queue .item").filter(has_text="dana")
+        item.wait_for(timeout=60_000)
+        assert 'refund({"order_id": 1042})' in item.inner_text()
+        OUTPUT.mkdir(exist_ok=True)
+        rita.screenshot(path=str(OUTPUT / "serve-page-queue.png"), full_page=True)
+        item.get_by_role("button", name="Approve").click()
+        item.filter(has_text="Approved.").wait_for(timeout=120_000)
+
+        answer = dana.locator(".msg.assistant .text").filter(has_text="Refund of 1042 is done")
+        answer.wait_for(timeout=120_000)
+        assert answer.locator("strong").inner_text() == "1042"
+        assert answer.locator("code").inner_text() == "R-1042"
+        assert answer.locator("a").get_attribute("href") == "https://example.com/r/1042"
+        assert answer.locator("li").count() == 2 and answer.locator("b").count() == 0
+        assert "[a link](javascript:alert(1))" in answer.inner_text()  # left as text
+        dana.screenshot(path=str(OUTPUT / "serve-page-answered.png"), full_page=True)
+        rita.locator("#queue .who").filter(has_text="Nothing is waiting.").wait_for(timeout=60_000)
+    assert model.requests[-1].messages[-1]["content"] == "order 1042: refunded"
+    assert requested and all(u.startswith(url + "/") for u in requested), requested
+    store.close()
+
+
+def test_the_favicon_is_served(desk: Any) -> None:
+    import httpx
+
+    with uvicorn_serving(create_app({"desk": desk})) as url:
+        for path in ("/favicon.svg", "/favicon.ico"):
+            icon = httpx.get(url + path)
+            assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+            assert icon.text.startswith("<svg")
