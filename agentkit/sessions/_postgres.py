@@ -11,7 +11,7 @@ import re
 import select
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from .._errors import ConfigurationError
@@ -198,20 +198,38 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Cursor]:
-        with self._connection() as connection:
-            try:
-                transaction = connection.transaction()
-                transaction.__enter__()  # BEGIN: nothing is done if the connection is gone
-            except self._psycopg.OperationalError as error:
-                if connection.broken:
-                    raise self._dropped(error) from error
-                raise
+        with ExitStack() as stack:
+            connection, transaction = self._begin(stack)
             with _entered(transaction):
                 cursor = connection.cursor()
                 if not write:
                     # One snapshot for the session row and its messages.
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 yield cursor
+
+    def _begin(self, stack: ExitStack) -> tuple[Any, Any]:
+        """A connection (its release left on ``stack``) with a transaction begun.
+
+        BEGIN is a transaction's first statement: when it fails on a connection the server
+        dropped (a restart), nothing was done, so it is sent once more on a new connection.
+        Every user of ``_transaction`` gets this, the side tables of other modules too.
+        """
+        for attempt in (0, 1):
+            with ExitStack() as attempt_stack:
+                connection = attempt_stack.enter_context(self._connection())
+                try:
+                    transaction = connection.transaction()
+                    transaction.__enter__()
+                except self._psycopg.OperationalError as error:
+                    if not connection.broken:
+                        raise
+                    dropped = self._dropped(error)
+                    if attempt:
+                        raise dropped from error
+                    continue  # the broken connection is closed as attempt_stack ends
+                stack.push(attempt_stack.pop_all())
+                return connection, transaction
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
     def _statement(self) -> Iterator[Cursor]:

@@ -123,3 +123,21 @@ def test_a_server_that_is_down_is_a_typed_error(
         private_postgres.start()
     store.append(claim, [user("back")])
     assert store.load("down").messages[-1]["content"] == "back"
+
+
+def test_tables_beside_the_sessions_survive_a_restart_too(
+    store: Any, private_postgres: PrivatePostgres
+) -> None:
+    from agentkit.sessions._tables import SideTables
+
+    notes = SideTables(
+        store, ["CREATE TABLE IF NOT EXISTS {p}notes (id TEXT PRIMARY KEY)"], "the test's notes"
+    )
+    notes.write("INSERT INTO {p}notes (id) VALUES (?)", ("before",))
+    _fill_pool(store)
+    private_postgres.restart()
+    with _Unchecked(store):  # the BEGIN that finds the connection dropped is sent again
+        assert notes.rows("SELECT id FROM {p}notes") == [("before",)]
+        _fill_pool(store)
+        private_postgres.restart()
+        assert notes.write("INSERT INTO {p}notes (id) VALUES (?)", ("after",)) == 1
