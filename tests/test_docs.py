@@ -31,7 +31,7 @@ DOCS = REPO / "docs"
 # The pages this suite keeps honest (other pages are checked by their owners' tests).
 GUIDES = [
     *("getting-started.md", "tools.md", "agent-loop.md", "providers.md", "testing.md", "cli.md"),
-    *("sessions.md", "observability.md"),  # product-ring pages (mcp.md, serve.md: below)
+    *("sessions.md", "observability.md", "serve.md", "mcp.md"),  # the product ring's pages
 ]
 PAGES = [REPO / "README.md", *(DOCS / name for name in GUIDES)]
 
@@ -119,19 +119,68 @@ def docs_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
 
 
 def run_page(page: Path) -> dict[str, Any]:
-    """Run the page's blocks in order in one namespace; return the namespace."""
+    """Run the page's blocks in order in one namespace; return the namespace.
+
+    What a reader starts in another terminal first, the test starts here, each on a port
+    bound for it (``_STARTED_FIRST``): serve.md's ``agentkit serve bot.py:desk`` and the CRM
+    that mcp.md's client connects to.
+    """
     module = ModuleType(f"docs_{page.stem.replace('-', '_')}")
     sys.modules[module.__name__] = module  # dataclasses and pydantic look their module up
     try:
-        for line, code, runs in code_blocks(page):
-            if not runs:
-                continue
-            compiled = compile(code, f"{page.name}:{line}", "exec")
-            with contextlib.redirect_stdout(io.StringIO()):
-                exec(compiled, module.__dict__)
+        with contextlib.ExitStack() as servers:
+            for line, code, runs in code_blocks(page):
+                if not runs:
+                    continue
+                for address, serving in _STARTED_FIRST.items():
+                    if address in code:
+                        url = servers.enter_context(serving(module.__dict__))
+                        code = code.replace(address, url)
+                compiled = compile(code, f"{page.name}:{line}", "exec")
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exec(compiled, module.__dict__)
     finally:
         del sys.modules[module.__name__]
     return module.__dict__
+
+
+@contextlib.contextmanager
+def _served_desk(namespace: dict[str, Any]) -> Iterator[str]:
+    """``agentkit serve bot.py:desk`` of the page's ``desk`` (the same app, on uvicorn)."""
+    from serve.conftest import uvicorn_serving
+
+    from agentkit.serve import create_app
+
+    with uvicorn_serving(create_app({"desk": namespace["desk"]})) as url:
+        yield url
+
+
+@tool
+def find_contact(name: str) -> str:
+    """Find a customer's contact record."""
+    return f"{name}: London office"
+
+
+@tool
+def delete_contact(name: str) -> str:
+    """Delete a customer's contact record."""
+    return f"{name}: deleted"
+
+
+@contextlib.contextmanager
+def _crm(namespace: dict[str, Any]) -> Iterator[str]:
+    """The CRM's MCP server mcp.md connects to, with the token the page reads."""
+    from _mcp_support import uvicorn_serving
+
+    from agentkit.mcp import asgi_app
+
+    app = asgi_app([find_contact, delete_contact], token=_TOKENS["CRM_TOKEN"])
+    with uvicorn_serving(app) as url:
+        yield url
+
+
+_STARTED_FIRST = {"http://127.0.0.1:8000": _served_desk, "http://127.0.0.1:8931": _crm}
+_TOKENS = {"CRM_TOKEN": "crm-token-for-the-docs-0123", "MCP_TOKEN": "mcp-token-for-the-docs-0123"}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -139,6 +188,8 @@ def test_the_code_blocks_run(
     page: Path, docs_server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the files a page writes (sessions.md's desk.db) go there
+    for variable, value in _TOKENS.items():  # the secrets pages read from the environment
+        monkeypatch.setenv(variable, value)
     run_page(page)
     if page.name in ("README.md", "getting-started.md", "agent-loop.md"):
         # their bots talk to DashScope by default: here, to the stand-in
