@@ -136,7 +136,7 @@ if not TYPE_CHECKING:
                 from ._errors import RENAMED, renamed
 
                 if name in RENAMED:  # an old name: warns at each use, so never cached
-                    return renamed(name, "agentkit")
+                    return renamed(__name__, name, __getattr__(RENAMED[name]))
                 raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
             from importlib import import_module
 

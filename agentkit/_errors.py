@@ -414,17 +414,17 @@ RENAMED = {
 the same class, with a ``DeprecationWarning`` that names the new one."""
 
 
-def renamed(old: str, owner: str) -> type[AgentKitError]:
-    """The class an old exception name stands for, warning the caller (two frames up: the
-    code that looked the old name up in ``owner``) to use its new name."""
-    new = RENAMED[old]
+def renamed(owner: str, old: str, new: type[AgentKitError]) -> type[AgentKitError]:
+    """``new``, the class the old name ``old`` stands for, after warning the code that looked
+    ``old`` up in module ``owner`` (two frames up: through a module ``__getattr__``) to use
+    the new name. Every renamed exception goes through here, the ring's too."""
     warnings.warn(
-        f"{owner}.{old} is renamed {new}; import {new} instead (the old name will be removed)",
+        f"{owner}.{old} is renamed {new.__name__}; import {new.__name__} instead (the old "
+        "name will be removed)",
         DeprecationWarning,
         stacklevel=3,
     )
-    found: type[AgentKitError] = globals()[new]
-    return found
+    return new
 
 
 # Hidden from type checkers, so that only the names above are valid to them.
@@ -432,5 +432,5 @@ if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> Any:
         if name in RENAMED:
-            return renamed(name, "agentkit._errors")
+            return renamed(__name__, name, globals()[RENAMED[name]])
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

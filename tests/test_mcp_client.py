@@ -278,10 +278,10 @@ def test_a_server_that_exits_mid_call_is_restarted_once_per_run(server: Scripted
         result = agent.run("go")
         first, crash, second, _, refused = tool_messages(result.messages)
         assert first != second and first.isdigit() and second.isdigit()
-        assert crash.startswith("tool fake_crash failed: MCPServerExited:")
+        assert crash.startswith("tool fake_crash failed: MCPServerExitedError:")
         assert "closed the connection while calling crash" in crash
         assert "boom: the fake server crashes on purpose" in crash  # its stderr, quoted
-        assert refused.startswith("tool fake_whoami failed: MCPServerExited:")
+        assert refused.startswith("tool fake_whoami failed: MCPServerExitedError:")
         assert "already restarted once in this run" in refused
         # the next run may restart it again
         server.queue(Reply.tool_calls(("fake_whoami", {})), Reply.text("ok"))
@@ -506,7 +506,7 @@ def test_a_server_killed_between_runs_starts_afresh_with_its_restart_unused(
         )
         second, crash, third = tool_messages(agent.run("go").messages)
     assert len({first, second, third}) == 3 and second.isdigit() and third.isdigit()
-    assert "MCPServerExited" in crash
+    assert "MCPServerExitedError" in crash
 
 
 def test_lines_that_are_not_json_rpc_cost_a_log_line_not_the_call(

@@ -144,3 +144,18 @@ def test_a_limit_is_refused_with_the_same_message_by_the_record_and_the_loop(
         LoopSettings("m", **{option: value})
     assert str(by_record.value) == str(by_loop.value)
     assert str(by_record.value).startswith(option)
+
+
+def test_the_mcp_error_that_lacked_the_suffix_is_renamed_the_same_way() -> None:
+    pytest.importorskip("mcp")
+    mcp = importlib.import_module("agentkit.mcp")
+    errors = importlib.import_module("agentkit.mcp._errors")
+    new = mcp.MCPServerExitedError
+    assert issubclass(new, mcp.MCPConnectionError)
+    for module, owner in ((mcp, "agentkit.mcp"), (errors, "agentkit.mcp._errors")):
+        with pytest.warns(
+            DeprecationWarning, match=f"{owner}.MCPServerExited is renamed MCPServerExitedError"
+        ) as caught:
+            assert module.MCPServerExited is new
+        assert caught[0].filename == __file__
+        assert "MCPServerExited" not in module.__all__

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._errors import renamed
 from ._client import MCPHttp, MCPStdio
 from ._errors import (
+    RENAMED,
     MCPConnectionError,
     MCPError,
     MCPProtocolError,
-    MCPServerExited,
+    MCPServerExitedError,
     MCPTimeoutError,
     MCPToolError,
 )
@@ -40,7 +42,7 @@ __all__ = [
     "MCPError",
     "MCPHttp",
     "MCPProtocolError",
-    "MCPServerExited",
+    "MCPServerExitedError",
     "MCPStdio",
     "MCPTimeoutError",
     "MCPTool",
@@ -60,4 +62,6 @@ def __getattr__(name: str) -> Any:
         from . import _server
 
         return getattr(_server, name)
+    if name in RENAMED:  # an old name: warns at each use
+        return renamed(__name__, name, globals()[RENAMED[name]])
     raise AttributeError(f"module 'agentkit.mcp' has no attribute {name!r}")

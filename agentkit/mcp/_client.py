@@ -8,7 +8,7 @@ owned by one task from connect to close, so sync and async runs share it safely.
 
 Faults become typed errors: a server that cannot start or never answers the handshake
 (:class:`MCPConnectionError`, :class:`MCPTimeoutError`), one that exits
-(:class:`MCPServerExited`), one that answers garbage (:class:`MCPProtocolError`). Raised
+(:class:`MCPServerExitedError`), one that answers garbage (:class:`MCPProtocolError`). Raised
 while a run starts (connect, list), they end the run before the model is called; raised by a
 call, they are fed back to the model as that call's failure. A server that exited is started
 again once per run; the next exit is reported.
@@ -35,7 +35,7 @@ from ._errors import (
     MCPConnectionError,
     MCPError,
     MCPProtocolError,
-    MCPServerExited,
+    MCPServerExitedError,
     MCPTimeoutError,
     MCPToolError,
     missing_sdk,
@@ -275,7 +275,7 @@ class _MCPSource(ToolSource):
             await connection.close()
             self._connection = None
             if self._restarts_left <= 0:
-                raise MCPServerExited(
+                raise MCPServerExitedError(
                     f"{self.label} stopped ({why}) and was already restarted once in this run",
                     server=self.label,
                 )
@@ -430,7 +430,7 @@ class _MCPSource(ToolSource):
             connection.broken = True
             tail = connection.stderr_tail()
             said = f"; its last output: {tail}" if tail else ""
-            return MCPServerExited(
+            return MCPServerExitedError(
                 f"{label} closed the connection while {doing}{said}", server=label
             )
         if isinstance(exc, SDKError):
@@ -611,10 +611,10 @@ class _Connection:
         )
 
     def live(self) -> Client:
-        """The SDK client; raises ``MCPServerExited`` when the connection is gone."""
+        """The SDK client; raises ``MCPServerExitedError`` when the connection is gone."""
         client = self.client
         if client is None:
-            raise MCPServerExited(
+            raise MCPServerExitedError(
                 f"{self.source.label} is not connected ({self.ending()})", server=self.source.label
             )
         return client

@@ -7,13 +7,15 @@ these as the error, so the model can answer without the tool or try again.
 
 from __future__ import annotations
 
-from .._errors import AgentKitError
+from typing import TYPE_CHECKING, Any
+
+from .._errors import AgentKitError, renamed
 
 __all__ = [
     "MCPConnectionError",
     "MCPError",
     "MCPProtocolError",
-    "MCPServerExited",
+    "MCPServerExitedError",
     "MCPTimeoutError",
     "MCPToolError",
 ]
@@ -37,7 +39,7 @@ class MCPTimeoutError(MCPConnectionError):
     """The server did not answer in time: initialize, the tool list, or a call."""
 
 
-class MCPServerExited(MCPConnectionError):
+class MCPServerExitedError(MCPConnectionError):
     """The server process exited or the connection closed (before or during a call)."""
 
 
@@ -52,3 +54,15 @@ class MCPToolError(MCPError):
 def missing_sdk() -> ImportError:
     """The error for a missing ``mcp`` package, naming the extra to install."""
     return ImportError(f"agentkit.mcp needs the MCP SDK: {_INSTALL_HINT}")
+
+
+RENAMED = {"MCPServerExited": "MCPServerExitedError"}
+"""Old names that still resolve, with a ``DeprecationWarning`` (see ``agentkit._errors``)."""
+
+# Hidden from type checkers, so that only the names above are valid to them.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name in RENAMED:
+            return renamed(__name__, name, globals()[RENAMED[name]])
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
