@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import WAIT, assert_resendable, wait_until_async
+from _helpers import WAIT, assert_resendable, wait_until, wait_until_async
 
 from agentkit import (
     Agent,
@@ -505,7 +505,4 @@ def test_each_event_loop_gets_one_pool_closed_with_the_loop(server: ScriptedServ
         asyncio.run(three_runs())
     agent.close()
     assert server.connections_opened == 2  # one per event loop, reused by its runs
-    deadline = time.monotonic() + 3
-    while server.open_connections and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.open_connections == 0
+    wait_until(lambda: server.open_connections == 0)

@@ -256,7 +256,7 @@ def test_ctrl_c_before_any_text_is_not_glued_to_the_echoed_c(
     term.expect(f"qwen-plus on 127.0.0.1:{server.port}")  # the header names the server
     term.expect("> ")
     term.type("first question\n")
-    time.sleep(0.5)  # waiting for the model, nothing written yet
+    server.wait_for_requests(1)  # the CLI waits for the model: nothing written yet
     term.type("\x03")  # Ctrl-C typed: the terminal echoes ^C and sends SIGINT
     term.expect("(stopped; that question is left out of the history)")
     stopped = term.seen.index("(stopped;")
