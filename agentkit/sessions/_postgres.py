@@ -16,7 +16,7 @@ from typing import Any
 
 from .._errors import ConfigurationError
 from .._store import SessionError
-from ._sql import ConnectionDropped, Cursor, SQLStore
+from ._sql import NOT_UTF8, ConnectionDropped, Cursor, SQLStore
 
 __all__ = ["PostgresStore"]
 
@@ -118,6 +118,8 @@ class PostgresStore(SQLStore):
                 connection.close()
                 connection = None
             raise SessionError(self._explain(error)) from error
+        except UnicodeEncodeError as error:  # psycopg encodes the parameters before sending
+            raise SessionError(NOT_UTF8) from error
         finally:
             if connection is not None:
                 if connection.closed or connection.broken or self._closed:

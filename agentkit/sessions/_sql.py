@@ -82,6 +82,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+NOT_UTF8 = (
+    "the text to store holds a lone surrogate (bytes that were not UTF-8, decoded with "
+    "surrogateescape), which no database column can hold: nothing was written. Replace it "
+    "first, e.g. text.encode('utf-8', 'replace').decode()"
+)
+
+
 class ConnectionDropped(SessionError):
     """A pooled connection turned out dead before its first statement did anything (a
     database server restart): the operation is retried once on a new connection."""

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .._store import SessionError
-from ._sql import Cursor, SQLStore
+from ._sql import NOT_UTF8, Cursor, SQLStore
 
 __all__ = ["SQLiteStore"]
 
@@ -133,6 +133,8 @@ class SQLiteStore(SQLStore):
                 yield cursor
         except sqlite3.Error as error:
             raise SessionError(_explain(error, str(self.path))) from error
+        except UnicodeEncodeError as error:
+            raise SessionError(NOT_UTF8) from error
 
     @contextmanager
     def _transaction_on(self, *, write: bool, durable: bool) -> Iterator[Cursor]:

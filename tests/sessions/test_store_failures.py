@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,22 @@ def test_tables_dropped_under_a_store_are_a_session_error(store: Any, spec: Stor
     assert "agentkit_messages" in str(caught.value) or "gone" in str(caught.value)
     with pytest.raises(SessionError):
         store.load("s")
+
+
+def test_text_a_database_cannot_hold_is_a_session_error(store: Any) -> None:
+    claim = store.claim("s")
+    store.append(claim, [user("hello")])
+    writes: list[Callable[[], object]] = [
+        lambda: store.append(claim, [user("report-\udcff.txt")]),
+        lambda: store.append(claim, [], pending={"calls": [], "note": "\ud800"}),
+        lambda: store.write_ahead(claim, "1:c1", "pay\ud800", "{}", "d"),
+    ]
+    for write in writes:
+        with pytest.raises(SessionError, match="lone surrogate") as caught:
+            write()
+        assert caught.value.session_id == "s"
+    store.append(claim, [user("still fine")])  # nothing half-written, the claim holds
+    assert [m["content"] for m in store.load("s").messages] == ["hello", "still fine"]
 
 
 # -- the file under a SQLite store --------------------------------------------------------
