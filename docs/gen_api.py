@@ -94,6 +94,7 @@ MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
             "RayBackend",
             "BatchBackend",
             "Polling",
+            "RateLimit",
             "EvalError",
             "SuiteError",
             "SuiteStopped",

@@ -63,6 +63,10 @@ def add_eval_parser(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="SECONDS",
         help="batch: the first wait between status checks, growing to 60 s (2)",
     )
+    ev.add_argument(
+        "--rpm", type=float, metavar="N", help="local, ray: at most N model requests a minute"
+    )
+    ev.add_argument("--tpm", type=float, metavar="N", help="local, ray: at most N tokens a minute")
     ev.add_argument("--ray-address", metavar="ADDRESS", help="ray: a cluster (default: local)")
     ev.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
     # what the shared error hints read; a suite's agents name their own servers
@@ -159,6 +163,16 @@ def _load_suite(target: str) -> Suite:
 
 
 def _backend(args: argparse.Namespace) -> Any:
+    limit = None
+    if args.rpm is not None or args.tpm is not None:
+        from ..evals import RateLimit
+
+        if args.backend == "batch":
+            raise UsageError("--rpm and --tpm are for the local and ray backends")
+        try:
+            limit = RateLimit(args.rpm, args.tpm)
+        except ValueError as exc:
+            raise UsageError(f"--rpm/--tpm: {exc}") from None
     if args.backend == "batch":
         from ..evals import BatchBackend, Polling
 
@@ -168,8 +182,10 @@ def _backend(args: argparse.Namespace) -> Any:
     if args.backend == "ray":
         from ..evals import RayBackend
 
-        return RayBackend(address=args.ray_address, concurrency=args.concurrency)
-    return "local"
+        return RayBackend(address=args.ray_address, concurrency=args.concurrency, rate_limit=limit)
+    from ..evals import LocalBackend
+
+    return LocalBackend(args.concurrency, limit)
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -36,6 +36,7 @@ from ._checks import (
 )
 from ._conversation import Attempt
 from ._errors import BatchError, EvalError, SuiteError, SuiteStopped
+from ._limit import RateLimit
 from ._report import Change, Report, ScenarioReport, pass_hat
 from ._scenario import Scenario, SimulatedUser
 from ._suite import Backend, Suite
@@ -58,6 +59,7 @@ __all__ = [
     "EvalError",
     "LocalBackend",
     "Polling",
+    "RateLimit",
     "RayBackend",
     "Report",
     "Scenario",

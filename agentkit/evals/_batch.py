@@ -32,7 +32,7 @@ import httpx
 from ._batchapi import BatchClient, Polling
 from ._conversation import Attempt
 from ._errors import BatchError, SuiteError
-from ._local import gather_attempts
+from ._local import gather_attempts, refuse_unroutable
 
 if TYPE_CHECKING:
     from ._suite import Job, Progress, Suite
@@ -83,16 +83,7 @@ class BatchBackend:
 
     def check(self, suite: Suite) -> None:
         """Refuse a suite whose agent factories cannot hand their requests to the batch."""
-        for factory in suite.factories():
-            from ._conversation import takes_http_client
-
-            if not takes_http_client(factory):
-                name = getattr(factory, "__name__", repr(factory))
-                raise SuiteError(
-                    f"the batch backend needs every agent factory to take http_client= and "
-                    f"build its Agent with client=AsyncChatClient(..., http_client="
-                    f"http_client); {name} does not"
-                )
+        refuse_unroutable(suite, "the batch backend")
 
     async def run(self, suite: Suite, jobs: Sequence[Job], progress: Progress) -> list[Attempt]:
         """Run every job, round by round, through batches; resume from the state file."""

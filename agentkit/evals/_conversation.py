@@ -127,11 +127,13 @@ async def converse(
     user: Callable[..., Any] | None = None,
     judge: Callable[..., Any] | None = None,
     http_client: httpx.AsyncClient | None = None,
+    close: bool = True,
 ) -> Attempt:
     """Run try number ``attempt`` of ``scenario`` and check it.
 
     A run that fails (a limit, a refusal, a bad answer) is a failed attempt carrying the
     error and the transcript so far; a used-up quota is raised, since it stops the suite.
+    The bot is closed afterwards unless ``close`` is false (a factory that shares one).
     """
     started = time.perf_counter()
     tally = _Tally()
@@ -157,7 +159,8 @@ async def converse(
         error = f"{type(exc).__name__}: {exc}"
         messages = list(exc.messages or messages)
     finally:
-        await bot.aclose()
+        if close:
+            await bot.aclose()
     conversation = Conversation(messages=messages, output=output, deps=deps, error=error)
     results = []
     for number, check in enumerate(scenario.checks):

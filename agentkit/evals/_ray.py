@@ -13,9 +13,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from .._errors import QuotaExceededError
 from ._conversation import Attempt, converse
 from ._errors import SuiteError, SuiteStopped
+from ._limit import Buckets, LimitedTransport, RateLimit
+from ._local import refuse_unroutable
 
 if TYPE_CHECKING:
     from ._scenario import Scenario
@@ -33,6 +37,8 @@ class RayBackend:
         concurrency: conversations in flight at once.
         num_cpus: CPUs of a local cluster this backend starts (default: all).
         max_retries: how often Ray runs a conversation again whose worker died.
+        rate_limit: requests and tokens per minute over all workers (one Ray actor keeps
+            the count); needs agent factories that take ``http_client=``.
     """
 
     name = "ray"
@@ -45,15 +51,20 @@ class RayBackend:
         concurrency: int = 8,
         num_cpus: int | None = None,
         max_retries: int = 3,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.address = address
         self.concurrency = concurrency
         self.num_cpus = num_cpus
         self.max_retries = max_retries
+        self.rate_limit = rate_limit
 
     def check(self, suite: Suite) -> None:
-        """Refuse at once when Ray is not installed."""
+        """Refuse at once when Ray is not installed, or a rate limit the suite's agent
+        factories cannot apply."""
         _ray()
+        if self.rate_limit is not None:
+            refuse_unroutable(suite, "a rate limit")
 
     async def run(self, suite: Suite, jobs: Sequence[Job], progress: Progress) -> list[Attempt]:
         """Run every job as a Ray task; a used-up quota cancels the rest."""
@@ -68,7 +79,11 @@ class RayBackend:
             )
         _pickle_by_value(suite)
         task = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(_conversation)
-        parts = ray.put((suite.scenarios, suite.agent, suite.user, suite.judge))
+        limit = self.rate_limit
+        ledger = None
+        if limit is not None:  # one actor holds the buckets for every worker
+            ledger = ray.remote(num_cpus=0)(_LedgerActor).remote(limit)
+        parts = ray.put((suite.scenarios, suite.agent, suite.user, suite.judge, limit, ledger))
         gate = asyncio.Semaphore(self.concurrency)
         refs: list[Any] = []
 
@@ -112,16 +127,61 @@ class RayBackend:
 def _conversation(parts: tuple[Any, ...], scenario: int, attempt: int) -> Attempt:
     """One conversation in a Ray worker, on an event loop of its own."""
     scenarios: Sequence[Scenario] = parts[0]
-    return asyncio.run(
-        converse(
-            scenarios[scenario],
-            scenario,
-            attempt,
-            agent=parts[1],
-            user=parts[2],
-            judge=parts[3],
-        )
-    )
+    limit: RateLimit | None = parts[4]
+
+    async def run() -> Attempt:
+        http_client = None
+        if limit is not None:
+            transport = LimitedTransport(_RayLedger(parts[5]), limit.sleep)
+            http_client = httpx.AsyncClient(transport=transport)
+        try:
+            return await converse(
+                scenarios[scenario],
+                scenario,
+                attempt,
+                agent=parts[1],
+                user=parts[2],
+                judge=parts[3],
+                http_client=http_client,
+            )
+        finally:
+            if http_client is not None:
+                await http_client.aclose()
+
+    return asyncio.run(run())
+
+
+class _LedgerActor:
+    """The rate limit's buckets, in one Ray actor that every worker asks."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        self._buckets = Buckets(limit)
+
+    def reserve(self, tokens: int) -> float:
+        return self._buckets.reserve(tokens)
+
+    def settle(self, estimated: int, actual: int) -> None:
+        self._buckets.settle(estimated, actual)
+
+    def pause(self, seconds: float) -> None:
+        self._buckets.pause(seconds)
+
+
+class _RayLedger:
+    """A worker's view of the actor."""
+
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    async def reserve(self, tokens: int) -> float:
+        wait: float = await self._actor.reserve.remote(tokens)
+        return wait
+
+    async def settle(self, estimated: int, actual: int) -> None:
+        await self._actor.settle.remote(estimated, actual)
+
+    async def pause(self, seconds: float) -> None:
+        await self._actor.pause.remote(seconds)
 
 
 def _ray() -> ModuleType:

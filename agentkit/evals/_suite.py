@@ -17,6 +17,7 @@ from ._scenario import Scenario
 
 if TYPE_CHECKING:
     from .._pricing import ModelPrice
+    from ._limit import RateLimit
 
 __all__ = ["Backend", "Job", "Progress", "Suite"]
 
@@ -68,6 +69,7 @@ class Suite:
     judge: Callable[..., Any] | None = None
     prices: ModelPrice | Mapping[str, ModelPrice] | None = None
     _model: str = field(default="", init=False, repr=False)
+    shared_agent: bool = field(default=False, init=False, repr=False)
 
     def check(self) -> None:
         """Refuse a suite that cannot run, before any request: no agent factory, a factory
@@ -89,13 +91,19 @@ class Suite:
                 raise SuiteError(f"two scenarios are named {scenario.name!r}")
         try:
             bot, _ = build_agent(self.agent, None)
+            again, _ = build_agent(self.agent, None)
         except SuiteError:
             raise
         except Exception as exc:
             raise SuiteError(f"the agent factory failed: {type(exc).__name__}: {exc}") from exc
         self._model = bot.model
+        # a factory handing out one shared agent: conversations must not close it
+        self.shared_agent = again is bot
+        if not self.shared_agent:
+            again.close()
         tools = {tool.name for tool in bot.tools}
-        bot.close()
+        if not self.shared_agent:
+            bot.close()
         for scenario in scenarios:
             for check in scenario.checks:
                 if isinstance(check, ToolCheck) and check.tool not in tools:
@@ -137,15 +145,22 @@ class Suite:
         *,
         backend: str | Backend = "local",
         progress: Progress | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> Report:
         """Run every scenario ``k`` times, ``concurrency`` conversations at once, on
         ``backend`` (``"local"``, ``"ray"``, ``"batch"``, or a backend object such as
         ``BatchBackend(state="nightly.json")``); returns the :class:`Report`.
+        ``rate_limit`` (a :class:`RateLimit`) bounds the requests and tokens per minute
+        of the local and Ray backends named by a string.
 
         Raises ``SuiteError`` before any request for a suite that cannot run, and
         ``SuiteStopped`` at once when the provider's quota is used up.
         """
-        return asyncio.run(self.run_async(k, concurrency, backend=backend, progress=progress))
+        return asyncio.run(
+            self.run_async(
+                k, concurrency, backend=backend, progress=progress, rate_limit=rate_limit
+            )
+        )
 
     async def run_async(
         self,
@@ -154,6 +169,7 @@ class Suite:
         *,
         backend: str | Backend = "local",
         progress: Progress | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> Report:
         """The asynchronous :meth:`run`."""
         if not isinstance(k, int) or k < 1:
@@ -161,7 +177,7 @@ class Suite:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise SuiteError("concurrency must be a positive integer")
         self.check()
-        chosen = resolve_backend(backend, concurrency)
+        chosen = resolve_backend(backend, concurrency, rate_limit)
         chosen.check(self)
         jobs = [Job(s, a) for s in range(len(self.scenarios)) for a in range(k)]
         started = time.perf_counter()
@@ -188,18 +204,24 @@ def _quiet(finished: int, total: int, attempt: Attempt) -> None:
     return None
 
 
-def resolve_backend(backend: str | Backend, concurrency: int) -> Backend:
+def resolve_backend(
+    backend: str | Backend, concurrency: int, rate_limit: RateLimit | None = None
+) -> Backend:
     """A backend object from its name (with default options) or as given."""
     if not isinstance(backend, str):
+        if rate_limit is not None:
+            raise SuiteError("give the rate limit to the backend object itself")
         return backend
     if backend == "local":
         from ._local import LocalBackend
 
-        return LocalBackend(concurrency)
+        return LocalBackend(concurrency, rate_limit)
     if backend == "ray":
         from ._ray import RayBackend
 
-        return RayBackend(concurrency=concurrency)
+        return RayBackend(concurrency=concurrency, rate_limit=rate_limit)
+    if rate_limit is not None:
+        raise SuiteError("the batch backend takes no rate limit: the Batch API queues for you")
     if backend == "batch":
         from ._batch import BatchBackend
 

@@ -23,7 +23,7 @@ from agentkit.evals import (
     output_schema,
 )
 from agentkit.sessions import SQLiteStore
-from agentkit.testing import Reply, ScriptedServer
+from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 from .conftest import load
 
@@ -196,3 +196,19 @@ def test_a_used_up_quota_stops_the_suite_at_once(server: ScriptedServer) -> None
         suite.run(k=4, concurrency=1)
     assert caught.value.finished == 0
     assert server.request_count == 1  # never retried, and nothing after it
+
+
+def test_a_factory_that_shares_one_agent_is_not_closed_under_its_runs(
+    server: ScriptedServer,
+) -> None:
+    def model(request: RecordedRequest) -> Reply:
+        # the first conversation ends while the others still wait for their answers
+        return Reply.text("Hello.").with_(delay=0 if request.number == 1 else 0.5)
+
+    server.respond_with(model)
+    shared = Agent("qwen-plus", base_url=server.base_url)
+    suite = Suite(agent=lambda: shared, scenarios=[Scenario("hi", turns=["Hi"])])
+    report = suite.run(k=6, concurrency=6)
+    assert report.pass_hat(6) == 1.0
+    assert suite.run(k=2).pass_hat(2) == 1.0  # still usable afterwards
+    shared.close()

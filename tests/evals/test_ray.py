@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agentkit import Agent, tool
-from agentkit.evals import RayBackend, Scenario, Suite, output_matches
+from agentkit.evals import RateLimit, RayBackend, Scenario, Suite, output_matches
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 from .conftest import load
@@ -107,3 +107,23 @@ def test_a_worker_killed_mid_conversation_is_retried_and_counted_once(
     opened = [r for r in server.requests if r.messages[-1]["role"] == "user"]
     assert len(opened) == 4  # the killed conversation started again
     assert all(str(killed[0]) not in a.output for a in scenario.attempts)
+
+
+def _plain_bot(base_url: str, http_client: Any = None) -> Agent[str]:
+    from agentkit import AsyncChatClient
+
+    return Agent("qwen-plus", client=AsyncChatClient(base_url=base_url, http_client=http_client))
+
+
+def test_the_rate_limit_holds_across_all_workers(on_desk: ScriptedServer) -> None:
+    with ScriptedServer(handler=lambda request: Reply.text("Hello.")) as server:
+        suite = Suite(
+            agent=functools.partial(_plain_bot, server.base_url),
+            scenarios=[Scenario("hi", turns=["Hi"])],
+        )
+        limit = RateLimit(requests_per_minute=120)  # two a second, a burst of two
+        report = suite.run(k=6, backend=RayBackend(num_cpus=2, concurrency=6, rate_limit=limit))
+        arrived = sorted(r.received_at for r in server.requests)
+    assert report.pass_hat(6) == 1.0
+    # six requests from up to two workers at two a second: the last at least 2 s after the first
+    assert arrived[-1] - arrived[0] >= 2.0 - 0.05
