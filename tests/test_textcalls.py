@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -233,9 +232,8 @@ def _held_sizes(pieces: list[str]) -> int:
     ],
 )
 def test_many_small_pieces_take_linear_work(pieces: list[str]) -> None:
-    started = time.perf_counter()
+    # The work is counted, not timed: quadratic, 80,000 pieces joined 3.2e9 characters.
     text, scanner = _feed_all(pieces)
-    assert time.perf_counter() - started < 5  # ~0.05 s; quadratic, 80,000 pieces took 16 s
     expected = extract_text_tool_calls(ChatMessage(content="".join(pieces)))
     assert text == (expected.content or "")
     assert len(scanner.calls) == len(expected.tool_calls or [])
