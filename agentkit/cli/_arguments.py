@@ -332,6 +332,20 @@ def _add_serve(commands: argparse._SubParsersAction[Any]) -> None:
         help="a name clients may address besides the loopback ones, e.g. the public name "
         "behind a proxy (repeatable); other names are refused with 421",
     )
+    serve.add_argument(
+        "--max-connections",
+        type=_at_least(1),
+        default=500,
+        metavar="N",
+        help="open connections per worker; past it the longest idle one is closed (500)",
+    )
+    serve.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a client may take to send a request's headers (10)",
+    )
     serve.add_argument("--title", metavar="TEXT", help="the chat page's title")
     who = serve.add_argument_group("identities (docs/serve.md)")
     who.add_argument(

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ._errors import EXIT_OK, UsageError
 from ._loading import load_agent
+
+if TYPE_CHECKING:
+    from ..serve._connections import ConnectionLimits
 
 __all__ = ["serve_command"]
 
@@ -62,6 +65,7 @@ def serve_command(args: argparse.Namespace, err: TextIO) -> int:
         workers=args.workers,
         api_keys=keys,
         allowed_hosts=args.allowed_host or (),
+        connections=_connection_limits(args.head_timeout, args.max_connections),
         title=args.title or names[0],
         log_level="debug" if args.debug else "warning",
         options=options,
@@ -166,3 +170,14 @@ def _check_port(host: str, port: int) -> None:
             raise UsageError(
                 f"{host}:{port} {reason}", hint=f"choose another port, e.g. --port {port + 1}"
             ) from None
+
+
+def _connection_limits(head_timeout: float, max_connections: int) -> ConnectionLimits:
+    from ..serve._connections import ConnectionLimits
+
+    try:
+        return ConnectionLimits(head_timeout, max_connections)
+    except ValueError as exc:
+        raise UsageError(
+            f"--head-timeout: {exc}", hint="give a number of seconds, e.g. 10"
+        ) from None

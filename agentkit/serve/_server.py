@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from ._connections import ConnectionLimits
+
 __all__ = ["API_KEY_VARIABLE", "app_from_environment", "run"]
 
 API_KEY_VARIABLE = "AGENTKIT_SERVE_API_KEY"
@@ -63,6 +65,7 @@ def run(
     api_keys: Sequence[str],
     title: str,
     allowed_hosts: Sequence[str] = (),
+    connections: ConnectionLimits | None = None,
     log_level: str = "info",
     options: Mapping[str, Any] | None = None,
 ) -> None:
@@ -70,6 +73,17 @@ def run(
     identity options (``auth``, ``reviewers``, ``deps``...) each worker applies."""
     import uvicorn
 
+    from ._connections import (
+        HEAD_TIMEOUT_VARIABLE,
+        MAX_CONNECTIONS_VARIABLE,
+        ConnectionLimits,
+        GuardedH11,
+    )
+
+    # each worker's protocol reads its limits from the environment it inherits
+    limits = connections or ConnectionLimits()
+    os.environ[HEAD_TIMEOUT_VARIABLE] = str(limits.head_timeout)
+    os.environ[MAX_CONNECTIONS_VARIABLE] = str(limits.max_connections)
     os.environ[_TARGETS_VARIABLE] = "\n".join(targets)
     os.environ[_TITLE_VARIABLE] = title
     os.environ[_HOSTS_VARIABLE] = ",".join(allowed_hosts)
@@ -80,6 +94,7 @@ def run(
     uvicorn.run(
         "agentkit.serve._server:app_from_environment",
         factory=True,
+        http=GuardedH11,
         host=host,
         port=port,
         workers=workers,

@@ -53,15 +53,23 @@ def sessions_or_skip() -> Any:
 
 
 @contextlib.contextmanager
-def uvicorn_serving(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields its URL."""
+def uvicorn_serving(app: Any, connections: Any = None) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread, with the
+    protocol ``agentkit serve`` uses (``connections``: its ``ConnectionLimits``); yields
+    its URL."""
     import uvicorn
+
+    from agentkit.serve._connections import GuardedH11
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        app, http=GuardedH11, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+    )
+    if connections is not None:
+        config.agentkit_connections = connections  # type: ignore[attr-defined]
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()

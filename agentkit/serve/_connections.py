@@ -1,0 +1,135 @@
+"""Connections that cannot be held open for free: a deadline on each request's head, and a
+cap on open connections that makes room by closing idle ones.
+
+uvicorn answers a request only once its head (request line and headers) is whole, and it
+waits for that head forever: a client that sends half a request, or nothing, holds a
+socket and a file descriptor without a key. About a thousand such connections lock every
+keyed client out. This is uvicorn's own h11 protocol with two rules added:
+
+- a connection that is not answering a request must send a whole request head within
+  ``head_timeout`` seconds (counted from its opening, or from its last answer), or it is
+  closed;
+- when more than ``max_connections`` are open, the connection idle the longest (one with
+  no request in flight) is closed to make room; if every one is busy, the newcomer is.
+
+A body that trickles after a whole head is the app's to bound (``Limits.body_timeout``).
+``agentkit serve`` uses this protocol; in your own uvicorn, pass ``http=`` this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = ["HEAD_TIMEOUT_VARIABLE", "MAX_CONNECTIONS_VARIABLE", "ConnectionLimits", "GuardedH11"]
+
+HEAD_TIMEOUT_VARIABLE = "AGENTKIT_SERVE_HEAD_TIMEOUT"
+MAX_CONNECTIONS_VARIABLE = "AGENTKIT_SERVE_MAX_CONNECTIONS"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How long a request head may take, and how many connections one process keeps.
+
+    Attributes:
+        head_timeout: seconds a connection may take to send a whole request head.
+        max_connections: open connections per process; well below the usual limit of
+            1,024 file descriptors, which the store and the model client share.
+    """
+
+    head_timeout: float = 10.0
+    max_connections: int = 500
+
+    def __post_init__(self) -> None:
+        if not self.head_timeout > 0:
+            raise ValueError("head_timeout must be positive")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+
+
+@functools.cache
+def _from_environment() -> ConnectionLimits:
+    default = ConnectionLimits()
+    timeout = os.environ.get(HEAD_TIMEOUT_VARIABLE)
+    cap = os.environ.get(MAX_CONNECTIONS_VARIABLE)
+    return ConnectionLimits(
+        float(timeout) if timeout else default.head_timeout,
+        int(cap) if cap else default.max_connections,
+    )
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol with a request-head deadline and a connection cap.
+
+    The limits are the config's ``agentkit_connections`` attribute when set, else those in
+    the environment (``AGENTKIT_SERVE_HEAD_TIMEOUT``, ``AGENTKIT_SERVE_MAX_CONNECTIONS``),
+    else :class:`ConnectionLimits`' defaults.
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: Any,
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        limits = getattr(config, "agentkit_connections", None) or _from_environment()
+        self._head_timeout = limits.head_timeout
+        self._cap = limits.max_connections
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+        if len(self.connections) > self._cap:
+            self._make_room()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self._idle():
+            self._await_head()  # the next request's head has its own deadline
+
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _await_head(self) -> None:
+        self._stop_timer()
+        self._idle_since = time.monotonic()
+        self._head_timer = self.loop.call_later(self._head_timeout, self._head_late)
+
+    def _stop_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self._idle() and not self.transport.is_closing():
+            self.transport.close()
+
+    def _make_room(self) -> None:
+        idle = [
+            other
+            for other in self.connections
+            if other is not self
+            and isinstance(other, GuardedH11)
+            and other._idle()
+            and not other.transport.is_closing()
+        ]
+        if idle:
+            oldest = min(idle, key=lambda other: other._idle_since)
+            oldest.transport.close()
+        else:  # every connection is answering a request: the newcomer waits its turn
+            self.transport.close()

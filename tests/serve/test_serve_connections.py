@@ -1,0 +1,118 @@
+"""Slowloris: half-sent requests are timed out and idle connections cannot lock keyed
+clients out (raw sockets against the app on uvicorn with agentkit's protocol)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from agentkit.serve import Limits, create_app
+from agentkit.serve._connections import ConnectionLimits
+from agentkit.testing import ScriptedServer, echo
+
+from .conftest import make_desk, uvicorn_serving
+
+KEY = "served-key-0123456789"
+BODY = json.dumps({"model": "desk", "messages": [{"role": "user", "content": "hi"}]}).encode()
+GUARD = 30.0  # a socket timeout that only a hang reaches; it bounds nothing that passes
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def closed_by_server(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a hang fails)."""
+    sock.settimeout(GUARD)
+    received = b""
+    while True:
+        try:
+            piece = sock.recv(65536)
+        except TimeoutError:
+            pytest.fail(f"the server kept the connection open; it sent {received[:200]!r}")
+        except ConnectionResetError:
+            return received
+        if not piece:
+            return received
+        received += piece
+
+
+@pytest.fixture
+def guarded(model: ScriptedServer) -> Iterator[str]:
+    model.respond_with(echo())
+    app = create_app({"desk": make_desk(model)}, limits=Limits(body_timeout=0.5))
+    with uvicorn_serving(app, ConnectionLimits(head_timeout=0.5, max_connections=20)) as url:
+        yield url
+
+
+def test_half_a_request_head_is_closed_at_the_head_timeout(guarded: str) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(guarded))) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
+        assert closed_by_server(sock) == b""
+
+
+def test_a_connection_that_sends_nothing_is_closed(guarded: str) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(guarded))) as sock:
+        assert closed_by_server(sock) == b""
+
+
+def test_a_kept_alive_connection_gets_a_new_deadline_for_its_next_head(guarded: str) -> None:
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(BODY)
+    )
+    with socket.create_connection(("127.0.0.1", port_of(guarded))) as sock:
+        sock.sendall(head + BODY + b"GET /v1/mod")  # a whole request, then half of another
+        received = closed_by_server(sock)
+    assert received.startswith(b"HTTP/1.1 200")
+    assert received.count(b"HTTP/1.1") == 1
+
+
+def test_a_trickled_body_is_a_408(model: ScriptedServer, guarded: str) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(guarded))) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY[:10]
+        )
+        received = closed_by_server(sock)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+    assert not model.requests
+
+
+def test_idle_connections_make_room_for_a_keyed_client(model: ScriptedServer) -> None:
+    model.respond_with(echo())
+    app = create_app({"desk": make_desk(model)}, api_keys=[KEY])
+    # a long head timeout: only the cap can free the room here
+    limits = ConnectionLimits(head_timeout=600, max_connections=20)
+    with uvicorn_serving(app, limits) as url:
+        idle = [socket.create_connection(("127.0.0.1", port_of(url))) for _ in range(60)]
+        try:
+            for index, sock in enumerate(idle):
+                if index % 2:  # half of them send half a request, the others nothing
+                    sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            answer = httpx.post(
+                url + "/v1/chat/completions",
+                content=BODY,
+                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+                timeout=GUARD,
+            )
+            assert answer.status_code == 200
+            assert answer.json()["choices"][0]["message"]["content"] == "hi"
+            # the oldest idle connections were closed to make room: at most 19 still open
+            closed = 0
+            for sock in idle[:41]:
+                sock.settimeout(GUARD)
+                try:
+                    closed += sock.recv(1) == b""
+                except ConnectionResetError:
+                    closed += 1
+            assert closed == 41
+        finally:
+            for sock in idle:
+                sock.close()
