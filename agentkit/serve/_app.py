@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._result import PendingCall
@@ -114,12 +114,10 @@ def create_app(
     access = Access(source, served, deps, frozenset(reviewers))
     bounds = limits or Limits()
     hosts = [host for host in allowed_hosts if host]
-    # The model service's key never reaches here: the client masks it in every error it
-    # builds; what is redacted below is anything else shaped like a key.
-    secrets: list[str] = []
+    scrubbers = [agent.scrub for agent in served.values()]
 
     def failure(exc: BaseException) -> Response:
-        error = _logged(from_exception(exc, secrets), exc, secrets)
+        error = _logged(_scrubbed(from_exception(exc), scrubbers), exc)
         return fmt.json_response(error.body(), error.status, error.headers)
 
     def agent_named(name: str) -> Agent[Any]:
@@ -178,7 +176,7 @@ def create_app(
         request: Request, spec: RunSpec, model: str, streamed: bool, include_usage: bool
     ) -> Response:
         if streamed:
-            return EventStream(_sse(spec, model, include_usage, bounds, secrets))  # type: ignore[return-value]
+            return EventStream(_sse(spec, model, include_usage, bounds, scrubbers))  # type: ignore[return-value]
         try:
             ended, activity = await until_disconnect(
                 request.receive, execute(spec, bounds.run_timeout)
@@ -416,7 +414,7 @@ async def _sse(
     model: str,
     include_usage: bool,
     bounds: Limits,
-    secrets: list[str],
+    scrubbers: Sequence[Callable[[str], str]],
 ) -> AsyncGenerator[bytes, None]:
     answer = fmt.Answer(model)
     yield fmt.data(answer.chunk({"role": "assistant", "content": ""}))
@@ -441,7 +439,7 @@ async def _sse(
                 else:
                     ended = item
     except Exception as exc:
-        error = _logged(from_exception(exc, secrets), exc, secrets)
+        error = _logged(_scrubbed(from_exception(exc), scrubbers), exc)
         yield fmt.data(error.body())  # no [DONE]: the answer is not whole
         return
     if ended is None:  # pragma: no cover - a run always ends with RunFinished
@@ -458,9 +456,16 @@ async def _sse(
     yield fmt.done()
 
 
-def _logged(error: ServeError, exc: BaseException, secrets: list[str]) -> ServeError:
+def _scrubbed(error: ServeError, scrubbers: Sequence[Callable[[str], str]]) -> ServeError:
+    # Each served agent masks its own model key in every form it could take.
+    for scrub in scrubbers:
+        error.message = scrub(error.message)
+    return error
+
+
+def _logged(error: ServeError, exc: BaseException) -> ServeError:
     if error.code == "internal_error":
-        log.error("request failed: %s", redact(repr(exc), secrets))
+        log.error("request failed: %s", redact(repr(exc)))
     return error
 
 

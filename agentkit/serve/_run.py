@@ -162,7 +162,10 @@ async def stream(spec: RunSpec) -> AsyncGenerator[str | dict[str, Any] | Ended, 
     from .._events import RunFinished, TextDelta, ToolCallStarted, ToolResult
 
     if spec.decisions is not None:
-        events = _resumed(spec)
+        decisions = dict(spec.decisions)
+        events = spec.agent.resume_stream_async(
+            spec.session or "", decisions, **_identity_kwargs(spec)
+        )
     else:
         events = spec.agent.stream_async(spec.prompt, **_session_kwargs(spec))
     async with contextlib.aclosing(events) as running:
@@ -186,29 +189,3 @@ async def stream(spec: RunSpec) -> AsyncGenerator[str | dict[str, Any] | Ended, 
                 }
             elif isinstance(event, RunFinished):
                 yield ending_of(event.result)
-
-
-async def _resumed(spec: RunSpec) -> AsyncGenerator[Any, None]:
-    # Resuming streams only when the agent offers it; otherwise the rest arrives whole.
-    from .._events import RunFinished, TextDelta
-
-    streamer = getattr(spec.agent, "resume_stream_async", None)
-    if streamer is not None:
-        resumed = streamer(spec.session, dict(spec.decisions or {}), **_identity_kwargs(spec))
-        async with contextlib.aclosing(resumed) as it:
-            async for event in it:
-                yield event
-        return
-    result = await spec.agent.resume_async(
-        spec.session or "", dict(spec.decisions or {}), **_identity_kwargs(spec)
-    )
-    from .._events import ToolCallStarted, ToolResult
-
-    for item in activity_of(result.messages[_known_length(spec, result) :]):
-        if item["type"] == "tool_call":
-            yield ToolCallStarted(item["id"], item["name"], item["arguments"] or "")
-        else:
-            yield ToolResult(item["id"], item["name"], item["output"] or "", None, 0.0)
-    if isinstance(result.output, str) and result.output:
-        yield TextDelta(result.output)
-    yield RunFinished(result)
