@@ -57,6 +57,7 @@ class BatchClient:
         self, base_url: str, api_key: str | None, polling: Polling, timeout: float = 60.0
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._key = api_key
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout
         )
@@ -70,28 +71,51 @@ class BatchClient:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise BatchError(f"the Batch API at {self._http.base_url} failed: {exc!r}") from None
+            raise BatchError(
+                self._masked(f"the Batch API at {self._http.base_url} failed: {exc!r}")
+            ) from None
         if response.status_code >= 400:
             raise BatchError(
-                f"the Batch API answered {method} /{path} with {response.status_code}: "
-                f"{response.text[:500]}"
+                self._masked(
+                    f"the Batch API answered {method} /{path} with {response.status_code}: "
+                    f"{response.text[:500]}"
+                )
             )
         return response
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = await self._call(method, path, **kwargs)
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise BatchError(
+                self._masked(
+                    f"the Batch API answered {method} /{path} with something that is not a "
+                    f"JSON object: {response.text[:200]!r}"
+                )
+            )
+        return data
+
+    def _masked(self, text: str) -> str:
+        """Never a key in an error, even one a server echoed."""
+        return text.replace(self._key, "***") if self._key else text
 
     async def upload(self, lines: list[dict[str, Any]], name: str) -> str:
         """Upload ``lines`` as a JSONL file for a batch; returns the file id."""
         content = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-        response = await self._call(
+        made = await self._json(
             "POST",
             "files",
             files={"file": (name, content.encode(), "application/jsonl")},
             data={"purpose": "batch"},
         )
-        return str(response.json()["id"])
+        return _id(made, "file")
 
     async def create(self, file_id: str, endpoint: str, metadata: dict[str, str]) -> str:
         """Create a batch of the uploaded file; returns the batch id."""
-        response = await self._call(
+        made = await self._json(
             "POST",
             "batches",
             json={
@@ -101,7 +125,7 @@ class BatchClient:
                 "metadata": metadata,
             },
         )
-        return str(response.json()["id"])
+        return _id(made, "batch")
 
     async def wait(self, batch_id: str) -> dict[str, Any]:
         """Poll the batch with backoff until it ends; returns its last state."""
@@ -109,7 +133,7 @@ class BatchClient:
         started = polling.clock()
         delay = polling.delays()
         while True:
-            batch: dict[str, Any] = (await self._call("GET", f"batches/{batch_id}")).json()
+            batch = await self._json("GET", f"batches/{batch_id}")
             if batch.get("status") in TERMINAL:
                 return batch
             if polling.clock() - started > polling.timeout:
@@ -125,4 +149,22 @@ class BatchClient:
         if not file_id:
             return []
         response = await self._call("GET", f"files/{file_id}/content")
-        return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+        lines = []
+        for line in response.text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise BatchError(f"file {file_id} has a line that is not a JSON object")
+            lines.append(parsed)
+        return lines
+
+
+def _id(made: dict[str, Any], kind: str) -> str:
+    found = made.get("id")
+    if not isinstance(found, str) or not found:
+        raise BatchError(f"the Batch API made a {kind} but gave no id for it")
+    return found

@@ -247,6 +247,15 @@ class Report:
             raise ValueError(f"cannot read the report {str(path)!r}: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{str(path)!r} is not an agentkit eval report (JSON)")
+        try:
+            return cls._from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(
+                f"{str(path)!r} is a damaged agentkit eval report: {type(exc).__name__}: {exc}"
+            ) from None
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Report:
         return cls(
             k=int(data["k"]),
             scenarios=[

@@ -8,10 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +22,7 @@ import pytest
 from agentkit import Agent, AsyncChatClient
 from agentkit.evals import (
     BatchBackend,
+    BatchError,
     Polling,
     Report,
     Scenario,
@@ -245,3 +249,45 @@ def _wait_until(server: ScriptedServer, done: Callable[[], bool]) -> None:
     while not done():
         server.wait_for_requests(seen + 1, timeout=120)
         seen = server.request_count
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """A Batch API that echoes the caller's key in a 401, or answers HTML."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path.endswith("/files") and "echo" in self.server.mode:  # type: ignore[attr-defined]
+            body = f"bad key {self.headers.get('authorization')}".encode()
+            self.send_response(401)
+        else:
+            body = b"<html>a proxy's login page</html>"
+            self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize("mode", ["echo", "html"])
+def test_a_hostile_batch_api_is_a_batch_error_without_the_key(
+    server: ScriptedServer, tmp_path: Path, mode: str
+) -> None:
+    hostile = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    hostile.mode = mode  # type: ignore[attr-defined]
+    thread = threading.Thread(target=hostile.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{hostile.server_address[1]}/v1"
+        suite = Suite(agent=_bot(server.base_url), scenarios=[Scenario("hi", turns=["Hi"])])
+        backend = BatchBackend(url, "sk-secret-key-123", state=tmp_path / "s.json")
+        with pytest.raises(BatchError) as caught:
+            suite.run(backend=backend)
+    finally:
+        hostile.shutdown()
+        hostile.server_close()
+    said = str(caught.value)
+    assert "sk-secret-key-123" not in said
+    assert ("***" in said) if mode == "echo" else ("not a JSON object" in said)
+    assert server.request_count == 0  # the bot's own server was never asked

@@ -93,3 +93,10 @@ def test_latency_quantiles_and_tokens() -> None:
     assert report.latency(0.5) == pytest.approx(0.5)
     assert report.latency(0.95) == pytest.approx(1.0)
     assert report.tokens == 150
+
+
+def test_a_damaged_report_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.json"
+    path.write_text('{"format": "agentkit.evals/1", "k": 2, "scenarios": [{"name": "x"}]}')
+    with pytest.raises(ValueError, match="damaged agentkit eval report: KeyError"):
+        Report.load_json(path)
