@@ -47,6 +47,7 @@ def create_app(
     limits: Limits | None = None,
     page: bool = True,
     title: str = "agentkit",
+    access_log: bool = False,
     allowed_hosts: Iterable[str] = (),
     conversation_from_user: bool = False,
 ) -> Starlette:
@@ -79,6 +80,8 @@ def create_app(
         limits: bounds on body size, message count, answer length and run time.
         page: serve the chat page at ``/``.
         title: the page's title.
+        access_log: log one line per request through ``uvicorn.access``, naming the
+            principal (``agentkit serve`` does, in place of uvicorn's own access log).
         allowed_hosts: names besides the loopback ones that requests may address in
             ``Host`` (the public name behind a proxy). Without API keys (or with names
             given), any other ``Host`` is refused with 421: the guard against DNS rebinding.
@@ -317,8 +320,13 @@ def create_app(
         routes.append(Route("/favicon.ico", favicon, methods=["GET"]))
     keyless = auth is None and not keys
     guard = Middleware(Guard, check_host=keyless or bool(hosts), allowed_hosts=hosts)
+    middleware = [guard]
+    if access_log:
+        from ._accesslog import AccessLog
+
+        middleware.insert(0, Middleware(AccessLog))  # outermost: it sees every refusal too
     return Starlette(
-        routes=routes, middleware=[guard], exception_handlers={HTTPException: not_found}
+        routes=routes, middleware=middleware, exception_handlers={HTTPException: not_found}
     )
 
 

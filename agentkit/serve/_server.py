@@ -7,7 +7,9 @@ agents again from the targets (``bot.py:desk``) passed to it in the environment.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,25 @@ def keys_from(given: Sequence[str]) -> list[str]:
     return [key.strip() for key in text.split(",") if key.strip()]
 
 
+def _access_log() -> None:
+    """The app's access log (one line per request with the principal, never a key or a
+    token) on stdout, where uvicorn's own would be, at INFO whatever ``--debug`` says.
+    uvicorn's own lines (which cannot name the principal) are filtered out."""
+    from uvicorn.logging import AccessFormatter
+
+    from ._accesslog import only_ours
+
+    access = logging.getLogger("uvicorn.access")
+    if not access.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.addFilter(only_ours)
+        handler.setFormatter(
+            AccessFormatter('%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s')
+        )
+        access.addHandler(handler)
+    access.setLevel(logging.INFO)
+
+
 def app_from_environment() -> Starlette:
     """The app of one worker process (uvicorn calls this factory in each)."""
     from ..cli._loading import load_agent
@@ -44,6 +65,7 @@ def app_from_environment() -> Starlette:
     for target in os.environ[_TARGETS_VARIABLE].split("\n"):
         name, agent = load_agent(target)
         agents[name] = agent
+    _access_log()
     options = json.loads(os.environ.get(_OPTIONS_VARIABLE) or "{}")
     identity = app_options(options, agents)
     hosts = [name for name in os.environ.get(_HOSTS_VARIABLE, "").split(",") if name]
@@ -52,6 +74,7 @@ def app_from_environment() -> Starlette:
         api_keys=() if "auth" in identity else keys_from(()),
         allowed_hosts=hosts,
         title=os.environ.get(_TITLE_VARIABLE, "agentkit"),
+        access_log=True,
         **identity,
     )
 
@@ -104,4 +127,6 @@ def run(
         # must not replace it with what X-Forwarded-For claims.
         proxy_headers=not behind_proxy,
         timeout_graceful_shutdown=5,
+        # the app logs each request itself, with the principal (see _accesslog)
+        access_log=False,
     )

@@ -609,3 +609,45 @@ def test_tools_that_need_deps_without_a_factory_are_refused_when_the_app_is_made
     with pytest.raises(ValueError, match=r"whoami.*deps=factory"):
         create_app({"desk": make_desk(model, store)})
     store.close()
+
+
+def test_the_access_log_names_the_principal_and_never_the_key(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    import logging
+
+    class Kept(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    store = sessions.SQLiteStore(tmp_path / "log.db")
+    key = sessions.KeyTable(store).add("dana", ["patient"]).key
+    app = create_app(
+        {"desk": make_desk(model, store)}, auth=StoredKeys(store), deps=clinic_for, access_log=True
+    )
+    model.respond_with(echo())
+    access = logging.getLogger("uvicorn.access")
+    kept = Kept()
+    with uvicorn_serving(app) as url:
+        level = access.level  # uvicorn set it when it started; agentkit serve sets INFO
+        access.setLevel(logging.INFO)
+        access.addHandler(kept)
+        try:
+            assert ask(url, "hi", "log-1", bearer(key)).status_code == 200
+            assert httpx.get(url + "/v1/me", headers=bearer("ak_wrong-key")).status_code == 401
+            for _ in range(50):  # a request's line is written as its handler ends
+                if any("GET /v1/me" in line and " - - " in line for line in kept.lines):
+                    break
+                httpx.get(url + "/healthz")
+        finally:
+            access.removeHandler(kept)
+            access.setLevel(level)
+    lines = kept.lines
+    assert any(" dana - " in line and "POST /v1/chat/completions" in line for line in lines)
+    assert any(" - - " in line and "GET /v1/me" in line and line.endswith(" 401") for line in lines)
+    assert all(key not in line and "ak_wrong" not in line for line in lines)
+    store.close()
