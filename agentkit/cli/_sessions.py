@@ -171,6 +171,7 @@ def _pending(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -
                 "call_id": call.get("id"),
                 "name": call.get("name"),
                 "arguments": call.get("arguments"),
+                "arguments_digest": call.get("digest"),  # as GET /v1/approvals shows it
                 "waiting_since": info.updated_at,
             }
             for info, call in waiting

@@ -76,6 +76,7 @@ def test_pending_lists_the_waiting_calls_of_the_agents_store(
     code, out, err = _cli("sessions", "pending", "--agent", bot, "--json")
     [row] = json.loads(out)
     assert row["session"] == "c1" and row["call_id"] == "call_7" and row["waiting_since"] > 0
+    assert row["arguments_digest"] == argument_digest("refund", '{"order_id": 7}')
 
 
 def test_approve_runs_the_call_and_prints_the_answer(bot: str, server: ScriptedServer) -> None:
