@@ -121,7 +121,8 @@ class SessionJournal:
             return
         new = self._new(loop)
         self._held = False
-        self._keys.clear()
+        self._keys.clear()  # a late result now has no record to update
+        self._running.clear()  # the round is whole: none of its calls is open
         self.store.append(self.claim, new, close_round=True)
 
     def started(self, calls: Sequence[PlannedCall]) -> None:
@@ -223,7 +224,8 @@ class SessionJournal:
             return
         new = self._new(loop)
         self._held = False
-        self._keys.clear()
+        self._keys.clear()  # a late result now has no record to update
+        self._running.clear()  # the round is whole: none of its calls is open
         await self.store.append_async(self.claim, new, close_round=True)
 
     async def before_call_async(self, call: PlannedCall) -> None:

@@ -102,6 +102,12 @@ def _run_timeout(desk: Agent[str], payments: Payments) -> None:
         desk.run("Pay 7", session="s", deps=payments, limits=_limits())
 
 
+def _run_timeout_stream(desk: Agent[str], payments: Payments) -> None:
+    with pytest.raises(RunTimeoutError):
+        for _ in desk.stream("Pay 7", session="s", deps=payments, limits=_limits()):
+            pass
+
+
 def _run_timeout_async(desk: Agent[str], payments: Payments) -> None:
     with pytest.raises(RunTimeoutError):
         asyncio.run(desk.run_async("Pay 7", session="s", deps=payments, limits=_limits()))
@@ -122,6 +128,7 @@ STOPS = {
     "cancelled_task": _cancel_run_async,
     "closed_stream": _close_stream_async,
     "run_timeout": _run_timeout,
+    "run_timeout_stream": _run_timeout_stream,
     "run_timeout_async": _run_timeout_async,
 }
 
@@ -344,3 +351,41 @@ def test_a_cancel_while_an_ungated_call_runs_beside_a_gated_one(
     told = {m["name"]: m["content"] for m in sent(server.requests[-1]) if m["role"] == "tool"}
     assert told["pay"] == IN_DOUBT and "refund" in told and "unknown" not in told["refund"]
     assert_resendable(sent(server.requests[-1]))
+
+
+def test_a_call_id_reused_in_a_later_round_is_not_taken_for_a_running_call(
+    store: Any, server: ScriptedServer, payments: Payments
+) -> None:
+    # Some servers name every call "call_1". pay times out in round 1 (still running);
+    # round 2's lookup, also "call_1", is what runs when the run times out.
+    @tool(name="pay", side_effects=True, timeout=0.1)
+    def quick_pay(ctx: RunContext[Payments], order_id: int) -> str:
+        """Pay the supplier of an order."""
+        return ctx.deps.pay(ctx.idempotency_key)
+
+    slow = threading.Event()
+
+    @tool
+    def lookup(order_id: int) -> str:
+        """Look an order up."""
+        slow.wait(30)
+        return "found"
+
+    server.queue(
+        Reply.tool_calls(("pay", {"order_id": 7}, "call_1")),
+        Reply.tool_calls(("lookup", {"order_id": 7}, "call_1")),
+    )
+    with Agent(
+        "desk-model",
+        [quick_pay, lookup],
+        "You pay suppliers.",
+        base_url=server.base_url,
+        api_key="sk-test",
+        store=store,
+    ) as agent:
+        with pytest.raises(RunTimeoutError):
+            agent.run("Pay 7", session="s", deps=payments, limits=_limits())
+        slow.set()
+    stored = store.load("s").messages
+    assert [m["role"] for m in stored] == ["user", "assistant", "tool", "assistant", "tool"]
+    assert store.load("s").calls == ()  # round 2 closed: nothing of it is open
