@@ -321,6 +321,25 @@ def test_a_chatty_servers_stderr_is_kept_as_a_bounded_tail(server: ScriptedServe
     assert "zzz" in crash.split("its last output:")[1]  # and it ends where the server did
 
 
+def test_a_stderr_tail_on_a_loop_without_add_reader_is_read_by_a_thread() -> None:
+    from agentkit.mcp._client import _StderrTail
+
+    class NoReaders(asyncio.SelectorEventLoop):  # as a proactor loop (Windows) refuses
+        def add_reader(self, *args: Any) -> None:  # type: ignore[override]
+            raise NotImplementedError
+
+    loop = NoReaders()
+    try:
+        tail = _StderrTail(loop)
+        tail.writer.write("noise " * 100_000 + "the last words\n")
+        tail.writer.close()  # the server's end: the thread reads to the end of the pipe
+        wait_until(lambda: tail.text().endswith("the last words"))
+        assert len(tail._tail) <= 4 * 600
+        tail.close()
+    finally:
+        loop.close()
+
+
 def test_a_call_past_its_timeout_is_cancelled_and_the_server_stays_usable(
     server: ScriptedServer,
 ) -> None:

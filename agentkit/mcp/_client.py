@@ -764,15 +764,28 @@ class _StderrTail:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         read, write = os.pipe()
-        os.set_blocking(read, False)
         self._loop = loop
         self._read: int | None = read
         self._tail = bytearray()
+        self._lock = threading.Lock()
+        self._pumped = False
         self.writer = cast(TextIO, open(write, "w", encoding="utf-8"))  # noqa: SIM115
-        loop.add_reader(read, self._drain)
+        try:
+            os.set_blocking(read, False)
+            loop.add_reader(read, self._drain)
+        except (NotImplementedError, OSError):  # a proactor loop (Windows): a thread reads
+            os.set_blocking(read, True)
+            self._pumped = True
+            threading.Thread(target=self._pump, name="agentkit-mcp-stderr", daemon=True).start()
+
+    def _keep(self, chunk: bytes) -> None:
+        with self._lock:
+            self._tail += chunk
+            if len(self._tail) > self._KEEP:
+                del self._tail[: -self._KEEP]
 
     def _drain(self) -> None:
-        while self._read is not None:
+        while self._read is not None and not self._pumped:
             try:
                 chunk = os.read(self._read, 65536)
             except BlockingIOError:
@@ -782,12 +795,18 @@ class _StderrTail:
             if not chunk:  # every write end is closed: the server is gone
                 self._stop()
                 return
-            self._tail += chunk
-            if len(self._tail) > self._KEEP:
-                del self._tail[: -self._KEEP]
+            self._keep(chunk)
+
+    def _pump(self) -> None:
+        read = self._read
+        if read is None:
+            return
+        with contextlib.closing(os.fdopen(read, "rb", buffering=0)) as pipe:
+            while chunk := pipe.read(65536):  # until every write end is closed
+                self._keep(chunk)
 
     def _stop(self) -> None:
-        if self._read is not None:
+        if self._read is not None and not self._pumped:
             self._loop.remove_reader(self._read)
             os.close(self._read)
             self._read = None
@@ -795,7 +814,8 @@ class _StderrTail:
     def text(self) -> str:
         """The last characters written (after reading what is waiting), on one line."""
         self._drain()
-        text = self._tail.decode("utf-8", errors="replace")[-_STDERR_TAIL:]
+        with self._lock:
+            text = self._tail.decode("utf-8", errors="replace")[-_STDERR_TAIL:]
         return " ".join(text.split())
 
     def close(self) -> None:
