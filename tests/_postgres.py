@@ -32,6 +32,17 @@ class PrivatePostgres:
                     pytest.fail(f"CI=true and {program} is not on the PATH")
                 pytest.skip(f"{program} is not on the PATH")
         self._as: list[str] = []
+        if (
+            os.geteuid() == 0
+            and subprocess.run(
+                ["id", "-u", "agentkit-pg"], capture_output=True, check=False
+            ).returncode
+            != 0
+        ):
+            reason = "running as root needs the user agentkit-pg (made by .ci/postgres.sh)"
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(reason)
+            pytest.skip(reason)
         self.folder = Path(tempfile.mkdtemp(prefix="agentkit-pg-"))
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             self._as = ["runuser", "-u", "agentkit-pg", "--"]
