@@ -98,7 +98,9 @@ class SQLiteStore(SQLStore):
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(f"PRAGMA synchronous={self._synchronous}")
-        except (sqlite3.Error, OSError) as error:
+        except sqlite3.Error as error:
+            raise SessionError(f"cannot open: {_explain(error, str(self.path))}") from None
+        except OSError as error:
             raise SessionError(
                 f"cannot open the session database {str(self.path)!r}: {error}"
             ) from None
