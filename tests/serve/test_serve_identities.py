@@ -651,3 +651,20 @@ def test_the_access_log_names_the_principal_and_never_the_key(
     assert any(" - - " in line and "GET /v1/me" in line and line.endswith(" 401") for line in lines)
     assert all(key not in line and "ak_wrong" not in line for line in lines)
     store.close()
+
+
+def test_with_shared_keys_deciding_an_unknown_conversation_is_a_404_that_writes_nothing(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "shared.db"
+    store = sessions.SQLiteStore(path)
+    desk = Agent("scripted", [], base_url=model.base_url, api_key=MODEL_KEY, store=store)
+    app = create_app({"desk": desk}, api_keys=["shared-key-0123456789"])
+    with uvicorn_serving(app) as url:
+        response = decide(url, "nobody-here", {"call_1": True}, bearer("shared-key-0123456789"))
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "conversation_not_found"
+    assert error["message"] == "no such conversation"  # no id, no key digest
+    assert session_rows(path) == []
+    store.close()
