@@ -30,6 +30,7 @@ from collections.abc import (
 )
 from typing import Any
 
+from ._blocking import off_loop
 from ._calls import PlannedCall
 from ._client import AsyncChatClient, ChatClient
 from ._events import AgentEvent, RunFinished, StreamDelta
@@ -70,7 +71,8 @@ def drive(
     first: list[PlannedCall] | None = None,
 ) -> Generator[AgentEvent, None, None]:
     """Perform the run's effects on this thread; ``first`` is a resumed round."""
-    steps = run_steps(loop, _plan(runtime, loop, stream, hooks, approve), first)
+    plan = _plan(runtime, loop, stream, hooks, approve)
+    steps = run_steps(loop, plan, first)
     timeout, deadline = _deadline(loop)
     batch: SyncBatch | None = None
     answer: Any = None
@@ -109,6 +111,9 @@ def drive(
         if batch is not None:
             batch.close()
         steps.close()
+        for closing in plan.closing:
+            with contextlib.suppress(Exception):  # the caller left; nobody to tell
+                closing()
 
 
 async def drive_async(
@@ -121,7 +126,8 @@ async def drive_async(
     first: list[PlannedCall] | None = None,
 ) -> AsyncGenerator[AgentEvent, None]:
     """Perform the run's effects on this event loop; ``first`` is a resumed round."""
-    steps = run_steps(loop, _plan(runtime, loop, stream, hooks, approve), first)
+    plan = _plan(runtime, loop, stream, hooks, approve)
+    steps = run_steps(loop, plan, first)
     timeout, deadline = _deadline(loop)
     batch: AsyncBatch | None = None
     answer: Any = None
@@ -138,8 +144,10 @@ async def drive_async(
                 if isinstance(effect, Emit):
                     yield effect.event
                 elif isinstance(effect, Callback):
-                    fn = effect.fn if effect.fn_async is None else effect.fn_async
-                    answer = await _settle(fn(*effect.args))
+                    if effect.blocking:
+                        answer = await off_loop(effect.fn, *effect.args)
+                    else:
+                        answer = await _settle(effect.fn(*effect.args))
                 elif isinstance(effect, StartCalls):
                     if batch is not None:
                         await batch.close()
@@ -167,6 +175,9 @@ async def drive_async(
         if batch is not None:
             await batch.close()
         steps.close()
+        for closing in plan.closing:
+            with contextlib.suppress(Exception):  # the caller left; nobody to tell
+                await off_loop(closing)
 
 
 def consume(

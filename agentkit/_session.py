@@ -66,7 +66,8 @@ SUPERSEDED = "Not run: the user sent a new message instead of deciding on this c
 
 
 class SessionJournal:
-    """Tells a store what a run on one session does, step by step (sync and async)."""
+    """Tells a store what a run on one session does, step by step (blocking calls: the
+    async driver runs each in a thread)."""
 
     def __init__(self, store: Store, claim: Claim, loop: RunLoop, loop_start: int) -> None:
         self.store = store
@@ -214,50 +215,6 @@ class SessionJournal:
 
     def _nothing_new(self, loop: RunLoop) -> bool:
         return len(loop.messages) <= self._prompt_end and self._cursor < self._prompt_end
-
-    # -- async --------------------------------------------------------------------------
-
-    async def step_async(self, loop: RunLoop, *, closed: bool) -> None:
-        """``step`` without blocking the event loop."""
-        if not closed:
-            self._held = True
-            return
-        new = self._new(loop)
-        self._held = False
-        self._keys.clear()  # a late result now has no record to update
-        self._running.clear()  # the round is whole: none of its calls is open
-        await self.store.append_async(self.claim, new, close_round=True)
-
-    async def before_call_async(self, call: PlannedCall) -> None:
-        """``before_call`` without blocking the event loop."""
-        if call.side_effects:
-            held = self._flush(self._loop)
-            if held is not None:
-                await self.store.append_async(self.claim, held)
-            key = self._log_key(call)
-            self._keys[id(call)] = (call, key)
-            await self.store.write_ahead_async(
-                self.claim, key, call.name, call.arguments, _digest(call)
-            )
-
-    async def after_call_async(self, call: PlannedCall, content: str, ended: bool = True) -> None:
-        """``after_call`` without blocking the event loop."""
-        if call.side_effects and ended:
-            self._running.pop(id(call), None)
-            await self.store.record_result_async(self.claim, self._log_key(call), content)
-
-    async def paused_async(self, loop: RunLoop, state: Mapping[str, Any]) -> None:
-        """``paused`` without blocking the event loop."""
-        await self.store.append_async(
-            self.claim, self._new(loop), pending={**state, "round": self._round}
-        )
-
-    async def failed_async(self, loop: RunLoop) -> None:
-        """``failed`` without blocking the event loop."""
-        if self._nothing_new(loop):
-            return
-        new, closed = self._stopped(loop)
-        await self.store.append_async(self.claim, new, close_round=closed)
 
 
 @dataclass

@@ -4,7 +4,8 @@
 messages that close a round a crash or a pause left open (for a new prompt), and the
 reopened round to run first (for ``resume``). :func:`session_events` and
 :func:`session_events_async` hold the session's claim for the run and hand its events on.
-The store is reached through the ``Store`` protocol only.
+The store is reached through the ``Store`` protocol only; in async code each of its calls
+runs in a thread (:mod:`agentkit._blocking`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._blocking import claim_off_loop, off_loop
 from ._calls import PlannedCall
 from ._config import AgentConfig, Instructions, Prompt, new_messages
 from ._context import Principal
@@ -167,9 +169,9 @@ async def session_events_async(
     store = session_store(agent.store, session)
     config, runtime = agent._config, agent._runtime
     found = await runtime.source_tools_async()
-    claim = await store.claim_async(session, wait=config.session_wait)
+    claim = await claim_off_loop(store, session, config.session_wait)
     try:
-        record = await store.load_async(claim)
+        record = await off_loop(store.load, claim)
         plan = SessionPlan(
             config,
             agent.instructions,
@@ -183,7 +185,7 @@ async def session_events_async(
             found,
         )
         if plan.closing:
-            await store.append_async(claim, plan.closing, close_round=True)
+            await off_loop(store.append, claim, plan.closing, close_round=True)
         plan.attach(store, claim)
         events = agent._events_async(plan.loop, stream=stream, first=plan.calls)
         async with contextlib.aclosing(events) as running:
@@ -191,6 +193,6 @@ async def session_events_async(
                 yield plan.finished(event)
     except BaseException:
         with contextlib.suppress(Exception):  # the run's own error is what counts
-            await store.release_async(claim)
+            await off_loop(store.release, claim)
         raise
-    await store.release_async(claim)
+    await off_loop(store.release, claim)

@@ -100,12 +100,13 @@ class CallModel:
 
 @dataclass(frozen=True, slots=True)
 class Callback:
-    """Effect: call user code, ``fn(*args)`` (a hook, the approver, an observer, the
-    session journal); the async driver calls ``fn_async`` instead when there is one."""
+    """Effect: call ``fn(*args)``: user code (a hook, the approver, an observer), or with
+    ``blocking`` the session journal, whose store calls block: the async driver runs those
+    in a thread, so the event loop never waits on the store."""
 
     fn: Callable[..., object]
     args: tuple[Any, ...]
-    fn_async: Callable[..., object] | None = None
+    blocking: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,10 @@ class RunPlan:
     approve: Approver | None = None
     observer: RunObserver | None = None
     remember_refusal: Callable[[], None] | None = None
+    # Blocking calls left for the driver when the caller closed the run early (a closed
+    # generator yields no more effects): the sync driver calls them, the async one runs
+    # them in a thread once the run's generator is closed.
+    closing: list[Callable[[], object]] = field(default_factory=list)
 
 
 _LIMITS: tuple[tuple[type[BaseException], str], ...] = (
@@ -188,7 +193,7 @@ def run_steps(
     except GeneratorExit as exc:  # the caller stopped iterating: no more effects
         loop.interrupt()
         if journal is not None:
-            journal.failed(loop)  # an async generator may not await once closed
+            plan.closing.append(partial(journal.failed, loop))
         if observer is not None:
             observer.run_failed(exc)
         raise
@@ -196,7 +201,7 @@ def run_steps(
         loop.fail(exc)
         if journal is not None:
             with contextlib.suppress(Exception):  # the run's own error is what counts
-                yield Callback(journal.failed, (loop,), journal.failed_async)
+                yield Callback(journal.failed, (loop,), blocking=True)
         if observer is not None:
             for limit_type, name in _LIMITS:
                 if isinstance(exc, limit_type):
@@ -224,11 +229,7 @@ def _model_round(loop: RunLoop, plan: RunPlan) -> Generator[Effect, Any, RunResu
     journal = loop.journal
     if journal is not None:
         closed = not isinstance(step, RunTools)
-        yield Callback(
-            partial(journal.step, closed=closed),
-            (loop,),
-            partial(journal.step_async, closed=closed),
-        )
+        yield Callback(partial(journal.step, closed=closed), (loop,), blocking=True)
     if plan.stream:
         yield Emit(step.round)
     if isinstance(step, RunTools):
@@ -296,7 +297,7 @@ def _tool_round(
         if hooks.before_tool_call is not None:
             yield Callback(hooks.before_tool_call, (call,))
         if journal is not None:  # committed before the call can start
-            yield Callback(journal.before_call, (call,), journal.before_call_async)
+            yield Callback(journal.before_call, (call,), blocking=True)
         if observer is not None:
             yield Callback(observer.tool_call_started, (call,))
             if call.side_effects:
@@ -313,13 +314,11 @@ def _tool_round(
         result = loop.pause(waiting)
         if journal is not None:
             state = result.resume_state or {}
-            yield Callback(journal.paused, (loop, state), journal.paused_async)
+            yield Callback(journal.paused, (loop, state), blocking=True)
         return result
     loop.on_tool_outcomes()
     if journal is not None:
-        yield Callback(
-            partial(journal.step, closed=True), (loop,), partial(journal.step_async, closed=True)
-        )
+        yield Callback(partial(journal.step, closed=True), (loop,), blocking=True)
     return None
 
 
@@ -332,7 +331,7 @@ def _finished(
     journal = loop.journal
     if ran and journal is not None:
         ended = outcome.status != "timeout"  # a call past its timeout may still run on
-        yield Callback(journal.after_call, (call, result.output, ended), journal.after_call_async)
+        yield Callback(journal.after_call, (call, result.output, ended), blocking=True)
     if ran and plan.hooks.after_tool_call is not None:
         yield Callback(plan.hooks.after_tool_call, (call, result))
     if observer is not None:

@@ -180,7 +180,8 @@ class SessionRecord:
 
 @runtime_checkable
 class Store(Protocol):
-    """What an agent needs from a session store (sync methods, and ``*_async`` twins).
+    """What an agent needs from a session store: one blocking surface (async code runs each
+    call in a thread, e.g. ``await asyncio.to_thread(store.load, session_id)``).
 
     Each write is one transaction. ``append`` costs O(new messages): a store never rewrites
     a stored transcript.
@@ -236,53 +237,6 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Close the store's connections."""
-        ...
-
-    async def claim_async(
-        self, session_id: str, *, wait: float = 0.0, metadata: Mapping[str, Any] | None = None
-    ) -> Claim:
-        """``claim`` without blocking the event loop."""
-        ...
-
-    async def release_async(self, claim: Claim) -> None:
-        """``release`` without blocking the event loop."""
-        ...
-
-    async def load_async(self, session: Claim | str) -> SessionRecord:
-        """``load`` without blocking the event loop."""
-        ...
-
-    async def append_async(
-        self,
-        claim: Claim,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        pending: Mapping[str, Any] | None = None,
-        close_round: bool = False,
-    ) -> None:
-        """``append`` without blocking the event loop."""
-        ...
-
-    async def write_ahead_async(
-        self, claim: Claim, key: str, name: str, arguments: str, digest: str
-    ) -> None:
-        """``write_ahead`` without blocking the event loop."""
-        ...
-
-    async def record_result_async(self, claim: Claim, key: str, content: str) -> None:
-        """``record_result`` without blocking the event loop."""
-        ...
-
-    async def list_sessions_async(self, *, limit: int = 100, prefix: str = "") -> list[SessionInfo]:
-        """``list_sessions`` without blocking the event loop."""
-        ...
-
-    async def delete_async(self, session_id: str) -> bool:
-        """``delete`` without blocking the event loop."""
-        ...
-
-    async def aclose(self) -> None:
-        """``close`` without blocking the event loop."""
         ...
 
 

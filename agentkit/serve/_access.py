@@ -91,7 +91,7 @@ class Access:
 
         store = self._owners[agent]._tables.store
         try:
-            await store.load_async(conversation)
+            await asyncio.to_thread(store.load, conversation)
         except SessionNotFoundError:
             return False
         return True
@@ -152,7 +152,7 @@ class Access:
         elif not is_owner:
             raise _not_found()
         store = self._owners[agent]._tables.store
-        record = await store.load_async(conversation)  # SessionNotFoundError: 404
+        record = await asyncio.to_thread(store.load, conversation)  # SessionNotFoundError: 404
         waiting = {
             call.get("id"): call.get("digest")
             for call in ((record.pending or {}).get("calls") or [])

@@ -58,7 +58,7 @@ class PostgresStore(SQLStore):
 
     Any worker can continue any conversation; a session is claimed by one run at a time
     (a row lock decides), and every write is one transaction. Connections come from a small
-    pool; the ``*_async`` methods run in the store's worker threads, off the event loop.
+    pool; async code runs the store's calls in threads (the agent does), off the event loop.
 
     Args:
         dsn: a libpq connection string, e.g. ``"postgresql://user@host/db"``.

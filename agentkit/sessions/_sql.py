@@ -8,7 +8,6 @@ the table prefix, checked against a strict pattern when the store is made.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -17,9 +16,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
-from functools import partial, wraps
+from functools import wraps
 from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from .._store import (
@@ -136,7 +134,8 @@ class SQLStore:
         lease: seconds a claim stays valid without a write; every write renews it. A claim
             whose process died on this machine is taken over at once; one from a machine
             that went away, after the lease.
-        executor_threads: threads that run the blocking calls of the ``*_async`` methods.
+        executor_threads: not used any more (a store has one blocking surface; async code
+            runs its calls in threads of its own); accepted so that older code runs.
     """
 
     schema_version: ClassVar[int] = SCHEMA_VERSION
@@ -150,8 +149,7 @@ class SQLStore:
         if lease <= 0:
             raise ValueError("lease must be positive")
         self._lease = lease
-        self._executor_threads = executor_threads
-        self._executor: ThreadPoolExecutor | None = None
+        del executor_threads  # see the docstring
         self._ready = False
         self._ready_lock = threading.Lock()
         self._prefix = ""
@@ -178,10 +176,7 @@ class SQLStore:
         """Serialise schema creation and upgrades between processes (where needed)."""
 
     def close(self) -> None:
-        """Close the store's connections and its worker threads."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        """Close the store's connections."""
 
     # -- SQL helpers ------------------------------------------------------------------
 
@@ -235,17 +230,6 @@ class SQLStore:
             version += 1
             self._run(cursor, "UPDATE {p}agentkit_schema SET version = ?", (version,))
 
-    def _executor_for_async(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                self._executor_threads, thread_name_prefix="agentkit-store"
-            )
-        return self._executor
-
-    async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor_for_async(), partial(fn, *args, **kwargs))
-
     # -- claims -----------------------------------------------------------------------
 
     def claim(
@@ -260,20 +244,6 @@ class SQLStore:
             if time.monotonic() + pause > deadline:
                 raise _busy(session_id, wait)
             time.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def claim_async(
-        self, session_id: str, *, wait: float = 0.0, metadata: Mapping[str, Any] | None = None
-    ) -> Claim:
-        """``claim`` without blocking the event loop (the wait is an ``asyncio.sleep``)."""
-        deadline = time.monotonic() + wait
-        for pause in _backoff():
-            claim = await self._off_loop(self._try_claim, session_id, metadata)
-            if claim is not None:
-                return claim
-            if time.monotonic() + pause > deadline:
-                raise _busy(session_id, wait)
-            await asyncio.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
     @_names_session
@@ -318,10 +288,6 @@ class SQLStore:
                 " owner_host = NULL, owner_pid = NULL WHERE id = ? AND owner = ?",
                 (claim.session_id, claim.token),
             )
-
-    async def release_async(self, claim: Claim) -> None:
-        """``release`` without blocking the event loop."""
-        await self._off_loop(self.release, claim)
 
     # -- writes -----------------------------------------------------------------------
 
@@ -373,17 +339,6 @@ class SQLStore:
                 )
         claim.length = length
 
-    async def append_async(
-        self,
-        claim: Claim,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        pending: Mapping[str, Any] | None = None,
-        close_round: bool = False,
-    ) -> None:
-        """``append`` without blocking the event loop."""
-        await self._off_loop(self.append, claim, messages, pending=pending, close_round=close_round)
-
     @_names_session
     def write_ahead(self, claim: Claim, key: str, name: str, arguments: str, digest: str) -> None:
         """Record a side-effect call before it runs (see ``agentkit.Store.write_ahead``)."""
@@ -397,12 +352,6 @@ class SQLStore:
                 " DO UPDATE SET state = 'started', result = NULL, started_at = ?",
                 (claim.session_id, key, name, arguments, digest, now, now),
             )
-
-    async def write_ahead_async(
-        self, claim: Claim, key: str, name: str, arguments: str, digest: str
-    ) -> None:
-        """``write_ahead`` without blocking the event loop."""
-        await self._off_loop(self.write_ahead, claim, key, name, arguments, digest)
 
     @_names_session
     def record_result(self, claim: Claim, key: str, content: str) -> None:
@@ -419,10 +368,6 @@ class SQLStore:
                 " WHERE session_id = ? AND key = ?",
                 (content, now, claim.session_id, key),
             )
-
-    async def record_result_async(self, claim: Claim, key: str, content: str) -> None:
-        """``record_result`` without blocking the event loop."""
-        await self._off_loop(self.record_result, claim, key, content)
 
     def _renew(self, cursor: Cursor, claim: Claim, now: float) -> None:
         self._run(
@@ -443,10 +388,6 @@ class SQLStore:
                 self._run(cursor, f"DELETE FROM {{p}}{table} WHERE session_id = ?", (session_id,))
             self._run(cursor, "DELETE FROM {p}agentkit_sessions WHERE id = ?", (session_id,))
             return cursor.rowcount > 0
-
-    async def delete_async(self, session_id: str) -> bool:
-        """``delete`` without blocking the event loop."""
-        return await self._off_loop(self.delete, session_id)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -521,10 +462,6 @@ class SQLStore:
             calls.append(CallRecord(key, name, arguments, digest, call_state, result))
         return SessionRecord(info, messages, state, tuple(calls))
 
-    async def load_async(self, session: Claim | str) -> SessionRecord:
-        """``load`` without blocking the event loop."""
-        return await self._off_loop(self.load, session)
-
     @_retried
     def list_sessions(self, *, limit: int = 100, prefix: str = "") -> list[SessionInfo]:
         """Sessions whose id starts with ``prefix``, most recently updated first."""
@@ -538,14 +475,6 @@ class SQLStore:
                 (len(prefix), prefix, max(0, int(limit))),
             ).fetchall()
         return [_info(*row) for row in rows]
-
-    async def list_sessions_async(self, *, limit: int = 100, prefix: str = "") -> list[SessionInfo]:
-        """``list_sessions`` without blocking the event loop."""
-        return await self._off_loop(self.list_sessions, limit=limit, prefix=prefix)
-
-    async def aclose(self) -> None:
-        """``close`` without blocking the event loop."""
-        await asyncio.to_thread(self.close)
 
     def __enter__(self: T) -> T:
         return self

@@ -36,7 +36,7 @@ class SQLiteStore(SQLStore):
 
     Several processes may share the file: a session is claimed by one run at a time, and
     every write is one transaction. The file uses WAL, so readers never wait for a writer.
-    The ``*_async`` methods run in the store's worker threads, off the event loop.
+    Async code runs its calls in threads (the agent does), off the event loop.
 
     Args:
         path: the database file; created (with its folder) if missing.

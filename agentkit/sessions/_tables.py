@@ -8,6 +8,7 @@ same, and an older agentkit ignores them.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -66,5 +67,5 @@ class SideTables:
             return int(self.store._run(cursor, text, params).rowcount)
 
     async def off_loop(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` in the store's worker threads."""
-        return await self.store._off_loop(fn, *args)
+        """``fn(*args)`` in a worker thread, off the event loop."""
+        return await asyncio.to_thread(fn, *args)

@@ -128,9 +128,10 @@ def concurrent_conversations(make: Callable[[], Any], count: int) -> tuple[float
     store = make()
 
     async def one(n: int) -> None:
-        claim = await store.claim_async(f"conv-{n}", wait=60)
-        record = await store.load_async(claim)
-        await store.append_async(
+        claim = await asyncio.to_thread(store.claim, f"conv-{n}", wait=60)
+        record = await asyncio.to_thread(store.load, claim)
+        await asyncio.to_thread(
+            store.append,
             claim,
             [
                 *record.messages[:0],
@@ -138,7 +139,7 @@ def concurrent_conversations(make: Callable[[], Any], count: int) -> tuple[float
                 {"role": "assistant", "content": f"hi {n}"},
             ],
         )
-        await store.release_async(claim)
+        await asyncio.to_thread(store.release, claim)
 
     async def main() -> list[Any]:
         return await asyncio.gather(*(one(n) for n in range(count)), return_exceptions=True)

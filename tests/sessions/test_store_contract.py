@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from agentkit._blocking import off_loop
 from agentkit.sessions import (
     SchemaVersionError,
     SessionBusyError,
@@ -151,9 +152,10 @@ def test_threads_racing_for_one_session(store: Any) -> None:
 
 def test_tasks_racing_for_one_session(store: Any) -> None:
     async def main() -> list[Any]:
-        await store.release_async(await store.claim_async("s"))
+        claim = await off_loop(store.claim, "s")
+        await off_loop(store.release, claim)
         return await asyncio.gather(
-            *(store.claim_async("s") for _ in range(5)), return_exceptions=True
+            *(off_loop(store.claim, "s") for _ in range(5)), return_exceptions=True
         )
 
     outcomes = asyncio.run(main())
@@ -371,7 +373,9 @@ def test_a_database_from_a_newer_agentkit_is_refused(spec: StoreSpec, store: Any
     assert _version(spec) == 7
 
 
-def test_the_async_paths_do_not_block_the_event_loop(store: Any, spec: StoreSpec) -> None:
+def test_a_store_call_from_async_code_leaves_the_event_loop_running(
+    store: Any, spec: StoreSpec
+) -> None:
     if spec.kind != "sqlite":
         pytest.skip("a PostgreSQL row lock held elsewhere is the same case as SQLite's lock")
     import sqlite3
@@ -383,7 +387,7 @@ def test_the_async_paths_do_not_block_the_event_loop(store: Any, spec: StoreSpec
 
     async def main() -> int:
         ticks = 0
-        write = asyncio.ensure_future(store.append_async(claim, [{"role": "user", "content": "x"}]))
+        write = asyncio.ensure_future(off_loop(store.append, claim, [user("x")]))
         while not write.done():
             await asyncio.sleep(0.005)
             ticks += 1

@@ -1,0 +1,53 @@
+"""Blocking calls from async code: a session store's methods, run in a thread.
+
+A ``Store`` has one surface, the blocking one; the async driver decides to run each call in
+a thread, so the event loop never waits on SQL. A waiter cancelled while the thread works
+does not stop the thread (nothing can): :func:`claim_off_loop` therefore gives back a claim
+the thread takes after its waiter left, instead of leaving the session held for the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ._store import Claim, Store
+
+__all__ = ["claim_off_loop", "off_loop"]
+
+T = TypeVar("T")
+
+
+async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a thread (with the caller's context), awaited."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def claim_off_loop(store: Store, session: str, wait: float) -> Claim:
+    """``store.claim(session, wait=wait)`` in a thread. When the waiter is cancelled, the
+    claim the thread may still take is released as soon as it is taken."""
+    running = asyncio.get_running_loop()
+    future = running.run_in_executor(None, partial(store.claim, session, wait=wait))
+    try:
+        return await asyncio.shield(future)
+    except BaseException:
+        future.add_done_callback(partial(_give_back, store))
+        raise
+
+
+def _give_back(store: Store, future: asyncio.Future[Claim]) -> None:
+    """Release a claim nobody waits for any more (on a thread: never block the loop)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    claim = future.result()
+
+    def release() -> None:
+        with contextlib.suppress(Exception):  # the run that wanted it is gone already
+            store.release(claim)
+
+    threading.Thread(target=release, name="agentkit-release", daemon=True).start()
