@@ -668,3 +668,27 @@ def test_with_shared_keys_deciding_an_unknown_conversation_is_a_404_that_writes_
     assert error["message"] == "no such conversation"  # no id, no key digest
     assert session_rows(path) == []
     store.close()
+
+
+def test_people_racing_for_one_new_conversation_name_leave_it_to_exactly_one(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = sessions.SQLiteStore(tmp_path / "race.db")
+    keys = sessions.KeyTable(store)
+    people = {f"p{n}": bearer(keys.add(f"p{n}").key) for n in range(8)}
+    model.respond_with(echo())
+    app = create_app({"desk": make_desk(model, store)}, auth=StoredKeys(store), deps=clinic_for)
+    with uvicorn_serving(app) as url, ThreadPoolExecutor(len(people)) as pool:
+        answers = list(
+            pool.map(lambda headers: ask(url, "mine", "contested", headers), people.values())
+        )
+        codes = sorted(response.status_code for response in answers)
+        winner = next(who for who, r in zip(people, answers, strict=True) if r.status_code == 200)
+        shown = httpx.get(url + "/v1/sessions/contested", headers=people[winner]).json()
+    assert codes.count(200) == 1, codes
+    assert set(codes) - {200} <= {404, 409}  # another's (404), or the winner still runs (409)
+    assert shown["owner"] == winner
+    assert [m["content"] for m in shown["messages"]] == ["mine", "mine"]
+    store.close()
