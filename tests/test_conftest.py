@@ -5,27 +5,31 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from pathlib import Path
+import threading
 
 import pytest
-
-_ROOT = Path(__file__).resolve().parent.parent
+from conftest import _restore_ctrl_c
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT dispositions are POSIX")
-def test_ctrl_c_tests_pass_when_the_suite_starts_with_sigint_ignored() -> None:
-    # What `nohup pytest &` does: the job starts with SIGINT ignored, which the child
-    # keeps across exec. A Ctrl-C test then needs the conftest to give the handler back.
-    def ignore_sigint() -> None:
+def test_ctrl_c_gets_its_handler_back_when_the_suite_starts_with_sigint_ignored() -> None:
+    # What `nohup pytest &` does: the process starts with SIGINT ignored, and every child
+    # keeps that across exec. pytest_configure gives the handler back, for both.
+    before = signal.getsignal(signal.SIGINT)
+    try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    test = "tests/test_agent_cancel.py::test_ctrl_c_during_a_sync_stream_closes_it"
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", test],
-        cwd=_ROOT,
-        preexec_fn=ignore_sigint,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 passed" in done.stdout
+        _restore_ctrl_c()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        child = subprocess.run(
+            [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT))"],
+            capture_output=True,
+            text=True,
+        )
+        assert "default_int_handler" in child.stdout  # the child can be Ctrl-C'd too
+        fired = threading.Timer(0, signal.pthread_kill, (threading.get_ident(), signal.SIGINT))
+        with pytest.raises(KeyboardInterrupt):
+            fired.start()
+            fired.join()
+            threading.Event().wait(5)  # woken by the KeyboardInterrupt
+    finally:
+        signal.signal(signal.SIGINT, before)
