@@ -32,8 +32,10 @@ class RayBackend:
     """Conversations as Ray tasks (``pip install 'agentkit[ray]'``).
 
     Args:
-        address: a running cluster (``"ray://host:10001"``, ``"auto"``); ``None`` joins
-            the cluster ``ray.init()`` finds or starts a local one.
+        address: a running cluster to join (``"ray://host:10001"``, ``"auto"``); ``None``
+            joins the one ``RAY_ADDRESS`` names, else starts a local cluster (unless
+            ``ray.init`` was called already: that cluster is used). Workers get the driver's
+            import path and ``AGENTKIT_BASE_URL``; keys come from their own environment.
         concurrency: conversations in flight at once.
         num_cpus: CPUs of a local cluster this backend starts (default: all).
         max_retries: how often Ray runs a conversation again whose worker died.
@@ -70,12 +72,14 @@ class RayBackend:
         """Run every job as a Ray task; a used-up quota cancels the rest."""
         ray = _ray()
         if not ray.is_initialized():
+            joining = self.address is not None or bool(os.environ.get("RAY_ADDRESS"))
             ray.init(
-                address=self.address,
-                num_cpus=self.num_cpus,
-                include_dashboard=False,
+                # "local": a cluster of our own, never one another process left on this host
+                address=self.address if joining else "local",
+                num_cpus=None if joining else self.num_cpus,
+                include_dashboard=None if joining else False,
                 log_to_driver=False,
-                runtime_env={"env_vars": {"PYTHONPATH": _python_path()}},
+                runtime_env={"env_vars": _worker_environment()},
             )
         _pickle_by_value(suite)
         task = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(_conversation)
@@ -192,10 +196,15 @@ def _ray() -> ModuleType:
     return ray
 
 
-def _python_path() -> str:
-    """The driver's import path, so workers import the suite's modules as it does."""
+def _worker_environment() -> dict[str, str]:
+    """What the workers need of the driver's environment: its import path (to import the
+    suite's modules as it does) and the server its agents are pointed at. Never a key:
+    workers read their keys from their own environment."""
     entries = [os.path.abspath(entry or os.curdir) for entry in sys.path]
-    return os.pathsep.join(entry for entry in entries if os.path.isdir(entry))
+    found = {"PYTHONPATH": os.pathsep.join(entry for entry in entries if os.path.isdir(entry))}
+    if os.environ.get("AGENTKIT_BASE_URL"):
+        found["AGENTKIT_BASE_URL"] = os.environ["AGENTKIT_BASE_URL"]
+    return found
 
 
 def _pickle_by_value(suite: Suite) -> None:

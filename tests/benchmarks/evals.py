@@ -90,7 +90,7 @@ def ray(base_url: str, conversations: int, cpus: int) -> float:
 
     from agentkit.evals import RayBackend
 
-    ray_module.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    ray_module.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
         suite = _suite(base_url)
         backend = RayBackend(concurrency=conversations)
