@@ -74,8 +74,10 @@ class RunResult(Generic[OutputT]):
             decision (there was no ``approve=`` callback). Nothing of it has run; ``output``
             is ``None``; ``Agent.resume`` goes on.
         pending: when paused, the calls waiting for a decision.
-        in_doubt: side-effect calls that a crashed run started and never finished: whether
-            they took effect is unknown (the model was told so). Check them by hand.
+        in_doubt: side-effect calls started and never seen to finish: by an earlier run on
+            the session that crashed or was stopped while they ran, or by this run, past
+            their ``timeout``. Whether they took effect is unknown (the model was told
+            so). Check them by hand.
         session: the session id, for a run on a session.
         resume_state: what ``Agent.resume`` needs to go on from a pause without a store
             (JSON-ready); ``None`` when done.
