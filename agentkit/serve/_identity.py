@@ -176,11 +176,23 @@ class TrustedProxy:
             raise unauthorized(
                 "this server takes identities only through its proxy", code="untrusted_client"
             )
-        user = headers.get(self.header, "").strip()
+        user = _single(headers, self.header).strip()
         if not user or len(user) > 256 or not user.isprintable():
             raise unauthorized("the proxy named no user", code="no_user")
         roles: frozenset[str] = frozenset()
         if self.roles_header:
-            text = headers.get(self.roles_header, "")
+            text = _single(headers, self.roles_header)
             roles = frozenset(part.strip() for part in text.split(",") if part.strip())
         return Principal(user, roles)
+
+
+def _single(headers: Mapping[str, str], name: str) -> str:
+    """The header's one value ("" when absent), or a 401 when it came more than once.
+
+    A client may send the identity header itself; a proxy that appends its own instead of
+    replacing it leaves two, and which one a lookup returns is an accident of the parser.
+    """
+    getlist = getattr(headers, "getlist", None)
+    if getlist is not None and len(getlist(name)) > 1:
+        raise unauthorized(f"the {name} header came more than once", code="ambiguous_identity")
+    return headers.get(name, "")
