@@ -126,6 +126,16 @@ def _session_busy(exc: BaseException) -> ServeError | None:
     if "ResumeError" in names:
         # says which call id is unknown, missing or changed; ids and tool names only
         return ServeError(409, _first_line(str(exc)), code="approval_mismatch")
+    if "SessionError" in names:
+        # The store is down or refused a write (a PostgreSQL restart, a full disk): the
+        # request was fine and may be sent again; nothing of this run was stored as done.
+        return ServeError(
+            503,
+            f"the conversation store failed: {redact(_first_line(str(exc)))}",
+            type="server_error",
+            code="store_unavailable",
+            headers={"Retry-After": "1"},
+        )
     return None
 
 
