@@ -11,8 +11,8 @@ that block or await:
 - :meth:`ChatProtocol.transport_error`: an httpx exception to an agentkit one;
 - :meth:`ChatProtocol.retry_delay`: whether to retry, and after how long
   (:func:`should_retry`, :func:`retry_delay`);
-- :class:`StreamState`: one streamed request's bytes to deltas and a completion, and the
-  decision whether a failed stream may be retried.
+- :class:`~agentkit._stream_state.StreamState` (its own module): one streamed request's
+  bytes to deltas and a completion, and the decision whether a failed stream may be retried.
 
 The API key is known here only to be scrubbed from anything a server echoes back.
 """
@@ -22,14 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from ._assemble import StreamAssembler
+from ._answer import check_finish, is_success, legacy_function_call, request_id_of, snippet
 from ._cache import mark_cache_prefix
 from ._errors import (
     APIConnectionError,
@@ -37,13 +36,11 @@ from ._errors import (
     APIStatusError,
     APITimeoutError,
     DeadlineExceededError,
-    IncompleteStreamError,
     InvalidResponseError,
     RequestValidationError,
     ResponseTooLargeError,
     error_from_response,
 )
-from ._events import ReasoningDelta, StreamDelta, TextDelta, ToolCallArgumentsDelta
 from ._observe import notify_retry
 from ._providers import Provider
 from ._retry import (
@@ -56,17 +53,13 @@ from ._retry import (
     should_retry,
 )
 from ._secrets import Secret, checked_headers
-from ._sse import ServerSentEvent, SSEDecoder
+from ._stream_state import StreamState
 from ._textcalls import extract_text_tool_calls
 from ._wire import (
     ChatCompletion,
-    ChatCompletionChunk,
     ChatMessage,
-    FunctionCall,
-    ToolCall,
     distinct_calls,
     message_to_dict,
-    new_call_id,
 )
 
 __all__ = [
@@ -125,28 +118,6 @@ WIRE_PARAMS = frozenset(
 
 Anything else (a typo, or a vendor extra such as Qwen's ``enable_thinking``) is refused
 before sending; vendor extras go in ``extra_body``."""
-
-_REQUEST_ID_HEADERS = ("x-request-id", "x-dashscope-request-id", "request-id")
-_SNIPPET = 200
-
-
-def request_id_of(headers: Mapping[str, str] | None) -> str | None:
-    """The request id a server put in its response headers, if any."""
-    if headers:
-        for name in _REQUEST_ID_HEADERS:
-            value = headers.get(name)
-            if value:
-                return value
-    return None
-
-
-def _snippet(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _SNIPPET else flat[:_SNIPPET] + "..."
-
-
-def _is_success(status: int) -> bool:
-    return 200 <= status < 300
 
 
 class ChatProtocol:
@@ -381,7 +352,7 @@ class ChatProtocol:
             InvalidResponseError: a 2xx body that is not a completion (not JSON, no
                 ``choices``, an HTML page...), with a readable snippet of it.
         """
-        if not _is_success(status):
+        if not is_success(status):
             raise self.error_for_status(status, headers, content)
         if "event-stream" in headers.get("content-type", ""):
             return self._completion_of_stream(status, headers, content)
@@ -395,14 +366,14 @@ class ChatProtocol:
                 raise self.error_for_status(status, headers, content)
             raise InvalidResponseError(
                 "the server answered with a completion that has no choices: "
-                + _snippet(self.scrub(content.decode("utf-8", "replace"))),
+                + snippet(self.scrub(content.decode("utf-8", "replace"))),
                 status=status,
                 request_id=request_id_of(headers),
             )
         for choice in completion.choices:
             message = choice.message
             if not message.tool_calls:
-                message = _legacy_function_call(message)
+                message = legacy_function_call(message)
             if self.parse_text_tool_calls:
                 message = extract_text_tool_calls(message)
             if message.tool_calls:
@@ -433,7 +404,7 @@ class ChatProtocol:
             kind = headers.get("content-type") or "no content type"
             what = "an empty body" if not text.strip() else f"a body that is not JSON ({kind})"
             return InvalidResponseError(
-                f"the server answered {status} with {what}: {_snippet(text)}".rstrip(": "),
+                f"the server answered {status} with {what}: {snippet(text)}".rstrip(": "),
                 status=status,
                 request_id=request_id,
             )
@@ -443,7 +414,7 @@ class ChatProtocol:
         where = ".".join(str(part) for part in first["loc"]) or "the body"
         return InvalidResponseError(
             f"the server answered {status} with JSON that is not a chat completion "
-            f"({where}: {first['msg']}): {_snippet(text)}",
+            f"({where}: {first['msg']}): {snippet(text)}",
             status=status,
             request_id=request_id,
         )
@@ -629,273 +600,3 @@ class Exchange:
 
 def _at_most(value: float | None, bound: float) -> float:
     return bound if value is None else min(value, bound)
-
-
-def check_finish(completion: ChatCompletion, status: int, request_id: str | None) -> None:
-    """Refuse an answer that says it called tools but carries neither a call nor text.
-
-    Taken as is, it would end a run with the final answer ``""``. It is a model glitch a
-    second try usually clears, so it is retried like a 5xx (a stream only while nothing
-    was shown). With text, the text is the answer and the finish reason is left as sent.
-
-    Raises:
-        InvalidResponseError: ``code == "tool_calls_without_calls"``, retryable.
-    """
-    for choice in completion.choices:
-        message = choice.message
-        if choice.finish_reason == "tool_calls" and not message.tool_calls and not message.content:
-            error = InvalidResponseError(
-                "the model's answer says it called tools (finish_reason 'tool_calls') but "
-                "carries no tool call and no text",
-                status=status,
-                code="tool_calls_without_calls",
-                request_id=request_id,
-            )
-            error.retryable = True
-            raise error
-
-
-def _legacy_function_call(message: ChatMessage) -> ChatMessage:
-    """A message with only a legacy ``function_call`` gets it as a tool call too."""
-    extra = message.__pydantic_extra__
-    legacy = extra.get("function_call") if extra else None
-    if not isinstance(legacy, Mapping):
-        return message
-    name = legacy.get("name")
-    if not isinstance(name, str) or not name:
-        return message
-    arguments = legacy.get("arguments")
-    call = ToolCall(
-        id=new_call_id(),
-        type="function",
-        function=FunctionCall(name=name, arguments=arguments if isinstance(arguments, str) else ""),
-    )
-    return message.model_copy(update={"tool_calls": [call]})
-
-
-class StreamState:
-    """One streamed request, from bytes to deltas and a completion, across its retries.
-
-    The client feeds it what the socket gives and takes deltas out one at a time
-    (:meth:`next_delta`); :attr:`completion` is set once the stream is whole. On any
-    failure the client calls :meth:`recover`, which returns how long to wait before
-    sending again, or raises the final error: a stream is retried only while nothing has
-    been handed to the caller.
-    """
-
-    __slots__ = (
-        "_assembler",
-        "_decoder",
-        "_pending",
-        "_protocol",
-        "_started",
-        "_status",
-        "completion",
-        "exchange",
-        "yielded",
-    )
-
-    def __init__(self, protocol: ChatProtocol, exchange: Exchange | None = None) -> None:
-        self._protocol = protocol
-        # None: a body already read whole (a server that streamed to a plain request)
-        self.exchange = exchange
-        self.yielded = False
-        self.completion: ChatCompletion | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._decoder = SSEDecoder()
-        self._assembler = StreamAssembler(self._protocol.parse_text_tool_calls)
-        self._pending: deque[StreamDelta] = deque()
-        self._started = False  # a 2xx event stream is being read
-        self._status = 0
-
-    # --- what the client calls ------------------------------------------------------
-
-    def next_delta(self) -> StreamDelta | None:
-        """The next delta to hand to the caller, or ``None`` when none is ready."""
-        if self._pending:
-            self.yielded = True
-            return self._pending.popleft()
-        return None
-
-    def wants_body(self, status: int, headers: Mapping[str, str]) -> bool:
-        """Whether the response must be read whole (an error, or not an event stream).
-
-        Otherwise the stream has started and its bytes go to :meth:`feed`.
-        """
-        self._status = status
-        if self.exchange is not None:
-            self.exchange.begin(status, headers)
-        if _is_success(status):
-            kind = headers.get("content-type", "").lower()
-            if "event-stream" in kind or not ("json" in kind or "html" in kind):
-                self._started = True
-                return False
-        return True
-
-    def accept_body(self, status: int, headers: Mapping[str, str], content: bytes) -> None:
-        """A whole body instead of an event stream: raise its error, or take its answer.
-
-        A server that ignores ``stream=True`` and answers JSON is accepted: its
-        completion is handed out as deltas.
-        """
-        if _is_success(status) and "html" in headers.get("content-type", "").lower():
-            text = self._protocol.scrub(content.decode("utf-8", "replace"))
-            raise InvalidResponseError(
-                f"expected an event stream, the server answered {status} with an HTML page: "
-                + _snippet(text),
-                status=status,
-                request_id=request_id_of(headers),
-            )
-        completion = self._protocol.parse_completion(status, headers, content)
-        for choice in completion.choices:
-            message = choice.message
-            if message.reasoning_content:
-                self._pending.append(ReasoningDelta(message.reasoning_content))
-            if message.content:
-                self._pending.append(TextDelta(message.content))
-            for index, call in enumerate(message.tool_calls or ()):
-                self._pending.append(
-                    ToolCallArgumentsDelta(
-                        index, call.id, call.function.name, call.function.arguments
-                    )
-                )
-        self.completion = completion
-
-    def feed(self, data: bytes) -> None:
-        """Take the next bytes of the event stream."""
-        if self.completion is not None:
-            return  # after [DONE]: whatever follows is ignored
-        if self.exchange is not None:
-            self.exchange.count(len(data))
-        for event in self._decoder.feed(data):
-            self._on_event(event)
-            if self.completion is not None:
-                return
-        if self._decoder.waiting_data == "[DONE]":
-            # A whole `data: [DONE]` line without the blank line after it, on a connection
-            # the server holds open: it cannot mean anything else, so the stream ends here.
-            self._on_event(ServerSentEvent(data="[DONE]"))
-
-    def end(self) -> None:
-        """The event stream ended cleanly: settle the completion, or raise why not."""
-        if self.completion is not None:
-            return
-        for event in self._decoder.flush():
-            self._on_event(event)
-            if self.completion is not None:
-                return
-        if not self._assembler.received_any:
-            raise IncompleteStreamError(
-                f"the server answered {self._status} with an empty stream (no chunks, no "
-                "[DONE]); some servers do this for tools with stream=True",
-                status=self._status,
-                code="empty_stream",
-                request_id=self._request_id,
-            )
-        self._settle()
-
-    def recover(self, exc: Exception) -> float:
-        """A failure while sending or reading: seconds to wait before retrying, or raise.
-
-        Returns ``0.0`` without a retry when a cut stream turns out to be whole (its
-        finish reason arrived, only ``[DONE]`` was lost). A transport failure after the
-        stream started is an :class:`~agentkit._errors.IncompleteStreamError` keeping
-        the partial answer. Anything not an httpx or agentkit error is re-raised as is.
-        """
-        assert self.exchange is not None
-        error: Exception = exc
-        if isinstance(exc, httpx.HTTPError) and self._started:
-            cut = self._cut(self._protocol.transport_error(exc))
-            if cut is None:
-                return 0.0
-            cut.__cause__ = exc
-            error = cut
-        may_retry = not self.yielded and getattr(error, "code", None) != "empty_stream"
-        delay = self.exchange.failed(error, may_retry=may_retry)
-        self._reset()
-        return delay
-
-    # --- internals ------------------------------------------------------------------
-
-    @property
-    def _request_id(self) -> str | None:
-        # Looked up only for an error: each header lookup scans httpx's header list.
-        return request_id_of(self.exchange.headers if self.exchange is not None else None)
-
-    def _on_event(self, event: ServerSentEvent) -> None:
-        data = event.data
-        if data == "[DONE]" or data.strip() == "[DONE]":
-            self._pending.extend(self._assembler.mark_done())
-            self._settle()
-            return
-        if not data.strip():
-            return  # an empty data line: a keep-alive at most
-        if event.event == "error":
-            self._raise_stream_error(data)
-        try:
-            chunk = ChatCompletionChunk.model_validate_json(data)
-        except ValidationError:
-            self._raise_stream_error(data, bad_chunk=True)
-        extra = chunk.__pydantic_extra__
-        if extra and extra.get("error") is not None:
-            self._raise_stream_error(data)
-        self._pending.extend(self._assembler.feed(chunk))
-
-    def _settle(self) -> None:
-        try:
-            completion = self._assembler.finish()
-        except IncompleteStreamError as exc:
-            exc.status = self._status
-            exc.request_id = self._request_id
-            raise
-        check_finish(completion, self._status, self._request_id)
-        self.completion = completion
-
-    def _raise_stream_error(self, data: str, *, bad_chunk: bool = False) -> NoReturn:
-        """An ``error`` event or object in the stream, or a ``data:`` line that is no chunk."""
-        text = self._protocol.scrub(data)
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = None
-        error = body.get("error") if isinstance(body, Mapping) else None
-        if error is None:
-            if bad_chunk:
-                raise InvalidResponseError(
-                    "the stream sent a data line that is not a valid chunk: " + _snippet(text),
-                    status=self._status,
-                    request_id=self._request_id,
-                )
-            error = body if isinstance(body, Mapping) else {"message": text}
-        if not isinstance(error, Mapping):
-            error = {"message": str(error)}
-        status = self._status
-        code = error.get("code")
-        if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
-            status = code  # vLLM puts the HTTP status of a mid-stream error in "code"
-        raise error_from_response(status, {"error": error}, request_id=self._request_id, text=text)
-
-    def _cut(self, error: APIError) -> IncompleteStreamError | None:
-        """The error for a stream cut mid-way, or ``None`` when what arrived is whole."""
-        try:
-            for event in self._decoder.flush():
-                self._on_event(event)
-            if self.completion is None and self._assembler.received_any:
-                self._settle()
-        except IncompleteStreamError as exc:
-            partial = exc.partial
-        except APIError as exc:
-            partial = None
-            error = exc
-        else:
-            if self.completion is not None:
-                return None
-            partial = None
-        return IncompleteStreamError(
-            f"the stream was cut before it was whole: {error.message}",
-            partial=partial,
-            status=self._status,
-            request_id=self._request_id,
-        )
