@@ -79,7 +79,9 @@ class Agent(Generic[OutputT]):
             ``run_async``/``stream_async``) to use instead of building one; the agent does
             not close a client it was given.
         base_url, api_key, provider: how to build the clients (see ``ChatClient``). A
-            missing key for DashScope or OpenAI is reported here, before any request.
+            missing key for DashScope or OpenAI is reported at the first request, before
+            anything is sent (``ConfigurationError`` naming the variable to set), so a
+            module that builds an agent imports without a key.
         limits: a :class:`~agentkit.RunLimits` record of the limits below (``max_turns``
             to ``run_timeout``); each limit may instead be given as a flat keyword, not both.
         settings: a :class:`~agentkit.ModelSettings` of the model parameters below

@@ -11,6 +11,7 @@ does no I/O and owns no resource (that is :mod:`agentkit._runtime`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, TypedDict
 
@@ -130,7 +131,7 @@ class AgentConfig:
             chosen = resolve_provider(provider, base_url)
             if context_cache:
                 chosen = chosen.with_context_cache()  # refused for a provider without one
-            key = resolve_api_key(chosen, api_key)  # a missing key is reported now
+            key = _key_if_set(chosen, api_key)
         mode: OutputMode = "text"
         if output_type is not None:
             if output_mode == "auto":
@@ -305,6 +306,18 @@ class AgentConfig:
             max_turns=turns,
             tools_with_stream=tools_with_stream,
         )
+
+
+def _key_if_set(provider: Provider, api_key: str | None) -> str | None:
+    """The key, checked now; ``None`` when none is set yet: the first request resolves it
+    again and, still missing, raises the same ``ConfigurationError`` naming the variable
+    to set. So a bot's file imports with no key (``agentkit tools bot.py``, pytest)."""
+    try:
+        return resolve_api_key(provider, api_key)
+    except ConfigurationError:
+        if api_key is not None or (provider.api_key_env and os.environ.get(provider.api_key_env)):
+            raise  # a key was given and cannot be sent: say so where it was given
+        return None
 
 
 def new_messages(prompt: Prompt | None) -> list[dict[str, Any]]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ import pytest
 from _helpers import WAIT, assert_resendable, wait_until, wait_until_async
 
 from agentkit import (
+    PROVIDERS,
     Agent,
     AuthenticationError,
     ChatClient,
@@ -421,8 +425,63 @@ def test_a_bad_key_is_typed_and_not_retried(server: ScriptedServer) -> None:
 
 def test_a_missing_key_is_reported_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    agent = Agent("qwen-plus")  # a bot's module imports with no key set
+    with pytest.raises(ConfigurationError, match="set the DASHSCOPE_API_KEY environment"):
+        agent.run("hi")
+    with pytest.raises(ConfigurationError, match="set the DASHSCOPE_API_KEY environment"):
+        asyncio.run(agent.run_async("hi"))
     with pytest.raises(ConfigurationError, match="DASHSCOPE_API_KEY"):
-        Agent("qwen-plus")
+        list(agent.stream("hi"))
+
+
+def test_a_key_set_after_the_agent_was_built_is_used(
+    monkeypatch: pytest.MonkeyPatch, server: ScriptedServer
+) -> None:
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    agent = Agent("qwen-plus", provider=PROVIDERS["dashscope"].with_base_url(server.base_url))
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-set-later")
+    server.queue(Reply.text("hello"))
+    with agent:
+        assert agent.run("hi").output == "hello"
+    assert server.requests[0].headers["authorization"] == "Bearer sk-set-later"
+
+
+def test_a_given_key_that_cannot_be_sent_is_refused_where_it_is_given() -> None:
+    with pytest.raises(ConfigurationError):
+        Agent("qwen-plus", api_key="sk-bad\nkey")
+
+
+def test_a_bot_file_imports_and_lists_its_tools_with_no_key(tmp_path: Path) -> None:
+    bot = tmp_path / "bot.py"
+    bot.write_text(
+        "from agentkit import Agent, tool\n\n"
+        '@tool\ndef get_time(city: str) -> str:\n    """The time in a city."""\n'
+        "    return '12:00'\n\n"
+        "desk = Agent('qwen-plus', [get_time], 'Be brief.')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
+    env.pop("AGENTKIT_BASE_URL", None)
+    imported = subprocess.run(
+        [sys.executable, "-c", "import bot; print(bot.desk.model)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert imported.returncode == 0 and imported.stdout.strip() == "qwen-plus", imported.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "agentkit.cli", "tools", str(bot)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "get_time" in listed.stdout
 
 
 def test_a_transcript_that_is_not_messages_is_refused(
