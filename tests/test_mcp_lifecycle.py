@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -84,18 +85,21 @@ def test_stdio_and_http_sources_leave_no_process_fd_or_thread(
         assert bad not in caplog.text
 
 
-def test_ctrl_c_while_a_sync_run_waits_on_a_call(server: ScriptedServer) -> None:
+def test_ctrl_c_while_a_sync_run_waits_on_a_call(server: ScriptedServer, tmp_path: Path) -> None:
     before = children()
-    source = fake()
+    arrived = tmp_path / "arrived"  # the fake server writes it when the call reaches it
+    source = fake(env={"FAKE_MCP_ARRIVED": str(arrived)})
     server.queue(Reply.tool_calls(("fake_slow", {})))
     agent = agent_for(server, [source])
     started = threading.Event()
     agent_hooks_seen: list[str] = []
 
     def interrupt_when_started() -> None:
-        started.wait(10)
-        time.sleep(0.2)  # the call is in flight on the server
-        _thread.interrupt_main()
+        try:
+            started.wait(10)
+            wait_until(arrived.exists)  # the call is in flight on the server
+        finally:  # interrupt even when the signal never came, so the run cannot hang
+            _thread.interrupt_main()
 
     timer = threading.Thread(target=interrupt_when_started)
     timer.start()
@@ -106,6 +110,7 @@ def test_ctrl_c_while_a_sync_run_waits_on_a_call(server: ScriptedServer) -> None
                 started.set()
     timer.join()
     assert "ToolCallStarted" in agent_hooks_seen
+    assert arrived.exists(), "the call never reached the server"
     assert _settled(lambda: children() <= before)
 
 

@@ -5,9 +5,10 @@
 - ``ok``: tools ``echo`` (returns its text), ``crash`` (exits mid-call), ``image`` (an image
   and a resource beside text), ``fail`` (an isError result), ``big`` (200,000 characters),
   ``add_tool`` (adds ``extra`` and notifies list_changed), ``garbage`` (a result that is not
-  a CallToolResult), ``slow`` (never answers), ``whoami`` (the process id), ``noise``
-  (writes lines that are not JSON-RPC before its answer), ``chatty`` (writes 1 MB to stderr,
-  then answers);
+  a CallToolResult), ``slow`` (never answers; with ``FAKE_MCP_ARRIVED`` set to a path, it
+  first writes that file, so a test can wait for the call to be on the server), ``whoami``
+  (the process id), ``noise`` (writes lines that are not JSON-RPC before its answer),
+  ``chatty`` (writes 1 MB to stderr, then answers);
 - ``hang``: reads stdin and never answers anything (not even initialize);
 - ``duplicate``: lists ``echo`` twice;
 - ``names``: tool names that are too long or use ``.`` and ``/``, and a 100,000-character
@@ -119,6 +120,10 @@ def call(name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
     if name == "garbage":
         return {"content": "this is not a list of content blocks"}
     if name == "slow":
+        arrived = os.environ.get("FAKE_MCP_ARRIVED")
+        if arrived:  # the signal a test waits on: the call is on the server now
+            with open(arrived, "w") as file:
+                file.write("slow\n")
         return None  # never answered
     if name == "whoami":
         return text(str(os.getpid()))
