@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from ._events import ReasoningDelta as ReasoningDelta
     from ._events import RunFinished as RunFinished
     from ._events import StreamDelta as StreamDelta
+    from ._events import SubAgentEvent as SubAgentEvent
     from ._events import TextDelta as TextDelta
     from ._events import ToolCallArgumentsDelta as ToolCallArgumentsDelta
     from ._events import ToolCallStarted as ToolCallStarted

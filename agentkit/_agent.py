@@ -27,12 +27,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, Unpack, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Unpack, cast, overload
 
 from ._calls import PlannedCall
 from ._client import AsyncChatClient, ChatClient
 from ._config import AgentConfig, AgentOptions, Instructions, Prompt, run_deps
 from ._context import Principal
+from ._delegate import AgentTool, agent_tool, check_agent_tools
 from ._drive import consume, consume_async, drive, drive_async
 from ._errors import ConfigurationError
 from ._events import AgentEvent
@@ -57,6 +58,9 @@ from ._sources import ToolSource
 from ._steps import Approver, Hooks
 from ._store import Store, open_calls
 from ._tool import Tool
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = ["Agent", "AgentOptions", "Approver", "Hooks", "Prompt"]
 
@@ -222,6 +226,8 @@ class Agent(Generic[OutputT]):
             found_observers.append(instrumentation())
         self._observers = tuple(found_observers)
         self._hooks = hooks or Hooks()
+        # Agents used as tools: checked at each run's start for cycles (_delegate.py)
+        self._delegates = any(isinstance(t, AgentTool) for t in config.tools)
         self._approve = approve
         self._config = config
         self._runtime = Runtime(
@@ -243,6 +249,35 @@ class Agent(Generic[OutputT]):
         """``text`` with this agent's API key masked (``***``) in every form it could take
         (quoted, escaped, percent-encoded): for a server that shows a run's errors."""
         return self._runtime.scrub(text)
+
+    def as_tool(
+        self,
+        name: str | None = None,
+        description: str | None = None,
+        input_type: type[BaseModel] | None = None,
+    ) -> Tool[..., Any]:
+        """This agent as a tool another agent can call: each call is a run of this agent
+        on one request, inside the caller's run.
+
+        The tool's input is one ``request: str``, or the fields of ``input_type`` (a
+        pydantic model; the request is then its JSON). Its output is this agent's answer.
+        The sub-run shares the caller's ``deps``, principal, deadline and cancellation; its
+        usage is added to the caller's ``usage``; in a streamed run its events reach the
+        caller's stream as :class:`~agentkit.SubAgentEvent` while the call runs. Several
+        calls in one round run in parallel, and a sub-agent may use agents as tools too;
+        a cycle is a ``ConfigurationError`` before the caller's first request.
+
+        Args:
+            name: the tool's name (default: this agent's ``name``, which is then required).
+            description: what the caller's model is told (default: from the agent's name
+                and instructions).
+            input_type: a pydantic model for structured input.
+
+        A sub-agent with ``requires_approval`` tools needs its own ``approve=`` for now:
+        a pause inside a sub-run is not yet carried up to the caller (``ConfigurationError``
+        when the caller's run starts).
+        """
+        return agent_tool(self, name, description, input_type)
 
     def __repr__(self) -> str:
         names = [t.name for t in self.tools]
@@ -281,6 +316,8 @@ class Agent(Generic[OutputT]):
         deps = run_deps(deps, context)
         limits = self._config.run_limits(max_turns, limits)
         _check_principal(principal)
+        if self._delegates:
+            check_agent_tools(self)
         if session is not None:
             events = session_events(self, prompt, session, deps, principal, limits)
             return self._result(consume(events))
@@ -360,6 +397,8 @@ class Agent(Generic[OutputT]):
         deps = run_deps(deps, context)
         limits = self._config.run_limits(max_turns, limits)
         _check_principal(principal)
+        if self._delegates:
+            check_agent_tools(self)
         if session is not None:
             return session_events(self, prompt, session, deps, principal, limits, stream=True)
         loop = self._new_loop(prompt, deps, principal, limits, self._runtime.source_tools())
@@ -380,6 +419,8 @@ class Agent(Generic[OutputT]):
         deps = run_deps(deps, context)
         limits = self._config.run_limits(max_turns, limits)
         _check_principal(principal)
+        if self._delegates:
+            check_agent_tools(self)
         if session is not None:
             events = session_events_async(self, prompt, session, deps, principal, limits)
             return self._result(await consume_async(events))
@@ -436,6 +477,8 @@ class Agent(Generic[OutputT]):
         deps = run_deps(deps, context)
         limits = self._config.run_limits(max_turns, limits)
         _check_principal(principal)
+        if self._delegates:
+            check_agent_tools(self)
         if session is not None:
             return session_events_async(self, prompt, session, deps, principal, limits, stream=True)
         if self._runtime.sources:
@@ -564,6 +607,8 @@ class Agent(Generic[OutputT]):
         found: list[Sequence[Tool[..., Any]]] | None = None,
     ) -> RunLoop:
         config = self._config
+        if found:  # a source may bring agent tools (a cycle through them is refused too)
+            check_agent_tools(self, found)
         return config.new_loop(
             config.messages_for(self.instructions, prompt, deps, principal),
             config.settings_for(found),
@@ -590,6 +635,8 @@ class Agent(Generic[OutputT]):
         deps = run_deps(deps, context)
         limits = self._config.run_limits(max_turns, limits)
         _check_principal(principal)
+        if self._delegates:
+            check_agent_tools(self)
         if isinstance(paused, RunResult) and paused.session is not None and self.store:
             paused = paused.session  # a session's pause lives in the store: resume it there
         if isinstance(paused, RunResult):
@@ -616,6 +663,8 @@ class Agent(Generic[OutputT]):
         deps = run_deps(deps, context)
         limits = self._config.run_limits(max_turns, limits)
         _check_principal(principal)
+        if self._delegates:
+            check_agent_tools(self)
         if isinstance(paused, RunResult) and paused.session is not None and self.store:
             paused = paused.session
         if isinstance(paused, RunResult):

@@ -84,3 +84,6 @@ class RunContext(Generic[DepsT]):
     idempotency_key: str = ""
     session: str | None = None
     principal: Principal | None = None
+    # The run the call belongs to (its RunLoop), for a sub-agent's run (Agent.as_tool): its
+    # deadline, where its events go, its usage. Not part of the public record.
+    _caller: Any = field(default=None, repr=False, compare=False)

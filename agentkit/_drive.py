@@ -99,6 +99,8 @@ def drive(
                     if batch is not None:
                         batch.close()
                     batch = SyncBatch(runtime.tool_threads(), effect.calls, effect.late)
+                    if stream:  # a sub-agent's events reach this stream while it runs
+                        loop.forward = batch.post
                     batch.start()
                 else:
                     assert batch is not None
@@ -154,6 +156,8 @@ async def drive_async(
                     batch = AsyncBatch(
                         runtime.tool_threads, effect.calls, runtime.parallel_limit, effect.late
                     )
+                    if stream:  # a sub-agent's events reach this stream while it runs
+                        loop.forward = batch.post_events()
                     batch.start()
                 elif isinstance(effect, CallModel) and effect.stream:
                     async with client.stream(**effect.request) as chat_stream:
@@ -271,9 +275,11 @@ async def _run_deadline(deadline: float, timeout: float | None) -> AsyncIterator
 
 
 def _deadline(loop: RunLoop) -> tuple[float | None, float | None]:
-    """The run's ``run_timeout`` and its deadline (a ``perf_counter`` value)."""
+    """The run's ``run_timeout`` and its deadline (a ``perf_counter`` value), kept on the
+    loop for the sub-agents its tools run (they end by it too)."""
     timeout = loop.settings.run_timeout
-    return timeout, (None if timeout is None else time.perf_counter() + timeout)
+    loop.deadline = None if timeout is None else time.perf_counter() + timeout
+    return timeout, loop.deadline
 
 
 async def _settle(value: Any) -> Any:

@@ -26,6 +26,7 @@ __all__ = [
     "ReasoningDelta",
     "RunFinished",
     "StreamDelta",
+    "SubAgentEvent",
     "TextDelta",
     "ToolCallArgumentsDelta",
     "ToolCallStarted",
@@ -103,6 +104,27 @@ class RunFinished:
     result: RunResult[Any]
 
 
+@dataclass(frozen=True, slots=True)
+class SubAgentEvent:
+    """An event of a sub-agent's run (an agent used as a tool, :meth:`Agent.as_tool`),
+    handed to the caller's stream while the call runs.
+
+    Attributes:
+        path: the names of the agents below the caller, top down: ``("flights",)`` for an
+            event of ``flights`` called by this run, ``("flights", "hotels")`` one level
+            deeper.
+        event: the sub-agent's own event (never itself a ``SubAgentEvent``).
+    """
+
+    path: tuple[str, ...]
+    event: AgentEvent
+
+    @property
+    def agent(self) -> str:
+        """The name of the agent whose event this is (the last of :attr:`path`)."""
+        return self.path[-1]
+
+
 StreamDelta: TypeAlias = TextDelta | ReasoningDelta | ToolCallArgumentsDelta
 """What a streamed model call yields while it is under way."""
 
@@ -114,5 +136,6 @@ AgentEvent: TypeAlias = (
     | ToolResult
     | ModelRoundFinished
     | RunFinished
+    | SubAgentEvent
 )
 """Everything ``Agent.stream()`` yields."""

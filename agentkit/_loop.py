@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -73,6 +74,7 @@ __all__ = ["RunLoop", "completion_deltas"]
 # Calls that were not run for these reasons count against the tool's consecutive-failure
 # bound; a repeated call and the per-run cap have bounds of their own.
 _FAILURE_KINDS = frozenset({"unknown_tool", "invalid_arguments"})
+_USAGE_LOCK = threading.Lock()  # parallel sub-agents add their usage from their threads
 
 
 # --- the state machine ------------------------------------------------------------------
@@ -103,12 +105,16 @@ class RunLoop:
         "_state",
         "_streaks",
         "_usage",
+        "agents",
         "call_key",
+        "deadline",
         "deps",
+        "forward",
         "in_doubt",
         "journal",
         "messages",
         "observer",
+        "path",
         "principal",
         "session",
         "settings",
@@ -160,6 +166,18 @@ class RunLoop:
         self.session: str | None = None
         # Side-effect calls that ran past their timeout: their outcome is unknown.
         self.in_doubt: list[PendingCall] = []
+        # For agents used as tools (_delegate.py): the run's deadline (a perf_counter
+        # value, set by the driver), where a sub-agent's events go while a round runs (set
+        # by a streaming driver), and the agents above this run (ids, names; empty at the top).
+        self.deadline: float | None = None
+        self.forward: Callable[[Any], None] | None = None
+        self.agents: tuple[int, ...] = ()
+        self.path: tuple[str, ...] = ()
+
+    def add_usage(self, usage: Usage) -> None:
+        """Add a sub-agent's tokens to this run's (from a tool thread or task)."""
+        with _USAGE_LOCK:
+            self._usage = self._usage + usage
 
     # -- reading the run ----------------------------------------------------------------
 
@@ -643,6 +661,7 @@ class RunLoop:
             turn=self.turns,
             session=self.session,
             principal=self.principal,
+            _caller=self,
         )
 
     def _track(self, settled: list[ToolOutcome]) -> None:

@@ -10,7 +10,8 @@ it and sends back the answer::
     Callback(fn, args)          -> what fn returned (awaited by the async driver)
     Emit(event)                 -> None; the driver hands the event to the caller
     StartCalls(calls)           -> None; the driver starts the tool calls
-    NEXT_OUTCOME                -> the next started call's ToolOutcome
+    NEXT_OUTCOME                -> the next started call's ToolOutcome, or an event of a
+                                   sub-agent that call runs (streamed runs)
 
 The generator returns the :class:`~agentkit.RunResult` (finished or paused). The drivers
 are short loops that perform these five effects; the sync and async runs can no longer
@@ -309,7 +310,11 @@ def _tool_round(
             journal.started(runnable)  # from here each may run on, whatever the run does
         yield StartCalls(runnable, None if journal is None else journal.late_result)
         for _ in runnable:
-            yield from _finished(loop, plan, (yield NEXT_OUTCOME), ran=True)
+            outcome = yield NEXT_OUTCOME
+            while not isinstance(outcome, ToolOutcome):  # a sub-agent's event, while it runs
+                yield Emit(outcome)
+                outcome = yield NEXT_OUTCOME
+            yield from _finished(loop, plan, outcome, ran=True)
     if waiting:
         result = loop.pause(waiting)
         if journal is not None:

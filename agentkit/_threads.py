@@ -310,19 +310,34 @@ class SyncBatch:
     """One round's calls in the sync driver: started at once, each outcome handed back
     by :meth:`next` as it ends (a call past its deadline ends as timed out)."""
 
-    __slots__ = ("_late", "_lent", "_ready", "_reports", "_threads", "_waiting", "jobs")
+    __slots__ = (
+        "_late",
+        "_lent",
+        "_posted",
+        "_ready",
+        "_reports",
+        "_threads",
+        "_waiting",
+        "jobs",
+    )
 
     def __init__(
         self, threads: ToolThreads, calls: list[PlannedCall], late: Late | None = None
     ) -> None:
         self._threads = threads
         self._late = late
-        self._reports: queue.SimpleQueue[tuple[_Job, _Ending]] = queue.SimpleQueue()
+        self._reports: queue.SimpleQueue[tuple[_Job | None, Any]] = queue.SimpleQueue()
         now = time.perf_counter()
         self.jobs = [_Job(call, self._reports.put, now) for call in calls]
         self._waiting = {job.call.index: job for job in self.jobs}
         self._ready: list[ToolOutcome] = []
+        self._posted: list[Any] = []
         self._lent = threads.lent()
+
+    def post(self, event: Any) -> None:
+        """From a call's thread: an event of a sub-agent's run, for the caller's stream
+        (handed back by :meth:`next` before the call's own outcome)."""
+        self._reports.put((None, event))
 
     def start(self) -> None:
         """Hand every call to the threads."""
@@ -330,10 +345,13 @@ class SyncBatch:
         for job in self.jobs:
             self._threads.submit(job)
 
-    def next(self, run_deadline: float | None, run_timeout: float | None) -> ToolOutcome:
-        """The next call to end; raises ``RunTimeoutError`` past the run's deadline."""
-        while not self._ready:
+    def next(self, run_deadline: float | None, run_timeout: float | None) -> Any:
+        """The next call to end, or an event :meth:`post`-ed before it; raises
+        ``RunTimeoutError`` past the run's deadline."""
+        while not self._ready and not self._posted:
             self._wait(run_deadline, run_timeout)
+        if self._posted:
+            return self._posted.pop(0)
         return self._ready.pop(0)
 
     def close(self) -> None:
@@ -363,10 +381,13 @@ class SyncBatch:
                 self._ready.append(ToolOutcome.timed_out(job.call, job.call.timeout or 0.0))
             return
         try:
-            job, ending = self._reports.get(timeout=wait)
+            reporter, ending = self._reports.get(timeout=wait)
         except queue.Empty:
             return
-        if waiting.pop(job.call.index, None) is None:
+        if reporter is None:  # a sub-agent's event
+            self._posted.append(ending)
+            return
+        if waiting.pop(reporter.call.index, None) is None:
             return  # the late result of a call that timed out
         if isinstance(ending, BaseException):
             raise ending
@@ -377,7 +398,17 @@ class AsyncBatch:
     """One round's calls in the async driver: async tools as tasks (a lone call is awaited
     in place, with no task), sync tools through the agent's threads."""
 
-    __slots__ = ("_calls", "_late", "_limit", "_ready", "_tasks", "_threads")
+    __slots__ = (
+        "_calls",
+        "_late",
+        "_limit",
+        "_loop",
+        "_posted",
+        "_ready",
+        "_tasks",
+        "_threads",
+        "_wake",
+    )
 
     def __init__(
         self,
@@ -392,19 +423,62 @@ class AsyncBatch:
         self._limit = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Future[ToolOutcome]] = set()
         self._ready: list[ToolOutcome] = []
+        self._posted: list[Any] | None = None  # set by post_events(): sub-agents' events
+        self._wake: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def post_events(self) -> Callable[[Any], None]:
+        """Before :meth:`start`: the function a call's sub-agent hands its events to (from
+        this loop or a thread); :meth:`next` returns them before the call's own outcome."""
+        self._posted = []
+        self._loop = asyncio.get_running_loop()
+        return self._post
+
+    def _post(self, event: Any) -> None:
+        running = self._loop
+        assert running is not None
+        try:
+            on_loop = asyncio.get_running_loop() is running
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._take(event)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                running.call_soon_threadsafe(self._take, event)
+
+    def _take(self, event: Any) -> None:
+        assert self._posted is not None
+        self._posted.append(event)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     def start(self) -> None:
-        """Start the calls as tasks (a lone call waits for :meth:`next`)."""
-        if len(self._calls) > 1:
+        """Start the calls as tasks (a lone call waits for :meth:`next`, unless its events
+        are wanted while it runs)."""
+        if len(self._calls) > 1 or self._posted is not None:
             self._tasks = {asyncio.ensure_future(self._execute(call)) for call in self._calls}
 
-    async def next(self) -> ToolOutcome:
-        """The next call to end."""
-        if not self._tasks and not self._ready:
+    async def next(self) -> Any:
+        """The next call to end, or an event posted before it (see :meth:`post_events`)."""
+        if not self._tasks and not self._ready and self._posted is None:
             return await self._execute(self._calls[0])
-        while not self._ready:
-            done, self._tasks = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-            self._ready.extend(sorted((task.result() for task in done), key=_call_order))
+        while not self._ready and not self._posted:
+            waiting: set[asyncio.Future[Any]] = set(self._tasks)
+            if self._posted is not None:
+                self._wake = asyncio.get_running_loop().create_future()
+                waiting.add(self._wake)
+            try:
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if self._wake is not None:
+                    self._wake.cancel()
+                    self._wake = None
+            finished = [task for task in done if task in self._tasks]
+            self._tasks.difference_update(finished)
+            self._ready.extend(sorted((task.result() for task in finished), key=_call_order))
+        if self._posted:
+            return self._posted.pop(0)
         return self._ready.pop(0)
 
     async def close(self) -> None:

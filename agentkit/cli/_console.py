@@ -120,23 +120,45 @@ class Console:
             with self.progress.quiet():
                 yield
 
-    def tool_started(self, name: str, arguments: str) -> None:
+    def tool_started(self, name: str, arguments: str, *, indent: str = "  ") -> None:
         """A tool call is about to run."""
-        self.note(f"  {self._call} {name}({_short(compact_json(arguments), 400, self.verbose)})")
+        shown = _short(compact_json(arguments), 400, self.verbose)
+        self.note(f"{indent}{self._call} {name}({shown})")
 
-    def tool_result(self, name: str, output: str, error: str | None, duration: float) -> None:
+    def tool_result(
+        self, name: str, output: str, error: str | None, duration: float, *, indent: str = "  "
+    ) -> None:
         """A tool call ended."""
         took = f"{duration * 1000:.0f} ms"
         if error is not None:
             shown = _short(output or error, 200, self.verbose)
-            self.note(f"  {self._back} {name} failed in {took}: {self._red}{shown}{self._dim}")
+            self.note(
+                f"{indent}{self._back} {name} failed in {took}: {self._red}{shown}{self._dim}"
+            )
         else:
-            self.note(f"  {self._back} {name} {took}: {_short(output, 200, self.verbose)}")
+            self.note(f"{indent}{self._back} {name} {took}: {_short(output, 200, self.verbose)}")
 
-    def tool_not_run(self, name: str, message: str) -> None:
+    def tool_not_run(self, name: str, message: str, *, indent: str = "  ") -> None:
         """A tool call the loop answered without running it (refused, repeated, invalid)."""
         shown = _short(message, 200, self.verbose)
-        self.note(f"  {self._skip} {name} not run: {self._red}{shown}{self._dim}")
+        self.note(f"{indent}{self._skip} {name} not run: {self._red}{shown}{self._dim}")
+
+    def sub_agent(self, path: tuple[str, ...], event: Any) -> None:
+        """An event of a sub-agent (an agent used as a tool), indented by its depth: its
+        tool calls, and its answer once whole (only the top answer goes to ``out``)."""
+        from .._events import RunFinished, ToolCallStarted, ToolResult
+
+        indent = "    " * len(path) + "  "
+        label = f"[{path[-1]}] "
+        if isinstance(event, ToolCallStarted):
+            self.tool_started(label + event.name, event.arguments, indent=indent)
+        elif isinstance(event, ToolResult):
+            self.tool_result(
+                label + event.name, event.output, event.error, event.duration, indent=indent
+            )
+        elif isinstance(event, RunFinished):
+            answer = _short(str(event.result.output), 200, self.verbose)
+            self.note(f"{indent}{label}{answer}")
 
     def round_finished(self, turn: int, usage: Any, finish_reason: str | None) -> None:
         """One model call finished; shown with ``--verbose``."""
@@ -205,6 +227,7 @@ def play(
         ModelRoundFinished,
         ReasoningDelta,
         RunFinished,
+        SubAgentEvent,
         TextDelta,
         ToolCallStarted,
         ToolResult,
@@ -234,6 +257,8 @@ def play(
                 console.round_finished(event.turn, event.usage, event.finish_reason)
             elif isinstance(event, RunFinished):
                 result = event.result
+            elif isinstance(event, SubAgentEvent):
+                console.sub_agent(event.path, event.event)
     finally:
         close = getattr(events, "close", None)
         if close is not None:

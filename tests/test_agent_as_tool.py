@@ -1,0 +1,374 @@
+"""Agents as tools (Agent.as_tool): a sub-run inside the caller's run, over the real
+scripted server. Each agent has its own model name, and the server answers each model from
+its own script, so parallel sub-runs get their own replies whatever the order."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from agentkit import (
+    Agent,
+    ConfigurationError,
+    RunContext,
+    RunFinished,
+    RunResult,
+    RunTimeoutError,
+    SubAgentEvent,
+    TextDelta,
+    Tool,
+    ToolResult,
+    tool,
+)
+from agentkit._sources import ToolSource
+from agentkit.cli._console import Console, play
+from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+
+KEY = "sk-as-tool-test-0123456789"
+DRIVERS = ["run", "run_async", "stream", "stream_async"]
+
+
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+class Scripts:
+    """One queue of replies per model name; the requests each model received."""
+
+    def __init__(self, server: ScriptedServer) -> None:
+        self.replies: dict[str, list[Reply]] = {}
+        self.seen: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        server.respond_with(self)
+
+    def add(self, model: str, *replies: Reply) -> None:
+        self.replies.setdefault(model, []).extend(replies)
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        body = request.json()
+        model = body["model"]
+        with self._lock:
+            self.seen.setdefault(model, []).append(body)
+            return self.replies[model].pop(0)
+
+
+@pytest.fixture
+def scripts(server: ScriptedServer) -> Scripts:
+    return Scripts(server)
+
+
+@tool
+def search_flights(ctx: RunContext[dict[str, str]], to: str) -> str:
+    """Search flights to a city."""
+    return f"{ctx.deps['airline']} flies to {to} at 9:00"
+
+
+def make(
+    server: ScriptedServer, model: str, tools: Sequence[Any] = (), **options: Any
+) -> Agent[Any]:
+    return Agent(
+        model, list(tools), f"You are {model}.", base_url=server.base_url, api_key=KEY, **options
+    )
+
+
+def drive(
+    agent: Agent[Any], driver: str, prompt: str, **kwargs: Any
+) -> tuple[RunResult[Any], list[Any]]:
+    """The result and the events of one run with the named driver."""
+    if driver == "run":
+        return agent.run(prompt, **kwargs), []
+    if driver == "run_async":
+        return asyncio.run(agent.run_async(prompt, **kwargs)), []
+    if driver == "stream":
+        events = list(agent.stream(prompt, **kwargs))
+    else:
+
+        async def collect() -> list[Any]:
+            return [event async for event in agent.stream_async(prompt, **kwargs)]
+
+        events = asyncio.run(collect())
+    finished = [e for e in events if isinstance(e, RunFinished)]
+    assert len(finished) == 1 and events[-1] is finished[0]
+    return finished[0].result, events
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_sub_agent_answers_one_request_with_the_callers_deps_and_usage(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    flights = make(server, "flights", [search_flights], name="flights")
+    planner = make(server, "planner", [flights.as_tool(description="Find flights.")])
+    scripts.add(
+        "planner",
+        Reply.tool_calls(("flights", {"request": "a flight to Oslo"}), usage=usage(100, 10)),
+        Reply.text("Book the 9:00 to Oslo.", usage=usage(200, 20)),
+    )
+    scripts.add(
+        "flights",
+        Reply.tool_calls(("search_flights", {"to": "Oslo"}), usage=usage(30, 3)),
+        Reply.text("SAS at 9:00.", usage=usage(40, 4)),
+    )
+    result, events = drive(planner, driver, "Plan Oslo", deps={"airline": "SAS"})
+    assert result.output == "Book the 9:00 to Oslo."
+    # the sub-agent saw the request as its user message, and the caller's deps
+    sub_messages = scripts.seen["flights"][1]["messages"]
+    assert sub_messages[1] == {"role": "user", "content": "a flight to Oslo"}
+    assert sub_messages[-1]["content"] == "SAS flies to Oslo at 9:00"
+    # the caller's model got the sub-agent's answer as the tool's output
+    tool_message = scripts.seen["planner"][1]["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["content"] == "SAS at 9:00."
+    # usage: both levels summed
+    assert result.usage.prompt_tokens == 100 + 200 + 30 + 40
+    assert result.usage.completion_tokens == 10 + 20 + 3 + 4
+    tool_spec = scripts.seen["planner"][0]["tools"][0]["function"]
+    assert tool_spec["name"] == "flights" and tool_spec["description"] == "Find flights."
+    assert tool_spec["parameters"]["required"] == ["request"]
+    if driver.startswith("stream"):
+        nested = [e for e in events if isinstance(e, SubAgentEvent)]
+        assert nested and all(e.path == ("flights",) and e.agent == "flights" for e in nested)
+        text = "".join(e.event.text for e in nested if isinstance(e.event, TextDelta))
+        assert text == "SAS at 9:00."
+        inner = [e.event for e in nested]
+        assert isinstance(inner[-1], RunFinished) and inner[-1].result.output == "SAS at 9:00."
+        # every event of the sub-run comes before the caller's ToolResult for that call
+        result_at = next(i for i, e in enumerate(events) if isinstance(e, ToolResult))
+        last_nested = max(i for i, e in enumerate(events) if isinstance(e, SubAgentEvent))
+        assert last_nested < result_at
+    else:
+        assert not events
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_parallel_sub_agents_each_get_their_own_answer(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    flights = make(server, "flights", name="flights")
+    hotels = make(server, "hotels", name="hotels")
+    planner = make(server, "planner", [flights.as_tool(), hotels.as_tool()])
+    scripts.add(
+        "planner",
+        Reply.tool_calls(
+            ("flights", {"request": "to Oslo"}),
+            ("hotels", {"request": "in Oslo"}),
+            ("flights", {"request": "back home"}),
+            usage=usage(1, 1),
+        ),
+        Reply.text("Done.", usage=usage(1, 1)),
+    )
+    scripts.add("flights", Reply.text("F1", usage=usage(5, 5)), Reply.text("F2", usage=usage(5, 5)))
+    scripts.add("hotels", Reply.text("H1", usage=usage(7, 7)))
+    result, events = drive(planner, driver, "Plan")
+    tool_messages = [m for m in scripts.seen["planner"][1]["messages"] if m["role"] == "tool"]
+    assert len(tool_messages) == 3
+    assert tool_messages[1]["content"] == "H1"
+    assert sorted([tool_messages[0]["content"], tool_messages[2]["content"]]) == ["F1", "F2"]
+    assert result.usage.total_tokens == 4 + 20 + 14
+    if driver.startswith("stream"):
+        finished = [
+            e for e in events if isinstance(e, SubAgentEvent) and isinstance(e.event, RunFinished)
+        ]
+        assert sorted(e.agent for e in finished) == ["flights", "flights", "hotels"]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_nested_sub_agents_tag_events_with_the_whole_path(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    hotels = make(server, "hotels", name="hotels")
+    flights = make(server, "flights", [hotels.as_tool()], name="flights")
+    planner = make(server, "planner", [flights.as_tool()], name="planner")
+    scripts.add(
+        "planner",
+        Reply.tool_calls(("flights", {"request": "trip"}), usage=usage(1, 0)),
+        Reply.text("Trip planned.", usage=usage(1, 0)),
+    )
+    scripts.add(
+        "flights",
+        Reply.tool_calls(("hotels", {"request": "a bed"}), usage=usage(10, 0)),
+        Reply.text("Flight and bed.", usage=usage(10, 0)),
+    )
+    scripts.add("hotels", Reply.text("A bed.", usage=usage(100, 0)))
+    result, events = drive(planner, driver, "Go")
+    assert result.output == "Trip planned."
+    assert result.usage.prompt_tokens == 122
+    assert scripts.seen["flights"][1]["messages"][-1]["content"] == "A bed."
+    if driver.startswith("stream"):
+        deep = [
+            e for e in events if isinstance(e, SubAgentEvent) and e.path == ("flights", "hotels")
+        ]
+        assert deep and isinstance(deep[-1].event, RunFinished)
+        assert not any(
+            isinstance(e.event, SubAgentEvent) for e in events if isinstance(e, SubAgentEvent)
+        )
+
+
+class Trip(BaseModel):
+    city: str
+    nights: int
+
+
+def test_input_type_gives_the_tool_the_models_fields(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    hotels = make(server, "hotels", name="hotels")
+    tool_ = hotels.as_tool(name="book_hotel", input_type=Trip)
+    assert tool_.name == "book_hotel"
+    assert set(tool_.parameters["properties"]) == {"city", "nights"}
+    assert tool_.parameters["required"] == ["city", "nights"]
+    planner = make(server, "planner", [tool_])
+    scripts.add(
+        "planner",
+        Reply.tool_calls(("book_hotel", {"city": "Oslo", "nights": "x"})),
+        Reply.tool_calls(("book_hotel", {"city": "Oslo", "nights": 2})),
+        Reply.text("Booked."),
+    )
+    scripts.add("hotels", Reply.text("Room 12."))
+    assert planner.run("Stay").output == "Booked."
+    # invalid input never reached the sub-agent; the valid one arrived as the model's JSON
+    assert len(scripts.seen["hotels"]) == 1
+    assert json.loads(scripts.seen["hotels"][0]["messages"][1]["content"]) == {
+        "city": "Oslo",
+        "nights": 2,
+    }
+
+
+def test_a_name_is_needed_and_input_type_must_be_a_model(server: ScriptedServer) -> None:
+    anonymous = make(server, "x")
+    with pytest.raises(ConfigurationError, match="name"):
+        anonymous.as_tool()
+    assert anonymous.as_tool(name="helper").name == "helper"
+    with pytest.raises(ConfigurationError, match="pydantic"):
+        anonymous.as_tool(name="helper", input_type=dict)  # type: ignore[arg-type]
+
+
+class _Source(ToolSource):
+    """A tool source whose tools are set after the agents exist (a cycle can form)."""
+
+    def __init__(self) -> None:
+        self.found: list[Tool[..., Any]] = []
+
+    def tools(self) -> Sequence[Tool[..., Any]]:
+        return self.found
+
+    async def tools_async(self) -> Sequence[Tool[..., Any]]:
+        return self.found
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_cycle_is_refused_before_any_request(server: ScriptedServer, driver: str) -> None:
+    source = _Source()
+    triage = make(server, "triage", [source], name="triage")
+    billing = make(server, "billing", [triage.as_tool()], name="billing")
+    source.found = [billing.as_tool()]
+    with pytest.raises(ConfigurationError, match="cycle: triage -> billing -> triage"):
+        drive(triage, driver, "hi")
+    assert server.request_count == 0
+
+
+def test_a_sub_agent_that_would_pause_is_refused_before_any_request(server: ScriptedServer) -> None:
+    @tool(requires_approval=True)
+    def refund(amount: int) -> str:
+        """Refund an amount."""
+        return "refunded"
+
+    billing = make(server, "billing", [refund], name="billing")
+    desk = make(server, "desk", [billing.as_tool()])
+    with pytest.raises(ConfigurationError, match="approve="):
+        desk.run("refund me")
+    assert server.request_count == 0
+    approving = make(server, "billing", [refund], name="billing", approve=lambda call: True)
+    make(server, "desk", [approving.as_tool()]).as_tool(name="ok")  # accepted
+
+
+def test_the_callers_deadline_bounds_the_sub_run(server: ScriptedServer, scripts: Scripts) -> None:
+    slow = make(server, "slow", name="slow")
+    planner = make(server, "planner", [slow.as_tool()], run_timeout=1.5)
+    scripts.add("planner", Reply.tool_calls(("slow", {"request": "think"})), Reply.text("late"))
+    scripts.add("slow", Reply.hang())
+    with pytest.raises(RunTimeoutError):
+        planner.run("go")
+
+
+def test_cancelling_the_caller_cancels_the_sub_run(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    started: list[asyncio.Event] = []
+    cancelled: list[bool] = []
+
+    @tool
+    async def wait_forever() -> str:
+        """Wait."""
+        started[0].set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+        return "never"
+
+    worker = make(server, "worker", [wait_forever], name="worker")
+    boss = make(server, "boss", [worker.as_tool()])
+    scripts.add("boss", Reply.tool_calls(("worker", {"request": "work"})))
+    scripts.add("worker", Reply.tool_calls(("wait_forever", {})))
+
+    async def main() -> None:
+        started.append(asyncio.Event())
+        task = asyncio.create_task(boss.run_async("go"))
+        await started[0].wait()  # the sub-agent's own tool is running
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert cancelled == [True]
+
+
+def test_a_failing_sub_run_still_counts_its_usage(server: ScriptedServer, scripts: Scripts) -> None:
+    flaky = make(server, "flaky", name="flaky", max_turns=1)
+    boss = make(server, "boss", [flaky.as_tool()])
+    scripts.add(
+        "boss",
+        Reply.tool_calls(("flaky", {"request": "x"}), usage=usage(1, 0)),
+        Reply.text("gave up", usage=usage(1, 0)),
+    )
+    # the sub-agent calls an unknown tool and runs out of turns
+    scripts.add("flaky", Reply.tool_calls(("nothing", {}), usage=usage(50, 0)))
+    result = boss.run("go")
+    assert result.output == "gave up"
+    assert result.usage.prompt_tokens == 52
+    told = scripts.seen["boss"][1]["messages"][-1]["content"]
+    assert "flaky" in told
+
+
+def test_the_cli_shows_a_sub_agents_work_indented(server: ScriptedServer, scripts: Scripts) -> None:
+    @tool
+    def find(to: str) -> str:
+        """Find flights to a city."""
+        return f"SAS flies to {to}"
+
+    flights = make(server, "flights", [find], name="flights")
+    planner = make(server, "planner", [flights.as_tool()])
+    scripts.add(
+        "planner", Reply.tool_calls(("flights", {"request": "Oslo"})), Reply.text("Fly at 9.")
+    )
+    scripts.add("flights", Reply.tool_calls(("find", {"to": "Oslo"})), Reply.text("SAS 9:00"))
+    out, err = io.StringIO(), io.StringIO()
+    play(planner, "Plan", Console(out, err))
+    assert out.getvalue() == "Fly at 9.\n"  # only the top answer is the answer
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith("  -> flights(")
+    assert lines[1].startswith("      -> [flights] find(")
+    assert lines[2].startswith("      <- [flights] find ") and "SAS flies" in lines[2]
+    assert lines[3] == "      [flights] SAS 9:00"
+    assert lines[4].startswith("  <- flights ") and lines[4].endswith("SAS 9:00")
