@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel
 
+from ._client import ChatClient
 from ._context import RunContext
 from ._errors import ConfigurationError
 from ._events import RunFinished, SubAgentEvent
@@ -172,6 +173,11 @@ def _walk(
             raise ConfigurationError(
                 "agent tools form a cycle: " + " -> ".join(sub_names) + "; an agent may not "
                 "call itself, directly or through other agents"
+            )
+        if isinstance(sub._runtime.given_client, ChatClient):
+            raise ConfigurationError(
+                f"agent {sub.name!r} used as a tool was given a ChatClient, and a sub-agent "
+                "runs with an async client: give it an AsyncChatClient, or no client"
             )
         if sub._approve is None and any(t.requires_approval for t in _tools(sub)):
             raise ConfigurationError(

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from agentkit import (
     Agent,
+    ChatClient,
     ConfigurationError,
     RunContext,
     RunFinished,
@@ -289,6 +290,17 @@ def test_a_sub_agent_that_would_pause_is_refused_before_any_request(server: Scri
     assert server.request_count == 0
     approving = make(server, "billing", [refund], name="billing", approve=lambda call: True)
     make(server, "desk", [approving.as_tool()]).as_tool(name="ok")  # accepted
+
+
+def test_a_sub_agent_given_a_sync_client_is_refused_before_any_request(
+    server: ScriptedServer,
+) -> None:
+    with ChatClient(server.base_url, KEY) as client:
+        flights = Agent("flights", [], client=client, name="flights")
+        planner = make(server, "planner", [flights.as_tool()])
+        with pytest.raises(ConfigurationError, match="AsyncChatClient"):
+            planner.run("go")
+    assert server.request_count == 0
 
 
 def test_the_callers_deadline_bounds_the_sub_run(server: ScriptedServer, scripts: Scripts) -> None:
