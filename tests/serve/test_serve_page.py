@@ -202,10 +202,11 @@ def test_a_patient_asks_a_receptionist_approves_from_the_queue_and_the_patient_s
 
     model.queue(
         Reply.tool_calls(("refund", {"order_id": 1042})),
+        # slower than the queue's 3 s refresh: the outcome must survive a redraw
         Reply.text(
             "Refund of **1042** is done: see https://example.com/r/1042 and `R-1042`.\n\n"
             "- not [a link](javascript:alert(1))\n- nor <b>html</b>"
-        ),
+        ).with_(delay=5),
     )
     store = sessions.SQLiteStore(str(tmp_path / "desk.db"))
     keys = sessions.KeyTable(store)
@@ -240,7 +241,9 @@ def test_a_patient_asks_a_receptionist_approves_from_the_queue_and_the_patient_s
         OUTPUT.mkdir(exist_ok=True)
         rita.screenshot(path=str(OUTPUT / "serve-page-queue.png"), full_page=True)
         item.get_by_role("button", name="Approve").click()
-        item.filter(has_text="Approved.").wait_for(timeout=120_000)
+        rita.locator("#queuenote").filter(has_text="Approved dana: refund.").wait_for(
+            timeout=180_000
+        )
 
         answer = dana.locator(".msg.assistant .text").filter(has_text="Refund of 1042 is done")
         answer.wait_for(timeout=120_000)
