@@ -300,7 +300,7 @@ class Agent(Generic[OutputT]):
 
         ``prompt`` is a user message, or a transcript to continue (``RunResult.messages``
         plus a new user message). ``deps`` is handed to tools as ``RunContext.deps``
-        (``context=`` is its older name and still works);
+        (``context=``, its older name, still works and warns);
         ``max_turns`` overrides the agent's for this run; ``limits`` (a
         :class:`~agentkit.RunLimits`) replaces all of the agent's limits for this run.
         ``principal`` (a :class:`~agentkit.Principal`) is who the run acts for, handed to

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, TypedDict
 
@@ -343,6 +344,13 @@ def new_messages(prompt: Prompt | None) -> list[dict[str, Any]]:
 def run_deps(deps: Any, context: Any) -> Any:
     """The run's dependencies, given as ``deps=`` (what ``RunContext.deps`` reads) or by
     their older name ``context=``."""
-    if deps is not None and context is not None:
+    if context is None:
+        return deps
+    if deps is not None:
         raise ConfigurationError("pass deps= (context= is its older name), not both")
-    return deps if deps is not None else context
+    warnings.warn(
+        "context= is deprecated: pass deps= (run(prompt, deps=...)); it goes before 0.1.0",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return context

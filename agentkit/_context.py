@@ -59,7 +59,7 @@ class RunContext(Generic[DepsT]):
 
     Attributes:
         deps: the user's dependencies (a database handle, an HTTP client, the current
-            user...), passed as ``Agent.run(..., deps=...)`` (``context=`` is the older
+            user...), passed as ``Agent.run(..., deps=...)`` (``context=``, deprecated, is the older
             name); ``None`` when none were passed.
         usage: tokens used by the run's model calls so far.
         messages: the transcript so far, as plain wire-format dicts. Read it; do not change

@@ -262,7 +262,7 @@ def test_run_context_reaches_tools(server: ScriptedServer, client: ChatClient) -
     server.queue(Reply.tool_calls(("whoami", {}), usage=usage(20, 5)), Reply.text("You are Ada."))
     with Agent("m", [whoami], client=client) as agent:
         assert "ctx" not in json.dumps(whoami.to_openai())  # the model never sees it
-        agent.run("Who am I?", context={"user": "Ada"})
+        agent.run("Who am I?", deps={"user": "Ada"})
     (ctx,) = seen
     assert ctx.deps == {"user": "Ada"}
     assert ctx.turn == 1

@@ -295,7 +295,7 @@ def test_order_desk_refund_runs_once_approved(model: ScriptedServer, tmp_path: P
         Reply.text("Refunded."),
     )
     agent = desk.make_agent(base_url=model.base_url, approve=approve)
-    result = agent.run("My lamp flickers, refund it", context=desk.Desk(db, "ada@example.com"))
+    result = agent.run("My lamp flickers, refund it", deps=desk.Desk(db, "ada@example.com"))
 
     assert result.output == "Refunded."
     assert len(asked) == 1

@@ -401,7 +401,8 @@ def test_a_tool_that_needs_a_context_refuses_a_run_without_one(server: ScriptedS
         result = agent.run("Where is order 7?", deps=Database())
         assert tool_messages(result.messages)[0]["content"] == "order 7 in the database"
         server.queue(Reply.tool_calls(("find_order", {"order_id": 8})), Reply.text("Found."))
-        older = agent.run("Where is order 8?", context=Database())  # the older name
+        with pytest.warns(DeprecationWarning, match=r"context= is deprecated: pass deps="):
+            older = agent.run("Where is order 8?", context=Database())  # the older name
         assert tool_messages(older.messages)[0]["content"] == "order 8 in the database"
         with pytest.raises(ConfigurationError, match="not both"):
             agent.run("hi", deps=Database(), context=Database())

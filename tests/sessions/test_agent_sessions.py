@@ -110,7 +110,7 @@ def test_instructions_may_be_a_function_of_the_run_context(
         store, server.base_url, instructions=lambda ctx: f"You serve {ctx.deps['name']}."
     )
     with agent:
-        agent.run("Hi", session="u1", context={"name": "Ana"})
+        agent.run("Hi", session="u1", deps={"name": "Ana"})
     assert sent(server.requests[0])[0]["content"] == "You serve Ana."
 
 
