@@ -315,7 +315,9 @@ def _add_serve(commands: argparse._SubParsersAction[Any]) -> None:
         help="the Agent to serve, e.g. bot.py:desk (or MODULE:NAME); several may be given",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8000, help="port (8000)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port (8000; 0: any free port, named on stderr)"
+    )
     serve.add_argument(
         "--workers", type=_at_least(1), default=1, metavar="N", help="worker processes (1)"
     )
@@ -387,8 +389,8 @@ def _add_serve(commands: argparse._SubParsersAction[Any]) -> None:
 
 def _port(text: str) -> int:
     value = int(text)
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"must be 1 to 65535, got {value}")
+    if not 0 <= value < 65536:
+        raise argparse.ArgumentTypeError(f"must be 0 (any free port) to 65535, got {value}")
     return value
 
 

@@ -50,18 +50,22 @@ def serve_command(args: argparse.Namespace, err: TextIO) -> int:
         _check_identity(options, loaded)
     if len(set(names)) != len(names):
         raise UsageError("two agents have the same name; serve each name once")
-    _check_port(args.host, args.port)
+    # Bound here and handed to uvicorn: --port 0 gets a port nobody can take in between,
+    # and the line below names the port really listened on.
+    listener = _bind(args.host, args.port)
+    port = listener.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     err.write(
-        f"agentkit: serving {', '.join(names)} on http://{shown}:{args.port}/v1 "
-        f"(chat page: http://{shown}:{args.port}/; {args.workers} worker"
+        f"agentkit: serving {', '.join(names)} on http://{shown}:{port}/v1 "
+        f"(chat page: http://{shown}:{port}/; {args.workers} worker"
         f"{'s' if args.workers > 1 else ''}; Ctrl-C stops)\n"
     )
     err.flush()
     run(
         targets,
         host=args.host,
-        port=args.port,
+        port=port,
+        listener=listener,
         workers=args.workers,
         api_keys=keys,
         allowed_hosts=args.allowed_host or (),
@@ -159,17 +163,24 @@ def _absolute(target: str) -> str:
     return target
 
 
-def _check_port(host: str, port: int) -> None:
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (``0``: any free port), or a usage error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            reason = "is in use" if exc.errno in (98, 48) else f"cannot be used ({exc.strerror})"
-            raise UsageError(
-                f"{host}:{port} {reason}", hint=f"choose another port, e.g. --port {port + 1}"
-            ) from None
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        # Listening from now on: a client that read the port connects, and waits in the
+        # backlog until the server accepts.
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        reason = "is in use" if exc.errno in (98, 48) else f"cannot be used ({exc.strerror})"
+        raise UsageError(
+            f"{host}:{port} {reason}", hint=f"choose another port, e.g. --port {port + 1}"
+        ) from None
+    listener.set_inheritable(True)  # the workers serve it too
+    return listener
 
 
 def _connection_limits(head_timeout: float, max_connections: int) -> ConnectionLimits:

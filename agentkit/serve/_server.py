@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -91,9 +92,14 @@ def run(
     connections: ConnectionLimits | None = None,
     log_level: str = "info",
     options: Mapping[str, Any] | None = None,
+    listener: socket.socket | None = None,
 ) -> None:
     """Serve the agents named by ``targets`` until interrupted; ``options`` are the
-    identity options (``auth``, ``reviewers``, ``deps``...) each worker applies."""
+    identity options (``auth``, ``reviewers``, ``deps``...) each worker applies.
+
+    ``listener``, a socket already bound to ``host:port`` and listening, is served as is
+    (so the caller knows the port before serving starts); without it uvicorn binds one.
+    """
     import uvicorn
 
     from ._connections import (
@@ -114,7 +120,7 @@ def run(
         os.environ[API_KEY_VARIABLE] = ",".join(api_keys)
     os.environ[_OPTIONS_VARIABLE] = json.dumps(dict(options or {}))
     behind_proxy = (options or {}).get("auth") == "proxy"
-    uvicorn.run(
+    config = uvicorn.Config(
         "agentkit.serve._server:app_from_environment",
         factory=True,
         http=GuardedH11,
@@ -130,3 +136,34 @@ def run(
         # the app logs each request itself, with the principal (see _accesslog)
         access_log=False,
     )
+    if listener is None:
+        listener = config.bind_socket()
+    _serve(config, listener)
+
+
+def _serve(config: Any, listener: socket.socket) -> None:
+    # uvicorn.run() without its own binding: one worker serves the socket in this
+    # process, more are uvicorn's supervised worker processes sharing it.
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            try:
+                supervisor = Multiprocess(config, sockets=[listener])
+            except TypeError:  # an older uvicorn, whose supervisor takes the worker's target
+                supervisor = Multiprocess(
+                    config,
+                    target=server.run,  # type: ignore[call-arg]
+                    sockets=[listener],
+                )
+            supervisor.run()
+        else:
+            server.run(sockets=[listener])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.close()
+    if config.workers == 1 and not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run() exits

@@ -8,11 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +21,7 @@ import pytest
 from agentkit.cli import main
 from agentkit.testing import Reply, ScriptedServer
 
+from ._serving import serving
 from .conftest import sessions_or_skip
 
 sessions_or_skip()
@@ -38,12 +35,6 @@ def cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main(list(argv), stdin=io.StringIO(""), stdout=out, stderr=err)
     return code, out.getvalue(), err.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -95,34 +86,12 @@ def _environment(
 
 
 def _serve(env: dict[str, str], workers: int) -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "agentkit.cli", "serve", DESK, "--port", str(port),
-        "--workers", str(workers), "--auth", "keys", "--reviewers", "receptionist",
+    argv = [
+        DESK, "--workers", str(workers), "--auth", "keys", "--reviewers", "receptionist",
         "--deps", DEPS,
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(process.stderr.read() if process.stderr else "exited")
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)  # polling a child process: no event to wait on
+    with serving(argv, {**os.environ, **env}) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 def _keys() -> dict[str, dict[str, str]]:

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import pytest
 
 from agentkit.cli import main
 from agentkit.testing import ScriptedServer, echo
+
+from ._serving import serving as serve_process
 
 BOT = '''
 import os
@@ -49,12 +50,6 @@ def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main(list(argv), stdin=io.StringIO(""), stdout=out, stderr=err)
     return code, out.getvalue(), err.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -106,43 +101,11 @@ def test_chat_with_your_own_agent(bot: Path, model: ScriptedServer) -> None:
 def serving(bot: Path, model: ScriptedServer) -> Iterator[str]:
     """``agentkit serve bot.py:desk --workers 2`` as a real process; yields its URL."""
     model.respond_with(echo())
-    port = free_port()
     env = {**os.environ, "BOT_MODEL_URL": model.base_url}
     env.pop("AGENTKIT_SERVE_API_KEY", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentkit.cli",
-            "serve",
-            f"{bot}:desk",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--allowed-host",
-            "desk.example",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(process.stderr.read() if process.stderr else "exited")
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)  # polling a child process: no event to wait on
+    argv = [f"{bot}:desk", "--workers", "2", "--allowed-host", "desk.example"]
+    with serve_process(argv, env, ready_timeout=120) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.mark.timeout(180)  # two worker processes start slowly on a loaded machine

@@ -11,13 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -25,6 +22,7 @@ import pytest
 
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer, echo
 
+from ._serving import serving
 from .conftest import sessions_or_skip
 
 sessions_or_skip()
@@ -60,25 +58,6 @@ def _dsn() -> str:
     return dsn
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(process.stderr.read() if process.stderr else "exited")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)  # polling a child process: there is no event to wait on
-    raise AssertionError(f"{url} did not come up")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ScriptedServer, str, str]]:
     """The scripted model and two servers on one PostgreSQL schema: (model, url_a, url_b)."""
@@ -86,8 +65,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scripted
     schema = "serve_" + secrets.token_hex(5)
     folder = tmp_path_factory.mktemp("bot")
     (folder / "bot.py").write_text(textwrap.dedent(BOT))
-    processes: list[subprocess.Popen[str]] = []
-    with ScriptedServer() as model:
+    with ScriptedServer() as model, ExitStack() as servers:
         env = {
             **os.environ,
             "BOT_MODEL_URL": model.base_url,
@@ -95,36 +73,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scripted
             "BOT_SCHEMA": schema,
             "AGENTKIT_SERVE_API_KEY": KEY,
         }
-        urls = []
         try:
-            for _ in range(2):
-                port = _free_port()
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "agentkit.cli",
-                            "serve",
-                            f"{folder}/bot.py:desk",
-                            "--port",
-                            str(port),
-                        ],
-                        env=env,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.PIPE,
-                        text=True,
-                    )
-                )
-                urls.append(f"http://127.0.0.1:{port}")
-            for url, process in zip(urls, processes, strict=True):
-                _wait_healthy(url, process)
+            argv = [f"{folder}/bot.py:desk"]
+            urls = [servers.enter_context(serving(argv, env, ready_timeout=120)) for _ in "ab"]
             yield model, urls[0], urls[1]
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(10)
+            servers.close()
             import psycopg
 
             with psycopg.connect(dsn, autocommit=True) as connection:
