@@ -170,7 +170,17 @@ class Access:
                 code="approval_mismatch",
             )
         if waiting and set(decisions) <= set(waiting):
-            await self._owners[agent].run("record", conversation, dict(decisions), principal.id)
+            recorded = await self._owners[agent].run(
+                "record", conversation, dict(decisions), principal.id
+            )
+            if recorded is None:
+                # another reviewer decided first: only their decision runs, so only theirs
+                # may stand in the record
+                raise ServeError(
+                    409,
+                    "these calls were already decided by someone else; show the conversation again",
+                    code="already_decided",
+                )
         return owner if owner is not None else principal
 
     async def decisions(self, conversation: str, agent: str) -> list[dict[str, Any]]:

@@ -82,6 +82,16 @@ def _principal_of(text: str) -> Principal:
     return Principal(data["id"], frozenset(data.get("roles") or ()), data.get("claims") or {})
 
 
+def _waiting_ids(pending: Any) -> set[str]:
+    try:
+        state = json.loads(pending) if pending else {}
+    except ValueError:
+        return set()
+    calls = state.get("calls") if isinstance(state, dict) else None
+    ids = (call.get("id") for call in calls or () if isinstance(call, dict))
+    return {call_id for call_id in ids if isinstance(call_id, str)}
+
+
 class Owners:
     """The owner rows and decision records of one store."""
 
@@ -118,13 +128,49 @@ class Owners:
         assert found is not None
         return found
 
-    def record(self, session_id: str, decisions: dict[str, bool | str], decided_by: str) -> float:
-        """Record who decided which calls, now; the time recorded."""
+    def record(
+        self, session_id: str, decisions: dict[str, bool | str], decided_by: str
+    ) -> float | None:
+        """Record who decided which calls, now; the time recorded, or ``None`` (nothing
+        written) when someone else already decided one of them during this pause, or the
+        calls are no longer waiting.
+
+        Two reviewers may decide one waiting call at once; only one resume can run it, so
+        only one decision may stand in the record. The check and the write are one
+        transaction holding the session's row (``FOR UPDATE`` on PostgreSQL, SQLite's
+        single writer), and "this pause" is every decision since the session last
+        changed: a model may use an earlier call's id again in a later pause. The same
+        person may decide again (a retry after their connection dropped).
+        """
         now = time.time()
         store = self._tables.store
         self._tables.ensure()
         with store._transaction(write=True) as cursor:
+            row = store._run(
+                cursor,
+                "SELECT updated_at, status, pending FROM {p}agentkit_sessions WHERE id = ?"
+                + store._for_update,
+                (session_id,),
+            ).fetchone()
+            if row is None or row[1] != "paused" or not set(decisions) <= _waiting_ids(row[2]):
+                return None  # a resume ran meanwhile: the calls are no longer waiting
+            since = row[0]
+            for call_id in decisions:
+                taken = store._run(
+                    cursor,
+                    "SELECT 1 FROM {p}agentkit_decisions WHERE session_id = ? AND call_id = ?"
+                    " AND decided_at >= ? AND decided_by <> ?",
+                    (session_id, call_id, since, decided_by),
+                ).fetchone()
+                if taken is not None:
+                    return None
             for call_id, decision in decisions.items():
+                store._run(
+                    cursor,
+                    "DELETE FROM {p}agentkit_decisions WHERE session_id = ? AND call_id = ?"
+                    " AND decided_at >= ?",
+                    (session_id, call_id, since),
+                )
                 store._run(
                     cursor,
                     "INSERT INTO {p}agentkit_decisions"

@@ -4,13 +4,17 @@ each test is a break found by probing a real server on loopback, kept as its reg
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
-from agentkit.serve import TrustedProxy, create_app
-from agentkit.testing import ScriptedServer, echo
+import httpx
 
-from .conftest import sessions_or_skip, uvicorn_serving
-from .test_serve_identities import clinic_for, make_desk
+from agentkit import Agent, tool
+from agentkit.serve import StoredKeys, TrustedProxy, create_app
+from agentkit.testing import Reply, ScriptedServer, echo
+
+from .conftest import MODEL_KEY, sessions_or_skip, uvicorn_serving
+from .test_serve_identities import ask, bearer, booked, clinic_for, decide, make_desk
 
 sessions = sessions_or_skip()
 
@@ -37,4 +41,101 @@ def test_a_proxy_header_sent_twice_is_refused(model: ScriptedServer, tmp_path: P
                 while chunk := raw.recv(65536):
                     answer += chunk
             assert answer.startswith(b"HTTP/1.1 401"), answer
+    store.close()
+
+
+def _race(
+    url: str, name: str, call_id: str, digests: dict[str, str], reviewers: list[dict[str, str]]
+) -> list[int]:
+    """Every reviewer decides the call at once (alternately approving and denying)."""
+    start = threading.Barrier(len(reviewers))
+    answers: list[int] = []
+
+    def go(headers: dict[str, str], verdict: bool) -> None:
+        start.wait()
+        answers.append(decide(url, name, {call_id: verdict}, headers, digests).status_code)
+
+    threads = [threading.Thread(target=go, args=(h, n % 2 == 0)) for n, h in enumerate(reviewers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_two_reviewers_deciding_one_call_at_once_run_it_once_and_record_one_decision(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    store = sessions.SQLiteStore(tmp_path / "race.db")
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    reviewers = [bearer(keys.add(f"rev{n}", ["receptionist"]).key) for n in range(4)]
+    app = create_app(
+        {"desk": make_desk(model, store)},
+        auth=StoredKeys(store),
+        deps=clinic_for,
+        reviewers={"receptionist"},
+    )
+    booked.clear()
+    with uvicorn_serving(app) as url:
+        for round_ in range(5):  # a race: several rounds, so a broken record shows
+            name = f"race-{round_}"
+            model.queue(Reply.tool_calls(("book", {"slot": name})), Reply.text("Booked."))
+            (call,) = ask(url, "book", name, dana).json()["agentkit"]["pending"]
+            digests = {call["id"]: call["arguments_digest"]}
+            answers = _race(url, name, call["id"], digests, reviewers)
+            shown = httpx.get(f"{url}/v1/sessions/{name}", headers=dana).json()
+            ran = [slot for _, slot, _ in booked if slot == name]
+            assert answers.count(200) == 1, answers
+            # the record names one decision, and it is the one that ran (or was refused)
+            (decision,) = shown["decisions"]
+            assert decision["approved"] is bool(ran) and len(ran) <= 1
+    store.close()
+
+
+entered = threading.Event()
+release = threading.Event()
+
+
+@tool(requires_approval=True)
+def refund(order: int) -> str:
+    """Refund an order (waits, in this test, until the test lets it finish).
+
+    Args:
+        order: the order number.
+    """
+    entered.set()
+    release.wait(30)
+    return f"refunded {order}"
+
+
+def test_a_decision_arriving_while_another_runs_is_refused_and_not_recorded(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    store = sessions.SQLiteStore(tmp_path / "late.db")
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana").key)
+    rita, ray = (bearer(keys.add(name, ["receptionist"]).key) for name in ("rita", "ray"))
+    desk = Agent("scripted", [refund], base_url=model.base_url, api_key=MODEL_KEY, store=store)
+    app = create_app({"desk": desk}, auth=StoredKeys(store), reviewers={"receptionist"})
+    entered.clear()
+    release.clear()
+    model.queue(Reply.tool_calls(("refund", {"order": 5})), Reply.text("Refunded."))
+    with uvicorn_serving(app) as url:
+        (call,) = ask(url, "refund 5", "late", dana).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        first: list[httpx.Response] = []
+        approving = threading.Thread(
+            target=lambda: first.append(decide(url, "late", {call["id"]: True}, rita, digests))
+        )
+        approving.start()
+        assert entered.wait(30)  # rita's approval is running the refund now
+        late = decide(url, "late", {call["id"]: "no refunds today"}, ray, digests)
+        release.set()
+        approving.join()
+        shown = httpx.get(url + "/v1/sessions/late", headers=dana).json()
+    assert first[0].status_code == 200, first[0].text
+    assert late.status_code == 409
+    assert late.json()["error"]["code"] in {"already_decided", "session_busy"}
+    assert [(d["decided_by"], d["approved"]) for d in shown["decisions"]] == [("rita", True)]
     store.close()
