@@ -620,6 +620,24 @@ class Agent(Generic[OutputT]):
 
     # -- resuming -------------------------------------------------------------------------
 
+    def _resume_setup(
+        self,
+        paused: str | RunResult[Any],
+        deps: Any,
+        context: Any,
+        max_turns: int | None,
+        limits: RunLimits | None,
+    ) -> tuple[str | RunResult[Any], Any, RunLimits | None]:
+        """What both resumes check first: the run's deps and limits, the sub-agents, and
+        where the pause lives (a session's result resumes its session, in the store)."""
+        deps = run_deps(deps, context)
+        limits = self._config.run_limits(max_turns, limits)
+        if self._delegates:
+            check_agent_tools(self)
+        if isinstance(paused, RunResult) and paused.session is not None and self.store:
+            paused = paused.session
+        return paused, deps, limits
+
     def _resumed_events(
         self,
         paused: str | RunResult[Any],
@@ -632,13 +650,8 @@ class Agent(Generic[OutputT]):
         *,
         stream: bool,
     ) -> tuple[Generator[AgentEvent, None, None], RunLoop | None]:
-        deps = run_deps(deps, context)
-        limits = self._config.run_limits(max_turns, limits)
+        paused, deps, limits = self._resume_setup(paused, deps, context, max_turns, limits)
         _check_principal(principal)
-        if self._delegates:
-            check_agent_tools(self)
-        if isinstance(paused, RunResult) and paused.session is not None and self.store:
-            paused = paused.session  # a session's pause lives in the store: resume it there
         if isinstance(paused, RunResult):
             found = self._runtime.source_tools() if self._runtime.sources else None
             loop, calls = self._resumed_loop(paused, decisions, deps, principal, limits, found)
@@ -660,13 +673,8 @@ class Agent(Generic[OutputT]):
         *,
         stream: bool,
     ) -> tuple[AsyncGenerator[AgentEvent, None], RunLoop | None]:
-        deps = run_deps(deps, context)
-        limits = self._config.run_limits(max_turns, limits)
+        paused, deps, limits = self._resume_setup(paused, deps, context, max_turns, limits)
         _check_principal(principal)
-        if self._delegates:
-            check_agent_tools(self)
-        if isinstance(paused, RunResult) and paused.session is not None and self.store:
-            paused = paused.session
         if isinstance(paused, RunResult):
             found = await self._runtime.source_tools_async() if self._runtime.sources else None
             loop, calls = self._resumed_loop(paused, decisions, deps, principal, limits, found)
