@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal
 
@@ -181,25 +180,6 @@ def run_expecting(
     with pytest.raises(error_type) as caught:
         run_with(driver, base_url, prompt, tools, **options)
     return caught.value
-
-
-@contextlib.contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Assert the block did not hang: it ends well before the 30 s that every scripted
-    hang, stuck tool and slow fake here lasts.
-
-    ``seconds`` is what the block takes on an idle machine, with room to spare; the bound
-    checked is ``HANG_FACTOR`` times that (at most 25 s), because a shared 2-core machine
-    stalls for seconds at a time and a test must not fail for being slow, only for hanging.
-    """
-    bound = min(seconds * HANG_FACTOR, 25.0)
-    started = time.perf_counter()
-    yield
-    took = time.perf_counter() - started
-    assert took < bound, f"took {took:.2f} s: a hang? (bound {bound} s)"
-
-
-HANG_FACTOR = 5
 
 
 def refused_url() -> str:
