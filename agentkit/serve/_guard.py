@@ -34,8 +34,14 @@ def host_name(host: str) -> str:
     """The name in a ``Host`` header or an origin's authority, without the port, lowercased."""
     host = host.strip().lower()
     if host.startswith("["):  # [::1]:8000
-        return host[: host.find("]") + 1] if "]" in host else host
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
+        name, bracket, port = host.partition("]")
+        if bracket and (not port or (port[0] == ":" and port[1:].isdigit())):
+            return name + bracket
+        return host  # "[::1].evil.com" is no IPv6 literal: kept whole, it names no loopback
+    name, _, port = host.rpartition(":")
+    if host.count(":") == 1 and (not port or port.isdigit()):
+        return name
+    return host  # no port ("127.0.0.1:80@evil.com" keeps its whole, non-loopback name)
 
 
 class Guard:
@@ -61,7 +67,17 @@ class Guard:
 
     def _refusal(self, scope: MutableMapping[str, Any]) -> ServeError | None:
         host = origin = content_type = None
+        seen: set[bytes] = set()
         for key, value in scope["headers"]:
+            if key in (b"host", b"origin", b"content-type"):
+                if key in seen:
+                    # two copies would let one check read one and the app the other
+                    return ServeError(
+                        400,
+                        f"the {key.decode()} header came more than once",
+                        code="duplicate_header",
+                    )
+                seen.add(key)
             if key == b"host":
                 host = value.decode("latin-1")
             elif key == b"origin":

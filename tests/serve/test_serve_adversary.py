@@ -139,3 +139,51 @@ def test_a_decision_arriving_while_another_runs_is_refused_and_not_recorded(
     assert late.json()["error"]["code"] in {"already_decided", "session_busy"}
     assert [(d["decided_by"], d["approved"]) for d in shown["decisions"]] == [("rita", True)]
     store.close()
+
+
+def _raw(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(request)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_host_that_only_starts_like_a_loopback_name_is_refused() -> None:
+    desk = Agent("m", [], base_url="http://127.0.0.1:9", api_key="k")
+    with uvicorn_serving(create_app({"desk": desk})) as url:
+        for host in (b"[::1].evil.com", b"[::1]evil:80", b"127.0.0.1:80@evil.com"):
+            answer = _raw(
+                url, b"GET /v1/models HTTP/1.1\r\nConnection: close\r\nHost: " + host + b"\r\n\r\n"
+            )
+            assert answer.startswith(b"HTTP/1.1 421"), (host, answer)
+        for host in (b"[::1]:8000", b"127.0.0.1:8000", b"LOCALHOST", b"localhost:"):
+            answer = _raw(
+                url, b"GET /v1/models HTTP/1.1\r\nConnection: close\r\nHost: " + host + b"\r\n\r\n"
+            )
+            assert answer.startswith(b"HTTP/1.1 200"), (host, answer)
+
+
+def test_an_origin_or_content_type_sent_twice_is_refused(model: ScriptedServer) -> None:
+    desk = Agent("scripted", [], base_url=model.base_url, api_key=MODEL_KEY)
+    body = b'{"model": "desk", "messages": [{"role": "user", "content": "hi"}]}'
+    with uvicorn_serving(create_app({"desk": desk})) as url:
+        for twice in (
+            b"Origin: http://evil.example\r\nOrigin: " + url.encode() + b"\r\n"
+            b"Content-Type: application/json\r\n",
+            b"Content-Type: text/plain\r\nContent-Type: application/json\r\n",
+        ):
+            answer = _raw(
+                url,
+                b"POST /v1/chat/completions HTTP/1.1\r\nConnection: close\r\nHost: 127.0.0.1\r\n"
+                + twice
+                + b"Content-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body,
+            )
+            assert answer.startswith(b"HTTP/1.1 400"), answer
+            assert b"duplicate_header" in answer
+    assert model.requests == []
