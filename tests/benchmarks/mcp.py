@@ -19,7 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
+import re
 import statistics
 import subprocess
 import sys
@@ -50,12 +50,6 @@ _TOOLS = textwrap.dedent(
 def add(a: int, b: int) -> int:
     """Add two numbers."""
     return a + b
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _serve_command(path: str, *extra: str) -> list[str]:
@@ -132,17 +126,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = str(Path(folder) / "bench_tools.py")
         Path(path).write_text(_TOOLS)
-        port = _free_port()
         http = subprocess.Popen(
-            _serve_command(path, "--http", "--port", str(port)),
+            _serve_command(path, "--http", "--port", "0"),  # any port; the line names it
             stderr=subprocess.PIPE,
             text=True,
         )
         try:
             assert http.stderr is not None
-            http.stderr.readline()  # "serving ... at http://..." once it listens
+            said = http.stderr.readline()  # "serving ... at http://HOST:PORT/mcp ..."
+            found = re.search(r" at (http://\S+) ", said)
+            assert found, f"agentkit mcp serve did not start: {said}"
             stdio = MCPStdio(sys.executable, _serve_command(path)[1:])
-            remote = MCPHttp(f"http://127.0.0.1:{port}/mcp")
+            remote = MCPHttp(found.group(1))
             contenders: list[tuple[str, Any, Tool[..., Any]]] = [("@tool", add, add)]
             for label, source in (("MCP over stdio", stdio), ("MCP over HTTP", remote)):
                 contenders.append((label, source, source.tools()[0]))

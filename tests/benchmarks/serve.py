@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,12 +61,6 @@ def get_order(order_id: int) -> str:
     return f"order {order_id}: shipped"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def _model() -> Iterator[str]:
     command = [sys.executable, "-m", "agentkit.testing", "--model", "tool-then-answer"]
@@ -82,22 +77,25 @@ def _model() -> Iterator[str]:
 def _served(model_url: str, workers: int, store: str | None) -> Iterator[tuple[str, int]]:
     folder = Path(tempfile.mkdtemp(prefix="agentkit-bench-serve-"))
     (folder / "bot.py").write_text(_BOT)
-    port = _free_port()
     env = {**os.environ, "BENCH_MODEL_URL": model_url}
     if store:
         env["BENCH_STORE"] = store
     command = [sys.executable, "-m", "agentkit.cli", "serve", f"{folder / 'bot.py'}:desk"]
-    command += ["--port", str(port), "--workers", str(workers)]
-    with subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL) as process:
-        url = f"http://127.0.0.1:{port}"
+    command += ["--port", "0", "--workers", str(workers)]  # it binds, and names the port
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as process:
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.05)
+            assert process.stderr is not None
+            found = None
+            for line in process.stderr:  # ends at EOF if the server exits first
+                found = re.search(r"serving .* on (http://\S+?)/v1 ", line)
+                if found:
+                    break
+            assert found, "agentkit serve exited before serving"
+            url = found.group(1)
+            # the rest of stderr is drained so a worker never blocks on a full pipe
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            # the socket listens already: this waits in its backlog until a worker accepts
+            assert httpx.get(url + "/healthz", timeout=120).status_code == 200
             yield url, process.pid
         finally:
             process.terminate()
