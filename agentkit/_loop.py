@@ -102,6 +102,7 @@ class RunLoop:
         "_output_retries",
         "_round",
         "_settled",
+        "_start",
         "_state",
         "_streaks",
         "_usage",
@@ -153,6 +154,7 @@ class RunLoop:
         self._settled: dict[int, ToolOutcome] = {}  # how they ended, by index, so far
         self._usage = Usage()
         self._calls_made = 0
+        self._start = len(messages)  # what the run adds comes after the messages it was given
         self._limit_told = False
         self._output_retries = 0
         self._failures: dict[str, int] = {}
@@ -395,6 +397,7 @@ class RunLoop:
             pending=pending,
             session=self.session,
             resume_state={"calls": [c.to_dict() for c in pending], "settled": settled},
+            _start=self._start,
         )
 
     def resume_round(self, plan: Mapping[str, str | None]) -> list[PlannedCall]:
@@ -648,6 +651,7 @@ class RunLoop:
             turns=self.turns,
             truncated=truncated,
             in_doubt=tuple(self.in_doubt),
+            _start=self._start,
         )
         return Finished(result, round_)
 

@@ -93,6 +93,14 @@ class RunResult(Generic[OutputT]):
     in_doubt: tuple[PendingCall, ...] = ()
     session: str | None = None
     resume_state: dict[str, Any] | None = None
+    # where this run's own messages start in ``messages`` (see new_messages)
+    _start: int = field(default=0, repr=False, compare=False, kw_only=True)
+
+    def new_messages(self) -> list[dict[str, Any]]:
+        """The messages this run added to the conversation: the model's turns and the tool
+        messages after the prompt (or after the stored history and the new prompt, on a
+        session; after the reopened round, for a resume). The prompt itself is not in it."""
+        return self.messages[self._start :]
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data (``output`` dumped when it is a pydantic model)."""

@@ -202,3 +202,28 @@ def test_resume_async_asks_a_tool_source_only_asynchronously(server: ScriptedSer
     assert resumed.output == "Refunded." and refunded == [3, 4]
     assert isinstance(last, RunFinished) and last.result.output == "Refunded 4."
     assert source.asked == 4
+
+
+# -- RunResult.new_messages() ---------------------------------------------------------------
+
+
+def test_new_messages_are_what_the_run_added(server: ScriptedServer, tmp_path: Path) -> None:
+    server.queue(Reply.tool_calls(("whoami", {})), Reply.text("You are dana."))
+    with agent_for(server) as agent:
+        first = agent.run("who?", principal=Principal("dana"))
+        assert [m["role"] for m in first.new_messages()] == ["assistant", "tool", "assistant"]
+        server.queue(Reply.text("Still dana."))
+        follow = agent.run([*first.messages, {"role": "user", "content": "sure?"}])
+        assert follow.new_messages() == [{"role": "assistant", "content": "Still dana."}]
+    store = SQLiteStore(tmp_path / "n.db")
+    try:
+        with agent_for(server, store=store) as agent:
+            server.queue(Reply.text("one"), Reply.tool_calls(("refund", {"order_id": 2})))
+            agent.run("first", session="s")
+            paused = agent.run("second", session="s")
+            assert [m["role"] for m in paused.new_messages()] == ["assistant"]
+            server.queue(Reply.text("refunded"))
+            resumed = agent.resume("s", {paused.pending[0].call_id: True})
+            assert [m["role"] for m in resumed.new_messages()] == ["tool", "assistant"]
+    finally:
+        store.close()
