@@ -145,6 +145,11 @@ class OIDC:
         return Principal(person, frozenset(kept), claims)
 
     async def _key(self, kid: Any) -> Any:
+        known = self._keys.get(kid)
+        if known is not None and time.monotonic() - self._fetched_at <= self.jwks_ttl:
+            # a known, fresh key needs no lock: a fetch under way for someone's unknown kid
+            # (a forged token every min_refetch seconds) must not stall everyone else
+            return known
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:

@@ -187,3 +187,38 @@ def test_an_origin_or_content_type_sent_twice_is_refused(model: ScriptedServer) 
             assert answer.startswith(b"HTTP/1.1 400"), answer
             assert b"duplicate_header" in answer
     assert model.requests == []
+
+
+def test_a_fetch_for_a_forged_key_id_does_not_stall_tokens_with_a_known_key(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    from agentkit.serve import OIDC
+
+    from .test_serve_identities import Issuer
+
+    model.respond_with(echo())
+    issuer = Issuer()
+    issuer.new_key("k1")
+    issuer.new_key("attacker", publish=False)
+    store = sessions.SQLiteStore(tmp_path / "slow.db")
+    auth = OIDC(issuer.url, "clinic-desk", min_refetch=0.0, timeout=30.0)
+    app = create_app({"desk": make_desk(model, store)}, auth=auth, deps=clinic_for)
+    with uvicorn_serving(app) as url:
+        good = issuer.token("k1")
+        assert ask(url, "hi", "fast", bearer(good)).status_code == 200  # keys fetched
+        issuer.hold = threading.Event()
+        forged: list[int] = []
+        forging = threading.Thread(
+            target=lambda: forged.append(
+                ask(url, "hi", "x", bearer(issuer.token("nope", signer="attacker"))).status_code
+            )
+        )
+        forging.start()
+        assert issuer.held.wait(30)  # the refetch for the forged kid hangs at the issuer
+        answered = ask(url, "hi", "fast", bearer(good)).status_code  # not behind it
+        issuer.hold.set()
+        forging.join()
+    issuer.close()
+    store.close()
+    assert answered == 200 and forged == [401]
+    assert issuer.released  # the good token was answered while the issuer still held

@@ -350,6 +350,9 @@ class Issuer:
         self.keys: dict[str, Any] = {}
         self.published: list[str] = []
         self.fetches = 0
+        self.hold: threading.Event | None = None
+        self.held = threading.Event()
+        self.released = True  # False when a held fetch gave up waiting for the test
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -359,6 +362,9 @@ class Issuer:
                     body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks"}
                 elif self.path == "/jwks":
                     issuer.fetches += 1
+                    if issuer.hold is not None:  # a slow issuer: answers when the test says
+                        issuer.held.set()
+                        issuer.released = issuer.hold.wait(30)
                     body = {"keys": [issuer.jwk(kid) for kid in issuer.published]}
                 else:
                     self.send_error(404)
