@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from agentkit import Agent, tool
 from agentkit.serve import StoredKeys, TrustedProxy, create_app
@@ -222,3 +223,25 @@ def test_a_fetch_for_a_forged_key_id_does_not_stall_tokens_with_a_known_key(
     store.close()
     assert answered == 200 and forged == [401]
     assert issuer.released  # the good token was answered while the issuer still held
+
+
+@pytest.mark.timeout(60)
+def test_the_pages_markdown_pattern_stays_linear_on_hostile_text() -> None:
+    """The page's inline pattern (JavaScript, run here by Python's backtracking engine) on
+    text a model or tool may send: a long run of "[" with no link in it took quadratic time
+    (100,000 of them: 11 s in node's V8, minutes here), which the hang guard catches."""
+    import re
+    from importlib.resources import files
+
+    page = files("agentkit.serve").joinpath("page.html").read_text()
+    found = re.search(r"const pattern = /(.+)/g;", page)
+    assert found is not None
+    pattern = re.compile(found.group(1))
+    for text in (
+        "[" * 300_000 + "](http://x",
+        "[a](http://x" * 20_000,
+        "[a](http://" + "a" * 100_000,
+    ):
+        assert sum(1 for _ in pattern.finditer(text)) <= 20_000
+    link = pattern.search("see [the docs](https://example.com/a_b) now")
+    assert link is not None and link.group(3, 4) == ("the docs", "https://example.com/a_b")
