@@ -325,9 +325,15 @@ def create_app(
         from ._accesslog import AccessLog
 
         middleware.insert(0, Middleware(AccessLog))  # outermost: it sees every refusal too
-    return Starlette(
-        routes=routes, middleware=middleware, exception_handlers={HTTPException: not_found}
+
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: not_found},
     )
+    # "/healthz/" is a 404 in JSON, not a bodiless redirect to "/healthz".
+    app.router.redirect_slashes = False
+    return app
 
 
 def _nothing() -> Response:

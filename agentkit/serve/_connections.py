@@ -13,6 +13,7 @@ keyed client out. This is uvicorn's own h11 protocol with two rules added:
   no request in flight) is closed to make room; if every one is busy, the newcomer is.
 
 A body that trickles after a whole head is the app's to bound (``Limits.body_timeout``).
+A request h11 cannot parse gets the app's JSON error body (uvicorn's own is plain text).
 ``agentkit serve`` uses this protocol; in your own uvicorn, pass ``http=`` this class.
 """
 
@@ -25,7 +26,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ._errors import error_body
+from ._format import encode
 
 __all__ = ["HEAD_TIMEOUT_VARIABLE", "MAX_CONNECTIONS_VARIABLE", "ConnectionLimits", "GuardedH11"]
 
@@ -100,6 +105,27 @@ class GuardedH11(H11Protocol):
         super().on_response_complete()
         if not self.transport.is_closing() and self._idle():
             self._await_head()  # the next request's head has its own deadline
+
+    def send_400_response(self, msg: str) -> None:
+        """Refuse a request h11 cannot parse with a JSON error body, then close."""
+        # uvicorn answers in plain text; a client of this API reads every error as JSON.
+        body = encode(
+            error_body(
+                "the request is not valid HTTP/1.1", "invalid_request_error", "invalid_http_request"
+            )
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def _idle(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
