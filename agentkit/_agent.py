@@ -52,7 +52,7 @@ from ._providers import Provider
 from ._records import ModelSettings, RunLimits
 from ._result import RunResult
 from ._runtime import Runtime
-from ._session import Decision, ResumeError, Summarizer, settle_open_round
+from ._session import Decision, ResumeError, Summarizer, decisions_by, settle_open_round
 from ._session_run import session_events, session_events_async
 from ._sources import ToolSource
 from ._steps import Approver, Hooks
@@ -334,6 +334,7 @@ class Agent(Generic[OutputT]):
         max_turns: int | None = None,
         limits: RunLimits | None = None,
         principal: Principal | None = None,
+        decided_by: str | None = None,
     ) -> RunResult[OutputT]:
         """Go on with a paused run, given a person's decisions, and return the result.
 
@@ -346,7 +347,12 @@ class Agent(Generic[OutputT]):
         ``resume(session, {})`` settles that round: recorded results are used, calls that
         never started run, and a side-effect call that started and never finished is in
         doubt (``RunResult.in_doubt``; the model is told) unless its tool is idempotent.
+        ``decided_by`` names who decided (an id the deployment chose, never a key): each
+        decided call's observer ``approval`` call (the tracing ring's ``agentkit.approval``
+        span event) reports it, with the time of this resume, on ``PlannedCall.decided_by``
+        and ``decided_at``.
         """
+        decisions = decisions_by(decisions, decided_by)
         return self._result(
             consume(
                 *self._resumed_events(
@@ -365,10 +371,12 @@ class Agent(Generic[OutputT]):
         max_turns: int | None = None,
         limits: RunLimits | None = None,
         principal: Principal | None = None,
+        decided_by: str | None = None,
     ) -> Generator[AgentEvent, None, None]:
         """:meth:`resume`, streamed: the events of the resumed run as they happen (the
         decided calls' ``ToolCallStarted`` and ``ToolResult``, then each round's deltas, as
         in :meth:`stream`); the last event is ``RunFinished`` with the result."""
+        decisions = decisions_by(decisions, decided_by)
         events, _ = self._resumed_events(
             paused, decisions, deps, context, max_turns, limits, principal, stream=True
         )
@@ -438,8 +446,10 @@ class Agent(Generic[OutputT]):
         max_turns: int | None = None,
         limits: RunLimits | None = None,
         principal: Principal | None = None,
+        decided_by: str | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`resume`."""
+        decisions = decisions_by(decisions, decided_by)
         events, loop = await self._resumed_events_async(
             paused, decisions, deps, context, max_turns, limits, principal, stream=False
         )
@@ -455,9 +465,11 @@ class Agent(Generic[OutputT]):
         max_turns: int | None = None,
         limits: RunLimits | None = None,
         principal: Principal | None = None,
+        decided_by: str | None = None,
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`resume_stream`. To stop early, close it:
         ``async with contextlib.aclosing(agent.resume_stream_async(...)) as events: ...``."""
+        decisions = decisions_by(decisions, decided_by)
         arguments = (paused, decisions, deps, context, max_turns, limits, principal)
         return self._resumed_stream_async(*arguments)
 
@@ -729,7 +741,7 @@ class Agent(Generic[OutputT]):
             principal=principal,
             tools_with_stream=self._runtime.tools_with_stream,
         )
-        return loop, loop.resume_round(round_.plan)
+        return loop, loop.resume_round(round_.plan, round_.mark)
 
 
 def _check_principal(principal: Principal | None) -> None:

@@ -59,6 +59,10 @@ class PlannedCall:
         timeout: seconds the call may run, or ``None``.
         approved: a person already approved this call (a resumed pause): it runs without
             asking the approver again.
+        decided: on a resume, the person's decision on this paused call (``True``: run it),
+            else ``None``.
+        decided_by: who made that decision (the resume's ``decided_by=``), or ``None``.
+        decided_at: when (ISO 8601, UTC), or ``None``.
     """
 
     index: int
@@ -73,6 +77,9 @@ class PlannedCall:
     timeout: float | None = None
     _key: str = field(default="", repr=False, compare=False)
     approved: bool = False
+    decided: bool | None = None
+    decided_by: str | None = None
+    decided_at: str | None = None
 
     @property
     def runs(self) -> bool:

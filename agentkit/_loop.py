@@ -400,14 +400,19 @@ class RunLoop:
             _start=self._start,
         )
 
-    def resume_round(self, plan: Mapping[str, str | None]) -> list[PlannedCall]:
+    def resume_round(
+        self,
+        plan: Mapping[str, str | None],
+        mark: Callable[[PlannedCall], PlannedCall] | None = None,
+    ) -> list[PlannedCall]:
         """Reopen the last round of the transcript (an assistant message whose calls have
         no tool messages yet) and plan it again: ``plan`` maps each open call's id to
         ``None`` (run it: approved, or safe to run again) or to the text its tool message
         gets (a result recorded before, a refusal, an outcome that is unknown).
 
         The driver runs the returned calls and hands their outcomes to
-        ``on_tool_outcomes`` as for any round.
+        ``on_tool_outcomes`` as for any round. ``mark``, if given, is applied to each call
+        (the session marks the calls a person decided now, for the observers).
         """
         self._expect("request")
         assistant = self.messages[-1]
@@ -431,6 +436,8 @@ class RunLoop:
                         kind="settled",
                     )
                 )
+        if mark is not None:
+            calls = [mark(call) for call in calls]
         self._round = calls
         self._settled = {}
         self._state = "outcomes"

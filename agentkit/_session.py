@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ._loop_text import clean_text
@@ -48,6 +49,27 @@ __all__ = [
 Decision = bool | str
 """A person's decision on a paused call: ``True`` (run it), ``False`` (refuse), or a refusal
 reason the model is told."""
+
+
+class DecisionsBy(dict[Any, Decision]):
+    """Decisions handed to a resume, with who made them (``by``, an id the deployment
+    chose) and when (``at``, an ISO 8601 UTC time): what the approval event reports."""
+
+    def __init__(self, decisions: Mapping[Any, Decision], by: str | None, at: str) -> None:
+        super().__init__(decisions)
+        self.by = by
+        self.at = at
+
+
+def decisions_by(
+    decisions: Mapping[Any, Decision], decided_by: str | None
+) -> Mapping[Any, Decision]:
+    """``decisions`` stamped with who decided and now (a resume's ``decided_by=``)."""
+    if decided_by is not None and (not isinstance(decided_by, str) or not decided_by.strip()):
+        raise ResumeError(f"decided_by must be a non-empty id (str), not {decided_by!r}")
+    if not isinstance(decisions, Mapping):
+        return decisions  # settle_open_round refuses it with a clear ResumeError
+    return DecisionsBy(decisions, decided_by, datetime.now(UTC).isoformat())
 
 
 class ResumeError(SessionError):
@@ -219,10 +241,23 @@ class SessionJournal:
 
 @dataclass
 class OpenRound:
-    """How to close a round left open: per call id, ``None`` (run it) or its tool message."""
+    """How to close a round left open: per call id, ``None`` (run it) or its tool message;
+    ``decided`` holds each paused call a person decided now (``True`` when approved), and
+    ``by`` and ``at`` who decided and when (for the observers' approval event)."""
 
     plan: dict[str, str | None] = field(default_factory=dict)
     in_doubt: list[PendingCall] = field(default_factory=list)
+    decided: dict[str, bool] = field(default_factory=dict)
+    by: str | None = None
+    at: str | None = None
+
+    def mark(self, call: PlannedCall) -> PlannedCall:
+        """``call`` (of the reopened round), marked with its decision if a person decided it."""
+        if call.call_id not in self.decided:
+            return call
+        return replace(
+            call, decided=self.decided[call.call_id], decided_by=self.by, decided_at=self.at
+        )
 
     @property
     def runs_anything(self) -> bool:
@@ -253,7 +288,7 @@ def settle_open_round(
     pending = {c["id"]: c for c in (state or {}).get("calls", [])}
     settled: dict[str, str] = dict((state or {}).get("settled", {}))
     by_key = {record.key.split(":", 1)[1]: record for record in calls}
-    result = OpenRound()
+    result = OpenRound(by=getattr(decisions, "by", None), at=getattr(decisions, "at", None))
     chosen = _decisions_by_id(decisions or {}, pending, where) if decisions is not None else {}
     if decisions is not None:
         unknown = set(chosen) - set(pending)
@@ -299,6 +334,7 @@ def settle_open_round(
                 result.plan[call_id] = SUPERSEDED
                 continue
             decision = chosen[call_id]
+            result.decided[call_id] = decision is True
             if decision is True:
                 result.plan[call_id] = None
             elif isinstance(decision, str) and decision.strip():

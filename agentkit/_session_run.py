@@ -22,7 +22,14 @@ from ._errors import ConfigurationError
 from ._events import AgentEvent, RunFinished
 from ._records import RunLimits
 from ._result import PendingCall
-from ._session import Decision, SessionJournal, fit_budget, settle_open_round, tool_messages
+from ._session import (
+    Decision,
+    OpenRound,
+    SessionJournal,
+    fit_budget,
+    settle_open_round,
+    tool_messages,
+)
 from ._store import Claim, SessionRecord, Store, check_session_id, open_calls
 from ._tool import Tool
 
@@ -56,6 +63,7 @@ class SessionPlan:
         self.closing: list[dict[str, Any]] = []
         self.calls: list[PlannedCall] | None = None
         self._plan: dict[str, str | None] | None = None
+        self._round: OpenRound | None = None
         self.in_doubt: tuple[PendingCall, ...] = ()
         if decisions is not None or open_calls(history):
             round_ = settle_open_round(
@@ -67,6 +75,7 @@ class SessionPlan:
                 history += self.closing
             else:
                 self._plan = round_.plan
+                self._round = round_
         new = new_messages(prompt)
         system = config.system_messages(instructions, deps, None, principal)
         kept, summary = fit_budget(
@@ -92,7 +101,8 @@ class SessionPlan:
         self.loop.call_key = journal.key
         if self._plan is not None:
             journal.reopen(self.loop)
-            self.calls = self.loop.resume_round(self._plan)
+            mark = self._round.mark if self._round is not None else None
+            self.calls = self.loop.resume_round(self._plan, mark)
 
     def finished(self, event: AgentEvent) -> AgentEvent:
         """``event``, with the session and the calls in doubt on the final result."""

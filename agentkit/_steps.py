@@ -278,6 +278,8 @@ def _tool_round(
     runnable: list[PlannedCall] = []
     waiting: list[PlannedCall] = []
     for call in calls:
+        if call.decided is not None and observer is not None:  # a person decided it: a resume
+            yield Callback(observer.approval, (call, call.decided))
         if not call.runs:
             yield from _finished(loop, plan, ToolOutcome.not_run(call), ran=False)
             continue

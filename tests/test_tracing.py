@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -799,6 +800,80 @@ def test_a_session_run_carries_its_conversation_id_and_a_pause(
     assert (paused.attributes or {})["agentkit.approval.paused"] is True
     assert (paused.attributes or {})[gen_ai.GEN_AI_TOOL_CALL_ID] == "d1"
     assert run.status.status_code is StatusCode.UNSET
+
+
+def test_a_resumed_decision_says_who_decided_and_when(
+    server: ScriptedServer,
+    client: ChatClient,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    tmp_path: Path,
+) -> None:
+    from agentkit.sessions import SQLiteStore
+
+    server.queue(
+        Reply.tool_calls(
+            ("delete_file", {"path": "a.txt"}, "d1"), ("delete_file", {"path": "b.txt"}, "d2")
+        ),
+        Reply.text("Deleted a.txt; b.txt was refused."),
+    )
+    store = SQLiteStore(str(tmp_path / "sessions.db"))
+    with Agent(
+        "qwen-plus", [delete_file], client=client, observers=traced(provider), store=store
+    ) as agent:
+        assert agent.run("Delete a.txt and b.txt", session="cust-18").status == "paused"
+        exporter.clear()
+        before = datetime.now(UTC)
+        result = agent.resume(
+            "cust-18", {"d1": True, "d2": "not that one"}, decided_by="reviewer:rosa"
+        )
+    store.close()
+    assert result.output == "Deleted a.txt; b.txt was refused."
+    run = by_name(exporter.get_finished_spans())["invoke_agent"]
+    decided = {
+        (e.attributes or {})[gen_ai.GEN_AI_TOOL_CALL_ID]: dict(e.attributes or {})
+        for e in run.events
+        if e.name == "agentkit.approval"
+    }
+    assert {call: a["agentkit.approval.granted"] for call, a in decided.items()} == {
+        "d1": True,
+        "d2": False,
+    }
+    for attributes in decided.values():
+        assert attributes["agentkit.approval.decided_by"] == "reviewer:rosa"
+        when = datetime.fromisoformat(str(attributes["agentkit.approval.decided_at"]))
+        assert before <= when <= datetime.now(UTC)
+        assert "not that one" not in str(attributes)  # the reason is content: not captured
+
+
+def test_a_resumed_paused_result_says_who_decided_async(
+    server: ScriptedServer, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    server.queue(Reply.tool_calls(("delete_file", {"path": "a.txt"}, "d1")), Reply.text("Deleted."))
+
+    async def main() -> None:
+        async with AsyncChatClient(server.base_url, KEY) as client:
+            agent = Agent("qwen-plus", [delete_file], client=client, observers=traced(provider))
+            paused = await agent.run_async("Delete a.txt")
+            assert paused.status == "paused"
+            events = agent.resume_stream_async(paused, {"d1": True}, decided_by="ops:lee")
+            async for _ in events:
+                pass
+
+    asyncio.run(main())
+    runs = [s for s in exporter.get_finished_spans() if s.name == "invoke_agent"]
+    resumed = max(runs, key=lambda s: s.start_time or 0)
+    (decided,) = [e for e in resumed.events if e.name == "agentkit.approval"]
+    attributes = decided.attributes or {}
+    assert attributes["agentkit.approval.granted"] is True
+    assert attributes["agentkit.approval.decided_by"] == "ops:lee"
+    assert "agentkit.approval.decided_at" in attributes
+
+
+def test_decided_by_must_be_an_id(client: ChatClient) -> None:
+    agent = Agent("qwen-plus", [delete_file], client=client)
+    with agent, pytest.raises(agentkit.ResumeError, match="decided_by"):
+        agent.resume("cust-19", {"d1": True}, decided_by="  ")
 
 
 def test_a_stream_never_iterated_starts_no_span(

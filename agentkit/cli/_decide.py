@@ -84,7 +84,7 @@ def decide(
         )
     identity.pop("owners", None)
     with agent:
-        result = agent.resume(args.name, decisions, **identity)
+        result = agent.resume(args.name, decisions, decided_by=operator, **identity)
     if result.status == "paused":
         for call in result.pending:
             err.write(

@@ -214,7 +214,8 @@ def create_app(
                 PendingCall(call_id, "", "", digest=digests[call_id]): decision
                 for call_id, decision in decisions.items()
             }
-            spec = await access.with_identity(RunSpec(agent, [], conversation, bound), owner)
+            asked = RunSpec(agent, [], conversation, bound, decided_by=principal.id)
+            spec = await access.with_identity(asked, owner)
         except ClientGone:
             return _nothing()
         except Exception as exc:

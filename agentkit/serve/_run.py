@@ -26,7 +26,8 @@ __all__ = ["Ended", "RunSpec", "activity_of", "ending_of", "execute", "stream"]
 class RunSpec:
     """What to run: the agent, the prompt and, in a conversation, its stored id.
 
-    ``decisions`` set means: resume the paused conversation with these decisions.
+    ``decisions`` set means: resume the paused conversation with these decisions, made by
+    ``decided_by`` (the deciding principal's id, for the approval span event).
     """
 
     agent: Agent[Any]
@@ -35,6 +36,7 @@ class RunSpec:
     decisions: Mapping[Any, bool | str] | None = None
     deps: Any = None
     principal: Principal | None = None
+    decided_by: str | None = None
 
 
 @dataclass(slots=True)
@@ -134,7 +136,10 @@ async def execute(spec: RunSpec, timeout: float) -> tuple[Ended, list[dict[str, 
     async with asyncio.timeout(timeout):
         if spec.decisions is not None:
             result = await spec.agent.resume_async(
-                spec.session or "", dict(spec.decisions), **_identity_kwargs(spec)
+                spec.session or "",
+                dict(spec.decisions),
+                decided_by=spec.decided_by,
+                **_identity_kwargs(spec),
             )
         else:
             result = await spec.agent.run_async(spec.prompt, **_session_kwargs(spec))
@@ -164,7 +169,7 @@ async def stream(spec: RunSpec) -> AsyncGenerator[str | dict[str, Any] | Ended, 
     if spec.decisions is not None:
         decisions = dict(spec.decisions)
         events = spec.agent.resume_stream_async(
-            spec.session or "", decisions, **_identity_kwargs(spec)
+            spec.session or "", decisions, decided_by=spec.decided_by, **_identity_kwargs(spec)
         )
     else:
         events = spec.agent.stream_async(spec.prompt, **_session_kwargs(spec))

@@ -436,14 +436,17 @@ class RunTracer(RunObserver):
     def approval(self, call: PlannedCall, granted: bool) -> None:
         if not granted:
             self._refused.add(call.call_id)
-        self._run.add_event(
-            EVENT_APPROVAL,
-            {
-                TOOL_NAME: call.name,
-                TOOL_CALL_ID: call.call_id,
-                "agentkit.approval.granted": granted,
-            },
-        )
+        attributes: dict[str, Any] = {
+            TOOL_NAME: call.name,
+            TOOL_CALL_ID: call.call_id,
+            "agentkit.approval.granted": granted,
+        }
+        # A person's decision on a resume: who (an id the deployment chose, not content) and when.
+        if call.decided_by is not None:
+            attributes["agentkit.approval.decided_by"] = call.decided_by
+        if call.decided_at is not None:
+            attributes["agentkit.approval.decided_at"] = call.decided_at
+        self._run.add_event(EVENT_APPROVAL, attributes)
 
     # --- the run ----------------------------------------------------------------------
 

@@ -11,14 +11,15 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 
-from agentkit import Agent, Principal, RunContext, tool
+from agentkit import Agent, PlannedCall, Principal, RunContext, RunObserver, tool
 from agentkit.serve import OIDC, StoredKeys, TrustedProxy, create_app
 from agentkit.testing import Reply, ScriptedServer, echo
 
@@ -271,6 +272,48 @@ def test_a_patient_cannot_decide_their_own_booking_and_a_receptionist_can(
     assert shown["owner"] == "dana" and shown["status"] == "done"
     queue = httpx.get(clinic.url + "/v1/approvals?agent=desk", headers=clinic.rita).json()
     assert queue["data"] == []
+
+
+class Decisions(RunObserver):
+    """Records each approval an observer is told of: the call, granted, who and when."""
+
+    seen: ClassVar[list[tuple[str, bool, str | None, str | None]]] = []
+
+    def approval(self, call: PlannedCall, granted: bool) -> None:
+        self.seen.append((call.call_id, granted, call.decided_by, call.decided_at))
+
+
+def test_the_reviewers_decision_reaches_the_observers_with_who_and_when(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    store = sessions.SQLiteStore(tmp_path / "clinic.db")
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    rita_key = keys.add("rita", ["receptionist"]).key
+    desk = Agent(
+        "scripted",
+        [whoami, book],
+        base_url=model.base_url,
+        api_key=MODEL_KEY,
+        store=store,
+        observers=[lambda info: Decisions()],
+    )
+    app = create_app(
+        {"desk": desk}, auth=StoredKeys(store), deps=clinic_for, reviewers={"receptionist"}
+    )
+    Decisions.seen.clear()
+    model.queue(Reply.tool_calls(("book", {"slot": "Tue 10:00"})), Reply.text("Booked."))
+    with uvicorn_serving(app) as url:
+        paused = ask(url, "Book Tuesday 10:00", "dana-9", dana).json()["agentkit"]
+        call_id = paused["pending"][0]["id"]
+        digests = {call_id: paused["pending"][0]["arguments_digest"]}
+        done = decide(url, "dana-9", {call_id: True}, bearer(rita_key), digests)
+        assert done.status_code == 200, done.text
+    store.close()
+    ((decided, granted, by, at),) = Decisions.seen
+    assert (decided, granted, by) == (call_id, True, "rita")
+    assert at is not None and datetime.fromisoformat(at).tzinfo is not None
+    assert rita_key not in repr(Decisions.seen)
 
 
 def test_without_reviewers_the_owner_decides(model: ScriptedServer, tmp_path: Path) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agentkit import PlannedCall, RunInfo, RunObserver
+from agentkit._observe import add_global_observer, remove_global_observer
 from agentkit._store import argument_digest
 from agentkit.cli import main
 from agentkit.cli._loading import load_agent
@@ -91,6 +94,32 @@ def test_approve_runs_the_call_and_prints_the_answer(bot: str, server: ScriptedS
     store = SQLiteStore(agent.store.path)
     assert store.load("c1").status == "idle"
     store.close()
+
+
+def test_the_operators_decision_reaches_the_observers_with_who_and_when(
+    bot: str, server: ScriptedServer
+) -> None:
+    seen: list[tuple[str, bool, str | None, str | None]] = []
+
+    class Decisions(RunObserver):
+        def approval(self, call: PlannedCall, granted: bool) -> None:
+            seen.append((call.call_id, granted, call.decided_by, call.decided_at))
+
+    def factory(info: RunInfo) -> RunObserver:
+        return Decisions()
+
+    _pause(bot, server, 7)
+    server.queue(Reply.text("Not refunded."))
+    add_global_observer(factory)
+    try:
+        code, _, err = _cli("sessions", "deny", "c1", "call_7", "--agent", bot)
+    finally:
+        remove_global_observer(factory)
+    assert code == 0, err
+    ((call_id, granted, by, at),) = seen
+    assert (call_id, granted) == ("call_7", False)
+    assert by is not None and by.startswith("cli") and f" as {by}\n" in err
+    assert at is not None and datetime.fromisoformat(at).tzinfo is not None
 
 
 def test_deny_tells_the_model_the_reason_and_runs_nothing(bot: str, server: ScriptedServer) -> None:
