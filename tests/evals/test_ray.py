@@ -127,8 +127,10 @@ def _the_rate_limit_holds_across_all_workers(on_desk: ScriptedServer) -> None:
         report = suite.run(k=6, backend=RayBackend(num_cpus=2, concurrency=6, rate_limit=limit))
         arrived = sorted(r.received_at for r in server.requests)
     assert report.pass_hat(6) == 1.0
-    # six requests from up to two workers at two a second: the last at least 2 s after the first
-    assert arrived[-1] - arrived[0] >= 2.0 - 0.05
+    # Six requests at two a second with a burst of two are reserved at least 2 s apart, first
+    # to last. Arrival times add each request's own delay (a worker's first connection is the
+    # slowest), so allow half a second of it: without the limit all six arrive within a blink.
+    assert arrived[-1] - arrived[0] >= 1.5
 
 
 def test_the_ray_backend(on_desk: ScriptedServer) -> None:
