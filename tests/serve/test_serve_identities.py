@@ -283,8 +283,9 @@ class Decisions(RunObserver):
         self.seen.append((call.call_id, granted, call.decided_by, call.decided_at))
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 def test_the_reviewers_decision_reaches_the_observers_with_who_and_when(
-    model: ScriptedServer, tmp_path: Path
+    model: ScriptedServer, tmp_path: Path, streamed: bool
 ) -> None:
     store = sessions.SQLiteStore(tmp_path / "clinic.db")
     keys = sessions.KeyTable(store)
@@ -307,8 +308,15 @@ def test_the_reviewers_decision_reaches_the_observers_with_who_and_when(
         paused = ask(url, "Book Tuesday 10:00", "dana-9", dana).json()["agentkit"]
         call_id = paused["pending"][0]["id"]
         digests = {call_id: paused["pending"][0]["arguments_digest"]}
-        done = decide(url, "dana-9", {call_id: True}, bearer(rita_key), digests)
+        body = {"model": "desk", "decisions": {call_id: True}, "digests": digests}
+        done = httpx.post(
+            f"{url}/v1/sessions/dana-9/approvals",
+            json={**body, "stream": streamed},
+            headers=bearer(rita_key),
+            timeout=60,
+        )
         assert done.status_code == 200, done.text
+        assert "Booked." in done.text
     store.close()
     ((decided, granted, by, at),) = Decisions.seen
     assert (decided, granted, by) == (call_id, True, "rita")
