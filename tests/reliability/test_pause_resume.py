@@ -209,6 +209,7 @@ def test_observers_see_the_run_and_wrap_side_effects(server: ScriptedServer) -> 
         "approval:pending",
         "tool:lookup",
         "run_finished:paused",
+        "approval:True",  # the person's decision, told on the resume
         "tool:refund",
         "ahead:refund:[]",
         "after:refund:refunded 7",
