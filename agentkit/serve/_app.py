@@ -15,7 +15,7 @@ from ._errors import ServeError, error_body, from_exception, redact
 from ._guard import Guard
 from ._identity import AuthSource, SharedKeys
 from ._request import ChatRequest, Limits, check_conversation, parse_chat_request, parse_json
-from ._run import Ended, RunSpec, execute, stream
+from ._run import Ended, RunSpec, execute, execute_stored, stream
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -180,10 +180,13 @@ def create_app(
     ) -> Response:
         if streamed:
             return EventStream(_sse(spec, model, include_usage, bounds, scrubbers))  # type: ignore[return-value]
+        if spec.session is not None and spec.decisions is None:
+            # a stored conversation keeps what the client is sent: the answer cut at the bound
+            run = execute_stored(spec, bounds.run_timeout, bounds.max_stream_chars)
+        else:
+            run = execute(spec, bounds.run_timeout)
         try:
-            ended, activity = await until_disconnect(
-                request.receive, execute(spec, bounds.run_timeout)
-            )
+            ended, activity = await until_disconnect(request.receive, run)
         except ClientGone:
             return _nothing()
         except Exception as exc:

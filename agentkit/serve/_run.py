@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .._context import Principal
     from .._result import PendingCall, RunResult
 
-__all__ = ["Ended", "RunSpec", "activity_of", "ending_of", "execute", "stream"]
+__all__ = ["Ended", "RunSpec", "activity_of", "ending_of", "execute", "execute_stored", "stream"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +145,53 @@ async def execute(spec: RunSpec, timeout: float) -> tuple[Ended, list[dict[str, 
             result = await spec.agent.run_async(spec.prompt, **_session_kwargs(spec))
     added = result.messages[_known_length(spec, result) :]
     return ending_of(result), activity_of(added)
+
+
+async def execute_stored(
+    spec: RunSpec, timeout: float, max_chars: int
+) -> tuple[Ended, list[dict[str, Any]]]:
+    """A whole answer on a stored conversation, cut at ``max_chars`` as the stream is: the
+    run is stopped at the bound, and the conversation keeps the question and the cut
+    answer (what the client is sent), not the uncut one."""
+    activity: list[dict[str, Any]] = []
+    text: list[str] = []
+    room = max_chars
+    ended: Ended | None = None
+    async with asyncio.timeout(timeout):
+        async with contextlib.aclosing(stream(spec)) as items:
+            async for item in items:
+                if isinstance(item, Ended):
+                    ended = item  # read on to the end: the run commits its pause after it
+                    continue
+                if isinstance(item, dict):
+                    # the whole answer's activity has no "error" key (its output says it)
+                    activity.append({k: v for k, v in item.items() if k != "error"})
+                    continue
+                text.append(item[:room])
+                room -= len(item)
+                if room < 0:
+                    break  # closing the stream stops the run; its whole rounds are stored
+        if ended is not None:
+            return ended, activity
+        seen = "".join(text)
+        await asyncio.to_thread(_keep_seen, spec, seen, bool(activity))
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    return Ended(seen, "length", usage), activity
+
+
+def _keep_seen(spec: RunSpec, seen: str, rounds_stored: bool) -> None:
+    # A run stopped in its first round stores nothing (so that sending the question again
+    # does not repeat it); after a tool round it has stored the question and that round.
+    store = spec.agent.store
+    if store is None or spec.session is None:  # pragma: no cover - callers check
+        return
+    answer = {"role": "assistant", "content": seen}
+    messages = [answer] if rounds_stored else [*spec.prompt, answer]
+    claim = store.claim(spec.session, wait=30.0)  # the stopped run may still be letting go
+    try:
+        store.append(claim, messages, close_round=True)
+    finally:
+        store.release(claim)
 
 
 def _known_length(spec: RunSpec, result: RunResult[Any]) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentkit.serve import create_app
+from agentkit.serve import Limits, create_app
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer, echo
 
 from .conftest import make_desk, sessions_or_skip, uvicorn_serving
@@ -258,3 +258,30 @@ def test_a_client_that_leaves_mid_run_leaves_a_conversation_that_goes_on(
     assert again.status_code == 200, again.text
     assert again.json()["choices"][0]["message"]["content"] == "again"
     assert user_texts(model.requests[-1])[-1] == "again"
+
+
+@pytest.mark.parametrize("after_a_tool_round", [False, True])
+def test_a_whole_answer_cut_at_the_bound_is_stored_as_the_client_saw_it(
+    model: ScriptedServer, tmp_path: Path, after_a_tool_round: bool
+) -> None:
+    """max_stream_chars on a stored conversation, non-streamed: the conversation keeps the
+    question and the cut answer (it kept the uncut one, which the next turn then sent the
+    model as if the client had read it)."""
+    if after_a_tool_round:
+        model.queue(Reply.tool_calls(("get_order", {"order_id": 7})))
+    model.queue(Reply.text("word " * 200, chunk_size=7))
+    desk = make_desk(model, store=sessions.SQLiteStore(str(tmp_path / "desk.db")))
+    app = create_app({"desk": desk}, api_keys=[KEY_A], limits=Limits(max_stream_chars=50))
+    with uvicorn_serving(app) as url:
+        answer = ask(url, "Tell me everything.", "c1").json()["choices"][0]
+        shown = httpx.get(url + "/v1/sessions/c1", headers=auth(KEY_A), timeout=60).json()
+    assert answer["finish_reason"] == "length"
+    assert answer["message"]["content"] == ("word " * 200)[:50]
+    messages = shown["messages"]
+    assert messages[0] == {"role": "user", "content": "Tell me everything."}
+    assert messages[-1]["role"] == "assistant"
+    assert messages[-1]["content"] == ("word " * 200)[:50]
+    roles = [m["role"] for m in messages]
+    assert roles == (
+        ["user", "assistant", "tool", "assistant"] if after_a_tool_round else ["user", "assistant"]
+    )
