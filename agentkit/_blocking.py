@@ -4,6 +4,10 @@ A ``Store`` has one surface, the blocking one; the async driver decides to run e
 a thread, so the event loop never waits on SQL. A waiter cancelled while the thread works
 does not stop the thread (nothing can): :func:`claim_off_loop` therefore gives back a claim
 the thread takes after its waiter left, instead of leaving the session held for the lease.
+
+A release that fails (the database restarting, the network dropped) would leave the session
+held for the whole lease as well: :func:`release_claim` then keeps trying in a background
+thread until the store takes it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,9 +23,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from ._store import Claim, Store
 
-__all__ = ["claim_off_loop", "off_loop"]
+__all__ = ["claim_off_loop", "off_loop", "release_claim"]
 
 T = TypeVar("T")
+
+# A failed release is retried for as long as the default lease, after which any store lets
+# another run take the session anyway; the pause doubles up to a few seconds.
+RELEASE_RETRY_SECONDS = 600.0
+FIRST_PAUSE, LONGEST_PAUSE = 0.05, 2.0
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -48,6 +58,32 @@ def _give_back(store: Store, future: asyncio.Future[Claim]) -> None:
 
     def release() -> None:
         with contextlib.suppress(Exception):  # the run that wanted it is gone already
-            store.release(claim)
+            release_claim(store, claim)
 
     threading.Thread(target=release, name="agentkit-release", daemon=True).start()
+
+
+def release_claim(store: Store, claim: Claim) -> None:
+    """``store.release(claim)``. When it fails, its error is raised and the release goes on
+    in a background thread, retried until the store takes it: a run that ends while its
+    store is away (a PostgreSQL restart) must not leave the session busy for the lease."""
+    try:
+        store.release(claim)
+    except Exception:
+        threading.Thread(
+            target=_release_until_done, args=(store, claim), name="agentkit-release", daemon=True
+        ).start()
+        raise
+
+
+def _release_until_done(store: Store, claim: Claim) -> None:
+    deadline = time.monotonic() + RELEASE_RETRY_SECONDS
+    pause = FIRST_PAUSE
+    while time.monotonic() < deadline:
+        time.sleep(pause)  # a retry's backoff while the store is away
+        try:
+            store.release(claim)
+        except Exception:
+            pause = min(pause * 2, LONGEST_PAUSE)
+        else:
+            return

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._blocking import claim_off_loop, off_loop
+from ._blocking import claim_off_loop, off_loop, release_claim
 from ._calls import PlannedCall
 from ._config import AgentConfig, Instructions, Prompt, new_messages
 from ._context import Principal
@@ -159,9 +159,9 @@ def session_events(
                 yield plan.finished(event)
     except BaseException:
         with contextlib.suppress(Exception):  # the run's own error is what counts
-            store.release(claim)
+            release_claim(store, claim)
         raise
-    store.release(claim)
+    release_claim(store, claim)
 
 
 async def session_events_async(
@@ -203,6 +203,6 @@ async def session_events_async(
                 yield plan.finished(event)
     except BaseException:
         with contextlib.suppress(Exception):  # the run's own error is what counts
-            await off_loop(store.release, claim)
+            await off_loop(release_claim, store, claim)
         raise
-    await off_loop(store.release, claim)
+    await off_loop(release_claim, store, claim)
