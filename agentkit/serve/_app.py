@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from ._errors import ServeError, error_body, from_exception, redact
 from ._guard import Guard
 from ._identity import AuthSource, SharedKeys
 from ._request import ChatRequest, Limits, check_conversation, parse_chat_request, parse_json
-from ._run import Ended, RunSpec, execute, execute_stored, stream
+from ._run import Ended, RunSpec, execute, execute_stored, keep_seen, stream
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -438,24 +439,32 @@ async def _sse(
     yield fmt.data(answer.chunk({"role": "assistant", "content": ""}))
     activity: list[dict[str, Any]] = []
     sent = 0
+    seen: list[str] = []
+    cut = False
     ended: Ended | None = None
     try:
         async with asyncio.timeout(bounds.run_timeout):
-            async for item in stream(spec):
-                if isinstance(item, str):
-                    room = bounds.max_stream_chars - sent
-                    piece = item[:room]
-                    sent += len(piece)
-                    if piece:
-                        yield fmt.data(answer.chunk({"content": piece}))
-                    if len(item) > room:  # the bound: stop the run, say why it ended
-                        ended = Ended("", "length", _no_usage(), "done")
-                        break
-                elif isinstance(item, dict):
-                    activity.append(item)
-                    yield fmt.comment(item)
-                else:
-                    ended = item
+            async with contextlib.aclosing(stream(spec)) as items:
+                async for item in items:
+                    if isinstance(item, str):
+                        room = bounds.max_stream_chars - sent
+                        piece = item[:room]
+                        sent += len(piece)
+                        if piece:
+                            seen.append(piece)
+                            yield fmt.data(answer.chunk({"content": piece}))
+                        if len(item) > room:  # the bound: stop the run, say why it ended
+                            ended = Ended("", "length", _no_usage(), "done")
+                            cut = True
+                            break
+                    elif isinstance(item, dict):
+                        activity.append(item)
+                        yield fmt.comment(item)
+                    else:
+                        ended = item
+            if cut and spec.session is not None and spec.decisions is None:
+                # the run is closed: the conversation keeps what the client saw
+                await asyncio.to_thread(keep_seen, spec, "".join(seen), bool(activity))
     except Exception as exc:
         error = _logged(_scrubbed(from_exception(exc), scrubbers), exc)
         yield fmt.data(error.body())  # no [DONE]: the answer is not whole

@@ -19,7 +19,16 @@ if TYPE_CHECKING:
     from .._context import Principal
     from .._result import PendingCall, RunResult
 
-__all__ = ["Ended", "RunSpec", "activity_of", "ending_of", "execute", "execute_stored", "stream"]
+__all__ = [
+    "Ended",
+    "RunSpec",
+    "activity_of",
+    "ending_of",
+    "execute",
+    "execute_stored",
+    "keep_seen",
+    "stream",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +183,14 @@ async def execute_stored(
         if ended is not None:
             return ended, activity
         seen = "".join(text)
-        await asyncio.to_thread(_keep_seen, spec, seen, bool(activity))
+        await asyncio.to_thread(keep_seen, spec, seen, bool(activity))
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     return Ended(seen, "length", usage), activity
 
 
-def _keep_seen(spec: RunSpec, seen: str, rounds_stored: bool) -> None:
+def keep_seen(spec: RunSpec, seen: str, rounds_stored: bool) -> None:
+    """Append the answer a client saw to a conversation whose run was stopped at the bound
+    (``rounds_stored``: the run had finished a tool round, and stored it)."""
     # A run stopped in its first round stores nothing (so that sending the question again
     # does not repeat it); after a tool round it has stored the question and that round.
     store = spec.agent.store

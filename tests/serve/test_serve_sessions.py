@@ -260,23 +260,32 @@ def test_a_client_that_leaves_mid_run_leaves_a_conversation_that_goes_on(
     assert user_texts(model.requests[-1])[-1] == "again"
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 @pytest.mark.parametrize("after_a_tool_round", [False, True])
-def test_a_whole_answer_cut_at_the_bound_is_stored_as_the_client_saw_it(
-    model: ScriptedServer, tmp_path: Path, after_a_tool_round: bool
+def test_an_answer_cut_at_the_bound_is_stored_as_the_client_saw_it(
+    model: ScriptedServer, tmp_path: Path, after_a_tool_round: bool, streamed: bool
 ) -> None:
-    """max_stream_chars on a stored conversation, non-streamed: the conversation keeps the
-    question and the cut answer (it kept the uncut one, which the next turn then sent the
-    model as if the client had read it)."""
+    """max_stream_chars on a stored conversation: the conversation keeps the question and
+    the cut answer. Whole, it kept the uncut one (which the next turn sent the model as if
+    the client had read it); streamed and cut in the first round, it kept nothing."""
     if after_a_tool_round:
         model.queue(Reply.tool_calls(("get_order", {"order_id": 7})))
     model.queue(Reply.text("word " * 200, chunk_size=7))
     desk = make_desk(model, store=sessions.SQLiteStore(str(tmp_path / "desk.db")))
     app = create_app({"desk": desk}, api_keys=[KEY_A], limits=Limits(max_stream_chars=50))
     with uvicorn_serving(app) as url:
-        answer = ask(url, "Tell me everything.", "c1").json()["choices"][0]
+        response = ask(url, "Tell me everything.", "c1", stream=streamed)
         shown = httpx.get(url + "/v1/sessions/c1", headers=auth(KEY_A), timeout=60).json()
-    assert answer["finish_reason"] == "length"
-    assert answer["message"]["content"] == ("word " * 200)[:50]
+    if streamed:
+        events = [e for e in response.text.split("\n\n") if e.startswith("data: {")]
+        chunks = [json.loads(e[6:])["choices"][0] for e in events]
+        text = "".join(c["delta"].get("content") or "" for c in chunks)
+        reason = chunks[-1]["finish_reason"]
+    else:
+        text = response.json()["choices"][0]["message"]["content"]
+        reason = response.json()["choices"][0]["finish_reason"]
+    assert reason == "length"
+    assert text == ("word " * 200)[:50]
     messages = shown["messages"]
     assert messages[0] == {"role": "user", "content": "Tell me everything."}
     assert messages[-1]["role"] == "assistant"
