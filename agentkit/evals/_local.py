@@ -92,7 +92,12 @@ async def gather_attempts(
                 close=not suite.shared_agent,
             )
 
-    tasks = [asyncio.ensure_future(one(job)) for job in jobs]
+    return await collect([asyncio.ensure_future(one(job)) for job in jobs], progress)
+
+
+async def collect(tasks: Sequence[asyncio.Future[Attempt]], progress: Progress) -> list[Attempt]:
+    """Each attempt as it ends, told to ``progress``; a quota error stops the suite at once
+    (every task still running is cancelled, on every backend)."""
     attempts: list[Attempt] = []
     try:
         for finished in asyncio.as_completed(tasks):

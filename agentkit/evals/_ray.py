@@ -17,9 +17,9 @@ import httpx
 
 from .._errors import QuotaExceededError
 from ._conversation import Attempt, converse
-from ._errors import SuiteError, SuiteStopped
+from ._errors import SuiteError
 from ._limit import Buckets, LimitedTransport, RateLimit
-from ._local import refuse_unroutable
+from ._local import collect, refuse_unroutable
 
 if TYPE_CHECKING:
     from ._scenario import Scenario
@@ -105,27 +105,12 @@ class RayBackend:
                 return result
 
         tasks = [asyncio.ensure_future(one(job)) for job in jobs]
-        attempts: list[Attempt] = []
         try:
-            for finished in asyncio.as_completed(tasks):
-                attempt = await finished
-                attempts.append(attempt)
-                progress(len(attempts), len(tasks), attempt)
-        except QuotaExceededError as exc:
-            raise SuiteStopped(
-                f"the suite stopped: the provider says the quota is used up ({exc}); "
-                f"{len(attempts)} of {len(tasks)} conversations had finished",
-                cause=exc,
-                finished=len(attempts),
-            ) from exc
+            return await collect(tasks, progress)
         finally:
-            for task_ in tasks:
-                task_.cancel()
             for ref in refs:
                 with contextlib.suppress(Exception):  # finished already, or the cluster went
                     ray.cancel(ref)
-            await asyncio.gather(*tasks, return_exceptions=True)
-        return attempts
 
 
 def _conversation(parts: tuple[Any, ...], scenario: int, attempt: int) -> Attempt:
