@@ -15,18 +15,36 @@ run on the server, and the answer streams back as ``content`` deltas. See docs/s
 
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING, Any
+
 from ._app import CONVERSATION_HEADER, create_app
 from ._identity import AuthSource, SharedKeys, StoredKeys, TrustedProxy
 from ._oidc import OIDC
-from ._request import Limits
+from ._request import RequestLimits
 
 __all__ = [
     "CONVERSATION_HEADER",
     "OIDC",
     "AuthSource",
-    "Limits",
+    "RequestLimits",
     "SharedKeys",
     "StoredKeys",
     "TrustedProxy",
     "create_app",
 ]
+
+
+# Hidden from type checkers, so that only the new name is valid to them.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name == "Limits":
+            warnings.warn(
+                "agentkit.serve.Limits is renamed RequestLimits (create_app(request_limits=...)); "
+                "the old name will be removed",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return RequestLimits
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

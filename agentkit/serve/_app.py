@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import warnings
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from ._asgi import ClientGone, EventStream, read_body, until_disconnect
 from ._errors import ServeError, error_body, from_exception, redact
 from ._guard import Guard
 from ._identity import AuthSource, SharedKeys
-from ._request import ChatRequest, Limits, check_conversation, parse_chat_request, parse_json
+from ._request import ChatRequest, RequestLimits, check_conversation, parse_chat_request, parse_json
 from ._run import Ended, RunSpec, execute, execute_stored, keep_seen, stream
 
 if TYPE_CHECKING:
@@ -45,12 +46,13 @@ def create_app(
     deps: Callable[[Principal], Any] | None = None,
     reviewers: Collection[str] = (),
     allow_roles: Collection[str] = (),
-    limits: Limits | None = None,
+    request_limits: RequestLimits | None = None,
     page: bool = True,
     title: str = "agentkit",
     access_log: bool = False,
     allowed_hosts: Iterable[str] = (),
     conversation_from_user: bool = False,
+    limits: RequestLimits | None = None,
 ) -> Starlette:
     """An ASGI app serving ``agents`` (name -> Agent) as an OpenAI-compatible endpoint.
 
@@ -78,7 +80,8 @@ def create_app(
             decides.
         allow_roles: roles besides ``user`` (and plain-text ``assistant`` history) that
             clients may send: ``"system"``, ``"tool"``. Default: none.
-        limits: bounds on body size, message count, answer length and run time.
+        request_limits: a :class:`RequestLimits`: bounds on body size, message count,
+            answer length and run time.
         page: serve the chat page at ``/``.
         title: the page's title.
         access_log: log one line per request through ``uvicorn.access``, naming the
@@ -90,6 +93,8 @@ def create_app(
             name the conversation when no ``X-Agentkit-Conversation`` header does. Off by
             default: OpenAI clients put one end-user id there for all of that user's chats,
             which would merge them into one conversation.
+        limits: the old name of ``request_limits`` (warns; ``limits=`` of an ``Agent`` is
+            its :class:`~agentkit.RunLimits`, a different record).
 
     Every POST must be ``Content-Type: application/json`` (415), and a browser's
     ``Origin``, when sent, must be the server's own (403): a web page on another site
@@ -116,7 +121,7 @@ def create_app(
         raise ValueError("give api_keys or auth, not both")
     source: AuthSource = auth if auth is not None else SharedKeys(keys)
     access = Access(source, served, deps, frozenset(reviewers))
-    bounds = limits or Limits()
+    bounds = _request_limits(request_limits, limits)
     hosts = [host for host in allowed_hosts if host]
     scrubbers = [agent.scrub for agent in served.values()]
 
@@ -428,11 +433,27 @@ def _extension(ended: Ended, activity: list[dict[str, Any]], spec: RunSpec) -> d
     return extension
 
 
+def _request_limits(
+    request_limits: RequestLimits | None, limits: RequestLimits | None
+) -> RequestLimits:
+    if limits is not None:
+        if request_limits is not None:
+            raise ValueError("give request_limits= (limits= is its old name), not both")
+        warnings.warn(
+            "create_app(limits=) is renamed request_limits= (limits= is an Agent's RunLimits); "
+            "the old name will be removed",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        request_limits = limits
+    return request_limits or RequestLimits()
+
+
 async def _sse(
     spec: RunSpec,
     model: str,
     include_usage: bool,
-    bounds: Limits,
+    bounds: RequestLimits,
     scrubbers: Sequence[Callable[[str], str]],
 ) -> AsyncGenerator[bytes, None]:
     answer = fmt.Answer(model)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._errors import ServeError
 
 if TYPE_CHECKING:
-    from ._request import Limits
+    from ._request import RequestLimits
 
 __all__ = ["ClientGone", "EventStream", "read_body", "until_disconnect"]
 
@@ -35,7 +35,7 @@ class ClientGone(Exception):
     """The client closed the connection; its run was cancelled."""
 
 
-async def read_body(receive: Receive, headers: Mapping[str, str], limits: Limits) -> bytes:
+async def read_body(receive: Receive, headers: Mapping[str, str], limits: RequestLimits) -> bytes:
     """The request body: 413 as soon as it is longer than ``limits.max_body_bytes``, 408
     when it has not all arrived within ``limits.body_timeout`` seconds (a client trickling
     a body byte by byte holds a connection and a task)."""

@@ -12,7 +12,7 @@ keyed client out. This is uvicorn's own h11 protocol with two rules added:
 - when more than ``max_connections`` are open, the connection idle the longest (one with
   no request in flight) is closed to make room; if every one is busy, the newcomer is.
 
-A body that trickles after a whole head is the app's to bound (``Limits.body_timeout``).
+A body that trickles after a whole head is the app's to bound (``RequestLimits.body_timeout``).
 A request h11 cannot parse gets the app's JSON error body (uvicorn's own is plain text).
 ``agentkit serve`` uses this protocol; in your own uvicorn, pass ``http=`` this class.
 """

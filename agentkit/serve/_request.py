@@ -14,7 +14,7 @@ from typing import Any
 
 from ._errors import ServeError
 
-__all__ = ["ChatRequest", "Limits", "check_conversation", "parse_chat_request", "parse_json"]
+__all__ = ["ChatRequest", "RequestLimits", "check_conversation", "parse_chat_request", "parse_json"]
 
 _CONVERSATION_MAX = 128  # the stored id adds the owner and the agent, within 256
 MAX_DEPTH = 400
@@ -25,7 +25,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class RequestLimits:
     """Bounds on what one request may cost the server.
 
     Attributes:
@@ -112,7 +112,7 @@ def _check_text(text: str) -> None:
 def parse_chat_request(
     data: Mapping[str, Any],
     *,
-    limits: Limits,
+    limits: RequestLimits,
     allowed_roles: Collection[str],
     conversation_header: str | None,
     conversation_from_user: bool = False,
@@ -162,7 +162,9 @@ def check_conversation(name: object) -> str:
     return name
 
 
-def _messages(value: Any, limits: Limits, allowed_roles: Collection[str]) -> list[dict[str, Any]]:
+def _messages(
+    value: Any, limits: RequestLimits, allowed_roles: Collection[str]
+) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise ServeError(400, "'messages' must be a non-empty list", param="messages")
     if len(value) > limits.max_messages:

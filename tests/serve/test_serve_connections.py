@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from agentkit.serve import Limits, create_app
+from agentkit.serve import RequestLimits, create_app
 from agentkit.serve._connections import ConnectionLimits
 from agentkit.testing import ScriptedServer, echo
 
@@ -44,7 +44,7 @@ def closed_by_server(sock: socket.socket) -> bytes:
 @pytest.fixture
 def guarded(model: ScriptedServer) -> Iterator[str]:
     model.respond_with(echo())
-    app = create_app({"desk": make_desk(model)}, limits=Limits(body_timeout=0.5))
+    app = create_app({"desk": make_desk(model)}, request_limits=RequestLimits(body_timeout=0.5))
     with uvicorn_serving(app, ConnectionLimits(head_timeout=0.5, max_connections=20)) as url:
         yield url
 

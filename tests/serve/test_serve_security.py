@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from agentkit import Agent, tool
-from agentkit.serve import Limits, create_app
+from agentkit.serve import RequestLimits, create_app
 from agentkit.serve._auth import is_loopback
 from agentkit.serve._identity import SharedKeys
 from agentkit.testing import Reply, ScriptedServer, echo, tool_then_answer
@@ -181,7 +181,7 @@ def test_unknown_routes_and_methods_answer_in_the_seed_format(served: str) -> No
 @pytest.mark.parametrize("streamed", [False, True])
 def test_the_answer_is_cut_at_the_stream_bound(model: ScriptedServer, streamed: bool) -> None:
     model.respond_with(lambda request: Reply.text("word " * 200, chunk_size=7))
-    app = create_app({"desk": make_desk(model)}, limits=Limits(max_stream_chars=50))
+    app = create_app({"desk": make_desk(model)}, request_limits=RequestLimits(max_stream_chars=50))
     with uvicorn_serving(app) as url:
         response = post(url, {"model": "desk", "stream": streamed, "messages": USER})
     if streamed:
@@ -195,9 +195,28 @@ def test_the_answer_is_cut_at_the_stream_bound(model: ScriptedServer, streamed: 
     assert len(text) == 50 and reason == "length"
 
 
+def test_the_old_limits_spelling_warns_and_still_bounds_the_answer(
+    model: ScriptedServer,
+) -> None:
+    import agentkit.serve
+
+    model.respond_with(lambda request: Reply.text("word " * 200, chunk_size=7))
+    with pytest.warns(DeprecationWarning, match=r"agentkit.serve.Limits is renamed RequestLimits"):
+        old = agentkit.serve.Limits  # type: ignore[attr-defined]
+    assert old is RequestLimits
+    renamed = r"create_app\(limits=\) is renamed request_limits="
+    with pytest.warns(DeprecationWarning, match=renamed):
+        app = create_app({"desk": make_desk(model)}, limits=old(max_stream_chars=50))
+    with uvicorn_serving(app) as url:
+        response = post(url, {"model": "desk", "messages": USER})
+    assert len(response.json()["choices"][0]["message"]["content"]) == 50
+    with pytest.raises(ValueError, match="not both"):
+        create_app({"desk": make_desk(model)}, limits=old(), request_limits=RequestLimits())
+
+
 def test_a_run_over_its_time_gets_a_504(model: ScriptedServer) -> None:
     model.queue(Reply.hang())
-    app = create_app({"desk": make_desk(model)}, limits=Limits(run_timeout=0.3))
+    app = create_app({"desk": make_desk(model)}, request_limits=RequestLimits(run_timeout=0.3))
     with uvicorn_serving(app) as url:
         assert_error(post(url, {"model": "desk", "messages": USER}), 504, "run_timeout")
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentkit.serve import Limits, create_app
+from agentkit.serve import RequestLimits, create_app
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer, echo
 
 from .conftest import make_desk, sessions_or_skip, uvicorn_serving
@@ -272,7 +272,9 @@ def test_an_answer_cut_at_the_bound_is_stored_as_the_client_saw_it(
         model.queue(Reply.tool_calls(("get_order", {"order_id": 7})))
     model.queue(Reply.text("word " * 200, chunk_size=7))
     desk = make_desk(model, store=sessions.SQLiteStore(str(tmp_path / "desk.db")))
-    app = create_app({"desk": desk}, api_keys=[KEY_A], limits=Limits(max_stream_chars=50))
+    app = create_app(
+        {"desk": desk}, api_keys=[KEY_A], request_limits=RequestLimits(max_stream_chars=50)
+    )
     with uvicorn_serving(app) as url:
         response = ask(url, "Tell me everything.", "c1", stream=streamed)
         shown = httpx.get(url + "/v1/sessions/c1", headers=auth(KEY_A), timeout=60).json()
