@@ -35,6 +35,7 @@ from typing import Any, Generic, Self, TypeVar, cast
 
 import httpx
 
+from ._deprecation import warn_deprecated
 from ._errors import AgentKitError, ConfigurationError
 from ._events import StreamDelta
 from ._keepalive import body_end_async, body_end_sync
@@ -121,11 +122,20 @@ class _ClientBase(Generic[_H]):
         headers: Mapping[str, str] | None = None,
         http_client: _H | None = None,
         parse_text_tool_calls: bool = True,
-        limits: httpx.Limits | None = None,
+        pool_limits: httpx.Limits | None = None,
         retry: RetryPolicy | None = None,
         retry_base_delay: float | None = None,
         retry_max_delay: float | None = None,
+        limits: httpx.Limits | None = None,
     ) -> None:
+        if limits is not None:
+            if pool_limits is not None:
+                raise ConfigurationError("pass pool_limits= (limits= is its old name), not both")
+            warn_deprecated(
+                f"{type(self).__name__}(limits=) is renamed pool_limits= (limits= is an "
+                "Agent's RunLimits); the old name will be removed"
+            )
+            pool_limits = limits
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError("retry must be a RetryPolicy")
         policy = (retry or RetryPolicy()).replace(
@@ -161,7 +171,7 @@ class _ClientBase(Generic[_H]):
             )
         self._owns_http = http_client is None
         if http_client is None:
-            pool = limits or DEFAULT_LIMITS
+            pool = pool_limits or DEFAULT_LIMITS
             # Headers live on the pool, so a request merges nothing per call.
             self._http = self._new_http(
                 headers=self._protocol.headers,
@@ -256,7 +266,9 @@ class ChatClient(_ClientBase[httpx.Client]):
             is yours).
         parse_text_tool_calls: turn ``<tool_call>{...}</tool_call>`` written in the content
             into tool calls (Qwen served without a tool parser).
-        limits: the connection pool of the client built here (100 connections).
+        pool_limits: an ``httpx.Limits``, the connection pool of the client built here
+            (100 connections).
+        limits: the old name of ``pool_limits`` (warns).
         retry: a :class:`~agentkit._retry.RetryPolicy`: backoff, jitter, the clock, sleep
             and random source (injectable for tests), and an ``on_retry`` callback.
         retry_base_delay, retry_max_delay: shortcuts for the policy's ``base_delay`` and
@@ -467,7 +479,7 @@ class AsyncChatClient(_ClientBase[httpx.AsyncClient]):
     delta in stream``; ``await client.aclose()`` or ``async with AsyncChatClient()``.
     Retries wait with the policy's ``async_sleep``.
 
-    A client that builds its own pool keeps at most ``limits.max_connections`` requests in
+    A client that builds its own pool keeps at most ``pool_limits.max_connections`` requests in
     flight (a stream counts until it is released); more wait their turn in the client,
     first come, first served, which costs far less than waiting in httpx's pool.
     """

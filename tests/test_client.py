@@ -381,11 +381,15 @@ def test_async_create_sends_the_same_body(server: ScriptedServer) -> None:
     assert second.headers["authorization"] == f"Bearer {KEY}"
 
 
-def test_async_pool_is_shared_across_concurrent_requests(server: ScriptedServer) -> None:
+@pytest.mark.parametrize("spelling", ["pool_limits", "limits"])
+def test_async_pool_is_shared_across_concurrent_requests(
+    server: ScriptedServer, spelling: str
+) -> None:
     server.respond_with(echo())
+    pool: dict[str, Any] = {spelling: httpx.Limits(max_connections=4)}
 
     async def main() -> list[str | None]:
-        async with AsyncChatClient(server.base_url, limits=httpx.Limits(max_connections=4)) as c:
+        async with AsyncChatClient(server.base_url, **pool) as c:
             answers = await asyncio.gather(
                 *[
                     c.create(model="m", messages=[{"role": "user", "content": f"q{i}"}])
@@ -394,8 +398,20 @@ def test_async_pool_is_shared_across_concurrent_requests(server: ScriptedServer)
             )
         return [a.choices[0].message.content for a in answers]
 
-    assert asyncio.run(main()) == [f"q{i}" for i in range(20)]
+    if spelling == "limits":  # the old name still sizes the pool, and says the new one
+        with pytest.warns(
+            DeprecationWarning, match=r"AsyncChatClient\(limits=\) is renamed pool_limits="
+        ) as caught:
+            assert asyncio.run(main()) == [f"q{i}" for i in range(20)]
+        assert caught[0].filename == __file__
+    else:
+        assert asyncio.run(main()) == [f"q{i}" for i in range(20)]
     assert server.connections_opened <= 4
+
+
+def test_the_pool_is_given_once() -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        ChatClient("http://127.0.0.1:9/v1", "k", pool_limits=httpx.Limits(), limits=httpx.Limits())
 
 
 def test_async_client_checks_its_http_client(server: ScriptedServer) -> None:

@@ -26,7 +26,7 @@ def test_every_path_gives_its_slot_back(server: ScriptedServer) -> None:
     """With one slot, any path that kept it would make the last request wait forever."""
 
     async def main() -> None:
-        async with AsyncChatClient(server.base_url, KEY, limits=ONE, max_retries=0) as client:
+        async with AsyncChatClient(server.base_url, KEY, pool_limits=ONE, max_retries=0) as client:
             # A stream broken off after its first delta.
             server.queue(Reply.text("one two three four"))
             async with client.stream(model="m", messages=USER) as stream:
@@ -72,7 +72,7 @@ def test_every_path_gives_its_slot_back(server: ScriptedServer) -> None:
 
 def test_a_stream_holds_its_slot_until_it_is_released(server: ScriptedServer) -> None:
     async def main() -> None:
-        async with AsyncChatClient(server.base_url, KEY, limits=ONE) as client:
+        async with AsyncChatClient(server.base_url, KEY, pool_limits=ONE) as client:
             server.queue(Reply.text("one two three"), Reply.text("next"))
             async with client.stream(model="m", messages=USER) as stream:
                 first = await anext(stream)
@@ -101,7 +101,7 @@ def test_many_runs_share_a_small_pool(server: ScriptedServer, streamed: bool) ->
 
     async def main() -> list[str | None]:
         limits = httpx.Limits(max_connections=3, max_keepalive_connections=3)
-        async with AsyncChatClient(server.base_url, KEY, limits=limits) as client:
+        async with AsyncChatClient(server.base_url, KEY, pool_limits=limits) as client:
             return await asyncio.wait_for(asyncio.gather(*(ask(client, n) for n in range(60))), 30)
 
     assert asyncio.run(main()) == [f"q{n}" for n in range(60)]
