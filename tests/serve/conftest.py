@@ -53,10 +53,10 @@ def sessions_or_skip() -> Any:
 
 
 @contextlib.contextmanager
-def uvicorn_serving(app: Any, connections: Any = None) -> Iterator[str]:
+def uvicorn_serving(app: Any, connections: Any = None, protocol: Any = None) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread, with the
-    protocol ``agentkit serve`` uses (``connections``: its ``ConnectionLimits``); yields
-    its URL."""
+    protocol ``agentkit serve`` uses (``connections``: its ``ConnectionLimits``;
+    ``protocol``: a subclass of it); yields its URL."""
     import uvicorn
 
     from agentkit.serve._connections import GuardedH11
@@ -66,7 +66,11 @@ def uvicorn_serving(app: Any, connections: Any = None) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, http=GuardedH11, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+        app,
+        http=protocol or GuardedH11,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=1,
     )
     if connections is not None:
         config.agentkit_connections = connections  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@ clients out (raw sockets against the app on uvicorn with agentkit's protocol).""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Iterator
@@ -116,3 +117,23 @@ def test_idle_connections_make_room_for_a_keyed_client(model: ScriptedServer) ->
         finally:
             for sock in idle:
                 sock.close()
+
+
+def test_answers_are_sent_without_waiting_for_the_clients_ack(model: ScriptedServer) -> None:
+    # The listening socket here, like agentkit serve's own, is made without IPPROTO_TCP,
+    # so asyncio leaves Nagle's algorithm on: each answer's body then waited for the
+    # client's delayed ACK of its head, 40 ms a response.
+    from agentkit.serve._connections import GuardedH11
+
+    no_delay: list[int] = []
+
+    class Recording(GuardedH11):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            no_delay.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    model.respond_with(echo())
+    with uvicorn_serving(create_app({"desk": make_desk(model)}), protocol=Recording) as url:
+        assert httpx.get(url + "/healthz").status_code == 200
+    assert no_delay and all(no_delay), no_delay
