@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import re
 import statistics
@@ -29,15 +30,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from agentkit import Agent, tool
+from agentkit import Agent, TextDelta, tool
 
 _BOT = textwrap.dedent(
     '''
     import os
-    from agentkit import Agent, tool
+    from agentkit import Agent, TextDelta, tool
 
     @tool
     def get_order(order_id: int) -> str:
@@ -74,7 +76,9 @@ def _model() -> Iterator[str]:
 
 
 @contextmanager
-def _served(model_url: str, workers: int, store: str | None) -> Iterator[tuple[str, int]]:
+def _served(
+    model_url: str, workers: int, store: str | None, key: str | None = None
+) -> Iterator[tuple[str, int]]:
     folder = Path(tempfile.mkdtemp(prefix="agentkit-bench-serve-"))
     (folder / "bot.py").write_text(_BOT)
     env = {**os.environ, "BENCH_MODEL_URL": model_url}
@@ -82,7 +86,16 @@ def _served(model_url: str, workers: int, store: str | None) -> Iterator[tuple[s
         env["BENCH_STORE"] = store
     command = [sys.executable, "-m", "agentkit.cli", "serve", f"{folder / 'bot.py'}:desk"]
     command += ["--port", "0", "--workers", str(workers)]  # it binds, and names the port
-    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as process:
+    if key:
+        command += ["--api-key", key]
+    # the access log (one line a request, on stdout) goes to a file, as a deployment's would
+    log = (folder / "access.log").open("w")
+    with (
+        subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.PIPE, text=True
+        ) as process,
+        log,
+    ):
         try:
             assert process.stderr is not None
             found = None
@@ -119,38 +132,108 @@ def _rss_kib(pid: int) -> int:
 BODY = {"model": "desk", "messages": [{"role": "user", "content": "Where is order 1042?"}]}
 
 
-async def _overhead(model_url: str, url: str, samples: int) -> dict[str, list[float]]:
+async def _overhead(
+    model_url: str, url: str, samples: int, *, key: str | None, store: bool
+) -> dict[str, list[float]]:
+    """Each case once per sample, in a rotated order, so a slow spell falls on all of them.
+
+    Like with like: the served whole answer against ``run_async``, the served stream
+    against ``stream_async`` read to its end (both ask the model for a streamed answer);
+    with ``store`` both sides keep the conversation in a SQLite file, a new one per sample
+    (the server's file is its own, in its own process).
+    """
+    options: dict[str, Any] = {}
+    if store:
+        from agentkit.sessions import SQLiteStore
+
+        folder = Path(tempfile.mkdtemp(prefix="agentkit-bench-direct-"))
+        options["store"] = SQLiteStore(str(folder / "direct.db"))
     agent = Agent(
-        "scripted", [get_order], "You run the order desk.", base_url=model_url, api_key="bench"
+        "scripted",
+        [get_order],
+        "You run the order desk.",
+        base_url=model_url,
+        api_key="bench",
+        **options,
     )
-    times: dict[str, list[float]] = {"run_async": [], "served": [], "served, streamed": []}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    times: dict[str, list[float]] = {name: [] for name in CASES}
+    counter = itertools.count()
+
+    def session() -> dict[str, Any]:
+        return {"session": f"direct-{next(counter)}"} if store else {}
+
+    def named() -> dict[str, str]:
+        if not store:
+            return headers
+        return {**headers, "X-Agentkit-Conversation": f"served-{next(counter)}"}
+
     async with httpx.AsyncClient(timeout=30) as client:
 
         async def direct() -> None:
-            result = await agent.run_async("Where is order 1042?")
+            result = await agent.run_async("Where is order 1042?", **session())
             assert result.output == "Shipped."
 
+        async def direct_streamed() -> None:
+            text = []
+            async for event in agent.stream_async("Where is order 1042?", **session()):
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+            assert "".join(text) == "Shipped."
+
         async def whole() -> None:
-            response = await client.post(url + "/v1/chat/completions", json=BODY)
+            response = await client.post(url + "/v1/chat/completions", json=BODY, headers=named())
             assert response.json()["choices"][0]["message"]["content"] == "Shipped."
 
         async def streamed() -> None:
             response = await client.post(
-                url + "/v1/chat/completions", json={**BODY, "stream": True}
+                url + "/v1/chat/completions", json={**BODY, "stream": True}, headers=named()
             )
-            assert response.text.endswith("data: [DONE]\n\n")
+            assert response.text.endswith("data: [DONE]\n\n"), response.text
 
-        cases = {"run_async": direct, "served": whole, "served, streamed": streamed}
+        cases = dict(zip(CASES, (direct, whole, direct_streamed, streamed), strict=True))
         for _ in range(5):  # warm up
             for case in cases.values():
                 await case()
-        for _ in range(samples):
-            for name, case in cases.items():
+        order = list(cases.items())
+        for sample in range(samples):
+            turn = sample % len(order)
+            for name, case in order[turn:] + order[:turn]:
                 started = time.perf_counter()
                 await case()
                 times[name].append(time.perf_counter() - started)
     await agent.aclose()
     return times
+
+
+CASES = ("run_async", "served", "stream_async", "served, streamed")
+RATIOS = (
+    ("served / run_async", "served", "run_async"),
+    ("served, streamed / stream_async", "served, streamed", "stream_async"),
+    ("served, streamed / run_async", "served, streamed", "run_async"),
+)
+
+
+def _overhead_table(times: dict[str, list[float]]) -> list[str]:
+    """The cases' medians, and the ratios paired by sample (median and middle half)."""
+    lines = [
+        "| two-round conversation | median, ms | middle half, ms | min, ms |",
+        "|---|---|---|---|",
+    ]
+    for name, values in times.items():
+        lines.append(
+            f"| {name} | {statistics.median(values) * 1e3:.2f} | "
+            f"{_pct(values, 0.25) * 1e3:.2f}-{_pct(values, 0.75) * 1e3:.2f} | "
+            f"{min(values) * 1e3:.2f} |"
+        )
+    lines += ["", "| paired ratio | median | middle half |", "|---|---|---|"]
+    for label, top, bottom in RATIOS:
+        ratios = [a / b for a, b in zip(times[top], times[bottom], strict=True)]
+        lines.append(
+            f"| {label} | {statistics.median(ratios):.2f}x | "
+            f"{_pct(ratios, 0.25):.2f}-{_pct(ratios, 0.75):.2f}x |"
+        )
+    return lines
 
 
 async def _throughput(url: str, total: int, clients: int) -> tuple[float, list[float]]:
@@ -227,6 +310,14 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+VARIANTS = {
+    "keyless": (False, False),
+    "key": (True, False),
+    "store": (False, True),
+    "key-store": (True, True),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the three sections and print Markdown tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -234,20 +325,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=2000, help="throughput requests")
     parser.add_argument("--clients", type=int, default=100, help="concurrent clients")
     parser.add_argument("--store", action="store_true", help="also 1,000 stored conversations")
+    parser.add_argument(
+        "--overhead",
+        nargs="+",
+        choices=sorted(VARIANTS),
+        default=["keyless"],
+        help="the servers the overhead is measured on (default: keyless)",
+    )
+    parser.add_argument("--only-overhead", action="store_true", help="skip throughput and memory")
     args = parser.parse_args(argv)
+    args.overhead = [VARIANTS[name] for name in args.overhead]
 
     with _model() as model_url:
-        with _served(model_url, 1, None) as (url, _):
-            times = asyncio.run(_overhead(model_url, url, args.samples))
-        base = statistics.median(times["run_async"])
-        print("| two-round conversation | median, ms | min, ms | overhead (median), ms |")
-        print("|---|---|---|---|")
-        for name, values in times.items():
-            middle = statistics.median(values)
-            print(
-                f"| {name} | {middle * 1e3:.2f} | {min(values) * 1e3:.2f} | "
-                f"{(middle - base) * 1e3:+.2f} |"
-            )
+        for keyed, stored in args.overhead:
+            key = "bench-key" if keyed else None
+            store = None
+            if stored:
+                store = str(Path(tempfile.mkdtemp(prefix="agentkit-bench-store-")) / "desk.db")
+            with _served(model_url, 1, store, key) as (url, _):
+                times = asyncio.run(_overhead(model_url, url, args.samples, key=key, store=stored))
+            title = ("with a key" if keyed else "keyless") + (", SQLite store" if stored else "")
+            print(f"#### Overhead, {title}")
+            print()
+            print("\n".join(_overhead_table(times)))
+            print()
+        if args.only_overhead:
+            return
         print()
         print(f"| {args.clients} concurrent clients | requests/s | p50, ms | p99, ms |")
         print("|---|---|---|---|")
