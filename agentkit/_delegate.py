@@ -18,17 +18,18 @@ import contextlib
 import dataclasses
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel
 
-from ._client import ChatClient
+from ._client import AsyncChatClient, ChatClient
 from ._context import RunContext
 from ._errors import ConfigurationError
 from ._events import RunFinished, SubAgentEvent
 from ._records import RunLimits
 from ._result import RunResult
+from ._threads import this_call
 from ._tool import Tool
 
 if TYPE_CHECKING:
@@ -60,10 +61,29 @@ def agent_tool(
     if description is None:
         instructions = agent.instructions if isinstance(agent.instructions, str) else ""
         description = f"Ask the {agent.name or tool_name} agent. {instructions}".strip()
+    request = _plain_request if input_type is None else _structured_request(input_type)
     ask = _plain(agent) if input_type is None else _structured(agent, input_type)
     built = AgentTool(ask, name=tool_name, description=description)
     built.agent = agent
+    if not isinstance(agent._runtime.given_client, AsyncChatClient):
+        # Under the sync driver the sub-agent runs on the sync driver and its sync client
+        # in the call's thread (no event loop and async client of its own per call).
+        def in_thread(kwargs: dict[str, Any], ctx: RunContext[Any]) -> Any:
+            return _sub_run_sync(agent, ctx, request(kwargs))
+
+        built._in_thread = in_thread
     return built
+
+
+def _plain_request(kwargs: dict[str, Any]) -> str:
+    return str(kwargs["request"])
+
+
+def _structured_request(input_type: type[BaseModel]) -> Callable[[dict[str, Any]], str]:
+    def request(kwargs: dict[str, Any]) -> str:
+        return input_type.model_validate(kwargs).model_dump_json()
+
+    return request
 
 
 def _plain(agent: Agent[Any]) -> Callable[..., Awaitable[Any]]:
@@ -80,18 +100,17 @@ def _structured(agent: Agent[Any], model: Any) -> Callable[..., Awaitable[Any]]:
     model sees them unwrapped); the sub-agent is sent the model's JSON."""
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise ConfigurationError("as_tool(input_type=...) must be a pydantic model class")
-    input_type: type[BaseModel] = model
+    request = _structured_request(model)
 
     async def ask(ctx: RunContext[Any], **fields: Any) -> Any:
-        request = input_type.model_validate(fields).model_dump_json()
-        return await _sub_run(agent, ctx, request)
+        return await _sub_run(agent, ctx, request(fields))
 
     parameters = [
         inspect.Parameter(
             "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=RunContext[Any]
         )
     ]
-    for field_name, info in input_type.model_fields.items():
+    for field_name, info in model.model_fields.items():
         parameters.append(
             inspect.Parameter(
                 field_name,
@@ -104,37 +123,114 @@ def _structured(agent: Agent[Any], model: Any) -> Callable[..., Awaitable[Any]]:
     return ask
 
 
+# --- the sub-run: set up once, then driven by either driver ----------------------------------
+
+
 async def _sub_run(agent: Agent[Any], ctx: RunContext[Any], prompt: str) -> Any:
-    """Run ``agent`` on ``prompt`` inside the run of ``ctx``; its output for the caller."""
+    """Run ``agent`` on ``prompt`` inside the run of ``ctx`` (on its event loop); its
+    output for the caller."""
     caller: RunLoop | None = ctx._caller
     if caller is None:  # called by hand, outside a run
         return (await agent.run_async(prompt, deps=ctx.deps, principal=ctx.principal)).output
-    if id(agent) in caller.agents:  # reached through a tool source, past the check
-        raise ConfigurationError(f"agent {agent.name!r} calls itself through its agent tools")
-    limits = _bounded(agent, caller.deadline)
-    found = await agent._runtime.source_tools_async()
-    loop = agent._new_loop(prompt, ctx.deps, ctx.principal, limits, found)
-    loop.agents = (*caller.agents, id(agent))
-    name = agent.name or "agent"
-    forward = caller.forward
-    result: RunResult[Any] | None = None
+    sub = _SubRun(agent, caller)
+    loop = sub.start(ctx, prompt, await agent._runtime.source_tools_async(), caller.deadline)
     try:
-        events = agent._events_async(loop, stream=forward is not None)
+        events = agent._events_async(loop, stream=sub.forward is not None)
         async with contextlib.aclosing(events) as running:
             async for event in running:
-                if isinstance(event, RunFinished):
-                    result = event.result
-                if forward is not None:
-                    if isinstance(event, SubAgentEvent):  # one level deeper: one path
-                        forward(SubAgentEvent((name, *event.path), event.event))
-                    else:
-                        forward(SubAgentEvent((name,), event))
+                sub.seen(event)
     finally:
         caller.add_usage(loop.usage)
-    assert result is not None
-    if result.status == "paused":  # refused before the run by check_agent_tools
-        raise ConfigurationError(f"agent {name!r} paused for an approval inside a tool call")
-    return result.output
+    return sub.output()
+
+
+def _sub_run_sync(agent: Agent[Any], ctx: RunContext[Any], prompt: str) -> Any:
+    """The same in a tool thread of the sync driver, on the sync driver and client. It
+    ends by the call's deadline (a grace after the driver reports the call timed out) and
+    stops at its next event once the caller's run no longer waits for it."""
+    caller: RunLoop | None = ctx._caller
+    if caller is None:
+        return agent.run(prompt, deps=ctx.deps, principal=ctx.principal).output
+    sub = _SubRun(agent, caller)
+    deadline, given_up = caller.deadline, _never
+    call = this_call()
+    if call is not None:
+        given_up = call[1]
+        if call[0] is not None:
+            ends = call[0] + _GRACE
+            deadline = ends if deadline is None else min(deadline, ends)
+    loop = sub.start(ctx, prompt, agent._runtime.source_tools(), deadline)
+    try:
+        with contextlib.closing(agent._events(loop, stream=sub.forward is not None)) as running:
+            for event in running:
+                if given_up():
+                    raise _CallerLeft(f"the run that called agent {sub.name!r} ended")
+                sub.seen(event)
+    finally:
+        caller.add_usage(loop.usage)
+    return sub.output()
+
+
+_GRACE = 0.5  # seconds a sub-run outlives its call's timeout: the driver reports it first
+
+
+class _CallerLeft(Exception):
+    """The caller's run no longer waits for this sub-run (its result would be dropped)."""
+
+
+def _never() -> bool:
+    return False
+
+
+class _SubRun:
+    """What both forms of a sub-run share: its loop, its events forwarded to the caller's
+    stream as :class:`SubAgentEvent`, its result."""
+
+    __slots__ = ("agent", "caller", "forward", "name", "result")
+
+    def __init__(self, agent: Agent[Any], caller: RunLoop) -> None:
+        if id(agent) in caller.agents:  # reached through a tool source, past the check
+            raise ConfigurationError(f"agent {agent.name!r} calls itself through its agent tools")
+        self.agent = agent
+        self.caller = caller
+        self.name = agent.name or "agent"
+        self.forward = caller.forward
+        self.result: RunResult[Any] | None = None
+
+    def start(
+        self,
+        ctx: RunContext[Any],
+        prompt: str,
+        found: list[Sequence[Tool[..., Any]]],
+        deadline: float | None,
+    ) -> RunLoop:
+        """The sub-run's loop: the caller's deps and principal, ending by ``deadline``."""
+        agent = self.agent
+        limits = _bounded(agent, deadline)
+        loop = agent._new_loop(prompt, ctx.deps, ctx.principal, limits, found)
+        loop.agents = (*self.caller.agents, id(agent))
+        return loop
+
+    def seen(self, event: Any) -> None:
+        """One event of the sub-run: kept if it is the last, forwarded if the caller streams."""
+        if isinstance(event, RunFinished):
+            self.result = event.result
+        forward = self.forward
+        if forward is not None:
+            if isinstance(event, SubAgentEvent):  # one level deeper: one path
+                forward(SubAgentEvent((self.name, *event.path), event.event))
+            else:
+                forward(SubAgentEvent((self.name,), event))
+
+    def output(self) -> Any:
+        """The sub-run's answer, for the caller's model."""
+        result = self.result
+        assert result is not None
+        if result.status == "paused":  # refused before the run by check_agent_tools
+            raise ConfigurationError(
+                f"agent {self.name!r} paused for an approval inside a tool call"
+            )
+        return result.output
 
 
 def _bounded(agent: Agent[Any], deadline: float | None) -> RunLimits | None:

@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 from ._calls import PlannedCall, ToolOutcome
 from ._errors import RunTimeoutError, ToolThreadsExhaustedError
 
-__all__ = ["AsyncBatch", "SyncBatch", "ToolThreads", "run_timed_out"]
+__all__ = ["AsyncBatch", "SyncBatch", "ToolThreads", "run_timed_out", "this_call"]
 
 _MAX_WAIT = 0.5  # seconds; the sync driver wakes at least this often (Ctrl-C everywhere)
 _ASYNC_GRACE = 0.5  # seconds an async tool's own loop has to cancel it (see _limit)
@@ -93,7 +93,11 @@ class _Job:
     def run(self) -> None:
         """In a tool thread: run the call unless it was dropped, then report how it ended."""
         if self.claim():
-            self.ending = self.context.run(_work, self.call)
+            _in_tool_thread.job = self
+            try:
+                self.ending = self.context.run(_work, self.call)
+            finally:
+                _in_tool_thread.job = None
             self.report((self, self.ending))
 
 
@@ -102,10 +106,13 @@ def _work(call: PlannedCall) -> _Ending:
     time budget and off the caller's thread."""
     start = time.perf_counter()
     try:
-        value = call.invoke()
-        if call.is_async:
+        if not call.is_async:
+            value = call.invoke()
+        elif (blocking := _blocking_form(call)) is not None:  # an agent used as a tool
+            value = blocking(call.kwargs, call.context)
+        else:
             # An async tool in the sync driver runs on its own event loop in this thread.
-            value = asyncio.run(_with_timeout(value, call.timeout))
+            value = asyncio.run(_with_timeout(call.invoke(), call.timeout))
         return ToolOutcome.ok(call, value, time.perf_counter() - start)
     except _ToolTimedOut:
         return ToolOutcome.timed_out(call, call.timeout or 0.0)
@@ -117,8 +124,26 @@ def _work(call: PlannedCall) -> _Ending:
         return exc
 
 
+def _blocking_form(call: PlannedCall) -> Callable[[Any, Any], Any] | None:
+    """An async tool's blocking form (``Tool._in_thread``), which the sync driver calls in
+    its tool thread instead of running the coroutine on an event loop of its own there."""
+    return None if call.tool is None else call.tool._in_thread
+
+
 _in_tool_thread = threading.local()
-"""``.pool``: the :class:`ToolThreads` whose thread this is (unset elsewhere)."""
+"""``.pool``: the :class:`ToolThreads` whose thread this is (unset elsewhere); ``.job``:
+the call it runs (``None`` between calls)."""
+
+
+def this_call() -> tuple[float | None, Callable[[], bool]] | None:
+    """In a tool thread running a call: the call's deadline (a ``time.perf_counter()``
+    value, or ``None``) and a check of whether its run gave up on it (timed out, or the
+    run ended); ``None`` elsewhere. A blocking form that runs a long job (a sub-agent's
+    run) ends by the deadline and stops early once the run gave up."""
+    job: _Job | None = getattr(_in_tool_thread, "job", None)
+    if job is None:
+        return None
+    return job.deadline, lambda: job.stuck
 
 
 class ToolThreads:
@@ -274,7 +299,9 @@ def _limit(call: PlannedCall) -> float | None:
     whose loop is blocked."""
     if call.timeout is None:
         return None
-    return call.timeout + _ASYNC_GRACE if call.is_async else call.timeout
+    if call.is_async and _blocking_form(call) is None:
+        return call.timeout + _ASYNC_GRACE
+    return call.timeout
 
 
 def _timed_out(jobs: Iterable[_Job], now: float) -> list[_Job]:

@@ -105,6 +105,11 @@ class Tool(Generic[P, R]):
     context_param: str | None
     function: Callable[P, R]
     __wrapped__: Callable[P, R]
+    # An async tool's blocking form, ``(kwargs, context) -> value``, or None: the sync
+    # driver calls it in its tool thread instead of running the coroutine on an event
+    # loop of its own there (an agent used as a tool runs its sub-agent on the sync
+    # driver and client this way, see _delegate.py).
+    _in_thread: Callable[[dict[str, Any], Any], Any] | None = None
 
     def __init__(
         self,

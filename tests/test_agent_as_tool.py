@@ -20,6 +20,7 @@ from agentkit import (
     ConfigurationError,
     RunContext,
     RunFinished,
+    RunObserver,
     RunResult,
     RunTimeoutError,
     SubAgentEvent,
@@ -384,3 +385,78 @@ def test_the_cli_shows_a_sub_agents_work_indented(server: ScriptedServer, script
     assert lines[2].startswith("      <- [flights] find ") and "SAS flies" in lines[2]
     assert lines[3] == "      [flights] SAS 9:00"
     assert lines[4].startswith("  <- flights ") and lines[4].endswith("SAS 9:00")
+
+
+@pytest.mark.parametrize("driver", ["run", "stream"])
+def test_a_sync_run_keeps_one_connection_per_agent_across_sub_agent_calls(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    # The sync driver runs the sub-agent on its own sync driver and client in the tool
+    # thread: no event loop and async client (with a new connection) made per call.
+    seen_loops: list[bool] = []
+
+    @tool
+    def where(city: str) -> str:
+        """Where a city is."""
+        return f"{city} is in Norway"
+
+    flights = make(server, "flights", [where], name="flights", observers=[_loop_probe(seen_loops)])
+    planner = make(server, "planner", [flights.as_tool()])
+    for _ in range(3):
+        scripts.add("planner", Reply.tool_calls(("flights", {"request": "Oslo"})), Reply.text("ok"))
+        scripts.add("flights", Reply.tool_calls(("where", {"city": "Oslo"})), Reply.text("SAS"))
+        result, _ = drive(planner, driver, "go")
+        assert result.output == "ok"
+        assert scripts.seen["planner"][-1]["messages"][-1]["content"] == "SAS"
+    # the planner's connection and the sub-agent's, each kept between calls and runs
+    assert server.connections_opened == 2
+    assert seen_loops == [False] * 3  # the sub-runs ran with no event loop under them
+
+
+def _loop_probe(seen: list[bool]) -> Any:
+    """An observer factory noting whether each run starts on a running event loop."""
+
+    def factory(info: Any) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            seen.append(False)
+        else:
+            seen.append(True)
+
+    return factory
+
+
+def test_a_streamed_sync_sub_run_stops_once_its_call_timed_out(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    release = threading.Event()
+    ended = threading.Event()
+    failures: list[BaseException] = []
+
+    @tool
+    def hold() -> str:
+        """Hold until released."""
+        release.wait(30)
+        return "held"
+
+    class Watch(RunObserver):
+        def run_failed(self, error: BaseException) -> None:
+            failures.append(error)
+            ended.set()
+
+        def run_finished(self, result: RunResult[Any]) -> None:
+            ended.set()
+
+    worker = make(server, "worker", [hold], name="worker", observers=[lambda info: Watch()])
+    boss = make(server, "boss", [worker.as_tool()], tool_timeout=0.2)
+    scripts.add("boss", Reply.tool_calls(("worker", {"request": "work"})), Reply.text("gave up"))
+    scripts.add("worker", Reply.tool_calls(("hold", {})), Reply.text("too late"))
+    events = list(boss.stream("go"))
+    timed_out = [e for e in events if isinstance(e, ToolResult) and e.name == "worker"]
+    assert len(timed_out) == 1 and "timed out" in (timed_out[0].error or "")
+    assert isinstance(events[-1], RunFinished) and events[-1].result.output == "gave up"
+    release.set()  # the sub-agent's tool returns after its caller gave up on it
+    assert ended.wait(30)
+    assert len(failures) == 1 and isinstance(failures[0], GeneratorExit)  # closed there
+    assert len(scripts.seen["worker"]) == 1  # its model was not asked again
