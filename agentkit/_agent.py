@@ -599,6 +599,8 @@ class Agent(Generic[OutputT]):
             tools=[t.get("function", {}).get("name", "") for t in tools],
             streamed=streamed,
             conversation_id=loop.session,
+            caller=None if loop.caller is None else loop.caller[0],
+            caller_call_id=None if loop.caller is None else loop.caller[1],
         )
 
     async def _stream_with_sources(

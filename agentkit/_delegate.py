@@ -209,6 +209,7 @@ class _SubRun:
         limits = _bounded(agent, deadline)
         loop = agent._new_loop(prompt, ctx.deps, ctx.principal, limits, found)
         loop.agents = (*self.caller.agents, id(agent))
+        loop.caller = (self.caller.observer, ctx.call_id)
         return loop
 
     def seen(self, event: Any) -> None:

@@ -108,6 +108,7 @@ class RunLoop:
         "_usage",
         "agents",
         "call_key",
+        "caller",
         "deadline",
         "deps",
         "forward",
@@ -174,6 +175,8 @@ class RunLoop:
         self.deadline: float | None = None
         self.forward: Callable[[Any], None] | None = None
         self.agents: tuple[int, ...] = ()
+        # a sub-agent's run: the caller's observer and the id of the call running this one
+        self.caller: tuple[RunObserver | None, str] | None = None
         self.path: tuple[str, ...] = ()
 
     def add_usage(self, usage: Usage) -> None:

@@ -56,6 +56,11 @@ class RunInfo:
         tools: the names of the tools offered.
         streamed: whether the run streams (``stream``/``stream_async``).
         conversation_id: the session the run belongs to, when there is one.
+        caller: for a sub-agent's run (an agent used as a tool, ``Agent.as_tool``): the
+            observer of the run whose tool call started it (``None`` for a run at the top,
+            or when the caller is not observed). Tracing puts the sub-run's span under
+            that call's.
+        caller_call_id: the id of that tool call, or ``None``.
     """
 
     agent_name: str | None
@@ -66,6 +71,8 @@ class RunInfo:
     tools: Sequence[str] = ()
     streamed: bool = False
     conversation_id: str | None = None
+    caller: RunObserver | None = None
+    caller_call_id: str | None = None
 
 
 class RunObserver:
@@ -230,6 +237,11 @@ class _Fanout(RunObserver):
     def run_failed(self, error: BaseException) -> None:
         for observer in self._observers:
             observer.run_failed(error)
+
+
+def members(observer: RunObserver) -> Sequence[RunObserver]:
+    """The observers ``observer`` stands for: itself, or each of a run's several."""
+    return observer._observers if isinstance(observer, _Fanout) else (observer,)
 
 
 def observer_for(

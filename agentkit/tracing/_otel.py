@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError
-from .._observe import RunInfo, RunObserver
+from .._observe import RunInfo, RunObserver, members
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
@@ -270,10 +270,26 @@ class RunTracer(RunObserver):
             attributes[CONVERSATION_ID] = info.conversation_id
         self._run = self._tracer.start_span(
             f"invoke_agent {name}" if name else "invoke_agent",
+            context=self._caller_context(info),
             kind=trace.SpanKind.INTERNAL,
             attributes=attributes,
         )
         self._parent = trace.set_span_in_context(self._run)
+        # every span of the run names its agent (the GenAI conventions' gen_ai.agent.name)
+        self._agent: dict[str, Any] = {AGENT_NAME: name} if name else {}
+
+    def _caller_context(self, info: RunInfo) -> Any:
+        """A sub-agent's run goes under the caller's ``execute_tool`` span of the call that
+        runs it; any other run under the current span (``None``)."""
+        caller, call_id = info.caller, info.caller_call_id
+        if caller is None or not call_id:
+            return None
+        for observer in members(caller):
+            if isinstance(observer, RunTracer):
+                span = observer._tools.get(call_id)
+                if span is not None:
+                    return self._trace.set_span_in_context(span)
+        return None
 
     # --- model calls ------------------------------------------------------------------
 
@@ -286,6 +302,7 @@ class RunTracer(RunObserver):
                 PROVIDER_NAME: self._provider,
                 REQUEST_MODEL: model,
                 REQUEST_STREAM: self._info.streamed,
+                **self._agent,
                 **self._server,
                 **_request_attributes(request),
             }
@@ -373,6 +390,7 @@ class RunTracer(RunObserver):
             TOOL_NAME: name,
             TOOL_CALL_ID: call.call_id,
             TOOL_TYPE: "function",
+            **self._agent,
         }
         if tool is not None and getattr(tool, "description", None):
             attributes[TOOL_DESCRIPTION] = str(tool.description)
