@@ -87,7 +87,6 @@ if TYPE_CHECKING:
     from ._tool import Tool as Tool
     from ._tool import tool as tool
     from ._wire import Usage as Usage
-    from .tracing import instrument as instrument
 
 _table: dict[str, str] | None = None
 
@@ -116,10 +115,17 @@ def _exports() -> dict[str, str]:
 
 
 def _exported_from(module: str) -> bool:
-    # the core's private submodules; and the tracing ring, whose instrument() is public here
-    # (the package's surface may name the ring; the core never does: tests/test_architecture.py)
-    private = module.startswith("_") and not module.startswith("__")  # not __future__
-    return private or module == "tracing"
+    # the core's private submodules (never the product ring: tests/test_architecture.py)
+    return module.startswith("_") and not module.startswith("__")  # not __future__
+
+
+def _load_tracing() -> Any:
+    """The tracing ring, imported (it registers ``Agent(instrument=True)``'s observer
+    factory with the core's registry when it loads). The package's surface is the one place
+    outside the ring that names it; the core reaches it only through here."""
+    from . import tracing
+
+    return tracing
 
 
 # Hidden from type checkers: a module-level __getattr__ would make every attribute of
@@ -138,6 +144,14 @@ if not TYPE_CHECKING:
 
                 if name in RENAMED:  # an old name: warns at each use, so never cached
                     return renamed(__name__, name, __getattr__(RENAMED[name]))
+                if name == "instrument":  # moved to the ring: warns at each use too
+                    from ._deprecation import warn_deprecated
+
+                    warn_deprecated(
+                        "agentkit.instrument is deprecated: use agentkit.tracing.instrument "
+                        "(import agentkit.tracing); the old name will be removed before 0.1.0"
+                    )
+                    return _load_tracing().instrument
                 raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
             from importlib import import_module
 

@@ -87,9 +87,12 @@ class Agent(Generic[OutputT]):
             anything is sent (``ConfigurationError`` naming the variable to set), so a
             module that builds an agent imports without a key.
         limits: a :class:`~agentkit.RunLimits` record of the limits below (``max_turns``
-            to ``run_timeout``); each limit may instead be given as a flat keyword, not both.
+            to ``run_timeout``, and ``parallel_tool_calls_limit``). Each limit given as a
+            flat keyword (``Agent(..., max_turns=5)``) still works and is deprecated
+            (``DeprecationWarning``); not both ways.
         settings: a :class:`~agentkit.ModelSettings` of the model parameters below
-            (``temperature`` to ``extra_body``); a key may instead be a flat keyword, not both.
+            (``temperature`` to ``extra_body``). A key as a flat keyword
+            (``Agent(..., temperature=0.2)``) still works and is deprecated; not both ways.
         max_turns: model calls per run before ``MaxTurnsExceededError`` (default 10).
         output_mode: ``"auto"`` (default) uses ``response_format`` JSON Schema when the
             provider supports it, else a ``final_result`` tool; or force one of them.
@@ -128,7 +131,7 @@ class Agent(Generic[OutputT]):
             cache (``Provider.with_context_cache``; DashScope providers only).
         instrument: trace this agent's runs with OpenTelemetry (needs
             ``pip install 'agentkit[otel]'``; see ``docs/observability.md``).
-            ``agentkit.instrument()`` turns tracing on for every agent.
+            ``agentkit.tracing.instrument()`` turns tracing on for every agent.
         observers: :data:`~agentkit._observe.ObserverFactory` callables, each asked for
             a :class:`~agentkit._observe.RunObserver` of every run.
         store: where conversations are kept (``agentkit.sessions.SQLiteStore`` or
@@ -239,6 +242,12 @@ class Agent(Generic[OutputT]):
         )
 
     @property
+    def limits(self) -> RunLimits:
+        """The agent's :class:`~agentkit.RunLimits` (a run's ``limits=`` replaces them for
+        that run: ``dataclasses.replace(agent.limits, max_turns=2)`` changes one)."""
+        return self._config.limits
+
+    @property
     def needs_deps(self) -> tuple[str, ...]:
         """The names of the agent's own tools that declare a ``RunContext[T]`` whose ``T``
         cannot be ``None``: a run of this agent needs ``deps=`` (tool sources' tools are
@@ -300,9 +309,9 @@ class Agent(Generic[OutputT]):
 
         ``prompt`` is a user message, or a transcript to continue (``RunResult.messages``
         plus a new user message). ``deps`` is handed to tools as ``RunContext.deps``
-        (``context=``, its older name, still works and warns);
-        ``max_turns`` overrides the agent's for this run; ``limits`` (a
-        :class:`~agentkit.RunLimits`) replaces all of the agent's limits for this run.
+        (``context=``, its older name, still works and warns); ``limits`` (a
+        :class:`~agentkit.RunLimits`) replaces all of the agent's limits for this run
+        (``max_turns=``, the older way to change one, still works and warns).
         ``principal`` (a :class:`~agentkit.Principal`) is who the run acts for, handed to
         tools as ``RunContext.principal``.
 

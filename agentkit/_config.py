@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, TypedDict
 
 from ._client import AsyncChatClient, ChatClient
 from ._context import Principal, RunContext
+from ._deprecation import warn_deprecated
 from ._errors import ConfigurationError
 from ._loop import RunLoop
 from ._loop_settings import LoopSettings, OutputMode
@@ -182,6 +182,13 @@ class AgentConfig:
 
     def run_limits(self, max_turns: int | None, limits: RunLimits | None) -> RunLimits | None:
         """This run's limits, when ``max_turns=`` or ``limits=`` overrides the agent's."""
+        if max_turns is not None and limits is None:
+            warn_deprecated(
+                "max_turns= on a run is deprecated: pass "
+                f"limits=RunLimits(max_turns={max_turns!r}) (dataclasses.replace(agent.limits, "
+                f"max_turns={max_turns!r}) keeps the agent's other limits); it will be removed "
+                "before 0.1.0"
+            )
         if limits is None:
             if max_turns is None:
                 return None
@@ -348,9 +355,7 @@ def run_deps(deps: Any, context: Any) -> Any:
         return deps
     if deps is not None:
         raise ConfigurationError("pass deps= (context= is its older name), not both")
-    warnings.warn(
-        "context= is deprecated: pass deps= (run(prompt, deps=...)); it goes before 0.1.0",
-        DeprecationWarning,
-        stacklevel=3,
+    warn_deprecated(
+        "context= is deprecated: pass deps= (run(prompt, deps=...)); it goes before 0.1.0"
     )
     return context

@@ -12,9 +12,15 @@ import os
 import sys
 import warnings
 
-__all__ = ["warn_deprecated"]
+__all__ = ["AgentKitDeprecationWarning", "warn_deprecated"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class AgentKitDeprecationWarning(DeprecationWarning):
+    """An old agentkit spelling that still works until 0.1.0. A ``DeprecationWarning``, so
+    it is filtered, shown and caught as one; its own class lets agentkit's test suite turn
+    just these into errors (the docs and examples must use only the new spellings)."""
 
 
 def warn_deprecated(message: str) -> None:
@@ -24,4 +30,4 @@ def warn_deprecated(message: str) -> None:
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
         level += 1
-    warnings.warn(message, DeprecationWarning, stacklevel=level)
+    warnings.warn(message, AgentKitDeprecationWarning, stacklevel=level)

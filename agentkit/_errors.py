@@ -11,6 +11,8 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._deprecation import AgentKitDeprecationWarning
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -421,7 +423,7 @@ def renamed(owner: str, old: str, new: type[AgentKitError]) -> type[AgentKitErro
     warnings.warn(
         f"{owner}.{old} is renamed {new.__name__}; import {new.__name__} instead (the old "
         "name will be removed)",
-        DeprecationWarning,
+        AgentKitDeprecationWarning,
         stacklevel=3,
     )
     return new

@@ -3,7 +3,7 @@
 An :data:`ObserverFactory` is asked once per run, with a :class:`RunInfo`, for a
 :class:`RunObserver` (or ``None``: not this run). Factories come from
 ``Agent(observers=[...])``, from ``Agent(instrument=True)`` (OpenTelemetry, loaded on
-first use) and from :func:`add_global_observer` (what ``agentkit.instrument()`` calls).
+first use) and from :func:`add_global_observer` (what ``agentkit.tracing.instrument()`` calls).
 With none of them, a run makes no observer and pays one check per step.
 
 The drivers call the observer on the run's own thread or task, never two methods at once;
@@ -149,13 +149,13 @@ def provide_instrumentation(provider: Callable[[], ObserverFactory]) -> None:
 def instrumentation() -> ObserverFactory:
     """The observer factory of ``Agent(instrument=True)``, from the registered provider.
 
-    With none registered yet, the tracing ring is loaded through the package's public
-    surface (``agentkit.instrument`` lives there), and registers itself on import.
+    With none registered yet, the package's surface loads the tracing ring
+    (``agentkit._load_tracing``), which registers itself on import.
     """
     if _instrumentation is None:
         import agentkit
 
-        getattr(agentkit, "instrument")  # noqa: B009 - loads the ring that provides it
+        agentkit._load_tracing()
     if _instrumentation is None:  # a broken install
         from ._errors import ConfigurationError
 

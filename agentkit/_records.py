@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from ._deprecation import warn_deprecated
 from ._errors import ConfigurationError
 
 __all__ = ["ModelSettings", "RunLimits"]
@@ -21,8 +22,10 @@ class RunLimits:
 
     Pass it as ``Agent(..., limits=RunLimits(...))``, or for one run only as
     ``agent.run(prompt, limits=RunLimits(...))`` (also ``run_async``, ``stream``,
-    ``stream_async`` and ``resume``). Each field is also accepted as a flat keyword of
-    ``Agent`` (``Agent(..., max_turns=5)``), but not together with ``limits=``.
+    ``stream_async`` and ``resume``), which replaces all of the agent's limits for that run
+    (``dataclasses.replace(agent.limits, max_turns=2)`` keeps the others). The fields as
+    flat keywords of ``Agent`` (``Agent(..., max_turns=5)``) are deprecated: they still
+    work, and warn.
 
     Attributes:
         max_turns: model calls per run before ``MaxTurnsExceededError``.
@@ -97,10 +100,11 @@ LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(RunLimits))
 class ModelSettings(TypedDict, total=False):
     """Model parameters sent with every request (a key left out is not sent).
 
-    Pass it as ``Agent(..., settings=ModelSettings(temperature=0.2, seed=7))``. Each key is
-    also accepted as a flat keyword of ``Agent`` (``Agent(..., temperature=0.2)``); the same
-    key in both is a ``ConfigurationError``. ``extra_body`` carries vendor extras such as
-    Qwen's ``enable_thinking``; ``Agent(params=...)`` sends any other wire field.
+    Pass it as ``Agent(..., settings=ModelSettings(temperature=0.2, seed=7))``. The keys as
+    flat keywords of ``Agent`` (``Agent(..., temperature=0.2)``) are deprecated: they still
+    work, and warn; the same key in both is a ``ConfigurationError``. ``extra_body``
+    carries vendor extras such as Qwen's ``enable_thinking``; ``Agent(params=...)`` sends
+    any other wire field.
     """
 
     temperature: float | None
@@ -147,7 +151,35 @@ def split_options(
     wire = {name: given[name] for name in SETTING_FIELDS if given.get(name) is not None}
     if "extra_body" in wire:
         wire["extra_body"] = dict(wire["extra_body"])
+    if flat:  # only once they are known to work: a mistake's error comes first
+        warn_deprecated(flat_message(flat))
     return limits, wire
+
+
+def flat_message(flat: Mapping[str, Any]) -> str:
+    """The warning for ``Agent``'s flat keywords, with the records that replace them, e.g.
+    ``Agent(max_turns=5, temperature=0.2)`` -> ``limits=RunLimits(max_turns=5),
+    settings=ModelSettings(temperature=0.2)``."""
+    records = []
+    for record, fields in (
+        ("limits=RunLimits", LIMIT_FIELDS),
+        ("settings=ModelSettings", SETTING_FIELDS),
+    ):
+        given = ", ".join(f"{name}={_shown(flat[name])}" for name in flat if name in fields)
+        if given:
+            records.append(f"{record}({given})")
+    keywords = ", ".join(f"{name}=" for name in flat)
+    return (
+        f"Agent({keywords}) as flat keywords is deprecated: pass {', '.join(records)} "
+        "(the flat keywords will be removed before 0.1.0)"
+    )
+
+
+def _shown(value: object) -> str:
+    # a number or a short word as given; anything else (extra_body...) is not repeated
+    if isinstance(value, int | float | None) or (isinstance(value, str) and len(value) < 40):
+        return repr(value)
+    return "..."
 
 
 def loop_limits(limits: RunLimits) -> dict[str, Any]:

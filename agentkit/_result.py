@@ -6,6 +6,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
+from ._deprecation import AgentKitDeprecationWarning
 from ._wire import Usage
 
 __all__ = ["PendingCall", "RunResult"]
@@ -40,7 +41,7 @@ class PendingCall:
         """Deprecated: the old name of :attr:`call_id` (warns)."""
         warnings.warn(
             "PendingCall.id is renamed PendingCall.call_id (the old name will be removed)",
-            DeprecationWarning,
+            AgentKitDeprecationWarning,
             stacklevel=2,
         )
         return self.call_id

@@ -23,9 +23,11 @@ from agentkit import (
     AuthenticationError,
     ChatClient,
     ConfigurationError,
+    ModelSettings,
     QuotaExceededError,
     RunContext,
     RunFinished,
+    RunLimits,
     RunResult,
     TextDelta,
     ToolResult,
@@ -219,13 +221,15 @@ def test_model_parameters_are_sent_every_round(server: ScriptedServer, client: C
         "qwen-plus",
         [get_weather],
         client=client,
-        temperature=0.3,
-        top_p=0.9,
-        max_tokens=200,
-        seed=7,
-        stop=["END"],
-        parallel_tool_calls=True,
-        extra_body={"enable_thinking": False},
+        settings=ModelSettings(
+            temperature=0.3,
+            top_p=0.9,
+            max_tokens=200,
+            seed=7,
+            stop=["END"],
+            parallel_tool_calls=True,
+            extra_body={"enable_thinking": False},
+        ),
         params={"presence_penalty": 0.5},
     )
     agent.run("hi")
@@ -357,7 +361,7 @@ def test_concurrency_is_bounded(server: ScriptedServer, client: ChatClient) -> N
         return "ok"
 
     server.queue(Reply.tool_calls(*[("busy", {"n": n}) for n in range(6)]), Reply.text("done"))
-    with Agent("m", [busy], client=client, parallel_tool_calls_limit=2) as agent:
+    with Agent("m", [busy], client=client, limits=RunLimits(parallel_tool_calls_limit=2)) as agent:
         agent.run("go")
     assert peak == 2
 

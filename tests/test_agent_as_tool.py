@@ -20,6 +20,7 @@ from agentkit import (
     ConfigurationError,
     RunContext,
     RunFinished,
+    RunLimits,
     RunObserver,
     RunResult,
     RunTimeoutError,
@@ -306,7 +307,7 @@ def test_a_sub_agent_given_a_sync_client_is_refused_before_any_request(
 
 def test_the_callers_deadline_bounds_the_sub_run(server: ScriptedServer, scripts: Scripts) -> None:
     slow = make(server, "slow", name="slow")
-    planner = make(server, "planner", [slow.as_tool()], run_timeout=1.5)
+    planner = make(server, "planner", [slow.as_tool()], limits=RunLimits(run_timeout=1.5))
     scripts.add("planner", Reply.tool_calls(("slow", {"request": "think"})), Reply.text("late"))
     scripts.add("slow", Reply.hang())
     with pytest.raises(RunTimeoutError):
@@ -348,7 +349,7 @@ def test_cancelling_the_caller_cancels_the_sub_run(
 
 
 def test_a_failing_sub_run_still_counts_its_usage(server: ScriptedServer, scripts: Scripts) -> None:
-    flaky = make(server, "flaky", name="flaky", max_turns=1)
+    flaky = make(server, "flaky", name="flaky", limits=RunLimits(max_turns=1))
     boss = make(server, "boss", [flaky.as_tool()])
     scripts.add(
         "boss",

@@ -19,8 +19,10 @@ from agentkit import (
     BadRequestError,
     ChatClient,
     MaxTurnsExceededError,
+    ModelSettings,
     OutputTruncatedError,
     RepeatedToolCallError,
+    RunLimits,
     ToolCallLimitExceededError,
     ToolFailureLimitExceededError,
     ToolRetry,
@@ -176,7 +178,7 @@ def test_an_async_tool_past_the_agent_timeout_is_cancelled(
 
     async def main() -> None:
         async with Agent(
-            "m", [stuck], base_url=server.base_url, api_key=KEY, tool_timeout=0.2
+            "m", [stuck], base_url=server.base_url, api_key=KEY, limits=RunLimits(tool_timeout=0.2)
         ) as agent:
             await agent.run_async("go")
 
@@ -196,7 +198,13 @@ def test_the_timeout_counts_from_the_queue(server: ScriptedServer, driver: str) 
     server.queue(Reply.tool_calls(("steady", {"n": 1}), ("steady", {"n": 2})), Reply.text("ok"))
     # One worker: the second call waits 0.3 s in the queue, then would run 0.3 s: past its
     # 0.45 s, which counts from when it was queued (no round outlives its timeouts).
-    agent = Agent("m", [steady], base_url=server.base_url, api_key=KEY, parallel_tool_calls_limit=1)
+    agent = Agent(
+        "m",
+        [steady],
+        base_url=server.base_url,
+        api_key=KEY,
+        limits=RunLimits(parallel_tool_calls_limit=1),
+    )
     if driver == "run":
         with agent:
             agent.run("go")
@@ -222,7 +230,7 @@ def test_a_tool_raising_its_own_timeout_error_is_not_our_timeout(
 
     async def main() -> None:
         async with Agent(
-            "m", [remote], base_url=server.base_url, api_key=KEY, tool_timeout=5
+            "m", [remote], base_url=server.base_url, api_key=KEY, limits=RunLimits(tool_timeout=5)
         ) as agent:
             await agent.run_async("go")
 
@@ -244,7 +252,9 @@ def test_unserialisable_and_enormous_outputs(server: ScriptedServer, client: Cha
         return "y" * 100_000
 
     server.queue(Reply.tool_calls(("opaque", {}), ("huge", {})), Reply.text("ok"))
-    with Agent("m", [opaque, huge], client=client, max_tool_output_chars=1000) as agent:
+    with Agent(
+        "m", [opaque, huge], client=client, limits=RunLimits(max_tool_output_chars=1000)
+    ) as agent:
         agent.run("go")
     odd, big = tool_messages(server.requests[1])
     assert "cannot be turned into JSON" in odd and "lock" in odd
@@ -263,7 +273,7 @@ def endless_model(request: RecordedRequest) -> Reply:
 def test_max_turns_stops_an_endless_model(server: ScriptedServer, client: ChatClient) -> None:
     server.respond_with(endless_model)
     with (
-        Agent("m", [book_flight], client=client, max_turns=3) as agent,
+        Agent("m", [book_flight], client=client, limits=RunLimits(max_turns=3)) as agent,
         pytest.raises(MaxTurnsExceededError) as caught,
     ):
         agent.run("go")
@@ -280,14 +290,14 @@ def test_max_turns_in_run_async_and_stream(server: ScriptedServer) -> None:
     async def main() -> None:
         async with Agent("m", [book_flight], base_url=server.base_url, api_key=KEY) as agent:
             with pytest.raises(MaxTurnsExceededError):
-                await agent.run_async("go", max_turns=2)
+                await agent.run_async("go", limits=RunLimits(max_turns=2))
 
     asyncio.run(main())
     with (
         Agent("m", [book_flight], base_url=server.base_url, api_key=KEY) as agent,
         pytest.raises(MaxTurnsExceededError) as caught,
     ):
-        for _ in agent.stream("go", max_turns=2):
+        for _ in agent.stream("go", limits=RunLimits(max_turns=2)):
             pass
     assert len(server.requests) == 4
     assert caught.value.messages is not None
@@ -301,7 +311,7 @@ def test_a_model_repeating_one_call_is_told_then_stopped(
         lambda request: Reply.tool_calls(("book_flight", {"city": "Oslo", "seats": 1}))
     )
     with (
-        Agent("m", [book_flight], client=client, max_repeated_calls=2) as agent,
+        Agent("m", [book_flight], client=client, limits=RunLimits(max_repeated_calls=2)) as agent,
         pytest.raises(RepeatedToolCallError) as caught,
     ):
         agent.run("go")
@@ -322,7 +332,7 @@ def test_a_tool_failing_round_after_round_ends_the_run(
 
     server.respond_with(lambda r: Reply.tool_calls(("flaky", {"n": r.number})))
     with (
-        Agent("m", [flaky], client=client, max_tool_failures=3) as agent,
+        Agent("m", [flaky], client=client, limits=RunLimits(max_tool_failures=3)) as agent,
         pytest.raises(ToolFailureLimitExceededError) as caught,
     ):
         agent.run("go")
@@ -340,7 +350,7 @@ def test_the_per_run_tool_call_cap(server: ScriptedServer, client: ChatClient) -
         )
     )
     with (
-        Agent("m", [book_flight], client=client, max_tool_calls=4) as agent,
+        Agent("m", [book_flight], client=client, limits=RunLimits(max_tool_calls=4)) as agent,
         pytest.raises(ToolCallLimitExceededError) as caught,
     ):
         agent.run("go")
@@ -358,14 +368,16 @@ def test_the_per_run_tool_call_cap(server: ScriptedServer, client: ChatClient) -
 def test_a_length_finish_is_not_an_answer(server: ScriptedServer, client: ChatClient) -> None:
     server.queue(Reply.text("The answer is", finish_reason="length"))
     with (
-        Agent("m", client=client, max_tokens=3) as agent,
+        Agent("m", client=client, settings=ModelSettings(max_tokens=3)) as agent,
         pytest.raises(OutputTruncatedError) as caught,
     ):
         agent.run("What is the answer?")
     assert caught.value.messages == [{"role": "user", "content": "What is the answer?"}]
 
     server.queue(Reply.text("The answer is", finish_reason="length"))
-    with Agent("m", client=client, max_tokens=3, on_truncated="return") as agent:
+    with Agent(
+        "m", client=client, settings=ModelSettings(max_tokens=3), on_truncated="return"
+    ) as agent:
         result = agent.run("What is the answer?")
     assert result.truncated and result.output == "The answer is"
 

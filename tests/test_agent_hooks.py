@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentkit import Agent, ChatClient, ToolFailureLimitExceededError, tool
+from agentkit import Agent, ChatClient, RunLimits, ToolFailureLimitExceededError, tool
 from agentkit._agent import Hooks
 from agentkit._calls import PlannedCall
 from agentkit._events import ToolResult
@@ -242,7 +242,9 @@ def test_a_model_that_insists_is_refused_every_time_then_stopped(
         lambda r: Reply.tool_calls(("refund", {"order_id": r.number, "amount": 100}))
     )
     with (
-        Agent("m", [refund], client=client, approve=approve, max_tool_failures=3) as agent,
+        Agent(
+            "m", [refund], client=client, approve=approve, limits=RunLimits(max_tool_failures=3)
+        ) as agent,
         pytest.raises(ToolFailureLimitExceededError) as caught,
     ):
         agent.run("Refund everything!")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import BaseModel, Field
 
-from agentkit import Agent, ChatClient, OutputValidationError, RunResult, tool
+from agentkit import Agent, ChatClient, OutputValidationError, RunLimits, RunResult, tool
 from agentkit._events import RunFinished
 from agentkit._loop_settings import FINAL_RESULT_TOOL
 from agentkit.testing import Reply, ScriptedServer
@@ -81,7 +81,9 @@ def test_an_invalid_answer_is_fed_back_then_accepted(
 def test_output_retries_are_bounded(server: ScriptedServer, client: ChatClient) -> None:
     server.respond_with(lambda request: Reply.text("It is warm in Oslo."))
     with (
-        Agent("m", client=client, output_type=Forecast, max_output_retries=2) as agent,
+        Agent(
+            "m", client=client, output_type=Forecast, limits=RunLimits(max_output_retries=2)
+        ) as agent,
         pytest.raises(OutputValidationError) as caught,
     ):
         agent.run("Forecast for Oslo?")

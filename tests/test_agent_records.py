@@ -1,9 +1,10 @@
 """Options as records: ``RunLimits`` and ``ModelSettings``, given to the agent or to one run,
-behave exactly as the flat keywords of the same names."""
+behave exactly as the flat keywords of the same names, which still work and warn."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -46,7 +47,7 @@ def test_a_limit_given_as_a_record_is_enforced(server: ScriptedServer) -> None:
 
 def test_a_run_level_record_applies_to_that_run_only(server: ScriptedServer) -> None:
     server.respond_with(endless_model)
-    with agent(server, max_turns=3) as made:
+    with agent(server, limits=RunLimits(max_turns=3)) as made:
         with pytest.raises(ToolCallLimitExceededError):
             made.run("go", limits=RunLimits(max_turns=10, max_tool_calls=1))
         first = len(server.requests)
@@ -82,12 +83,18 @@ def test_invalid_values_are_refused_at_construction(limits: dict[str, Any]) -> N
     with pytest.raises(ConfigurationError, match=next(iter(limits))):
         RunLimits(**limits)
     with pytest.raises(ConfigurationError, match=next(iter(limits))):
+        Agent("m", api_key=KEY, base_url="http://127.0.0.1:9", limits=RunLimits(**limits))
+    # the old flat spelling is refused the same way, before it warns
+    with pytest.raises(ConfigurationError, match=next(iter(limits))):
         Agent("m", api_key=KEY, base_url="http://127.0.0.1:9", **limits)
 
 
 def test_flat_keywords_and_records_behave_the_same(server: ScriptedServer) -> None:
     server.respond_with(endless_model)
-    flat = agent(server, max_turns=2, temperature=0.3, seed=7)
+    new = r"pass limits=RunLimits\(max_turns=2\), settings=ModelSettings\(temperature=0.3, seed=7\)"
+    with pytest.warns(DeprecationWarning, match=new) as caught:
+        flat = agent(server, max_turns=2, temperature=0.3, seed=7)
+    assert caught[0].filename == __file__  # points at the code that used the old spelling
     with flat, pytest.raises(MaxTurnsExceededError):
         flat.run("go")
     settings = ModelSettings(temperature=0.3, seed=7)
@@ -113,3 +120,47 @@ def test_one_option_given_both_ways_is_refused(server: ScriptedServer) -> None:
     with pytest.raises(TypeError, match="max_turn"):
         agent(server, max_turn=3)
     assert server.requests == []
+
+
+def test_max_turns_on_a_run_still_works_and_warns_with_the_record_spelling(
+    server: ScriptedServer,
+) -> None:
+    server.respond_with(endless_model)
+    old = r"max_turns= on a run is deprecated: pass limits=RunLimits\(max_turns=2\)"
+    with agent(server, limits=RunLimits(max_turns=5, max_tool_calls=1)) as made:
+        # the old keyword changes max_turns only: the agent's other limits still hold
+        with (
+            pytest.warns(DeprecationWarning, match=old.replace("2", "3")) as caught,
+            pytest.raises(ToolCallLimitExceededError),
+        ):
+            made.run("go", max_turns=3)
+        assert caught[0].filename == __file__
+        assert made.limits == RunLimits(max_turns=5, max_tool_calls=1)
+    with agent(server) as made:
+        with pytest.warns(DeprecationWarning, match=old) as caught:
+            events = made.stream("go", max_turns=2)
+        assert caught[0].filename == __file__
+        with pytest.raises(MaxTurnsExceededError):
+            for _ in events:
+                pass
+
+        async def main() -> None:
+            with (
+                pytest.warns(DeprecationWarning, match=old) as caught,
+                pytest.raises(MaxTurnsExceededError),
+            ):
+                await made.run_async("go", max_turns=2)
+            assert caught[0].filename == __file__
+
+        asyncio.run(main())
+
+
+def test_the_agents_limits_are_readable_for_a_run_that_changes_one(
+    server: ScriptedServer,
+) -> None:
+    server.respond_with(endless_model)
+    with agent(server, limits=RunLimits(max_turns=5, max_tool_calls=1)) as made:
+        one_turn = dataclasses.replace(made.limits, max_turns=1)
+        with pytest.raises(MaxTurnsExceededError):
+            made.run("go", limits=one_turn)
+    assert len(server.requests) == 1

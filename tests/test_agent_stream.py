@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from _helpers import wait_until, wait_until_async
 
-from agentkit import PROVIDERS, Agent, ChatClient, IncompleteStreamError, tool
+from agentkit import PROVIDERS, Agent, ChatClient, IncompleteStreamError, ModelSettings, tool
 from agentkit._events import (
     AgentEvent,
     ModelRoundFinished,
@@ -293,7 +293,7 @@ def test_run_streams_when_qwen_thinking_requires_it(server: ScriptedServer) -> N
         base_url=server.base_url,
         provider="dashscope",
         api_key=KEY,
-        extra_body={"enable_thinking": True},
+        settings=ModelSettings(extra_body={"enable_thinking": True}),
     ) as agent:
         result = agent.run("Weather in Oslo?")
     assert result.output == "Sunny."

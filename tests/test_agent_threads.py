@@ -11,7 +11,7 @@ import time
 import pytest
 from _helpers import wait_until
 
-from agentkit import Agent, ChatClient, tool
+from agentkit import Agent, ChatClient, RunLimits, tool
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 KEY = "sk-threads-test"
@@ -69,7 +69,11 @@ def test_threads_are_bounded_by_the_parallel_limit(server: ScriptedServer) -> No
 
     server.queue(Reply.tool_calls(*(("step", {"n": n}) for n in range(6))), Reply.text("ok"))
     with Agent(
-        "m", [step], base_url=server.base_url, api_key=KEY, parallel_tool_calls_limit=2
+        "m",
+        [step],
+        base_url=server.base_url,
+        api_key=KEY,
+        limits=RunLimits(parallel_tool_calls_limit=2),
     ) as agent:
         agent.run("go")
     assert tool_messages(server.requests[1]) == [f"step {n}" for n in range(6)]
@@ -120,7 +124,7 @@ def test_closing_the_agent_drops_a_queued_call_without_a_hang(server: ScriptedSe
 
     server.queue(Reply.tool_calls(("slow", {"n": 1}), ("slow", {"n": 2})), Reply.text("ok"))
     client = ChatClient(server.base_url, KEY)  # a client passed in stays open on close()
-    agent = Agent("m", [slow], client=client, parallel_tool_calls_limit=1)
+    agent = Agent("m", [slow], client=client, limits=RunLimits(parallel_tool_calls_limit=1))
     outcome: list[object] = []
     runner = threading.Thread(target=lambda: outcome.append(agent.run("go").output))
     runner.start()

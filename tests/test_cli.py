@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from agentkit import Agent, tool
+from agentkit import Agent, RunLimits, tool
 from agentkit.cli import Console, main, play, repl
 from agentkit.cli._demo import scripted_qwen
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer, always
@@ -688,7 +688,9 @@ def test_a_limit_hit_in_the_repl_names_the_value_in_use(server: ScriptedServer) 
     server.respond_with(always(Reply.tool_calls(("get_current_time", {}))))
     args = parse_arguments(["chat", "--max-turns", "1"])
     out, err = io.StringIO(), io.StringIO()
-    with Agent("qwen-plus", BUILTIN_TOOLS, base_url=server.base_url, max_turns=1) as agent:
+    with Agent(
+        "qwen-plus", BUILTIN_TOOLS, base_url=server.base_url, limits=RunLimits(max_turns=1)
+    ) as agent:
         assert repl(agent, Console(out, err), scripted_input("Loop!"), args=args) == 0
     assert "agentkit: hint: raise --max-turns (now 1)" in err.getvalue()
 

@@ -17,7 +17,7 @@ from _helpers import wait_until
 from _mcp_support import agent_for, children, fake, tool_messages, uvicorn_serving
 from mcp.server.mcpserver import Context, MCPServer
 
-from agentkit import Agent, ConfigurationError, Hooks, PlannedCall, tool
+from agentkit import Agent, ConfigurationError, Hooks, PlannedCall, RunLimits, tool
 from agentkit._events import ToolCallStarted, ToolResult
 from agentkit.mcp import (
     MCPConnectionError,
@@ -144,7 +144,7 @@ def test_results_errors_and_other_content_reach_the_model(server: ScriptedServer
 
 def test_the_output_cap_applies(server: ScriptedServer) -> None:
     server.queue(Reply.tool_calls(("fake_big", {})), Reply.text("ok"))
-    with agent_for(server, [fake()], max_tool_output_chars=1000) as agent:
+    with agent_for(server, [fake()], limits=RunLimits(max_tool_output_chars=1000)) as agent:
         result = agent.run("go")
     (big,) = tool_messages(result.messages)
     assert big.startswith("y" * 1000)
@@ -274,7 +274,7 @@ def test_a_server_that_exits_mid_call_is_restarted_once_per_run(server: Scripted
         Reply.tool_calls(("fake_whoami", {})),  # no second restart in this run
         Reply.text("ok"),
     )
-    with agent_for(server, [source], max_tool_failures=5) as agent:
+    with agent_for(server, [source], limits=RunLimits(max_tool_failures=5)) as agent:
         result = agent.run("go")
         first, crash, second, _, refused = tool_messages(result.messages)
         assert first != second and first.isdigit() and second.isdigit()
@@ -308,7 +308,7 @@ def test_a_chatty_servers_stderr_is_kept_as_a_bounded_tail(server: ScriptedServe
         Reply.text("ok"),
     )
     before = _deleted_files()
-    with agent_for(server, [source], max_tool_failures=5, max_turns=30) as agent:
+    with agent_for(server, [source], limits=RunLimits(max_tool_failures=5, max_turns=30)) as agent:
         result = agent.run("go")
         # 20 MB went to stderr: nothing of it is held in a file, and what is kept is small
         assert _deleted_files() == before

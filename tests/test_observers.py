@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentkit import Agent, MaxTurnsExceededError, RunInfo, RunObserver, tool
+from agentkit import Agent, MaxTurnsExceededError, RunInfo, RunLimits, RunObserver, tool
 from agentkit.testing import Reply, ScriptedServer
 
 log: list[tuple[str, str]] = []
@@ -153,7 +153,7 @@ def test_two_observers_see_a_pause_and_a_limit(server: ScriptedServer) -> None:
         log.clear()
         server.queue(Reply.tool_calls(("get_order", {"order_id": 7})))
         with pytest.raises(MaxTurnsExceededError):
-            agent.run("where is order 7?", max_turns=1)
+            agent.run("where is order 7?", limits=RunLimits(max_turns=1))
     events = _events_in_pairs()
     assert events[-2:] == ["limit_reached max_turns", "run_failed MaxTurnsExceededError"]
 

@@ -98,6 +98,27 @@ def test_an_unknown_name_is_still_an_attribute_error() -> None:
         importlib.import_module("agentkit._errors").Nope  # noqa: B018
 
 
+def test_agentkit_instrument_is_tracing_instrument_and_warns() -> None:
+    # In a fresh interpreter: the old name loads the tracing ring, and says the new one.
+    code = (
+        "import sys, warnings\n"
+        "import agentkit\n"
+        "assert 'instrument' not in agentkit.__all__ and 'agentkit.tracing' not in sys.modules\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    old = agentkit.instrument\n"
+        "import agentkit.tracing\n"
+        "assert old is agentkit.tracing.instrument\n"
+        "print(caught[0].category.__mro__[1].__name__, caught[0].lineno, caught[0].message)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "DeprecationWarning 6 agentkit.instrument is deprecated: use agentkit.tracing.instrument "
+        "(import agentkit.tracing); the old name will be removed before 0.1.0"
+    )
+
+
 def test_pending_call_id_is_call_id_and_the_old_name_warns() -> None:
     call = PendingCall("call_1", "refund", '{"order_id": 1, "amount": 2}', digest="d")
     assert call.call_id == "call_1"

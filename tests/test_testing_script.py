@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentkit import Agent, RunFinished, ServerError, tool
+from agentkit import Agent, RunFinished, RunLimits, ServerError, tool
 from agentkit.testing import Reply, ScriptedServer, ScriptError, load_script, script_model
 
 ORDERS = {42: "shipped"}
@@ -74,7 +74,7 @@ def test_a_conversation_past_the_end_of_its_turn_gets_a_500_that_says_so(
         )
     )
     with _agent(server) as agent, pytest.raises(ServerError) as caught:
-        agent.run("hi", max_turns=3)
+        agent.run("hi", limits=RunLimits(max_turns=3))
     assert "has 1 replies; this is round 2" in str(caught.value)
     assert "has 1 replies; this is round 2 after the user's 'hi'" in server.errors[0]
 

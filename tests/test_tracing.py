@@ -38,6 +38,8 @@ from agentkit import (
     ChatClient,
     ConfigurationError,
     MaxTurnsExceededError,
+    ModelSettings,
+    RunLimits,
     tool,
 )
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
@@ -250,10 +252,7 @@ def bot(
         client=client,
         name="weather-bot",
         observers=traced(provider),
-        temperature=0.3,
-        max_tokens=500,
-        seed=7,
-        stop=["END"],
+        settings=ModelSettings(temperature=0.3, max_tokens=500, seed=7, stop=["END"]),
         **options,
     )
 
@@ -434,7 +433,10 @@ def test_a_limit_hit_is_an_event_and_the_error_type(
     exporter: InMemorySpanExporter,
 ) -> None:
     server.queue(Reply.tool_calls(("get_weather", {"city": "A"})))
-    with bot(client, provider, max_turns=1) as agent, pytest.raises(MaxTurnsExceededError):
+    with (
+        bot(client, provider, limits=RunLimits(max_turns=1)) as agent,
+        pytest.raises(MaxTurnsExceededError),
+    ):
         agent.run("Weather?")
     run = by_name(exporter.get_finished_spans())["invoke_agent weather-bot"]
     assert run.status.status_code is StatusCode.ERROR
@@ -553,7 +555,7 @@ def _private_run(provider: TracerProvider, client: ChatClient, *, capture: bool)
         client=client,
         observers=traced(provider, capture_content=capture),
         approve=lambda call: False,
-        max_tool_failures=10,
+        limits=RunLimits(max_tool_failures=10),
     )
     with agent:
         agent.run(f"Refund {IBAN}")
@@ -657,7 +659,7 @@ def test_instrument_traces_every_agent_once_to_the_global_provider(
     assert isinstance(global_provider, TracerProvider)
     global_provider.add_span_processor(SimpleSpanProcessor(exporter))
     server.queue(Reply.text("one"), Reply.text("two"), Reply.text("three"))
-    agentkit.instrument()
+    agentkit.tracing.instrument()
     try:
         with Agent("qwen-plus", client=client) as plain:
             plain.run("Hi")
@@ -704,7 +706,7 @@ def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError, match=r"pip install 'agentkit\[otel\]'"):
         Agent("qwen-plus", api_key="k", instrument=True)
     with pytest.raises(ConfigurationError, match=r"agentkit\[otel\]"):
-        agentkit.instrument()
+        agentkit.tracing.instrument()
 
 
 # --- OTLP over HTTP to a receiver on loopback ---------------------------------------------

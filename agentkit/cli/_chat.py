@@ -59,16 +59,16 @@ def _build_agent(
     stdin: TextIO,
 ) -> Agent[str]:
     from .._agent import Agent, Hooks
+    from .._records import ModelSettings, RunLimits
 
     if args.no_tools:
         tools: list[Tool[..., Any]] = []
     else:
         tools = load_tools(args.tools) if args.tools else builtin_tools()
-    params = {
-        name: getattr(args, name)
-        for name in ("temperature", "top_p", "max_tokens", "presence_penalty", "seed", "stop")
-        if getattr(args, name) is not None
-    }
+    settings = ModelSettings()
+    for name in ("temperature", "top_p", "max_tokens", "presence_penalty", "seed", "stop"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
     hooks = None
     if args.no_stream:  # Agent.run yields no events: show tool activity from the hooks
         hooks = Hooks(
@@ -89,10 +89,10 @@ def _build_agent(
         tools,
         args.system,
         client=client,
-        max_turns=args.max_turns,
+        limits=RunLimits(max_turns=args.max_turns),
+        settings=settings,
         hooks=hooks,
         approve=approve,
-        **params,
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from .._deprecation import AgentKitDeprecationWarning
 from ._app import CONVERSATION_HEADER, create_app
 from ._identity import AuthSource, SharedKeys, StoredKeys, TrustedProxy
 from ._oidc import OIDC
@@ -43,7 +44,7 @@ if not TYPE_CHECKING:
             warnings.warn(
                 "agentkit.serve.Limits is renamed RequestLimits (create_app(request_limits=...)); "
                 "the old name will be removed",
-                DeprecationWarning,
+                AgentKitDeprecationWarning,
                 stacklevel=2,
             )
             return RequestLimits

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._deprecation import AgentKitDeprecationWarning
 from .._result import PendingCall
 from . import _format as fmt
 from ._access import Access
@@ -442,7 +443,7 @@ def _request_limits(
         warnings.warn(
             "create_app(limits=) is renamed request_limits= (limits= is an Agent's RunLimits); "
             "the old name will be removed",
-            DeprecationWarning,
+            AgentKitDeprecationWarning,
             stacklevel=3,
         )
         request_limits = limits

@@ -5,9 +5,9 @@ Needs the ``otel`` extra (``pip install 'agentkit[otel]'``, which brings
 configured tracer provider, so any exporter works (OTLP to Jaeger, Langfuse, Phoenix,
 Logfire; the console)::
 
-    import agentkit
+    import agentkit.tracing
 
-    agentkit.instrument()                      # every agent's runs
+    agentkit.tracing.instrument()              # every agent's runs
     agent = Agent("qwen-plus", tools, instrument=True)   # or one agent's
 
 Each run is an ``invoke_agent {name}`` span with a ``chat {model}`` child per model call
@@ -108,7 +108,8 @@ def default_factory() -> Instrumentation:
 def instrument(
     *, capture_content: bool | None = None, tracer_provider: TracerProvider | None = None
 ) -> None:
-    """Trace every agent's runs with OpenTelemetry from now on (also ``agentkit.instrument``).
+    """Trace every agent's runs with OpenTelemetry from now on (``agentkit.instrument``, the
+    old name, still works and warns).
 
     Spans follow the GenAI semantic conventions (``invoke_agent``, ``chat``,
     ``execute_tool``) and go to ``tracer_provider``, or to the global tracer provider.

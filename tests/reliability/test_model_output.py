@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 from _helpers import assert_resendable
 
-from agentkit import MaxTurnsExceededError, RepeatedToolCallError, ToolCallLimitExceededError
+from agentkit import (
+    MaxTurnsExceededError,
+    RepeatedToolCallError,
+    RunLimits,
+    ToolCallLimitExceededError,
+)
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer, always
 
 from ._support import (
@@ -132,7 +137,10 @@ def test_model_loops_with_the_same_call(server: ScriptedServer, driver: Driver) 
     # told the result stands; then the run stops.
     server.respond_with(always(Reply.tool_calls(("get_weather", {"city": "Paris"}))))
     error = run_expecting(
-        RepeatedToolCallError, driver, server.base_url, max_repeated_calls=2, max_turns=50
+        RepeatedToolCallError,
+        driver,
+        server.base_url,
+        limits=RunLimits(max_repeated_calls=2, max_turns=50),
     )
     messages = assert_carries_transcript(error)
     assert weather_calls == [{"city": "Paris", "days": 1}]
@@ -153,7 +161,9 @@ def _new_city_each_round() -> Any:
 
 def test_model_loops_with_new_calls_until_max_turns(server: ScriptedServer, driver: Driver) -> None:
     server.respond_with(_new_city_each_round())
-    error = run_expecting(MaxTurnsExceededError, driver, server.base_url, max_turns=4)
+    error = run_expecting(
+        MaxTurnsExceededError, driver, server.base_url, limits=RunLimits(max_turns=4)
+    )
     messages = assert_carries_transcript(error)
     assert server.request_count == 4, "max_turns bounds the model calls exactly"
     assert len(weather_calls) == 4
@@ -173,7 +183,10 @@ def test_model_floods_tool_calls_past_the_per_run_cap(
 
     server.respond_with(flood)
     error = run_expecting(
-        ToolCallLimitExceededError, driver, server.base_url, max_tool_calls=8, max_turns=50
+        ToolCallLimitExceededError,
+        driver,
+        server.base_url,
+        limits=RunLimits(max_tool_calls=8, max_turns=50),
     )
     messages = assert_carries_transcript(error)
     assert len(weather_calls) == 8, "no call past the cap ran"

@@ -22,6 +22,7 @@ from agentkit import (
     ConfigurationError,
     ResumeError,
     RunContext,
+    RunLimits,
     RunObserver,
     RunTimeoutError,
     ToolFailureLimitExceededError,
@@ -284,7 +285,9 @@ def test_run_timeout_ends_a_run_whose_tools_outlive_it(
 
     server.queue(Reply.tool_calls(("slow", {})))
     with (
-        Agent(MODEL, [slow], base_url=server.base_url, api_key=KEY, run_timeout=0.3) as agent,
+        Agent(
+            MODEL, [slow], base_url=server.base_url, api_key=KEY, limits=RunLimits(run_timeout=0.3)
+        ) as agent,
         pytest.raises(RunTimeoutError) as caught,
     ):
         run_on(agent, driver, "go")
@@ -294,7 +297,9 @@ def test_run_timeout_ends_a_run_whose_tools_outlive_it(
 
 def test_run_timeout_ends_a_hung_model_call_in_async_runs(server: ScriptedServer) -> None:
     server.queue(Reply.hang())
-    agent = Agent(MODEL, [], base_url=server.base_url, api_key=KEY, run_timeout=0.3)
+    agent = Agent(
+        MODEL, [], base_url=server.base_url, api_key=KEY, limits=RunLimits(run_timeout=0.3)
+    )
     with pytest.raises(RunTimeoutError):
         asyncio.run(agent.run_async("hi"))
     agent.close()
@@ -367,7 +372,7 @@ def test_odd_limits_are_refused(options: dict[str, Any]) -> None:
 
 def test_odd_run_level_limits_are_refused(server: ScriptedServer) -> None:
     with agent_on(server) as agent, pytest.raises(ConfigurationError):
-        agent.run("hi", max_turns=True)
+        agent.run("hi", limits=RunLimits(max_turns=True))
     assert server.request_count == 0
 
 

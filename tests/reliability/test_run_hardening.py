@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from _helpers import assert_resendable, wait_until
 
-from agentkit import Agent, ToolThreadsExhaustedError, tool
+from agentkit import Agent, RunLimits, ToolThreadsExhaustedError, tool
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 from ._support import (
@@ -93,8 +93,7 @@ def test_timed_out_sync_tools_do_not_starve_later_runs(
         INSTRUCTIONS,
         base_url=server.base_url,
         api_key=KEY,
-        tool_timeout=0.2,
-        parallel_tool_calls_limit=2,
+        limits=RunLimits(tool_timeout=0.2, parallel_tool_calls_limit=2),
     )
     with agent:
         for _ in range(2):  # each run leaves two threads stuck; run 2 hung before
@@ -131,8 +130,7 @@ def test_a_queued_call_times_out_from_when_it_was_queued(
         [fetch],
         base_url=server.base_url,
         api_key=KEY,
-        tool_timeout=0.3,
-        parallel_tool_calls_limit=1,
+        limits=RunLimits(tool_timeout=0.3, parallel_tool_calls_limit=1),
     ) as agent:
         result = bounded(lambda: agent.run("go"), 10)
     durations = [m["content"] for m in tool_messages(result.messages)]
@@ -168,8 +166,7 @@ def test_a_tool_that_runs_its_own_agent_does_not_deadlock(server: ScriptedServer
         INSTRUCTIONS,
         base_url=server.base_url,
         api_key=KEY,
-        tool_timeout=30,
-        parallel_tool_calls_limit=1,
+        limits=RunLimits(tool_timeout=30, parallel_tool_calls_limit=1),
     ) as agent:
         holder["agent"] = agent
         result = bounded(lambda: agent.run("outer"), 10)
@@ -288,7 +285,9 @@ def test_a_big_return_value_is_capped(server: ScriptedServer, driver: Driver) ->
         return list(range(100_000))
 
     server.queue(Reply.tool_calls(("dump", {})), Reply.text(ANSWER))
-    result = run_with(driver, server.base_url, tools=(dump,), max_tool_output_chars=1000)
+    result = run_with(
+        driver, server.base_url, tools=(dump,), limits=RunLimits(max_tool_output_chars=1000)
+    )
     text = tool_messages(result.messages)[0]["content"]
     assert len(text) < 1200 and "output cut" in text
 

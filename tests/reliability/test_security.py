@@ -29,6 +29,7 @@ from agentkit import (
     AgentKitError,
     AsyncChatClient,
     ChatClient,
+    RunLimits,
     ToolFailureLimitExceededError,
     tool,
 )
@@ -278,7 +279,9 @@ def read_log(name: str) -> str:
 @pytest.mark.parametrize("cap", [100, 5_000])
 def test_tool_output_is_capped(server: ScriptedServer, driver: Driver, cap: int) -> None:
     server.queue(Reply.tool_calls(("read_log", {"name": "app"})), Reply.text("All quiet."))
-    result = run_with(driver, server.base_url, tools=(read_log,), max_tool_output_chars=cap)
+    result = run_with(
+        driver, server.base_url, tools=(read_log,), limits=RunLimits(max_tool_output_chars=cap)
+    )
     sent = server.requests[1].messages[-1]["content"]
     full = read_log("app")
     assert sent.startswith(full[:cap])
@@ -388,7 +391,11 @@ def test_approval_required_tool_never_runs_unapproved(
     asked.clear()
     _insisting_model(server)
     result = run_with(
-        driver, server.base_url, tools=(refund,), approve=approve, max_tool_failures=10
+        driver,
+        server.base_url,
+        tools=(refund,),
+        approve=approve,
+        limits=RunLimits(max_tool_failures=10),
     )
     assert refunds_made == [], "the gated tool never ran"
     assert result.output == "I could not refund anything."
@@ -407,7 +414,13 @@ def test_approval_gate_stops_a_model_that_insists_forever(
     counter = iter(range(1, 1000))
     server.respond_with(lambda request: Reply.tool_calls(("refund", {"order_id": next(counter)})))
     with pytest.raises(ToolFailureLimitExceededError) as caught:
-        run_with(driver, server.base_url, tools=(refund,), approve=_refuse, max_turns=50)
+        run_with(
+            driver,
+            server.base_url,
+            tools=(refund,),
+            approve=_refuse,
+            limits=RunLimits(max_turns=50),
+        )
     assert refunds_made == []
     assert caught.value.tool_name == "refund"
     assert server.request_count == 3, "three refused rounds (max_tool_failures) end the run"
@@ -422,7 +435,7 @@ def test_approved_calls_run_and_only_those(server: ScriptedServer, driver: Drive
         driver,
         server.base_url,
         tools=(refund,),
-        max_tool_failures=10,
+        limits=RunLimits(max_tool_failures=10),
         approve=lambda call: call.kwargs == {"order_id": 3},
     )
     assert refunds_made == [3]

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from _helpers import assert_resendable
 
-from agentkit import Agent, AgentKitError, AsyncChatClient, RunResult, tool
+from agentkit import Agent, AgentKitError, AsyncChatClient, RunLimits, RunResult, tool
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 from ._support import INSTRUCTIONS, KEY, MODEL, get_weather
@@ -169,7 +169,10 @@ async def _soak(base_url: str) -> list[Any]:
         timeout=timeout,
     )
     outcomes: list[Any] = []
-    async with client, Agent(MODEL, TOOLS, INSTRUCTIONS, client=client, max_turns=6) as agent:
+    async with (
+        client,
+        Agent(MODEL, TOOLS, INSTRUCTIONS, client=client, limits=RunLimits(max_turns=6)) as agent,
+    ):
 
         async def one(index: int) -> Any:
             prompt = f"Question {index}: the weather and the time?"
