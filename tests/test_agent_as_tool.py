@@ -450,7 +450,7 @@ def test_a_streamed_sync_sub_run_stops_once_its_call_timed_out(
             ended.set()
 
     worker = make(server, "worker", [hold], name="worker", observers=[lambda info: Watch()])
-    boss = make(server, "boss", [worker.as_tool()], tool_timeout=0.2)
+    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(tool_timeout=0.2))
     scripts.add("boss", Reply.tool_calls(("worker", {"request": "work"})), Reply.text("gave up"))
     scripts.add("worker", Reply.tool_calls(("hold", {})), Reply.text("too late"))
     events = list(boss.stream("go"))
