@@ -29,6 +29,7 @@ from agentkit import (
     ChatClient,
     MaxTurnsExceededError,
     RepeatedToolCallError,
+    RunLimits,
     ToolArgumentsError,
     ToolCallLimitExceededError,
     ToolFailureLimitExceededError,
@@ -284,7 +285,9 @@ def test_transcript_after_any_failure_resumes(failure: Failure) -> None:
     # a strict server: it refuses assistant messages with null content, as llama.cpp does
     with ScriptedServer(replies=replies, reject_null_assistant_content=True) as server:
         with pytest.raises(AgentKitError) as caught:
-            run_with(failure.driver, server.base_url, tools=tools, **failure.options)
+            run_with(
+                failure.driver, server.base_url, tools=tools, limits=RunLimits(**failure.options)
+            )
         error = caught.value
         if failure.kind in EXPECTED:
             assert isinstance(error, EXPECTED[failure.kind])

@@ -18,7 +18,7 @@ import pytest
 from _helpers import assert_resendable
 from pydantic import BaseModel, ConfigDict
 
-from agentkit import Tool, tool
+from agentkit import RunLimits, Tool, tool
 from agentkit.testing import Reply, ScriptedServer
 
 from ._support import Driver, run_with, tool_messages
@@ -127,7 +127,7 @@ def hanging_forecast_no_own_timeout(city: str) -> str:
     [
         (hanging_forecast, {}),
         (hanging_forecast_async, {}),
-        (hanging_forecast_no_own_timeout, {"tool_timeout": 0.3}),
+        (hanging_forecast_no_own_timeout, {"limits": RunLimits(tool_timeout=0.3)}),
     ],
     ids=["sync_tool", "async_tool", "agent_tool_timeout"],
 )
