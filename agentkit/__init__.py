@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._errors import ConfigurationError as ConfigurationError
     from ._errors import ContentModerationError as ContentModerationError
     from ._errors import DeadlineExceededError as DeadlineExceededError
+    from ._errors import HandoffLimitError as HandoffLimitError
     from ._errors import IncompleteStreamError as IncompleteStreamError
     from ._errors import InvalidResponseError as InvalidResponseError
     from ._errors import MaxTurnsExceededError as MaxTurnsExceededError
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from ._errors import ToolRetry as ToolRetry
     from ._errors import ToolThreadsExhaustedError as ToolThreadsExhaustedError
     from ._events import AgentEvent as AgentEvent
+    from ._events import HandedOff as HandedOff
     from ._events import ModelRoundFinished as ModelRoundFinished
     from ._events import ReasoningDelta as ReasoningDelta
     from ._events import RunFinished as RunFinished
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from ._events import ToolCallArgumentsDelta as ToolCallArgumentsDelta
     from ._events import ToolCallStarted as ToolCallStarted
     from ._events import ToolResult as ToolResult
+    from ._handoff import Handoff as Handoff
     from ._observe import ObserverFactory as ObserverFactory
     from ._observe import RunInfo as RunInfo
     from ._observe import RunObserver as RunObserver

@@ -37,6 +37,7 @@ from ._delegate import AgentTool, agent_tool, check_agent_tools
 from ._drive import consume, consume_async, drive, drive_async
 from ._errors import ConfigurationError
 from ._events import AgentEvent
+from ._handoff import Handoff, Team
 from ._loop import RunLoop
 from ._observe import (
     ObserverFactory,
@@ -126,7 +127,13 @@ class Agent(Generic[OutputT]):
             (``None``: not sent). ``extra_body`` carries vendor extras such as Qwen's
             ``enable_thinking``.
         params: any other wire fields to send with every request.
-        name: the agent's name, shown in traces (``invoke_agent {name}``).
+        name: the agent's name, shown in traces (``invoke_agent {name}``) and in
+            ``RunResult.agent``; needed for handoffs (letters, digits, ``_``, ``-``).
+        handoffs: agents (or :class:`~agentkit.Handoff` records, which set the history the
+            target is sent) this agent may pass the conversation to: its model gets one
+            ``transfer_to_<name>`` tool each, and the run goes on as the target. A list,
+            ``agent.handoffs``, that may be appended to later (a specialist handing back to
+            the agent that handed off to it). See ``docs/multi-agent.md``.
         context_cache: mark each request's stable prefix for DashScope's explicit context
             cache (``Provider.with_context_cache``; DashScope providers only).
         instrument: trace this agent's runs with OpenTelemetry (needs
@@ -196,6 +203,7 @@ class Agent(Generic[OutputT]):
         session_wait: float = 0.0,
         context_budget: int | None = None,
         summarize: Summarizer | None = None,
+        handoffs: Sequence[Agent[Any] | Handoff] = (),
         **flat: Any,  # the fields of RunLimits and ModelSettings, one by one
     ) -> None:
         config = AgentConfig(
@@ -217,6 +225,7 @@ class Agent(Generic[OutputT]):
             context_budget=context_budget,
             summarize=summarize,
             flat=flat,
+            name=name,
         )
         self.model = model
         self.instructions = instructions
@@ -224,6 +233,11 @@ class Agent(Generic[OutputT]):
         self.tools: list[Tool[..., Any]] = config.tools
         self.name = name
         self.store = store
+        if isinstance(handoffs, Agent | Handoff) or not all(
+            isinstance(item, Agent | Handoff) for item in handoffs
+        ):
+            raise ConfigurationError("handoffs is a list of agents or Handoff records")
+        self.handoffs: list[Agent[Any] | Handoff] = list(handoffs)
         found_observers = list(observers)
         if instrument:
             found_observers.append(instrumentation())
@@ -632,6 +646,17 @@ class Agent(Generic[OutputT]):
         config = self._config
         if found:  # a source may bring agent tools (a cycle through them is refused too)
             check_agent_tools(self, found)
+        if self.handoffs:  # the agent that has a transcript goes on, sent what it was sent
+            team = Team(self, limits, deps)
+            given = config.messages_for(None, prompt)
+            agent, history, summary = team.view([m for m in given if m["role"] != "system"])
+            return team.new_loop(
+                agent,
+                [*team.system(agent, summary, principal), *history],
+                found,
+                principal=principal,
+                tools_with_stream=self._runtime.tools_with_stream,
+            )
         return config.new_loop(
             config.messages_for(self.instructions, prompt, deps, principal),
             config.settings_for(found),
@@ -740,6 +765,21 @@ class Agent(Generic[OutputT]):
         if not open_calls(history):
             raise ResumeError("this result's transcript has no open round to resume")
         config = self._config
+        if self.handoffs:  # the agent whose round paused goes on with it
+            team = Team(self, limits, deps)
+            agent, history, summary = team.view(history)
+            settings = team.settings(agent, found)
+            round_ = settle_open_round(
+                None, history, paused.resume_state, (), settings.tools, decisions
+            )
+            loop = team.new_loop(
+                agent,
+                [*team.system(agent, summary, principal), *history],
+                found,
+                principal=principal,
+                tools_with_stream=self._runtime.tools_with_stream,
+            )
+            return loop, loop.resume_round(round_.plan, round_.mark)
         settings = config.settings_for(found)
         round_ = settle_open_round(
             None, history, paused.resume_state, (), settings.tools, decisions

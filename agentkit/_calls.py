@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 CallKind = Literal[
-    "run", "unknown_tool", "invalid_arguments", "repeated", "limit", "output", "settled"
+    "run", "unknown_tool", "invalid_arguments", "repeated", "limit", "output", "settled", "handoff"
 ]
 
 # Calls that were not run for these reasons count against the tool's consecutive-failure
@@ -55,7 +55,8 @@ class PlannedCall:
         context: the :class:`~agentkit.RunContext` passed to tools that declare one.
         ready: the model-facing message for a call that is not run, else ``None``.
         kind: why: ``"run"``, ``"unknown_tool"``, ``"invalid_arguments"``, ``"repeated"``,
-            ``"limit"`` or ``"output"``.
+            ``"limit"``, ``"output"``, ``"settled"`` or ``"handoff"`` (a
+            ``transfer_to_<name>`` call: never run, its text says whether it was made).
         timeout: seconds the call may run, or ``None``.
         approved: a person already approved this call (a resumed pause): it runs without
             asking the approver again.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
 from ._client import AsyncChatClient, ChatClient
 from ._context import Principal, RunContext
@@ -30,6 +30,10 @@ from ._sources import ToolSource
 from ._steps import Approver, Hooks
 from ._store import Store
 from ._tool import Tool, tool
+
+if TYPE_CHECKING:
+    from ._agent import Agent
+    from ._handoff import Handoff
 
 __all__ = ["AgentConfig", "AgentOptions", "Instructions", "Prompt", "new_messages"]
 
@@ -81,6 +85,7 @@ class AgentOptions(TypedDict, total=False):
     session_wait: float
     context_budget: int | None
     summarize: Summarizer | None
+    handoffs: Sequence[Agent[Any] | Handoff]
 
 
 class AgentConfig:
@@ -107,6 +112,7 @@ class AgentConfig:
         context_budget: int | None,
         summarize: Summarizer | None,
         flat: Mapping[str, Any],
+        name: str | None = None,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'qwen-plus'")
@@ -173,10 +179,13 @@ class AgentConfig:
             output_mode=mode,
             on_truncated=on_truncated,
             provider=chosen,
+            agent=name,
         )
         self.settings = LoopSettings(model, self.tools, **self._options)
         # the sources' tool lists of the last run and the settings derived from them
         self.sourced: tuple[list[Sequence[Tool[..., Any]]], LoopSettings] | None = None
+        # the settings of the last handoff graph this agent ran in (_handoff.Team.settings)
+        self.team_settings: tuple[Any, LoopSettings] | None = None
 
     # -- limits ---------------------------------------------------------------------------
 

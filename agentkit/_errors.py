@@ -24,6 +24,7 @@ __all__ = [
     "ConfigurationError",
     "ContentModerationError",
     "DeadlineExceededError",
+    "HandoffLimitError",
     "IncompleteStreamError",
     "InvalidResponseError",
     "MaxTurnsExceededError",
@@ -308,6 +309,23 @@ class ToolThreadsExhaustedError(RunError):
     most as many threads again for calls it gave up on; those come back when their calls
     return. The message says how many are stuck.
     """
+
+
+class HandoffLimitError(RunError):
+    """The run's agents handed the conversation to each other too often: more than
+    ``max_handoffs`` times, or back and forth between two agents (A to B to A to B).
+    ``path`` holds the agents' names in the order they had the conversation, the refused
+    target last; ``messages`` the transcript (the refused transfer told it was not made)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: tuple[str, ...] = (),
+        messages: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message, messages=messages)
+        self.path = path
 
 
 class RunTimeoutError(RunError):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentEvent",
+    "HandedOff",
     "ModelRoundFinished",
     "ReasoningDelta",
     "RunFinished",
@@ -125,6 +126,20 @@ class SubAgentEvent:
         return self.path[-1]
 
 
+@dataclass(frozen=True, slots=True)
+class HandedOff:
+    """The conversation passed from one agent to another (``Agent(handoffs=)``): the
+    rounds after this event are ``target``'s.
+
+    Attributes:
+        source: the name of the agent that handed the conversation on.
+        target: the name of the agent that has it now.
+    """
+
+    source: str
+    target: str
+
+
 StreamDelta: TypeAlias = TextDelta | ReasoningDelta | ToolCallArgumentsDelta
 """What a streamed model call yields while it is under way."""
 
@@ -137,5 +152,6 @@ AgentEvent: TypeAlias = (
     | ModelRoundFinished
     | RunFinished
     | SubAgentEvent
+    | HandedOff
 )
 """Everything ``Agent.stream()`` yields."""

@@ -32,6 +32,7 @@ from ._calls import Finished, PlannedCall, RunTools, Step, ToolOutcome
 from ._errors import (
     AgentKitError,
     ConfigurationError,
+    HandoffLimitError,
     InvalidResponseError,
     MaxTurnsExceededError,
     OutputTruncatedError,
@@ -49,6 +50,7 @@ from ._events import (
     ToolCallArgumentsDelta,
     ToolResult,
 )
+from ._handoff_plan import made_transfer, plan_transfer
 from ._loop_settings import FINAL_RESULT_TOOL, LoopSettings
 from ._loop_text import (
     IN_DOUBT_TIMEOUT,
@@ -67,6 +69,7 @@ from ._wire import ChatCompletion, ToolCall, Usage, message_to_dict
 
 if TYPE_CHECKING:
     from ._context import Principal, RunContext
+    from ._handoff import Team
     from ._observe import RunObserver
 
 __all__ = ["RunLoop", "completion_deltas"]
@@ -106,12 +109,15 @@ class RunLoop:
         "_state",
         "_streaks",
         "_usage",
+        "_view",
         "agents",
         "call_key",
         "caller",
         "deadline",
         "deps",
         "forward",
+        "handoff",
+        "handoffs",
         "in_doubt",
         "journal",
         "messages",
@@ -120,6 +126,7 @@ class RunLoop:
         "principal",
         "session",
         "settings",
+        "team",
         "tools_with_stream",
         "turns",
     )
@@ -178,6 +185,14 @@ class RunLoop:
         # a sub-agent's run: the caller's observer and the id of the call running this one
         self.caller: tuple[RunObserver | None, str] | None = None
         self.path: tuple[str, ...] = ()
+        # Handoffs (_handoff.py): the run's agents by name (None: no handoffs), the names
+        # of the agents that had the conversation in this run, the target of a transfer
+        # made in the open round (switched to once the round closes), and what the
+        # active agent is sent: its first messages, then the transcript from an index on.
+        self.team: Team | None = None
+        self.handoffs: list[str] = []
+        self.handoff: str | None = None
+        self._view: tuple[list[dict[str, Any]], int] | None = None
 
     def add_usage(self, usage: Usage) -> None:
         """Add a sub-agent's tokens to this run's (from a tool thread or task)."""
@@ -215,7 +230,9 @@ class RunLoop:
             )
         self.turns += 1
         request = dict(self.settings.base_request)
-        request["messages"] = self.messages
+        view = self._view  # after a handoff: what the active agent is sent
+        messages = self.messages if view is None else [*view[0], *self.messages[view[1] :]]
+        request["messages"] = messages
         if self._limit_told and self.settings.output_mode != "tool" and "tools" in request:
             request["tool_choice"] = "none"
         self._state = "response"
@@ -255,6 +272,8 @@ class RunLoop:
         if usage is not None:
             self._usage = self._usage + usage
         assistant = clean_data(message_to_dict(message))
+        if self.settings.sign:  # an agent of a handoff graph: who wrote the turn
+            assistant["name"] = self.settings.agent
         round_ = ModelRoundFinished(
             turn=self.turns,
             usage=usage if usage is not None else Usage(),
@@ -400,6 +419,7 @@ class RunLoop:
             pending=pending,
             session=self.session,
             resume_state={"calls": [c.to_dict() for c in pending], "settled": settled},
+            agent=self.settings.agent,
             _start=self._start,
         )
 
@@ -421,6 +441,7 @@ class RunLoop:
         assistant = self.messages[-1]
         calls: list[PlannedCall] = []
         context: list[RunContext[Any]] = []
+        self.handoff = None
         for index, wire in enumerate(assistant.get("tool_calls") or []):
             call_id, function = wire["id"], wire["function"]
             text = plan.get(call_id)
@@ -429,13 +450,16 @@ class RunLoop:
                 call = self._plan_call(index, call_id, tool_call, context)
                 calls.append(replace(call, approved=True))
             else:
+                ready = text if text is not None else "not run: the run stopped"
+                if self.settings.handoffs:  # a transfer made before the pause
+                    self.handoff = self.handoff or made_transfer(self, function["name"], ready)
                 calls.append(
                     PlannedCall(
                         index,
                         call_id,
                         function["name"],
                         function.get("arguments") or "",
-                        ready=text if text is not None else "not run: the run stopped",
+                        ready=ready,
                         kind="settled",
                     )
                 )
@@ -447,6 +471,18 @@ class RunLoop:
         return calls
 
     # -- internals ------------------------------------------------------------------------
+
+    def switch(self, settings: LoopSettings, head: list[dict[str, Any]], name: str) -> None:
+        """Go on as agent ``name`` (a handoff, once its round closed): its ``settings``, and
+        requests that send ``head`` (its system message and the history its policy keeps)
+        and then what the transcript gains from now on."""
+        self._expect("request")
+        self.settings = settings
+        self._view = (head, len(self.messages))
+        self.handoffs.append(name)
+        self.handoff = None
+        self._streaks = {}  # another agent's tools: nothing repeats across the handoff
+        self._failures = {}
 
     def _expect(self, state: _State) -> None:
         if self._state != state:
@@ -477,6 +513,8 @@ class RunLoop:
         context: list[RunContext[Any]] = []  # built once per round, only if a tool wants it
         output_problem: str | None = None
         call_ids = [wire_call["id"] for wire_call in self.messages[-1]["tool_calls"]]
+        self.handoff = None
+        refused: list[HandoffLimitError] = []
         for index, tool_call in enumerate(tool_calls):
             call_id = call_ids[index]
             if settings.output_mode == "tool" and tool_call.function.name == FINAL_RESULT_TOOL:
@@ -486,6 +524,8 @@ class RunLoop:
                 if not self._output_retry_left():
                     output_problem = final.ready
                 calls.append(final)
+            elif settings.handoffs and tool_call.function.name in settings.handoffs:
+                calls.append(plan_transfer(self, index, call_id, tool_call, refused))
             else:
                 calls.append(self._plan_call(index, call_id, tool_call, context))
 
@@ -495,6 +535,10 @@ class RunLoop:
         if output_problem is not None:
             self.interrupt(ToolOutcome.not_run(call) for call in calls)
             raise self._output_error(output_problem)
+        if refused:  # a handoff past the limit, or back and forth: the run stops
+            self.interrupt(ToolOutcome.not_run(call) for call in calls)
+            refused[0].messages = self.messages
+            raise refused[0]
         for call in calls:
             if call.kind != "repeated":
                 continue
@@ -535,7 +579,7 @@ class RunLoop:
             )
             return PlannedCall(index, call_id, name, arguments, tool_, ready=text, kind="limit")
         if tool_ is None:
-            text = unknown_tool_text(name, settings.tools)
+            text = unknown_tool_text(name, settings.tools, settings.handoffs)
             return PlannedCall(index, call_id, name, arguments, ready=text, kind="unknown_tool")
         key, repeats = _repeat_of(arguments, self._streaks.get(name))
         if repeats:
@@ -661,6 +705,7 @@ class RunLoop:
             turns=self.turns,
             truncated=truncated,
             in_doubt=tuple(self.in_doubt),
+            agent=self.settings.agent,
             _start=self._start,
         )
         return Finished(result, round_)

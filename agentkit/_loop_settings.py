@@ -56,6 +56,12 @@ class LoopSettings:
             the answer, with ``RunResult.truncated`` set.
         tool_timeout: seconds a tool may run (a tool's own ``timeout`` wins; ``None``: none).
 
+    ``agent`` is the name of the agent these settings are for (``RunResult.agent``).
+    ``handoffs`` maps each ``transfer_to_<name>`` tool of an agent with handoffs to the
+    target's name and the tool's description; with ``sign`` (an agent of a handoff
+    graph) the agent's name is written on each of its assistant messages.
+    ``max_handoffs`` bounds the handoffs of one run (see ``RunLimits``).
+
     ``provider`` is the profile whose quirks the run consults (which requests must be
     streamed, what a refusal of streaming looks like); ``stream_required`` is its answer
     for this agent's requests (Qwen's thinking mode answers only streamed requests).
@@ -63,6 +69,9 @@ class LoopSettings:
 
     __slots__ = (
         "_base_request",
+        "agent",
+        "handoffs",
+        "max_handoffs",
         "max_output_retries",
         "max_repeated_calls",
         "max_tool_calls",
@@ -76,6 +85,7 @@ class LoopSettings:
         "output_type",
         "provider",
         "run_timeout",
+        "sign",
         "stream_required",
         "tool_timeout",
         "tools",
@@ -98,7 +108,11 @@ class LoopSettings:
         on_truncated: Literal["raise", "return"] = "raise",
         tool_timeout: float | None = RunLimits.tool_timeout,
         run_timeout: float | None = RunLimits.run_timeout,
+        max_handoffs: int = RunLimits.max_handoffs,
         provider: Provider | None = None,
+        agent: str | None = None,
+        handoffs: Mapping[str, tuple[str, str]] | None = None,
+        sign: bool = False,
     ) -> None:
         # the limits' defaults and checks are RunLimits' (written once, in _records.py)
         RunLimits(
@@ -110,6 +124,7 @@ class LoopSettings:
             max_tool_failures=max_tool_failures,
             max_output_retries=max_output_retries,
             run_timeout=run_timeout,
+            max_handoffs=max_handoffs,
         )
         if on_truncated not in ("raise", "return"):
             raise ConfigurationError('on_truncated must be "raise" or "return"')
@@ -127,6 +142,13 @@ class LoopSettings:
                 raise ConfigurationError(f"the tool name {FINAL_RESULT_TOOL!r} is reserved")
             self.tools[tool_.name] = tool_
         definitions = [tool_.to_openai() for tool_ in self.tools.values()]
+        self.handoffs: Mapping[str, tuple[str, str]] = handoffs or {}
+        for name, (_, description) in self.handoffs.items():
+            if name in self.tools:
+                raise ConfigurationError(
+                    f"the tool {name!r} has the name of a handoff's transfer tool; rename it"
+                )
+            definitions.append(_transfer_definition(name, description))
         # Tools declaring RunContext[T] with a T that cannot be None: a run without
         # deps is refused before its first request, not by the tool's AttributeError.
         self.needs_deps = tuple(name for name, tool_ in self.tools.items() if _needs_deps(tool_))
@@ -151,6 +173,9 @@ class LoopSettings:
         self.on_truncated = on_truncated
         self.tool_timeout = tool_timeout
         self.run_timeout = run_timeout
+        self.max_handoffs = max_handoffs
+        self.agent = agent
+        self.sign = sign
         self.provider = provider if provider is not None else Provider("custom", "")
         self.stream_required = self.provider.requires_stream(request)
 
@@ -178,6 +203,19 @@ def _needs_deps(tool_: Tool[..., Any]) -> bool:
         return False
     members = typing.get_args(deps_type)
     return not (members and type(None) in members)
+
+
+def _transfer_definition(name: str, description: str) -> dict[str, Any]:
+    """A ``transfer_to_<name>`` tool: no parameters, a short description (it is sent with
+    every request of the agent that may hand off)."""
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
 
 
 def _final_result_definition(output_type: type[BaseModel]) -> dict[str, Any]:

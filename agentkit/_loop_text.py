@@ -90,9 +90,11 @@ def refusal_text(name: str, reason: str | None) -> str:
     )
 
 
-def unknown_tool_text(name: str, tools: Mapping[str, Tool[..., Any]]) -> str:
+def unknown_tool_text(
+    name: str, tools: Mapping[str, Tool[..., Any]], transfers: Mapping[str, object] = {}
+) -> str:
     shown = name if len(name) <= 100 else name[:100] + "..."
-    available = ", ".join(tools) or "none"
+    available = ", ".join([*tools, *transfers]) or "none"
     return f"Unknown tool {shown!r}. Available tools: {available}."
 
 

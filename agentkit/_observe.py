@@ -114,10 +114,15 @@ class RunObserver:
         """That call ended (ran, failed or timed out): record ``result`` here. A run
         cancelled mid-call never gets here, so the call stays *in doubt*."""
 
+    def handoff(self, source: str, target: str) -> None:
+        """The conversation passed from agent ``source`` to agent ``target`` (by name):
+        the model calls after it are ``target``'s."""
+
     def limit_reached(self, limit: str, error: BaseException) -> None:
         """A run limit ended the run: ``limit`` names it (``"max_turns"``,
         ``"max_tool_calls"``, ``"max_tool_failures"``, ``"max_repeated_calls"``,
-        ``"max_output_retries"``, ``"run_timeout"``); ``run_failed`` follows."""
+        ``"max_output_retries"``, ``"run_timeout"``, ``"max_handoffs"``); ``run_failed``
+        follows."""
 
     def run_finished(self, result: RunResult[Any]) -> None:
         """The run ended with ``result``."""
@@ -225,6 +230,10 @@ class _Fanout(RunObserver):
     def after_side_effect(self, call: PlannedCall, result: ToolResult) -> object:
         results = [observer.after_side_effect(call, result) for observer in self._observers]
         return self._each(results) if any(inspect.isawaitable(r) for r in results) else None
+
+    def handoff(self, source: str, target: str) -> None:
+        """The conversation passed from agent ``source`` to agent ``target`` (by name):
+        the model calls after it are ``target``'s."""
 
     def limit_reached(self, limit: str, error: BaseException) -> None:
         for observer in self._observers:

@@ -43,6 +43,8 @@ class RunLimits:
             pool, so a run-level record must keep the agent's value).
         run_timeout: seconds a whole run may take (``None``: no bound), then
             ``RunTimeoutError``.
+        max_handoffs: handoffs from one agent to another in one run (``Agent(handoffs=)``)
+            before ``HandoffLimitError``; at least 1.
     """
 
     max_turns: int = 10
@@ -54,6 +56,7 @@ class RunLimits:
     max_output_retries: int = 2
     parallel_tool_calls_limit: int = 16
     run_timeout: float | None = None
+    max_handoffs: int = 5
 
     def __post_init__(self) -> None:
         check_count("max_turns", self.max_turns)
@@ -65,6 +68,7 @@ class RunLimits:
         check_count("max_output_retries", self.max_output_retries, minimum=0)
         check_count("parallel_tool_calls_limit", self.parallel_tool_calls_limit)
         check_seconds("run_timeout", self.run_timeout)
+        check_count("max_handoffs", self.max_handoffs)
 
 
 def check_count(name: str, value: object, *, minimum: int = 1, optional: bool = False) -> None:

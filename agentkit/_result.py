@@ -82,6 +82,8 @@ class RunResult(Generic[OutputT]):
         session: the session id, for a run on a session.
         resume_state: what ``Agent.resume`` needs to go on from a pause without a store
             (JSON-ready); ``None`` when done.
+        agent: the name of the agent that answered (or paused): the agent's own, or with
+            handoffs (``Agent(handoffs=)``) the one that had the conversation at the end.
     """
 
     output: OutputT
@@ -94,6 +96,7 @@ class RunResult(Generic[OutputT]):
     in_doubt: tuple[PendingCall, ...] = ()
     session: str | None = None
     resume_state: dict[str, Any] | None = None
+    agent: str | None = None
     # where this run's own messages start in ``messages`` (see new_messages)
     _start: int = field(default=0, repr=False, compare=False, kw_only=True)
 
@@ -118,4 +121,5 @@ class RunResult(Generic[OutputT]):
             "status": self.status,
             "pending": [call.to_dict() for call in self.pending],
             "in_doubt": [call.to_dict() for call in self.in_doubt],
+            "agent": self.agent,
         }

@@ -20,6 +20,7 @@ from ._config import AgentConfig, Instructions, Prompt, new_messages
 from ._context import Principal
 from ._errors import ConfigurationError
 from ._events import AgentEvent, RunFinished
+from ._handoff import Team
 from ._records import RunLimits
 from ._result import PendingCall
 from ._session import (
@@ -56,10 +57,17 @@ class SessionPlan:
         limits: RunLimits | None,
         decisions: Mapping[Any, Decision] | None,
         found: list[Sequence[Tool[..., Any]]],
+        team: Team | None = None,
     ) -> None:
-        settings = config.settings_for(found)
         self.session = record.session_id
         history = list(record.messages)
+        agent = None
+        if team is not None:  # the agent of the last round settles it (_handoff.py)
+            agent = team.author(history)
+            config, instructions = agent._config, agent.instructions
+            settings = team.settings(agent, found)
+        else:
+            settings = config.settings_for(found)
         self.closing: list[dict[str, Any]] = []
         self.calls: list[PlannedCall] | None = None
         self._plan: dict[str, str | None] | None = None
@@ -77,21 +85,36 @@ class SessionPlan:
                 self._plan = round_.plan
                 self._round = round_
         new = new_messages(prompt)
-        system = config.system_messages(instructions, deps, None, principal)
+        digest = None
+        if team is not None:  # who has the conversation now, and what it was sent
+            active, history, digest = team.view(history)
+            if self._plan is None:
+                agent, config, instructions = active, active._config, active.instructions
+        system = config.system_messages(instructions, deps, digest, principal)
         kept, summary = fit_budget(
             history, config.context_budget, fixed=[*system, *new], summarize=config.summarize
         )
         if summary:
+            summary = f"{digest}\n\n{summary}" if digest else summary
             system = config.system_messages(instructions, deps, summary, principal)
         self._start = len(system) + len(kept)
-        self.loop = config.new_loop(
-            [*system, *kept, *new],
-            settings,
-            limits,
-            deps=deps,
-            principal=principal,
-            tools_with_stream=tools_with_stream,
-        )
+        if team is not None and agent is not None:
+            self.loop = team.new_loop(
+                agent,
+                [*system, *kept, *new],
+                found,
+                principal=principal,
+                tools_with_stream=tools_with_stream,
+            )
+        else:
+            self.loop = config.new_loop(
+                [*system, *kept, *new],
+                settings,
+                limits,
+                deps=deps,
+                principal=principal,
+                tools_with_stream=tools_with_stream,
+            )
         self.loop.session = self.session
 
     def attach(self, store: Store, claim: Claim) -> None:
@@ -149,6 +172,7 @@ def session_events(
             limits,
             decisions,
             found,
+            Team(agent, limits, deps) if agent.handoffs else None,
         )
         if plan.closing:
             store.append(claim, plan.closing, close_round=True)
@@ -193,6 +217,7 @@ async def session_events_async(
             limits,
             decisions,
             found,
+            Team(agent, limits, deps) if agent.handoffs else None,
         )
         if plan.closing:
             await off_loop(store.append, claim, plan.closing, close_round=True)

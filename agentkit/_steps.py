@@ -29,6 +29,7 @@ from typing import Any, Final, TypeAlias
 from ._calls import PlannedCall, RunTools, ToolOutcome
 from ._errors import (
     APIError,
+    HandoffLimitError,
     MaxTurnsExceededError,
     OutputValidationError,
     RepeatedToolCallError,
@@ -168,6 +169,7 @@ _LIMITS: tuple[tuple[type[BaseException], str], ...] = (
     (RepeatedToolCallError, "max_repeated_calls"),
     (OutputValidationError, "max_output_retries"),
     (RunTimeoutError, "run_timeout"),
+    (HandoffLimitError, "max_handoffs"),
 )
 
 
@@ -183,6 +185,10 @@ def run_steps(
     journal = loop.journal
     try:
         result: RunResult[Any] | None = None
+        if loop.team is not None:  # a run of a handoff graph: the active agent's approver
+            from ._handoff import start
+
+            start(loop, plan)
         if first is not None:
             result = yield from _tool_round(loop, plan, first)
         while result is None:
@@ -326,6 +332,10 @@ def _tool_round(
     loop.on_tool_outcomes()
     if journal is not None:
         yield Callback(partial(journal.step, closed=True), (loop,), blocking=True)
+    if loop.handoff is not None:  # the round made a transfer: go on as its target
+        from ._handoff import switch
+
+        yield from switch(loop, plan)
     return None
 
 

@@ -1,0 +1,53 @@
+"""A support desk of three agents with handoffs, built the same way in the test and in a
+child process (a fresh agent graph loading the session): triage hands off to billing
+(whose refunds need approval) and to tech; billing may hand back to triage. Each agent is
+its own model name on the scripted server. A refund is written to the ledger file named
+by ``AGENTKIT_TEST_LEDGER``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from agentkit import Agent, Handoff, tool
+
+KEY = "sk-handoff-desk-0123456789"
+
+
+@tool
+def lookup_invoice(month: str) -> str:
+    """Look up the customer's invoice for a month."""
+    return f"{month}: charged twice, 40 EUR each"
+
+
+@tool(requires_approval=True)
+def issue_refund(amount: int) -> str:
+    """Refund an amount to the customer."""
+    with open(os.environ["AGENTKIT_TEST_LEDGER"], "a") as ledger:
+        ledger.write(f"refund {amount}\n")
+    return f"refunded {amount} EUR"
+
+
+@tool
+def check_line(number: str) -> str:
+    """Check a customer's line."""
+    return f"line {number} is up"
+
+
+def make_desk(store: Any, base_url: str, history: Any = "all") -> Agent[Any]:
+    """The triage agent, the entry of the graph."""
+    common: dict[str, Any] = {"base_url": base_url, "api_key": KEY, "store": store}
+    billing = Agent(
+        "billing", [lookup_invoice, issue_refund], "You handle billing.", name="billing", **common
+    )
+    tech = Agent("tech", [check_line], "You fix connection problems.", name="tech", **common)
+    triage = Agent(
+        "triage",
+        [],
+        "Route the customer.",
+        name="triage",
+        handoffs=[Handoff(billing, history), tech],
+        **common,
+    )
+    billing.handoffs.append(triage)
+    return triage

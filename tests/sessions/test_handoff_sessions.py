@@ -1,0 +1,179 @@
+"""Handoffs on a stored conversation, against each store: the session remembers which agent
+has the conversation (the next message reaches the specialist), every stored assistant
+message names its agent, a pause inside the handed-off agent is resumed by a fresh agent
+graph in another process, and a specialist hands back to triage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+
+from ._desk import make_desk
+from ._support import HERE, StoreSpec, run_child
+
+
+class Scripts:
+    """One queue of replies per model name; the requests each model received."""
+
+    def __init__(self, server: ScriptedServer) -> None:
+        self.replies: dict[str, list[Reply]] = {}
+        self.seen: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        server.respond_with(self)
+
+    def add(self, model: str, *replies: Reply) -> None:
+        self.replies.setdefault(model, []).extend(replies)
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        body = request.json()
+        with self._lock:
+            self.seen.setdefault(body["model"], []).append(body)
+            return self.replies[body["model"]].pop(0)
+
+
+@pytest.fixture
+def scripts(server: ScriptedServer) -> Scripts:
+    return Scripts(server)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "ledger.txt"
+    path.touch()
+    monkeypatch.setenv("AGENTKIT_TEST_LEDGER", str(path))
+    return path
+
+
+def authors(messages: list[dict[str, Any]]) -> list[str | None]:
+    return [m.get("name") for m in messages if m["role"] == "assistant"]
+
+
+@pytest.mark.parametrize("driver", ["run", "run_async"])
+def test_a_handoff_then_a_follow_up_reaches_the_specialist(
+    store: Any, server: ScriptedServer, scripts: Scripts, ledger: Path, driver: str
+) -> None:
+    triage = make_desk(store, server.base_url)
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add(
+        "billing",
+        Reply.tool_calls(("lookup_invoice", {"month": "March"})),
+        Reply.text("You were charged twice in March."),
+        Reply.text("Your refund will arrive within 5 days."),
+    )
+
+    def run(prompt: str) -> Any:
+        if driver == "run":
+            return triage.run(prompt, session="cust-9")
+        return asyncio.run(triage.run_async(prompt, session="cust-9"))
+
+    first = run("I was charged twice for March.")
+    assert first.agent == "billing" and first.session == "cust-9"
+    follow_up = run("When do I get my money back?")
+    assert follow_up.agent == "billing"
+    assert follow_up.output == "Your refund will arrive within 5 days."
+    assert len(scripts.seen["triage"]) == 1  # triage was not asked again
+    asked = scripts.seen["billing"][-1]["messages"]
+    assert asked[0] == {"role": "system", "content": "You handle billing."}
+    assert asked[-1] == {"role": "user", "content": "When do I get my money back?"}
+    stored = store.load("cust-9").messages
+    assert authors(stored) == ["triage", "billing", "billing", "billing"]
+
+
+def test_history_none_holds_for_the_next_runs_on_the_session(
+    store: Any, server: ScriptedServer, scripts: Scripts, ledger: Path
+) -> None:
+    triage = make_desk(store, server.base_url, history="none")
+    scripts.add("triage", Reply.text("Hello! What is it about?"))
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {}, "t1")))
+    scripts.add("billing", Reply.text("Billing here."), Reply.text("Noted."))
+    triage.run("Hi", session="s")
+    triage.run("I was charged twice.", session="s")
+    triage.run("Thanks.", session="s")
+    first, follow_up = (r["messages"] for r in scripts.seen["billing"])
+    assert first == [
+        {"role": "system", "content": "You handle billing."},
+        {"role": "user", "content": "I was charged twice."},
+    ]
+    assert follow_up == [
+        *first,
+        {"role": "assistant", "name": "billing", "content": "Billing here."},
+        {"role": "user", "content": "Thanks."},
+    ]
+    # what is stored is the whole conversation
+    assert [m["role"] for m in store.load("s").messages] == [
+        "user", "assistant", "user", "assistant", "tool", "assistant", "user", "assistant"
+    ]  # fmt: skip
+
+
+def test_a_pause_in_the_handed_off_agent_is_resumed_by_a_fresh_graph_in_another_process(
+    spec: StoreSpec, store: Any, server: ScriptedServer, scripts: Scripts, ledger: Path
+) -> None:
+    triage = make_desk(store, server.base_url)
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add(
+        "billing",
+        Reply.tool_calls(("lookup_invoice", {"month": "March"})),
+        Reply.tool_calls(("issue_refund", {"amount": 40}, "refund-1")),
+        Reply.text("I refunded 40 EUR."),
+        Reply.text("You are welcome."),
+    )
+    paused = triage.run("I was charged twice for March.", session="cust-9")
+    assert paused.status == "paused" and paused.agent == "billing"
+    assert [c.name for c in paused.pending] == ["issue_refund"]
+    assert ledger.read_text() == ""
+
+    body = (
+        f"import json, sys\nsys.path.insert(0, {str(HERE.parent)!r})\n"
+        "from sessions._desk import make_desk\n"
+        f"triage = make_desk(store, {server.base_url!r})\n"
+        "r = triage.resume('cust-9', {'refund-1': True})\n"
+        "print(json.dumps({'output': r.output, 'agent': r.agent, 'status': r.status}))\n"
+    )
+    child = run_child(spec, body)
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout.strip().splitlines()[-1]) == {
+        "output": "I refunded 40 EUR.",
+        "agent": "billing",
+        "status": "done",
+    }
+    assert ledger.read_text() == "refund 40\n"
+    resumed = scripts.seen["billing"][-1]["messages"]
+    assert resumed[0] == {"role": "system", "content": "You handle billing."}
+    assert resumed[-1]["content"] == "refunded 40 EUR"
+    assert len(scripts.seen["triage"]) == 1
+
+    follow_up = triage.run("Thank you!", session="cust-9")
+    assert follow_up.agent == "billing" and follow_up.output == "You are welcome."
+    assert authors(store.load("cust-9").messages) == [
+        "triage",
+        "billing",
+        "billing",
+        "billing",
+        "billing",
+    ]
+
+
+def test_a_specialist_hands_back_and_triage_has_the_next_message(
+    store: Any, server: ScriptedServer, scripts: Scripts, ledger: Path
+) -> None:
+    triage = make_desk(store, server.base_url)
+    scripts.add(
+        "triage",
+        Reply.tool_calls(("transfer_to_billing", {})),
+        Reply.text("What else can I do for you?"),
+        Reply.text("Tech can help with that."),
+    )
+    scripts.add("billing", Reply.tool_calls(("transfer_to_triage", {})))
+    first = triage.run("Is my line OK?", session="s")
+    assert first.agent == "triage"
+    again = triage.run("My line, please.", session="s")
+    assert again.agent == "triage"
+    assert len(scripts.seen["billing"]) == 1
+    assert authors(store.load("s").messages) == ["triage", "billing", "triage", "triage"]
