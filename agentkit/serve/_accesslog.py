@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ["AccessLog", "only_ours"]
+__all__ = ["AccessLog", "only_ours", "uvicorn_would_drop"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,7 +65,21 @@ def only_ours(record: logging.LogRecord) -> bool:
     return bool(getattr(record, "agentkit_access", False))
 
 
+def uvicorn_would_drop(logger: logging.Logger) -> bool:
+    """Whether every line uvicorn itself would log on ``logger`` is dropped by
+    :func:`only_ours` (``agentkit serve``'s setup): then uvicorn need not build them."""
+    handlers = logger.handlers
+    return (
+        bool(handlers)
+        and not logger.propagate
+        and all(only_ours in handler.filters for handler in handlers)
+    )
+
+
 def _safe(text: str) -> str:
     # A principal id or a path is the client's text: no line breaks or control characters
     # in a log line.
-    return "".join(ch if ch.isprintable() else "?" for ch in str(text))[:200]
+    text = str(text)
+    if text.isprintable():
+        return text[:200]
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:200]

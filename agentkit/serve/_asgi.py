@@ -102,6 +102,14 @@ async def until_disconnect(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
     return task.result()
 
 
+_EVENT_STREAM_HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+)
+_EVENT_STREAM_START: dict[str, Any] = {"type": "http.response.start", "status": 200}
+
+
 class EventStream:
     """An ASGI response sending ``pieces`` as ``text/event-stream``; a disconnect closes
     the iterator (and so stops the run behind it)."""
@@ -110,19 +118,10 @@ class EventStream:
         self._pieces = pieces
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-cache"),
-                    (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
-                ],
-            }
-        )
-
         async def pump() -> None:
+            # the head is sent in the same turn of the loop as the first event, so the
+            # two can leave in one write (serve/_batching.py)
+            await send({**_EVENT_STREAM_START, "headers": list(_EVENT_STREAM_HEADERS)})
             async with contextlib.aclosing(self._pieces) as pieces:
                 async for piece in pieces:
                     await send({"type": "http.response.body", "body": piece, "more_body": True})

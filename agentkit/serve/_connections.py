@@ -31,6 +31,8 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ._accesslog import uvicorn_would_drop
+from ._batching import BatchedWrites
 from ._errors import error_body
 from ._format import encode
 
@@ -101,6 +103,10 @@ class GuardedH11(H11Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        if self.access_log and uvicorn_would_drop(self.access_logger):
+            # agentkit serve logs each request itself; uvicorn's line would be built per
+            # request only for the handler's filter to drop it
+            self.access_log = False
         limits = getattr(config, "agentkit_connections", None) or _from_environment()
         self._head_timeout = limits.head_timeout
         self._cap = limits.max_connections
@@ -110,6 +116,8 @@ class GuardedH11(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         _no_delay(transport)
         super().connection_made(transport)
+        # a response's head and body (and a stream's last pieces) leave in one send
+        self.transport = BatchedWrites(transport, self.loop)
         self._await_head()
         if len(self.connections) > self._cap:
             self._make_room()

@@ -7,18 +7,20 @@ import asyncio
 import json
 import socket
 from collections.abc import Iterator
+from typing import ClassVar
 
 import httpx
 import pytest
 
 from agentkit.serve import RequestLimits, create_app
-from agentkit.serve._connections import ConnectionLimits
+from agentkit.serve._connections import ConnectionLimits, GuardedH11
 from agentkit.testing import ScriptedServer, echo
 
 from .conftest import make_desk, uvicorn_serving
 
 KEY = "served-key-0123456789"
 BODY = json.dumps({"model": "desk", "messages": [{"role": "user", "content": "hi"}]}).encode()
+JSON = {"Content-Type": "application/json"}
 GUARD = 30.0  # a socket timeout that only a hang reaches; it bounds nothing that passes
 
 
@@ -123,8 +125,6 @@ def test_answers_are_sent_without_waiting_for_the_clients_ack(model: ScriptedSer
     # The listening socket here, like agentkit serve's own, is made without IPPROTO_TCP,
     # so asyncio leaves Nagle's algorithm on: each answer's body then waited for the
     # client's delayed ACK of its head, 40 ms a response.
-    from agentkit.serve._connections import GuardedH11
-
     no_delay: list[int] = []
 
     class Recording(GuardedH11):
@@ -137,3 +137,96 @@ def test_answers_are_sent_without_waiting_for_the_clients_ack(model: ScriptedSer
     with uvicorn_serving(create_app({"desk": make_desk(model)}), protocol=Recording) as url:
         assert httpx.get(url + "/healthz").status_code == 200
     assert no_delay and all(no_delay), no_delay
+
+
+class _CountingWrites(GuardedH11):
+    """agentkit's protocol, counting the writes that reach the socket's own transport."""
+
+    writes: ClassVar[list[bytes]]
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        real = transport.write
+
+        def write(data: bytes | bytearray | memoryview) -> None:
+            if data:
+                type(self).writes.append(bytes(data))
+            real(data)
+
+        transport.write = write  # type: ignore[method-assign]
+        super().connection_made(transport)
+
+
+def test_a_whole_answer_leaves_in_one_write(model: ScriptedServer) -> None:
+    # uvicorn writes the head and the body apart: two sends, two packets, two wake-ups
+    # of the client for one answer.
+    class Counting(_CountingWrites):
+        writes: ClassVar[list[bytes]] = []
+
+    model.respond_with(echo())
+    with uvicorn_serving(create_app({"desk": make_desk(model)}), protocol=Counting) as url:
+        response = httpx.post(url + "/v1/chat/completions", content=BODY, headers=JSON)
+    assert response.status_code == 200
+    assert len(Counting.writes) == 1, Counting.writes
+    assert Counting.writes[0].startswith(b"HTTP/1.1 200 ")
+    assert Counting.writes[0].endswith(response.content)
+
+
+def test_a_streams_last_pieces_leave_together(model: ScriptedServer) -> None:
+    class Counting(_CountingWrites):
+        writes: ClassVar[list[bytes]] = []
+
+    model.respond_with(echo())
+    streamed = json.dumps({**json.loads(BODY), "stream": True}).encode()
+    with uvicorn_serving(create_app({"desk": make_desk(model)}), protocol=Counting) as url:
+        response = httpx.post(url + "/v1/chat/completions", content=streamed, headers=JSON)
+    assert response.text.endswith("data: [DONE]\n\n")
+    # the head goes with the first event; the finish chunk, [DONE] and the chunked
+    # encoding's end go in the last write
+    assert Counting.writes[0].startswith(b"HTTP/1.1 200 ")
+    assert b'"delta":{"role":"assistant"' in Counting.writes[0]
+    last = Counting.writes[-1]
+    assert b'"finish_reason":"stop"' in last
+    assert b"data: [DONE]" in last
+    assert last.endswith(b"0\r\n\r\n")
+
+
+def test_uvicorn_builds_no_access_line_of_its_own_under_agentkit_serves_logging(
+    model: ScriptedServer,
+) -> None:
+    # agentkit serve logs each request itself and filters uvicorn's lines out; uvicorn
+    # built one record per request anyway, only for the filter to drop it.
+    import logging
+
+    from agentkit.serve._accesslog import only_ours
+
+    made: list[logging.LogRecord] = []
+
+    def count(record: logging.LogRecord) -> bool:
+        made.append(record)
+        return True
+
+    access = logging.getLogger("uvicorn.access")
+    model.respond_with(echo())
+    app = create_app({"desk": make_desk(model)}, access_log=True)
+    with uvicorn_serving(app) as url:
+        saved = (access.handlers[:], access.propagate, access.level)
+        ours = logging.NullHandler()
+        ours.addFilter(only_ours)
+        access.handlers[:] = [ours]  # as agentkit serve sets it up (serve/_server.py)
+        access.propagate = False
+        access.setLevel(logging.INFO)
+        access.addFilter(count)
+        try:
+            with httpx.Client() as client:
+                for _ in range(50):  # a request's line is written as its handler ends
+                    assert client.get(url + "/healthz").status_code == 200
+                    if len(made) >= 2:
+                        break
+        finally:
+            access.removeFilter(count)
+            access.handlers[:], access.propagate = saved[0], saved[1]
+            access.setLevel(saved[2])
+    assert len(made) >= 2
+    assert all(getattr(record, "agentkit_access", False) for record in made), [
+        record.getMessage() for record in made
+    ]
