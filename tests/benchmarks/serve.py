@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import re
 import statistics
@@ -28,7 +29,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,72 @@ def _model() -> Iterator[str]:
             yield process.stdout.readline().strip()
         finally:
             process.terminate()
+
+
+# What a served whole answer looks like on the wire, answered at once by the bare server.
+_CANNED = json.dumps(
+    {
+        "id": "chatcmpl-0123456789abcdef01234567",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "desk",
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Shipped."},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "agentkit": {"status": "done", "tool_activity": []},
+    },
+    separators=(",", ":"),
+).encode()
+
+
+async def bare_app(scope: Any, receive: Any, send: Any) -> None:
+    """The least an HTTP server can do for the request: read it, send a canned answer
+    (uvicorn with agentkit's protocol, no Starlette, no run)."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body", False):
+        pass
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(_CANNED))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": _CANNED})
+
+
+def _serve_bare() -> None:
+    import uvicorn
+
+    from agentkit.cli._serve import _bind
+    from agentkit.serve._connections import GuardedH11
+    from agentkit.serve._server import _serve
+
+    listener = _bind("127.0.0.1", 0)
+    port = listener.getsockname()[1]
+    print(f"bare: serving on http://127.0.0.1:{port}/v1 ", file=sys.stderr, flush=True)
+    config = uvicorn.Config(
+        bare_app, http=GuardedH11, log_level="warning", lifespan="off", access_log=False
+    )
+    _serve(config, listener)
+
+
+@contextmanager
+def _bare() -> Iterator[str]:
+    command = [sys.executable, "-m", "tests.benchmarks.serve", "--bare-server"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stderr is not None
+            found = re.search(r"serving on (http://\S+?)/v1 ", process.stderr.readline())
+            assert found, "the bare server did not start"
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            yield found.group(1)
+        finally:
+            process.terminate()
+            process.wait(10)
 
 
 @contextmanager
@@ -133,7 +200,7 @@ BODY = {"model": "desk", "messages": [{"role": "user", "content": "Where is orde
 
 
 async def _overhead(
-    model_url: str, url: str, samples: int, *, key: str | None, store: bool
+    model_url: str, url: str, bare: str, samples: int, *, key: str | None, store: bool
 ) -> dict[str, list[float]]:
     """Each case once per sample, in a rotated order, so a slow spell falls on all of them.
 
@@ -191,7 +258,12 @@ async def _overhead(
             )
             assert response.text.endswith("data: [DONE]\n\n"), response.text
 
-        cases = dict(zip(CASES, (direct, whole, direct_streamed, streamed), strict=True))
+        async def hop() -> None:
+            response = await client.post(bare + "/v1/chat/completions", json=BODY, headers=named())
+            assert response.json()["choices"][0]["message"]["content"] == "Shipped."
+
+        every = (direct, whole, direct_streamed, streamed, hop)
+        cases = dict(zip(CASES, every, strict=True))
         for _ in range(5):  # warm up
             for case in cases.values():
                 await case()
@@ -206,12 +278,14 @@ async def _overhead(
     return times
 
 
-CASES = ("run_async", "served", "stream_async", "served, streamed")
+CASES = ("run_async", "served", "stream_async", "served, streamed", "bare HTTP hop")
 RATIOS = (
     ("served / run_async", "served", "run_async"),
     ("served, streamed / stream_async", "served, streamed", "stream_async"),
     ("served, streamed / run_async", "served, streamed", "run_async"),
 )
+# run_async plus the bare hop: what any server in front of the run would cost at least
+FLOOR = "run_async + bare HTTP hop"
 
 
 def _overhead_table(times: dict[str, list[float]]) -> list[str]:
@@ -226,8 +300,10 @@ def _overhead_table(times: dict[str, list[float]]) -> list[str]:
             f"{_pct(values, 0.25) * 1e3:.2f}-{_pct(values, 0.75) * 1e3:.2f} | "
             f"{min(values) * 1e3:.2f} |"
         )
+    pairs = zip(times["run_async"], times["bare HTTP hop"], strict=True)
+    times = {**times, FLOOR: [a + b for a, b in pairs]}
     lines += ["", "| paired ratio | median | middle half |", "|---|---|---|"]
-    for label, top, bottom in RATIOS:
+    for label, top, bottom in (*RATIOS, (f"{FLOOR} / run_async", FLOOR, "run_async")):
         ratios = [a / b for a, b in zip(times[top], times[bottom], strict=True)]
         lines.append(
             f"| {label} | {statistics.median(ratios):.2f}x | "
@@ -333,17 +409,25 @@ def main(argv: list[str] | None = None) -> None:
         help="the servers the overhead is measured on (default: keyless)",
     )
     parser.add_argument("--only-overhead", action="store_true", help="skip throughput and memory")
+    parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.overhead = [VARIANTS[name] for name in args.overhead]
 
-    with _model() as model_url:
+    if args.bare_server:
+        _serve_bare()
+        return
+    bare: str | None = None
+    with _model() as model_url, ExitStack() as stack:
         for keyed, stored in args.overhead:
+            bare = stack.enter_context(_bare()) if bare is None else bare
             key = "bench-key" if keyed else None
             store = None
             if stored:
                 store = str(Path(tempfile.mkdtemp(prefix="agentkit-bench-store-")) / "desk.db")
             with _served(model_url, 1, store, key) as (url, _):
-                times = asyncio.run(_overhead(model_url, url, args.samples, key=key, store=stored))
+                times = asyncio.run(
+                    _overhead(model_url, url, bare, args.samples, key=key, store=stored)
+                )
             title = ("with a key" if keyed else "keyless") + (", SQLite store" if stored else "")
             print(f"#### Overhead, {title}")
             print()
