@@ -232,8 +232,8 @@ class _Fanout(RunObserver):
         return self._each(results) if any(inspect.isawaitable(r) for r in results) else None
 
     def handoff(self, source: str, target: str) -> None:
-        """The conversation passed from agent ``source`` to agent ``target`` (by name):
-        the model calls after it are ``target``'s."""
+        for observer in self._observers:
+            observer.handoff(source, target)
 
     def limit_reached(self, limit: str, error: BaseException) -> None:
         for observer in self._observers:

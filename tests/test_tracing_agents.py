@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 
-from agentkit import Agent, RunFinished, tool
+from agentkit import Agent, RunFinished, RunObserver, tool
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 from agentkit.tracing import Instrumentation
 
@@ -211,3 +211,56 @@ def test_an_untraced_caller_leaves_the_sub_run_under_the_current_span(
         assert planner.run("go").output == "ok"
     (sub,) = named(exporter.get_finished_spans(), "invoke_agent flights")
     assert sub.parent is not None and sub.parent.span_id == outer.get_span_context().span_id
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_handoff_is_an_event_and_the_spans_after_it_name_the_target(
+    server: ScriptedServer, provider: TracerProvider, exporter: InMemorySpanExporter, driver: str
+) -> None:
+    scripts = Scripts(server)
+    told: list[tuple[str, str]] = []
+
+    class Told(RunObserver):
+        def handoff(self, source: str, target: str) -> None:
+            told.append((source, target))
+
+    billing = make(server, provider, "billing", [search_flights])
+    triage = Agent(
+        "triage",
+        [],
+        "You are triage.",
+        base_url=server.base_url,
+        api_key=KEY,
+        name="triage",
+        handoffs=[billing],
+        # two observers of one run: the handoff reaches each of them
+        observers=[Instrumentation(tracer_provider=provider), lambda info: Told()],
+    )
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add(
+        "billing",
+        Reply.tool_calls(("search_flights", {"to": "Oslo"})),
+        Reply.text("Billing says hi."),
+    )
+    assert drive(triage, driver, "Charged twice") == "Billing says hi."
+    assert told == [("triage", "billing")]
+    spans = exporter.get_finished_spans()
+    (run,) = named(spans, "invoke_agent triage")
+    assert not named(spans, "invoke_agent billing")  # one run: the conversation moved on
+    (event,) = [e for e in run.events if e.name == "agentkit.handoff"]
+    assert dict(event.attributes or {}) == {
+        "agentkit.handoff.source": "triage",
+        "agentkit.handoff.target": "billing",
+        gen_ai.GEN_AI_AGENT_NAME: "billing",
+    }
+    chats = sorted(
+        named(spans, "chat triage") + named(spans, "chat billing"), key=lambda s: s.start_time or 0
+    )
+    assert [(s.name, agent_of(s)) for s in chats] == [
+        ("chat triage", "triage"),
+        ("chat billing", "billing"),
+        ("chat billing", "billing"),
+    ]
+    assert all(parent_of(s, spans) is run for s in chats)
+    (searched,) = named(spans, "execute_tool search_flights")
+    assert agent_of(searched) == "billing" and parent_of(searched, spans) is run

@@ -427,6 +427,8 @@ def _with_instructions(agent: Agent[Any], messages: list[dict[str, Any]]) -> lis
 
 def _extension(ended: Ended, activity: list[dict[str, Any]], spec: RunSpec) -> dict[str, Any]:
     extension: dict[str, Any] = {"status": ended.status, "tool_activity": activity}
+    if ended.agent is not None:  # who answered: with handoffs, the agent that has it now
+        extension["agent"] = ended.agent
     if ended.pending:
         extension["pending"] = ended.pending
     if spec.session is not None:

@@ -50,13 +50,15 @@ class RunSpec:
 
 @dataclass(slots=True)
 class Ended:
-    """How a run ended: the answer, why it stopped, usage, and what a client should know."""
+    """How a run ended: the answer, why it stopped, usage, and what a client should know
+    (``agent``: the name of the agent that answered, after any handoffs)."""
 
     content: str
     finish_reason: str
     usage: dict[str, int]
     status: str = "done"
     pending: list[dict[str, Any]] = field(default_factory=list)
+    agent: str | None = None
 
 
 def _call_view(call: PendingCall) -> dict[str, Any]:
@@ -98,7 +100,7 @@ def ending_of(result: RunResult[Any]) -> Ended:
         "total_tokens": result.usage.total_tokens,
     }
     reason = "length" if result.truncated else "stop"
-    return Ended(content, reason, usage, status, pending)
+    return Ended(content, reason, usage, status, pending, result.agent)
 
 
 def activity_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -220,9 +222,9 @@ def _known_length(spec: RunSpec, result: RunResult[Any]) -> int:
 
 
 async def stream(spec: RunSpec) -> AsyncGenerator[str | dict[str, Any] | Ended, None]:
-    """The run as it happens: answer text (``str``), tool activity (``dict``), then the
-    :class:`Ended`. Closing the iterator stops the run."""
-    from .._events import RunFinished, TextDelta, ToolCallStarted, ToolResult
+    """The run as it happens: answer text (``str``), tool activity and handoffs (``dict``),
+    then the :class:`Ended`. Closing the iterator stops the run."""
+    from .._events import HandedOff, RunFinished, TextDelta, ToolCallStarted, ToolResult
 
     if spec.decisions is not None:
         decisions = dict(spec.decisions)
@@ -250,5 +252,7 @@ async def stream(spec: RunSpec) -> AsyncGenerator[str | dict[str, Any] | Ended, 
                     "output": event.output,
                     "error": event.error,
                 }
+            elif isinstance(event, HandedOff):  # the answer goes on in the target's words
+                yield {"type": "handoff", "source": event.source, "target": event.target}
             elif isinstance(event, RunFinished):
                 yield ending_of(event.result)

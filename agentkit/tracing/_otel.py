@@ -101,6 +101,9 @@ EVENT_RETRY = "agentkit.retry"
 EVENT_STREAM_FALLBACK = "agentkit.stream_fallback"
 EVENT_APPROVAL = "agentkit.approval"
 EVENT_LIMIT = "agentkit.limit"
+EVENT_HANDOFF = "agentkit.handoff"
+HANDOFF_SOURCE = "agentkit.handoff.source"
+HANDOFF_TARGET = "agentkit.handoff.target"
 
 _NUMBER_PARAMS = {
     "temperature": REQUEST_TEMPERATURE,
@@ -445,6 +448,15 @@ class RunTracer(RunObserver):
             EVENT_APPROVAL,
             {TOOL_NAME: call.name, TOOL_CALL_ID: call.call_id, "agentkit.approval.paused": True},
         )
+
+    @_guarded
+    def handoff(self, source: str, target: str) -> None:
+        # One run, several agents: the event marks the switch, and the model and tool
+        # calls after it are the target's (their gen_ai.agent.name says so).
+        self._run.add_event(
+            EVENT_HANDOFF, {HANDOFF_SOURCE: source, HANDOFF_TARGET: target, AGENT_NAME: target}
+        )
+        self._agent = {AGENT_NAME: target}
 
     @_guarded
     def limit_reached(self, limit: str, error: BaseException) -> None:

@@ -1,0 +1,137 @@
+"""A served bot made of bots: the active agent's answer streamed and named in the
+``agentkit`` extension field (``agent``), a handoff told as it happens, a follow-up that
+reaches the specialist, and approvals over HTTP for calls asked inside a sub-agent (their
+``path``, and the digest binding of each)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agentkit import Agent
+from agentkit.serve import create_app
+from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+
+from .conftest import MODEL_KEY, sessions_or_skip, uvicorn_serving
+
+sessions = sessions_or_skip()
+
+KEY = "key-of-the-desk-0123456"
+
+
+class Scripts:
+    """One queue of replies per agent, told apart by the instructions each agent sends."""
+
+    def __init__(self, server: ScriptedServer) -> None:
+        self.replies: dict[str, list[Reply]] = {}
+        self.seen: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        server.respond_with(self)
+
+    def add(self, agent: str, *replies: Reply) -> None:
+        self.replies.setdefault(agent, []).extend(replies)
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        body = request.json()
+        agent = body["messages"][0]["content"].split()[2].rstrip(".")  # "You are NAME."
+        with self._lock:
+            self.seen.setdefault(agent, []).append(body)
+            return self.replies[agent].pop(0)
+
+
+def agent(model: ScriptedServer, name: str, tools: Any = (), **options: Any) -> Agent[Any]:
+    return Agent(
+        "scripted",
+        list(tools),
+        f"You are {name}.",
+        name=name,
+        base_url=model.base_url,
+        api_key=MODEL_KEY,
+        **options,
+    )
+
+
+def ask(
+    url: str, text: str, conversation: str, *, stream: bool
+) -> tuple[str, dict[str, Any], list[str]]:
+    """The answer's text, its ``agentkit`` extension and (streamed) its comment lines."""
+    response = httpx.post(
+        url + "/v1/chat/completions",
+        json={"model": "triage", "messages": [{"role": "user", "content": text}], "stream": stream},
+        headers={"Authorization": f"Bearer {KEY}", "X-Agentkit-Conversation": conversation},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    return answer_of(response, stream)
+
+
+def answer_of(response: httpx.Response, stream: bool) -> tuple[str, dict[str, Any], list[str]]:
+    if not stream:
+        body = response.json()
+        return body["choices"][0]["message"]["content"], body["agentkit"], []
+    frames = response.text.split("\n\n")
+    chunks = [json.loads(f[6:]) for f in frames if f.startswith("data: {")]
+    text = "".join(
+        (c["choices"] or [{"delta": {}}])[0]["delta"].get("content") or "" for c in chunks
+    )
+    comments = [f[len(": agentkit ") :] for f in frames if f.startswith(": agentkit ")]
+    return text, chunks[-1]["agentkit"], comments
+
+
+@pytest.fixture
+def scripts(model: ScriptedServer) -> Scripts:
+    return Scripts(model)
+
+
+@pytest.fixture
+def desk(model: ScriptedServer, tmp_path: Path) -> Iterator[str]:
+    """triage hands off to billing; served with one key on a SQLite store."""
+    billing = agent(model, "billing")
+    triage = agent(
+        model,
+        "triage",
+        handoffs=[billing],
+        store=sessions.SQLiteStore(str(tmp_path / "desk.db")),
+    )
+    with uvicorn_serving(create_app({"triage": triage}, api_keys=[KEY])) as url:
+        yield url
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_the_answer_names_the_agent_that_gave_it_and_the_follow_up_reaches_it(
+    desk: str, scripts: Scripts, stream: bool
+) -> None:
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})), Reply.text("Triage."))
+    scripts.add("billing", Reply.text("Billing here: charged twice."), Reply.text("Refund sent."))
+    text, extension, comments = ask(desk, "I was charged twice.", "c1", stream=stream)
+    assert text == "Billing here: charged twice."  # the active agent's answer, not triage's
+    assert extension["agent"] == "billing" and extension["status"] == "done"
+    if stream:  # told as it happened, before billing's words
+        handoff = [json.loads(c) for c in comments if '"handoff"' in c]
+        assert handoff == [{"type": "handoff", "source": "triage", "target": "billing"}]
+    # the customer's next message goes to billing, not back to triage
+    text, extension, _ = ask(desk, "Thanks, please refund it.", "c1", stream=stream)
+    assert text == "Refund sent." and extension["agent"] == "billing"
+    assert len(scripts.seen["triage"]) == 1 and len(scripts.seen["billing"]) == 2
+    assert scripts.replies["triage"]  # triage's second reply was never asked for
+
+
+def test_a_bot_without_handoffs_names_its_own_agent(
+    model: ScriptedServer, scripts: Scripts
+) -> None:
+    solo = agent(model, "solo")
+    scripts.add("solo", Reply.text("Hi."))
+    with uvicorn_serving(create_app({"triage": solo}, api_keys=[KEY])) as url:
+        response = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "triage", "messages": [{"role": "user", "content": "Hi"}]},
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=60,
+        )
+    assert response.json()["agentkit"]["agent"] == "solo"
