@@ -296,9 +296,11 @@ class Agent(Generic[OutputT]):
                 and instructions).
             input_type: a pydantic model for structured input.
 
-        A sub-agent with ``requires_approval`` tools needs its own ``approve=`` for now:
-        a pause inside a sub-run is not yet carried up to the caller (``ConfigurationError``
-        when the caller's run starts).
+        A sub-agent's ``requires_approval`` call with no ``approve=`` of its own pauses
+        the whole run: the caller's ``RunResult.pending`` lists it with its
+        ``PendingCall.path`` (the agents' names from the top down) and ``via``, and
+        :meth:`resume` (with the call's ``PendingCall.key`` or the ``PendingCall`` as its
+        decision's key) settles it and goes on through every level to the final answer.
         """
         return agent_tool(self, name, description, input_type)
 
@@ -577,6 +579,8 @@ class Agent(Generic[OutputT]):
         self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
     ) -> Generator[AgentEvent, None, None]:
         """The driven events of ``loop``, observed when anyone observes runs."""
+        if not loop.path:  # a top-level run (a sub-run's loop has its path already)
+            loop.path = (self.name or "agent",)
         events = drive(
             self._runtime,
             loop,
@@ -593,6 +597,8 @@ class Agent(Generic[OutputT]):
         self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`_events`."""
+        if not loop.path:
+            loop.path = (self.name or "agent",)
         events = drive_async(
             self._runtime,
             loop,
@@ -792,7 +798,7 @@ class Agent(Generic[OutputT]):
             principal=principal,
             tools_with_stream=self._runtime.tools_with_stream,
         )
-        return loop, loop.resume_round(round_.plan, round_.mark)
+        return loop, loop.resume_round(round_.plan, round_.mark, round_.nested)
 
 
 def _check_principal(principal: Principal | None) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "PlannedCall",
     "RunTools",
     "Step",
+    "SubRunPaused",
     "ToolOutcome",
 ]
 
@@ -102,14 +103,16 @@ class PlannedCall:
         """Whether the call is written ahead on a session (its tool has side effects)."""
         return self.ready is None and self.tool is not None and self.tool.side_effects
 
-    def pending(self) -> PendingCall:
-        """The call as a :class:`~agentkit.PendingCall` (what a person reviews)."""
+    def pending(self, path: tuple[str, ...] = ()) -> PendingCall:
+        """The call as a :class:`~agentkit.PendingCall` (what a person reviews), asked by
+        the agent at ``path``."""
         return PendingCall(
             self.call_id,
             self.name,
             self.arguments,
             dict(self.kwargs or {}),
             argument_digest(self.name, self.arguments),
+            path,
         )
 
     @property
@@ -124,7 +127,18 @@ class PlannedCall:
         return self.tool.call(self.kwargs, context=self.context)
 
 
-OutcomeStatus: TypeAlias = Literal["ok", "error", "timeout", "refused", "not_run", "cancelled"]
+OutcomeStatus: TypeAlias = Literal[
+    "ok", "error", "timeout", "refused", "not_run", "cancelled", "paused"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SubRunPaused:
+    """What an agent tool returns when its sub-run paused for a person's decision: the
+    call stays open, and the caller's run pauses with it (``RunResult.pending`` holds the
+    sub-run's calls). ``result`` is the sub-run's paused ``RunResult``."""
+
+    result: RunResult[Any]
 
 
 @dataclass(slots=True)
@@ -144,11 +158,15 @@ class ToolOutcome:
     reason: str | None = None
     _result: ToolResult | None = field(default=None, repr=False)
     _failed: bool = field(default=False, repr=False)
+    paused: RunResult[Any] | None = None
 
     @classmethod
     def ok(cls, call: PlannedCall, value: Any, duration: float = 0.0) -> ToolOutcome:
         """The tool returned ``value``, rendered to text here (call it where the tool ran,
-        inside its time budget): a value that cannot be rendered is a failed call."""
+        inside its time budget): a value that cannot be rendered is a failed call. An
+        agent tool's :class:`SubRunPaused` is a ``"paused"`` outcome: the call stays open."""
+        if type(value) is SubRunPaused:
+            return cls(call, "paused", duration=duration, paused=value.result)
         text, problem = render_tool_output(call.name, value)
         if problem is not None:
             return cls(call, "error", text=text, duration=duration)

@@ -87,3 +87,5 @@ class RunContext(Generic[DepsT]):
     # The run the call belongs to (its RunLoop), for a sub-agent's run (Agent.as_tool): its
     # deadline, where its events go, its usage. Not part of the public record.
     _caller: Any = field(default=None, repr=False, compare=False)
+    # For an agent tool whose sub-run paused: what the sub-run resumes from (_delegate.py).
+    _resume: Any = field(default=None, repr=False, compare=False)

@@ -10,6 +10,12 @@ caller's stream as a :class:`~agentkit.SubAgentEvent` while the call runs.
 
 A cycle (an agent that reaches itself through agent tools) is a ``ConfigurationError``
 before the caller's first request (:func:`check_agent_tools`).
+
+A sub-run that pauses for a person (a ``requires_approval`` call and no ``approve=``)
+returns :class:`~agentkit._calls.SubRunPaused`: the call stays open and the caller's run
+pauses too, its ``resume_state`` holding the sub-run's transcript and state under the
+call's id. Resuming the caller runs the call again from there (``RunContext._resume``): the
+sub-run settles its calls with the decisions below it and goes on to its answer.
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel
 
+from ._calls import PlannedCall, SubRunPaused
 from ._client import AsyncChatClient, ChatClient
 from ._context import RunContext
 from ._errors import ConfigurationError
 from ._events import RunFinished, SubAgentEvent
 from ._records import RunLimits
 from ._result import RunResult
+from ._session import NestedResume
 from ._threads import this_call
 from ._tool import Tool
+from ._wire import Usage
 
 if TYPE_CHECKING:
     from ._agent import Agent
@@ -133,9 +142,10 @@ async def _sub_run(agent: Agent[Any], ctx: RunContext[Any], prompt: str) -> Any:
     if caller is None:  # called by hand, outside a run
         return (await agent.run_async(prompt, deps=ctx.deps, principal=ctx.principal)).output
     sub = _SubRun(agent, caller)
-    loop = sub.start(ctx, prompt, await agent._runtime.source_tools_async(), caller.deadline)
+    found = await agent._runtime.source_tools_async()
+    loop, first = sub.start(ctx, prompt, found, caller.deadline)
     try:
-        events = agent._events_async(loop, stream=sub.forward is not None)
+        events = agent._events_async(loop, stream=sub.forward is not None, first=first)
         async with contextlib.aclosing(events) as running:
             async for event in running:
                 sub.seen(event)
@@ -159,9 +169,10 @@ def _sub_run_sync(agent: Agent[Any], ctx: RunContext[Any], prompt: str) -> Any:
         if call[0] is not None:
             ends = call[0] + _GRACE
             deadline = ends if deadline is None else min(deadline, ends)
-    loop = sub.start(ctx, prompt, agent._runtime.source_tools(), deadline)
+    loop, first = sub.start(ctx, prompt, agent._runtime.source_tools(), deadline)
     try:
-        with contextlib.closing(agent._events(loop, stream=sub.forward is not None)) as running:
+        events = agent._events(loop, stream=sub.forward is not None, first=first)
+        with contextlib.closing(events) as running:
             for event in running:
                 if given_up():
                     raise _CallerLeft(f"the run that called agent {sub.name!r} ended")
@@ -203,14 +214,27 @@ class _SubRun:
         prompt: str,
         found: list[Sequence[Tool[..., Any]]],
         deadline: float | None,
-    ) -> RunLoop:
-        """The sub-run's loop: the caller's deps and principal, ending by ``deadline``."""
+    ) -> tuple[RunLoop, list[PlannedCall] | None]:
+        """The sub-run's loop (the caller's deps and principal, ending by ``deadline``) and
+        the round to run first: for a call resumed from its sub-run's pause
+        (``ctx._resume``), the loop goes on from that pause."""
         agent = self.agent
         limits = _bounded(agent, deadline)
-        loop = agent._new_loop(prompt, ctx.deps, ctx.principal, limits, found)
+        resumed: NestedResume | None = ctx._resume
+        first: list[PlannedCall] | None = None
+        if resumed is None:
+            loop = agent._new_loop(prompt, ctx.deps, ctx.principal, limits, found)
+        else:
+            paused: RunResult[Any] = RunResult(
+                None, resumed.messages, Usage(), 0, status="paused", resume_state=resumed.state
+            )
+            loop, first = agent._resumed_loop(
+                paused, resumed.decisions, ctx.deps, ctx.principal, limits, found or None
+            )
         loop.agents = (*self.caller.agents, id(agent))
         loop.caller = (self.caller.observer, ctx.call_id)
-        return loop
+        loop.path = (*self.caller.path, self.name)
+        return loop, first
 
     def seen(self, event: Any) -> None:
         """One event of the sub-run: kept if it is the last, forwarded if the caller streams."""
@@ -227,10 +251,8 @@ class _SubRun:
         """The sub-run's answer, for the caller's model."""
         result = self.result
         assert result is not None
-        if result.status == "paused":  # refused before the run by check_agent_tools
-            raise ConfigurationError(
-                f"agent {self.name!r} paused for an approval inside a tool call"
-            )
+        if result.status == "paused":  # the call stays open; the caller pauses with it
+            return SubRunPaused(result)
         return result.output
 
 
@@ -246,9 +268,8 @@ def _bounded(agent: Agent[Any], deadline: float | None) -> RunLimits | None:
 
 
 def check_agent_tools(agent: Agent[Any], found: Any = None) -> None:
-    """Refuse, before any request, a cycle of agent tools and a sub-agent whose approvals
-    would pause inside a tool call (nested pauses are not carried up yet). ``found``: the
-    tools the agent's sources returned for this run."""
+    """Refuse, before any request, a cycle of agent tools and a sub-agent given a sync
+    client. ``found``: the tools the agent's sources returned for this run."""
     extra = [t for group in found or () for t in group]
     _walk(agent, [*_tools(agent), *extra], (id(agent),), (agent.name or "agent",))
 
@@ -275,11 +296,5 @@ def _walk(
             raise ConfigurationError(
                 f"agent {sub.name!r} used as a tool was given a ChatClient, and a sub-agent "
                 "runs with an async client: give it an AsyncChatClient, or no client"
-            )
-        if sub._approve is None and any(t.requires_approval for t in _tools(sub)):
-            raise ConfigurationError(
-                f"agent {sub.name!r} used as a tool has requires_approval tools and no "
-                "approve= callback: give it one (a pause inside a sub-agent is not "
-                "carried up to the caller yet)"
             )
         _walk(sub, _tools(sub), (*seen, id(sub)), sub_names)

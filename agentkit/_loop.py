@@ -323,7 +323,7 @@ class RunLoop:
                 # retry, but an outcome nobody knows yet.
                 text = error = f"{text} and may still take effect: {IN_DOUBT_TIMEOUT}"
                 if all(c.call_id != call.call_id for c in self.in_doubt):
-                    self.in_doubt.append(call.pending())
+                    self.in_doubt.append(call.pending(self.path))
         elif outcome.status == "refused":
             text = error = refusal_text(call.name, outcome.reason)
         elif outcome.status == "not_run":
@@ -387,38 +387,57 @@ class RunLoop:
         return error
 
     def pause(
-        self, waiting: Sequence[PlannedCall], outcomes: Iterable[ToolOutcome] = ()
+        self,
+        waiting: Sequence[PlannedCall],
+        outcomes: Iterable[ToolOutcome] = (),
+        nested: Mapping[str, RunResult[Any]] | None = None,
     ) -> RunResult[Any]:
-        """End the run as paused: ``waiting`` calls need a person's decision.
+        """End the run as paused: ``waiting`` calls need a person's decision, and the
+        agent-tool calls in ``nested`` (by call id) ran a sub-run that paused for one.
 
         The other calls of the round have run; their tool messages are held back (in
         ``resume_state``) so that the round's messages stay in call order when it resumes.
-        The transcript ends with the assistant message that made the calls.
+        The transcript ends with the assistant message that made the calls. A paused
+        sub-run's transcript and state go under ``resume_state["nested"]``, keyed by the
+        call id, and its pending calls join ``pending`` with the call id before their ``via``.
         """
         self._expect("outcomes")
         by_index = self._settled
         for outcome in outcomes:
             by_index[outcome.call.index] = outcome
+        nested = nested or {}
         waiting_ids = {call.call_id for call in waiting}
         settled: dict[str, str] = {}
         for call in self._round:
-            if call.call_id in waiting_ids:
+            if call.call_id in waiting_ids or call.call_id in nested:
                 continue
             outcome = by_index.get(call.index) or ToolOutcome.cancelled(call)
             settled[call.call_id] = self.settle(outcome).output
         self._round = []
         self._settled = {}
         self._state = "done"
-        pending = tuple(call.pending() for call in waiting)
+        own = tuple(call.pending(self.path) for call in waiting)
+        state: dict[str, Any] = {"calls": [c.to_dict() for c in own], "settled": settled}
+        pending = list(own)
+        if nested:
+            state["nested"] = {
+                call_id: {
+                    "messages": [m for m in sub.messages if m.get("role") != "system"],
+                    "state": sub.resume_state,
+                }
+                for call_id, sub in nested.items()
+            }
+            for call_id, sub in nested.items():
+                pending += [replace(p, via=(call_id, *p.via)) for p in sub.pending]
         return RunResult(
             output=None,
             messages=self.messages,
             usage=self.usage,
             turns=self.turns,
             status="paused",
-            pending=pending,
+            pending=tuple(pending),
             session=self.session,
-            resume_state={"calls": [c.to_dict() for c in pending], "settled": settled},
+            resume_state=state,
             agent=self.settings.agent,
             _start=self._start,
         )
@@ -427,6 +446,7 @@ class RunLoop:
         self,
         plan: Mapping[str, str | None],
         mark: Callable[[PlannedCall], PlannedCall] | None = None,
+        nested: Mapping[str, Any] | None = None,
     ) -> list[PlannedCall]:
         """Reopen the last round of the transcript (an assistant message whose calls have
         no tool messages yet) and plan it again: ``plan`` maps each open call's id to
@@ -436,6 +456,8 @@ class RunLoop:
         The driver runs the returned calls and hands their outcomes to
         ``on_tool_outcomes`` as for any round. ``mark``, if given, is applied to each call
         (the session marks the calls a person decided now, for the observers).
+        ``nested`` maps the id of an agent-tool call whose sub-run paused to what that
+        sub-run resumes from (handed to the tool on its ``RunContext``).
         """
         self._expect("request")
         assistant = self.messages[-1]
@@ -448,6 +470,8 @@ class RunLoop:
             if call_id in plan and text is None:
                 tool_call = ToolCall.model_validate(wire)
                 call = self._plan_call(index, call_id, tool_call, context)
+                if nested and call_id in nested and call.context is not None:
+                    call = replace(call, context=replace(call.context, _resume=nested[call_id]))
                 calls.append(replace(call, approved=True))
             else:
                 ready = text if text is not None else "not run: the run stopped"

@@ -28,6 +28,12 @@ class PendingCall:
         kwargs: the validated keyword arguments (empty when they could not be validated).
         digest: binds a decision to these exact arguments: a resume checks it against the
             stored call (pass the ``PendingCall`` itself as the decision's key to require it).
+        path: the agents' names from the top down: ``("planner",)`` for a call the top
+            agent asked for, ``("planner", "flights")`` for one asked by ``flights`` used as
+            a tool inside ``planner`` (an unnamed agent is ``"agent"``).
+        via: the ids of the agent-tool calls that lead to the call, from the top down
+            (empty for the top agent's own calls). With ``call_id`` it names the call
+            uniquely: model servers reuse call ids across levels.
     """
 
     call_id: str
@@ -35,6 +41,16 @@ class PendingCall:
     arguments: str
     kwargs: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     digest: str = ""
+    path: tuple[str, ...] = ()
+    via: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The call's key in ``Agent.resume``'s decisions: ``call_id`` for the top agent's
+        own call, else the ids of ``via`` and ``call_id`` joined by ``/``
+        (``"call_1/call_7"``). The ``PendingCall`` itself is a key too (and binds the
+        decision to the arguments shown)."""
+        return "/".join((*self.via, self.call_id))
 
     @property
     def id(self) -> str:
@@ -48,12 +64,16 @@ class PendingCall:
 
     def to_dict(self) -> dict[str, Any]:
         """The call as JSON-ready data (``kwargs`` left out: they may not be JSON). The id's
-        key is ``"id"``, as in the wire format's ``tool_calls``."""
+        key is ``"id"``, as in the wire format's ``tool_calls``; ``"key"`` is its key in a
+        resume's decisions, ``"path"`` and ``"via"`` where it sits (lists)."""
         return {
             "id": self.call_id,
             "name": self.name,
             "arguments": self.arguments,
             "digest": self.digest,
+            "path": list(self.path),
+            "via": list(self.via),
+            "key": self.key,
         }
 
 
@@ -74,7 +94,9 @@ class RunResult(Generic[OutputT]):
         status: ``"done"``, or ``"paused"``: a ``requires_approval`` call is waiting for a
             decision (there was no ``approve=`` callback). Nothing of it has run; ``output``
             is ``None``; ``Agent.resume`` goes on.
-        pending: when paused, the calls waiting for a decision.
+        pending: when paused, the calls waiting for a decision, at every level: a call
+            asked inside an agent used as a tool is here too, with its ``path`` and ``via``
+            (the agent-tool call stays open until the resume settles it).
         in_doubt: side-effect calls started and never seen to finish: by an earlier run on
             the session that crashed or was stopped while they ran, or by this run, past
             their ``timeout``. Whether they took effect is unknown (the model was told

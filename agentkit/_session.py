@@ -27,6 +27,7 @@ from ._store import (
     Store,
     argument_digest,
     open_calls,
+    paused_calls,
 )
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IN_DOUBT",
     "Decision",
+    "NestedResume",
     "OpenRound",
     "ResumeError",
     "SessionJournal",
@@ -239,17 +241,30 @@ class SessionJournal:
         return len(loop.messages) <= self._prompt_end and self._cursor < self._prompt_end
 
 
+@dataclass(frozen=True, slots=True)
+class NestedResume:
+    """What an agent-tool call whose sub-run paused goes on from: the sub-run's transcript
+    (no system message), its paused state, and the decisions for the calls below it (keyed
+    by their address under that call: a tuple of call ids)."""
+
+    messages: list[dict[str, Any]]
+    state: dict[str, Any]
+    decisions: Mapping[Any, Decision]
+
+
 @dataclass
 class OpenRound:
     """How to close a round left open: per call id, ``None`` (run it) or its tool message;
     ``decided`` holds each paused call a person decided now (``True`` when approved), and
-    ``by`` and ``at`` who decided and when (for the observers' approval event)."""
+    ``by`` and ``at`` who decided and when (for the observers' approval event); ``nested``
+    what each agent-tool call whose sub-run paused resumes from."""
 
     plan: dict[str, str | None] = field(default_factory=dict)
     in_doubt: list[PendingCall] = field(default_factory=list)
     decided: dict[str, bool] = field(default_factory=dict)
     by: str | None = None
     at: str | None = None
+    nested: dict[str, NestedResume] = field(default_factory=dict)
 
     def mark(self, call: PlannedCall) -> PlannedCall:
         """``call`` (of the reopened round), marked with its decision if a person decided it."""
@@ -280,50 +295,44 @@ def settle_open_round(
     (approved calls run, and so do calls that never started or are safe to repeat).
     A paused call that has a write-ahead record was approved and started before the run
     stopped (a crash): it is settled from the log like any started call (its result, or in
-    doubt), whatever decision comes now, and needs none. Raises ``ResumeError`` when
-    decisions do not match the paused calls.
+    doubt), whatever decision comes now, and needs none. An agent-tool call whose sub-run
+    paused runs again from that pause (``OpenRound.nested``) with the decisions below it.
+    Raises ``ResumeError`` when decisions do not match the paused calls, at any level.
     """
     where = f"session {session_id!r}" if session_id else "this run"
     open_ = open_calls(messages)
     pending = {c["id"]: c for c in (state or {}).get("calls", [])}
+    subs: Mapping[str, Any] = (state or {}).get("nested") or {}
     settled: dict[str, str] = dict((state or {}).get("settled", {}))
     by_key = {record.key.split(":", 1)[1]: record for record in calls}
     result = OpenRound(by=getattr(decisions, "by", None), at=getattr(decisions, "at", None))
-    chosen = _decisions_by_id(decisions or {}, pending, where) if decisions is not None else {}
+    chosen: dict[str, Decision] = {}
+    below: dict[str, dict[tuple[str, ...], Decision]] = {}
     if decisions is not None:
-        unknown = set(chosen) - set(pending)
-        if not pending and not open_:
-            raise ResumeError(
-                f"{where} is not paused: there is nothing to resume", session_id=session_id
-            )
-        started = sorted(unknown & {wire["id"] for wire in open_})
-        if started:
-            raise ResumeError(
-                f"{where}: the call {started[0]!r} is not waiting for a decision: it was "
-                "approved and may have run before the run stopped; resume with no decisions "
-                "({}) to settle it",
-                session_id=session_id,
-            )
-        if unknown:
-            raise ResumeError(
-                f"{where} has no paused call {sorted(unknown)[0]!r}; paused: "
-                f"{sorted(pending) or 'none'}",
-                session_id=session_id,
-            )
-        missing = {call_id for call_id in pending if call_id not in by_key} - set(chosen)
-        if missing:
-            raise ResumeError(
-                f"{where}: no decision for the paused call {sorted(missing)[0]!r} (every paused "
-                "call needs True, False or a refusal reason)",
-                session_id=session_id,
-            )
+        chosen, below = _check_decisions(session_id, state, decisions, open_, by_key, where)
     for wire in open_:
         call_id = wire["id"]
         name = wire["function"]["name"]
         arguments = wire["function"].get("arguments") or ""
         tool_ = tools.get(name)
         record = by_key.get(call_id)
-        if call_id in pending and call_id not in by_key:
+        if call_id in subs and record is None:
+            if decisions is None:
+                result.plan[call_id] = SUPERSEDED
+                continue
+            if getattr(tool_, "agent", None) is None:
+                raise ResumeError(
+                    f"{where}: the call {call_id!r} paused inside the agent tool {name!r}, "
+                    "and this agent has no agent tool of that name now; nothing was run",
+                    session_id=session_id,
+                )
+            sub = subs[call_id]
+            below_decisions = DecisionsBy(below.get(call_id, {}), result.by, result.at or "")
+            result.plan[call_id] = None
+            result.nested[call_id] = NestedResume(
+                list(sub["messages"]), dict(sub["state"]), below_decisions
+            )
+        elif call_id in pending and call_id not in by_key:
             if pending[call_id].get("digest") != argument_digest(name, arguments):
                 raise ResumeError(
                     f"{where}: the paused call {call_id!r} no longer matches its stored "
@@ -364,26 +373,108 @@ def _digest(call: PlannedCall) -> str:
     return argument_digest(call.name, call.arguments)
 
 
-def _decisions_by_id(
-    decisions: Mapping[Any, Decision], pending: Mapping[str, Mapping[str, Any]], where: str
-) -> dict[str, Decision]:
-    chosen: dict[str, Decision] = {}
+def _check_decisions(
+    session_id: str | None,
+    state: Mapping[str, Any] | None,
+    decisions: Mapping[Any, Decision],
+    open_: Sequence[Mapping[str, Any]],
+    by_key: Mapping[str, CallRecord],
+    where: str,
+) -> tuple[dict[str, Decision], dict[str, dict[tuple[str, ...], Decision]]]:
+    """Check a resume's decisions against every paused call at every level: the run's own
+    (by call id) and those below each agent-tool call (by their address under it)."""
+    waiting = {(*call.via, call.call_id): call for call in paused_calls(state)}
+    if not waiting and not open_:
+        raise ResumeError(
+            f"{where} is not paused: there is nothing to resume", session_id=session_id
+        )
+    chosen = _addressed(decisions, waiting, where)
+    own = {address[0]: d for address, d in chosen.items() if len(address) == 1}
+    unknown = set(own) - {a[0] for a in waiting if len(a) == 1}
+    asking = sorted(unknown & set((state or {}).get("nested") or {}))
+    if asking:
+        inner = sorted("/".join(a) for a in waiting if a[0] == asking[0] and len(a) > 1)
+        raise ResumeError(
+            f"{where}: the call {asking[0]!r} ran an agent whose run paused; decide the "
+            f"calls it waits on instead: {inner}",
+            session_id=session_id,
+        )
+    started = sorted(unknown & {wire["id"] for wire in open_})
+    if started:
+        raise ResumeError(
+            f"{where}: the call {started[0]!r} is not waiting for a decision: it was "
+            "approved and may have run before the run stopped; resume with no decisions "
+            "({}) to settle it",
+            session_id=session_id,
+        )
+    lost = sorted("/".join(address) for address in chosen if address not in waiting)
+    if lost:
+        raise ResumeError(
+            f"{where} has no paused call {lost[0]!r}; paused: "
+            f"{sorted('/'.join(a) for a in waiting) or 'none'}",
+            session_id=session_id,
+        )
+    missing = sorted(
+        "/".join(address)
+        for address in waiting
+        if address not in chosen and not (len(address) == 1 and address[0] in by_key)
+    )
+    if missing:
+        raise ResumeError(
+            f"{where}: no decision for the paused call {missing[0]!r} (every paused "
+            "call needs True, False or a refusal reason)",
+            session_id=session_id,
+        )
+    below: dict[str, dict[tuple[str, ...], Decision]] = {}
+    for address, decision in chosen.items():
+        if len(address) > 1:
+            below.setdefault(address[0], {})[address[1:]] = decision
+    return own, below
+
+
+def _addressed(
+    decisions: Mapping[Any, Decision], waiting: Mapping[tuple[str, ...], PendingCall], where: str
+) -> dict[tuple[str, ...], Decision]:
+    """The decisions keyed by each call's address (the ids of ``via`` and the call id).
+
+    A key is a ``PendingCall`` (its digest must match the paused call's), its ``key`` text,
+    or an address tuple. A text naming two paused calls (an id that holds ``/``) is refused:
+    pass the ``PendingCall`` then."""
+    texts: dict[str, list[tuple[str, ...]]] = {}
+    for known in waiting:
+        texts.setdefault("/".join(known), []).append(known)
+    chosen: dict[tuple[str, ...], Decision] = {}
     for key, decision in decisions.items():
+        address: tuple[str, ...]
         if isinstance(key, PendingCall):
-            stored = pending.get(key.call_id)
-            if stored is not None and stored.get("digest") != key.digest:
+            address = (*key.via, key.call_id)
+            stored = waiting.get(address)
+            if stored is not None and stored.digest != key.digest:
                 raise ResumeError(
-                    f"{where}: the decision for {key.call_id!r} was made on other arguments than "
+                    f"{where}: the decision for {key.key!r} was made on other arguments than "
                     "the paused call's; nothing was run"
                 )
-            key = key.call_id
-        if not isinstance(key, str):
-            raise ResumeError(f"{where}: a decision's key is a call id, not {key!r}")
+        elif isinstance(key, tuple) and key and all(isinstance(part, str) for part in key):
+            address = key
+        elif isinstance(key, str):
+            matches = texts.get(key, [])
+            if len(matches) > 1:
+                raise ResumeError(
+                    f"{where}: the key {key!r} names more than one paused call; use the "
+                    "PendingCall from RunResult.pending as the key"
+                )
+            address = matches[0] if matches else (key,)
+        else:
+            raise ResumeError(
+                f"{where}: a decision's key is a call's key (PendingCall.key), or the "
+                f"PendingCall, not {key!r}"
+            )
         if not isinstance(decision, bool | str):
             raise ResumeError(
-                f"{where}: the decision for {key!r} must be True, False or a reason (str)"
+                f"{where}: the decision for {'/'.join(address)!r} must be True, False or a "
+                "reason (str)"
             )
-        chosen[key] = decision
+        chosen[address] = decision
     return chosen
 
 

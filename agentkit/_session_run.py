@@ -124,8 +124,10 @@ class SessionPlan:
         self.loop.call_key = journal.key
         if self._plan is not None:
             journal.reopen(self.loop)
-            mark = self._round.mark if self._round is not None else None
-            self.calls = self.loop.resume_round(self._plan, mark)
+            round_ = self._round
+            mark = round_.mark if round_ is not None else None
+            nested = round_.nested if round_ is not None else None
+            self.calls = self.loop.resume_round(self._plan, mark, nested)
 
     def finished(self, event: AgentEvent) -> AgentEvent:
         """``event``, with the session and the calls in doubt on the final result."""

@@ -313,6 +313,7 @@ def _tool_round(
                 yield Callback(observer.before_side_effect, (call,))
         if plan.stream:
             yield Emit(ToolCallStarted(call.call_id, call.name, call.arguments))
+    nested: dict[str, RunResult[Any]] = {}  # agent-tool calls whose sub-run paused
     if runnable:
         if journal is not None:
             journal.started(runnable)  # from here each may run on, whatever the run does
@@ -322,9 +323,12 @@ def _tool_round(
             while not isinstance(outcome, ToolOutcome):  # a sub-agent's event, while it runs
                 yield Emit(outcome)
                 outcome = yield NEXT_OUTCOME
+            if outcome.paused is not None:  # stays open: the whole run pauses with it
+                nested[outcome.call.call_id] = outcome.paused
+                continue
             yield from _finished(loop, plan, outcome, ran=True)
-    if waiting:
-        result = loop.pause(waiting)
+    if waiting or nested:
+        result = loop.pause(waiting, nested=nested)
         if journal is not None:
             state = result.resume_state or {}
             yield Callback(journal.paused, (loop, state), blocking=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._errors import AgentKitError
+from ._result import PendingCall
 
 __all__ = [
     "MAX_SESSION_ID",
@@ -45,6 +46,7 @@ __all__ = [
     "check_paused_state",
     "check_session_id",
     "check_transcript",
+    "paused_calls",
 ]
 
 MAX_SESSION_ID = 256
@@ -176,6 +178,12 @@ class SessionRecord:
     def status(self) -> SessionStatus:
         """``"idle"`` or ``"paused"``."""
         return self.info.status
+
+    @property
+    def pending_calls(self) -> tuple[PendingCall, ...]:
+        """The calls the paused session waits on, at every level (a call asked inside an
+        agent used as a tool too, with its ``path`` and ``via``); empty when not paused."""
+        return paused_calls(self.pending)
 
 
 @runtime_checkable
@@ -346,7 +354,9 @@ def check_transcript(
 def check_paused_state(session_id: str, state: Mapping[str, Any]) -> None:
     """Refuse a paused state that ``resume`` could not read: ``calls`` a list of calls (each
     with a text ``id``; ``name``, ``arguments`` and ``digest`` texts too), ``settled`` a map of
-    call id to tool message text. Raises ``SessionCorruptError`` naming the session."""
+    call id to tool message text, ``nested`` a map of call id to a paused sub-run (its
+    ``messages``, a list of messages, and its ``state``, checked the same way). Raises
+    ``SessionCorruptError`` naming the session."""
     calls = state.get("calls", [])
     if not isinstance(calls, list):
         raise _corrupt(session_id, "paused state", "has calls that are not a list")
@@ -366,6 +376,45 @@ def check_paused_state(session_id: str, state: Mapping[str, Any]) -> None:
         raise _corrupt(session_id, "paused state", "has settled calls that are not texts")
     if not isinstance(state.get("round", 0), int):
         raise _corrupt(session_id, "paused state", "has a round that is not a number")
+    nested = state.get("nested", {})
+    if not isinstance(nested, dict):
+        raise _corrupt(session_id, "paused state", "has nested runs that are not a map")
+    for sub in nested.values():
+        if (
+            not isinstance(sub, dict)
+            or not isinstance(sub.get("messages"), list)
+            or not all(isinstance(m, dict) for m in sub["messages"])
+            or not isinstance(sub.get("state"), dict)
+        ):
+            raise _corrupt(session_id, "paused state", "has a malformed nested run")
+        check_paused_state(session_id, sub["state"])
+
+
+def paused_calls(
+    state: Mapping[str, Any] | None, via: tuple[str, ...] = ()
+) -> tuple[PendingCall, ...]:
+    """Every call a paused state waits on, at every level: the run's own calls, then those
+    of each agent-tool call's paused sub-run (with that call's id before their ``via``).
+    ``kwargs`` are empty (a stored state holds the arguments as text)."""
+    if not state:
+        return ()
+    found = [
+        PendingCall(
+            str(call.get("id")),
+            str(call.get("name", "")),
+            str(call.get("arguments", "")),
+            {},
+            str(call.get("digest", "")),
+            tuple(str(name) for name in call.get("path") or ()),
+            via,
+        )
+        for call in state.get("calls") or ()
+        if isinstance(call, dict)
+    ]
+    for call_id, sub in (state.get("nested") or {}).items():
+        if isinstance(sub, dict) and isinstance(sub.get("state"), dict):
+            found += paused_calls(sub["state"], (*via, call_id))
+    return tuple(found)
 
 
 def open_calls(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -279,21 +279,6 @@ def test_a_cycle_is_refused_before_any_request(server: ScriptedServer, driver: s
     assert server.request_count == 0
 
 
-def test_a_sub_agent_that_would_pause_is_refused_before_any_request(server: ScriptedServer) -> None:
-    @tool(requires_approval=True)
-    def refund(amount: int) -> str:
-        """Refund an amount."""
-        return "refunded"
-
-    billing = make(server, "billing", [refund], name="billing")
-    desk = make(server, "desk", [billing.as_tool()])
-    with pytest.raises(ConfigurationError, match="approve="):
-        desk.run("refund me")
-    assert server.request_count == 0
-    approving = make(server, "billing", [refund], name="billing", approve=lambda call: True)
-    make(server, "desk", [approving.as_tool()]).as_tool(name="ok")  # accepted
-
-
 def test_a_sub_agent_given_a_sync_client_is_refused_before_any_request(
     server: ScriptedServer,
 ) -> None:

@@ -132,6 +132,9 @@ def test_pending_call_id_is_call_id_and_the_old_name_warns() -> None:
             "name": "refund",
             "arguments": '{"order_id": 1, "amount": 2}',
             "digest": "d",
+            "path": [],
+            "via": [],
+            "key": "call_1",
         }
 
 
