@@ -64,3 +64,25 @@ def make_agent(store: Any, base_url: str, **options: Any) -> Agent[str]:
         store=store,
         **options,
     )
+
+
+def make_planner(store: Any, base_url: str) -> Agent[str]:
+    """A planner on ``store`` that uses the order desk (no store of its own) as a tool; the
+    two talk to the scripted server as ``planner-model`` and ``desk-model``."""
+    desk = Agent(
+        "desk-model",
+        [get_order, refund, pay, charge],
+        "You run the order desk.",
+        base_url=base_url,
+        api_key="sk-sessions-test",
+        name="desk",
+    )
+    return Agent(
+        "planner-model",
+        [desk.as_tool(description="Ask the order desk.")],
+        "You plan.",
+        base_url=base_url,
+        api_key="sk-sessions-test",
+        store=store,
+        name="planner",
+    )

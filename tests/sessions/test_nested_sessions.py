@@ -1,0 +1,186 @@
+"""A pause inside an agent used as a tool, on a stored session, against each store: the
+whole run pauses, and a resume (also in another process, with a freshly built agent graph)
+carries on through every level."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentkit import RunFinished, RunResult
+from agentkit._session import ResumeError
+from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+
+from ._bot import make_planner
+from ._support import HERE, StoreSpec, last_json, run_child
+
+DRIVERS = ["run", "run_async", "stream", "stream_async"]
+
+
+class Scripts:
+    """One queue of replies per model name; the requests each model received (a child
+    process's requests too: the server runs in this process)."""
+
+    def __init__(self, server: ScriptedServer) -> None:
+        self.replies: dict[str, list[Reply]] = {}
+        self.seen: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        server.respond_with(self)
+
+    def add(self, model: str, *replies: Reply) -> None:
+        self.replies.setdefault(model, []).extend(replies)
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        body = request.json()
+        with self._lock:
+            self.seen.setdefault(body["model"], []).append(body)
+            return self.replies[body["model"]].pop(0)
+
+
+@pytest.fixture
+def scripts(server: ScriptedServer) -> Scripts:
+    return Scripts(server)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "ledger.jsonl"
+    path.touch()
+    monkeypatch.setenv("AGENTKIT_TEST_LEDGER", str(path))
+    monkeypatch.delenv("AGENTKIT_TEST_CRASH", raising=False)
+    return path
+
+
+def effects(ledger: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in ledger.read_text().splitlines()]
+
+
+@pytest.fixture
+def planner(store: Any, server: ScriptedServer) -> Iterator[Any]:
+    with make_planner(store, server.base_url) as agent:
+        yield agent
+
+
+def child(spec: StoreSpec, server: ScriptedServer, body: str) -> Any:
+    """Run ``body`` in a fresh process with ``agent``, a planner built there."""
+    code = (
+        f"import json, sys\nsys.path.insert(0, {str(HERE)!r})\nfrom _bot import make_planner\n"
+        f"agent = make_planner(store, {server.base_url!r})\n{body}"
+    )
+    return run_child(spec, code)
+
+
+def script_refund(scripts: Scripts) -> None:
+    scripts.add(
+        "planner-model",
+        Reply.tool_calls(("desk", {"request": "refund order 7"}, "call_0")),
+        Reply.text("Order 7 is refunded."),
+    )
+    scripts.add(
+        "desk-model",
+        Reply.tool_calls(("get_order", {"order_id": 7}, "call_0")),
+        Reply.tool_calls(("refund", {"order_id": 7}, "call_0")),
+        Reply.text("Refunded order 7."),
+    )
+
+
+def resume(agent: Any, driver: str, session: str, decisions: dict[Any, Any]) -> RunResult[Any]:
+    if driver == "run":
+        result: RunResult[Any] = agent.resume(session, decisions)
+        return result
+    if driver == "run_async":
+        return asyncio.run(agent.resume_async(session, decisions))
+    if driver == "stream":
+        events = list(agent.resume_stream(session, decisions))
+    else:
+
+        async def collect() -> list[Any]:
+            return [e async for e in agent.resume_stream_async(session, decisions)]
+
+        events = asyncio.run(collect())
+    assert isinstance(events[-1], RunFinished)
+    return events[-1].result
+
+
+def test_a_nested_approval_paused_in_one_process_is_resumed_in_another(
+    spec: StoreSpec, server: ScriptedServer, scripts: Scripts, store: Any, ledger: Path
+) -> None:
+    script_refund(scripts)
+    body = """
+r = agent.run("Refund order 7", session="s")
+print(json.dumps({"status": r.status, "pending": [c.to_dict() for c in r.pending]}))
+"""
+    paused = child(spec, server, body)
+    assert paused.returncode == 0, paused.stderr
+    data = last_json(paused)
+    assert data["status"] == "paused"
+    (call,) = data["pending"]
+    assert call["name"] == "refund" and call["path"] == ["planner", "desk"]
+    assert call["key"] == "call_0/call_0"
+    record = store.load("s")
+    assert record.status == "paused"
+    (stored,) = record.pending_calls
+    assert (stored.key, stored.path, stored.digest) == (
+        "call_0/call_0",
+        ("planner", "desk"),
+        call["digest"],
+    )
+    assert effects(ledger) == []
+
+    body = """
+r = agent.resume("s", {"call_0/call_0": True})
+print(json.dumps({"status": r.status, "output": r.output}))
+"""
+    done = child(spec, server, body)
+    assert done.returncode == 0, done.stderr
+    assert last_json(done) == {"status": "done", "output": "Order 7 is refunded."}
+    assert [e["kind"] for e in effects(ledger)] == ["refund"]
+    # the desk's model got the lookup from before the pause and the refund, not a new lookup
+    desk_last = scripts.seen["desk-model"][-1]["messages"]
+    assert [m["content"] for m in desk_last if m["role"] == "tool"] == [
+        "order 7: shipped",
+        "refunded order 7",
+    ]
+    record = store.load("s")
+    assert record.status == "idle" and record.pending_calls == ()
+    assert record.messages[-1] == {"role": "assistant", "content": "Order 7 is refunded."}
+    tool_message = record.messages[-2]
+    assert (
+        tool_message["tool_call_id"] == "call_0" and tool_message["content"] == "Refunded order 7."
+    )
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_each_driver_resumes_a_nested_pause_on_a_session(
+    server: ScriptedServer, scripts: Scripts, planner: Any, store: Any, ledger: Path, driver: str
+) -> None:
+    script_refund(scripts)
+    paused = planner.run("Refund order 7", session="s")
+    (call,) = paused.pending
+    with pytest.raises(ResumeError, match="no decision for the paused call 'call_0/call_0'"):
+        resume(planner, driver, "s", {})
+    assert store.load("s").status == "paused" and effects(ledger) == []
+    done = resume(planner, driver, "s", {call: True})
+    assert done.output == "Order 7 is refunded." and done.session == "s"
+    assert [e["kind"] for e in effects(ledger)] == ["refund"]
+    assert store.load("s").status == "idle"
+
+
+def test_a_new_message_instead_of_a_decision_runs_nothing_below(
+    server: ScriptedServer, scripts: Scripts, planner: Any, store: Any, ledger: Path
+) -> None:
+    script_refund(scripts)
+    planner.run("Refund order 7", session="s")
+    scripts.add("planner-model", Reply.text("Fine, no refund."))
+    done = planner.run("Never mind.", session="s")
+    assert done.status == "done" and effects(ledger) == []
+    sent = scripts.seen["planner-model"][-1]["messages"]
+    assert sent[-2]["role"] == "tool" and "instead of deciding" in sent[-2]["content"]
+    assert sent[-1] == {"role": "user", "content": "Never mind."}
+    assert store.load("s").pending_calls == ()
