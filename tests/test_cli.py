@@ -1146,3 +1146,23 @@ def test_json_needs_a_prompt(capsys: pytest.CaptureFixture[str]) -> None:
         == 2
     )
     assert "--json prints one result" in capsys.readouterr().err
+
+
+def test_the_cli_shows_a_handoff_and_the_specialists_answer(server: ScriptedServer) -> None:
+    # A transfer that was made is the line saying who takes over, not a call "not run"; a
+    # second transfer in the same round was refused, and is shown as not run.
+    server.queue(
+        Reply.tool_calls(("transfer_to_billing", {}, "t1"), ("transfer_to_tech", {}, "t2")),
+        Reply.text("Billing here."),
+    )
+    options: dict[str, Any] = {"base_url": server.base_url}
+    billing = Agent("qwen-plus", [], "You handle billing.", name="billing", **options)
+    tech = Agent("qwen-plus", [], "You fix lines.", name="tech", **options)
+    triage = Agent("qwen-plus", [], "Route.", name="triage", handoffs=[billing, tech], **options)
+    out, err = io.StringIO(), io.StringIO()
+    result = play(triage, "Charged twice", Console(out, err))
+    assert result.agent == "billing" and out.getvalue() == "Billing here.\n"
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith("  x transfer_to_tech not run: ")
+    assert lines[1] == "  => billing takes over from triage"
+    assert len(lines) == 2

@@ -56,6 +56,7 @@ class Console:
         encoding = (getattr(err, "encoding", None) or "").lower().replace("-", "")
         self.fancy = encoding == "utf8"  # arrows and rules, or plain ASCII
         self._call, self._back, self._skip = ("→", "←", "✗") if self.fancy else ("->", "<-", "x")
+        self._over = "⇒" if self.fancy else "=>"
 
     def text(self, text: str) -> None:
         """A piece of the answer."""
@@ -143,6 +144,11 @@ class Console:
         shown = _short(message, 200, self.verbose)
         self.note(f"{indent}{self._skip} {name} not run: {self._red}{shown}{self._dim}")
 
+    def handoff(self, source: str, target: str) -> None:
+        """The conversation passed to another agent (``Agent(handoffs=)``): the answer
+        after this line is ``target``'s."""
+        self.note(f"  {self._over} {target} takes over from {source}")
+
     def sub_agent(self, path: tuple[str, ...], event: Any) -> None:
         """An event of a sub-agent (an agent used as a tool), indented by its depth: its
         tool calls, and its answer once whole (only the top answer goes to ``out``)."""
@@ -224,6 +230,7 @@ def play(
     """Run ``agent`` on ``conversation`` (on a stored ``session``, if given), showing each
     event on ``console`` as it comes."""
     from .._events import (
+        HandedOff,
         ModelRoundFinished,
         ReasoningDelta,
         RunFinished,
@@ -248,7 +255,7 @@ def play(
             elif isinstance(event, ToolResult):
                 if event.call_id in started:
                     console.tool_result(event.name, event.output, event.error, event.duration)
-                else:
+                elif not _transfer_made(event):  # a transfer made: its HandedOff says so
                     console.tool_not_run(event.name, event.output or event.error or "")
             elif isinstance(event, ModelRoundFinished):
                 # the round's text is whole: the next round's text, or the -v usage line,
@@ -259,6 +266,8 @@ def play(
                 result = event.result
             elif isinstance(event, SubAgentEvent):
                 console.sub_agent(event.path, event.event)
+            elif isinstance(event, HandedOff):
+                console.handoff(event.source, event.target)
     finally:
         close = getattr(events, "close", None)
         if close is not None:
@@ -267,6 +276,17 @@ def play(
     if result is None:  # pragma: no cover - the loop always ends with RunFinished
         raise RuntimeError("the run ended without a result")
     return result
+
+
+def _transfer_made(event: Any) -> bool:
+    """Whether ``event`` (a ``ToolResult``) is a ``transfer_to_<agent>`` call that handed
+    the conversation over (one refused, past ``max_handoffs`` say, is shown as not run)."""
+    from .._handoff_plan import TRANSFER_PREFIX, transferred
+
+    name: str = event.name
+    return name.startswith(TRANSFER_PREFIX) and event.output == transferred(
+        name[len(TRANSFER_PREFIX) :]
+    )
 
 
 def ask(
