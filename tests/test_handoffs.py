@@ -5,6 +5,7 @@ its own script, so every assertion says which agent was asked what."""
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from agentkit import (
     ToolResult,
     tool,
 )
+from agentkit.cli._console import Console, play
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 KEY = "sk-handoff-test-0123456789"
@@ -660,3 +662,21 @@ def test_the_target_answers_with_its_output_type(server: ScriptedServer, scripts
     assert result.output == Refund(amount=40)
     assert "response_format" in scripts.seen["billing"][0]
     assert "response_format" not in scripts.seen["triage"][0]
+
+
+def test_the_cli_shows_the_handoff_and_the_targets_answer(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    triage, _, _ = desk(server)
+    scripts.add(
+        "triage",
+        Reply.tool_calls(("transfer_to_nobody", {}, "x1")),
+        Reply.tool_calls(("transfer_to_billing", {}, "t1")),
+    )
+    scripts.add("billing", Reply.text("Billing here."))
+    out, err = io.StringIO(), io.StringIO()
+    play(triage, "Refund", Console(out, err))
+    assert out.getvalue() == "Billing here.\n"
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith("  x transfer_to_nobody not run: Unknown tool")
+    assert lines[1:] == ["  => billing takes over from triage"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agentkit import RunFinished
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 from ._desk import make_desk
@@ -55,7 +56,7 @@ def authors(messages: list[dict[str, Any]]) -> list[str | None]:
     return [m.get("name") for m in messages if m["role"] == "assistant"]
 
 
-@pytest.mark.parametrize("driver", ["run", "run_async"])
+@pytest.mark.parametrize("driver", ["run", "run_async", "stream", "stream_async"])
 def test_a_handoff_then_a_follow_up_reaches_the_specialist(
     store: Any, server: ScriptedServer, scripts: Scripts, ledger: Path, driver: str
 ) -> None:
@@ -71,7 +72,17 @@ def test_a_handoff_then_a_follow_up_reaches_the_specialist(
     def run(prompt: str) -> Any:
         if driver == "run":
             return triage.run(prompt, session="cust-9")
-        return asyncio.run(triage.run_async(prompt, session="cust-9"))
+        if driver == "run_async":
+            return asyncio.run(triage.run_async(prompt, session="cust-9"))
+        if driver == "stream":
+            last = list(triage.stream(prompt, session="cust-9"))[-1]
+            assert isinstance(last, RunFinished)
+            return last.result
+
+        async def collect() -> Any:
+            return [e async for e in triage.stream_async(prompt, session="cust-9")][-1]
+
+        return asyncio.run(collect()).result
 
     first = run("I was charged twice for March.")
     assert first.agent == "billing" and first.session == "cust-9"
@@ -177,3 +188,28 @@ def test_a_specialist_hands_back_and_triage_has_the_next_message(
     assert again.agent == "triage"
     assert len(scripts.seen["billing"]) == 1
     assert authors(store.load("s").messages) == ["triage", "billing", "triage", "triage"]
+
+
+def test_a_conversation_stored_before_handoffs_goes_on_with_the_entry_agent(
+    store: Any, server: ScriptedServer, scripts: Scripts, ledger: Path
+) -> None:
+    from agentkit import Agent
+
+    plain = Agent(
+        "triage", [], "Route.", name="triage", base_url=server.base_url, api_key="sk-x", store=store
+    )
+    scripts.add("triage", Reply.text("Hello."))
+    plain.run("Hi", session="old")
+    assert "name" not in store.load("old").messages[-1]  # no handoffs: written as before
+    # an assistant turn named by an agent the graph no longer has counts as the entry's too
+    store_claim = store.claim("old")
+    store.append(
+        store_claim,
+        [{"role": "user", "content": "x"}, {"role": "assistant", "name": "sales", "content": "y"}],
+    )
+    store.release(store_claim)
+    triage = make_desk(store, server.base_url)
+    scripts.add("triage", Reply.text("How can I help?"))
+    result = triage.run("My bill.", session="old")
+    assert result.agent == "triage"
+    assert "billing" not in scripts.seen
