@@ -98,13 +98,31 @@ class Access:
 
     async def continue_(self, conversation: str, agent: str, principal: Principal) -> None:
         """Let ``principal`` add to the conversation (claiming a new one), or a 404."""
-        owner = await self._owner(conversation, agent)
+        # One trip off the event loop for the owner, the conversation and the claim: each
+        # trip to a worker thread and back costs more than the statement it runs.
+        owners = self._owners[agent]
+        await owners._tables.off_loop(self._continue, owners, conversation, agent, principal)
+
+    def _continue(
+        self, owners: Owners, conversation: str, agent: str, principal: Principal
+    ) -> None:
+        from .._store import SessionNotFoundError
+
+        found = owners.owner(conversation)
+        if found is not None and found.agent != agent:
+            raise _not_found()
+        owner = None if found is None else found.principal
         if owner is None:
-            if await self._exists(conversation, agent):
+            try:
+                owners._tables.store.load(conversation)
+                exists = True
+            except SessionNotFoundError:
+                exists = False
+            if exists:
                 if self.source.shared:
                     return  # made in Python or the CLI: the operator's own
                 raise _not_found()
-            claimed = await self._owners[agent].run("claim", conversation, agent, principal)
+            claimed = owners.claim(conversation, agent, principal)
             if claimed.agent != agent:
                 raise _not_found()
             owner = claimed.principal

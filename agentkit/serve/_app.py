@@ -476,7 +476,7 @@ async def _sse(
                         sent += len(piece)
                         if piece:
                             seen.append(piece)
-                            yield fmt.data(answer.chunk({"content": piece}))
+                            yield answer.text_frame(piece)
                         if len(item) > room:  # the bound: stop the run, say why it ended
                             ended = Ended("", "length", _no_usage(), "done")
                             cut = True

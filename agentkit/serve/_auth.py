@@ -6,11 +6,13 @@ import ipaddress
 
 __all__ = ["is_loopback"]
 
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "::1", "[::1]"})
+
 
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and ``localhost``."""
-    if host.lower() == "localhost":
-        return True
+    if host in _LOOPBACK_NAMES or host.lower() == "localhost":
+        return True  # the names every local request uses, without parsing an address
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:

@@ -57,12 +57,27 @@ def done() -> bytes:
 class Answer:
     """The fixed fields of one response (id, created, model) and builders of its parts."""
 
-    __slots__ = ("created", "id", "model")
+    __slots__ = ("_text_frame", "created", "id", "model")
 
     def __init__(self, model: str) -> None:
         self.id = "chatcmpl-" + secrets.token_hex(12)
         self.created = int(time.time())
         self.model = model
+        self._text_frame: tuple[bytes, bytes] | None = None
+
+    def text_frame(self, text: str) -> bytes:
+        """The SSE event of one text delta: ``data(self.chunk({"content": text}))``, byte
+        for byte, with only the text encoded per delta (the rest is encoded once)."""
+        parts = self._text_frame
+        if parts is None:
+            # the content is the last string of the chunk: split the frame around it
+            head, _, tail = data(self.chunk({"content": ""})).rpartition(b'""')
+            parts = self._text_frame = (head, tail)
+        try:
+            quoted = json.dumps(text, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate: the whole frame is \u-escaped
+            return data(self.chunk({"content": text}))
+        return parts[0] + quoted + parts[1]
 
     def chunk(
         self,

@@ -118,12 +118,15 @@ class Owners:
             ).fetchone()
             if row is not None:
                 return Owner(row[0], _principal_of(row[1]))
-            store._run(
+            written = _principal_json(principal)
+            inserted = store._run(
                 cursor,
                 "INSERT INTO {p}agentkit_owners (session_id, agent, owner, principal, created_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO NOTHING",
-                (session_id, agent, principal.id, _principal_json(principal), time.time()),
-            )
+                (session_id, agent, principal.id, written, time.time()),
+            ).rowcount
+        if inserted == 1:  # ours: no need to read it back
+            return Owner(agent, _principal_of(written))
         found = self.owner(session_id)  # a racing claim may have won: its row counts
         assert found is not None
         return found
