@@ -38,6 +38,7 @@ from ._drive import consume, consume_async, drive, drive_async
 from ._errors import ConfigurationError
 from ._events import AgentEvent
 from ._handoff import Handoff, Team
+from ._hooks import Hooks, hooks_observer
 from ._loop import RunLoop
 from ._observe import (
     ObserverFactory,
@@ -56,7 +57,7 @@ from ._runtime import Runtime
 from ._session import Decision, ResumeError, Summarizer, decisions_by, settle_open_round
 from ._session_run import session_events, session_events_async
 from ._sources import ToolSource
-from ._steps import Approver, Hooks
+from ._steps import Approver
 from ._store import Store, open_calls
 from ._tool import Tool
 
@@ -114,7 +115,8 @@ class Agent(Generic[OutputT]):
             agent's thread pool for sync tools and the bound on async tool tasks per round.
             Threads left in calls that timed out do not count; at most as many again
             are kept for them, then ``ToolThreadsExhaustedError``.
-        hooks: :class:`Hooks` around model and tool calls.
+        hooks: :class:`Hooks` around model and tool calls: the short form of an observer
+            with four methods, called before the agent's ``observers``.
         approve: the :data:`Approver` asked before each call of a ``requires_approval``
             tool. Without one, such a call pauses the run (``RunResult.status ==
             "paused"``) and :meth:`resume` goes on with a person's decisions.
@@ -238,11 +240,11 @@ class Agent(Generic[OutputT]):
         ):
             raise ConfigurationError("handoffs is a list of agents or Handoff records")
         self.handoffs: list[Agent[Any] | Handoff] = list(handoffs)
-        found_observers = list(observers)
+        hooked = hooks_observer(hooks)  # Hooks are the first observer of each run
+        found_observers = [*([hooked] if hooked is not None else []), *observers]
         if instrument:
             found_observers.append(instrumentation())
         self._observers = tuple(found_observers)
-        self._hooks = hooks or Hooks()
         # Agents used as tools: checked at each run's start for cycles (_delegate.py)
         self._delegates = any(isinstance(t, AgentTool) for t in config.tools)
         self._approve = approve
@@ -585,7 +587,6 @@ class Agent(Generic[OutputT]):
             self._runtime,
             loop,
             stream=stream,
-            hooks=self._hooks,
             approve=self._approve,
             first=first,
         )
@@ -603,7 +604,6 @@ class Agent(Generic[OutputT]):
             self._runtime,
             loop,
             stream=stream,
-            hooks=self._hooks,
             approve=self._approve,
             first=first,
         )

@@ -19,6 +19,7 @@ from ._client import AsyncChatClient, ChatClient
 from ._context import Principal, RunContext
 from ._deprecation import warn_deprecated
 from ._errors import ConfigurationError
+from ._hooks import Hooks
 from ._loop import RunLoop
 from ._loop_settings import LoopSettings, OutputMode
 from ._loop_text import clean_data, clean_text
@@ -27,7 +28,7 @@ from ._providers import Provider, resolve_api_key, resolve_provider
 from ._records import ModelSettings, RunLimits, loop_limits, split_options
 from ._session import Summarizer
 from ._sources import ToolSource
-from ._steps import Approver, Hooks
+from ._steps import Approver
 from ._store import Store
 from ._tool import Tool, tool
 

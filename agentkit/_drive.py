@@ -43,7 +43,6 @@ from ._steps import (
     CallModel,
     Effect,
     Emit,
-    Hooks,
     RunPlan,
     StartCalls,
     run_steps,
@@ -54,11 +53,9 @@ from ._wire import ChatCompletion
 __all__ = ["consume", "consume_async", "drive", "drive_async"]
 
 
-def _plan(
-    runtime: Runtime, loop: RunLoop, stream: bool, hooks: Hooks, approve: Approver | None
-) -> RunPlan:
+def _plan(runtime: Runtime, loop: RunLoop, stream: bool, approve: Approver | None) -> RunPlan:
     # Made when the run starts, after its observer was made (see _observe.scoped).
-    return RunPlan(stream, hooks, approve, loop.observer, runtime.forget_stream)
+    return RunPlan(stream, approve, loop.observer, runtime.forget_stream)
 
 
 def drive(
@@ -66,12 +63,11 @@ def drive(
     loop: RunLoop,
     *,
     stream: bool,
-    hooks: Hooks,
     approve: Approver | None,
     first: list[PlannedCall] | None = None,
 ) -> Generator[AgentEvent, None, None]:
     """Perform the run's effects on this thread; ``first`` is a resumed round."""
-    plan = _plan(runtime, loop, stream, hooks, approve)
+    plan = _plan(runtime, loop, stream, approve)
     steps = run_steps(loop, plan, first)
     timeout, deadline = _deadline(loop)
     batch: SyncBatch | None = None
@@ -123,12 +119,11 @@ async def drive_async(
     loop: RunLoop,
     *,
     stream: bool,
-    hooks: Hooks,
     approve: Approver | None,
     first: list[PlannedCall] | None = None,
 ) -> AsyncGenerator[AgentEvent, None]:
     """Perform the run's effects on this event loop; ``first`` is a resumed round."""
-    plan = _plan(runtime, loop, stream, hooks, approve)
+    plan = _plan(runtime, loop, stream, approve)
     steps = run_steps(loop, plan, first)
     timeout, deadline = _deadline(loop)
     batch: AsyncBatch | None = None

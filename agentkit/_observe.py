@@ -78,10 +78,13 @@ class RunInfo:
 class RunObserver:
     """Receives one run's events; every method does nothing unless overridden."""
 
-    def model_call_started(self, turn: int, request: Mapping[str, Any]) -> None:
-        """A model call is about to be sent (``request``: its keyword arguments)."""
+    def model_call_started(self, turn: int, request: Mapping[str, Any]) -> object:
+        """A model call is about to be sent (``request``: its keyword arguments). Here and in
+        the three methods that :class:`~agentkit.Hooks` stands for (``model_call_finished``,
+        ``tool_call_started``, ``tool_call_finished``), a returned awaitable is awaited
+        before the run goes on (the sync drivers run it on a fresh event loop)."""
 
-    def model_call_finished(self, turn: int, completion: ChatCompletion) -> None:
+    def model_call_finished(self, turn: int, completion: ChatCompletion) -> object:
         """The model call answered (streamed calls: once the stream is whole)."""
 
     def stream_fallback(self, turn: int, error: BaseException) -> None:
@@ -91,10 +94,11 @@ class RunObserver:
         """A request failed with ``error`` and is sent again in ``delay`` seconds
         (``attempt`` counts from 1 up to ``max_retries``)."""
 
-    def tool_call_started(self, call: PlannedCall) -> None:
-        """A tool call is about to run (after its approval, if it needed one)."""
+    def tool_call_started(self, call: PlannedCall) -> object:
+        """A tool call is about to run (after its approval, if it needed one; before a
+        side-effect call is written ahead in a session)."""
 
-    def tool_call_finished(self, call: PlannedCall, result: ToolResult) -> None:
+    def tool_call_finished(self, call: PlannedCall, result: ToolResult) -> object:
         """A tool call ended; also called, without a start, for calls that never ran
         (unknown tool, invalid arguments, a limit, a refused approval)."""
 
@@ -186,13 +190,27 @@ class _Fanout(RunObserver):
     def __init__(self, observers: list[RunObserver]) -> None:
         self._observers = observers
 
-    def model_call_started(self, turn: int, request: Mapping[str, Any]) -> None:
-        for observer in self._observers:
-            observer.model_call_started(turn, request)
+    def _in_turn(self, method: str, *args: Any) -> object:
+        # Each observer in order, an awaitable one awaited before the next is called (a
+        # hook's order holds in run_async too); no coroutine at all when none is async.
+        for index, observer in enumerate(self._observers):
+            result = getattr(observer, method)(*args)
+            if inspect.isawaitable(result):
+                return self._rest(result, index + 1, method, args)
+        return None
 
-    def model_call_finished(self, turn: int, completion: ChatCompletion) -> None:
-        for observer in self._observers:
-            observer.model_call_finished(turn, completion)
+    async def _rest(self, pending: Any, start: int, method: str, args: tuple[Any, ...]) -> None:
+        await pending
+        for observer in self._observers[start:]:
+            result = getattr(observer, method)(*args)
+            if inspect.isawaitable(result):
+                await result
+
+    def model_call_started(self, turn: int, request: Mapping[str, Any]) -> object:
+        return self._in_turn("model_call_started", turn, request)
+
+    def model_call_finished(self, turn: int, completion: ChatCompletion) -> object:
+        return self._in_turn("model_call_finished", turn, completion)
 
     def stream_fallback(self, turn: int, error: BaseException) -> None:
         for observer in self._observers:
@@ -202,13 +220,11 @@ class _Fanout(RunObserver):
         for observer in self._observers:
             observer.retrying(error, delay, attempt, max_retries)
 
-    def tool_call_started(self, call: PlannedCall) -> None:
-        for observer in self._observers:
-            observer.tool_call_started(call)
+    def tool_call_started(self, call: PlannedCall) -> object:
+        return self._in_turn("tool_call_started", call)
 
-    def tool_call_finished(self, call: PlannedCall, result: ToolResult) -> None:
-        for observer in self._observers:
-            observer.tool_call_finished(call, result)
+    def tool_call_finished(self, call: PlannedCall, result: ToolResult) -> object:
+        return self._in_turn("tool_call_finished", call, result)
 
     def approval(self, call: PlannedCall, granted: bool) -> None:
         for observer in self._observers:

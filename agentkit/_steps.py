@@ -1,8 +1,8 @@
 """The run, written once: one generator takes every decision and yields *effects*.
 
 :func:`run_steps` drives the no-I/O core (:class:`~agentkit._loop.RunLoop`) through a
-whole run: the order hooks and observers are called in, approval and pausing, the stream
-fallback and what the agent remembers of it, which events the caller sees. It never does
+whole run: the order observers (``Hooks`` among them) are called in, approval and pausing,
+the stream fallback and what the agent remembers of it, which events the caller sees. It never does
 I/O itself. It yields an effect, and the driver (sync or async, in ``_agent.py``) performs
 it and sends back the answer::
 
@@ -37,7 +37,7 @@ from ._errors import (
     ToolCallLimitExceededError,
     ToolFailureLimitExceededError,
 )
-from ._events import AgentEvent, RunFinished, ToolCallStarted, ToolResult
+from ._events import AgentEvent, RunFinished, ToolCallStarted
 from ._loop import RunLoop, completion_deltas
 from ._observe import RunObserver
 from ._result import RunResult
@@ -50,7 +50,6 @@ __all__ = [
     "Callback",
     "Effect",
     "Emit",
-    "Hooks",
     "RunPlan",
     "StartCalls",
     "run_steps",
@@ -59,31 +58,6 @@ __all__ = [
 Approver: TypeAlias = Callable[[PlannedCall], "bool | Awaitable[bool]"]
 """Decides whether a ``requires_approval`` tool call may run; only ``True`` approves.
 It sees the call's ``name``, validated ``kwargs`` and raw ``arguments``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Hooks:
-    """Callbacks around each model call and each tool call; all optional.
-
-    They run on the caller's thread (``run``/``stream``) or event loop (``run_async``/
-    ``stream_async``), never concurrently with each other. In the async drivers a hook may
-    return an awaitable, which is awaited. An exception from a hook ends the run (with
-    ``.messages``). Tool hooks see only the calls that actually run; every call, run or not,
-    appears as a :class:`~agentkit.ToolResult` event.
-
-    Attributes:
-        before_model_call: ``(turn, request)``; ``request`` is the keyword arguments about to
-            be sent (read it; do not change it).
-        after_model_call: ``(turn, completion)`` with the whole ``ChatCompletion``.
-        before_tool_call: ``(call)``, a :class:`~agentkit.PlannedCall` about to run.
-        after_tool_call: ``(call, result)``; ``result`` is the ``ToolResult`` event (the
-            text the model gets, the error if any, the duration).
-    """
-
-    before_model_call: Callable[[int, dict[str, Any]], object] | None = None
-    after_model_call: Callable[[int, ChatCompletion], object] | None = None
-    before_tool_call: Callable[[PlannedCall], object] | None = None
-    after_tool_call: Callable[[PlannedCall, ToolResult], object] | None = None
 
 
 # --- the effects ------------------------------------------------------------------------
@@ -152,7 +126,6 @@ class RunPlan:
     """
 
     stream: bool = False
-    hooks: Hooks = field(default_factory=Hooks)
     approve: Approver | None = None
     observer: RunObserver | None = None
     remember_refusal: Callable[[], None] | None = None
@@ -219,17 +192,12 @@ def run_steps(
 
 def _model_round(loop: RunLoop, plan: RunPlan) -> Generator[Effect, Any, RunResult[Any] | None]:
     """One model call and what follows from it: a result, or a tool round (``None``)."""
-    hooks = plan.hooks
     observer = plan.observer
     request = loop.next_request()
     turn = loop.turns
-    if hooks.before_model_call is not None:
-        yield Callback(hooks.before_model_call, (turn, request))
     if observer is not None:
         yield Callback(observer.model_call_started, (turn, request))
     completion: ChatCompletion = yield from _call_model(loop, plan, request)
-    if hooks.after_model_call is not None:
-        yield Callback(hooks.after_model_call, (turn, completion))
     if observer is not None:
         yield Callback(observer.model_call_finished, (turn, completion))
     step = loop.on_response(completion)
@@ -278,7 +246,6 @@ def _tool_round(
 ) -> Generator[Effect, Any, RunResult[Any] | None]:
     """Settle, approve and run one round's calls; a paused result when calls wait for a
     person, else ``None`` (the round is closed and the run goes on)."""
-    hooks = plan.hooks
     observer = plan.observer
     journal = loop.journal
     runnable: list[PlannedCall] = []
@@ -303,14 +270,12 @@ def _tool_round(
                 continue
         runnable.append(call)
     for call in runnable:
-        if hooks.before_tool_call is not None:
-            yield Callback(hooks.before_tool_call, (call,))
+        if observer is not None:  # hooks included: they may still stop the run here
+            yield Callback(observer.tool_call_started, (call,))
         if journal is not None:  # committed before the call can start
             yield Callback(journal.before_call, (call,), blocking=True)
-        if observer is not None:
-            yield Callback(observer.tool_call_started, (call,))
-            if call.side_effects:
-                yield Callback(observer.before_side_effect, (call,))
+        if observer is not None and call.side_effects:
+            yield Callback(observer.before_side_effect, (call,))
         if plan.stream:
             yield Emit(ToolCallStarted(call.call_id, call.name, call.arguments))
     nested: dict[str, RunResult[Any]] = {}  # agent-tool calls whose sub-run paused
@@ -353,8 +318,6 @@ def _finished(
     if ran and journal is not None:
         ended = outcome.status != "timeout"  # a call past its timeout may still run on
         yield Callback(journal.after_call, (call, result.output, ended), blocking=True)
-    if ran and plan.hooks.after_tool_call is not None:
-        yield Callback(plan.hooks.after_tool_call, (call, result))
     if observer is not None:
         if ran and call.side_effects:
             yield Callback(observer.after_side_effect, (call, result))

@@ -2,16 +2,20 @@
 
 The shared test server (``AGENTKIT_TEST_POSTGRES``) is never stopped: a test that needs a
 server to go away starts its own with ``initdb``/``pg_ctl`` (as the user ``agentkit-pg``
-when run as root, as .ci/postgres.sh does) on a port bound once and handed over. Use the
-``private_postgres`` fixture (import it into a conftest or test module), or
-``PrivatePostgres`` directly.
+when run as root, as .ci/postgres.sh does). Use the ``private_postgres`` fixture (import it
+into a conftest or test module), or ``PrivatePostgres`` directly.
+
+The server listens on a Unix socket in its own temporary folder and on no TCP port.
+PostgreSQL can neither be handed a bound socket nor pick a free port and report it, so a
+TCP port would have to be found by binding and releasing one, which another process may
+take before the server binds it (and again at each restart). A folder of its own is
+nobody else's to take: the socket's name cannot clash, across restarts too.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,9 +25,11 @@ import pytest
 
 __all__ = ["PrivatePostgres", "private_postgres"]
 
+_PORT = 5432  # only names the socket file (.s.PGSQL.5432) in the cluster's own folder
+
 
 class PrivatePostgres:
-    """One throwaway PostgreSQL cluster on 127.0.0.1, its data in a temporary folder."""
+    """One throwaway PostgreSQL cluster, its data and its Unix socket in a temporary folder."""
 
     def __init__(self) -> None:
         for program in ("initdb", "pg_ctl"):
@@ -49,10 +55,8 @@ class PrivatePostgres:
             shutil.chown(self.folder, "agentkit-pg")
         self.data = self.folder / "db"
         self._run("initdb", "-D", str(self.data), "-U", "agentkit", "--auth=trust", "-E", "UTF8")
-        with socket.socket() as probe:  # the port, found once and handed to the server
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.dsn = f"postgresql://agentkit@127.0.0.1:{self.port}/postgres"
+        self.socket_folder = self.data  # the server's own: no other cluster's socket is here
+        self.dsn = f"postgresql://agentkit@/postgres?host={self.socket_folder}&port={_PORT}"
         self.start()
 
     def _run(self, *command: str) -> None:
@@ -64,7 +68,8 @@ class PrivatePostgres:
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.data} -F"
+        # -h '': no TCP listener at all; -k: the socket's folder; -F: no fsync (thrown away)
+        options = f"-h '' -p {_PORT} -k {self.socket_folder} -F"
         log = str(self.data / "server.log")
         self._run(
             "pg_ctl", "-D", str(self.data), "-w", "-t", "60", "-l", log, "-o", options, "start"

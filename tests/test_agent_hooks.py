@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
-from agentkit import Agent, ChatClient, RunLimits, ToolFailureLimitExceededError, tool
+from agentkit import (
+    Agent,
+    ChatClient,
+    ConfigurationError,
+    RunLimits,
+    RunObserver,
+    ToolFailureLimitExceededError,
+    tool,
+)
 from agentkit._agent import Hooks
 from agentkit._calls import PlannedCall
 from agentkit._events import ToolResult
@@ -287,3 +295,85 @@ def test_an_async_approver_in_the_sync_driver(server: ScriptedServer, client: Ch
     with Agent("m", [refund], client=client, approve=approve) as agent:
         agent.run("Refund order 3")
     assert refunds == [3]
+
+
+# --- Hooks are sugar over RunObserver ------------------------------------------------------
+
+
+class Watcher(RunObserver):
+    """An observer writing into the same log as the hooks, so their order shows."""
+
+    def __init__(self, log: list[tuple[Any, ...]]) -> None:
+        self.log = log
+
+    def model_call_started(self, turn: int, request: Mapping[str, Any]) -> None:
+        self.log.append(("observer model_call_started", turn))
+
+    def tool_call_started(self, call: PlannedCall) -> None:
+        self.log.append(("observer tool_call_started", call.name))
+
+    def tool_call_finished(self, call: PlannedCall, result: ToolResult) -> None:
+        self.log.append(("observer tool_call_finished", call.name))
+
+
+@pytest.mark.parametrize("driver", ["run", "run_async"])
+def test_hooks_are_the_first_observer_and_an_async_hook_finishes_before_the_next(
+    server: ScriptedServer, driver: str
+) -> None:
+    log: list[tuple[Any, ...]] = []
+
+    async def before_model(turn: int, request: dict[str, Any]) -> None:
+        await asyncio.sleep(0)  # the observer after it must wait for this
+        log.append(("hook before_model", turn))
+
+    def before_tool(call: PlannedCall) -> None:
+        log.append(("hook before_tool", call.name))
+
+    def after_tool(call: PlannedCall, result: ToolResult) -> None:
+        log.append(("hook after_tool", call.name))
+
+    hooks = Hooks(
+        before_model_call=before_model, before_tool_call=before_tool, after_tool_call=after_tool
+    )
+    server.queue(
+        # one call that runs, one the model invented (it never runs: no tool hook for it)
+        Reply.tool_calls(("get_order", {"order_id": 7}), ("invented", {})),
+        Reply.text("Shipped."),
+    )
+    agent = Agent(
+        "m",
+        [get_order],
+        base_url=server.base_url,
+        api_key=KEY,
+        hooks=hooks,
+        observers=[lambda info: Watcher(log)],
+    )
+    if driver == "run":
+        with agent:
+            agent.run("Where is order 7?")
+    else:
+
+        async def main() -> None:
+            async with agent:
+                await agent.run_async("Where is order 7?")
+
+        asyncio.run(main())
+    assert log == [
+        ("hook before_model", 1),
+        ("observer model_call_started", 1),
+        ("observer tool_call_finished", "invented"),  # a call that never ran: observers only
+        ("hook before_tool", "get_order"),
+        ("observer tool_call_started", "get_order"),
+        ("hook after_tool", "get_order"),
+        ("observer tool_call_finished", "get_order"),
+        ("hook before_model", 2),
+        ("observer model_call_started", 2),
+    ]
+
+
+def test_empty_hooks_observe_nothing_and_anything_else_is_refused(server: ScriptedServer) -> None:
+    agent = Agent("m", [get_order], base_url=server.base_url, api_key=KEY, hooks=Hooks())
+    assert agent._observers == ()  # no observer, no wrapper: the run pays nothing for them
+    with pytest.raises(ConfigurationError, match="Hooks"):
+        not_hooks: Any = {"before_model_call": print}
+        Agent("m", base_url=server.base_url, api_key=KEY, hooks=not_hooks)
