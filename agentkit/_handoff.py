@@ -196,9 +196,11 @@ class Team:
             name: (handoff.target.name or "", handoff.describe())
             for name, handoff in self.edges[agent.name or ""].items()
         }
-        key = (id(base), id(self.limits), tuple(handoffs.items()))
+        # the base settings by identity (a tool source's new list is a new object), the
+        # limits and the transfer tools by value
+        key = (base, self.limits, tuple(handoffs.items()))
         cached = config.team_settings
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0][0] is base and cached[0][1:] == key[1:]:
             return cached[1]
         options = dict(config._options)
         if self.limits is not None:

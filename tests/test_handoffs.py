@@ -680,3 +680,71 @@ def test_the_cli_shows_the_handoff_and_the_targets_answer(
     lines = err.getvalue().splitlines()
     assert lines[0].startswith("  x transfer_to_nobody not run: Unknown tool")
     assert lines[1:] == ["  => billing takes over from triage"]
+
+
+@pytest.mark.parametrize("driver", ["run", "run_async"])
+def test_a_pause_in_the_target_resumes_from_the_result_with_the_target(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    triage, _, _ = desk(server)
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add(
+        "billing",
+        Reply.tool_calls(("issue_refund", {"amount": 40}, "r1")),
+        Reply.text("Refunded."),
+    )
+    refunds.clear()
+    paused, _ = drive(triage, driver, "Refund me 40.")
+    assert paused.status == "paused" and paused.agent == "billing"
+    assert [call.name for call in paused.pending] == ["issue_refund"]
+    if driver == "run":
+        result = triage.resume(paused, {"r1": True})
+    else:
+        result = asyncio.run(triage.resume_async(paused, {"r1": True}))
+    assert result.output == "Refunded." and result.agent == "billing"
+    assert refunds == ["40"]
+    assert len(scripts.seen["triage"]) == 1
+    assert scripts.seen["billing"][-1]["messages"][0]["content"] == BILLING_SYSTEM
+    assert result.usage.total_tokens > 0
+
+
+def test_a_runs_own_limits_apply_to_every_agent_and_do_not_stick(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    triage, billing, _ = desk(server)
+    billing.handoffs.append(triage)
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add("billing", Reply.tool_calls(("transfer_to_triage", {})))
+    with pytest.raises(HandoffLimitError, match="limit of 1 handoffs"):
+        triage.run("Help.", limits=RunLimits(max_handoffs=1))
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add("billing", Reply.tool_calls(("transfer_to_triage", {})))
+    scripts.add("triage", Reply.text("Back with triage."))
+    assert triage.run("Help.").agent == "triage"  # the agent's limits again: 5
+    # a run's limits reach the target's settings too
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add("billing", Reply.tool_calls(("lookup_invoice", {"month": "May"})))
+    with pytest.raises(MaxTurnsExceededError):
+        triage.run("Help.", limits=RunLimits(max_turns=2))
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_an_agent_with_handoffs_used_as_a_tool_answers_through_its_target(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    triage, _, _ = desk(server)
+    planner = make(server, "planner", [triage.as_tool(description="Ask the support desk.")])
+    scripts.add(
+        "planner",
+        Reply.tool_calls(("triage", {"request": "Is line 7 up?"})),
+        Reply.text("The desk says line 7 is up."),
+    )
+    scripts.add("triage", Reply.tool_calls(("transfer_to_tech", {})))
+    scripts.add(
+        "tech", Reply.tool_calls(("check_line", {"number": "7"})), Reply.text("Line 7 is up.")
+    )
+    result, _ = drive(planner, driver, "Check line 7 for me.")
+    assert result.agent == "planner" and result.output == "The desk says line 7 is up."
+    answer = next(m for m in result.messages if m["role"] == "tool")
+    assert answer["content"] == "Line 7 is up."
+    assert "name" not in result.messages[-1]  # the planner has no handoffs
