@@ -20,6 +20,7 @@ from ._run import RunSpec
 
 if TYPE_CHECKING:
     from .._context import Principal
+    from .._result import PendingCall
     from ..sessions._owners import Owners
 
 __all__ = ["Access"]
@@ -148,11 +149,12 @@ class Access:
         principal: Principal,
         decisions: Mapping[str, bool | str],
         digests: Mapping[str, str] | None = None,
-    ) -> Principal:
+    ) -> tuple[Principal, dict[str, PendingCall]]:
         """Check that ``principal`` may decide the conversation's waiting calls and record
-        who decided; the principal the run goes on for (the owner). 404 for a conversation
-        that does not exist or is not theirs to see, 403 for an owner when reviewers
-        decide; nothing is written before every check passed."""
+        who decided; the principal the run goes on for (the owner), and the waiting calls
+        by key (those asked inside agents used as tools too). 404 for a conversation that
+        does not exist or is not theirs to see, 403 for an owner when reviewers decide;
+        nothing is written before every check passed."""
         owner = await self._owner(conversation, agent)
         if owner is None and not (self.source.shared or self.is_reviewer(principal)):
             raise _not_found()
@@ -171,11 +173,8 @@ class Access:
             raise _not_found()
         store = self._owners[agent]._tables.store
         record = await asyncio.to_thread(store.load, conversation)  # SessionNotFoundError: 404
-        waiting = {
-            call.get("id"): call.get("digest")
-            for call in ((record.pending or {}).get("calls") or [])
-            if isinstance(call, dict)
-        }
+        calls = {call.key: call for call in record.pending_calls}
+        waiting = {key: call.digest for key, call in calls.items()}
         if digests is not None and any(
             call_id in waiting and waiting[call_id] != digest for call_id, digest in digests.items()
         ):
@@ -199,7 +198,7 @@ class Access:
                     "these calls were already decided by someone else; show the conversation again",
                     code="already_decided",
                 )
-        return owner if owner is not None else principal
+        return (owner if owner is not None else principal), calls
 
     async def decisions(self, conversation: str, agent: str) -> list[dict[str, Any]]:
         """The recorded decisions of a conversation (who decided which call, when)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import warnings
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
@@ -18,7 +19,7 @@ from ._errors import ServeError, error_body, from_exception, redact
 from ._guard import Guard
 from ._identity import AuthSource, SharedKeys
 from ._request import ChatRequest, RequestLimits, check_conversation, parse_chat_request, parse_json
-from ._run import Ended, RunSpec, execute, execute_stored, keep_seen, stream
+from ._run import Ended, RunSpec, call_view, execute, execute_stored, keep_seen, stream
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -219,10 +220,13 @@ def create_app(
             decisions = _decisions(body.get("decisions"))
             digests = _digests(decisions, body.get("digests"))
             streamed = body.get("stream", False) is True
-            owner = await access.decide(conversation, name, principal, decisions, digests)
+            owner, waiting = await access.decide(conversation, name, principal, decisions, digests)
+            # Each decision names its call by the digest the person saw: the resume runs
+            # nothing if the waiting call's arguments differ (also a call asked inside an
+            # agent used as a tool, found by its key).
             bound = {
-                PendingCall(call_id, "", "", digest=digests[call_id]): decision
-                for call_id, decision in decisions.items()
+                _bound(key, waiting.get(key), digests[key]): decision
+                for key, decision in decisions.items()
             }
             asked = RunSpec(agent, [], conversation, bound, decided_by=principal.id)
             spec = await access.with_identity(asked, owner)
@@ -376,6 +380,14 @@ def _decisions(value: Any) -> dict[str, bool | str]:
                 param="decisions",
             )
     return dict(value)
+
+
+def _bound(key: str, waiting: PendingCall | None, digest: str) -> PendingCall:
+    """The decision's key for ``resume``: the waiting call (where it sits) with the digest the
+    client sent; a key that names no waiting call stays as sent (resume refuses it)."""
+    if waiting is None:
+        return PendingCall(key, "", "", digest=digest)
+    return dataclasses.replace(waiting, digest=digest)
 
 
 def _digests(decisions: Mapping[str, bool | str], value: Any) -> dict[str, str]:
@@ -535,16 +547,6 @@ async def _conversation_view(store: Store, session: str) -> dict[str, Any]:
         loaded = None
     if loaded is None or not loaded.messages:
         raise ServeError(404, "no such conversation", code="conversation_not_found")
-    state = loaded.pending or {}
-    pending = [
-        {
-            "id": call.get("id"),
-            "name": call.get("name"),
-            "arguments": call.get("arguments"),
-            "arguments_digest": call.get("digest"),
-        }
-        for call in state.get("calls") or ()
-        if isinstance(call, dict)
-    ]
+    pending = [call_view(call) for call in loaded.pending_calls]  # at every level
     visible = [m for m in loaded.messages if m.get("role") != "system"]
     return {"messages": visible, "status": "paused" if pending else "done", "pending": pending}

@@ -23,6 +23,7 @@ __all__ = [
     "Ended",
     "RunSpec",
     "activity_of",
+    "call_view",
     "ending_of",
     "execute",
     "execute_stored",
@@ -61,13 +62,17 @@ class Ended:
     agent: str | None = None
 
 
-def _call_view(call: PendingCall) -> dict[str, Any]:
-    # The digest goes out with the call and must come back with its decision.
+def call_view(call: PendingCall) -> dict[str, Any]:
+    """A waiting call as a client is shown it. ``id`` is what a decision names it by: its
+    key (``"call_1/call_7"`` for a call asked inside an agent used as a tool, where model
+    servers may reuse ids across levels), ``path`` the agents that asked it, top down. The
+    digest goes out with the call and must come back with its decision."""
     return {
-        "id": call.call_id,
+        "id": call.key,
         "name": call.name,
         "arguments": call.arguments,
         "arguments_digest": call.digest,
+        "path": list(call.path),
     }
 
 
@@ -91,7 +96,7 @@ def ending_of(result: RunResult[Any]) -> Ended:
     dump = getattr(output, "model_dump_json", None)
     content = dump() if callable(dump) else ("" if output is None else str(output))
     status = str(getattr(result, "status", "done"))
-    pending = [_call_view(call) for call in getattr(result, "pending", None) or ()]
+    pending = [call_view(call) for call in result.pending]
     if status == "paused" and pending:
         content = (content + "\n\n" if content else "") + pending_line(pending)
     usage = {

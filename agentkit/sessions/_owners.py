@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._context import Principal
+from .._store import paused_calls
 from ._tables import SideTables
 
 __all__ = ["Decision", "Owner", "Owners", "Waiting"]
@@ -83,13 +84,12 @@ def _principal_of(text: str) -> Principal:
 
 
 def _waiting_ids(pending: Any) -> set[str]:
+    """The keys of the calls a stored pause waits on, at every level (``PendingCall.key``)."""
     try:
         state = json.loads(pending) if pending else {}
     except ValueError:
         return set()
-    calls = state.get("calls") if isinstance(state, dict) else None
-    ids = (call.get("id") for call in calls or () if isinstance(call, dict))
-    return {call_id for call_id in ids if isinstance(call_id, str)}
+    return {call.key for call in paused_calls(state if isinstance(state, dict) else None)}
 
 
 class Owners:
@@ -208,13 +208,13 @@ class Owners:
                 continue  # a damaged row is the store's to report when the session loads
             calls = [
                 {
-                    "id": call.get("id"),
-                    "name": call.get("name"),
-                    "arguments": call.get("arguments"),
-                    "arguments_digest": call.get("digest"),
+                    "id": call.key,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                    "arguments_digest": call.digest,
+                    "path": list(call.path),
                 }
-                for call in (state.get("calls") or [] if isinstance(state, dict) else [])
-                if isinstance(call, dict)
+                for call in paused_calls(state if isinstance(state, dict) else None)
             ]
             out.append(Waiting(session_id, owner, since, calls))
         return out

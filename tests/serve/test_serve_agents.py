@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentkit import Agent
+from agentkit import Agent, tool
 from agentkit.serve import create_app
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
@@ -135,3 +135,86 @@ def test_a_bot_without_handoffs_names_its_own_agent(
             timeout=60,
         )
     assert response.json()["agentkit"]["agent"] == "solo"
+
+
+# --- approvals of calls asked inside a sub-agent ------------------------------------------------
+
+
+@pytest.fixture
+def planner(model: ScriptedServer, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """``planner`` uses ``flights`` as a tool, whose ``book`` needs approval; served with a
+    reviewer role on a SQLite store. Yields the URL and the bookings made."""
+    booked: list[str] = []
+
+    @tool(requires_approval=True)
+    def book(flight: str) -> str:
+        """Book a flight."""
+        booked.append(flight)
+        return f"booked {flight}"
+
+    flights = agent(model, "flights", [book])
+    top = agent(
+        model,
+        "planner",
+        [flights.as_tool()],
+        store=sessions.SQLiteStore(str(tmp_path / "planner.db")),
+    )
+    app = create_app({"triage": top}, api_keys=[KEY])
+    with uvicorn_serving(app) as url:
+        yield url, booked
+
+
+def decide(url: str, conversation: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/sessions/{conversation}/approvals",
+        json=body,
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_call_asked_inside_a_sub_agent_is_approved_over_http(
+    planner: tuple[str, list[str]], scripts: Scripts, stream: bool
+) -> None:
+    url, booked = planner
+    # the model server reuses call ids across levels: only the path tells the calls apart
+    scripts.add("planner", Reply.tool_calls(("flights", {"request": "Oslo"}, "call_1")))
+    scripts.add("flights", Reply.tool_calls(("book", {"flight": "SK 4411"}, "call_1")))
+    text, extension, _ = ask(url, "Book me to Oslo.", "n1", stream=stream)
+    assert extension["status"] == "paused" and booked == []
+    (pending,) = extension["pending"]
+    assert pending["name"] == "book" and pending["path"] == ["planner", "flights"]
+    assert pending["id"] == "call_1/call_1"  # the key a decision names it by
+    assert 'Waiting for approval: book({"flight": "SK 4411"})' in text
+    shown = httpx.get(url + "/v1/sessions/n1", headers={"Authorization": f"Bearer {KEY}"})
+    assert shown.json()["pending"] == [pending]
+
+    # a decision made on other arguments is refused before anything runs
+    stale = decide(
+        url, "n1", {"decisions": {pending["id"]: True}, "digests": {pending["id"]: "0" * 64}}
+    )
+    assert stale.status_code == 409 and stale.json()["error"]["code"] == "approval_mismatch"
+    assert booked == []
+
+    scripts.add("flights", Reply.text("Booked SK 4411."))
+    scripts.add("planner", Reply.text("You fly SK 4411."))
+    done = decide(
+        url,
+        "n1",
+        {
+            "decisions": {pending["id"]: True},
+            "digests": {pending["id"]: pending["arguments_digest"]},
+            "stream": stream,
+        },
+    )
+    assert done.status_code == 200, done.text
+    text, extension, _ = answer_of(done, stream)
+    assert text == "You fly SK 4411." and extension["status"] == "done"
+    assert booked == ["SK 4411"]
+    # the decision is recorded against the call's key
+    shown = httpx.get(url + "/v1/sessions/n1", headers={"Authorization": f"Bearer {KEY}"})
+    assert [d["call_id"] for d in shown.json()["decisions"]] == ["call_1/call_1"]
+    digests = {pending["id"]: pending["arguments_digest"]}
+    again = decide(url, "n1", {"decisions": {pending["id"]: True}, "digests": digests})
+    assert again.status_code >= 400 and booked == ["SK 4411"]  # nothing runs twice
