@@ -4,9 +4,13 @@ Three processes on loopback: the scripted model (``python -m agentkit.testing``,
 model: one tool call, then the answer), ``agentkit serve bot.py:desk`` in front of it, and
 this process as the client. Figures:
 
-- **overhead**: one two-round conversation through the served endpoint (whole and
-  streamed) against the same conversation with ``await agent.run_async(...)`` in this
-  process, interleaved; median and minimum;
+- **overhead**: one two-round conversation through the served endpoint against the same
+  conversation in this process, like with like: the whole answer against ``await
+  agent.run_async(...)``, the streamed one against ``agent.stream_async(...)`` read to its
+  end, with a SQLite store on both sides or on neither (``--overhead keyless key store
+  key-store``); beside them a bare HTTP hop (uvicorn with agentkit's protocol answering a
+  canned body at once), by httpx and by a raw socket; every case once per sample in a
+  rotated order, ratios paired by sample (median and middle half);
 - **throughput**: 100 concurrent clients, each asking one question after another, for
   ``--requests`` in all: requests per second and p50/p99 latency, for 1 and 2 workers;
 - **memory**: the server's resident memory at rest (after one request), and after 1,000
@@ -262,7 +266,25 @@ async def _overhead(
             response = await client.post(bare + "/v1/chat/completions", json=BODY, headers=named())
             assert response.json()["choices"][0]["message"]["content"] == "Shipped."
 
-        every = (direct, whole, direct_streamed, streamed, hop)
+        host, port = bare.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        raw = json.dumps(BODY).encode()
+        request = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(raw)}\r\n\r\n"
+        ).encode() + raw
+
+        async def raw_hop() -> None:
+            # the same request in one write, its answer read by hand: the server's side of
+            # the hop without httpx's
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+            assert length is not None
+            answer = json.loads(await reader.readexactly(int(length.group(1))))
+            assert answer["choices"][0]["message"]["content"] == "Shipped."
+
+        every = (direct, whole, direct_streamed, streamed, hop, raw_hop)
         cases = dict(zip(CASES, every, strict=True))
         for _ in range(5):  # warm up
             for case in cases.values():
@@ -274,11 +296,19 @@ async def _overhead(
                 started = time.perf_counter()
                 await case()
                 times[name].append(time.perf_counter() - started)
+        writer.close()
     await agent.aclose()
     return times
 
 
-CASES = ("run_async", "served", "stream_async", "served, streamed", "bare HTTP hop")
+CASES = (
+    "run_async",
+    "served",
+    "stream_async",
+    "served, streamed",
+    "bare HTTP hop",
+    "bare HTTP hop, raw socket client",
+)
 RATIOS = (
     ("served / run_async", "served", "run_async"),
     ("served, streamed / stream_async", "served, streamed", "stream_async"),
