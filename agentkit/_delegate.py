@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -234,6 +235,11 @@ class _SubRun:
         loop.agents = (*self.caller.agents, id(agent))
         loop.caller = (self.caller.observer, ctx.call_id)
         loop.path = (*self.caller.path, self.name)
+        # Its calls' idempotency keys extend the agent-tool call's (unique on a session too),
+        # and on a session its side-effect calls are written ahead in the session's log.
+        loop.call_key = functools.partial(_call_key, ctx.idempotency_key or ctx.call_id)
+        if self.caller.journal is not None:
+            loop.journal = self.caller.journal.below(loop, ctx.call_id)
         return loop, first
 
     def seen(self, event: Any) -> None:
@@ -254,6 +260,11 @@ class _SubRun:
         if result.status == "paused":  # the call stays open; the caller pauses with it
             return SubRunPaused(result)
         return result.output
+
+
+def _call_key(above: str, message_index: int, call_id: str) -> str:
+    """A sub-run's call's idempotency key: the agent-tool call's, its message, its id."""
+    return f"{above}/{message_index}/{call_id}"
 
 
 def _bounded(agent: Agent[Any], deadline: float | None) -> RunLimits | None:

@@ -13,6 +13,7 @@ The core's side of sessions, over the ``Store`` protocol only (no store is impor
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -84,6 +85,12 @@ IN_DOUBT = (
     "while it was running, after it may have taken effect. Do not assume it succeeded or "
     "failed, and do not call it again on your own: tell the user, who can check."
 )
+IN_DOUBT_BELOW = (
+    "The outcome of this call is unknown: the run stopped (a crash, a cancel or a timeout) "
+    "while the agent it asked was working, after calls with side effects had started. Do "
+    "not assume it succeeded or failed, and do not call it again on your own: tell the "
+    "user, who can check. Its calls with side effects:"
+)
 NOT_RUN = "Not run: the run stopped before this call ran."
 REFUSED = "Not run: a person did not approve this call."
 SUPERSEDED = "Not run: the user sent a new message instead of deciding on this call."
@@ -111,6 +118,12 @@ class SessionJournal:
         # were started and have not ended. A run that stops leaves the running ones open.
         self._keys: dict[int, tuple[PlannedCall, str]] = {}
         self._running: dict[int, PlannedCall] = {}
+        # Side-effect calls of sub-runs (agents used as tools) written ahead in this log and
+        # not ended: their log key -> the id of this run's agent-tool call they run under.
+        # Sub-runs write from their own threads and tasks: the lock keeps the held round
+        # written once, before the first record.
+        self._below: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def key(self, message_index: int, call_id: str) -> str:
         """The idempotency key of a call: session, stored message number, call id."""
@@ -148,6 +161,7 @@ class SessionJournal:
         self._held = False
         self._keys.clear()  # a late result now has no record to update
         self._running.clear()  # the round is whole: none of its calls is open
+        self._below.clear()
         self.store.append(self.claim, new, close_round=True)
 
     def started(self, calls: Sequence[PlannedCall]) -> None:
@@ -185,7 +199,7 @@ class SessionJournal:
         the calls after it."""
         new = self._new(loop)
         self._held = False
-        running = {call.call_id for call in self._running.values()}
+        running = {call.call_id for call in self._running.values()} | set(self._below.values())
         if not running:
             return new, True
         # The round's tool messages stay in call order: those before the first call still
@@ -225,6 +239,28 @@ class SessionJournal:
             self._running.pop(id(call), None)
             self.store.record_result(self.claim, self._log_key(call), content)
 
+    def below(self, loop: RunLoop, call_id: str) -> NestedJournal:
+        """The journal of a sub-run that this run's agent-tool call ``call_id`` runs."""
+        return NestedJournal(self, loop, (call_id,))
+
+    def write_below(self, where: Mapping[str, Any], call: PlannedCall) -> str:
+        """Write a sub-run's side-effect call ahead in this session's log (after the held
+        round, as for this run's own calls); its log key. ``where`` names the call: its
+        ``via``, ``path``, idempotency ``key`` and whether it is ``idempotent``."""
+        with self._lock:
+            held = self._flush(self._loop)
+            if held is not None:
+                self.store.append(self.claim, held)
+            key = f"{self._round}:{json.dumps(where, separators=(',', ':'))}"
+            self._below[key] = where["via"][0]
+        self.store.write_ahead(self.claim, key, call.name, call.arguments, _digest(call))
+        return key
+
+    def record_below(self, key: str, content: str) -> None:
+        """A sub-run's side-effect call written ahead as ``key`` has ended."""
+        if self._below.pop(key, None) is not None:
+            self.store.record_result(self.claim, key, content)
+
     def paused(self, loop: RunLoop, state: Mapping[str, Any]) -> None:
         """Commit the pause: the round so far and what resume needs."""
         self.store.append(self.claim, self._new(loop), pending={**state, "round": self._round})
@@ -239,6 +275,67 @@ class SessionJournal:
 
     def _nothing_new(self, loop: RunLoop) -> bool:
         return len(loop.messages) <= self._prompt_end and self._cursor < self._prompt_end
+
+
+class NestedJournal:
+    """The journal of a sub-run (an agent used as a tool) inside a run on a session.
+
+    Its side-effect calls are written ahead, and their results recorded, in the top
+    session's log under the open round, keyed by where they sit; a crash inside a
+    sub-agent is then reported in doubt at the top, as for the top agent's own calls. The
+    sub-run's transcript is not stored: the session keeps the agent-tool call and its answer
+    (a pause keeps the sub-run in the paused state)."""
+
+    def __init__(self, top: SessionJournal, loop: RunLoop, via: tuple[str, ...]) -> None:
+        self.top = top
+        self._loop = loop
+        self.via = via
+        self._keys: dict[int, str] = {}
+
+    def below(self, loop: RunLoop, call_id: str) -> NestedJournal:
+        """The journal of a sub-run that this sub-run's agent-tool call runs."""
+        return NestedJournal(self.top, loop, (*self.via, call_id))
+
+    def before_call(self, call: PlannedCall) -> None:
+        """Write a side-effect call ahead in the top session's log."""
+        if call.side_effects:
+            loop = self._loop
+            key = call.call_id
+            if loop.call_key is not None:
+                key = loop.call_key(len(loop.messages) - 1, call.call_id)
+            where = {
+                "via": list(self.via),
+                "call": call.call_id,
+                "path": list(loop.path),
+                "key": key,
+                "idempotent": bool(call.tool is not None and call.tool.idempotent),
+            }
+            self._keys[id(call)] = self.top.write_below(where, call)
+
+    def after_call(self, call: PlannedCall, content: str, ended: bool = True) -> None:
+        """Record a side-effect call's outcome as soon as it ends."""
+        if call.side_effects and ended:
+            key = self._keys.pop(id(call), None)
+            if key is not None:
+                self.top.record_below(key, content)
+
+    def late_result(self, outcome: ToolOutcome) -> None:
+        """A side-effect call the sub-run stopped waiting for has ended: record it."""
+        key = self._keys.pop(id(outcome.call), None)
+        if key is not None:
+            self.top.record_below(key, self.top._late_text(outcome))
+
+    def started(self, calls: Sequence[PlannedCall]) -> None:
+        """Nothing to keep: a started call is known by its record (see ``before_call``)."""
+
+    def step(self, loop: RunLoop, *, closed: bool) -> None:
+        """Nothing is stored of a sub-run's transcript."""
+
+    def paused(self, loop: RunLoop, state: Mapping[str, Any]) -> None:
+        """Nothing to store: the top run stores the pause, the sub-run's with it."""
+
+    def failed(self, loop: RunLoop) -> None:
+        """Nothing to store: the agent-tool call's outcome is the top run's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +401,7 @@ def settle_open_round(
     pending = {c["id"]: c for c in (state or {}).get("calls", [])}
     subs: Mapping[str, Any] = (state or {}).get("nested") or {}
     settled: dict[str, str] = dict((state or {}).get("settled", {}))
-    by_key = {record.key.split(":", 1)[1]: record for record in calls}
+    by_key, below_records = _records(calls)
     result = OpenRound(by=getattr(decisions, "by", None), at=getattr(decisions, "at", None))
     chosen: dict[str, Decision] = {}
     below: dict[str, dict[tuple[str, ...], Decision]] = {}
@@ -352,6 +449,17 @@ def settle_open_round(
                 result.plan[call_id] = REFUSED
         elif call_id in settled:
             result.plan[call_id] = settled[call_id]
+        elif call_id in below_records:  # a sub-run cut short by a crash, cancel or timeout
+            entries = below_records[call_id]
+            if decisions is not None and all(where.get("idempotent") for where, _ in entries):
+                result.plan[call_id] = None  # safe to repeat: the sub-run runs again
+            else:
+                result.plan[call_id] = _cut_short(entries)
+                result.in_doubt += [
+                    _below_call(where, record)
+                    for where, record in entries
+                    if record.state != "done"
+                ]
         elif record is not None and record.state == "done":
             result.plan[call_id] = record.result or ""
         elif record is not None:  # written ahead, never finished: in doubt
@@ -371,6 +479,54 @@ def settle_open_round(
 
 def _digest(call: PlannedCall) -> str:
     return argument_digest(call.name, call.arguments)
+
+
+_Below = list[tuple[dict[str, Any], CallRecord]]
+
+
+def _records(calls: Sequence[CallRecord]) -> tuple[dict[str, CallRecord], dict[str, _Below]]:
+    """The open round's log: this run's own calls by call id, and the sub-runs' calls
+    (written by :class:`NestedJournal`) by the id of the agent-tool call they ran under."""
+    own: dict[str, CallRecord] = {}
+    below: dict[str, _Below] = {}
+    for record in calls:
+        rest = record.key.split(":", 1)[1]
+        where: Any = None
+        if rest.startswith("{"):
+            try:
+                where = json.loads(rest)
+            except ValueError:
+                where = None
+        if isinstance(where, dict) and isinstance(where.get("via"), list) and where["via"]:
+            below.setdefault(str(where["via"][0]), []).append((where, record))
+        else:
+            own[rest] = record
+    return own, below
+
+
+def _cut_short(entries: _Below) -> str:
+    """The tool message of an agent-tool call whose sub-run was cut short after it had
+    started side-effect calls: what each of them is known to have done."""
+    lines = [IN_DOUBT_BELOW]
+    for _, record in entries:
+        if record.state == "done":
+            lines.append(f"- {record.name} {record.arguments} finished: {record.result or ''}")
+        else:
+            lines.append(f"- {record.name} {record.arguments}: outcome unknown")
+    return "\n".join(lines)
+
+
+def _below_call(where: Mapping[str, Any], record: CallRecord) -> PendingCall:
+    """A sub-run's call in doubt, as ``RunResult.in_doubt`` lists it."""
+    return PendingCall(
+        str(where.get("call", "")),
+        record.name,
+        record.arguments,
+        {},
+        record.digest,
+        tuple(str(name) for name in where.get("path") or ()),
+        tuple(str(call_id) for call_id in where["via"]),
+    )
 
 
 def _check_decisions(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agentkit import RunFinished, RunResult
-from agentkit._session import ResumeError
+from agentkit._session import IN_DOUBT_BELOW, ResumeError
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 from ._bot import make_planner
@@ -184,3 +184,95 @@ def test_a_new_message_instead_of_a_decision_runs_nothing_below(
     assert sent[-2]["role"] == "tool" and "instead of deciding" in sent[-2]["content"]
     assert sent[-1] == {"role": "user", "content": "Never mind."}
     assert store.load("s").pending_calls == ()
+
+
+# -- a crash inside a sub-agent's side-effect call ------------------------------------------
+
+
+def crash_in_the_desk(
+    spec: StoreSpec,
+    server: ScriptedServer,
+    scripts: Scripts,
+    monkeypatch: pytest.MonkeyPatch,
+    call: tuple[str, dict[str, Any]],
+) -> None:
+    """A planner run in another process whose desk's side-effect call kills the process
+    after its effect, before its result is recorded."""
+    scripts.add("planner-model", Reply.tool_calls(("desk", {"request": "do it"}, "call_0")))
+    scripts.add("desk-model", Reply.tool_calls((*call, "call_0")))
+    monkeypatch.setenv("AGENTKIT_TEST_CRASH", "1")
+    crashed = child(spec, server, "agent.run('Pay order 7', session='s')")
+    monkeypatch.delenv("AGENTKIT_TEST_CRASH")
+    assert crashed.returncode == 17, crashed.stderr
+
+
+def test_a_crash_inside_a_sub_agents_side_effect_call_is_in_doubt_at_the_top(
+    spec: StoreSpec,
+    server: ScriptedServer,
+    scripts: Scripts,
+    planner: Any,
+    store: Any,
+    ledger: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    crash_in_the_desk(spec, server, scripts, monkeypatch, ("pay", {"order_id": 7, "amount": 10}))
+    assert [e["kind"] for e in effects(ledger)] == ["pay"]
+    (record,) = store.load("s").calls
+    assert record.state == "started" and record.name == "pay"
+
+    scripts.add("planner-model", Reply.text("I cannot tell whether order 7 was paid."))
+    result = planner.resume("s", {})
+    (doubt,) = result.in_doubt
+    assert (doubt.name, doubt.path, doubt.via, doubt.call_id) == (
+        "pay",
+        ("planner", "desk"),
+        ("call_0",),
+        "call_0",
+    )
+    assert json.loads(doubt.arguments) == {"order_id": 7, "amount": 10}
+    told = scripts.seen["planner-model"][-1]["messages"][-1]
+    assert told["tool_call_id"] == "call_0" and told["content"].startswith(IN_DOUBT_BELOW)
+    assert 'pay {"order_id": 7, "amount": 10}: outcome unknown' in told["content"]
+    assert [e["kind"] for e in effects(ledger)] == ["pay"]  # not run again
+    assert len(scripts.seen["desk-model"]) == 1  # nor was the desk asked again
+    assert store.load("s").calls == ()
+
+
+def test_a_new_message_after_a_crash_inside_a_sub_agent_reports_it_in_doubt(
+    spec: StoreSpec,
+    server: ScriptedServer,
+    scripts: Scripts,
+    planner: Any,
+    ledger: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    crash_in_the_desk(spec, server, scripts, monkeypatch, ("pay", {"order_id": 7, "amount": 10}))
+    scripts.add("planner-model", Reply.text("I am not sure it was paid."))
+    result = planner.run("Did it work?", session="s")
+    assert [(c.name, c.path) for c in result.in_doubt] == [("pay", ("planner", "desk"))]
+    sent = scripts.seen["planner-model"][-1]["messages"]
+    assert sent[-2]["content"].startswith(IN_DOUBT_BELOW) and sent[-1]["content"] == "Did it work?"
+    assert [e["kind"] for e in effects(ledger)] == ["pay"]
+
+
+def test_an_idempotent_call_cut_by_a_crash_inside_a_sub_agent_is_run_again_with_its_key(
+    spec: StoreSpec,
+    server: ScriptedServer,
+    scripts: Scripts,
+    planner: Any,
+    store: Any,
+    ledger: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    crash_in_the_desk(spec, server, scripts, monkeypatch, ("charge", {"order_id": 9}))
+    scripts.add("desk-model", Reply.tool_calls(("charge", {"order_id": 9}, "call_0")))
+    scripts.add("desk-model", Reply.text("Charged order 9."))
+    scripts.add("planner-model", Reply.text("Order 9 is charged."))
+    result = planner.resume("s", {})
+    assert result.output == "Order 9 is charged." and result.in_doubt == ()
+    first, again = effects(ledger)
+    assert first["kind"] == again["kind"] == "charge"
+    # the same idempotency key both times, naming the session and both levels' calls
+    assert first["key"] == again["key"] and first["key"].startswith("s/")
+    assert first["key"].endswith("/call_0/2/call_0")
+    assert store.load("s").calls == ()
