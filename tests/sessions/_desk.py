@@ -1,8 +1,8 @@
 """A support desk of three agents with handoffs, built the same way in the test and in a
-child process (a fresh agent graph loading the session): triage hands off to billing
-(whose refunds need approval) and to tech; billing may hand back to triage. Each agent is
-its own model name on the scripted server. A refund is written to the ledger file named
-by ``AGENTKIT_TEST_LEDGER``."""
+child process (a fresh agent graph loading the session): triage opens tickets (with
+approval) and hands off to billing (whose refunds need approval) and to tech; billing may
+hand back to triage. Each agent is its own model name on the scripted server. A ticket or
+a refund is written to the ledger file named by ``AGENTKIT_TEST_LEDGER``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ def issue_refund(amount: int) -> str:
     return f"refunded {amount} EUR"
 
 
+@tool(requires_approval=True)
+def open_ticket(summary: str) -> str:
+    """Open a support ticket."""
+    with open(os.environ["AGENTKIT_TEST_LEDGER"], "a") as ledger:
+        ledger.write(f"ticket {summary}\n")
+    return "ticket T-1"
+
+
 @tool
 def check_line(number: str) -> str:
     """Check a customer's line."""
@@ -43,7 +51,7 @@ def make_desk(store: Any, base_url: str, history: Any = "all") -> Agent[Any]:
     tech = Agent("tech", [check_line], "You fix connection problems.", name="tech", **common)
     triage = Agent(
         "triage",
-        [],
+        [open_ticket],
         "Route the customer.",
         name="triage",
         handoffs=[Handoff(billing, history), tech],

@@ -213,3 +213,47 @@ def test_a_conversation_stored_before_handoffs_goes_on_with_the_entry_agent(
     result = triage.run("My bill.", session="old")
     assert result.agent == "triage"
     assert "billing" not in scripts.seen
+
+
+def test_a_stored_pause_beside_a_transfer_resumes_with_the_asker_then_the_target(
+    store: Any, server: ScriptedServer, scripts: Scripts, ledger: Path
+) -> None:
+    scripts.add(
+        "triage",
+        Reply.tool_calls(
+            ("open_ticket", {"summary": "double charge"}, "o1"), ("transfer_to_billing", {}, "t1")
+        ),
+    )
+    scripts.add("billing", Reply.text("Billing here; ticket T-1 is open."))
+    paused = make_desk(store, server.base_url).run("Charged twice.", session="s")
+    assert paused.status == "paused" and paused.agent == "triage"
+    # a fresh graph (as another process would build) resumes the stored pause
+    result = make_desk(store, server.base_url).resume("s", {"o1": True})
+    assert result.agent == "billing" and result.output == "Billing here; ticket T-1 is open."
+    assert ledger.read_text() == "ticket double charge\n"
+    stored = store.load("s").messages
+    answers = {m["tool_call_id"]: m["content"] for m in stored if m["role"] == "tool"}
+    assert answers == {"o1": "ticket T-1", "t1": "Transferred to billing."}
+    assert authors(stored) == ["triage", "billing"]
+
+
+def test_a_new_message_instead_of_a_decision_still_goes_to_the_target(
+    store: Any, server: ScriptedServer, scripts: Scripts, ledger: Path
+) -> None:
+    scripts.add(
+        "triage",
+        Reply.tool_calls(
+            ("open_ticket", {"summary": "x"}, "o1"), ("transfer_to_billing", {}, "t1")
+        ),
+    )
+    scripts.add("billing", Reply.text("Billing here."))
+    triage = make_desk(store, server.base_url)
+    assert triage.run("Charged twice.", session="s").status == "paused"
+    result = triage.run("Never mind the ticket.", session="s")
+    assert result.agent == "billing"
+    assert ledger.read_text() == ""  # the ticket was not opened
+    sent = scripts.seen["billing"][0]["messages"]
+    answers = {m["tool_call_id"]: m["content"] for m in sent if m["role"] == "tool"}
+    assert answers["t1"] == "Transferred to billing."
+    assert answers["o1"].startswith("Not run: the user sent a new message")
+    assert sent[-1] == {"role": "user", "content": "Never mind the ticket."}
