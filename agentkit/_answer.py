@@ -40,7 +40,9 @@ def is_success(status: int) -> bool:
     return 200 <= status < 300
 
 
-def check_finish(completion: ChatCompletion, status: int, request_id: str | None) -> None:
+def check_finish(
+    completion: ChatCompletion, status: int, headers: Mapping[str, str] | None
+) -> None:
     """Refuse an answer that says it called tools but carries neither a call nor text.
 
     Taken as is, it would end a run with the final answer ``""``. It is a model glitch a
@@ -58,7 +60,8 @@ def check_finish(completion: ChatCompletion, status: int, request_id: str | None
                 "carries no tool call and no text",
                 status=status,
                 code="tool_calls_without_calls",
-                request_id=request_id,
+                # looked up only now: each header lookup scans httpx's header list
+                request_id=request_id_of(headers),
             )
             error.retryable = True
             raise error

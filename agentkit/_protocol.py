@@ -379,7 +379,7 @@ class ChatProtocol:
             if message.tool_calls:
                 message.tool_calls = distinct_calls(message.tool_calls)
             choice.message = message
-        check_finish(completion, status, request_id_of(headers))
+        check_finish(completion, status, headers)
         return completion
 
     def _completion_of_stream(

@@ -147,7 +147,7 @@ class StreamState:
                 "[DONE]); some servers do this for tools with stream=True",
                 status=self._status,
                 code="empty_stream",
-                request_id=self._request_id,
+                request_id=request_id_of(self._headers),
             )
         self._settle()
 
@@ -175,9 +175,10 @@ class StreamState:
     # --- internals ------------------------------------------------------------------
 
     @property
-    def _request_id(self) -> str | None:
-        # Looked up only for an error: each header lookup scans httpx's header list.
-        return request_id_of(self.exchange.headers if self.exchange is not None else None)
+    def _headers(self) -> Mapping[str, str] | None:
+        # The request id in them is looked up only for an error: each header lookup
+        # scans httpx's header list.
+        return self.exchange.headers if self.exchange is not None else None
 
     def _on_event(self, event: ServerSentEvent) -> None:
         data = event.data
@@ -203,9 +204,9 @@ class StreamState:
             completion = self._assembler.finish()
         except IncompleteStreamError as exc:
             exc.status = self._status
-            exc.request_id = self._request_id
+            exc.request_id = request_id_of(self._headers)
             raise
-        check_finish(completion, self._status, self._request_id)
+        check_finish(completion, self._status, self._headers)
         self.completion = completion
 
     def _raise_stream_error(self, data: str, *, bad_chunk: bool = False) -> NoReturn:
@@ -221,7 +222,7 @@ class StreamState:
                 raise InvalidResponseError(
                     "the stream sent a data line that is not a valid chunk: " + snippet(text),
                     status=self._status,
-                    request_id=self._request_id,
+                    request_id=request_id_of(self._headers),
                 )
             error = body if isinstance(body, Mapping) else {"message": text}
         if not isinstance(error, Mapping):
@@ -230,7 +231,9 @@ class StreamState:
         code = error.get("code")
         if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
             status = code  # vLLM puts the HTTP status of a mid-stream error in "code"
-        raise error_from_response(status, {"error": error}, request_id=self._request_id, text=text)
+        raise error_from_response(
+            status, {"error": error}, request_id=request_id_of(self._headers), text=text
+        )
 
     def _cut(self, error: APIError) -> IncompleteStreamError | None:
         """The error for a stream cut mid-way, or ``None`` when what arrived is whole."""
@@ -252,5 +255,5 @@ class StreamState:
             f"the stream was cut before it was whole: {error.message}",
             partial=partial,
             status=self._status,
-            request_id=self._request_id,
+            request_id=request_id_of(self._headers),
         )
