@@ -17,7 +17,6 @@ from ._errors import HandoffLimitError
 
 if TYPE_CHECKING:
     from ._loop import RunLoop
-    from ._wire import ToolCall
 
 __all__ = ["made_transfer", "plan_transfer", "transferred"]
 
@@ -31,13 +30,17 @@ def transferred(target: str) -> str:
 
 
 def plan_transfer(
-    loop: RunLoop, index: int, call_id: str, call: ToolCall, refused: list[HandoffLimitError]
+    loop: RunLoop,
+    index: int,
+    call_id: str,
+    name: str,
+    arguments: str,
+    refused: list[HandoffLimitError],
 ) -> PlannedCall:
     """The planned call for a transfer the model asked for; ``loop.handoff`` is set to the
     target when it is made, and a transfer past the limits is added to ``refused`` (the
     run stops with it once the round is planned). Arguments are ignored: the tools have
     none, and a model that adds some still means the transfer."""
-    name = call.function.name
     target = loop.settings.handoffs[name][0]
     if loop.handoff is not None:
         text = f"Not run: this round already transferred the conversation to {loop.handoff}."
@@ -49,7 +52,7 @@ def plan_transfer(
         else:
             refused.append(error)
             text = f"Not run: {error}"
-    return PlannedCall(index, call_id, name, call.function.arguments, ready=text, kind="handoff")
+    return PlannedCall(index, call_id, name, arguments, ready=text, kind="handoff")
 
 
 def made_transfer(loop: RunLoop, name: str, text: str) -> str | None:

@@ -55,7 +55,6 @@ from ._loop_settings import FINAL_RESULT_TOOL, LoopSettings
 from ._loop_text import (
     IN_DOUBT_TIMEOUT,
     cap,
-    clean_data,
     clean_text,
     describe_invalid,
     error_text,
@@ -65,7 +64,7 @@ from ._loop_text import (
 )
 from ._records import check_count
 from ._result import PendingCall, RunResult
-from ._wire import ChatCompletion, ToolCall, Usage, message_to_dict
+from ._wire import ChatCompletion, ChatMessage, ToolCall, Usage, message_to_dict
 
 if TYPE_CHECKING:
     from ._context import Principal, RunContext
@@ -271,7 +270,7 @@ class RunLoop:
         usage = completion.usage
         if usage is not None:
             self._usage = self._usage + usage
-        assistant = clean_data(message_to_dict(message))
+        assistant = _assistant_turn(message)
         if self.settings.sign:  # an agent of a handoff graph: who wrote the turn
             assistant["name"] = self.settings.agent
         round_ = ModelRoundFinished(
@@ -297,7 +296,7 @@ class RunLoop:
             for index, wire_call in enumerate(assistant["tool_calls"]):
                 if not wire_call["id"]:
                     wire_call["id"] = f"call_{self.turns}_{index}"
-            return self._plan(message.tool_calls, round_)
+            return self._plan(round_)
         return self._final_text(assistant.get("content") or "", round_, truncated)
 
     def settle(self, outcome: ToolOutcome) -> ToolResult:
@@ -468,8 +467,8 @@ class RunLoop:
             call_id, function = wire["id"], wire["function"]
             text = plan.get(call_id)
             if call_id in plan and text is None:
-                tool_call = ToolCall.model_validate(wire)
-                call = self._plan_call(index, call_id, tool_call, context)
+                function = ToolCall.model_validate(wire).function
+                call = self._plan_call(index, call_id, function.name, function.arguments, context)
                 if nested and call_id in nested and call.context is not None:
                     call = replace(call, context=replace(call.context, _resume=nested[call_id]))
                 calls.append(replace(call, approved=True))
@@ -531,27 +530,30 @@ class RunLoop:
             {"role": "tool", "tool_call_id": call_id, "name": name, "content": content}
         )
 
-    def _plan(self, tool_calls: list[ToolCall], round_: ModelRoundFinished) -> Step:
+    def _plan(self, round_: ModelRoundFinished) -> Step:
         settings = self.settings
         calls: list[PlannedCall] = []
         context: list[RunContext[Any]] = []  # built once per round, only if a tool wants it
         output_problem: str | None = None
-        call_ids = [wire_call["id"] for wire_call in self.messages[-1]["tool_calls"]]
+        # The calls as the transcript holds them (cleaned text, every call with an id), so
+        # the tool messages and the calls' events name them as the transcript does.
+        wire_calls: list[dict[str, Any]] = self.messages[-1]["tool_calls"]
         self.handoff = None
         refused: list[HandoffLimitError] = []
-        for index, tool_call in enumerate(tool_calls):
-            call_id = call_ids[index]
-            if settings.output_mode == "tool" and tool_call.function.name == FINAL_RESULT_TOOL:
-                final = self._final_call(index, call_ids, tool_calls, round_)
+        for index, wire_call in enumerate(wire_calls):
+            call_id, function = wire_call["id"], wire_call["function"]
+            name, arguments = function["name"], function["arguments"]
+            if settings.output_mode == "tool" and name == FINAL_RESULT_TOOL:
+                final = self._final_call(index, wire_calls, round_)
                 if isinstance(final, Finished):
                     return final
                 if not self._output_retry_left():
                     output_problem = final.ready
                 calls.append(final)
-            elif settings.handoffs and tool_call.function.name in settings.handoffs:
-                calls.append(plan_transfer(self, index, call_id, tool_call, refused))
+            elif settings.handoffs and name in settings.handoffs:
+                calls.append(plan_transfer(self, index, call_id, name, arguments, refused))
             else:
-                calls.append(self._plan_call(index, call_id, tool_call, context))
+                calls.append(self._plan_call(index, call_id, name, arguments, context))
 
         self._round = calls
         self._settled = {}
@@ -587,12 +589,15 @@ class RunLoop:
         return RunTools(calls, round_)
 
     def _plan_call(
-        self, index: int, call_id: str, tool_call: ToolCall, context: list[RunContext[Any]]
+        self,
+        index: int,
+        call_id: str,
+        name: str,
+        arguments: str,
+        context: list[RunContext[Any]],
     ) -> PlannedCall:
         """Check one call: the cap, the name, a repeat, the arguments."""
         settings = self.settings
-        name = tool_call.function.name
-        arguments = tool_call.function.arguments
         tool_ = settings.tools.get(name)
         cap = settings.max_tool_calls
         self._calls_made += 1
@@ -635,15 +640,12 @@ class RunLoop:
         )
 
     def _final_call(
-        self,
-        index: int,
-        call_ids: list[str],
-        tool_calls: list[ToolCall],
-        round_: ModelRoundFinished,
+        self, index: int, wire_calls: list[dict[str, Any]], round_: ModelRoundFinished
     ) -> PlannedCall | Finished:
         output_type = self.settings.output_type
         assert output_type is not None
-        arguments = tool_calls[index].function.arguments
+        call_id = wire_calls[index]["id"]
+        arguments = wire_calls[index]["function"]["arguments"]
         try:
             output = output_type.model_validate_json(arguments or "{}")
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
@@ -652,13 +654,13 @@ class RunLoop:
                 f"Call {FINAL_RESULT_TOOL} again with corrected arguments."
             )
             return PlannedCall(
-                index, call_ids[index], FINAL_RESULT_TOOL, arguments, ready=text, kind="output"
+                index, call_id, FINAL_RESULT_TOOL, arguments, ready=text, kind="output"
             )
         # Close the turn so the transcript stays resendable: every call gets its message.
-        for other_index, other in enumerate(tool_calls):
+        for other_index, other in enumerate(wire_calls):
             self._append_tool_message(
-                call_ids[other_index],
-                other.function.name,
+                other["id"],
+                other["function"]["name"],
                 "Final result accepted."
                 if other_index == index
                 else "Not run: the final result was given.",
@@ -802,6 +804,21 @@ def completion_deltas(completion: ChatCompletion) -> list[StreamDelta]:
             ToolCallArgumentsDelta(index, call.id, call.function.name, call.function.arguments)
         )
     return deltas
+
+
+def _assistant_turn(message: ChatMessage) -> dict[str, Any]:
+    """The assistant turn as the transcript keeps it (:func:`message_to_dict`), each text
+    it holds cleaned (:func:`clean_text`). Only those texts come from the server: the keys,
+    the role and the call type are written here, so they are not walked (a generic walk
+    over the dict cost about 8 us a round)."""
+    turn = message_to_dict(message)
+    turn["content"] = clean_text(turn["content"])
+    for call in turn.get("tool_calls", ()):
+        call["id"] = clean_text(call["id"])
+        function = call["function"]
+        function["name"] = clean_text(function["name"])
+        function["arguments"] = clean_text(function["arguments"])
+    return turn
 
 
 def _repeat_of(arguments: str, previous: Mapping[str, int] | None) -> tuple[str, int]:

@@ -249,6 +249,26 @@ def test_a_lone_surrogate_in_the_prompt_or_transcript_is_sent(server: ScriptedSe
     assert_encodable(result.messages)
 
 
+def test_a_lone_surrogate_in_a_tool_call_written_as_text_is_replaced(
+    server: ScriptedServer, driver: Driver
+) -> None:
+    # A tool call written in the content holds JSON of its own, whose "\\ud800" escape is
+    # a lone surrogate once parsed: the transcript keeps U+FFFD in the call's name and
+    # arguments (and in the tool message naming it), so it can be sent again.
+    written = (
+        '<tool_call>{"name": "look\\ud800up", "arguments": {"city": "Par\\udcffis"}}</tool_call>'
+    )
+    server.queue(Reply.text(written), Reply.text(ANSWER))
+    result = run_with(driver, server.base_url)
+    assert result.output == ANSWER
+    assert_encodable(result.messages)
+    assert_resendable(result.messages)
+    call = next(m for m in result.messages if m.get("tool_calls"))["tool_calls"][0]
+    assert call["function"]["name"] == "look\ufffdup"
+    assert json.loads(call["function"]["arguments"]) == {"city": "Par\ufffdis"}
+    assert tool_messages(server.requests[1].messages)[0]["name"] == "look\ufffdup"
+
+
 # --- 6. a tool's return value inside its time budget ----------------------------------------
 
 
