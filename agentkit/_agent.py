@@ -582,7 +582,7 @@ class Agent(Generic[OutputT]):
     ) -> Generator[AgentEvent, None, None]:
         """The driven events of ``loop``, observed when anyone observes runs."""
         if not loop.path:  # a top-level run (a sub-run's loop has its path already)
-            loop.path = (self.name or "agent",)
+            loop.path = (loop.settings.agent or self.name or "agent",)  # who has it now
         events = drive(
             self._runtime,
             loop,
@@ -599,7 +599,7 @@ class Agent(Generic[OutputT]):
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`_events`."""
         if not loop.path:
-            loop.path = (self.name or "agent",)
+            loop.path = (loop.settings.agent or self.name or "agent",)
         events = drive_async(
             self._runtime,
             loop,

@@ -504,6 +504,8 @@ class RunLoop:
         self._view = (head, len(self.messages))
         self.handoffs.append(name)
         self.handoff = None
+        if self.path:  # the calls it asks from now on are the target's
+            self.path = (*self.path[:-1], name)
         self._streaks = {}  # another agent's tools: nothing repeats across the handoff
         self._failures = {}
 

@@ -748,3 +748,26 @@ def test_an_agent_with_handoffs_used_as_a_tool_answers_through_its_target(
     answer = next(m for m in result.messages if m["role"] == "tool")
     assert answer["content"] == "Line 7 is up."
     assert "name" not in result.messages[-1]  # the planner has no handoffs
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_call_paused_after_a_handoff_names_the_target_in_its_path(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    # PendingCall.path ends with the agent that asked for the call: after a handoff that is
+    # the target, in the run that handed over and in a resume that pauses again.
+    triage, _, _ = desk(server)
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add(
+        "billing",
+        Reply.tool_calls(("issue_refund", {"amount": 40}, "r1")),
+        Reply.tool_calls(("issue_refund", {"amount": 5}, "r2")),
+        Reply.text("Refunded both."),
+    )
+    refunds.clear()
+    paused, _ = drive(triage, driver, "Refund me 40 and 5.")
+    assert [(c.name, c.path) for c in paused.pending] == [("issue_refund", ("billing",))]
+    again = triage.resume(paused, {"r1": True})
+    assert [(c.call_id, c.path) for c in again.pending] == [("r2", ("billing",))]
+    done = triage.resume(again, {"r2": True})
+    assert done.output == "Refunded both." and refunds == ["40", "5"]
