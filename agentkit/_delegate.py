@@ -198,7 +198,7 @@ class _SubRun:
     """What both forms of a sub-run share: its loop, its events forwarded to the caller's
     stream as :class:`SubAgentEvent`, its result."""
 
-    __slots__ = ("agent", "caller", "forward", "name", "result")
+    __slots__ = ("agent", "call_id", "caller", "forward", "name", "result")
 
     def __init__(self, agent: Agent[Any], caller: RunLoop) -> None:
         if id(agent) in caller.agents:  # reached through a tool source, past the check
@@ -208,6 +208,7 @@ class _SubRun:
         self.name = agent.name or "agent"
         self.forward = caller.forward
         self.result: RunResult[Any] | None = None
+        self.call_id = ""
 
     def start(
         self,
@@ -220,6 +221,7 @@ class _SubRun:
         the round to run first: for a call resumed from its sub-run's pause
         (``ctx._resume``), the loop goes on from that pause."""
         agent = self.agent
+        self.call_id = ctx.call_id
         limits = _bounded(agent, deadline)
         resumed: NestedResume | None = ctx._resume
         first: list[PlannedCall] | None = None
@@ -259,6 +261,8 @@ class _SubRun:
         assert result is not None
         if result.status == "paused":  # the call stays open; the caller pauses with it
             return SubRunPaused(result)
+        for call in result.in_doubt:  # side-effect calls past their timeout, at any level
+            self.caller.in_doubt.append(dataclasses.replace(call, via=(self.call_id, *call.via)))
         return result.output
 
 

@@ -118,11 +118,14 @@ class SessionJournal:
         # were started and have not ended. A run that stops leaves the running ones open.
         self._keys: dict[int, tuple[PlannedCall, str]] = {}
         self._running: dict[int, PlannedCall] = {}
-        # Side-effect calls of sub-runs (agents used as tools) written ahead in this log and
-        # not ended: their log key -> the id of this run's agent-tool call they run under.
+        # Side-effect calls of sub-runs (agents used as tools) written ahead in this log:
+        # their log key -> the id of this run's agent-tool call they run under; and those
+        # not seen to end within their sub-run (a late result does not count: as for this
+        # run's own calls, a stop leaves their agent-tool call open for the log to settle).
         # Sub-runs write from their own threads and tasks: the lock keeps the held round
         # written once, before the first record.
         self._below: dict[str, str] = {}
+        self._below_running: set[str] = set()
         self._lock = threading.Lock()
 
     def key(self, message_index: int, call_id: str) -> str:
@@ -162,6 +165,7 @@ class SessionJournal:
         self._keys.clear()  # a late result now has no record to update
         self._running.clear()  # the round is whole: none of its calls is open
         self._below.clear()
+        self._below_running.clear()
         self.store.append(self.claim, new, close_round=True)
 
     def started(self, calls: Sequence[PlannedCall]) -> None:
@@ -199,7 +203,8 @@ class SessionJournal:
         the calls after it."""
         new = self._new(loop)
         self._held = False
-        running = {call.call_id for call in self._running.values()} | set(self._below.values())
+        running = {call.call_id for call in self._running.values()}
+        running |= {self._below[key] for key in list(self._below_running)}
         if not running:
             return new, True
         # The round's tool messages stay in call order: those before the first call still
@@ -253,12 +258,16 @@ class SessionJournal:
                 self.store.append(self.claim, held)
             key = f"{self._round}:{json.dumps(where, separators=(',', ':'))}"
             self._below[key] = where["via"][0]
+            self._below_running.add(key)
         self.store.write_ahead(self.claim, key, call.name, call.arguments, _digest(call))
         return key
 
-    def record_below(self, key: str, content: str) -> None:
-        """A sub-run's side-effect call written ahead as ``key`` has ended."""
-        if self._below.pop(key, None) is not None:
+    def record_below(self, key: str, content: str, *, late: bool = False) -> None:
+        """A sub-run's side-effect call written ahead as ``key`` has ended (``late``: after
+        its sub-run stopped waiting for it). A round closed meanwhile has no record left."""
+        if key in self._below:
+            if not late:
+                self._below_running.discard(key)
             self.store.record_result(self.claim, key, content)
 
     def paused(self, loop: RunLoop, state: Mapping[str, Any]) -> None:
@@ -323,7 +332,7 @@ class NestedJournal:
         """A side-effect call the sub-run stopped waiting for has ended: record it."""
         key = self._keys.pop(id(outcome.call), None)
         if key is not None:
-            self.top.record_below(key, self.top._late_text(outcome))
+            self.top.record_below(key, self.top._late_text(outcome), late=True)
 
     def started(self, calls: Sequence[PlannedCall]) -> None:
         """Nothing to keep: a started call is known by its record (see ``before_call``)."""

@@ -398,3 +398,35 @@ def test_three_levels_pause_and_resume_with_the_same_call_id_at_each(
     if driver.startswith("stream"):
         deep = [e for e in events if isinstance(e, SubAgentEvent) and len(e.path) == 2]
         assert deep and all(e.path == ("trip", "flights") for e in deep)
+
+
+@pytest.mark.parametrize("driver", ["run", "run_async"])
+def test_a_sub_agents_side_effect_call_past_its_timeout_is_in_doubt_at_the_top(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    release = threading.Event()
+
+    @tool(side_effects=True, timeout=0.2)
+    def send_money(to: str) -> str:
+        """Send money."""
+        release.wait(30)
+        return "sent"
+
+    bank = make(server, "bank", [send_money], name="bank")
+    planner = make(server, "planner", [bank.as_tool()], name="planner")
+    scripts.add(
+        "planner",
+        Reply.tool_calls(("bank", {"request": "pay Ann"}, "call_0")),
+        Reply.text("Check with the bank."),
+    )
+    scripts.add(
+        "bank",
+        Reply.tool_calls(("send_money", {"to": "Ann"}, "call_0")),
+        Reply.text("Unsure it was sent."),
+    )
+    try:
+        result, _ = start(planner, driver, "Pay Ann", Ledger())
+    finally:
+        release.set()
+    (doubt,) = result.in_doubt
+    assert (doubt.name, doubt.path, doubt.via) == ("send_money", ("planner", "bank"), ("call_0",))

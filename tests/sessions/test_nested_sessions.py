@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import wait_until, wait_until_async
 
-from agentkit import RunFinished, RunResult
+from agentkit import Agent, RunContext, RunFinished, RunResult, tool
 from agentkit._session import IN_DOUBT_BELOW, ResumeError
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
@@ -276,3 +277,71 @@ def test_an_idempotent_call_cut_by_a_crash_inside_a_sub_agent_is_run_again_with_
     assert first["key"] == again["key"] and first["key"].startswith("s/")
     assert first["key"].endswith("/call_0/2/call_0")
     assert store.load("s").calls == ()
+
+
+class Payments:
+    """A payment service whose calls block until the test lets them through."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.paid: list[str] = []
+
+    def pay(self, key: str) -> str:
+        self.started.set()
+        assert self.release.wait(30), "the test never released the payment"
+        self.paid.append(key)
+        return f"paid, receipt {len(self.paid)}"
+
+
+@tool(side_effects=True)
+def pay_supplier(ctx: RunContext[Payments], order_id: int) -> str:
+    """Pay the supplier of an order."""
+    return ctx.deps.pay(ctx.idempotency_key)
+
+
+def test_a_cancel_while_a_sub_agents_side_effect_call_runs_keeps_its_late_result(
+    server: ScriptedServer, scripts: Scripts, store: Any
+) -> None:
+    """The caller's run is cancelled while its sub-agent's payment runs on in its thread:
+    the agent-tool call stays open, the payment's late result is recorded, and the next
+    resume tells the caller's model what was paid (not "cancelled"), running nothing."""
+    desk = Agent(
+        "desk-model", [pay_supplier], "Desk.", base_url=server.base_url, api_key="k", name="desk"
+    )
+    planner = Agent(
+        "planner-model",
+        [desk.as_tool()],
+        "Plan.",
+        base_url=server.base_url,
+        api_key="k",
+        store=store,
+        name="planner",
+    )
+    scripts.add("planner-model", Reply.tool_calls(("desk", {"request": "pay 7"}, "call_0")))
+    scripts.add("desk-model", Reply.tool_calls(("pay_supplier", {"order_id": 7}, "call_0")))
+    payments = Payments()
+
+    async def cancel() -> None:
+        task = asyncio.ensure_future(planner.run_async("Pay 7", session="s", deps=payments))
+        await wait_until_async(payments.started.is_set)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(cancel())
+        (record,) = store.load("s").calls
+        assert record.state == "started" and record.name == "pay_supplier"
+    finally:
+        payments.release.set()
+    wait_until(lambda: store.load("s").calls[0].state == "done")
+
+    scripts.add("planner-model", Reply.text("Order 7 was paid."))
+    result = planner.resume("s", {}, deps=payments)
+    assert result.output == "Order 7 was paid." and result.in_doubt == ()
+    told = scripts.seen["planner-model"][-1]["messages"][-1]["content"]
+    assert 'pay_supplier {"order_id": 7} finished: paid, receipt 1' in told
+    assert len(payments.paid) == 1 and len(scripts.seen["desk-model"]) == 1
+    planner.close()
+    desk.close()
