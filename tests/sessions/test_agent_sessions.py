@@ -500,9 +500,10 @@ def test_two_processes_continue_each_others_conversations(
     spec: StoreSpec, server: ScriptedServer, store: Any
 ) -> None:
     server.respond_with(lambda request: Reply.text(f"seen {len(sent(request)) - 1}"))
-    turn = "r = agent.run({!r}, session={!r})\nprint(r.output)"
-    for prompt, session in [("a1", "one"), ("b1", "two"), ("a2", "two"), ("b2", "one")]:
-        done = child_agent(spec, server, turn.format(prompt, session))
+    turn = "r = agent.run({!r}, session={!r})\nprint(r.output)\n"
+    # the first process starts both conversations; the second continues each of them
+    for turns in [[("a1", "one"), ("b1", "two")], [("a2", "two"), ("b2", "one")]]:
+        done = child_agent(spec, server, "".join(turn.format(*t) for t in turns))
         assert done.returncode == 0, done.stderr
     assert [m["content"] for m in store.load("one").messages] == ["a1", "seen 1", "b2", "seen 3"]
     assert [m["content"] for m in store.load("two").messages] == ["b1", "seen 1", "a2", "seen 3"]
