@@ -29,7 +29,7 @@ from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 # The pages this suite keeps honest (other pages are checked by their owners' tests).
-_RING_PAGES = ("sessions.md", "observability.md", "serve.md", "mcp.md")
+_RING_PAGES = ("sessions.md", "observability.md", "serve.md", "mcp.md", "multi-agent.md")
 GUIDES = [
     *("getting-started.md", "tools.md", "agent-loop.md", "providers.md", "testing.md", "cli.md"),
     *_RING_PAGES,
