@@ -86,20 +86,22 @@ async def until_disconnect(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
     """``await work``, cancelled with :class:`ClientGone` if the client leaves first."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(receive))
+    # The client leaving cancels the work; no asyncio.wait (a future and two callbacks a
+    # request) is needed to race them. Awaiting the task returns only once it has
+    # finished, cancelled or not, so its cleanup is done before anything goes on.
+    watcher.add_done_callback(lambda _: task.cancel())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:  # we were cancelled ourselves (the server is stopping)
-        task.cancel()
+        return await task
+    except asyncio.CancelledError:
+        gone = watcher.done() and not watcher.cancelled()
+        current = asyncio.current_task()
+        if gone and (current is None or not current.cancelling()):
+            raise ClientGone() from None
+        raise  # we were cancelled ourselves (the server is stopping): the work was too
+    finally:
+        if watcher.done() and not watcher.cancelled():
+            watcher.exception()  # retrieved: a failed receive is the client gone too
         watcher.cancel()
-        await asyncio.gather(task, watcher, return_exceptions=True)
-        raise
-    watcher.cancel()
-    if not task.done():
-        task.cancel()
-        await asyncio.gather(task, watcher, return_exceptions=True)
-        raise ClientGone()
-    await asyncio.gather(watcher, return_exceptions=True)
-    return task.result()
 
 
 _EVENT_STREAM_HEADERS = (
