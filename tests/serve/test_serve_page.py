@@ -52,9 +52,11 @@ def _browser_or_skip() -> Any:
     return sync_playwright
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless chromium (Debian's; Playwright downloads nothing)."""
+    """A headless chromium (Debian's; Playwright downloads nothing), started once for the
+    module: each test opens its pages in contexts of its own (``new_page`` and
+    ``new_context`` make a fresh one: no cookie or storage is shared)."""
     sync_playwright = _browser_or_skip()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
