@@ -8,12 +8,19 @@ the thread takes after its waiter left, instead of leaving the session held for 
 A release that fails (the database restarting, the network dropped) would leave the session
 held for the whole lease as well: :func:`release_claim` then keeps trying in a background
 thread until the store takes it.
+
+A waiter cancelled while its call still waits for a free thread (the pool busy with other
+store calls) takes the call with it: ``asyncio`` cancels a queued executor job, and it never
+runs. That is right for a write the run reports as not done, and wrong for what must happen
+whatever the caller does: a release, the write that closes a stopped run.
+:func:`off_loop_to_the_end` runs those through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +30,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from ._store import Claim, Store
 
-__all__ = ["claim_off_loop", "off_loop", "release_claim"]
+__all__ = [
+    "claim_off_loop",
+    "off_loop",
+    "off_loop_to_the_end",
+    "release_claim",
+    "release_off_loop",
+]
 
 T = TypeVar("T")
 
@@ -36,6 +49,39 @@ FIRST_PAUSE, LONGEST_PAUSE = 0.05, 2.0
 async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` in a thread (with the caller's context), awaited."""
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def off_loop_to_the_end(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread (with the caller's context), awaited to its end even when
+    the waiter is cancelled meanwhile, and even while it still waits for a free thread; a
+    cancel is raised once it has returned. What comes next (a release after the closing
+    write) therefore never overtakes it."""
+    running = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    future = running.run_in_executor(None, partial(context.run, fn, *args))
+    cancel: asyncio.CancelledError | None = None
+    while not future.done():
+        try:
+            await asyncio.wait({future})  # a cancelled wait leaves the future alone
+        except asyncio.CancelledError as exc:
+            cancel = exc
+    if cancel is not None:
+        _retrieved(future)
+        raise cancel
+    return future.result()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    # Nobody waits for this outcome any more; read it, so asyncio logs no "never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+async def release_off_loop(store: Store, claim: Claim) -> None:
+    """:func:`release_claim` in a thread, run through even when the caller is cancelled
+    (a client that left, a server stopping): a release dropped from the thread pool's queue
+    would hold the session for the whole lease."""
+    await off_loop_to_the_end(release_claim, store, claim)
 
 
 async def claim_off_loop(store: Store, session: str, wait: float) -> Claim:

@@ -30,7 +30,7 @@ from collections.abc import (
 )
 from typing import Any
 
-from ._blocking import off_loop
+from ._blocking import off_loop, off_loop_to_the_end
 from ._calls import PlannedCall
 from ._client import AsyncChatClient, ChatClient
 from ._events import AgentEvent, RunFinished, StreamDelta
@@ -176,7 +176,7 @@ async def drive_async(
         steps.close()
         for closing in plan.closing:
             with contextlib.suppress(Exception):  # the caller left; nobody to tell
-                await off_loop(closing)
+                await off_loop_to_the_end(closing)
 
 
 def consume(

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._blocking import claim_off_loop, off_loop, release_claim
+from ._blocking import claim_off_loop, off_loop, release_claim, release_off_loop
 from ._calls import PlannedCall
 from ._config import AgentConfig, Instructions, Prompt, new_messages
 from ._context import Principal
@@ -230,6 +230,6 @@ async def session_events_async(
                 yield plan.finished(event)
     except BaseException:
         with contextlib.suppress(Exception):  # the run's own error is what counts
-            await off_loop(release_claim, store, claim)
+            await release_off_loop(store, claim)
         raise
-    await off_loop(release_claim, store, claim)
+    await release_off_loop(store, claim)

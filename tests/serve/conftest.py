@@ -7,6 +7,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from typing import Any
 
 import pytest
@@ -53,10 +54,16 @@ def sessions_or_skip() -> Any:
 
 
 @contextlib.contextmanager
-def uvicorn_serving(app: Any, connections: Any = None, protocol: Any = None) -> Iterator[str]:
+def uvicorn_serving(
+    app: Any,
+    connections: Any = None,
+    protocol: Any = None,
+    executor: Executor | None = None,
+) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread, with the
     protocol ``agentkit serve`` uses (``connections``: its ``ConnectionLimits``;
-    ``protocol``: a subclass of it); yields its URL."""
+    ``protocol``: a subclass of it; ``executor``: its event loop's default thread pool);
+    yields its URL."""
     import uvicorn
 
     from agentkit.serve._connections import GuardedH11
@@ -75,7 +82,13 @@ def uvicorn_serving(app: Any, connections: Any = None, protocol: Any = None) -> 
     if connections is not None:
         config.agentkit_connections = connections  # type: ignore[attr-defined]
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+
+    async def serve() -> None:
+        if executor is not None:
+            asyncio.get_running_loop().set_default_executor(executor)
+        await server.serve(sockets=[sock])
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
     thread.start()
     while not server.started:
         if not thread.is_alive():

@@ -261,7 +261,4 @@ def test_the_serve_soak_holds(
     assert not doubled, doubled
     assert soak.statuses[200] > CLIENTS * TURNS // 2, soak.statuses
     print(f"serve soak: {dict(soak.statuses)}; {sum(paid.values())} payments, none doubled")
-    if stuck:
-        # Known and open (docs/reliability.md): after a client leaves a streamed run on a
-        # stored conversation, now and then the conversation stays claimed past 10 s.
-        pytest.xfail(f"claims held after a client left: {stuck}")
+    assert not stuck, f"claims held after a client left: {stuck}"
