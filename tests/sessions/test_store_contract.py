@@ -373,11 +373,11 @@ def test_a_database_from_a_newer_agentkit_is_refused(spec: StoreSpec, store: Any
     assert _version(spec) == 7
 
 
+# SQLite's only: a PostgreSQL row lock held elsewhere is the same case as SQLite's lock
+@pytest.mark.parametrize("spec", ["sqlite"], indirect=True)
 def test_a_store_call_from_async_code_leaves_the_event_loop_running(
     store: Any, spec: StoreSpec
 ) -> None:
-    if spec.kind != "sqlite":
-        pytest.skip("a PostgreSQL row lock held elsewhere is the same case as SQLite's lock")
     import sqlite3
 
     claim = store.claim("s")
