@@ -29,8 +29,6 @@ def decide(
     agent: Agent[Any], store: Store, args: argparse.Namespace, out: TextIO, err: TextIO
 ) -> int:
     """Approve or deny the named calls of session ``args.name`` and print what follows."""
-    from .._result import PendingCall
-
     approve = args.action == "approve"
     if approve and args.reason is not None:
         raise UsageError("--reason is for sessions deny: an approved call runs as it is")
@@ -40,11 +38,8 @@ def decide(
             hint=f"`agentkit sessions pending` lists them, or `sessions show {args.name}`",
         )
     record = store.load(args.name)
-    waiting = {
-        str(call.get("id")): call
-        for call in (record.pending or {}).get("calls", [])
-        if isinstance(call, dict)
-    }
+    # every level's calls, by key: a call inside an agent used as a tool is "call_1/call_7"
+    waiting = {call.key: call for call in record.pending_calls}
     if not waiting:
         err.write(f"agentkit: error: session {args.name!r} is not waiting for a decision\n")
         return EXIT_ERROR
@@ -59,36 +54,26 @@ def decide(
     if undecided:
         other = waiting[undecided[0]]
         raise UsageError(
-            f"session {args.name!r} also waits on {undecided[0]} ({other.get('name')}): "
+            f"session {args.name!r} also waits on {undecided[0]} ({other.name}): "
             "every waiting call is decided at once",
             hint=f"name each: agentkit sessions {args.action} {args.name} " + " ".join(waiting),
         )
     verdict: bool | str = True if approve else (args.reason or False)
-    decisions: dict[PendingCall, bool | str] = {
-        PendingCall(
-            call_id,
-            str(call.get("name", "")),
-            str(call.get("arguments", "")),
-            digest=str(call.get("digest", "")),
-        ): verdict
-        for call_id, call in waiting.items()
-    }
+    decisions: dict[PendingCall, bool | str] = {call: verdict for call in waiting.values()}
     operator = _operator()
     for call in decisions:
         word = "approved" if approve else "denied"
-        err.write(f"{word} {call.call_id} {call.name}({call.arguments}) as {operator}\n")
+        err.write(f"{word} {call.key} {call.name}({call.arguments}) as {operator}\n")
     identity = _for_owner(store, args)
     if identity.get("owners") is not None:  # recorded as a served decision is: who, when
-        identity.pop("owners").record(
-            args.name, {c.call_id: v for c, v in decisions.items()}, operator
-        )
+        identity.pop("owners").record(args.name, {c.key: v for c, v in decisions.items()}, operator)
     identity.pop("owners", None)
     with agent:
         result = agent.resume(args.name, decisions, decided_by=operator, **identity)
     if result.status == "paused":
         for call in result.pending:
             err.write(
-                f"waiting for approval: {args.name} {call.call_id} {call.name}({call.arguments})\n"
+                f"waiting for approval: {args.name} {call.key} {call.name}({call.arguments})\n"
             )
         return EXIT_OK
     output = result.output

@@ -20,6 +20,7 @@ from ._errors import EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from .._agent import Agent
+    from .._result import PendingCall
     from .._store import SessionInfo, SessionRecord, Store
 
 __all__ = ["default_store_path", "open_store", "sessions_command", "store_of_agent"]
@@ -162,16 +163,17 @@ def _pending(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -
     waiting = []
     for info in sorted(paused, key=lambda info: info.updated_at):
         record = store.load(info.session_id)
-        for call in (record.pending or {}).get("calls", []):
+        for call in record.pending_calls:  # every level's (an agent used as a tool's too)
             waiting.append((info, call))
     if args.json:
         rows = [
             {
                 "session": info.session_id,
-                "call_id": call.get("id"),
-                "name": call.get("name"),
-                "arguments": call.get("arguments"),
-                "arguments_digest": call.get("digest"),  # as GET /v1/approvals shows it
+                "call_id": call.key,
+                "name": call.name,
+                "arguments": call.arguments,
+                "arguments_digest": call.digest,  # as GET /v1/approvals shows it
+                "path": list(call.path),
                 "waiting_since": info.updated_at,
             }
             for info, call in waiting
@@ -180,7 +182,7 @@ def _pending(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -
         return EXIT_OK
     for info, call in waiting:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.updated_at))
-        out.write(f"{info.session_id}\t{call.get('id')}\t{_call_text(call)}\t{when}\n")
+        out.write(f"{info.session_id}\t{call.key}\t{_call_text(call)}\t{when}\n")
     if not waiting:
         err.write("(no calls waiting for approval)\n")
     return EXIT_OK
@@ -190,19 +192,20 @@ def _show(record: SessionRecord, args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         data = {**_info_dict(record.info), "messages": record.messages}
         if record.pending is not None:
-            data["pending"] = record.pending.get("calls", [])
+            data["pending"] = [call.to_dict() for call in record.pending_calls]
         out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         return EXIT_OK
     out.write(_info_line(record.info) + "\n")
     for message in record.messages:
         out.write(_message_line(message) + "\n")
-    for call in (record.pending or {}).get("calls", []):
-        out.write(f"  (waiting for approval) {call.get('id')}: {_call_text(call)}\n")
+    for call in record.pending_calls:
+        out.write(f"  (waiting for approval) {call.key}: {_call_text(call)}\n")
     return EXIT_OK
 
 
-def _call_text(call: dict[str, Any]) -> str:
-    return f"{call.get('name')}({_short(call.get('arguments') or '', 120)})"
+def _call_text(call: PendingCall) -> str:
+    where = f"[{' > '.join(call.path)}] " if len(call.path) > 1 else ""
+    return f"{where}{call.name}({_short(call.arguments, 120)})"
 
 
 def _info_dict(info: SessionInfo) -> dict[str, Any]:

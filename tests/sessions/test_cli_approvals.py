@@ -258,3 +258,61 @@ def test_chat_with_an_agents_store_refuses_another_store(bot: str, tmp_path: Pat
     other = str(tmp_path / "other.db")
     code, _, err = _cli("chat", "--agent", bot, "--session", "c1", "--store", other, "hi")
     assert code == 2 and "is not the store of --agent" in err
+
+
+NESTED_BOT = '''
+import os
+from agentkit import Agent, tool
+from agentkit.sessions import SQLiteStore
+
+@tool(requires_approval=True)
+def refund(order_id: int) -> str:
+    """Refund an order."""
+    return f"refunded {order_id}"
+
+billing = Agent("billing", [refund], "You refund.", base_url=os.environ["BOT_MODEL_URL"],
+                api_key="sk-model-key-123456", name="billing")
+desk = Agent("scripted", [billing.as_tool()], "You run the order desk.",
+             base_url=os.environ["BOT_MODEL_URL"], api_key="sk-model-key-123456",
+             store=SQLiteStore(os.environ["BOT_STORE"]), name="desk")
+'''
+
+
+def test_a_call_waiting_inside_an_agent_tool_is_listed_and_decided_by_its_key(
+    server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bot.py"
+    path.write_text(NESTED_BOT)
+    monkeypatch.setenv("BOT_MODEL_URL", server.base_url)
+    monkeypatch.setenv("BOT_STORE", str(tmp_path / "desk.db"))
+    bot = f"{path}:desk"
+    server.queue(
+        Reply.tool_calls(("billing", {"request": "refund 7"}, "call_0")),
+        Reply.tool_calls(("refund", {"order_id": 7}, "call_0")),
+    )
+    _, agent = load_agent(bot)
+    with agent:
+        assert agent.run("refund 7", session="c1").status == "paused"
+    assert agent.store is not None
+    agent.store.close()
+
+    code, out, err = _cli("sessions", "pending", "--agent", bot)
+    assert code == 0, err
+    session, key, call, _ = out.strip().split("\t")
+    assert (session, key, call) == (
+        "c1",
+        "call_0/call_0",
+        '[desk > billing] refund({"order_id": 7})',
+    )
+    code, out, _ = _cli("sessions", "show", "c1", "--agent", bot)
+    assert "(waiting for approval) call_0/call_0: [desk > billing] refund" in out
+    # the agent-tool call's own id is not a waiting call
+    code, _, err = _cli("sessions", "approve", "c1", "call_0", "--agent", bot)
+    assert code == 1 and "no waiting call 'call_0'" in err
+
+    server.queue(Reply.text("Refunded order 7."), Reply.text("Order 7 is refunded."))
+    code, out, err = _cli("sessions", "approve", "c1", "call_0/call_0", "--agent", bot)
+    assert code == 0, err
+    assert out == "Order 7 is refunded.\n" and "approved call_0/call_0 refund" in err
+    assert server.requests[-2].messages[-1]["content"] == "refunded 7"
+    assert _cli("sessions", "pending", "--agent", bot)[1] == ""
