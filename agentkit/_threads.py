@@ -93,15 +93,11 @@ class _Job:
     def run(self) -> None:
         """In a tool thread: run the call unless it was dropped, then report how it ended."""
         if self.claim():
-            _in_tool_thread.job = self
-            try:
-                self.ending = self.context.run(_work, self.call)
-            finally:
-                _in_tool_thread.job = None
+            self.ending = self.context.run(_work, self.call, self)
             self.report((self, self.ending))
 
 
-def _work(call: PlannedCall) -> _Ending:
+def _work(call: PlannedCall, job: _Job | None = None) -> _Ending:
     """Run one call in a tool thread; the return value is rendered here, inside the call's
     time budget and off the caller's thread."""
     start = time.perf_counter()
@@ -109,7 +105,11 @@ def _work(call: PlannedCall) -> _Ending:
         if not call.is_async:
             value = call.invoke()
         elif (blocking := _blocking_form(call)) is not None:  # an agent used as a tool
-            value = blocking(call.kwargs, call.context)
+            _in_tool_thread.job = job  # what this_call() reads: the call's deadline, if abandoned
+            try:
+                value = blocking(call.kwargs, call.context)
+            finally:
+                _in_tool_thread.job = None
         else:
             # An async tool in the sync driver runs on its own event loop in this thread.
             value = asyncio.run(_with_timeout(call.invoke(), call.timeout))
@@ -132,7 +132,7 @@ def _blocking_form(call: PlannedCall) -> Callable[[Any, Any], Any] | None:
 
 _in_tool_thread = threading.local()
 """``.pool``: the :class:`ToolThreads` whose thread this is (unset elsewhere); ``.job``:
-the call it runs (``None`` between calls)."""
+the call whose blocking form it runs (unset or ``None`` otherwise)."""
 
 
 def this_call() -> tuple[float | None, Callable[[], bool]] | None:
