@@ -34,7 +34,7 @@ from ._calls import PlannedCall, SubRunPaused
 from ._client import AsyncChatClient, ChatClient
 from ._context import RunContext
 from ._errors import ConfigurationError
-from ._events import RunFinished, SubAgentEvent
+from ._events import HandedOff, RunFinished, SubAgentEvent
 from ._records import RunLimits
 from ._result import RunResult
 from ._session import NestedResume
@@ -236,6 +236,8 @@ class _SubRun:
             )
         loop.agents = (*self.caller.agents, id(agent))
         loop.caller = (self.caller.observer, ctx.call_id)
+        # who asks: the agent, or after a handoff inside it the agent that has it now
+        self.name = loop.settings.agent or self.name
         loop.path = (*self.caller.path, self.name)
         # Its calls' idempotency keys extend the agent-tool call's (unique on a session too),
         # and on a session its side-effect calls are written ahead in the session's log.
@@ -254,6 +256,8 @@ class _SubRun:
                 forward(SubAgentEvent((self.name, *event.path), event.event))
             else:
                 forward(SubAgentEvent((self.name,), event))
+        if isinstance(event, HandedOff):  # its events from now on are the target's
+            self.name = event.target
 
     def output(self) -> Any:
         """The sub-run's answer, for the caller's model."""

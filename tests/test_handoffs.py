@@ -25,6 +25,8 @@ from agentkit import (
     RunLimits,
     RunObserver,
     RunResult,
+    SubAgentEvent,
+    ToolCallStarted,
     ToolResult,
     tool,
 )
@@ -771,3 +773,22 @@ def test_a_call_paused_after_a_handoff_names_the_target_in_its_path(
     assert [(c.call_id, c.path) for c in again.pending] == [("r2", ("billing",))]
     done = triage.resume(again, {"r2": True})
     assert done.output == "Refunded both." and refunds == ["40", "5"]
+
+
+@pytest.mark.parametrize("driver", ["stream", "stream_async"])
+def test_a_sub_agents_events_after_its_handoff_name_the_target(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    triage, _, _ = desk(server)
+    planner = make(server, "planner", [triage.as_tool(description="Ask the support desk.")])
+    scripts.add("planner", Reply.tool_calls(("triage", {"request": "Line 7?"})), Reply.text("Up."))
+    scripts.add("triage", Reply.tool_calls(("transfer_to_tech", {})))
+    scripts.add("tech", Reply.tool_calls(("check_line", {"number": "7"})), Reply.text("Up."))
+    _, events = drive(planner, driver, "Check line 7.")
+    nested = [e for e in events if isinstance(e, SubAgentEvent)]
+    handed = [e for e in nested if isinstance(e.event, HandedOff)]
+    assert [e.path for e in handed] == [("triage",)]  # triage's own event
+    after = nested[nested.index(handed[0]) + 1 :]
+    assert after and all(e.path == ("tech",) for e in after)
+    started = [e.event for e in after if isinstance(e.event, ToolCallStarted)]
+    assert [event.name for event in started] == ["check_line"]
