@@ -162,7 +162,7 @@ def _layers(number: int, repeat: int, store: bool) -> dict[str, float]:
     )
     answer = fmt.Answer("desk")
     out["formatting one SSE frame of a text delta"] = _best(
-        lambda: fmt.data(answer.chunk({"content": "Shipped."})), number, repeat
+        lambda: answer.text_frame("Shipped."), number, repeat
     )
     folder = Path(tempfile.mkdtemp(prefix="agentkit-bench-layers-"))
     access = logging.getLogger("uvicorn.access")
