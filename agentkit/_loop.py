@@ -159,7 +159,7 @@ class RunLoop:
         self._state: _State = "request"
         self._round: list[PlannedCall] = []  # the open round's calls
         self._settled: dict[int, ToolOutcome] = {}  # how they ended, by index, so far
-        self._usage = Usage()
+        self._usage: Usage | None = None  # none until the first model call reports some
         self._calls_made = 0
         self._start = len(messages)  # what the run adds comes after the messages it was given
         self._limit_told = False
@@ -196,14 +196,18 @@ class RunLoop:
     def add_usage(self, usage: Usage) -> None:
         """Add a sub-agent's tokens to this run's (from a tool thread or task)."""
         with _USAGE_LOCK:
-            self._usage = self._usage + usage
+            self._count_usage(usage)
 
     # -- reading the run ----------------------------------------------------------------
 
     @property
     def usage(self) -> Usage:
         """Tokens used by the run's model calls so far."""
-        return self._usage
+        return self._usage if self._usage is not None else Usage()
+
+    def _count_usage(self, usage: Usage) -> None:
+        # The first count is taken as it came: a Usage sum is a pydantic construction.
+        self._usage = usage if self._usage is None else self._usage + usage
 
     @property
     def done(self) -> bool:
@@ -269,7 +273,7 @@ class RunLoop:
         message = choice.message
         usage = completion.usage
         if usage is not None:
-            self._usage = self._usage + usage
+            self._count_usage(usage)
         assistant = _assistant_turn(message)
         if self.settings.sign:  # an agent of a handoff graph: who wrote the turn
             assistant["name"] = self.settings.agent

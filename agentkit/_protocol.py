@@ -377,8 +377,11 @@ class ChatProtocol:
             if self.parse_text_tool_calls:
                 message = extract_text_tool_calls(message)
             if message.tool_calls:
-                message.tool_calls = distinct_calls(message.tool_calls)
-            choice.message = message
+                calls = distinct_calls(message.tool_calls)
+                if calls is not message.tool_calls:  # (a pydantic assignment costs a few us)
+                    message.tool_calls = calls
+            if message is not choice.message:
+                choice.message = message
         check_finish(completion, status, headers)
         return completion
 

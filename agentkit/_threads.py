@@ -130,6 +130,8 @@ def _blocking_form(call: PlannedCall) -> Callable[[Any, Any], Any] | None:
     return None if call.tool is None else call.tool._in_thread
 
 
+_NOT_LENT: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
 _in_tool_thread = threading.local()
 """``.pool``: the :class:`ToolThreads` whose thread this is (unset elsewhere); ``.job``:
 the call whose blocking form it runs (unset or ``None`` otherwise)."""
@@ -214,13 +216,16 @@ class ToolThreads:
                 return None
         return job.ending if isinstance(job.ending, ToolOutcome) else None
 
-    @contextlib.contextmanager
-    def lent(self) -> Generator[None, None, None]:
+    def lent(self) -> contextlib.AbstractContextManager[None]:
         """Around a wait for tool calls: if this is one of the pool's own threads (a tool
         running a nested run of its agent), its slot is free for the nested calls."""
         if getattr(_in_tool_thread, "pool", None) is not self:
-            yield
-            return
+            return _NOT_LENT  # the common case, with no generator to make and run
+        lending: contextlib.AbstractContextManager[None] = self._lending()
+        return lending
+
+    @contextlib.contextmanager
+    def _lending(self) -> Generator[None, None, None]:
         with self._lock:
             self._stuck += 1
         try:

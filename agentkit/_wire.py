@@ -290,18 +290,22 @@ def distinct_calls(calls: list[ToolCall]) -> list[ToolCall]:
 
     A call without an id gets a fresh one. A call repeating an earlier one of the same
     message (same id, name and arguments: a server that sent it twice) is dropped, so it
-    runs once. Another call reusing an earlier id gets a fresh one: both run.
+    runs once. Another call reusing an earlier id gets a fresh one: both run. ``calls``
+    itself is returned when every call already has an id of its own.
     """
     seen: dict[str, ToolCall] = {}
     out: list[ToolCall] = []
+    changed = False
     for call in calls:
         if not call.id:
             call = call.model_copy(update={"id": new_call_id()})
+            changed = True
         elif call.id in seen:
+            changed = True
             first = seen[call.id].function
             if (first.name, first.arguments) == (call.function.name, call.function.arguments):
                 continue
             call = call.model_copy(update={"id": new_call_id()})
         seen[call.id] = call
         out.append(call)
-    return out
+    return out if changed else calls
