@@ -264,3 +264,41 @@ def test_a_handoff_is_an_event_and_the_spans_after_it_name_the_target(
     assert all(parent_of(s, spans) is run for s in chats)
     (searched,) = named(spans, "execute_tool search_flights")
     assert agent_of(searched) == "billing" and parent_of(searched, spans) is run
+
+
+@tool(requires_approval=True)
+def book_flight(flight: str) -> str:
+    """Book a flight."""
+    return f"booked {flight}"
+
+
+def test_a_pause_inside_a_sub_agent_ends_the_agent_tool_calls_span_marked_paused(
+    server: ScriptedServer, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    flights = make(server, provider, "flights", [book_flight])
+    planner = make(server, provider, "planner", [flights.as_tool()])
+    scripts = Scripts(server)
+    scripts.add(
+        "planner",
+        Reply.tool_calls(("flights", {"request": "book"}, "call_0")),
+        Reply.text("Done."),
+    )
+    scripts.add(
+        "flights",
+        Reply.tool_calls(("book_flight", {"flight": "SK4"}, "call_0")),
+        Reply.text("Booked."),
+    )
+    paused = planner.run("Book")
+    assert paused.status == "paused"
+    spans = exporter.get_finished_spans()
+    (tool_span,) = [s for s in spans if s.name == "execute_tool flights"]
+    assert tool_span.attributes is not None and tool_span.attributes["agentkit.paused"] is True
+    (sub,) = [s for s in spans if s.name == "invoke_agent flights"]
+    assert sub.parent is not None and sub.parent.span_id == tool_span.context.span_id
+    exporter.clear()
+    assert planner.resume(paused, {paused.pending[0]: True}).output == "Done."
+    spans = exporter.get_finished_spans()
+    (tool_span,) = [s for s in spans if s.name == "execute_tool flights"]
+    (sub,) = [s for s in spans if s.name == "invoke_agent flights"]
+    assert sub.parent is not None and sub.parent.span_id == tool_span.context.span_id
+    assert any(s.name == "execute_tool book_flight" for s in spans)

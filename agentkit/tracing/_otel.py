@@ -487,6 +487,12 @@ class RunTracer(RunObserver):
             self._run.set_attribute("agentkit.turns", result.turns)
             if result.status == "paused":  # calls wait for a person's decision
                 self._run.set_attribute("agentkit.paused", True)
+                # an agent-tool call whose sub-run paused stays open until the resume, which
+                # traces it again: its span ends here, marked paused, not left unexported
+                for span in self._tools.values():
+                    span.set_attribute("agentkit.paused", True)
+                    span.end()
+                self._tools.clear()
         finally:
             self._run.end()
 
