@@ -18,7 +18,7 @@ from agentkit import Agent, tool
 from agentkit.serve import create_app
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
-from .conftest import MODEL_KEY, sessions_or_skip, uvicorn_serving
+from .conftest import HTTP, MODEL_KEY, sessions_or_skip, uvicorn_serving
 
 sessions = sessions_or_skip()
 
@@ -61,7 +61,7 @@ def ask(
     url: str, text: str, conversation: str, *, stream: bool
 ) -> tuple[str, dict[str, Any], list[str]]:
     """The answer's text, its ``agentkit`` extension and (streamed) its comment lines."""
-    response = httpx.post(
+    response = HTTP.post(
         url + "/v1/chat/completions",
         json={"model": "triage", "messages": [{"role": "user", "content": text}], "stream": stream},
         headers={"Authorization": f"Bearer {KEY}", "X-Agentkit-Conversation": conversation},
@@ -128,7 +128,7 @@ def test_a_bot_without_handoffs_names_its_own_agent(
     solo = agent(model, "solo")
     scripts.add("solo", Reply.text("Hi."))
     with uvicorn_serving(create_app({"triage": solo}, api_keys=[KEY])) as url:
-        response = httpx.post(
+        response = HTTP.post(
             url + "/v1/chat/completions",
             json={"model": "triage", "messages": [{"role": "user", "content": "Hi"}]},
             headers={"Authorization": f"Bearer {KEY}"},
@@ -165,7 +165,7 @@ def planner(model: ScriptedServer, tmp_path: Path) -> Iterator[tuple[str, list[s
 
 
 def decide(url: str, conversation: str, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(
+    return HTTP.post(
         f"{url}/v1/sessions/{conversation}/approvals",
         json=body,
         headers={"Authorization": f"Bearer {KEY}"},
@@ -187,7 +187,7 @@ def test_a_call_asked_inside_a_sub_agent_is_approved_over_http(
     assert pending["name"] == "book" and pending["path"] == ["planner", "flights"]
     assert pending["id"] == "call_1/call_1"  # the key a decision names it by
     assert 'Waiting for approval: book({"flight": "SK 4411"})' in text
-    shown = httpx.get(url + "/v1/sessions/n1", headers={"Authorization": f"Bearer {KEY}"})
+    shown = HTTP.get(url + "/v1/sessions/n1", headers={"Authorization": f"Bearer {KEY}"})
     assert shown.json()["pending"] == [pending]
 
     # a decision made on other arguments is refused before anything runs
@@ -213,7 +213,7 @@ def test_a_call_asked_inside_a_sub_agent_is_approved_over_http(
     assert text == "You fly SK 4411." and extension["status"] == "done"
     assert booked == ["SK 4411"]
     # the decision is recorded against the call's key
-    shown = httpx.get(url + "/v1/sessions/n1", headers={"Authorization": f"Bearer {KEY}"})
+    shown = HTTP.get(url + "/v1/sessions/n1", headers={"Authorization": f"Bearer {KEY}"})
     assert [d["call_id"] for d in shown.json()["decisions"]] == ["call_1/call_1"]
     digests = {pending["id"]: pending["arguments_digest"]}
     again = decide(url, "n1", {"decisions": {pending["id"]: True}, "digests": digests})

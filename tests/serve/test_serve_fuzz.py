@@ -64,6 +64,14 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield url
 
 
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One client for every example, as a real client sends many requests: a client made
+    per request (``httpx.get``) loads the CA bundle each time, most of an example's cost."""
+    with httpx.Client(timeout=60) as client:
+        yield client
+
+
 def answered_in_json(response: httpx.Response) -> None:
     assert response.status_code < 500, (response.status_code, response.text[:300])
     if response.headers.get("content-type", "").startswith("text/event-stream"):
@@ -85,16 +93,14 @@ FUZZ = settings(
 @FUZZ
 @given(body=CHAT, conversation=st.none() | st.text(max_size=6))
 def test_chat_completions_answer_json(
-    fuzzed: str, body: dict[str, Any], conversation: str | None
+    fuzzed: str, http: httpx.Client, body: dict[str, Any], conversation: str | None
 ) -> None:
     headers = {"Content-Type": "application/json"}
     if conversation is not None:
         if not conversation.isascii():
             conversation = conversation.encode("utf-8", "surrogatepass").hex()
         headers["X-Agentkit-Conversation"] = conversation
-    response = httpx.post(
-        fuzzed + "/v1/chat/completions", content=encoded(body), headers=headers, timeout=60
-    )
+    response = http.post(fuzzed + "/v1/chat/completions", content=encoded(body), headers=headers)
     answered_in_json(response)
 
 
@@ -102,27 +108,26 @@ def test_chat_completions_answer_json(
 @FUZZ
 @given(body=APPROVAL, name=st.text(min_size=1, max_size=8))
 def test_approvals_and_conversations_answer_json(
-    fuzzed: str, body: dict[str, Any], name: str
+    fuzzed: str, http: httpx.Client, body: dict[str, Any], name: str
 ) -> None:
     # Percent-encoded as a client would send it; "." and ".." stay as they are.
     quoted = quote(name.encode("utf-8", "surrogatepass"), safe="")
-    response = httpx.post(
+    response = http.post(
         f"{fuzzed}/v1/sessions/{quoted}/approvals",
         content=encoded(body),
         headers={"Content-Type": "application/json"},
-        timeout=60,
     )
     answered_in_json(response)
-    shown = httpx.get(f"{fuzzed}/v1/sessions/{quoted}", timeout=60)
+    shown = http.get(f"{fuzzed}/v1/sessions/{quoted}")
     answered_in_json(shown)
 
 
 @pytest.mark.timeout(300)
 @FUZZ
 @given(path=st.text(max_size=24), slash=st.booleans())
-def test_any_path_answers_json(fuzzed: str, path: str, slash: bool) -> None:
+def test_any_path_answers_json(fuzzed: str, http: httpx.Client, path: str, slash: bool) -> None:
     quoted = quote(path.encode("utf-8", "surrogatepass"), safe="/")
-    response = httpx.get(f"{fuzzed}/{quoted}{'/' if slash else ''}", timeout=60)
+    response = http.get(f"{fuzzed}/{quoted}{'/' if slash else ''}")
     if response.status_code == 200 and response.url.path in ("/", "/favicon.svg", "/favicon.ico"):
         return  # the chat page and its icon
     answered_in_json(response)

@@ -23,7 +23,7 @@ from agentkit import Agent, PlannedCall, Principal, RunContext, RunObserver, too
 from agentkit.serve import OIDC, StoredKeys, TrustedProxy, create_app
 from agentkit.testing import Reply, ScriptedServer, echo
 
-from .conftest import MODEL_KEY, sessions_or_skip, uvicorn_serving
+from .conftest import HTTP, MODEL_KEY, sessions_or_skip, uvicorn_serving
 
 sessions = sessions_or_skip()
 
@@ -81,7 +81,7 @@ def bearer(key: str) -> dict[str, str]:
 
 def ask(url: str, text: str, conversation: str, headers: dict[str, str]) -> httpx.Response:
     body = {"model": "desk", "messages": [{"role": "user", "content": text}]}
-    return httpx.post(
+    return HTTP.post(
         url + "/v1/chat/completions",
         json=body,
         headers={**headers, "X-Agentkit-Conversation": conversation},
@@ -97,7 +97,7 @@ def decide(
     digests: dict[str, str] | None = None,
 ) -> httpx.Response:
     digests = digests or {call_id: "shown-digest" for call_id in decisions}
-    return httpx.post(
+    return HTTP.post(
         f"{url}/v1/sessions/{conversation}/approvals",
         json={"model": "desk", "decisions": decisions, "digests": digests},
         headers=headers,
@@ -148,7 +148,7 @@ def test_a_stored_key_signs_its_user_in_and_only_its_digest_is_kept(
     answer = ask(clinic.url, "who am I?", "d1", clinic.dana)
     assert answer.status_code == 200
     assert model.requests[1].messages[-1]["content"] == "patient dana"
-    me = httpx.get(clinic.url + "/v1/me", headers=clinic.rita).json()
+    me = HTTP.get(clinic.url + "/v1/me", headers=clinic.rita).json()
     assert me == {"id": "rita", "roles": ["receptionist"], "reviewer": True, "owner_decides": False}
     stored = clinic.store_path.read_bytes()
     key = clinic.dana["Authorization"].split()[1]
@@ -206,7 +206,7 @@ def test_another_persons_conversation_is_a_404_and_nothing_is_written(
     calls = len(model.requests)
     attempts = [
         ask(clinic.url, "let me in", "dana-1", clinic.erin),
-        httpx.get(clinic.url + "/v1/sessions/dana-1", headers=clinic.erin),
+        HTTP.get(clinic.url + "/v1/sessions/dana-1", headers=clinic.erin),
         decide(clinic.url, "dana-1", {"call_1": True}, clinic.erin),
     ]
     for response in attempts:
@@ -248,10 +248,8 @@ def test_a_patient_cannot_decide_their_own_booking_and_a_receptionist_can(
     assert booked == []
 
     # the patient never sees the queue; the receptionist does
-    assert (
-        httpx.get(clinic.url + "/v1/approvals?agent=desk", headers=clinic.dana).status_code == 403
-    )
-    queue = httpx.get(clinic.url + "/v1/approvals?agent=desk", headers=clinic.rita).json()
+    assert HTTP.get(clinic.url + "/v1/approvals?agent=desk", headers=clinic.dana).status_code == 403
+    queue = HTTP.get(clinic.url + "/v1/approvals?agent=desk", headers=clinic.rita).json()
     (waiting,) = queue["data"]
     assert waiting["conversation"] == "dana-2" and waiting["owner"] == "dana"
     assert waiting["calls"][0]["name"] == "book"
@@ -265,12 +263,12 @@ def test_a_patient_cannot_decide_their_own_booking_and_a_receptionist_can(
     assert "Booked." in done.text
     # the tool ran for the patient who asked (their deps), not for the receptionist
     assert booked == [("dana", "Mon 9:00", "dana")]
-    shown = httpx.get(clinic.url + "/v1/sessions/dana-2", headers=clinic.dana).json()
+    shown = HTTP.get(clinic.url + "/v1/sessions/dana-2", headers=clinic.dana).json()
     (decision,) = shown["decisions"]
     assert decision["decided_by"] == "rita" and decision["approved"] is True
     assert decision["call_id"] == call_id and decision["decided_at"] >= before - 1
     assert shown["owner"] == "dana" and shown["status"] == "done"
-    queue = httpx.get(clinic.url + "/v1/approvals?agent=desk", headers=clinic.rita).json()
+    queue = HTTP.get(clinic.url + "/v1/approvals?agent=desk", headers=clinic.rita).json()
     assert queue["data"] == []
 
 
@@ -309,7 +307,7 @@ def test_the_reviewers_decision_reaches_the_observers_with_who_and_when(
         call_id = paused["pending"][0]["id"]
         digests = {call_id: paused["pending"][0]["arguments_digest"]}
         body = {"model": "desk", "decisions": {call_id: True}, "digests": digests}
-        done = httpx.post(
+        done = HTTP.post(
             f"{url}/v1/sessions/dana-9/approvals",
             json={**body, "stream": streamed},
             headers=bearer(rita_key),
@@ -337,9 +335,9 @@ def test_without_reviewers_the_owner_decides(model: ScriptedServer, tmp_path: Pa
         assert decide(url, "c", {call["id"]: True}, erin, digests).status_code == 404
         stale = decide(url, "c", {call["id"]: True}, dana, {call["id"]: "another-digest"})
         assert stale.status_code == 409 and booked == []
-        assert httpx.get(url + "/v1/sessions/c", headers=dana).json()["decisions"] == []
+        assert HTTP.get(url + "/v1/sessions/c", headers=dana).json()["decisions"] == []
         assert decide(url, "c", {call["id"]: True}, dana, digests).status_code == 200
-        assert httpx.get(url + "/v1/approvals?agent=desk", headers=dana).status_code == 403
+        assert HTTP.get(url + "/v1/approvals?agent=desk", headers=dana).status_code == 403
     assert booked == [("dana", "Tue", "dana")]
     store.close()
 
@@ -367,7 +365,7 @@ def test_a_session_made_in_python_is_the_same_conversation_over_http(
     model.respond_with(echo())
     desk.run("from python", session="shared-1")
     with uvicorn_serving(create_app({"desk": desk})) as url:
-        shown = httpx.get(url + "/v1/sessions/shared-1").json()
+        shown = HTTP.get(url + "/v1/sessions/shared-1").json()
         assert [m["content"] for m in shown["messages"]][:1] == ["from python"]
         assert ask(url, "from http", "shared-1", {}).status_code == 200
     again = desk.run("python again", session="shared-1")
@@ -387,7 +385,7 @@ def test_a_session_nobody_owns_is_not_open_to_signed_in_people(
     app = create_app({"desk": desk}, auth=StoredKeys(store), deps=clinic_for)
     with uvicorn_serving(app) as url:
         assert ask(url, "mine now?", "ops-1", dana).status_code == 404
-        assert httpx.get(url + "/v1/sessions/ops-1", headers=dana).status_code == 404
+        assert HTTP.get(url + "/v1/sessions/ops-1", headers=dana).status_code == 404
     store.close()
 
 
@@ -499,7 +497,7 @@ def test_a_valid_token_signs_its_subject_in_with_its_roles(
     token = issuer.token(sub="dana", roles=["patient"])
     assert ask(oidc_desk, "who?", "t1", bearer(token)).status_code == 200
     assert model.requests[1].messages[-1]["content"] == "patient dana"
-    me = httpx.get(oidc_desk + "/v1/me", headers=bearer(token)).json()
+    me = HTTP.get(oidc_desk + "/v1/me", headers=bearer(token)).json()
     assert me == {"id": "dana", "roles": ["patient"], "reviewer": False, "owner_decides": True}
 
 
@@ -631,7 +629,7 @@ def test_a_proxy_header_is_believed_only_from_the_proxy(
     with uvicorn_serving(create_app({"desk": desk}, auth=trusted, deps=clinic_for)) as url:
         named = {"X-Forwarded-User": "dana", "X-Forwarded-Groups": "patient, vip"}
         assert ask(url, "who?", "p1", named).status_code == 200
-        me = httpx.get(url + "/v1/me", headers=named).json()
+        me = HTTP.get(url + "/v1/me", headers=named).json()
         assert me["id"] == "dana" and me["roles"] == ["patient", "vip"]
         nobody = ask(url, "who?", "p2", {})
         assert nobody.status_code == 401 and nobody.json()["error"]["code"] == "no_user"
@@ -695,11 +693,11 @@ def test_the_access_log_names_the_principal_and_never_the_key(
         access.addHandler(kept)
         try:
             assert ask(url, "hi", "log-1", bearer(key)).status_code == 200
-            assert httpx.get(url + "/v1/me", headers=bearer("ak_wrong-key")).status_code == 401
+            assert HTTP.get(url + "/v1/me", headers=bearer("ak_wrong-key")).status_code == 401
             for _ in range(50):  # a request's line is written as its handler ends
                 if any("GET /v1/me" in line and " - - " in line for line in kept.lines):
                     break
-                httpx.get(url + "/healthz")
+                HTTP.get(url + "/healthz")
         finally:
             access.removeHandler(kept)
             access.setLevel(level)
@@ -743,7 +741,7 @@ def test_people_racing_for_one_new_conversation_name_leave_it_to_exactly_one(
         )
         codes = sorted(response.status_code for response in answers)
         winner = next(who for who, r in zip(people, answers, strict=True) if r.status_code == 200)
-        shown = httpx.get(url + "/v1/sessions/contested", headers=people[winner]).json()
+        shown = HTTP.get(url + "/v1/sessions/contested", headers=people[winner]).json()
     assert codes.count(200) == 1, codes
     assert set(codes) - {200} <= {404, 409}  # another's (404), or the winner still runs (409)
     assert shown["owner"] == winner

@@ -14,7 +14,7 @@ from agentkit import tool
 from agentkit.serve import create_app
 from agentkit.testing import Reply, ScriptedServer, echo, tool_then_answer
 
-from .conftest import make_desk, sessions_or_skip, uvicorn_serving
+from .conftest import HTTP, make_desk, sessions_or_skip, uvicorn_serving
 
 USER = [{"role": "user", "content": "hello"}]
 BODY = {"model": "desk", "messages": USER}
@@ -31,7 +31,7 @@ def error_of(response: httpx.Response, status: int, code: str | None) -> dict[st
 
 
 def post(url: str, body: Any, **kwargs: Any) -> httpx.Response:
-    return httpx.post(url + "/v1/chat/completions", json=body, timeout=60, **kwargs)
+    return HTTP.post(url + "/v1/chat/completions", json=body, timeout=60, **kwargs)
 
 
 # --- DNS rebinding: Host ---------------------------------------------------------------
@@ -44,7 +44,7 @@ def test_a_keyless_server_refuses_a_host_that_is_not_loopback(
     model.respond_with(echo())
     refused = post(served, BODY, headers={"Host": host})
     error_of(refused, 421, "host_not_allowed")
-    error_of(httpx.get(served + "/v1/models", headers={"Host": host}), 421, "host_not_allowed")
+    error_of(HTTP.get(served + "/v1/models", headers={"Host": host}), 421, "host_not_allowed")
     assert not model.requests
 
 
@@ -92,11 +92,11 @@ def test_every_post_must_be_json(
     model.respond_with(echo())
     headers = {} if content_type is None else {"Content-Type": content_type}
     for path in ("/v1/chat/completions", "/v1/sessions/c1/approvals"):
-        response = httpx.post(served + path, content=json.dumps(BODY), headers=headers)
+        response = HTTP.post(served + path, content=json.dumps(BODY), headers=headers)
         error_of(response, 415, "unsupported_media_type")
     assert not model.requests
     typed = {"Content-Type": "application/json; charset=utf-8"}
-    ok = httpx.post(served + "/v1/chat/completions", content=json.dumps(BODY), headers=typed)
+    ok = HTTP.post(served + "/v1/chat/completions", content=json.dumps(BODY), headers=typed)
     assert ok.status_code == 200
 
 
@@ -153,7 +153,7 @@ def test_a_lone_surrogate_is_a_json_400(model: ScriptedServer, served: str) -> N
         b'{"model": "desk", "messages": [{"role": "user", "content": "a\\udfffb"}]}',
         b'{"model": "desk", "\\ud800": 1, "messages": [{"role": "user", "content": "x"}]}',
     ):
-        response = httpx.post(
+        response = HTTP.post(
             served + "/v1/chat/completions",
             content=body,
             headers={"Content-Type": "application/json"},
@@ -165,7 +165,7 @@ def test_a_lone_surrogate_is_a_json_400(model: ScriptedServer, served: str) -> N
 def test_a_surrogate_pair_is_text(model: ScriptedServer, served: str) -> None:
     model.respond_with(echo())
     body = b'{"model": "desk", "messages": [{"role": "user", "content": "\\ud83d\\ude00"}]}'
-    response = httpx.post(
+    response = HTTP.post(
         served + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.json()["choices"][0]["message"]["content"] == "\U0001f600"
@@ -208,7 +208,7 @@ def nested_body(depth: int) -> bytes:
 def test_messages_nested_deeper_than_400_levels_are_a_400(
     model: ScriptedServer, served: str, depth: int
 ) -> None:
-    response = httpx.post(
+    response = HTTP.post(
         served + "/v1/chat/completions",
         content=nested_body(depth),
         headers={"Content-Type": "application/json"},
@@ -219,7 +219,7 @@ def test_messages_nested_deeper_than_400_levels_are_a_400(
 
 def test_400_levels_are_read(model: ScriptedServer, served: str) -> None:
     # read, then refused for what it is (content parts that are not objects), not for depth
-    response = httpx.post(
+    response = HTTP.post(
         served + "/v1/chat/completions",
         content=nested_body(400),
         headers={"Content-Type": "application/json"},
@@ -344,15 +344,15 @@ def test_an_approval_runs_only_the_arguments_shown(model: ScriptedServer, tmp_pa
 
         approvals = url + "/v1/sessions/r1/approvals"
         seen = {"call_1": small["arguments_digest"]}
-        stale = httpx.post(approvals, json={"decisions": {"call_1": True}, "digests": seen})
+        stale = HTTP.post(approvals, json={"decisions": {"call_1": True}, "digests": seen})
         error_of(stale, 409, "approval_mismatch")
-        bare = httpx.post(approvals, json={"decisions": {"call_1": True}})
+        bare = HTTP.post(approvals, json={"decisions": {"call_1": True}})
         error = error_of(bare, 409, "approval_mismatch")
         assert error["param"] == "digests"
         assert refunds == []  # nothing ran
-        assert httpx.get(url + "/v1/sessions/r1").json()["status"] == "paused"
+        assert HTTP.get(url + "/v1/sessions/r1").json()["status"] == "paused"
 
         right = {"call_1": large["arguments_digest"]}
-        done = httpx.post(approvals, json={"decisions": {"call_1": True}, "digests": right})
+        done = HTTP.post(approvals, json={"decisions": {"call_1": True}, "digests": right})
         assert done.json()["choices"][0]["message"]["content"] == "Refunded 5000."
     assert refunds == [5000]

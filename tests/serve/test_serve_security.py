@@ -17,7 +17,7 @@ from agentkit.serve._auth import is_loopback
 from agentkit.serve._identity import SharedKeys
 from agentkit.testing import Reply, ScriptedServer, echo, tool_then_answer
 
-from .conftest import make_desk, uvicorn_serving
+from .conftest import HTTP, make_desk, uvicorn_serving
 
 KEY = "served-key-0123456789"
 USER = [{"role": "user", "content": "hello"}]
@@ -25,7 +25,7 @@ JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def post(url: str, body: Any, **kwargs: Any) -> httpx.Response:
-    return httpx.post(url + "/v1/chat/completions", json=body, timeout=30, **kwargs)
+    return HTTP.post(url + "/v1/chat/completions", json=body, timeout=30, **kwargs)
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None) -> dict[str, Any]:
@@ -46,13 +46,13 @@ def test_keys_are_required_when_configured(model: ScriptedServer) -> None:
             headers={"Authorization": "Bearer nope-nope-nope"},
         )
         assert_error(wrong, 401, "invalid_api_key")
-        assert_error(httpx.get(url + "/v1/models"), 401, "invalid_api_key")
+        assert_error(HTTP.get(url + "/v1/models"), 401, "invalid_api_key")
         ok = post(
             url, {"model": "desk", "messages": USER}, headers={"Authorization": f"Bearer {KEY}"}
         )
         assert ok.status_code == 200
-        assert httpx.get(url + "/healthz").json() == {"status": "ok"}
-        assert httpx.get(url + "/").status_code == 200  # the page holds no data
+        assert HTTP.get(url + "/healthz").json() == {"status": "ok"}
+        assert HTTP.get(url + "/").status_code == 200  # the page holds no data
     assert len(model.requests) == 1  # refused requests never reached the model
 
 
@@ -149,7 +149,7 @@ def test_the_operator_may_allow_a_client_system_message_after_the_instructions(
 def test_bad_requests_get_the_seed_error_format(
     model: ScriptedServer, served: str, body: bytes, status: int, code: str | None
 ) -> None:
-    response = httpx.post(
+    response = HTTP.post(
         served + "/v1/chat/completions", content=body, headers=JSON_TYPE, timeout=30
     )
     assert_error(response, status, code)
@@ -161,16 +161,16 @@ def test_a_body_without_a_length_is_cut_at_the_bound(model: ScriptedServer, serv
         for _ in range(2000):
             yield b"x" * 1000
 
-    response = httpx.post(
+    response = HTTP.post(
         served + "/v1/chat/completions", content=pieces(), headers=JSON_TYPE, timeout=30
     )
     assert_error(response, 413, "request_too_large")
 
 
 def test_unknown_routes_and_methods_answer_in_the_seed_format(served: str) -> None:
-    assert_error(httpx.get(served + "/v1/nothing"), 404, "not_found")
-    assert httpx.get(served + "/v1/chat/completions").status_code == 405
-    assert set(httpx.get(served + "/v1/chat/completions").json()["error"]) == {
+    assert_error(HTTP.get(served + "/v1/nothing"), 404, "not_found")
+    assert HTTP.get(served + "/v1/chat/completions").status_code == 405
+    assert set(HTTP.get(served + "/v1/chat/completions").json()["error"]) == {
         "message",
         "type",
         "param",

@@ -18,7 +18,7 @@ import pytest
 from agentkit.serve import RequestLimits, create_app
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer, echo
 
-from .conftest import make_desk, sessions_or_skip, uvicorn_serving
+from .conftest import HTTP, make_desk, sessions_or_skip, uvicorn_serving
 
 sessions = sessions_or_skip()
 
@@ -33,7 +33,7 @@ def auth(key: str) -> dict[str, str]:
 def ask(url: str, text: str, conversation: str, key: str = KEY_A, **extra: Any) -> httpx.Response:
     body = {"model": "desk", "messages": [{"role": "user", "content": text}]}
     headers = {**auth(key), "X-Agentkit-Conversation": conversation}
-    return httpx.post(
+    return HTTP.post(
         url + "/v1/chat/completions", json={**body, **extra}, headers=headers, timeout=60
     )
 
@@ -59,7 +59,7 @@ def test_a_conversation_continues_with_only_the_new_message(
     assert second.json()["agentkit"]["conversation"] == "c1"
     assert user_texts(model.requests[1]) == ["My name is Ada.", "What is my name?"]
     assert model.requests[1].messages[0]["role"] == "system"
-    shown = httpx.get(stored + "/v1/sessions/c1", headers=auth(KEY_A)).json()
+    shown = HTTP.get(stored + "/v1/sessions/c1", headers=auth(KEY_A)).json()
     assert [m["content"] for m in shown["messages"]] == [
         "My name is Ada.",
         "My name is Ada.",
@@ -72,7 +72,7 @@ def test_a_conversation_continues_with_only_the_new_message(
 def test_the_header_names_a_conversation_too(model: ScriptedServer, stored: str) -> None:
     model.respond_with(echo())
     for text in ("one", "two"):
-        httpx.post(
+        HTTP.post(
             stored + "/v1/chat/completions",
             json={"model": "desk", "messages": [{"role": "user", "content": text}]},
             headers={**auth(KEY_A), "X-Agentkit-Conversation": "by-header"},
@@ -93,11 +93,11 @@ def test_a_conversation_belongs_to_the_key_that_created_it(
     assert bob.json()["error"]["code"] == "conversation_not_found"
     assert "shared-name" not in bob.text and "key" not in bob.json()["error"]["message"]
     assert len(model.requests) == 1
-    read = httpx.get(stored + "/v1/sessions/shared-name", headers=auth(KEY_B))
+    read = HTTP.get(stored + "/v1/sessions/shared-name", headers=auth(KEY_B))
     assert read.status_code == 404
-    mine = httpx.get(stored + "/v1/sessions/shared-name", headers=auth(KEY_A)).json()
+    mine = HTTP.get(stored + "/v1/sessions/shared-name", headers=auth(KEY_A)).json()
     assert [m["content"] for m in mine["messages"]] == ["Alice's secret", "Alice's secret"]
-    other = httpx.get(stored + "/v1/sessions/only-alice", headers=auth(KEY_B))
+    other = HTTP.get(stored + "/v1/sessions/only-alice", headers=auth(KEY_B))
     assert other.status_code == 404
     assert other.json()["error"]["code"] == "conversation_not_found"
     # the store holds the conversation under the client's own name, as Python sees it
@@ -115,7 +115,7 @@ def test_history_is_refused_in_a_stored_conversation(stored: str) -> None:
         ],
     }
     headers = {**auth(KEY_A), "X-Agentkit-Conversation": "c1"}
-    response = httpx.post(stored + "/v1/chat/completions", json=body, headers=headers)
+    response = HTTP.post(stored + "/v1/chat/completions", json=body, headers=headers)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "history_in_conversation"
 
@@ -141,20 +141,20 @@ def test_an_approval_pauses_and_is_decided_over_http(
     (pending,) = extension["pending"]
     assert pending["name"] == "refund" and json.loads(pending["arguments"]) == {"order_id": 1042}
     assert 'Waiting for approval: refund({"order_id": 1042})' in text
-    shown = httpx.get(stored + "/v1/sessions/r1", headers=auth(KEY_A)).json()
+    shown = HTTP.get(stored + "/v1/sessions/r1", headers=auth(KEY_A)).json()
     assert shown["status"] == "paused" and shown["pending"][0]["id"] == pending["id"]
 
     url = stored + "/v1/sessions/r1/approvals"
-    wrong = httpx.post(url, json={"decisions": {"nope": True}}, headers=auth(KEY_A))
+    wrong = HTTP.post(url, json={"decisions": {"nope": True}}, headers=auth(KEY_A))
     assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "approval_mismatch"
     digests = {pending["id"]: pending["arguments_digest"]}
     assert shown["pending"][0]["arguments_digest"] == pending["arguments_digest"]
-    stranger = httpx.post(
+    stranger = HTTP.post(
         url, json={"decisions": {pending["id"]: True}, "digests": digests}, headers=auth(KEY_B)
     )
     assert stranger.status_code == 404  # Bob cannot approve Alice's refund
     assert stranger.json()["error"]["code"] == "conversation_not_found"
-    done = httpx.post(
+    done = HTTP.post(
         url,
         json={"decisions": {pending["id"]: True}, "digests": digests, "stream": streamed},
         headers=auth(KEY_A),
@@ -189,7 +189,7 @@ def test_two_requests_for_one_conversation_give_one_answer_and_one_busy_error(
     assert second.status_code == 409
     assert second.json()["error"]["code"] == "session_busy"
     assert results[0].json()["choices"][0]["message"]["content"] == "the one answer"
-    shown = httpx.get(stored + "/v1/sessions/busy", headers=auth(KEY_A)).json()
+    shown = HTTP.get(stored + "/v1/sessions/busy", headers=auth(KEY_A)).json()
     assert [m["content"] for m in shown["messages"]] == ["first", "the one answer"]
 
 
@@ -197,12 +197,12 @@ def test_a_store_less_agent_treats_user_as_an_id_and_refuses_the_header(
     model: ScriptedServer, served: str
 ) -> None:
     model.respond_with(echo())
-    plain = httpx.post(
+    plain = HTTP.post(
         served + "/v1/chat/completions",
         json={"model": "desk", "user": "u-17", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert plain.json()["choices"][0]["message"]["content"] == "hi"
-    named = httpx.post(
+    named = HTTP.post(
         served + "/v1/chat/completions",
         json={"model": "desk", "messages": [{"role": "user", "content": "hi"}]},
         headers={"X-Agentkit-Conversation": "c1"},
@@ -215,8 +215,8 @@ def test_a_conversation_name_is_checked_in_every_route(stored: str) -> None:
     long = "x" * 129
     for response in (
         ask(stored, "hi", long),
-        httpx.get(f"{stored}/v1/sessions/{long}", headers=auth(KEY_A)),
-        httpx.post(
+        HTTP.get(f"{stored}/v1/sessions/{long}", headers=auth(KEY_A)),
+        HTTP.post(
             f"{stored}/v1/sessions/{long}/approvals",
             json={"decisions": {"c": True}},
             headers=auth(KEY_A),
@@ -277,7 +277,7 @@ def test_an_answer_cut_at_the_bound_is_stored_as_the_client_saw_it(
     )
     with uvicorn_serving(app) as url:
         response = ask(url, "Tell me everything.", "c1", stream=streamed)
-        shown = httpx.get(url + "/v1/sessions/c1", headers=auth(KEY_A), timeout=60).json()
+        shown = HTTP.get(url + "/v1/sessions/c1", headers=auth(KEY_A), timeout=60).json()
     if streamed:
         events = [e for e in response.text.split("\n\n") if e.startswith("data: {")]
         chunks = [json.loads(e[6:])["choices"][0] for e in events]
