@@ -188,8 +188,9 @@ def create_app(
     ) -> Response:
         if streamed:
             return EventStream(_sse(spec, model, include_usage, bounds, scrubbers))  # type: ignore[return-value]
-        if spec.session is not None and spec.decisions is None:
-            # a stored conversation keeps what the client is sent: the answer cut at the bound
+        if spec.session is not None:
+            # a stored conversation keeps what the client is sent: the answer cut at the
+            # bound (a new message's or a decision's)
             run = execute_stored(spec, bounds.run_timeout, bounds.max_stream_chars)
         else:
             run = execute(spec, bounds.run_timeout)
@@ -498,7 +499,7 @@ async def _sse(
                         yield fmt.comment(item)
                     else:
                         ended = item
-            if cut and spec.session is not None and spec.decisions is None:
+            if cut and spec.session is not None:
                 # the run is closed: the conversation keeps what the client saw
                 await asyncio.to_thread(keep_seen, spec, "".join(seen), bool(activity))
     except Exception as exc:

@@ -166,9 +166,9 @@ async def execute(spec: RunSpec, timeout: float) -> tuple[Ended, list[dict[str, 
 async def execute_stored(
     spec: RunSpec, timeout: float, max_chars: int
 ) -> tuple[Ended, list[dict[str, Any]]]:
-    """A whole answer on a stored conversation, cut at ``max_chars`` as the stream is: the
-    run is stopped at the bound, and the conversation keeps the question and the cut
-    answer (what the client is sent), not the uncut one."""
+    """A whole answer on a stored conversation (a new message's, or a decision's), cut at
+    ``max_chars`` as the stream is: the run is stopped at the bound, and the conversation
+    keeps the question and the cut answer (what the client is sent), not the uncut one."""
     activity: list[dict[str, Any]] = []
     text: list[str] = []
     room = max_chars
@@ -199,12 +199,14 @@ def keep_seen(spec: RunSpec, seen: str, rounds_stored: bool) -> None:
     """Append the answer a client saw to a conversation whose run was stopped at the bound
     (``rounds_stored``: the run had finished a tool round, and stored it)."""
     # A run stopped in its first round stores nothing (so that sending the question again
-    # does not repeat it); after a tool round it has stored the question and that round.
+    # does not repeat it); after a tool round it has stored the question and that round. A
+    # resumed run has always stored the round it reopened (the decided calls' results).
     store = spec.agent.store
     if store is None or spec.session is None:  # pragma: no cover - callers check
         return
     answer = {"role": "assistant", "content": seen}
-    messages = [answer] if rounds_stored else [*spec.prompt, answer]
+    stored = rounds_stored or spec.decisions is not None
+    messages = [answer] if stored else [*spec.prompt, answer]
     claim = store.claim(spec.session, wait=30.0)  # the stopped run may still be letting go
     try:
         store.append(claim, messages, close_round=True)

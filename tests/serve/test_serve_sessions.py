@@ -296,3 +296,49 @@ def test_an_answer_cut_at_the_bound_is_stored_as_the_client_saw_it(
     assert roles == (
         ["user", "assistant", "tool", "assistant"] if after_a_tool_round else ["user", "assistant"]
     )
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_approvals_answer_cut_at_the_bound_is_stored_as_the_client_saw_it(
+    model: ScriptedServer, tmp_path: Path, streamed: bool
+) -> None:
+    """The answer to a decision, cut at max_stream_chars, is stored as the client saw it
+    after the decided call's result, as a chat answer is: whole, the uncut answer was kept
+    (and sent to the model next turn as if the client had read it); streamed, none."""
+    model.queue(
+        Reply.tool_calls(("refund", {"order_id": 7})), Reply.text("word " * 200, chunk_size=7)
+    )
+    desk = make_desk(model, store=sessions.SQLiteStore(str(tmp_path / "desk.db")))
+    app = create_app(
+        {"desk": desk}, api_keys=[KEY_A], request_limits=RequestLimits(max_stream_chars=50)
+    )
+    with uvicorn_serving(app) as url:
+        (pending,) = ask(url, "Refund 7.", "c1").json()["agentkit"]["pending"]
+        decided = httpx.post(
+            url + "/v1/sessions/c1/approvals",
+            json={
+                "model": "desk",
+                "decisions": {pending["id"]: True},
+                "digests": {pending["id"]: pending["arguments_digest"]},
+                "stream": streamed,
+            },
+            headers=auth(KEY_A),
+            timeout=60,
+        )
+        shown = httpx.get(url + "/v1/sessions/c1", headers=auth(KEY_A), timeout=60).json()
+    assert decided.status_code == 200, decided.text
+    if streamed:
+        events = [e for e in decided.text.split("\n\n") if e.startswith("data: {")]
+        chunks = [json.loads(e[6:])["choices"][0] for e in events]
+        text = "".join(c["delta"].get("content") or "" for c in chunks)
+        reason = chunks[-1]["finish_reason"]
+    else:
+        text = decided.json()["choices"][0]["message"]["content"]
+        reason = decided.json()["choices"][0]["finish_reason"]
+    assert reason == "length"
+    assert text == ("word " * 200)[:50]
+    messages = shown["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert messages[2]["content"] == "order 7: refunded"
+    assert messages[-1]["content"] == ("word " * 200)[:50]
+    assert shown["status"] == "done"
