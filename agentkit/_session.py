@@ -564,7 +564,15 @@ def _check_decisions(
             f"calls it waits on instead: {inner}",
             session_id=session_id,
         )
-    started = sorted(unknown & {wire["id"] for wire in open_})
+    open_ids = {wire["id"] for wire in open_}
+    subs = (state or {}).get("nested") or {}
+    started = sorted(
+        "/".join(address)
+        for address in chosen
+        if address not in waiting
+        and address[0] in open_ids
+        and (len(address) == 1 or address[0] not in subs)
+    )
     if started:
         raise ResumeError(
             f"{where}: the call {started[0]!r} is not waiting for a decision: it was "
@@ -628,7 +636,8 @@ def _addressed(
                     f"{where}: the key {key!r} names more than one paused call; use the "
                     "PendingCall from RunResult.pending as the key"
                 )
-            address = matches[0] if matches else (key,)
+            # an unknown key is refused below; split, it names where it was meant to be
+            address = matches[0] if matches else tuple(key.split("/"))
         else:
             raise ResumeError(
                 f"{where}: a decision's key is a call's key (PendingCall.key), or the "

@@ -37,6 +37,13 @@ def refund(order_id: int) -> str:
     return f"refunded order {order_id}"
 
 
+@tool(requires_approval=True, side_effects=True)
+def refund_card(ctx: RunContext[Any], order_id: int) -> str:
+    """Refund an order to the card it was paid with (a person approves each)."""
+    _effect("refund_card", ctx, order_id=order_id)
+    return f"refunded order {order_id} to the card"
+
+
 @tool(side_effects=True)
 def pay(ctx: RunContext[Any], order_id: int, amount: float) -> str:
     """Pay a supplier for an order."""
@@ -71,7 +78,7 @@ def make_planner(store: Any, base_url: str) -> Agent[str]:
     two talk to the scripted server as ``planner-model`` and ``desk-model``."""
     desk = Agent(
         "desk-model",
-        [get_order, refund, pay, charge],
+        [get_order, refund, refund_card, pay, charge],
         "You run the order desk.",
         base_url=base_url,
         api_key="sk-sessions-test",

@@ -345,3 +345,84 @@ def test_a_cancel_while_a_sub_agents_side_effect_call_runs_keeps_its_late_result
     assert len(payments.paid) == 1 and len(scripts.seen["desk-model"]) == 1
     planner.close()
     desk.close()
+
+
+def test_a_crash_during_an_approved_call_inside_a_sub_agent_leaves_it_in_doubt_not_paused(
+    spec: StoreSpec,
+    server: ScriptedServer,
+    scripts: Scripts,
+    planner: Any,
+    store: Any,
+    ledger: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Paused in one process, approved in another that dies during the approved nested
+    side-effect call: the pause was cleared before the call started, so a stale second
+    decision is refused and the call is settled from the log, in doubt, never run twice."""
+    scripts.add("planner-model", Reply.tool_calls(("desk", {"request": "refund 7"}, "call_0")))
+    scripts.add("desk-model", Reply.tool_calls(("refund_card", {"order_id": 7}, "call_0")))
+    paused = child(spec, server, "print(agent.run('Refund 7', session='s').status)")
+    assert paused.stdout.strip() == "paused", paused.stderr
+    monkeypatch.setenv("AGENTKIT_TEST_CRASH", "1")
+    crashed = child(spec, server, "agent.resume('s', {'call_0/call_0': True})")
+    monkeypatch.delenv("AGENTKIT_TEST_CRASH")
+    assert crashed.returncode == 17, crashed.stderr
+    assert [e["kind"] for e in effects(ledger)] == ["refund_card"]
+    record = store.load("s")
+    assert record.status == "idle" and record.pending_calls == ()
+    assert [c.name for c in record.calls] == ["refund_card"]
+
+    with pytest.raises(ResumeError, match=r"not waiting for a decision.*resume with no decisions"):
+        planner.resume("s", {"call_0/call_0": True})
+    scripts.add("planner-model", Reply.text("The refund may have gone through; please check."))
+    result = planner.resume("s", {})
+    assert [(c.name, c.path, c.via) for c in result.in_doubt] == [
+        ("refund_card", ("planner", "desk"), ("call_0",))
+    ]
+    assert [e["kind"] for e in effects(ledger)] == ["refund_card"]
+
+
+def test_a_stored_nested_state_that_cannot_be_read_refuses_its_session_only(
+    store: Any,
+) -> None:
+    from agentkit import SessionCorruptError
+
+    claim = store.claim("s")
+    open_round = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "desk", "arguments": "{}"}}
+        ],
+    }
+    state = {"calls": [], "settled": {}, "nested": {"c1": {"messages": "not a list", "state": {}}}}
+    store.append(claim, [{"role": "user", "content": "hi"}, open_round], pending=state)
+    store.release(claim)
+    with pytest.raises(SessionCorruptError, match="malformed nested run"):
+        store.load("s")
+    claim = store.claim("t")
+    store.append(claim, [{"role": "user", "content": "hi"}])
+    store.release(claim)
+    assert store.load("t").messages[0]["content"] == "hi"
+
+
+def test_the_paused_usage_counts_the_sub_agents_tokens_and_the_resume_only_its_own(
+    server: ScriptedServer, scripts: Scripts, planner: Any, ledger: Path
+) -> None:
+    def used(prompt: int) -> dict[str, int]:
+        return {"prompt_tokens": prompt, "completion_tokens": 1, "total_tokens": prompt + 1}
+
+    scripts.add(
+        "planner-model",
+        Reply.tool_calls(("desk", {"request": "refund 7"}, "call_0"), usage=used(100)),
+        Reply.text("Done.", usage=used(200)),
+    )
+    scripts.add(
+        "desk-model",
+        Reply.tool_calls(("refund", {"order_id": 7}, "call_0"), usage=used(10)),
+        Reply.text("Refunded.", usage=used(20)),
+    )
+    paused = planner.run("Refund 7", session="s")
+    assert paused.usage.prompt_tokens == 100 + 10
+    done = planner.resume("s", {"call_0/call_0": True})
+    assert done.usage.prompt_tokens == 20 + 200
