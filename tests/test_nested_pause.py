@@ -430,3 +430,40 @@ def test_a_sub_agents_side_effect_call_past_its_timeout_is_in_doubt_at_the_top(
         release.set()
     (doubt,) = result.in_doubt
     assert (doubt.name, doubt.path, doubt.via) == ("send_money", ("planner", "bank"), ("call_0",))
+
+
+def test_one_sub_agent_called_twice_in_a_round_pauses_twice_with_its_own_keys(
+    server: ScriptedServer,
+) -> None:
+    """Both calls of the same sub-agent pause on a call with the same id and path: only
+    ``via`` tells them apart, and each decision reaches its own sub-run."""
+
+    def answer(request: RecordedRequest) -> Reply:
+        body = request.json()
+        messages = body["messages"]
+        if body["model"] == "planner":
+            if messages[-1]["role"] == "user":
+                return Reply.tool_calls(
+                    ("flights", {"request": "Oslo"}, "call_0"),
+                    ("flights", {"request": "Rome"}, "call_1"),
+                )
+            return Reply.text("Trips sorted.")
+        city = messages[1]["content"]
+        if messages[-1]["role"] == "user":
+            return Reply.tool_calls(("book_flight", {"flight": f"to {city}"}, "call_0"))
+        return Reply.text(f"{city}: {messages[-1]['content']}")
+
+    server.respond_with(answer)
+    planner, _ = travel(server)
+    ledger = Ledger()
+    paused = planner.run("Two trips", deps=ledger)
+    by_key = {call.key: call for call in paused.pending}
+    assert set(by_key) == {"call_0/call_0", "call_1/call_0"}
+    assert {call.path for call in paused.pending} == {("planner", "flights")}
+    assert by_key["call_1/call_0"].kwargs == {"flight": "to Rome"}
+    decisions = {by_key["call_0/call_0"]: True, "call_1/call_0": "Rome is full"}
+    done = planner.resume(through_json(paused), decisions, deps=ledger)
+    assert done.output == "Trips sorted." and ledger.done == ["booked to Oslo"]
+    answers = {m["tool_call_id"]: m["content"] for m in done.messages if m["role"] == "tool"}
+    assert answers["call_0"] == "Oslo: booked to Oslo"
+    assert answers["call_1"].startswith("Rome: Not run") and "Rome is full" in answers["call_1"]
