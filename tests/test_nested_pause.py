@@ -461,7 +461,10 @@ def test_one_sub_agent_called_twice_in_a_round_pauses_twice_with_its_own_keys(
     assert set(by_key) == {"call_0/call_0", "call_1/call_0"}
     assert {call.path for call in paused.pending} == {("planner", "flights")}
     assert by_key["call_1/call_0"].kwargs == {"flight": "to Rome"}
-    decisions = {by_key["call_0/call_0"]: True, "call_1/call_0": "Rome is full"}
+    decisions: dict[Any, bool | str] = {
+        by_key["call_0/call_0"]: True,
+        "call_1/call_0": "Rome is full",
+    }
     done = planner.resume(through_json(paused), decisions, deps=ledger)
     assert done.output == "Trips sorted." and ledger.done == ["booked to Oslo"]
     answers = {m["tool_call_id"]: m["content"] for m in done.messages if m["role"] == "tool"}
