@@ -10,20 +10,29 @@ PostgreSQL can neither be handed a bound socket nor pick a free port and report 
 TCP port would have to be found by binding and releasing one, which another process may
 take before the server binds it (and again at each restart). A folder of its own is
 nobody else's to take: the socket's name cannot clash, across restarts too.
+
+``LostCommitRelay`` sits between a store and any PostgreSQL server and, once armed, cuts
+the connection that carries the server's answer to a COMMIT: the server applied the
+transaction, and the client never hears so (what a restart or a dropped network at that
+moment does).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-__all__ = ["PrivatePostgres", "private_postgres"]
+__all__ = ["LostCommitRelay", "PrivatePostgres", "private_postgres"]
 
 _PORT = 5432  # only names the socket file (.s.PGSQL.5432) in the cluster's own folder
 
@@ -103,3 +112,95 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.close()
+
+
+# The server's CommandComplete for a COMMIT: 'C', its length (4 + 7), "COMMIT\0".
+_COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"
+
+
+class LostCommitRelay:
+    """A TCP relay to a PostgreSQL server that, while ``armed`` is set, cuts the connection
+    carrying the next answer to a COMMIT instead of passing it on (the server committed;
+    the client sees its connection drop). ``dsn`` reaches the server through the relay.
+
+    The relay binds its port once, here, and hands it over in ``dsn``. It reads the bytes
+    it passes, so the connection is made without TLS (``sslmode=disable``).
+    """
+
+    def __init__(self, dsn: str) -> None:
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(dsn)
+        host = str(params.get("host") or "/var/run/postgresql")
+        port = int(params.get("port") or 5432)
+        if host.startswith("/"):
+            self._upstream: tuple[int, Any] = (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
+        else:
+            self._upstream = (socket.AF_INET, (host, port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.dsn = make_conninfo(
+            dsn,
+            host="127.0.0.1",
+            port=self._listener.getsockname()[1],
+            sslmode="disable",
+            gssencmode="disable",
+        )
+        self.armed = threading.Event()
+        self.cut = threading.Event()  # set once an answer to a COMMIT was cut
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            server = socket.socket(self._upstream[0], socket.SOCK_STREAM)
+            server.connect(self._upstream[1])
+            with self._lock:
+                if self._closed:
+                    client.close()
+                    server.close()
+                    return
+                self._sockets += [client, server]
+                for source, sink, answers in ((client, server, False), (server, client, True)):
+                    thread = threading.Thread(
+                        target=self._pump, args=(source, sink, answers), daemon=True
+                    )
+                    self._threads.append(thread)
+                    thread.start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
+        tail = b""  # a COMMIT's answer may come split over two reads
+        try:
+            while chunk := source.recv(65536):
+                if answers and self.armed.is_set() and _COMMIT_DONE in tail + chunk:
+                    self.armed.clear()
+                    self.cut.set()
+                    break
+                sink.sendall(chunk)
+                tail = chunk[-len(_COMMIT_DONE) :]
+        except OSError:
+            pass
+        for end in (source, sink):
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Stop relaying: the listener and every connection are closed."""
+        with self._lock:
+            self._closed = True
+            sockets, self._sockets = self._sockets, []
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for end in sockets:
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+        for thread in self._threads:
+            thread.join(timeout=30)

@@ -151,6 +151,11 @@ class PostgresStore(SQLStore):
             )
         return f"PostgreSQL refused a statement: {_first_line(error)}; nothing was written"
 
+    def _maybe_committed(self, error: SessionError) -> bool:
+        # A lost connection (not a refused statement) may have lost the COMMIT's answer
+        # after the server applied it.
+        return isinstance(error.__cause__, self._psycopg.OperationalError)
+
     def _pooled(self) -> Any:
         """A pooled connection that still looks alive, or None.
 

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager, suppress
 from functools import wraps
 from typing import Any, ClassVar, Protocol, TypeVar, cast
 
+from .._blocking import release_claim
 from .._store import (
     CallRecord,
     Claim,
@@ -250,8 +251,29 @@ class SQLStore:
     def _try_claim(self, session_id: str, metadata: Mapping[str, Any] | None) -> Claim | None:
         check_session_id(session_id)
         self._ensure_schema()
-        now = time.time()
         token = secrets.token_hex(16)
+        try:
+            return self._claim_with(session_id, token, metadata)
+        except ConnectionDropped:  # its BEGIN failed: nothing was done
+            raise
+        except SessionError as error:
+            if self._maybe_committed(error):
+                # The connection dropped as the claim committed: the session may be held
+                # under a token nobody knows, for the whole lease. Give it back (an update
+                # of nothing when the claim did not land; retried while the store is away).
+                with suppress(Exception):
+                    release_claim(self, Claim(session_id, token, 0))
+            raise
+
+    def _maybe_committed(self, error: SessionError) -> bool:
+        """Whether a transaction that failed with ``error`` may have committed all the same
+        (a server store whose connection dropped during the COMMIT)."""
+        return False
+
+    def _claim_with(
+        self, session_id: str, token: str, metadata: Mapping[str, Any] | None
+    ) -> Claim | None:
+        now = time.time()
         with self._transaction(write=True) as cursor:
             self._run(
                 cursor,

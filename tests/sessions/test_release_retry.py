@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from _helpers import wait_until_async
-from _postgres import PrivatePostgres, private_postgres
+from _postgres import LostCommitRelay, PrivatePostgres, private_postgres
 
 from agentkit import Agent, ToolCallStarted, tool
 from agentkit.sessions import SessionError, SQLiteStore
@@ -165,3 +165,38 @@ def test_a_run_left_while_postgres_is_down_gives_its_session_back_once_it_is_up(
         _next_run_answers(agent, server)
     finally:
         agent.close()
+
+
+def test_a_claim_whose_commit_answer_was_lost_is_given_back() -> None:
+    """PostgreSQL applied a claim's COMMIT, but the connection dropped before its answer
+    came back (a restart at that moment; here a relay cuts the connection that carries the
+    answer): the claim fails with a typed ``SessionError``, and the session, held under a
+    token nobody knew, is given back instead of being busy for the 600 s lease."""
+    import psycopg
+
+    from agentkit.sessions import PostgresStore
+
+    from .conftest import postgres_dsn
+
+    dsn = postgres_dsn()
+    relay = LostCommitRelay(dsn)
+    schema = "t_" + secrets.token_hex(6)
+    store = PostgresStore(relay.dsn, schema=schema)
+    try:
+        store.release(store.claim("warm-up"))  # the tables exist
+        relay.armed.set()
+        with pytest.raises(SessionError) as failed:
+            store.claim("c1")
+        assert relay.cut.is_set()
+        assert failed.value.session_id == "c1"
+        with psycopg.connect(dsn) as connection:  # its transaction committed: the row is there
+            row = connection.execute(
+                f'SELECT owner FROM "{schema}".agentkit_sessions WHERE id = %s', ("c1",)
+            ).fetchone()
+        assert row is not None
+        store.release(store.claim("c1"))  # free at once, not busy for the lease
+    finally:
+        store.close()
+        relay.close()
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
