@@ -9,6 +9,7 @@ filter drops uvicorn's own), so each request is logged once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -48,15 +49,21 @@ class AccessLog:
                 client = scope.get("client")
                 where = f"{client[0]}:{client[1]}" if client else "-"
                 who = (scope.get("state") or {}).get("principal") or "-"
-                log.info(
-                    '%s - "%s %s HTTP/%s" %d',
+                line = (
                     f"{where} {_safe(who)}",
                     scope.get("method", ""),
                     _safe(scope.get("path", "")),  # no query string: it is not logged
                     scope.get("http_version", "1.1"),
                     status[0] or 500,
-                    extra={"agentkit_access": True},
                 )
+                # Written once this turn of the event loop is over, after the answer has
+                # left (serve/_batching.py sends it then): the line's write is a system
+                # call the client need not wait for.
+                asyncio.get_running_loop().call_soon(_write, line)
+
+
+def _write(line: tuple[str, str, str, str, int]) -> None:
+    log.info('%s - "%s %s HTTP/%s" %d', *line, extra={"agentkit_access": True})
 
 
 def only_ours(record: logging.LogRecord) -> bool:

@@ -230,3 +230,38 @@ def test_uvicorn_builds_no_access_line_of_its_own_under_agentkit_serves_logging(
     assert all(getattr(record, "agentkit_access", False) for record in made), [
         record.getMessage() for record in made
     ]
+
+
+def test_the_access_line_is_written_after_the_answer_has_left(model: ScriptedServer) -> None:
+    # The line's write is a system call; written first, it held the answer back.
+    import logging
+
+    class Counting(_CountingWrites):
+        writes: ClassVar[list[bytes]] = []
+
+    sent_before_line: list[int] = []
+
+    class Noting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if getattr(record, "agentkit_access", False):
+                sent_before_line.append(len(Counting.writes))
+
+    access = logging.getLogger("uvicorn.access")
+    model.respond_with(echo())
+    app = create_app({"desk": make_desk(model)}, access_log=True)
+    with uvicorn_serving(app, protocol=Counting) as url:
+        level = access.level
+        noting = Noting()
+        access.setLevel(logging.INFO)
+        access.addHandler(noting)
+        try:
+            with httpx.Client() as client:
+                for _ in range(50):  # a request's line is written as its handler ends
+                    response = client.post(url + "/v1/chat/completions", content=BODY, headers=JSON)
+                    assert response.status_code == 200
+                    if sent_before_line:
+                        break
+        finally:
+            access.removeHandler(noting)
+            access.setLevel(level)
+    assert sent_before_line and sent_before_line[0] >= 1, sent_before_line
