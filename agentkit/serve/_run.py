@@ -14,6 +14,8 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._blocking import release_claim
+
 if TYPE_CHECKING:
     from .._agent import Agent
     from .._context import Principal
@@ -211,7 +213,10 @@ def keep_seen(spec: RunSpec, seen: str, rounds_stored: bool) -> None:
     try:
         store.append(claim, messages, close_round=True)
     finally:
-        store.release(claim)
+        # The answer is whole and stored: a release the store refuses now (a restart) is
+        # retried in the background, and the client is not told of it.
+        with contextlib.suppress(Exception):
+            release_claim(store, claim)
 
 
 def _known_length(spec: RunSpec, result: RunResult[Any]) -> int:

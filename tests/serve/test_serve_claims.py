@@ -303,3 +303,56 @@ def test_a_server_stopping_mid_run_leaves_the_conversation_free(
     sock.close()
     with uvicorn_serving(create_app({"desk": desk})) as url:
         _answered_again(url)
+
+
+class AwayAfterTheCut(sessions.SQLiteStore):  # type: ignore[misc, name-defined]
+    """Once the answer cut at the bound is stored, the next release fails (the store goes
+    away for that moment, as a PostgreSQL restart does)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.away = False
+        self.failed_releases = 0
+
+    def append(self, claim: Any, messages: Any, **options: Any) -> None:
+        super().append(claim, messages, **options)
+        if any(str(m.get("content") or "").startswith("word word") for m in messages):
+            self.away = True
+
+    def release(self, claim: Any) -> None:
+        if self.away:
+            self.away = False
+            self.failed_releases += 1
+            raise sessions.SessionError("the store is away", session_id=claim.session_id)
+        super().release(claim)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_cut_answer_stored_while_the_store_goes_away_leaves_the_conversation_free(
+    model: ScriptedServer, tmp_path: Path, streamed: bool
+) -> None:
+    """The answer cut at ``max_stream_chars`` is stored in a claim of its own; that claim's
+    release failing (the store away for a moment) is retried in the background and not
+    reported to the client, whose answer is whole and stored: the conversation is free for
+    the next request (it was held for the 600 s lease, and the cut answer was an error)."""
+    store = AwayAfterTheCut(tmp_path / "desk.db")
+    desk = Agent(
+        "scripted",
+        [],
+        "You run the desk.",
+        base_url=model.base_url,
+        api_key=MODEL_KEY,
+        store=store,
+        session_wait=WAIT,
+    )
+    model.queue(Reply.text("word " * 100, chunk_size=7), Reply.text("Here again."))
+    app = create_app({"desk": desk}, request_limits=RequestLimits(max_stream_chars=20))
+    with uvicorn_serving(app) as url:
+        cut = _ask(url, "Tell me everything.", "c1", stream=streamed)
+        assert cut.status_code == 200, cut.text
+        if streamed:
+            assert cut.text.rstrip().endswith("data: [DONE]"), cut.text
+        else:
+            assert cut.json()["choices"][0]["message"]["content"] == ("word " * 4)
+        assert store.failed_releases == 1
+        _answered_again(url)
