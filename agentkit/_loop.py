@@ -472,6 +472,13 @@ class RunLoop:
             text = plan.get(call_id)
             if call_id in plan and text is None:
                 function = ToolCall.model_validate(wire).function
+                if self.settings.handoffs and function.name in self.settings.handoffs:
+                    # a transfer a crash left unanswered: made now (nothing of it ran);
+                    # a refusal past the limits is told to the model, as in a new round
+                    calls.append(
+                        plan_transfer(self, index, call_id, function.name, function.arguments, [])
+                    )
+                    continue
                 call = self._plan_call(index, call_id, function.name, function.arguments, context)
                 if nested and call_id in nested and call.context is not None:
                     call = replace(call, context=replace(call.context, _resume=nested[call_id]))

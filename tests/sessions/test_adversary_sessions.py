@@ -1,0 +1,95 @@
+"""An outside review of handoffs and agents as tools on stored sessions: crashes at each
+point of a round that hands the conversation on, and a team changed between a pause and
+its resume. Each test is a probe that broke, kept as its regression test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentkit.testing import Reply, ScriptedServer
+
+from ._support import StoreSpec, open_store, run_child
+
+KEY = "sk-adversary-sessions-0123456789"
+
+# The desk of the crash tests, built the same way in the child that crashes and in the
+# test that picks the session up: triage charges (a side effect) and hands off to billing.
+DESK = """
+import os
+from agentkit import Agent, tool
+
+KEY = "sk-adversary-sessions-0123456789"
+
+@tool(side_effects=True)
+def charge(amount: int) -> str:
+    '''Charge the customer.'''
+    with open(os.environ["AGENTKIT_TEST_LEDGER"], "a") as ledger:
+        ledger.write(f"charge {amount}\\n")
+    if os.environ.get("AGENTKIT_TEST_CRASH") == "1":
+        os._exit(17)  # after the effect, before its result is recorded
+    return f"charged {amount}"
+
+def desk(store, base_url):
+    common = dict(base_url=base_url, api_key=KEY, store=store)
+    billing = Agent("billing", [], "You handle billing.", name="billing", **common)
+    return Agent("triage", [charge], "Route.", name="triage", handoffs=[billing], **common)
+"""
+
+
+def _desk(store: Any, base_url: str) -> Any:
+    scope: dict[str, Any] = {}
+    exec(DESK, scope)
+    return scope["desk"](store, base_url)
+
+
+def _crash_in_a_round_that_hands_off(spec: StoreSpec, ledger: Path) -> None:
+    """A child process whose triage model charges and transfers in one round, and which
+    dies inside the charge."""
+    body = DESK + (
+        "from agentkit.testing import Reply, ScriptedServer\n"
+        "with ScriptedServer() as server:\n"
+        "    server.queue(Reply.tool_calls(\n"
+        "        ('charge', {'amount': 5}), ('transfer_to_billing', {})))\n"
+        "    desk(store, server.base_url).run('Charge me and pass me on.', session='c-1')\n"
+    )
+    env = {"AGENTKIT_TEST_LEDGER": str(ledger), "AGENTKIT_TEST_CRASH": "1"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        child = run_child(spec, body)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    assert child.returncode == 17, child.stderr
+    assert ledger.read_text() == "charge 5\n"
+
+
+def test_a_crash_beside_a_transfer_resumes_as_the_target(
+    spec: StoreSpec, server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resuming a round a crash left open, whose model also asked for a transfer: the
+    transfer is made (nothing of it ran before: it runs nowhere), the side effect is in
+    doubt and not run again, and billing answers. It was told "Unknown tool
+    'transfer_to_billing'" and the conversation stayed with triage."""
+    ledger = tmp_path / "ledger.txt"
+    _crash_in_a_round_that_hands_off(spec, ledger)
+    monkeypatch.setenv("AGENTKIT_TEST_LEDGER", str(ledger))
+    server.respond_with(lambda request: Reply.text(f"{request.json()['model']} here"))
+    store = open_store(spec)
+    try:
+        result = _desk(store, server.base_url).resume("c-1", {})
+    finally:
+        store.close()
+    assert result.status == "done"
+    assert [call.name for call in result.in_doubt] == ["charge"]
+    transfer = [m for m in result.messages if m.get("name") == "transfer_to_billing"]
+    assert [m["content"] for m in transfer] == ["Transferred to billing."]
+    assert result.agent == "billing" and result.output == "billing here"
+    assert ledger.read_text() == "charge 5\n"  # not charged again
