@@ -24,17 +24,15 @@ Cancellation and Ctrl-C: see :mod:`agentkit._drive`.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Unpack, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, Unpack, cast, overload
 
 from ._calls import PlannedCall
 from ._client import AsyncChatClient, ChatClient
 from ._config import AgentConfig, AgentOptions, Instructions, Prompt, run_deps
 from ._context import Principal
 from ._delegate import AgentTool, agent_tool, check_agent_tools
-from ._drive import consume, consume_async, drive, drive_async
+from ._drive import Steps, consume, consume_async, drive, drive_async
 from ._errors import ConfigurationError
 from ._events import AgentEvent
 from ._handoff import Handoff, Team
@@ -43,21 +41,19 @@ from ._loop import RunLoop
 from ._observe import (
     ObserverFactory,
     RunInfo,
-    RunObserver,
     instrumentation,
+    make_current,
     observer_for,
     observing,
-    scoped,
-    scoped_async,
 )
 from ._providers import Provider
 from ._records import ModelSettings, RunLimits
 from ._result import RunResult
 from ._runtime import Runtime
 from ._session import Decision, ResumeError, Summarizer, decisions_by, settle_open_round
-from ._session_run import session_events, session_events_async
+from ._session_run import session_steps
 from ._sources import ToolSource
-from ._steps import Approver
+from ._steps import LIST_TOOLS, Approver, Begin, RunPlan, run_steps
 from ._store import Store, open_calls
 from ._tool import Tool
 
@@ -67,6 +63,11 @@ if TYPE_CHECKING:
 __all__ = ["Agent", "AgentOptions", "Approver", "Hooks", "Prompt"]
 
 OutputT = TypeVar("OutputT")
+EventsT = TypeVar("EventsT")
+Driver: TypeAlias = Callable[[Runtime, Steps, RunPlan], EventsT]
+"""``drive`` (``run``, ``stream``) or ``drive_async`` (``run_async``, ``stream_async``)."""
+# A run's options as the entry points take them: deps, context, max_turns, limits, principal
+_Options: TypeAlias = tuple[Any, Any, "int | None", "RunLimits | None", "Principal | None"]
 
 
 class Agent(Generic[OutputT]):
@@ -340,16 +341,8 @@ class Agent(Generic[OutputT]):
         A ``requires_approval`` call with no ``approve=`` callback pauses the run:
         ``status == "paused"``, ``pending`` lists the calls, and :meth:`resume` goes on.
         """
-        deps = run_deps(deps, context)
-        limits = self._config.run_limits(max_turns, limits)
-        _check_principal(principal)
-        if self._delegates:
-            check_agent_tools(self)
-        if session is not None:
-            events = session_events(self, prompt, session, deps, principal, limits)
-            return self._result(consume(events))
-        loop = self._new_loop(prompt, deps, principal, limits, self._runtime.source_tools())
-        return self._result(consume(self._events(loop, stream=False), loop))
+        options = (deps, context, max_turns, limits, principal)
+        return self._result(consume(*self._start(drive, False, options, prompt, session)))
 
     def resume(
         self,
@@ -379,14 +372,9 @@ class Agent(Generic[OutputT]):
         span event) reports it, with the time of this resume, on ``PlannedCall.decided_by``
         and ``decided_at``.
         """
-        decisions = decisions_by(decisions, decided_by)
-        return self._result(
-            consume(
-                *self._resumed_events(
-                    paused, decisions, deps, context, max_turns, limits, principal, stream=False
-                )
-            )
-        )
+        options = (deps, context, max_turns, limits, principal)
+        resumed = self._resume(drive, False, options, paused, decisions, decided_by)
+        return self._result(consume(*resumed))
 
     def resume_stream(
         self,
@@ -403,11 +391,8 @@ class Agent(Generic[OutputT]):
         """:meth:`resume`, streamed: the events of the resumed run as they happen (the
         decided calls' ``ToolCallStarted`` and ``ToolResult``, then each round's deltas, as
         in :meth:`stream`); the last event is ``RunFinished`` with the result."""
-        decisions = decisions_by(decisions, decided_by)
-        events, _ = self._resumed_events(
-            paused, decisions, deps, context, max_turns, limits, principal, stream=True
-        )
-        return events
+        options = (deps, context, max_turns, limits, principal)
+        return self._resume(drive, True, options, paused, decisions, decided_by)[0]
 
     def stream(
         self,
@@ -429,15 +414,8 @@ class Agent(Generic[OutputT]):
         early (``break``, ``close()``) closes the response stream. ``session`` as in
         :meth:`run` (the session is claimed when the iteration starts).
         """
-        deps = run_deps(deps, context)
-        limits = self._config.run_limits(max_turns, limits)
-        _check_principal(principal)
-        if self._delegates:
-            check_agent_tools(self)
-        if session is not None:
-            return session_events(self, prompt, session, deps, principal, limits, stream=True)
-        loop = self._new_loop(prompt, deps, principal, limits, self._runtime.source_tools())
-        return self._events(loop, stream=True)
+        options = (deps, context, max_turns, limits, principal)
+        return self._start(drive, True, options, prompt, session)[0]
 
     async def run_async(
         self,
@@ -451,17 +429,9 @@ class Agent(Generic[OutputT]):
         principal: Principal | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`run`: async tools run as tasks, sync tools in threads."""
-        deps = run_deps(deps, context)
-        limits = self._config.run_limits(max_turns, limits)
-        _check_principal(principal)
-        if self._delegates:
-            check_agent_tools(self)
-        if session is not None:
-            events = session_events_async(self, prompt, session, deps, principal, limits)
-            return self._result(await consume_async(events))
-        found = await self._runtime.source_tools_async()
-        loop = self._new_loop(prompt, deps, principal, limits, found)
-        return self._result(await consume_async(self._events_async(loop, stream=False), loop))
+        options = (deps, context, max_turns, limits, principal)
+        events, plan = self._start(drive_async, False, options, prompt, session)
+        return self._result(await consume_async(events, plan))
 
     async def resume_async(
         self,
@@ -476,11 +446,9 @@ class Agent(Generic[OutputT]):
         decided_by: str | None = None,
     ) -> RunResult[OutputT]:
         """The asynchronous :meth:`resume`."""
-        decisions = decisions_by(decisions, decided_by)
-        events, loop = await self._resumed_events_async(
-            paused, decisions, deps, context, max_turns, limits, principal, stream=False
-        )
-        return self._result(await consume_async(events, loop))
+        options = (deps, context, max_turns, limits, principal)
+        events, plan = self._resume(drive_async, False, options, paused, decisions, decided_by)
+        return self._result(await consume_async(events, plan))
 
     def resume_stream_async(
         self,
@@ -496,9 +464,8 @@ class Agent(Generic[OutputT]):
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`resume_stream`. To stop early, close it:
         ``async with contextlib.aclosing(agent.resume_stream_async(...)) as events: ...``."""
-        decisions = decisions_by(decisions, decided_by)
-        arguments = (paused, decisions, deps, context, max_turns, limits, principal)
-        return self._resumed_stream_async(*arguments)
+        options = (deps, context, max_turns, limits, principal)
+        return self._resume(drive_async, True, options, paused, decisions, decided_by)[0]
 
     def stream_async(
         self,
@@ -513,17 +480,8 @@ class Agent(Generic[OutputT]):
     ) -> AsyncGenerator[AgentEvent, None]:
         """The asynchronous :meth:`stream`. To stop early, close it:
         ``async with contextlib.aclosing(agent.stream_async(...)) as events: ...``."""
-        deps = run_deps(deps, context)
-        limits = self._config.run_limits(max_turns, limits)
-        _check_principal(principal)
-        if self._delegates:
-            check_agent_tools(self)
-        if session is not None:
-            return session_events_async(self, prompt, session, deps, principal, limits, stream=True)
-        if self._runtime.sources:
-            return self._stream_with_sources(prompt, deps, principal, limits)
-        loop = self._new_loop(prompt, deps, principal, limits)
-        return self._events_async(loop, stream=True)
+        options = (deps, context, max_turns, limits, principal)
+        return self._start(drive_async, True, options, prompt, session)[0]
 
     # -- resources ----------------------------------------------------------------------
 
@@ -551,12 +509,7 @@ class Agent(Generic[OutputT]):
             source.open()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     async def __aenter__(self) -> Agent[OutputT]:
@@ -564,57 +517,124 @@ class Agent(Generic[OutputT]):
             await source.aopen()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    # -- a run's events -------------------------------------------------------------------
+    # -- a run, written once: the entry point only chooses its driver ---------------------
 
     def _result(self, result: RunResult[Any]) -> RunResult[OutputT]:
         return cast(RunResult[OutputT], result)
 
+    def _start(
+        self,
+        driver: Driver[EventsT],
+        stream: bool,
+        options: _Options,
+        prompt: Prompt,
+        session: str | None,
+    ) -> tuple[EventsT, RunPlan]:
+        """A new run, driven by ``driver``: its events (nothing runs before the first is
+        asked for) and its plan; the options are checked now."""
+        deps, limits, principal = self._checked(options)
+        plan = self._plan(stream)
+        if session is not None:
+            steps = session_steps(self, plan, session, prompt, deps, principal, limits)
+        else:
+            steps = self._fresh_steps(plan, prompt, deps, principal, limits)
+        return driver(self._runtime, steps, plan), plan
+
+    def _resume(
+        self,
+        driver: Driver[EventsT],
+        stream: bool,
+        options: _Options,
+        paused: str | RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        decided_by: str | None,
+    ) -> tuple[EventsT, RunPlan]:
+        """A resumed run, as :meth:`_start`; a session's result resumes its session."""
+        decisions = decisions_by(decisions, decided_by)
+        deps, limits, principal = self._checked(options)
+        if isinstance(paused, RunResult) and paused.session is not None and self.store:
+            paused = paused.session
+        plan = self._plan(stream)
+        if isinstance(paused, RunResult):
+            _check_paused(paused)
+            steps = self._resumed_steps(plan, paused, decisions, deps, principal, limits)
+        else:
+            steps = session_steps(self, plan, paused, None, deps, principal, limits, decisions)
+        return driver(self._runtime, steps, plan), plan
+
+    def _checked(self, options: _Options) -> tuple[Any, RunLimits | None, Principal | None]:
+        """A run's deps, limits and principal, checked before anything runs."""
+        deps, context, max_turns, limits, principal = options
+        deps = run_deps(deps, context)
+        limits = self._config.run_limits(max_turns, limits)
+        _check_principal(principal)
+        if self._delegates:
+            check_agent_tools(self)
+        return deps, limits, principal
+
+    def _plan(self, stream: bool) -> RunPlan:
+        plan = RunPlan(stream, self._approve, None, self._runtime.forget_stream)
+        plan.observed = observing(self._observers)  # agentkit.instrument() may come later
+        return plan
+
+    def _fresh_steps(
+        self,
+        plan: RunPlan,
+        prompt: Prompt,
+        deps: Any,
+        principal: Principal | None,
+        limits: RunLimits | None,
+    ) -> Steps:
+        found = (yield LIST_TOOLS) if self._runtime.sources else None
+        loop = self._new_loop(prompt, deps, principal, limits, found)
+        return (yield from self._loop_steps(loop, plan, None))
+
+    def _resumed_steps(
+        self,
+        plan: RunPlan,
+        paused: RunResult[Any],
+        decisions: Mapping[Any, Decision],
+        deps: Any,
+        principal: Principal | None,
+        limits: RunLimits | None,
+    ) -> Steps:
+        found = (yield LIST_TOOLS) if self._runtime.sources else None
+        loop, calls = self._resumed_loop(paused, decisions, deps, principal, limits, found)
+        return (yield from self._loop_steps(loop, plan, calls))
+
+    def _loop_steps(self, loop: RunLoop, plan: RunPlan, first: list[PlannedCall] | None) -> Steps:
+        """The run of ``loop`` as effects, once it is made: its observer (when anyone
+        observes runs), the driver's start, then the run (``first``: a reopened round)."""
+        plan.loop = loop
+        if not loop.path:  # a top-level run (a sub-run's loop has its path already)
+            loop.path = (loop.settings.agent or self.name or "agent",)  # who has it now
+        if plan.observed:
+            plan.observer = loop.observer = observer_for(
+                self._observers, lambda: self._run_info(loop, plan.stream)
+            )
+            make_current(plan.observer)
+        yield Begin(loop)
+        return (yield from run_steps(loop, plan, first))
+
+    def _loop_events(
+        self, driver: Driver[EventsT], loop: RunLoop, stream: bool, first: list[PlannedCall] | None
+    ) -> EventsT:
+        """The driven events of ``loop``, made elsewhere (an agent used as a tool)."""
+        plan = self._plan(stream)
+        return driver(self._runtime, self._loop_steps(loop, plan, first), plan)
+
     def _events(
         self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
     ) -> Generator[AgentEvent, None, None]:
-        """The driven events of ``loop``, observed when anyone observes runs."""
-        if not loop.path:  # a top-level run (a sub-run's loop has its path already)
-            loop.path = (loop.settings.agent or self.name or "agent",)  # who has it now
-        events = drive(
-            self._runtime,
-            loop,
-            stream=stream,
-            approve=self._approve,
-            first=first,
-        )
-        if not observing(self._observers):
-            return events  # the default: no wrapper, no observer
-        return scoped(events, lambda: self._observer(loop, stream))
+        return self._loop_events(drive, loop, stream, first)
 
     def _events_async(
         self, loop: RunLoop, *, stream: bool, first: list[PlannedCall] | None = None
     ) -> AsyncGenerator[AgentEvent, None]:
-        """The asynchronous :meth:`_events`."""
-        if not loop.path:
-            loop.path = (loop.settings.agent or self.name or "agent",)
-        events = drive_async(
-            self._runtime,
-            loop,
-            stream=stream,
-            approve=self._approve,
-            first=first,
-        )
-        if not observing(self._observers):
-            return events
-        return scoped_async(events, lambda: self._observer(loop, stream))
-
-    def _observer(self, loop: RunLoop, streamed: bool) -> RunObserver | None:
-        observer = observer_for(self._observers, lambda: self._run_info(loop, streamed))
-        loop.observer = observer
-        return observer
+        return self._loop_events(drive_async, loop, stream, first)
 
     def _run_info(self, loop: RunLoop, streamed: bool) -> RunInfo:
         request = loop.settings.base_request
@@ -631,15 +651,6 @@ class Agent(Generic[OutputT]):
             caller=None if loop.caller is None else loop.caller[0],
             caller_call_id=None if loop.caller is None else loop.caller[1],
         )
-
-    async def _stream_with_sources(
-        self, prompt: Prompt, deps: Any, principal: Principal | None, limits: RunLimits | None
-    ) -> AsyncGenerator[AgentEvent, None]:
-        found = await self._runtime.source_tools_async()
-        loop = self._new_loop(prompt, deps, principal, limits, found)
-        async with contextlib.aclosing(self._events_async(loop, stream=True)) as events:
-            async for event in events:
-                yield event
 
     def _new_loop(
         self,
@@ -672,89 +683,6 @@ class Agent(Generic[OutputT]):
             tools_with_stream=self._runtime.tools_with_stream,
         )
 
-    # -- resuming -------------------------------------------------------------------------
-
-    def _resume_setup(
-        self,
-        paused: str | RunResult[Any],
-        deps: Any,
-        context: Any,
-        max_turns: int | None,
-        limits: RunLimits | None,
-    ) -> tuple[str | RunResult[Any], Any, RunLimits | None]:
-        """What both resumes check first: the run's deps and limits, the sub-agents, and
-        where the pause lives (a session's result resumes its session, in the store)."""
-        deps = run_deps(deps, context)
-        limits = self._config.run_limits(max_turns, limits)
-        if self._delegates:
-            check_agent_tools(self)
-        if isinstance(paused, RunResult) and paused.session is not None and self.store:
-            paused = paused.session
-        return paused, deps, limits
-
-    def _resumed_events(
-        self,
-        paused: str | RunResult[Any],
-        decisions: Mapping[Any, Decision],
-        deps: Any,
-        context: Any,
-        max_turns: int | None,
-        limits: RunLimits | None,
-        principal: Principal | None,
-        *,
-        stream: bool,
-    ) -> tuple[Generator[AgentEvent, None, None], RunLoop | None]:
-        paused, deps, limits = self._resume_setup(paused, deps, context, max_turns, limits)
-        _check_principal(principal)
-        if isinstance(paused, RunResult):
-            found = self._runtime.source_tools() if self._runtime.sources else None
-            loop, calls = self._resumed_loop(paused, decisions, deps, principal, limits, found)
-            return self._events(loop, stream=stream, first=calls), loop
-        events = session_events(
-            self, None, paused, deps, principal, limits, stream=stream, decisions=decisions
-        )
-        return events, None
-
-    async def _resumed_events_async(
-        self,
-        paused: str | RunResult[Any],
-        decisions: Mapping[Any, Decision],
-        deps: Any,
-        context: Any,
-        max_turns: int | None,
-        limits: RunLimits | None,
-        principal: Principal | None,
-        *,
-        stream: bool,
-    ) -> tuple[AsyncGenerator[AgentEvent, None], RunLoop | None]:
-        paused, deps, limits = self._resume_setup(paused, deps, context, max_turns, limits)
-        _check_principal(principal)
-        if isinstance(paused, RunResult):
-            found = await self._runtime.source_tools_async() if self._runtime.sources else None
-            loop, calls = self._resumed_loop(paused, decisions, deps, principal, limits, found)
-            return self._events_async(loop, stream=stream, first=calls), loop
-        events = session_events_async(
-            self, None, paused, deps, principal, limits, stream=stream, decisions=decisions
-        )
-        return events, None
-
-    async def _resumed_stream_async(
-        self,
-        paused: str | RunResult[Any],
-        decisions: Mapping[Any, Decision],
-        deps: Any,
-        context: Any,
-        max_turns: int | None,
-        limits: RunLimits | None,
-        principal: Principal | None,
-    ) -> AsyncGenerator[AgentEvent, None]:
-        events, _ = await self._resumed_events_async(
-            paused, decisions, deps, context, max_turns, limits, principal, stream=True
-        )
-        async with contextlib.aclosing(events) as running:
-            async for event in running:
-                yield event
-
     def _resumed_loop(
         self,
         paused: RunResult[Any],
@@ -765,11 +693,7 @@ class Agent(Generic[OutputT]):
         found: list[Sequence[Tool[..., Any]]] | None,
     ) -> tuple[RunLoop, list[PlannedCall]]:
         """A loop that goes on from a paused ``RunResult`` (no store)."""
-        if paused.status != "paused" or paused.resume_state is None:
-            raise ResumeError("this result is not paused: there is nothing to resume")
         history = [m for m in paused.messages if m.get("role") != "system"]
-        if not open_calls(history):
-            raise ResumeError("this result's transcript has no open round to resume")
         config = self._config
         if self.handoffs:  # the agent whose round paused goes on with it
             team = Team(self, limits, deps)
@@ -799,6 +723,14 @@ class Agent(Generic[OutputT]):
             tools_with_stream=self._runtime.tools_with_stream,
         )
         return loop, loop.resume_round(round_.plan, round_.mark, round_.nested)
+
+
+def _check_paused(paused: RunResult[Any]) -> None:
+    if paused.status != "paused" or paused.resume_state is None:
+        raise ResumeError("this result is not paused: there is nothing to resume")
+    history = [m for m in paused.messages if m.get("role") != "system"]
+    if not open_calls(history):
+        raise ResumeError("this result's transcript has no open round to resume")
 
 
 def _check_principal(principal: Principal | None) -> None:

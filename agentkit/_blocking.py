@@ -2,8 +2,9 @@
 
 A ``Store`` has one surface, the blocking one; the async driver decides to run each call in
 a thread, so the event loop never waits on SQL. A waiter cancelled while the thread works
-does not stop the thread (nothing can): :func:`claim_off_loop` therefore gives back a claim
-the thread takes after its waiter left, instead of leaving the session held for the lease.
+does not stop the thread (nothing can): :func:`off_loop_or_undo` therefore gives back a
+claim the thread takes after its waiter left, instead of leaving the session held for the
+lease.
 
 A release that fails (the database restarting, the network dropped) would leave the session
 held for the whole lease as well: :func:`release_claim` then keeps trying in a background
@@ -30,13 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from ._store import Claim, Store
 
-__all__ = [
-    "claim_off_loop",
-    "off_loop",
-    "off_loop_to_the_end",
-    "release_claim",
-    "release_off_loop",
-]
+__all__ = ["off_loop", "off_loop_or_undo", "off_loop_to_the_end", "release_claim"]
 
 T = TypeVar("T")
 
@@ -77,36 +72,32 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-async def release_off_loop(store: Store, claim: Claim) -> None:
-    """:func:`release_claim` in a thread, run through even when the caller is cancelled
-    (a client that left, a server stopping): a release dropped from the thread pool's queue
-    would hold the session for the whole lease."""
-    await off_loop_to_the_end(release_claim, store, claim)
-
-
-async def claim_off_loop(store: Store, session: str, wait: float) -> Claim:
-    """``store.claim(session, wait=wait)`` in a thread. When the waiter is cancelled, the
-    claim the thread may still take is released as soon as it is taken."""
+async def off_loop_or_undo(
+    fn: Callable[..., T], args: tuple[Any, ...], undo: Callable[[T], object]
+) -> T:
+    """``fn(*args)`` in a thread, awaited. When the waiter is cancelled, what the thread
+    still returns is handed to ``undo`` (in a thread) as soon as it is there: a session's
+    claim is given back."""
     running = asyncio.get_running_loop()
-    future = running.run_in_executor(None, partial(store.claim, session, wait=wait))
+    future = running.run_in_executor(None, partial(fn, *args))
     try:
         return await asyncio.shield(future)
     except BaseException:
-        future.add_done_callback(partial(_give_back, store))
+        future.add_done_callback(partial(_undo, undo))
         raise
 
 
-def _give_back(store: Store, future: asyncio.Future[Claim]) -> None:
-    """Release a claim nobody waits for any more (on a thread: never block the loop)."""
+def _undo(undo: Callable[[T], object], future: asyncio.Future[T]) -> None:
+    """Undo what nobody waits for any more (on a thread: never block the loop)."""
     if future.cancelled() or future.exception() is not None:
         return
-    claim = future.result()
+    value = future.result()
 
-    def release() -> None:
+    def run() -> None:
         with contextlib.suppress(Exception):  # the run that wanted it is gone already
-            release_claim(store, claim)
+            undo(value)
 
-    threading.Thread(target=release, name="agentkit-release", daemon=True).start()
+    threading.Thread(target=run, name="agentkit-release", daemon=True).start()
 
 
 def release_claim(store: Store, claim: Claim) -> None:

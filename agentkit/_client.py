@@ -30,7 +30,6 @@ import functools
 import math
 import ssl
 from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
 
 import httpx
@@ -345,12 +344,7 @@ class ChatClient(_ClientBase[httpx.Client]):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -369,6 +363,18 @@ class _StreamBase:
         if completion is None:
             raise AgentKitError("the stream has not been read to the end yet")
         return completion
+
+    def _ready(self) -> StreamDelta | bool:
+        """The next delta the stream holds; ``True`` once it is over (whole, or closed),
+        ``False`` when more bytes are needed."""
+        delta = self._state.next_delta()
+        if delta is not None:
+            return delta
+        return self._state.completion is not None or self._closed
+
+    def _take(self, piece: bytes | None) -> None:
+        # The next piece of the body; None: the body ended.
+        self._state.end() if piece is None else self._state.feed(piece)
 
     def _recover(self, exc: Exception) -> float:
         # Seconds to wait before sending again; a final error ends the stream.
@@ -417,28 +423,20 @@ class ChatStream(_StreamBase):
         return self
 
     def __next__(self) -> StreamDelta:
-        state = self._state
-        while True:
-            delta = state.next_delta()
-            if delta is not None:
-                return delta
-            if state.completion is not None or self._closed:
-                self._finish()
-                raise StopIteration
+        while (delta := self._ready()) is False:
             try:
-                if self._pieces is None:
-                    self._open()
-                else:
-                    piece = next(self._pieces, None)
-                    state.end() if piece is None else state.feed(piece)
+                self._open() if self._pieces is None else self._take(next(self._pieces, None))
             except Exception as exc:
                 self._release()
-                delay = self._recover(exc)
-                if delay:
+                if delay := self._recover(exc):
                     self._client._protocol.retry.sleep(delay)
             except BaseException:
                 self.close()
                 raise
+        if isinstance(delta, bool):
+            self._finish()
+            raise StopIteration
+        return delta
 
     def _open(self) -> None:
         http = self._client._http
@@ -473,12 +471,7 @@ class ChatStream(_StreamBase):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -546,12 +539,7 @@ class AsyncChatClient(_ClientBase[httpx.AsyncClient]):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 
@@ -574,28 +562,23 @@ class AsyncChatStream(_StreamBase):
         return self
 
     async def __anext__(self) -> StreamDelta:
-        state = self._state
-        while True:
-            delta = state.next_delta()
-            if delta is not None:
-                return delta
-            if state.completion is not None or self._closed:
-                await self._finish()
-                raise StopAsyncIteration
+        while (delta := self._ready()) is False:
             try:
                 if self._pieces is None:
                     await self._open()
                 else:
-                    piece = await anext(self._pieces, None)
-                    state.end() if piece is None else state.feed(piece)
+                    self._take(await anext(self._pieces, None))
             except Exception as exc:
                 await self._release()
-                delay = self._recover(exc)
-                if delay:
+                if delay := self._recover(exc):
                     await self._client._protocol.retry.async_sleep(delay)
             except BaseException:
                 await self.aclose()
                 raise
+        if isinstance(delta, bool):
+            await self._finish()
+            raise StopAsyncIteration
+        return delta
 
     async def _open(self) -> None:
         client = self._client
@@ -637,12 +620,7 @@ class AsyncChatStream(_StreamBase):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 

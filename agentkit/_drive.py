@@ -1,9 +1,11 @@
 """The two drivers: they perform the effects of the one run (see :mod:`agentkit._steps`).
 
 :func:`drive` performs them on the caller's thread (``run``, ``stream``), :func:`drive_async`
-on its event loop (``run_async``, ``stream_async``): call the client, call user code (and
-await it), hand an event to the caller, start tool calls, wait for the next outcome, within
-the run's deadline. Neither takes a decision of the run. :func:`consume` and
+on its event loop (``run_async``, ``stream_async``): ask the tool sources, call a store (in
+a thread, from async code), call the client, call user code (and await it), hand an event
+to the caller, start tool calls, wait for the next outcome, within the run's deadline.
+Neither takes a decision of the run, nor of its start: the agent hands them the run as one
+generator of effects, from the session's claim to its release. :func:`consume` and
 :func:`consume_async` turn a run's events into its result.
 
 Cancellation: cancelling a task running ``run_async`` (``task.cancel()``, a timeout) stops
@@ -25,164 +27,195 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Awaitable,
+    Callable,
     Coroutine,
     Generator,
 )
-from typing import Any
+from typing import Any, TypeAlias
 
-from ._blocking import off_loop, off_loop_to_the_end
-from ._calls import PlannedCall
+from ._blocking import off_loop, off_loop_or_undo, off_loop_to_the_end
 from ._client import AsyncChatClient, ChatClient
 from ._events import AgentEvent, RunFinished, StreamDelta
 from ._loop import RunLoop
+from ._observe import scoped, scoped_async
 from ._result import RunResult
 from ._runtime import Runtime
 from ._steps import (
-    Approver,
+    LIST_TOOLS,
+    Begin,
     Callback,
     CallModel,
     Effect,
     Emit,
     RunPlan,
     StartCalls,
-    run_steps,
 )
 from ._threads import AsyncBatch, SyncBatch, run_timed_out
 from ._wire import ChatCompletion
 
-__all__ = ["consume", "consume_async", "drive", "drive_async"]
+__all__ = ["Steps", "consume", "consume_async", "drive", "drive_async"]
 
 
-def _plan(runtime: Runtime, loop: RunLoop, stream: bool, approve: Approver | None) -> RunPlan:
-    # Made when the run starts, after its observer was made (see _observe.scoped).
-    return RunPlan(stream, approve, loop.observer, runtime.forget_stream)
+Steps: TypeAlias = Generator[Effect, Any, RunResult[Any]]
+"""A run as effects, from its start (see :mod:`agentkit._steps`)."""
 
 
-def drive(
-    runtime: Runtime,
-    loop: RunLoop,
-    *,
-    stream: bool,
-    approve: Approver | None,
-    first: list[PlannedCall] | None = None,
-) -> Generator[AgentEvent, None, None]:
-    """Perform the run's effects on this thread; ``first`` is a resumed round."""
-    plan = _plan(runtime, loop, stream, approve)
-    steps = run_steps(loop, plan, first)
-    timeout, deadline = _deadline(loop)
+def drive(runtime: Runtime, steps: Steps, plan: RunPlan) -> Generator[AgentEvent, None, None]:
+    """Perform the run's effects on this thread; in an observed run (``plan.observed``),
+    its observer is current while each event is produced (see :func:`~agentkit._observe.scoped`)."""
+    events = _drive(runtime, steps, plan)
+    return scoped(events, plan) if plan.observed else events
+
+
+def drive_async(runtime: Runtime, steps: Steps, plan: RunPlan) -> AsyncGenerator[AgentEvent, None]:
+    """Perform the run's effects on this event loop (observed as in :func:`drive`)."""
+    events = _drive_async(runtime, steps, plan)
+    return scoped_async(events, plan) if plan.observed else events
+
+
+class _Driving:
+    """What both drivers keep of a run: its steps, sent each answer (``answer``) or thrown
+    each failure (``failure``) as the effects are iterated; its clock, once it has begun."""
+
+    __slots__ = ("answer", "deadline", "failure", "plan", "steps", "timeout")
+
+    def __init__(self, steps: Steps, plan: RunPlan) -> None:
+        self.steps, self.plan = steps, plan
+        self.answer: Any = None
+        self.failure: BaseException | None = None
+        self.timeout: float | None = None
+        self.deadline: float | None = None
+
+    def __iter__(self) -> _Driving:
+        return self
+
+    def __next__(self) -> Effect:
+        failure, answer, self.failure, self.answer = self.failure, self.answer, None, None
+        return self.steps.send(answer) if failure is None else self.steps.throw(failure)
+
+    def begin(self, loop: RunLoop) -> None:
+        """The run's clock starts: its ``run_timeout``, and its deadline (a ``perf_counter``
+        value), kept on the loop for the sub-agents its tools run (they end by it too)."""
+        self.timeout = timeout = loop.settings.run_timeout
+        self.deadline = loop.deadline = None if timeout is None else time.perf_counter() + timeout
+
+    def late(self, effect: Effect) -> bool:
+        """Whether the sync driver must refuse ``effect``: the run is past its deadline
+        (an event or a callback still goes through; the run then ends)."""
+        deadline = self.deadline
+        if deadline is None or isinstance(effect, Emit | Callback):
+            return False
+        return time.perf_counter() >= deadline
+
+    def forward(self, post_events: Callable[[], Callable[[Any], None]]) -> None:
+        """In a streamed run, a sub-agent's events reach the stream while its call runs."""
+        if self.plan.stream:
+            assert self.plan.loop is not None  # tools run only once the loop has begun
+            self.plan.loop.forward = post_events()
+
+    def close(self) -> list[Callable[[], object]]:
+        """Close the steps; the blocking calls they left for the driver."""
+        self.steps.close()
+        return self.plan.closing
+
+
+def _drive(runtime: Runtime, steps: Steps, plan: RunPlan) -> Generator[AgentEvent, None, None]:
+    run = _Driving(steps, plan)
+    client: ChatClient | None = None
     batch: SyncBatch | None = None
-    answer: Any = None
-    failure: BaseException | None = None
     try:
-        client = runtime.client()
-        while True:
+        for effect in run:
             try:
-                effect = steps.send(answer) if failure is None else steps.throw(failure)
-            except StopIteration:
-                return
-            answer = failure = None
-            try:
-                late = deadline is not None and time.perf_counter() >= deadline
-                if late and not isinstance(effect, Emit | Callback):
-                    raise run_timed_out(timeout)
+                if run.late(effect):
+                    raise run_timed_out(run.timeout)
                 if isinstance(effect, Emit):
                     yield effect.event
                 elif isinstance(effect, Callback):
-                    answer = _settle_sync(effect.fn(*effect.args))
+                    run.answer = _settle_sync(effect.fn(*effect.args))
                 elif isinstance(effect, CallModel):
-                    answer = yield from _call_model(client, effect, deadline, timeout)
+                    assert client is not None
+                    run.answer = yield from _call_model(client, effect, run)
                 elif isinstance(effect, StartCalls):
                     if batch is not None:
                         batch.close()
                     batch = SyncBatch(runtime.tool_threads(), effect.calls, effect.late)
-                    if stream:  # a sub-agent's events reach this stream while it runs
-                        loop.forward = batch.post
+                    run.forward(batch.post_events)
                     batch.start()
+                elif isinstance(effect, Begin):
+                    run.begin(effect.loop)
+                    client = runtime.client()
+                elif effect is LIST_TOOLS:
+                    run.answer = runtime.source_tools()
                 else:
                     assert batch is not None
-                    answer = batch.next(deadline, timeout)
+                    run.answer = batch.next(run.deadline, run.timeout)
             except GeneratorExit:
                 raise
             except BaseException as exc:  # thrown into the run, which decides
-                failure = exc
+                run.failure = exc
     finally:
         if batch is not None:
             batch.close()
-        steps.close()
-        for closing in plan.closing:
+        for closing in run.close():
             with contextlib.suppress(Exception):  # the caller left; nobody to tell
                 closing()
 
 
-async def drive_async(
-    runtime: Runtime,
-    loop: RunLoop,
-    *,
-    stream: bool,
-    approve: Approver | None,
-    first: list[PlannedCall] | None = None,
+async def _drive_async(
+    runtime: Runtime, steps: Steps, plan: RunPlan
 ) -> AsyncGenerator[AgentEvent, None]:
-    """Perform the run's effects on this event loop; ``first`` is a resumed round."""
-    plan = _plan(runtime, loop, stream, approve)
-    steps = run_steps(loop, plan, first)
-    timeout, deadline = _deadline(loop)
+    run = _Driving(steps, plan)
+    client: AsyncChatClient | None = None
     batch: AsyncBatch | None = None
-    answer: Any = None
-    failure: BaseException | None = None
     try:
-        client = await runtime.client_async()
-        while True:
-            try:
-                effect = steps.send(answer) if failure is None else steps.throw(failure)
-            except StopIteration:
-                return
-            answer = failure = None
+        for effect in run:
             try:
                 if isinstance(effect, Emit):
                     yield effect.event
                 elif isinstance(effect, Callback):
-                    if effect.blocking:
-                        answer = await off_loop(effect.fn, *effect.args)
-                    else:
-                        answer = await _settle(effect.fn(*effect.args))
+                    run.answer = await _callback(effect)
                 elif isinstance(effect, StartCalls):
                     if batch is not None:
                         await batch.close()
-                    batch = AsyncBatch(
-                        runtime.tool_threads, effect.calls, runtime.parallel_limit, effect.late
-                    )
-                    if stream:  # a sub-agent's events reach this stream while it runs
-                        loop.forward = batch.post_events()
+                    threads, limit = runtime.tool_threads, runtime.parallel_limit
+                    batch = AsyncBatch(threads, effect.calls, limit, effect.late)
+                    run.forward(batch.post_events)
                     batch.start()
                 elif isinstance(effect, CallModel) and effect.stream:
+                    assert client is not None
                     async with client.stream(**effect.request) as chat_stream:
-                        while (delta := await _next(chat_stream, deadline, timeout)) is not None:
+                        while (delta := await _next(chat_stream, run)) is not None:
                             effect.yielded = True
                             if effect.emit:
                                 yield delta
-                        answer = chat_stream.completion
-                elif deadline is None:
-                    answer = await _await_effect(client, effect, batch)
+                        run.answer = chat_stream.completion
+                elif isinstance(effect, Begin):
+                    run.begin(effect.loop)
+                    client = await runtime.client_async()
+                elif effect is LIST_TOOLS:
+                    run.answer = await runtime.source_tools_async()
+                elif run.deadline is None:
+                    run.answer = await _await_effect(client, effect, batch)
                 else:
-                    async with _run_deadline(deadline, timeout):
-                        answer = await _await_effect(client, effect, batch)
+                    async with _run_deadline(run.deadline, run.timeout):
+                        run.answer = await _await_effect(client, effect, batch)
             except GeneratorExit:
                 raise
             except BaseException as exc:  # thrown into the run, which decides
-                failure = exc
+                run.failure = exc
     finally:
         if batch is not None:
             await batch.close()
-        steps.close()
-        for closing in plan.closing:
+        for closing in run.close():
             with contextlib.suppress(Exception):  # the caller left; nobody to tell
                 await off_loop_to_the_end(closing)
 
 
 def consume(
-    events: Generator[AgentEvent, None, None], loop: RunLoop | None = None
+    events: Generator[AgentEvent, None, None], plan: RunPlan | None = None
 ) -> RunResult[Any]:
-    """Run ``events`` to the end and return the result of their ``RunFinished``."""
+    """Run ``events`` to the end and return the result of their ``RunFinished``; an
+    interrupt between two events is put on the run's loop (``plan.loop``)."""
     result: RunResult[Any] | None = None
     try:
         for event in events:
@@ -190,15 +223,15 @@ def consume(
                 result = event.result
     except BaseException as exc:  # e.g. Ctrl-C between two events
         events.close()
-        if loop is not None:
-            loop.fail(exc)
+        if plan is not None and plan.loop is not None:
+            plan.loop.fail(exc)
         raise
     assert result is not None
     return result
 
 
 async def consume_async(
-    events: AsyncGenerator[AgentEvent, None], loop: RunLoop | None = None
+    events: AsyncGenerator[AgentEvent, None], plan: RunPlan | None = None
 ) -> RunResult[Any]:
     """The asynchronous :func:`consume`."""
     result: RunResult[Any] | None = None
@@ -208,8 +241,8 @@ async def consume_async(
                 if isinstance(event, RunFinished):
                     result = event.result
     except BaseException as exc:
-        if loop is not None:
-            loop.fail(exc)
+        if plan is not None and plan.loop is not None:
+            plan.loop.fail(exc)
         raise
     assert result is not None
     return result
@@ -219,7 +252,7 @@ async def consume_async(
 
 
 def _call_model(
-    client: ChatClient, effect: CallModel, deadline: float | None, timeout: float | None
+    client: ChatClient, effect: CallModel, run: _Driving
 ) -> Generator[StreamDelta, None, ChatCompletion]:
     """Perform a model call in the sync driver, yielding the deltas the caller sees."""
     if not effect.stream:
@@ -229,27 +262,39 @@ def _call_model(
             effect.yielded = True
             if effect.emit:
                 yield delta
-            if deadline is not None and time.perf_counter() >= deadline:
-                raise run_timed_out(timeout)
+            if run.late(effect):
+                raise run_timed_out(run.timeout)
         return chat_stream.completion
 
 
-async def _await_effect(client: AsyncChatClient, effect: Effect, batch: AsyncBatch | None) -> Any:
+async def _callback(effect: Callback) -> Any:
+    """A callback in the async driver: a store's call in a thread, user code awaited."""
+    if effect.undo is not None:
+        return await off_loop_or_undo(effect.fn, effect.args, effect.undo)
+    if effect.through:
+        return await off_loop_to_the_end(effect.fn, *effect.args)
+    if effect.blocking:
+        return await off_loop(effect.fn, *effect.args)
+    return await _settle(effect.fn(*effect.args))
+
+
+async def _await_effect(
+    client: AsyncChatClient | None, effect: Effect, batch: AsyncBatch | None
+) -> Any:
     """A plain model call or the next tool outcome, in the async driver."""
     if isinstance(effect, CallModel):
+        assert client is not None
         return await client.create(**effect.request)
     assert batch is not None
     return await batch.next()
 
 
-async def _next(
-    chat_stream: AsyncIterator[StreamDelta], deadline: float | None, timeout: float | None
-) -> StreamDelta | None:
+async def _next(chat_stream: AsyncIterator[StreamDelta], run: _Driving) -> StreamDelta | None:
     """The stream's next delta (``None`` at its end), within the run's deadline."""
     try:
-        if deadline is None:
+        if run.deadline is None:
             return await anext(chat_stream)
-        async with _run_deadline(deadline, timeout):
+        async with _run_deadline(run.deadline, run.timeout):
             return await anext(chat_stream)
     except StopAsyncIteration:
         return None
@@ -267,14 +312,6 @@ async def _run_deadline(deadline: float, timeout: float | None) -> AsyncIterator
         if scope.expired():
             raise run_timed_out(timeout) from None
         raise
-
-
-def _deadline(loop: RunLoop) -> tuple[float | None, float | None]:
-    """The run's ``run_timeout`` and its deadline (a ``perf_counter`` value), kept on the
-    loop for the sub-agents its tools run (they end by it too)."""
-    timeout = loop.settings.run_timeout
-    loop.deadline = None if timeout is None else time.perf_counter() + timeout
-    return timeout, loop.deadline
 
 
 async def _settle(value: Any) -> Any:

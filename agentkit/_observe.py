@@ -21,7 +21,7 @@ import contextvars
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
     from ._calls import PlannedCall
@@ -303,22 +303,29 @@ def observing(factories: Sequence[ObserverFactory]) -> bool:
     return bool(factories or _global)
 
 
-def scoped(
-    events: Generator[_T, None, None], start: Callable[[], RunObserver | None]
-) -> Generator[_T, None, None]:
-    """``events``, with the run's observer current while each one is produced (never across
-    a ``yield``, so nothing leaks into the consumer's code).
+def make_current(observer: RunObserver | None) -> None:
+    """Make a run's observer, made just now inside :func:`scoped`, current for the rest of
+    the step (``scoped`` restores what was current before the step, at its end)."""
+    if observer is not None:
+        _current.set(observer)
 
-    ``start`` makes the observer when the first event is asked for: a stream that is never
-    iterated starts no span.
-    """
-    observer = start()
-    if observer is None:
-        yield from events
-        return
+
+class Observed(Protocol):
+    """What :func:`scoped` reads: the run's observer, made once the run has started."""
+
+    observer: RunObserver | None
+
+
+def scoped(events: Generator[_T, None, None], run: Observed) -> Generator[_T, None, None]:
+    """``events``, with the run's observer (``run.observer``) current while each one is
+    produced (never across a ``yield``, so nothing leaks into the consumer's code). Until
+    the run has made its observer (its session loaded), or when it has none, the observer
+    current where the run started stays current: a sub-agent's retries reach its caller's."""
+    outer = _current.get()
     try:
         while True:
-            token = _current.set(observer)
+            observer = run.observer
+            token = _current.set(outer if observer is None else observer)
             try:
                 item = next(events)
             except StopIteration:
@@ -330,23 +337,15 @@ def scoped(
         events.close()
 
 
-async def scoped_async(
-    events: AsyncGenerator[_T, None], start: Callable[[], RunObserver | None]
-) -> AsyncGenerator[_T, None]:
+async def scoped_async(events: AsyncGenerator[_T, None], run: Observed) -> AsyncGenerator[_T, None]:
     """The asynchronous :func:`scoped`."""
-    observer = start()
-    if observer is None:
-        try:
-            async for item in events:
-                yield item
-        finally:
-            await events.aclose()
-        return
+    outer = _current.get()
     try:
         while True:
-            token = _current.set(observer)
+            observer = run.observer
+            token = _current.set(outer if observer is None else observer)
             try:
-                item = await events.__anext__()
+                item = await anext(events)
             except StopAsyncIteration:
                 return
             finally:

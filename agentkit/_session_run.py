@@ -2,27 +2,28 @@
 
 :class:`SessionPlan` plans the run from what is stored: the loop to drive, the tool
 messages that close a round a crash or a pause left open (for a new prompt), and the
-reopened round to run first (for ``resume``). :func:`session_events` and
-:func:`session_events_async` hold the session's claim for the run and hand its events on.
-The store is reached through the ``Store`` protocol only; in async code each of its calls
-runs in a thread (:mod:`agentkit._blocking`).
+reopened round to run first (for ``resume``). :func:`session_steps` is the whole run on a
+session as effects of the one step generator (:mod:`agentkit._steps`): the claim, the
+load and the release are performed by the drivers, as the model call is. The store is
+reached through the ``Store`` protocol only; the async driver runs each of its calls in a
+thread (:mod:`agentkit._blocking`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ._blocking import claim_off_loop, off_loop, release_claim, release_off_loop
+from ._blocking import release_claim
 from ._calls import PlannedCall
 from ._config import AgentConfig, Instructions, Prompt, new_messages
 from ._context import Principal
 from ._errors import ConfigurationError
-from ._events import AgentEvent, RunFinished
 from ._handoff import Team
 from ._records import RunLimits
-from ._result import PendingCall
+from ._result import PendingCall, RunResult
 from ._session import (
     Decision,
     OpenRound,
@@ -31,13 +32,14 @@ from ._session import (
     settle_open_round,
     tool_messages,
 )
+from ._steps import LIST_TOOLS, Callback, Effect, RunPlan
 from ._store import Claim, SessionRecord, Store, check_session_id, open_calls
 from ._tool import Tool
 
 if TYPE_CHECKING:
     from ._agent import Agent
 
-__all__ = ["SessionPlan", "session_events", "session_events_async", "session_store"]
+__all__ = ["SessionPlan", "session_steps", "session_store"]
 
 
 class SessionPlan:
@@ -129,12 +131,10 @@ class SessionPlan:
             nested = round_.nested if round_ is not None else None
             self.calls = self.loop.resume_round(self._plan, mark, nested)
 
-    def finished(self, event: AgentEvent) -> AgentEvent:
-        """``event``, with the session and the calls in doubt on the final result."""
-        if isinstance(event, RunFinished):
-            event.result.session = self.session
-            event.result.in_doubt = (*self.in_doubt, *event.result.in_doubt)
-        return event
+    def finish(self, result: RunResult[Any]) -> None:
+        """Put the session and the calls found in doubt at the start on ``result``."""
+        result.session = self.session
+        result.in_doubt = (*self.in_doubt, *result.in_doubt)
 
 
 def session_store(store: Store | None, session: str) -> Store:
@@ -145,25 +145,31 @@ def session_store(store: Store | None, session: str) -> Store:
     return store
 
 
-def session_events(
+def session_steps(
     agent: Agent[Any],
-    prompt: Prompt | None,
+    plan: RunPlan,
     session: str,
+    prompt: Prompt | None,
     deps: Any,
     principal: Principal | None,
     limits: RunLimits | None,
-    *,
-    stream: bool = False,
     decisions: Mapping[Any, Decision] | None = None,
-) -> Generator[AgentEvent, None, None]:
-    """The events of a run on ``session``, the session claimed while they are produced."""
+) -> Generator[Effect, Any, RunResult[Any]]:
+    """The effects of a run on ``session``: the sources asked, the session claimed and
+    loaded, the run, and the claim released (also when the run fails or its caller leaves)."""
     store = session_store(agent.store, session)
     config, runtime = agent._config, agent._runtime
-    found = runtime.source_tools()
-    claim = store.claim(session, wait=config.session_wait)
+    found = yield LIST_TOOLS
+    # A claim taken after an async waiter was cancelled is given back (see _blocking.py).
+    claim: Claim = yield Callback(
+        partial(store.claim, session, wait=config.session_wait),
+        (),
+        blocking=True,
+        undo=partial(release_claim, store),
+    )
     try:
-        record = store.load(claim)
-        plan = SessionPlan(
+        record = yield Callback(store.load, (claim,), blocking=True)
+        stored = SessionPlan(
             config,
             agent.instructions,
             runtime.tools_with_stream,
@@ -176,60 +182,18 @@ def session_events(
             found,
             Team(agent, limits, deps) if agent.handoffs else None,
         )
-        if plan.closing:
-            store.append(claim, plan.closing, close_round=True)
-        plan.attach(store, claim)
-        events = agent._events(plan.loop, stream=stream, first=plan.calls)
-        with contextlib.closing(events):
-            for event in events:
-                yield plan.finished(event)
+        if stored.closing:
+            close_round = partial(store.append, close_round=True)
+            yield Callback(close_round, (claim, stored.closing), blocking=True)
+        stored.attach(store, claim)
+        plan.finish = stored.finish
+        result = yield from agent._loop_steps(stored.loop, plan, stored.calls)
+    except GeneratorExit:  # the caller left: no more effects, the driver releases it
+        plan.closing.append(partial(release_claim, store, claim))
+        raise
     except BaseException:
         with contextlib.suppress(Exception):  # the run's own error is what counts
-            release_claim(store, claim)
+            yield Callback(release_claim, (store, claim), blocking=True, through=True)
         raise
-    release_claim(store, claim)
-
-
-async def session_events_async(
-    agent: Agent[Any],
-    prompt: Prompt | None,
-    session: str,
-    deps: Any,
-    principal: Principal | None,
-    limits: RunLimits | None,
-    *,
-    stream: bool = False,
-    decisions: Mapping[Any, Decision] | None = None,
-) -> AsyncGenerator[AgentEvent, None]:
-    """The asynchronous :func:`session_events`."""
-    store = session_store(agent.store, session)
-    config, runtime = agent._config, agent._runtime
-    found = await runtime.source_tools_async()
-    claim = await claim_off_loop(store, session, config.session_wait)
-    try:
-        record = await off_loop(store.load, claim)
-        plan = SessionPlan(
-            config,
-            agent.instructions,
-            runtime.tools_with_stream,
-            record,
-            prompt,
-            deps,
-            principal,
-            limits,
-            decisions,
-            found,
-            Team(agent, limits, deps) if agent.handoffs else None,
-        )
-        if plan.closing:
-            await off_loop(store.append, claim, plan.closing, close_round=True)
-        plan.attach(store, claim)
-        events = agent._events_async(plan.loop, stream=stream, first=plan.calls)
-        async with contextlib.aclosing(events) as running:
-            async for event in running:
-                yield plan.finished(event)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the run's own error is what counts
-            await release_off_loop(store, claim)
-        raise
-    await release_off_loop(store, claim)
+    yield Callback(release_claim, (store, claim), blocking=True, through=True)
+    return result

@@ -13,9 +13,17 @@ it and sends back the answer::
     NEXT_OUTCOME                -> the next started call's ToolOutcome, or an event of a
                                    sub-agent that call runs (streamed runs)
 
+A run's start is effects too, yielded before these by the agent (``_agent.py``,
+``_session_run.py``), so it is written once as well::
+
+    LIST_TOOLS                  -> each tool source's tools (asked in the driver's way)
+    Callback(fn, args, blocking=True)
+                                -> a store's answer (a session claimed, loaded, released)
+    Begin(loop)                 -> None; the driver starts the run's clock and client
+
 The generator returns the :class:`~agentkit.RunResult` (finished or paused). The drivers
-are short loops that perform these five effects; the sync and async runs can no longer
-drift apart, because there is only one of each decision.
+are short loops that perform these effects; the sync and async runs can no longer drift
+apart, because there is only one of each decision.
 """
 
 from __future__ import annotations
@@ -44,8 +52,10 @@ from ._result import RunResult
 from ._wire import ChatCompletion
 
 __all__ = [
+    "LIST_TOOLS",
     "NEXT_OUTCOME",
     "Approver",
+    "Begin",
     "CallModel",
     "Callback",
     "Effect",
@@ -77,12 +87,19 @@ class CallModel:
 @dataclass(frozen=True, slots=True)
 class Callback:
     """Effect: call ``fn(*args)``: user code (a hook, the approver, an observer), or with
-    ``blocking`` the session journal, whose store calls block: the async driver runs those
-    in a thread, so the event loop never waits on the store."""
+    ``blocking`` a store's call (the session's claim, load and journal), which blocks: the
+    async driver runs those in a thread, so the event loop never waits on the store.
+
+    ``undo`` is given what ``fn`` returned when nobody waits for it any more: the async
+    driver's waiter was cancelled while the thread ran on (a claim is given back). With
+    ``through``, the async driver awaits the call to its end even when cancelled meanwhile
+    (a release: dropped from the thread pool's queue, it would hold the session)."""
 
     fn: Callable[..., object]
     args: tuple[Any, ...]
     blocking: bool = False
+    undo: Callable[[Any], object] | None = None
+    through: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +131,28 @@ class _NextOutcome:
 NEXT_OUTCOME: Final = _NextOutcome()
 """Effect: wait for the next started call to end; answered with its ``ToolOutcome``."""
 
-Effect: TypeAlias = CallModel | Callback | Emit | StartCalls | _NextOutcome
+
+class _ListTools:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LIST_TOOLS"
+
+
+LIST_TOOLS: Final = _ListTools()
+"""Effect: ask each of the agent's tool sources for its tools (a run is starting);
+answered with the list of their tool lists."""
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """Effect: the run's loop is made (its session loaded, its observer made); the driver
+    starts the run's deadline and gets its client."""
+
+    loop: RunLoop
+
+
+Effect: TypeAlias = CallModel | Callback | Emit | StartCalls | _NextOutcome | _ListTools | Begin
 
 
 @dataclass(slots=True)
@@ -133,6 +171,13 @@ class RunPlan:
     # generator yields no more effects): the sync driver calls them, the async one runs
     # them in a thread once the run's generator is closed.
     closing: list[Callable[[], object]] = field(default_factory=list)
+    # Whether anyone observes runs (decided once, when the run is asked for): its observer
+    # is then made once its loop is, and is current while the run's code runs.
+    observed: bool = False
+    # Set as the run starts: its loop (for an interrupt between two events) and what a
+    # session adds to its result (the session, the calls found in doubt at its start).
+    loop: RunLoop | None = None
+    finish: Callable[[RunResult[Any]], None] | None = None
 
 
 _LIMITS: tuple[tuple[type[BaseException], str], ...] = (
@@ -166,6 +211,8 @@ def run_steps(
             result = yield from _tool_round(loop, plan, first)
         while result is None:
             result = yield from _model_round(loop, plan)
+        if plan.finish is not None:
+            plan.finish(result)
         if observer is not None:
             yield Callback(observer.run_finished, (result,))
         yield Emit(RunFinished(result))

@@ -371,6 +371,10 @@ class SyncBatch:
         (handed back by :meth:`next` before the call's own outcome)."""
         self._reports.put((None, event))
 
+    def post_events(self) -> Callable[[Any], None]:
+        """The function a call's sub-agent hands its events to: :meth:`post`."""
+        return self.post
+
     def start(self) -> None:
         """Hand every call to the threads."""
         self._lent.__enter__()
