@@ -123,6 +123,10 @@ class LostCommitRelay:
     carrying the next answer to a COMMIT instead of passing it on (the server committed;
     the client sees its connection drop). ``dsn`` reaches the server through the relay.
 
+    With ``hold`` set as well, that answer is held instead (``held`` is set meanwhile) and
+    passed on once the client opens another connection (psycopg's cancel request, sent on
+    Ctrl-C) or ``let_go`` is set.
+
     The relay binds its port once, here, and hands it over in ``dsn``. It reads the bytes
     it passes, so the connection is made without TLS (``sslmode=disable``).
     """
@@ -147,6 +151,9 @@ class LostCommitRelay:
         )
         self.armed = threading.Event()
         self.cut = threading.Event()  # set once an answer to a COMMIT was cut
+        self.hold = threading.Event()
+        self.held = threading.Event()  # set while an answer to a COMMIT is held
+        self.let_go = threading.Event()  # set by the next connection made
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -159,6 +166,7 @@ class LostCommitRelay:
                 client, _ = self._listener.accept()
             except OSError:  # closed
                 return
+            self.let_go.set()
             server = socket.socket(self._upstream[0], socket.SOCK_STREAM)
             server.connect(self._upstream[1])
             with self._lock:
@@ -180,8 +188,13 @@ class LostCommitRelay:
             while chunk := source.recv(65536):
                 if answers and self.armed.is_set() and _COMMIT_DONE in tail + chunk:
                     self.armed.clear()
-                    self.cut.set()
-                    break
+                    if not self.hold.is_set():
+                        self.cut.set()
+                        break
+                    self.let_go.clear()
+                    self.held.set()
+                    self.let_go.wait(60)  # a liveness guard: the client's cancel ends it
+                    self.held.clear()
                 sink.sendall(chunk)
                 tail = chunk[-len(_COMMIT_DONE) :]
         except OSError:

@@ -264,6 +264,13 @@ class SQLStore:
                 with suppress(Exception):
                     release_claim(self, Claim(session_id, token, 0))
             raise
+        except BaseException:
+            # Ctrl-C (or an exit) while the claim committed: psycopg raises it once the
+            # COMMIT has answered, and this process, alive, would hold the session for the
+            # lease. Give it back, as above.
+            with suppress(Exception):
+                release_claim(self, Claim(session_id, token, 0))
+            raise
 
     def _maybe_committed(self, error: SessionError) -> bool:
         """Whether a transaction that failed with ``error`` may have committed all the same

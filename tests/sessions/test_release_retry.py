@@ -200,3 +200,49 @@ def test_a_claim_whose_commit_answer_was_lost_is_given_back() -> None:
         relay.close()
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_claim_interrupted_by_ctrl_c_as_it_commits_is_given_back() -> None:
+    """Ctrl-C while a claim's COMMIT is under way: psycopg cancels, waits for the COMMIT's
+    answer (it committed) and raises ``KeyboardInterrupt``. This process, alive, would hold
+    the session for the 600 s lease (a notebook, a REPL, a server that goes on); the claim
+    is given back as the interrupt goes up."""
+    import signal
+
+    import psycopg
+
+    from agentkit.sessions import PostgresStore
+
+    from .conftest import postgres_dsn
+
+    dsn = postgres_dsn()
+    relay = LostCommitRelay(dsn)
+    schema = "t_" + secrets.token_hex(6)
+    store = PostgresStore(relay.dsn, schema=schema)
+    main = threading.get_ident()
+
+    def interrupt() -> None:
+        if relay.held.wait(60):
+            signal.pthread_kill(main, signal.SIGINT)
+
+    try:
+        store.release(store.claim("warm-up"))  # the tables exist
+        relay.hold.set()
+        relay.armed.set()
+        interrupter = threading.Thread(target=interrupt, daemon=True)
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt):
+            store.claim("c1")
+        interrupter.join()
+        with psycopg.connect(dsn) as connection:  # its transaction committed: the row is there
+            row = connection.execute(
+                f'SELECT owner FROM "{schema}".agentkit_sessions WHERE id = %s', ("c1",)
+            ).fetchone()
+        assert row is not None
+        store.release(store.claim("c1"))  # free at once, not busy for the lease
+    finally:
+        relay.let_go.set()
+        store.close()
+        relay.close()
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
