@@ -18,6 +18,7 @@ from agentkit import (
     Agent,
     ChatClient,
     ConfigurationError,
+    Principal,
     RunContext,
     RunFinished,
     RunLimits,
@@ -27,6 +28,7 @@ from agentkit import (
     SubAgentEvent,
     TextDelta,
     Tool,
+    ToolCallStarted,
     ToolResult,
     tool,
 )
@@ -290,15 +292,6 @@ def test_a_sub_agent_given_a_sync_client_is_refused_before_any_request(
     assert server.request_count == 0
 
 
-def test_the_callers_deadline_bounds_the_sub_run(server: ScriptedServer, scripts: Scripts) -> None:
-    slow = make(server, "slow", name="slow")
-    planner = make(server, "planner", [slow.as_tool()], limits=RunLimits(run_timeout=1.5))
-    scripts.add("planner", Reply.tool_calls(("slow", {"request": "think"})), Reply.text("late"))
-    scripts.add("slow", Reply.hang())
-    with pytest.raises(RunTimeoutError):
-        planner.run("go")
-
-
 def test_cancelling_the_caller_cancels_the_sub_run(
     server: ScriptedServer, scripts: Scripts
 ) -> None:
@@ -446,3 +439,156 @@ def test_a_streamed_sync_sub_run_stops_once_its_call_timed_out(
     assert ended.wait(30)
     assert len(failures) == 1 and isinstance(failures[0], GeneratorExit)  # closed there
     assert len(scripts.seen["worker"]) == 1  # its model was not asked again
+
+
+# --- the sub-run on the caller's terms: who, until when, and until the caller leaves ---------
+
+
+class Ends(RunObserver):
+    """Notes how a run ended (its error, or ``None`` when it finished), across threads."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException | None] = []
+        self.ended = threading.Event()
+
+    def run_failed(self, error: BaseException) -> None:
+        self.errors.append(error)
+        self.ended.set()
+
+    def run_finished(self, result: RunResult[Any]) -> None:
+        self.errors.append(None)
+        self.ended.set()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_the_sub_run_acts_for_the_callers_principal(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    @tool
+    def whoami(ctx: RunContext[None]) -> str:
+        """Who the run acts for."""
+        assert ctx.principal is not None
+        return f"{ctx.principal.id} {sorted(ctx.principal.roles)}"
+
+    clerk = make(server, "clerk", [whoami], name="clerk")
+    boss = make(server, "boss", [clerk.as_tool()])
+    scripts.add("boss", Reply.tool_calls(("clerk", {"request": "who?"})), Reply.text("ok"))
+    scripts.add("clerk", Reply.tool_calls(("whoami", {})), Reply.text("told"))
+    drive(boss, driver, "go", principal=Principal("ana", frozenset({"agent"})))
+    assert scripts.seen["clerk"][1]["messages"][-1]["content"] == "ana ['agent']"
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_the_callers_deadline_ends_the_sub_run_itself(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    # The sub-agent's own tool outlives the caller's run_timeout: the sub-run ends at the
+    # caller's deadline (not at its tool's 120 s timeout), and asks its model nothing more.
+    release = threading.Event()
+
+    @tool
+    def think() -> str:
+        """Think for a long time."""
+        release.wait(60)
+        return "thought"
+
+    ends = Ends()
+    slow = make(server, "slow", [think], name="slow", observers=[lambda info: ends])
+    planner = make(server, "planner", [slow.as_tool()], limits=RunLimits(run_timeout=1.0))
+    scripts.add("planner", Reply.tool_calls(("slow", {"request": "think"})), Reply.text("late"))
+    scripts.add("slow", Reply.tool_calls(("think", {})), Reply.text("too late"))
+    try:
+        with pytest.raises(RunTimeoutError):
+            drive(planner, driver, "go")
+        assert ends.ended.wait(30)  # not released: only the deadline can end it
+    finally:
+        release.set()
+    (error,) = ends.errors
+    if driver in ("run", "stream"):  # in a tool thread: its own deadline, the caller's
+        assert isinstance(error, RunTimeoutError)
+    else:  # a task of the caller's round: its deadline or the caller's cancel, whichever first
+        assert isinstance(error, RunTimeoutError | asyncio.CancelledError)
+    assert len(scripts.seen["slow"]) == 1
+
+
+@pytest.mark.parametrize("driver", ["stream", "stream_async"])
+def test_closing_the_callers_stream_stops_the_sub_run(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    @tool
+    def hold() -> str:
+        """Hold until released."""
+        started.set()
+        release.wait(60)
+        return "held"
+
+    ends = Ends()
+    worker = make(server, "worker", [hold], name="worker", observers=[lambda info: ends])
+    boss = make(server, "boss", [worker.as_tool()])
+    scripts.add("boss", Reply.tool_calls(("worker", {"request": "work"})), Reply.text("done"))
+    scripts.add("worker", Reply.tool_calls(("hold", {})), Reply.text("worked"))
+
+    def is_hold(event: Any) -> bool:
+        return isinstance(event, SubAgentEvent) and isinstance(event.event, ToolCallStarted)
+
+    try:
+        if driver == "stream":
+            events = boss.stream("go")
+            for event in events:
+                if is_hold(event):
+                    break
+            assert started.wait(30)
+            events.close()
+        else:
+
+            async def leave() -> None:
+                events = boss.stream_async("go")
+                async for event in events:
+                    if is_hold(event):
+                        break
+                await asyncio.to_thread(started.wait, 30)
+                await events.aclose()
+
+            asyncio.run(leave())
+    finally:
+        release.set()  # the sub-agent's tool returns after its caller left
+    assert ends.ended.wait(30)
+    (error,) = ends.errors
+    assert error is not None  # it did not go on to an answer
+    assert len(scripts.seen["worker"]) == 1  # its model was not asked again
+    assert len(scripts.seen["boss"]) == 1
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_the_callers_tool_timeout_stops_the_sub_run(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    release = threading.Event()
+
+    @tool
+    def hold() -> str:
+        """Hold until released."""
+        release.wait(60)
+        return "held"
+
+    ends = Ends()
+    worker = make(server, "worker", [hold], name="worker", observers=[lambda info: ends])
+    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(tool_timeout=0.3))
+    scripts.add("boss", Reply.tool_calls(("worker", {"request": "work"})), Reply.text("gave up"))
+    scripts.add("worker", Reply.tool_calls(("hold", {})), Reply.text("too late"))
+    try:
+        result, _ = drive(boss, driver, "go")
+        assert result.output == "gave up"
+        told = scripts.seen["boss"][1]["messages"][-1]
+        assert told["role"] == "tool" and "timed out" in told["content"]
+        # not released: the sub-run ends by the call's timeout (cancelled in run_async; in
+        # a tool thread by the call's deadline, or at its next event when it streams)
+        assert ends.ended.wait(30)
+    finally:
+        release.set()
+    (error,) = ends.errors
+    assert isinstance(error, RunTimeoutError | GeneratorExit | asyncio.CancelledError)
+    assert len(scripts.seen["worker"]) == 1  # the sub-run did not go on after the timeout
