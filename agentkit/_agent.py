@@ -695,13 +695,16 @@ class Agent(Generic[OutputT]):
         """A loop that goes on from a paused ``RunResult`` (no store)."""
         history = [m for m in paused.messages if m.get("role") != "system"]
         config = self._config
-        if self.handoffs:  # the agent whose round paused goes on with it
-            team = Team(self, limits, deps)
+        team = Team(self, limits, deps) if self.handoffs else None
+        if team is not None:  # the agent whose round paused goes on with it
             agent, history, summary = team.view(history)
             settings = team.settings(agent, found)
-            round_ = settle_open_round(
-                None, history, paused.resume_state, (), settings.tools, decisions
-            )
+        else:
+            settings = config.settings_for(found)
+        round_ = settle_open_round(
+            None, history, paused.resume_state, (), settings.tools, decisions
+        )
+        if team is not None:
             loop = team.new_loop(
                 agent,
                 [*team.system(agent, summary, principal), *history],
@@ -709,19 +712,15 @@ class Agent(Generic[OutputT]):
                 principal=principal,
                 tools_with_stream=self._runtime.tools_with_stream,
             )
-            return loop, loop.resume_round(round_.plan, round_.mark)
-        settings = config.settings_for(found)
-        round_ = settle_open_round(
-            None, history, paused.resume_state, (), settings.tools, decisions
-        )
-        loop = config.new_loop(
-            [*config.system_messages(self.instructions, deps, None, principal), *history],
-            settings,
-            limits,
-            deps=deps,
-            principal=principal,
-            tools_with_stream=self._runtime.tools_with_stream,
-        )
+        else:
+            loop = config.new_loop(
+                [*config.system_messages(self.instructions, deps, None, principal), *history],
+                settings,
+                limits,
+                deps=deps,
+                principal=principal,
+                tools_with_stream=self._runtime.tools_with_stream,
+            )
         return loop, loop.resume_round(round_.plan, round_.mark, round_.nested)
 
 

@@ -792,3 +792,32 @@ def test_a_sub_agents_events_after_its_handoff_name_the_target(
     assert after and all(e.path == ("tech",) for e in after)
     started = [e.event for e in after if isinstance(e.event, ToolCallStarted)]
     assert [event.name for event in started] == ["check_line"]
+
+
+def test_a_pause_inside_the_targets_sub_agent_resumes_through_every_level(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    refunder = make(server, "refunder", [issue_refund])
+    billing = make(server, "billing", [refunder.as_tool(description="Make a refund.")])
+    triage = make(server, "triage", handoffs=[billing])
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add(
+        "billing",
+        Reply.tool_calls(("refunder", {"request": "refund 40"}, "b1")),
+        Reply.text("Your 40 EUR are on their way."),
+    )
+    scripts.add(
+        "refunder",
+        Reply.tool_calls(("issue_refund", {"amount": 40}, "r1")),
+        Reply.text("Refunded 40."),
+    )
+    refunds.clear()
+    paused = triage.run("Refund me 40.")
+    assert paused.status == "paused" and paused.agent == "billing"
+    (call,) = paused.pending
+    assert call.name == "issue_refund" and call.path[-2:] == ("billing", "refunder")
+    assert refunds == []
+    result = triage.resume(paused, {call: True})
+    assert result.output == "Your 40 EUR are on their way." and result.agent == "billing"
+    assert refunds == ["40"]
+    assert scripts.seen["billing"][-1]["messages"][-1]["content"] == "Refunded 40."
