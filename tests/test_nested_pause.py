@@ -268,7 +268,7 @@ def broken(ctx: RunContext[Ledger]) -> str:
     raise RuntimeError("the line is down")
 
 
-@pytest.mark.parametrize("driver", ["run", "run_async"])
+@pytest.mark.parametrize("driver", DRIVERS)
 def test_parallel_sub_agents_each_pause_and_nothing_that_ran_runs_again(
     server: ScriptedServer, scripts: Scripts, driver: str
 ) -> None:

@@ -59,3 +59,57 @@ def make_desk(store: Any, base_url: str, history: Any = "all") -> Agent[Any]:
     )
     billing.handoffs.append(triage)
     return triage
+
+
+def _note(entry: str) -> None:
+    with open(os.environ["AGENTKIT_TEST_LEDGER"], "a") as ledger:
+        ledger.write(entry + "\n")
+
+
+@tool
+def check_balance(account: str) -> str:
+    """Look up an account's balance."""
+    _note(f"balance {account}")
+    return f"{account}: 80 EUR due"
+
+
+@tool
+def find_order(order_id: int) -> str:
+    """Look an order up."""
+    _note(f"order {order_id}")
+    return f"order {order_id}: delivered"
+
+
+@tool(requires_approval=True)
+def cancel_order(order_id: int) -> str:
+    """Cancel an order."""
+    _note(f"cancel {order_id}")
+    return f"order {order_id} cancelled"
+
+
+def make_mixed_desk(store: Any, base_url: str) -> Agent[Any]:
+    """Triage handing off to billing, whose tools mix: an ungated lookup, a refund that
+    needs approval, and an orders agent used as a tool (an ungated lookup and a
+    cancellation that needs approval)."""
+    common: dict[str, Any] = {"base_url": base_url, "api_key": KEY}
+    orders = Agent(
+        "orders", [find_order, cancel_order], "You handle orders.", name="orders", **common
+    )
+    ask_orders = orders.as_tool(name="ask_orders", description="Ask the orders desk.")
+    billing = Agent(
+        "billing",
+        [check_balance, issue_refund, ask_orders],
+        "You handle billing.",
+        name="billing",
+        store=store,
+        **common,
+    )
+    return Agent(
+        "triage",
+        [],
+        "Route the customer.",
+        name="triage",
+        handoffs=[billing],
+        store=store,
+        **common,
+    )

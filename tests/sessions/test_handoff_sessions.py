@@ -16,7 +16,7 @@ import pytest
 from agentkit import RunFinished
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
-from ._desk import make_desk
+from ._desk import make_desk, make_mixed_desk
 from ._support import HERE, StoreSpec, run_child
 
 
@@ -257,3 +257,74 @@ def test_a_new_message_instead_of_a_decision_still_goes_to_the_target(
     assert answers["t1"] == "Transferred to billing."
     assert answers["o1"].startswith("Not run: the user sent a new message")
     assert sent[-1] == {"role": "user", "content": "Never mind the ticket."}
+
+
+def test_parallel_gated_and_ungated_calls_across_agents_resume_in_another_process(
+    spec: StoreSpec, store: Any, server: ScriptedServer, scripts: Scripts, ledger: Path
+) -> None:
+    # After a handoff, billing calls in one round: an ungated lookup, a refund that needs
+    # approval, and the orders agent as a tool, which itself calls an ungated lookup and a
+    # cancellation that needs approval. Both gated calls pause the run; a fresh graph in
+    # another process decides them. Nothing that ran runs again, nothing is dropped, every
+    # answer reaches its own model in call order (openai-agents #3004/#4827, smolagents #1481).
+    triage = make_mixed_desk(store, server.base_url)
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {}, "t1")))
+    scripts.add(
+        "billing",
+        Reply.tool_calls(
+            ("check_balance", {"account": "A-9"}, "b1"),
+            ("issue_refund", {"amount": 40}, "b2"),
+            ("ask_orders", {"request": "Was order 7 delivered? Cancel it."}, "b3"),
+        ),
+        Reply.text("Refunded 40 EUR; order 7 was delivered, not cancelled."),
+    )
+    scripts.add(
+        "orders",
+        Reply.tool_calls(
+            ("find_order", {"order_id": 7}, "o1"), ("cancel_order", {"order_id": 7}, "o2")
+        ),
+        Reply.text("Order 7 was delivered; the cancellation was refused."),
+    )
+    paused = triage.run("Refund me, and what about order 7?", session="cust-9")
+    assert paused.status == "paused" and paused.agent == "billing"
+    assert sorted((c.key, c.name, c.path) for c in paused.pending) == [
+        ("b2", "issue_refund", ("billing",)),
+        ("b3/o2", "cancel_order", ("billing", "orders")),
+    ]
+    assert sorted(ledger.read_text().splitlines()) == ["balance A-9", "order 7"]
+
+    body = (
+        f"import json, sys\nsys.path.insert(0, {str(HERE.parent)!r})\n"
+        "from sessions._desk import make_mixed_desk\n"
+        f"triage = make_mixed_desk(store, {server.base_url!r})\n"
+        "r = triage.resume('cust-9', {'b2': True, 'b3/o2': 'not without the customer'})\n"
+        "print(json.dumps({'output': r.output, 'agent': r.agent, 'status': r.status}))\n"
+    )
+    child = run_child(spec, body)
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout.strip().splitlines()[-1]) == {
+        "output": "Refunded 40 EUR; order 7 was delivered, not cancelled.",
+        "agent": "billing",
+        "status": "done",
+    }
+    # each lookup ran once, before the pause; the approved refund ran; the refused cancel not
+    assert sorted(ledger.read_text().splitlines()) == ["balance A-9", "order 7", "refund 40"]
+    below = scripts.seen["orders"][-1]["messages"]
+    answers = [(m["tool_call_id"], m["content"]) for m in below if m["role"] == "tool"]
+    assert answers[0] == ("o1", "order 7: delivered")
+    assert answers[1][0] == "o2" and "not without the customer" in answers[1][1]
+    assert len(answers) == 2
+    above = scripts.seen["billing"][-1]["messages"]
+    assert [(m["tool_call_id"], m["content"]) for m in above if m["role"] == "tool"] == [
+        ("t1", "Transferred to billing."),
+        ("b1", "A-9: 80 EUR due"),
+        ("b2", "refunded 40 EUR"),
+        ("b3", "Order 7 was delivered; the cancellation was refused."),
+    ]
+    assert len(scripts.seen["triage"]) == 1 and len(scripts.seen["orders"]) == 2
+    stored = store.load("cust-9")
+    assert stored.status == "idle" and stored.pending_calls == ()
+    assert authors(stored.messages) == ["triage", "billing", "billing"]
+    # the stored round holds each call once and its answer once
+    ids = [m["tool_call_id"] for m in stored.messages if m["role"] == "tool"]
+    assert ids == ["t1", "b1", "b2", "b3"]
