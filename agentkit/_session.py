@@ -449,6 +449,16 @@ def settle_open_round(
                 result.plan[call_id] = SUPERSEDED
                 continue
             decision = chosen[call_id]
+            if decision is True and tool_ is None:
+                # the agent lost the tool since the pause (renamed, removed, or the agent
+                # that asked left the handoff graph): an approval must not end as "unknown
+                # tool", with the person told nothing ran only by the model
+                raise ResumeError(
+                    f"{where}: the paused call {call_id!r} asks for the tool {name!r}, which "
+                    "this agent does not have now; nothing was run (resume with the agent "
+                    "that paused, or refuse the call)",
+                    session_id=session_id,
+                )
             result.decided[call_id] = decision is True
             if decision is True:
                 result.plan[call_id] = None

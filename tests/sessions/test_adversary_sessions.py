@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agentkit._session import ResumeError
 from agentkit.testing import Reply, ScriptedServer
 
 from ._support import StoreSpec, open_store, run_child
@@ -93,3 +94,42 @@ def test_a_crash_beside_a_transfer_resumes_as_the_target(
     assert [m["content"] for m in transfer] == ["Transferred to billing."]
     assert result.agent == "billing" and result.output == "billing here"
     assert ledger.read_text() == "charge 5\n"  # not charged again
+
+
+def test_a_pause_in_a_specialist_the_graph_lost_is_refused_and_stays_paused(
+    store: Any, server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """billing's refund waits for a person; a new release drops billing from triage's
+    handoffs. Approving is a ResumeError that names the tool and runs nothing, the session
+    stays paused, and the graph that has billing again resumes it (the refund runs once).
+    The approval was answered "Unknown tool 'issue_refund'" and the session went on with
+    triage, done, as if the person's decision had been carried out."""
+    from agentkit import Agent, tool
+
+    refunds: list[int] = []
+
+    @tool(requires_approval=True)
+    def issue_refund(amount: int) -> str:
+        """Refund an amount to the customer."""
+        refunds.append(amount)
+        return f"refunded {amount} EUR"
+
+    common: dict[str, Any] = {"base_url": server.base_url, "api_key": KEY, "store": store}
+    billing = Agent("billing", [issue_refund], "You bill.", name="billing", **common)
+    triage = Agent("triage", [], "Route.", name="triage", handoffs=[billing], **common)
+    server.queue(
+        Reply.tool_calls(("transfer_to_billing", {})),
+        Reply.tool_calls(("issue_refund", {"amount": 40})),
+    )
+    paused = triage.run("Refund me.", session="c-2")
+    assert paused.status == "paused" and paused.agent == "billing"
+    [call] = paused.pending
+
+    without = Agent("triage", [], "Route.", name="triage", **common)
+    with pytest.raises(ResumeError, match=r"'issue_refund'.*nothing was run"):
+        without.resume("c-2", {call: True})
+    assert store.load("c-2").status == "paused" and refunds == []
+
+    server.queue(Reply.text("Refunded."))
+    done = triage.resume("c-2", {call: True})
+    assert done.status == "done" and done.agent == "billing" and refunds == [40]

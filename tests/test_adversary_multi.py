@@ -1,0 +1,144 @@
+"""An outside review of agents as tools and handoffs (issue 21): hostile model output,
+pauses resumed by a changed agent, limits and deadlines across agents. Each test is a probe
+that broke, kept as its regression test; over the real scripted server, one script per
+model name, so every assertion says which agent was asked what."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from agentkit import Agent, RunResult, tool
+from agentkit._session import ResumeError
+from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+
+KEY = "sk-adversary-multi-0123456789"
+
+
+class Scripts:
+    """One queue of replies per model name; the requests each model received."""
+
+    def __init__(self, server: ScriptedServer) -> None:
+        self.replies: dict[str, list[Reply]] = {}
+        self.seen: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        server.respond_with(self)
+
+    def add(self, model: str, *replies: Reply) -> None:
+        self.replies.setdefault(model, []).extend(replies)
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        body = request.json()
+        with self._lock:
+            self.seen.setdefault(body["model"], []).append(body)
+            return self.replies[body["model"]].pop(0)
+
+
+@pytest.fixture
+def scripts(server: ScriptedServer) -> Scripts:
+    return Scripts(server)
+
+
+def make(
+    server: ScriptedServer, name: str, tools: Sequence[Any] = (), **options: Any
+) -> Agent[Any]:
+    return Agent(
+        name,
+        list(tools),
+        f"You are {name}.",
+        name=name,
+        base_url=server.base_url,
+        api_key=KEY,
+        **options,
+    )
+
+
+class Line:
+    """What the line tools did, in order."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+
+
+line = Line()
+
+
+@tool
+def check_line(number: str) -> str:
+    """Check a customer's line."""
+    line.done.append(f"check {number}")
+    return f"line {number} is down"
+
+
+@tool(requires_approval=True)
+def reset_line(number: str) -> str:
+    """Reset a customer's line."""
+    line.done.append(f"reset {number}")
+    return f"line {number} reset"
+
+
+@pytest.mark.parametrize("driver", ["resume", "resume_async"])
+def test_a_pause_in_a_sub_agent_of_a_handed_off_agent_resumes_from_the_result(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    """triage hands off to billing, billing asks tech (an agent tool), tech's reset waits
+    for a person. Resuming the paused RunResult goes on inside tech's sub-run: the approved
+    reset runs and the check is not run again. The handoff branch of the resume dropped the
+    sub-run's state, so tech started over from its request and the approved call never ran
+    (the model's next answer was taken as the agent tool's result)."""
+    line.done.clear()
+    tech = make(server, "tech", [check_line, reset_line])
+    billing = make(server, "billing", [tech.as_tool(name="ask_tech")])
+    triage = make(server, "triage", [], handoffs=[billing])
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add("billing", Reply.tool_calls(("ask_tech", {"request": "Is line 5 fine?"})))
+    scripts.add(
+        "tech",
+        Reply.tool_calls(("check_line", {"number": "5"}), ("reset_line", {"number": "5"})),
+    )
+    paused = triage.run("My line is down.")
+    assert paused.status == "paused" and paused.agent == "billing"
+    [call] = paused.pending
+    assert call.name == "reset_line" and call.path == ("billing", "tech")
+
+    scripts.add("tech", Reply.text("Line 5 was down; I reset it."))
+    scripts.add("billing", Reply.text("Tech reset your line."))
+    decisions = {call: True}
+    done: RunResult[Any] = (
+        triage.resume(paused, decisions)
+        if driver == "resume"
+        else asyncio.run(triage.resume_async(paused, decisions))
+    )
+    assert done.status == "done" and done.agent == "billing"
+    assert done.output == "Tech reset your line."
+    assert line.done == ["check 5", "reset 5"]
+    resumed = scripts.seen["tech"][-1]["messages"]  # tech goes on from its pause
+    assert [m["role"] for m in resumed] == ["system", "user", "assistant", "tool", "tool"]
+    assert resumed[-1]["content"] == "line 5 reset"
+
+
+def test_approving_a_paused_call_whose_tool_is_gone_runs_nothing_and_says_so(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    """A call paused, then resumed by an agent that no longer has its tool (renamed or
+    removed in a new release): an approval is a ResumeError naming the tool, before any
+    request. It was answered "Unknown tool 'reset_line'" and the run finished done, the
+    person's approval spent on nothing."""
+    line.done.clear()
+    tech = make(server, "tech", [check_line, reset_line])
+    scripts.add("tech", Reply.tool_calls(("reset_line", {"number": "5"})))
+    paused = tech.run("Reset line 5.")
+    [call] = paused.pending
+    changed = make(server, "tech", [check_line])
+    asked = len(scripts.seen["tech"])
+    with pytest.raises(ResumeError, match=r"'reset_line'.*nothing was run"):
+        changed.resume(paused, {call: True})
+    assert len(scripts.seen["tech"]) == asked and line.done == []
+    # a refusal needs no tool: the model is told, and the run goes on
+    scripts.add("tech", Reply.text("I did not reset it."))
+    refused = changed.resume(paused, {call: False})
+    assert refused.status == "done" and line.done == []
