@@ -66,6 +66,8 @@ class PostgresStore(SQLStore):
         pool_size: connections kept open at most.
         lease: seconds a run's claim on a session lasts without a write.
         connect_timeout: seconds to wait for a connection.
+        lock_timeout: seconds a statement waits for a row another connection holds locked
+            (a process frozen mid-transaction) before it fails with a ``SessionError``.
     """
 
     _placeholder = "%s"
@@ -80,6 +82,7 @@ class PostgresStore(SQLStore):
         lease: float = 600.0,
         connect_timeout: float = 10.0,
         executor_threads: int | None = None,
+        lock_timeout: float = 30.0,
     ) -> None:
         super().__init__(lease=lease, executor_threads=executor_threads or pool_size)
         if not _SCHEMA_NAME.fullmatch(schema):
@@ -88,11 +91,16 @@ class PostgresStore(SQLStore):
             )
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
+        if not lock_timeout > 0:
+            raise ValueError("lock_timeout must be positive")
         self._psycopg = _psycopg()
         self._dsn = dsn
         self.schema = schema
         self._prefix = f'"{schema}".'
         self._connect_timeout = connect_timeout
+        # PostgreSQL waits for a row lock without end: a claim or a release behind a
+        # transaction whose process froze would hang for as long as that process does.
+        self._lock_timeout = f"{max(1, round(lock_timeout * 1000))}ms"
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._all: list[Any] = []
@@ -144,6 +152,12 @@ class PostgresStore(SQLStore):
                 "PostgreSQL refuses writes (a read-only server or a standby): nothing was "
                 "written. Point the store at the primary."
             )
+        if state == "55P03":  # lock_not_available: lock_timeout passed
+            return (
+                "another connection held the session's row locked in PostgreSQL for longer "
+                f"than lock_timeout ({self._lock_timeout}; a process frozen mid-transaction):"
+                " nothing was written. Retry, or open the store with a longer lock_timeout."
+            )
         if isinstance(error, self._psycopg.OperationalError):
             return (
                 f"PostgreSQL failed: {_first_line(error)}; retry (the transaction was rolled "
@@ -152,9 +166,13 @@ class PostgresStore(SQLStore):
         return f"PostgreSQL refused a statement: {_first_line(error)}; nothing was written"
 
     def _maybe_committed(self, error: SessionError) -> bool:
-        # A lost connection (not a refused statement) may have lost the COMMIT's answer
-        # after the server applied it.
-        return isinstance(error.__cause__, self._psycopg.OperationalError)
+        # A lost connection (not a refused statement: that has a state of its own) may
+        # have lost the COMMIT's answer after the server applied it.
+        cause = error.__cause__
+        if not isinstance(cause, self._psycopg.OperationalError):
+            return False
+        state = cause.sqlstate or ""
+        return state == "" or state.startswith(("08", "57P"))  # connection, shutdown
 
     def _pooled(self) -> Any:
         """A pooled connection that still looks alive, or None.
@@ -199,6 +217,15 @@ class PostgresStore(SQLStore):
             )
         except self._psycopg.OperationalError as error:
             raise SessionError(f"cannot connect to PostgreSQL: {_first_line(error)}") from None
+        try:
+            connection.execute(
+                "SELECT set_config('lock_timeout', %s, false)", (self._lock_timeout,)
+            )
+        except self._psycopg.Error as error:
+            connection.close()
+            raise SessionError(
+                f"cannot set up a PostgreSQL connection: {_first_line(error)}"
+            ) from None
         with self._lock:
             self._all.append(connection)
         return connection
