@@ -1,5 +1,6 @@
-"""The serve soak: many clients with stored conversations on PostgreSQL, random disconnects,
-approvals bound to their digests, and a PostgreSQL restart in the middle.
+"""The serve soak: many clients with stored conversations on PostgreSQL, random disconnects
+(also while an approved call's answer streams), approvals bound to their digests, answers
+cut at ``max_stream_chars``, and a PostgreSQL restart in the middle.
 
 It ends with no side effect doubled, no claim stuck, no untyped error and no 500. Bounded
 in count (``AGENTKIT_SERVE_SOAK_CLIENTS`` x ``AGENTKIT_SERVE_SOAK_TURNS``, default 10 x 6)
@@ -23,7 +24,7 @@ import pytest
 from _postgres import PrivatePostgres, private_postgres
 
 from agentkit import Agent, tool
-from agentkit.serve import create_app
+from agentkit.serve import RequestLimits, create_app
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 from .conftest import sessions_or_skip, uvicorn_serving
@@ -39,6 +40,7 @@ JSON_TYPE = {"Content-Type": "application/json"}
 SETTLE_TRIES = 50  # 10 s of retries, far below the 600 s lease a leaked claim would hold
 # What a client may be told; 503 only while the store is away (the restart).
 EXPECTED = {200, 409, 503}
+BOUND = 300  # max_stream_chars: a "tell" answer (500 characters) is cut at it
 
 paid: collections.Counter[str] = collections.Counter()
 paid_lock = threading.Lock()
@@ -77,6 +79,8 @@ def scripted(request: RecordedRequest) -> Reply:
         return Reply.tool_calls(("pay", {"payment": thing}))
     if verb == "look":
         return Reply.tool_calls(("look", {"item": thing}))
+    if verb == "tell":
+        return Reply.text("word " * 100, chunk_size=5)
     return Reply.text(f"you said {text}", chunk_size=5)
 
 
@@ -92,6 +96,8 @@ class Soak:
         self.restarted = asyncio.Event()
         self.conversations: list[str] = []
         self.history: dict[str, list[str]] = collections.defaultdict(list)
+        self.cut = 0  # answers cut at the bound, seen whole by their client
+        self.left_approvals = 0
 
     def check(self, response: httpx.Response, what: str) -> dict[str, Any] | None:
         """Record an answer; its JSON body, or None for a stream (checked by the caller)."""
@@ -138,13 +144,15 @@ async def one_client(
     soak.conversations.append(conversation)
     headers = {**JSON_TYPE, "X-Agentkit-Conversation": conversation}
     for turn in range(TURNS):
-        action = rng.choice(["look", "pay", "pay", "say", "leave"])
+        action = rng.choice(["look", "pay", "pay", "say", "leave", "tell"])
         streamed = rng.random() < 0.5
         when = " (after the restart)" if soak.restarted.is_set() else ""
         soak.history[conversation].append(f"{action}{' streamed' if streamed else ''}{when}")
-        text = {"pay": f"pay {conversation}-{turn}", "look": f"look item{turn}"}.get(
-            action, f"hello {turn}"
-        )
+        text = {
+            "pay": f"pay {conversation}-{turn}",
+            "look": f"look item{turn}",
+            "tell": "tell all",
+        }.get(action, f"hello {turn}")
         if action == "leave":  # the client goes away once the answer has begun
             streamed, text = True, f"pay {conversation}-{turn}"
         body: dict[str, Any] = {
@@ -168,6 +176,13 @@ async def one_client(
             errors = [line for line in response.text.split("\n") if '"error"' in line]
             if not errors or '"code":null' in errors[-1] or "internal_error" in errors[-1]:
                 soak.bad.append(f"{conversation}: a stream ended badly: {response.text[-300:]}")
+        if action == "tell" and response.status_code == 200 and answer is not None:
+            told = answer["choices"][0]["message"]["content"]
+            if told != ("word " * 100)[:BOUND]:
+                soak.bad.append(f"{conversation}: a cut answer was {len(told)} characters")
+            soak.cut += 1
+        elif action == "tell" and extension is not None:
+            soak.cut += 1
         if extension and extension.get("status") == "paused":
             await approve(soak, client, conversation, extension["pending"], rng)
         await soak.turn_finished()
@@ -193,11 +208,16 @@ async def approve(
         if refused.status_code == 200:
             soak.bad.append(f"{conversation}: a stale digest was accepted")
     streamed = rng.random() < 0.5
-    decided = await client.post(
-        f"{soak.url}/v1/sessions/{conversation}/approvals",
-        json={"model": "desk", "decisions": decisions, "digests": digests, "stream": streamed},
-        headers=JSON_TYPE,
-    )
+    url = f"{soak.url}/v1/sessions/{conversation}/approvals"
+    body = {"model": "desk", "decisions": decisions, "digests": digests, "stream": streamed}
+    if streamed and rng.random() < 0.3:  # the client leaves once the answer has begun
+        async with client.stream("POST", url, json=body, headers=JSON_TYPE) as response:
+            soak.statuses[response.status_code] += 1
+            async for _ in response.aiter_bytes():
+                break
+        soak.left_approvals += 1
+        return
+    decided = await client.post(url, json=body, headers=JSON_TYPE)
     soak.check(decided, f"{conversation} approval")
 
 
@@ -251,7 +271,8 @@ def test_the_serve_soak_holds(
         api_key="sk-unused-0123456789",
         store=soak_store,
     )
-    with uvicorn_serving(create_app({"desk": desk})) as url:
+    app = create_app({"desk": desk}, request_limits=RequestLimits(max_stream_chars=BOUND))
+    with uvicorn_serving(app) as url:
         soak = Soak(url, private_postgres)
         stuck = asyncio.run(run_soak(soak))
     assert soak.restarted.is_set()
@@ -260,5 +281,8 @@ def test_the_serve_soak_holds(
     doubled = {payment: count for payment, count in paid.items() if count > 1}
     assert not doubled, doubled
     assert soak.statuses[200] > CLIENTS * TURNS // 2, soak.statuses
-    print(f"serve soak: {dict(soak.statuses)}; {sum(paid.values())} payments, none doubled")
+    print(
+        f"serve soak: {dict(soak.statuses)}; {sum(paid.values())} payments, none doubled;"
+        f" {soak.cut} cut answers, {soak.left_approvals} approvals left mid-answer"
+    )
     assert not stuck, f"claims held after a client left: {stuck}"
