@@ -35,7 +35,7 @@ from ._delegate import AgentTool, agent_tool, check_agent_tools
 from ._drive import Steps, consume, consume_async, drive, drive_async
 from ._errors import ConfigurationError
 from ._events import AgentEvent
-from ._handoff import Handoff, Team
+from ._handoff import Handoff, TeamTools, team_of, team_tools
 from ._hooks import Hooks, hooks_observer
 from ._loop import RunLoop
 from ._observe import (
@@ -53,7 +53,7 @@ from ._runtime import Runtime
 from ._session import Decision, ResumeError, Summarizer, decisions_by, settle_open_round
 from ._session_run import session_steps
 from ._sources import ToolSource
-from ._steps import LIST_TOOLS, Approver, Begin, RunPlan, run_steps
+from ._steps import LIST_TOOLS, Approver, Begin, Effect, RunPlan, run_steps
 from ._store import Store, open_calls
 from ._tool import Tool
 
@@ -67,6 +67,9 @@ EventsT = TypeVar("EventsT")
 Driver: TypeAlias = Callable[[Runtime, Steps, RunPlan], EventsT]
 """``drive`` (``run``, ``stream``) or ``drive_async`` (``run_async``, ``stream_async``)."""
 # A run's options as the entry points take them: deps, context, max_turns, limits, principal
+Found: TypeAlias = "list[Sequence[Tool[..., Any]]] | TeamTools | None"
+"""What a run's tool sources returned: the agent's sources' tool lists, or in a handoff
+graph each agent's by name."""
 _Options: TypeAlias = tuple[Any, Any, "int | None", "RunLimits | None", "Principal | None"]
 
 
@@ -588,7 +591,7 @@ class Agent(Generic[OutputT]):
         principal: Principal | None,
         limits: RunLimits | None,
     ) -> Steps:
-        found = (yield LIST_TOOLS) if self._runtime.sources else None
+        found = yield from self._listed()
         loop = self._new_loop(prompt, deps, principal, limits, found)
         return (yield from self._loop_steps(loop, plan, None))
 
@@ -601,9 +604,16 @@ class Agent(Generic[OutputT]):
         principal: Principal | None,
         limits: RunLimits | None,
     ) -> Steps:
-        found = (yield LIST_TOOLS) if self._runtime.sources else None
+        found = yield from self._listed()
         loop, calls = self._resumed_loop(paused, decisions, deps, principal, limits, found)
         return (yield from self._loop_steps(loop, plan, calls))
+
+    def _listed(self) -> Generator[Effect, Any, Found]:
+        """Effects: the run's tool sources asked for their tools (in a handoff graph, every
+        agent's)."""
+        if self.handoffs:
+            return (yield from team_tools(self))
+        return (yield LIST_TOOLS) if self._runtime.sources else None
 
     def _loop_steps(self, loop: RunLoop, plan: RunPlan, first: list[PlannedCall] | None) -> Steps:
         """The run of ``loop`` as effects, once it is made: its observer (when anyone
@@ -658,25 +668,25 @@ class Agent(Generic[OutputT]):
         deps: Any,
         principal: Principal | None,
         limits: RunLimits | None,
-        found: list[Sequence[Tool[..., Any]]] | None = None,
+        found: Found = None,
     ) -> RunLoop:
         config = self._config
-        if found:  # a source may bring agent tools (a cycle through them is refused too)
-            check_agent_tools(self, found)
-        if self.handoffs:  # the agent that has a transcript goes on, sent what it was sent
-            team = Team(self, limits, deps)
+        team = team_of(self, limits, deps, found)
+        if team is not None:  # the agent that has a transcript goes on, sent what it was sent
             given = config.messages_for(None, prompt)
             agent, history, summary = team.view([m for m in given if m["role"] != "system"])
             return team.new_loop(
                 agent,
                 [*team.system(agent, summary, principal), *history],
-                found,
                 principal=principal,
                 tools_with_stream=self._runtime.tools_with_stream,
             )
+        own = found if isinstance(found, list) else None
+        if own:  # a source may bring agent tools (a cycle through them is refused too)
+            check_agent_tools(self, own)
         return config.new_loop(
             config.messages_for(self.instructions, prompt, deps, principal),
-            config.settings_for(found),
+            config.settings_for(own),
             limits,
             deps=deps,
             principal=principal,
@@ -690,17 +700,17 @@ class Agent(Generic[OutputT]):
         deps: Any,
         principal: Principal | None,
         limits: RunLimits | None,
-        found: list[Sequence[Tool[..., Any]]] | None,
+        found: Found,
     ) -> tuple[RunLoop, list[PlannedCall]]:
         """A loop that goes on from a paused ``RunResult`` (no store)."""
         history = [m for m in paused.messages if m.get("role") != "system"]
         config = self._config
-        team = Team(self, limits, deps) if self.handoffs else None
+        team = team_of(self, limits, deps, found)
         if team is not None:  # the agent whose round paused goes on with it
             agent, history, summary = team.view(history)
-            settings = team.settings(agent, found)
+            settings = team.settings(agent)
         else:
-            settings = config.settings_for(found)
+            settings = config.settings_for(found if isinstance(found, list) else None)
         round_ = settle_open_round(
             None, history, paused.resume_state, (), settings.tools, decisions
         )
@@ -708,7 +718,6 @@ class Agent(Generic[OutputT]):
             loop = team.new_loop(
                 agent,
                 [*team.system(agent, summary, principal), *history],
-                found,
                 principal=principal,
                 tools_with_stream=self._runtime.tools_with_stream,
             )

@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel
@@ -35,6 +35,7 @@ from ._client import AsyncChatClient, ChatClient
 from ._context import RunContext
 from ._errors import ConfigurationError
 from ._events import HandedOff, RunFinished, SubAgentEvent
+from ._handoff import sourced
 from ._records import RunLimits
 from ._result import RunResult
 from ._session import NestedResume
@@ -43,7 +44,7 @@ from ._tool import Tool
 from ._wire import Usage
 
 if TYPE_CHECKING:
-    from ._agent import Agent
+    from ._agent import Agent, Found
     from ._loop import RunLoop
 
 __all__ = ["agent_tool", "check_agent_tools"]
@@ -143,7 +144,11 @@ async def _sub_run(agent: Agent[Any], ctx: RunContext[Any], prompt: str) -> Any:
     if caller is None:  # called by hand, outside a run
         return (await agent.run_async(prompt, deps=ctx.deps, principal=ctx.principal)).output
     sub = _SubRun(agent, caller)
-    found = await agent._runtime.source_tools_async()
+    found: Found
+    if agent.handoffs:  # every agent of its graph may have sources
+        found = {a.name or "": await a._runtime.source_tools_async() for a in sourced(agent)}
+    else:
+        found = await agent._runtime.source_tools_async()
     loop, first = sub.start(ctx, prompt, found, caller.deadline)
     try:
         events = agent._events_async(loop, stream=sub.forward is not None, first=first)
@@ -170,7 +175,12 @@ def _sub_run_sync(agent: Agent[Any], ctx: RunContext[Any], prompt: str) -> Any:
         if call[0] is not None:
             ends = call[0] + _GRACE
             deadline = ends if deadline is None else min(deadline, ends)
-    loop, first = sub.start(ctx, prompt, agent._runtime.source_tools(), deadline)
+    found: Found
+    if agent.handoffs:
+        found = {a.name or "": a._runtime.source_tools() for a in sourced(agent)}
+    else:
+        found = agent._runtime.source_tools()
+    loop, first = sub.start(ctx, prompt, found, deadline)
     try:
         events = agent._events(loop, stream=sub.forward is not None, first=first)
         with contextlib.closing(events) as running:
@@ -214,7 +224,7 @@ class _SubRun:
         self,
         ctx: RunContext[Any],
         prompt: str,
-        found: list[Sequence[Tool[..., Any]]],
+        found: Found,
         deadline: float | None,
     ) -> tuple[RunLoop, list[PlannedCall] | None]:
         """The sub-run's loop (the caller's deps and principal, ending by ``deadline``) and

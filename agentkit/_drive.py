@@ -41,12 +41,12 @@ from ._observe import scoped, scoped_async
 from ._result import RunResult
 from ._runtime import Runtime
 from ._steps import (
-    LIST_TOOLS,
     Begin,
     Callback,
     CallModel,
     Effect,
     Emit,
+    ListTools,
     RunPlan,
     StartCalls,
 )
@@ -144,8 +144,8 @@ def _drive(runtime: Runtime, steps: Steps, plan: RunPlan) -> Generator[AgentEven
                 elif isinstance(effect, Begin):
                     run.begin(effect.loop)
                     client = runtime.client()
-                elif effect is LIST_TOOLS:
-                    run.answer = runtime.source_tools()
+                elif isinstance(effect, ListTools):  # the run's agent's, or a handoff target's
+                    run.answer = (effect.runtime or runtime).source_tools()
                 else:
                     assert batch is not None
                     run.answer = batch.next(run.deadline, run.timeout)
@@ -192,8 +192,8 @@ async def _drive_async(
                 elif isinstance(effect, Begin):
                     run.begin(effect.loop)
                     client = await runtime.client_async()
-                elif effect is LIST_TOOLS:
-                    run.answer = await runtime.source_tools_async()
+                elif isinstance(effect, ListTools):
+                    run.answer = await (effect.runtime or runtime).source_tools_async()
                 elif run.deadline is None:
                     run.answer = await _await_effect(client, effect, batch)
                 else:

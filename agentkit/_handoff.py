@@ -27,14 +27,24 @@ from ._handoff_plan import TRANSFER_PREFIX, transferred
 from ._loop import RunLoop
 from ._loop_settings import LoopSettings
 from ._records import RunLimits, loop_limits
-from ._steps import Callback, Effect, Emit, RunPlan
+from ._steps import Callback, Effect, Emit, ListTools, RunPlan
 
 if TYPE_CHECKING:
     from ._agent import Agent
     from ._context import Principal
     from ._tool import Tool
 
-__all__ = ["Handoff", "HistoryPolicy", "Team", "digest", "switch"]
+__all__ = [
+    "Handoff",
+    "HistoryPolicy",
+    "Team",
+    "TeamTools",
+    "digest",
+    "sourced",
+    "switch",
+    "team_of",
+    "team_tools",
+]
 
 HistoryPolicy: TypeAlias = (
     "Literal['all', 'summary', 'none'] "
@@ -44,6 +54,10 @@ HistoryPolicy: TypeAlias = (
 ``"none"`` (only the last user message), ``"summary"`` (the last user message, and a
 digest of the rest after its instructions), or a function of the messages (system message
 left out) that returns the messages to send."""
+
+TeamTools: TypeAlias = "dict[str, list[Sequence[Tool[..., Any]]]]"
+"""What the tool sources of the agents of a handoff graph returned for a run, by agent name
+(only agents with sources)."""
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,52}")  # transfer_to_<name> fits a 64-character tool name
 _POLICIES = ("all", "summary", "none")
@@ -118,12 +132,19 @@ class Team:
     """The agents one run can reach by handoffs from its entry agent, found by name and
     checked before any request (``ConfigurationError``)."""
 
-    __slots__ = ("deps", "edges", "entry", "limits", "max_handoffs", "members")
+    __slots__ = ("deps", "edges", "entry", "found", "limits", "max_handoffs", "members")
 
-    def __init__(self, entry: Agent[Any], limits: RunLimits | None, deps: Any) -> None:
+    def __init__(
+        self,
+        entry: Agent[Any],
+        limits: RunLimits | None,
+        deps: Any,
+        found: TeamTools | None = None,
+    ) -> None:
         self.entry = entry
         self.limits = limits
         self.deps = deps
+        self.found: TeamTools = found or {}
         self.members: dict[str, Agent[Any]] = {}
         self.edges: dict[str, dict[str, Handoff]] = {}
         stack = [entry]
@@ -158,14 +179,13 @@ class Team:
 
     def _check(self, member: Agent[Any]) -> None:
         entry = self.entry
+        found = self.found.get(member.name or "")
         if member is entry:
+            if found:  # a source may bring agent tools (a cycle through them is refused)
+                from ._delegate import check_agent_tools
+
+                check_agent_tools(member, found)
             return
-        if member._runtime.sources:
-            raise ConfigurationError(
-                f"agent {member.name!r} is a handoff target with tool sources; only the "
-                "agent a run starts with may have them for now (give the source's tools to "
-                "the entry agent, or use the target as a tool)"
-            )
         if member._runtime.base_url != entry._runtime.base_url:
             raise ConfigurationError(
                 f"agent {member.name!r} talks to {member._runtime.base_url!r} and "
@@ -178,20 +198,19 @@ class Team:
                 f"the tools {list(needs)} of agent {member.name!r} declare a RunContext[T] "
                 "whose T is not optional, and this run has none: pass deps="
             )
-        if member._delegates:
+        if member._delegates or found:
             from ._delegate import check_agent_tools
 
-            check_agent_tools(member)
+            check_agent_tools(member, found)
 
     # -- what each agent runs with ------------------------------------------------------
 
-    def settings(
-        self, agent: Agent[Any], found: list[Sequence[Tool[..., Any]]] | None = None
-    ) -> LoopSettings:
-        """``agent``'s loop settings in this team: its tools and transfer tools, signed with
-        its name, under the run's limits (derived once per tool list, limits and graph)."""
+    def settings(self, agent: Agent[Any]) -> LoopSettings:
+        """``agent``'s loop settings in this team: its tools (its sources' too) and transfer
+        tools, signed with its name, under the run's limits (derived once per tool list,
+        limits and graph)."""
         config = agent._config
-        base = config.settings_for(found) if agent is self.entry else config.settings
+        base = config.settings_for(self.found.get(agent.name or ""))
         handoffs = {
             name: (handoff.target.name or "", handoff.describe())
             for name, handoff in self.edges[agent.name or ""].items()
@@ -219,7 +238,6 @@ class Team:
         self,
         agent: Agent[Any],
         messages: list[dict[str, Any]],
-        found: list[Sequence[Tool[..., Any]]] | None,
         *,
         principal: Principal | None,
         tools_with_stream: bool,
@@ -227,7 +245,7 @@ class Team:
         """A loop over ``messages`` in which ``agent`` has the conversation."""
         limits = self.limits or self.entry._config.limits
         loop = RunLoop(
-            self.settings(agent, found),
+            self.settings(agent),
             messages,
             deps=self.deps,
             principal=principal,
@@ -307,6 +325,38 @@ class Team:
             return None
         source = str(message.get("name") or self.entry.name)
         return source, target, end
+
+
+# --- the tool sources of the graph ---------------------------------------------------------
+
+
+def sourced(entry: Agent[Any]) -> list[Agent[Any]]:
+    """The agents of ``entry``'s handoff graph that have tool sources (``entry`` first)."""
+    seen: dict[int, Agent[Any]] = {}
+    stack = [entry]
+    while stack:
+        agent = stack.pop()
+        if id(agent) not in seen:
+            seen[id(agent)] = agent
+            stack.extend(reversed([handoff_of(item).target for item in agent.handoffs]))
+    return [agent for agent in seen.values() if agent._runtime.sources]
+
+
+def team_of(entry: Agent[Any], limits: RunLimits | None, deps: Any, found: object) -> Team | None:
+    """The team of a run of ``entry`` (``None`` without handoffs); ``found``: what
+    :func:`team_tools` returned for it."""
+    if not entry.handoffs:
+        return None
+    return Team(entry, limits, deps, found if isinstance(found, dict) else None)
+
+
+def team_tools(entry: Agent[Any]) -> Generator[Effect, Any, TeamTools]:
+    """Effects: the tool sources of every agent of ``entry``'s graph asked for their tools
+    as the run starts, so a handoff (or a resume with a handed-off agent) finds them."""
+    found: TeamTools = {}
+    for agent in sourced(entry):
+        found[agent.name or ""] = yield ListTools(agent._runtime)
+    return found
 
 
 # --- the switch, a step of the run -------------------------------------------------------

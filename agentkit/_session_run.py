@@ -12,7 +12,7 @@ thread (:mod:`agentkit._blocking`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from ._calls import PlannedCall
 from ._config import AgentConfig, Instructions, Prompt, new_messages
 from ._context import Principal
 from ._errors import ConfigurationError
-from ._handoff import Team
+from ._handoff import Team, team_of
 from ._records import RunLimits
 from ._result import PendingCall, RunResult
 from ._session import (
@@ -32,12 +32,11 @@ from ._session import (
     settle_open_round,
     tool_messages,
 )
-from ._steps import LIST_TOOLS, Callback, Effect, RunPlan
+from ._steps import Callback, Effect, RunPlan
 from ._store import Claim, SessionRecord, Store, check_session_id, open_calls
-from ._tool import Tool
 
 if TYPE_CHECKING:
-    from ._agent import Agent
+    from ._agent import Agent, Found
 
 __all__ = ["SessionPlan", "session_steps", "session_store"]
 
@@ -58,7 +57,7 @@ class SessionPlan:
         principal: Principal | None,
         limits: RunLimits | None,
         decisions: Mapping[Any, Decision] | None,
-        found: list[Sequence[Tool[..., Any]]],
+        found: Found,
         team: Team | None = None,
     ) -> None:
         self.session = record.session_id
@@ -67,9 +66,9 @@ class SessionPlan:
         if team is not None:  # the agent of the last round settles it (_handoff.py)
             agent = team.author(history)
             config, instructions = agent._config, agent.instructions
-            settings = team.settings(agent, found)
+            settings = team.settings(agent)
         else:
-            settings = config.settings_for(found)
+            settings = config.settings_for(found if isinstance(found, list) else None)
         self.closing: list[dict[str, Any]] = []
         self.calls: list[PlannedCall] | None = None
         self._plan: dict[str, str | None] | None = None
@@ -104,7 +103,6 @@ class SessionPlan:
             self.loop = team.new_loop(
                 agent,
                 [*system, *kept, *new],
-                found,
                 principal=principal,
                 tools_with_stream=tools_with_stream,
             )
@@ -159,7 +157,7 @@ def session_steps(
     loaded, the run, and the claim released (also when the run fails or its caller leaves)."""
     store = session_store(agent.store, session)
     config, runtime = agent._config, agent._runtime
-    found = yield LIST_TOOLS
+    found = yield from agent._listed()
     # A claim taken after an async waiter was cancelled is given back (see _blocking.py).
     claim: Claim = yield Callback(
         partial(store.claim, session, wait=config.session_wait),
@@ -180,7 +178,7 @@ def session_steps(
             limits,
             decisions,
             found,
-            Team(agent, limits, deps) if agent.handoffs else None,
+            team_of(agent, limits, deps, found),
         )
         if stored.closing:
             close_round = partial(store.append, close_round=True)

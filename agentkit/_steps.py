@@ -17,6 +17,7 @@ A run's start is effects too, yielded before these by the agent (``_agent.py``,
 ``_session_run.py``), so it is written once as well::
 
     LIST_TOOLS                  -> each tool source's tools (asked in the driver's way)
+    ListTools(runtime)          -> the same for another agent of a handoff graph
     Callback(fn, args, blocking=True)
                                 -> a store's answer (a session claimed, loaded, released)
     Begin(loop)                 -> None; the driver starts the run's clock and client
@@ -32,7 +33,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from ._calls import PlannedCall, RunTools, ToolOutcome
 from ._errors import (
@@ -51,6 +52,9 @@ from ._observe import RunObserver
 from ._result import RunResult
 from ._wire import ChatCompletion
 
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
 __all__ = [
     "LIST_TOOLS",
     "NEXT_OUTCOME",
@@ -60,6 +64,7 @@ __all__ = [
     "Callback",
     "Effect",
     "Emit",
+    "ListTools",
     "RunPlan",
     "StartCalls",
     "run_steps",
@@ -132,16 +137,17 @@ NEXT_OUTCOME: Final = _NextOutcome()
 """Effect: wait for the next started call to end; answered with its ``ToolOutcome``."""
 
 
-class _ListTools:
-    __slots__ = ()
+@dataclass(frozen=True, slots=True)
+class ListTools:
+    """Effect: ask each tool source of an agent for its tools (a run is starting): the
+    run's own agent's (``runtime`` ``None``), or those of another agent of its handoff
+    graph; answered with the list of their tool lists."""
 
-    def __repr__(self) -> str:
-        return "LIST_TOOLS"
+    runtime: Runtime | None = None
 
 
-LIST_TOOLS: Final = _ListTools()
-"""Effect: ask each of the agent's tool sources for its tools (a run is starting);
-answered with the list of their tool lists."""
+LIST_TOOLS: Final = ListTools()
+"""Effect: ask each of the run's agent's tool sources for its tools."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +158,7 @@ class Begin:
     loop: RunLoop
 
 
-Effect: TypeAlias = CallModel | Callback | Emit | StartCalls | _NextOutcome | _ListTools | Begin
+Effect: TypeAlias = CallModel | Callback | Emit | StartCalls | _NextOutcome | ListTools | Begin
 
 
 @dataclass(slots=True)
