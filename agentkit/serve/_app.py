@@ -10,6 +10,7 @@ import warnings
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._blocking import off_loop_to_the_end
 from .._deprecation import AgentKitDeprecationWarning
 from .._result import PendingCall
 from . import _format as fmt
@@ -500,8 +501,9 @@ async def _sse(
                     else:
                         ended = item
             if cut and spec.session is not None:
-                # the run is closed: the conversation keeps what the client saw
-                await asyncio.to_thread(keep_seen, spec, "".join(seen), bool(activity))
+                # the run is closed: the conversation keeps what the client saw, also
+                # when the client leaves while the write waits for a thread
+                await off_loop_to_the_end(keep_seen, spec, "".join(seen), bool(activity))
     except Exception as exc:
         error = _logged(_scrubbed(from_exception(exc), scrubbers), exc)
         yield fmt.data(error.body())  # no [DONE]: the answer is not whole

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._blocking import release_claim
+from .._blocking import off_loop_to_the_end, release_claim
 
 if TYPE_CHECKING:
     from .._agent import Agent
@@ -192,7 +192,7 @@ async def execute_stored(
         if ended is not None:
             return ended, activity
         seen = "".join(text)
-        await asyncio.to_thread(keep_seen, spec, seen, bool(activity))
+        await off_loop_to_the_end(keep_seen, spec, seen, bool(activity))
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     return Ended(seen, "length", usage), activity
 

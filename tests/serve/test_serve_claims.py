@@ -356,3 +356,70 @@ def test_a_cut_answer_stored_while_the_store_goes_away_leaves_the_conversation_f
             assert cut.json()["choices"][0]["message"]["content"] == ("word " * 4)
         assert store.failed_releases == 1
         _answered_again(url)
+
+
+class KeepSeenQueued(OneThread):
+    """The server's one-thread pool; it tells when the cut answer's write is queued."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keep_seen_queued = threading.Event()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        if "keep_seen" in repr(fn) or any("keep_seen" in repr(arg) for arg in args):
+            self.keep_seen_queued.set()
+        return future
+
+
+class BusyAfterTheRelease(sessions.SQLiteStore):  # type: ignore[misc, name-defined]
+    """Once the stopped run has let go, the pool's only thread is taken (until ``gate``
+    opens): the write of the cut answer that follows waits in the queue."""
+
+    def __init__(self, path: Path, pool: OneThread) -> None:
+        super().__init__(path)
+        self.pool = pool
+        self.gate = threading.Event()
+        self.releases = 0
+
+    def release(self, claim: Any) -> None:
+        super().release(claim)
+        self.releases += 1
+        if self.releases == 1:
+            self.pool.submit(self.gate.wait)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_client_leaving_while_its_cut_answer_waits_for_a_thread_still_has_it_stored(
+    model: ScriptedServer, tmp_path: Path, streamed: bool
+) -> None:
+    """The client saw an answer cut at ``max_stream_chars`` and left while the write that
+    stores it waited for a free thread: the write runs all the same (a cancel dropped it from
+    the pool's queue, and the conversation lost the question and the answer the client saw)."""
+    pool = KeepSeenQueued()
+    store = BusyAfterTheRelease(tmp_path / "desk.db", pool)
+    desk = Agent(
+        "scripted", [], "You run the desk.", base_url=model.base_url, api_key=MODEL_KEY, store=store
+    )
+    model.queue(Reply.text("word " * 100, chunk_size=7))
+    app = opening_after_the_disconnect(
+        create_app({"desk": desk}, request_limits=RequestLimits(max_stream_chars=20)), store.gate
+    )
+    body = {"model": "desk", "stream": streamed, "messages": [{"role": "user", "content": "Tell"}]}
+    try:
+        with uvicorn_serving(app, executor=pool) as url:
+            with socket.create_connection(("127.0.0.1", _port(url))) as sock:
+                sock.sendall(_raw_request("/v1/chat/completions", body, "c1"))
+                if streamed:
+                    assert sock.recv(65536).startswith(b"HTTP/1.1 200")  # the answer began
+                assert pool.keep_seen_queued.wait(60)
+            # The client has left; its disconnect opens the gate. The pool runs its jobs
+            # in order: once a job queued now has run, the write before it has run too
+            # (or was dropped from the queue).
+            assert store.gate.wait(60)
+            pool.submit(lambda: None).result(timeout=60)
+        record = store.load("c1")
+        assert [m["content"] for m in record.messages] == ["Tell", "word " * 4]
+    finally:
+        store.gate.set()
+        pool.shutdown()
