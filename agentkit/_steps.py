@@ -221,8 +221,6 @@ def run_steps(
             plan.finish(result)
         if observer is not None:
             yield Callback(observer.run_finished, (result,))
-        yield Emit(RunFinished(result))
-        return result
     except GeneratorExit as exc:  # the caller stopped iterating: no more effects
         loop.interrupt()
         if journal is not None:
@@ -241,6 +239,9 @@ def run_steps(
                     yield Callback(observer.limit_reached, (name, exc))
             yield Callback(observer.run_failed, (exc,))
         raise
+    # Outside the handlers: a caller that stops at the final event leaves a finished run.
+    yield Emit(RunFinished(result))
+    return result
 
 
 def _model_round(loop: RunLoop, plan: RunPlan) -> Generator[Effect, Any, RunResult[Any] | None]:

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from agentkit import Agent, MaxTurnsExceededError, RunInfo, RunLimits, RunObserver, tool
+from agentkit import (
+    Agent,
+    MaxTurnsExceededError,
+    RunFinished,
+    RunInfo,
+    RunLimits,
+    RunObserver,
+    tool,
+)
 from agentkit.testing import Reply, ScriptedServer
 
 log: list[tuple[str, str]] = []
@@ -173,3 +181,41 @@ def test_an_awaitable_from_either_observer_is_awaited_before_the_call_runs(
     assert log.index(("before_side_effect refund", "second")) < ran
     # the awaitable one wrote when awaited, after the first's own write: still in pairs
     assert _events_in_pairs()[-1] == "run_finished done"
+
+
+@pytest.mark.parametrize("driver", ["stream", "stream_async", "resume_stream"])
+def test_a_consumer_that_stops_at_the_final_event_leaves_the_run_finished(
+    server: ScriptedServer, driver: str
+) -> None:
+    # Stopping at RunFinished (a common loop) closes the stream there: the run had
+    # finished, so the observers hear run_finished only, not run_failed(GeneratorExit)
+    # after it (a tracer ended the run's span twice, a counter counted a failure).
+    agent = _agent(server, Watcher("first"), Watcher("second"))
+
+    def until_finished(events: Any) -> None:
+        for event in events:
+            if isinstance(event, RunFinished):
+                break
+        events.close()
+
+    if driver == "resume_stream":
+        server.queue(Reply.tool_calls(("refund", {"order_id": 7})))
+        paused = agent.run("refund 7")
+        log.clear()
+    server.queue(Reply.text("Hello."))
+    if driver == "stream":
+        until_finished(agent.stream("hi"))
+    elif driver == "resume_stream":
+        until_finished(agent.resume_stream(paused, {paused.pending[0].call_id: False}))
+    else:
+
+        async def main() -> None:
+            events = agent.stream_async("hi")
+            async for event in events:
+                if isinstance(event, RunFinished):
+                    break
+            await events.aclose()
+
+        asyncio.run(main())
+    assert _events_in_pairs()[-1] == "run_finished done"
+    assert not [event for event, _ in log if event.startswith("run_failed")]
