@@ -163,7 +163,8 @@ async def _sub_run(agent: Agent[Any], ctx: RunContext[Any], prompt: str) -> Any:
 def _sub_run_sync(agent: Agent[Any], ctx: RunContext[Any], prompt: str) -> Any:
     """The same in a tool thread of the sync driver, on the sync driver and client. It
     ends by the call's deadline (a grace after the driver reports the call timed out) and
-    stops at its next event once the caller's run no longer waits for it."""
+    takes no further step (a model call, a tool round) and no further event once the
+    caller's run no longer waits for it."""
     caller: RunLoop | None = ctx._caller
     if caller is None:
         return agent.run(prompt, deps=ctx.deps, principal=ctx.principal).output
@@ -181,6 +182,8 @@ def _sub_run_sync(agent: Agent[Any], ctx: RunContext[Any], prompt: str) -> Any:
     else:
         found = agent._runtime.source_tools()
     loop, first = sub.start(ctx, prompt, found, deadline)
+    if call is not None:  # it takes no further step once its caller gave up on the call
+        loop.given_up = functools.partial(_left, given_up, sub)
     try:
         events = agent._events(loop, stream=sub.forward is not None, first=first)
         with contextlib.closing(events) as running:
@@ -198,6 +201,11 @@ _GRACE = 0.5  # seconds a sub-run outlives its call's timeout: the driver report
 
 class _CallerLeft(Exception):
     """The caller's run no longer waits for this sub-run (its result would be dropped)."""
+
+
+def _left(given_up: Callable[[], bool], sub: _SubRun) -> BaseException | None:
+    """What ends a sub-run in a tool thread once its caller gave up on its call."""
+    return _CallerLeft(f"the run that called agent {sub.name!r} ended") if given_up() else None
 
 
 def _never() -> bool:

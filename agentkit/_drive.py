@@ -77,7 +77,7 @@ class _Driving:
     """What both drivers keep of a run: its steps, sent each answer (``answer``) or thrown
     each failure (``failure``) as the effects are iterated; its clock, once it has begun."""
 
-    __slots__ = ("answer", "deadline", "failure", "plan", "steps", "timeout")
+    __slots__ = ("answer", "deadline", "failure", "given_up", "plan", "steps", "timeout")
 
     def __init__(self, steps: Steps, plan: RunPlan) -> None:
         self.steps, self.plan = steps, plan
@@ -85,6 +85,7 @@ class _Driving:
         self.failure: BaseException | None = None
         self.timeout: float | None = None
         self.deadline: float | None = None
+        self.given_up: Callable[[], BaseException | None] | None = None
 
     def __iter__(self) -> _Driving:
         return self
@@ -98,14 +99,20 @@ class _Driving:
         value), kept on the loop for the sub-agents its tools run (they end by it too)."""
         self.timeout = timeout = loop.settings.run_timeout
         self.deadline = loop.deadline = None if timeout is None else time.perf_counter() + timeout
+        self.given_up = loop.given_up
 
-    def late(self, effect: Effect) -> bool:
-        """Whether the sync driver must refuse ``effect``: the run is past its deadline
-        (an event or a callback still goes through; the run then ends)."""
+    def late(self, effect: Effect) -> BaseException | None:
+        """What the sync driver raises instead of performing ``effect``: the run is past
+        its deadline, or (a sub-run in a tool thread) its caller gave up on it. An event or
+        a callback still goes through; the run then ends."""
+        if isinstance(effect, Emit | Callback):
+            return None
+        if self.given_up is not None and (left := self.given_up()) is not None:
+            return left
         deadline = self.deadline
-        if deadline is None or isinstance(effect, Emit | Callback):
-            return False
-        return time.perf_counter() >= deadline
+        if deadline is not None and time.perf_counter() >= deadline:
+            return run_timed_out(self.timeout)
+        return None
 
     def forward(self, post_events: Callable[[], Callable[[Any], None]]) -> None:
         """In a streamed run, a sub-agent's events reach the stream while its call runs."""
@@ -126,8 +133,8 @@ def _drive(runtime: Runtime, steps: Steps, plan: RunPlan) -> Generator[AgentEven
     try:
         for effect in run:
             try:
-                if run.late(effect):
-                    raise run_timed_out(run.timeout)
+                if (late := run.late(effect)) is not None:
+                    raise late
                 if isinstance(effect, Emit):
                     yield effect.event
                 elif isinstance(effect, Callback):
@@ -262,8 +269,8 @@ def _call_model(
             effect.yielded = True
             if effect.emit:
                 yield delta
-            if run.late(effect):
-                raise run_timed_out(run.timeout)
+            if (late := run.late(effect)) is not None:
+                raise late
         return chat_stream.completion
 
 

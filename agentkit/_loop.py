@@ -115,6 +115,7 @@ class RunLoop:
         "deadline",
         "deps",
         "forward",
+        "given_up",
         "handoff",
         "handoffs",
         "in_doubt",
@@ -180,6 +181,9 @@ class RunLoop:
         # by a streaming driver), and the agents above this run (ids, names; empty at the top).
         self.deadline: float | None = None
         self.forward: Callable[[Any], None] | None = None
+        # a sub-run in a tool thread: what ends it once the caller gave up on its call
+        # (``None`` while the caller waits); the sync driver then performs no more effects
+        self.given_up: Callable[[], BaseException | None] | None = None
         self.agents: tuple[int, ...] = ()
         # a sub-agent's run: the caller's observer and the id of the call running this one
         self.caller: tuple[RunObserver | None, str] | None = None

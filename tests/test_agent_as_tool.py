@@ -592,3 +592,34 @@ def test_the_callers_tool_timeout_stops_the_sub_run(
     (error,) = ends.errors
     assert isinstance(error, RunTimeoutError | GeneratorExit | asyncio.CancelledError)
     assert len(scripts.seen["worker"]) == 1  # the sub-run did not go on after the timeout
+
+
+@pytest.mark.parametrize("driver", ["run", "stream"])
+def test_a_sub_run_in_a_tool_thread_takes_no_step_once_its_caller_gave_up(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    # The sub-agent's tool returns after the caller's tool_timeout but within the grace
+    # its thread keeps: the sub-run must not ask its model again for an answer nobody
+    # waits for (a non-streamed sub-run used to, and pay for it).
+    release = threading.Event()
+    ends = Ends()
+
+    @tool
+    def hold() -> str:
+        """Hold until released."""
+        release.wait(60)
+        return "held"
+
+    worker = make(server, "worker", [hold], name="worker", observers=[lambda info: ends])
+    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(tool_timeout=0.3))
+    scripts.add("boss", Reply.tool_calls(("worker", {"request": "work"})), Reply.text("gave up"))
+    scripts.add("worker", Reply.tool_calls(("hold", {})), Reply.text("too late"))
+    try:
+        result, _ = drive(boss, driver, "go")
+        assert result.output == "gave up"
+    finally:
+        release.set()  # at once: well within the half second the sub-run's thread may take
+    assert ends.ended.wait(30)
+    (error,) = ends.errors
+    assert error is not None  # stopped: no answer
+    assert len(scripts.seen["worker"]) == 1
