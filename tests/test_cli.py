@@ -1166,3 +1166,68 @@ def test_the_cli_shows_a_handoff_and_the_specialists_answer(server: ScriptedServ
     assert lines[0].startswith("  x transfer_to_tech not run: ")
     assert lines[1] == "  => billing takes over from triage"
     assert len(lines) == 2
+
+
+NESTED_BOT = '''
+import os
+from agentkit import Agent, tool
+
+booked = []
+
+@tool(requires_approval=True)
+def book_flight(flight: str) -> str:
+    """Book a flight."""
+    booked.append(flight)
+    return f"booked {flight}"
+
+url = os.environ["BOT_MODEL_URL"]
+flights = Agent("flights", [book_flight], "You book flights.", name="flights",
+                base_url=url, api_key="sk-model-key-123456")
+planner = Agent("planner", [flights.as_tool()], "You plan trips.", name="planner",
+                base_url=url, api_key="sk-model-key-123456")
+'''
+
+
+@pytest.mark.parametrize(("options", "typed"), [(("--approve-all",), ""), ((), "y\ny\n")])
+def test_chat_settles_approvals_asked_inside_an_agent_tool(
+    server: ScriptedServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    options: tuple[str, ...],
+    typed: str,
+) -> None:
+    # The sub-agent pauses twice in a row (two bookings, one per round): chat decides each
+    # call by its key (call_0/call_0), goes on through both pauses, and shows the answer.
+    def answer(request: RecordedRequest) -> Reply:
+        body = request.json()
+        messages = body["messages"]
+        if body["model"] == "planner":
+            if messages[-1]["role"] == "user":
+                return Reply.tool_calls(("flights", {"request": "Oslo and back"}, "call_0"))
+            return Reply.text(f"Planned: {messages[-1]['content']}")
+        booked = [m for m in messages if m["role"] == "tool"]
+        if len(booked) < 2:
+            flight = "SK1" if not booked else "SK2"
+            return Reply.tool_calls(("book_flight", {"flight": flight}, f"call_{len(booked)}"))
+        return Reply.text("Both booked.")
+
+    server.respond_with(answer)
+    (tmp_path / "trip.py").write_text(NESTED_BOT, encoding="utf-8")
+    monkeypatch.setenv("BOT_MODEL_URL", server.base_url)
+    monkeypatch.setattr(sys, "stdin", TerminalInput(typed))  # what input() reads
+    code = main(
+        ["chat", "--agent", f"{tmp_path / 'trip.py'}:planner", *options, "Book Oslo"],
+        stdin=TerminalInput(typed),
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.strip().splitlines()[-1].endswith("Planned: Both booked.")
+    assert "None" not in captured.out  # no paused result printed as an answer
+    told = [
+        m["content"] for m in server.requests[-2].json()["messages"] if m["role"] == "tool"
+    ]
+    assert told == ["booked SK1", "booked SK2"]
+    assert "[flights] waiting for approval: book_flight" in captured.err
+    if not options:  # each pause's call was asked, saying which agent asks it
+        assert captured.err.count("? [flights] book_flight") == 2

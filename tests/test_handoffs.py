@@ -821,3 +821,21 @@ def test_a_pause_inside_the_targets_sub_agent_resumes_through_every_level(
     assert result.output == "Your 40 EUR are on their way." and result.agent == "billing"
     assert refunds == ["40"]
     assert scripts.seen["billing"][-1]["messages"][-1]["content"] == "Refunded 40."
+
+
+def test_the_cli_shows_a_handoff_inside_an_agent_tool_indented(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    triage, _, _ = desk(server)
+    planner = make(server, "planner", [triage.as_tool(description="Ask the support desk.")])
+    scripts.add("planner", Reply.tool_calls(("triage", {"request": "Line 7?"})), Reply.text("Up."))
+    scripts.add("triage", Reply.tool_calls(("transfer_to_tech", {})))
+    scripts.add("tech", Reply.text("Line 7 is up."))
+    out, err = io.StringIO(), io.StringIO()
+    play(planner, "Check line 7.", Console(out, err))
+    assert out.getvalue() == "Up.\n"
+    lines = err.getvalue().splitlines()
+    assert "      => tech takes over from triage" in lines
+    assert lines[lines.index("      => tech takes over from triage") + 1] == (
+        "      [tech] Line 7 is up."
+    )

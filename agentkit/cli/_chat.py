@@ -215,11 +215,14 @@ def _settle_pauses(
         decisions: dict[str, bool] = {}
         for call in result.pending:
             shown = f"{call.name}({compact_json(call.arguments)})"
+            if len(call.path) > 1:  # asked inside an agent used as a tool: say which
+                shown = f"[{call.path[-1]}] {shown}"
+            # its key: a call inside an agent tool is named by the calls that lead to it
             if args is not None and getattr(args, "approve_all", False):
-                decisions[call.call_id] = True
+                decisions[call.key] = True
             elif sys.stdin.isatty():
                 console.note(f"  ? {shown} needs your approval")
-                decisions[call.call_id] = input("    run it? [y/N] ").strip().lower() in (
+                decisions[call.key] = input("    run it? [y/N] ").strip().lower() in (
                     "y",
                     "yes",
                 )
@@ -228,10 +231,11 @@ def _settle_pauses(
                     f"  ? {shown} needs your approval, and stdin is not a terminal to ask on: "
                     "refused (--approve-all runs such tools)"
                 )
-                decisions[call.call_id] = False
+                decisions[call.key] = False
         result = agent.resume(session if session is not None else result, decisions)
-        console.text(str(result.output))
-        console.end_answer()
+        if result.status != "paused":  # paused again: the next calls are asked first
+            console.text(str(result.output))
+            console.end_answer()
     return result
 
 

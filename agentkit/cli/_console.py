@@ -152,7 +152,7 @@ class Console:
     def sub_agent(self, path: tuple[str, ...], event: Any) -> None:
         """An event of a sub-agent (an agent used as a tool), indented by its depth: its
         tool calls, and its answer once whole (only the top answer goes to ``out``)."""
-        from .._events import RunFinished, ToolCallStarted, ToolResult
+        from .._events import HandedOff, RunFinished, ToolCallStarted, ToolResult
 
         indent = "    " * len(path) + "  "
         label = f"[{path[-1]}] "
@@ -162,6 +162,11 @@ class Console:
             self.tool_result(
                 label + event.name, event.output, event.error, event.duration, indent=indent
             )
+        elif isinstance(event, HandedOff):
+            self.note(f"{indent}{self._over} {event.target} takes over from {event.source}")
+        elif isinstance(event, RunFinished) and event.result.status == "paused":
+            waiting = ", ".join(call.name for call in event.result.pending)
+            self.note(f"{indent}{label}waiting for approval: {waiting}")
         elif isinstance(event, RunFinished):
             answer = _short(str(event.result.output), 200, self.verbose)
             self.note(f"{indent}{label}{answer}")
