@@ -1224,9 +1224,7 @@ def test_chat_settles_approvals_asked_inside_an_agent_tool(
     assert code == 0, captured.err
     assert captured.out.strip().splitlines()[-1].endswith("Planned: Both booked.")
     assert "None" not in captured.out  # no paused result printed as an answer
-    told = [
-        m["content"] for m in server.requests[-2].json()["messages"] if m["role"] == "tool"
-    ]
+    told = [m["content"] for m in server.requests[-2].json()["messages"] if m["role"] == "tool"]
     assert told == ["booked SK1", "booked SK2"]
     assert "[flights] waiting for approval: book_flight" in captured.err
     if not options:  # each pause's call was asked, saying which agent asks it
