@@ -31,16 +31,18 @@ from collections.abc import (
     Coroutine,
     Generator,
 )
-from typing import Any, TypeAlias
+from functools import partial
+from typing import Any, ClassVar, TypeAlias
 
 from ._blocking import off_loop, off_loop_or_undo, off_loop_to_the_end
-from ._client import AsyncChatClient, ChatClient
+from ._client import AsyncChatClient, AsyncChatStream, ChatClient
 from ._events import AgentEvent, RunFinished, StreamDelta
 from ._loop import RunLoop
 from ._observe import scoped, scoped_async
 from ._result import RunResult
 from ._runtime import Runtime
 from ._steps import (
+    NEXT_OUTCOME,
     Begin,
     Callback,
     CallModel,
@@ -73,16 +75,93 @@ def drive_async(runtime: Runtime, steps: Steps, plan: RunPlan) -> AsyncGenerator
     return scoped_async(events, plan) if plan.observed else events
 
 
+def _drive(runtime: Runtime, steps: Steps, plan: RunPlan) -> Generator[AgentEvent, None, None]:
+    run = _Run(runtime, steps, plan)
+    try:
+        for effect in run:
+            try:
+                if isinstance(effect, Emit):
+                    yield effect.event
+                elif isinstance(effect, CallModel) and effect.stream:
+                    run.answer = yield from run.stream_model(effect)
+                else:
+                    run.answer = run.perform(effect)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # thrown into the run, which decides
+                run.failure = exc
+    finally:
+        run.close()
+
+
+async def _drive_async(
+    runtime: Runtime, steps: Steps, plan: RunPlan
+) -> AsyncGenerator[AgentEvent, None]:
+    run = _AsyncRun(runtime, steps, plan)
+    try:
+        for effect in run:
+            try:
+                if isinstance(effect, Emit):
+                    yield effect.event
+                elif isinstance(effect, CallModel) and effect.stream:
+                    # Inline, not an async generator of its own: one more per delta costs,
+                    # and a consumer that leaves here must close the response at once.
+                    async with run.client.stream(**effect.request) as chat_stream:
+                        while (delta := await run.next_delta(effect, chat_stream)) is not None:
+                            if effect.emit:
+                                yield delta
+                else:
+                    run.answer = await run.perform(effect)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # thrown into the run, which decides
+                run.failure = exc
+    finally:
+        await run.close()
+
+
+# Which method of a driver's run performs each kind of effect (an event, and a streamed
+# model call, which hand deltas to the caller, are the drivers' own).
+_PERFORMERS: dict[type[Any], str] = {
+    Callback: "callback",
+    CallModel: "call_model",
+    StartCalls: "start_calls",
+    type(NEXT_OUTCOME): "next_outcome",
+    Begin: "begin",
+    ListTools: "list_tools",
+}
+
+
 class _Driving:
     """What both drivers keep of a run: its steps, sent each answer (``answer``) or thrown
-    each failure (``failure``) as the effects are iterated; its clock, once it has begun."""
+    each failure (``failure``) as the effects are iterated; its clock, once it has begun;
+    its client and its round's tool calls. Each driver's subclass performs the effects
+    with the primitive of its world (blocking, or awaiting): :meth:`perform` picks the
+    method, written once for both."""
 
-    __slots__ = ("answer", "deadline", "failure", "given_up", "plan", "steps", "timeout")
+    __slots__ = (
+        "answer",
+        "batch",
+        "client",
+        "deadline",
+        "failure",
+        "given_up",
+        "plan",
+        "runtime",
+        "steps",
+        "timeout",
+    )
+    _performers: ClassVar[dict[type[Any], Callable[[Any, Any], Any]]]
 
-    def __init__(self, steps: Steps, plan: RunPlan) -> None:
-        self.steps, self.plan = steps, plan
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls._performers = {kind: getattr(cls, name) for kind, name in _PERFORMERS.items()}
+
+    def __init__(self, runtime: Runtime, steps: Steps, plan: RunPlan) -> None:
+        self.runtime, self.steps, self.plan = runtime, steps, plan
         self.answer: Any = None
         self.failure: BaseException | None = None
+        self.batch: SyncBatch | AsyncBatch | None = None
         self.timeout: float | None = None
         self.deadline: float | None = None
         self.given_up: Callable[[], BaseException | None] | None = None
@@ -94,127 +173,162 @@ class _Driving:
         failure, answer, self.failure, self.answer = self.failure, self.answer, None, None
         return self.steps.send(answer) if failure is None else self.steps.throw(failure)
 
-    def begin(self, loop: RunLoop) -> None:
+    def perform(self, effect: Effect) -> Any:
+        """Perform ``effect`` (the async driver awaits what this returns)."""
+        return self._performers[type(effect)](self, effect)
+
+    def clock(self, loop: RunLoop) -> None:
         """The run's clock starts: its ``run_timeout``, and its deadline (a ``perf_counter``
         value), kept on the loop for the sub-agents its tools run (they end by it too)."""
         self.timeout = timeout = loop.settings.run_timeout
         self.deadline = loop.deadline = None if timeout is None else time.perf_counter() + timeout
         self.given_up = loop.given_up
 
-    def late(self, effect: Effect) -> BaseException | None:
-        """What the sync driver raises instead of performing ``effect``: the run is past
-        its deadline, or (a sub-run in a tool thread) its caller gave up on it. An event or
-        a callback still goes through; the run then ends."""
-        if isinstance(effect, Emit | Callback):
-            return None
-        if self.given_up is not None and (left := self.given_up()) is not None:
-            return left
-        deadline = self.deadline
-        if deadline is not None and time.perf_counter() >= deadline:
-            return run_timed_out(self.timeout)
-        return None
-
-    def forward(self, post_events: Callable[[], Callable[[Any], None]]) -> None:
-        """In a streamed run, a sub-agent's events reach the stream while its call runs."""
+    def started(self, batch: SyncBatch | AsyncBatch) -> None:
+        """Start a round's calls; in a streamed run, a sub-agent's events reach the stream
+        while its call runs."""
+        self.batch = batch
         if self.plan.stream:
             assert self.plan.loop is not None  # tools run only once the loop has begun
-            self.plan.loop.forward = post_events()
+            self.plan.loop.forward = batch.post_events()
+        batch.start()
 
-    def close(self) -> list[Callable[[], object]]:
-        """Close the steps; the blocking calls they left for the driver."""
+    def closing(self) -> list[Callable[[], None]]:
+        """Close the steps; the blocking calls they left for the driver, each quiet (the
+        caller left: nobody to tell of a failure)."""
         self.steps.close()
-        return self.plan.closing
+        return [partial(_quietly, closing) for closing in self.plan.closing]
 
 
-def _drive(runtime: Runtime, steps: Steps, plan: RunPlan) -> Generator[AgentEvent, None, None]:
-    run = _Driving(steps, plan)
-    client: ChatClient | None = None
-    batch: SyncBatch | None = None
-    try:
-        for effect in run:
-            try:
-                if (late := run.late(effect)) is not None:
-                    raise late
-                if isinstance(effect, Emit):
-                    yield effect.event
-                elif isinstance(effect, Callback):
-                    run.answer = _settle_sync(effect.fn(*effect.args))
-                elif isinstance(effect, CallModel):
-                    assert client is not None
-                    run.answer = yield from _call_model(client, effect, run)
-                elif isinstance(effect, StartCalls):
-                    if batch is not None:
-                        batch.close()
-                    batch = SyncBatch(runtime.tool_threads(), effect.calls, effect.late)
-                    run.forward(batch.post_events)
-                    batch.start()
-                elif isinstance(effect, Begin):
-                    run.begin(effect.loop)
-                    client = runtime.client()
-                elif isinstance(effect, ListTools):  # the run's agent's, or a handoff target's
-                    run.answer = (effect.runtime or runtime).source_tools()
-                else:
-                    assert batch is not None
-                    run.answer = batch.next(run.deadline, run.timeout)
-            except GeneratorExit:
-                raise
-            except BaseException as exc:  # thrown into the run, which decides
-                run.failure = exc
-    finally:
-        if batch is not None:
-            batch.close()
-        for closing in run.close():
-            with contextlib.suppress(Exception):  # the caller left; nobody to tell
-                closing()
+class _Run(_Driving):
+    """A run driven on the caller's thread: each effect blocks, and is refused past the
+    run's deadline (an event or a callback still goes through; the run then ends)."""
+
+    __slots__ = ()
+    client: ChatClient
+    batch: SyncBatch | None
+
+    def check(self) -> None:
+        """Raise instead of performing an effect when the run is past its deadline, or (a
+        sub-run in a tool thread) its caller gave up on it."""
+        if self.given_up is not None and (left := self.given_up()) is not None:
+            raise left
+        deadline = self.deadline
+        if deadline is not None and time.perf_counter() >= deadline:
+            raise run_timed_out(self.timeout)
+
+    def callback(self, effect: Callback) -> Any:
+        return _settle_sync(effect.fn(*effect.args))
+
+    def call_model(self, effect: CallModel) -> ChatCompletion:
+        self.check()
+        return self.client.create(**effect.request)
+
+    def stream_model(self, effect: CallModel) -> Generator[StreamDelta, None, ChatCompletion]:
+        """A streamed model call, yielding the deltas the caller sees."""
+        self.check()
+        with self.client.stream(**effect.request) as chat_stream:
+            for delta in chat_stream:
+                effect.yielded = True
+                if effect.emit:
+                    yield delta
+                self.check()
+            return chat_stream.completion
+
+    def start_calls(self, effect: StartCalls) -> None:
+        self.check()
+        if self.batch is not None:
+            self.batch.close()
+        self.started(SyncBatch(self.runtime.tool_threads(), effect.calls, effect.late))
+
+    def next_outcome(self, effect: object) -> Any:
+        self.check()
+        assert self.batch is not None
+        return self.batch.next(self.deadline, self.timeout)
+
+    def begin(self, effect: Begin) -> None:
+        self.clock(effect.loop)
+        self.client = self.runtime.client()
+
+    def list_tools(self, effect: ListTools) -> Any:  # the run's agent's, or a handoff target's
+        self.check()
+        return (effect.runtime or self.runtime).source_tools()
+
+    def close(self) -> None:
+        """The calls still running are given up, then the steps closed."""
+        if self.batch is not None:
+            self.batch.close()
+        for closing in self.closing():
+            closing()
 
 
-async def _drive_async(
-    runtime: Runtime, steps: Steps, plan: RunPlan
-) -> AsyncGenerator[AgentEvent, None]:
-    run = _Driving(steps, plan)
-    client: AsyncChatClient | None = None
-    batch: AsyncBatch | None = None
-    try:
-        for effect in run:
-            try:
-                if isinstance(effect, Emit):
-                    yield effect.event
-                elif isinstance(effect, Callback):
-                    run.answer = await _callback(effect)
-                elif isinstance(effect, StartCalls):
-                    if batch is not None:
-                        await batch.close()
-                    threads, limit = runtime.tool_threads, runtime.parallel_limit
-                    batch = AsyncBatch(threads, effect.calls, limit, effect.late)
-                    run.forward(batch.post_events)
-                    batch.start()
-                elif isinstance(effect, CallModel) and effect.stream:
-                    assert client is not None
-                    async with client.stream(**effect.request) as chat_stream:
-                        while (delta := await _next(chat_stream, run)) is not None:
-                            effect.yielded = True
-                            if effect.emit:
-                                yield delta
-                        run.answer = chat_stream.completion
-                elif isinstance(effect, Begin):
-                    run.begin(effect.loop)
-                    client = await runtime.client_async()
-                elif isinstance(effect, ListTools):
-                    run.answer = await (effect.runtime or runtime).source_tools_async()
-                elif run.deadline is None:
-                    run.answer = await _await_effect(client, effect, batch)
-                else:
-                    async with _run_deadline(run.deadline, run.timeout):
-                        run.answer = await _await_effect(client, effect, batch)
-            except GeneratorExit:
-                raise
-            except BaseException as exc:  # thrown into the run, which decides
-                run.failure = exc
-    finally:
-        if batch is not None:
-            await batch.close()
-        for closing in run.close():
-            with contextlib.suppress(Exception):  # the caller left; nobody to tell
+class _AsyncRun(_Driving):
+    """A run driven on an event loop: each effect awaited, a store's call in a thread,
+    a model call and the wait for a tool bounded by the run's deadline."""
+
+    __slots__ = ()
+    client: AsyncChatClient
+    batch: AsyncBatch | None
+
+    async def callback(self, effect: Callback) -> Any:
+        if effect.undo is not None:
+            return await off_loop_or_undo(effect.fn, effect.args, effect.undo)
+        if effect.through:
+            return await off_loop_to_the_end(effect.fn, *effect.args)
+        if effect.blocking:
+            return await off_loop(effect.fn, *effect.args)
+        return await _settle(effect.fn(*effect.args))
+
+    async def call_model(self, effect: CallModel) -> ChatCompletion:
+        if self.deadline is None:
+            return await self.client.create(**effect.request)
+        async with _run_deadline(self.deadline, self.timeout):
+            return await self.client.create(**effect.request)
+
+    async def next_delta(
+        self, effect: CallModel, chat_stream: AsyncChatStream
+    ) -> StreamDelta | None:
+        """The stream's next delta, within the run's deadline; at its end, ``None``, and
+        the completion is the answer."""
+        try:
+            if self.deadline is None:
+                delta = await anext(chat_stream)
+            else:
+                async with _run_deadline(self.deadline, self.timeout):
+                    delta = await anext(chat_stream)
+        except StopAsyncIteration:
+            self.answer = chat_stream.completion
+            return None
+        effect.yielded = True
+        return delta
+
+    async def start_calls(self, effect: StartCalls) -> None:
+        if self.batch is not None:
+            await self.batch.close()
+        threads, limit = self.runtime.tool_threads, self.runtime.parallel_limit
+        self.started(AsyncBatch(threads, effect.calls, limit, effect.late))
+
+    async def next_outcome(self, effect: object) -> Any:
+        assert self.batch is not None
+        if self.deadline is None:
+            return await self.batch.next()
+        async with _run_deadline(self.deadline, self.timeout):
+            return await self.batch.next()
+
+    async def begin(self, effect: Begin) -> None:
+        self.clock(effect.loop)
+        self.client = await self.runtime.client_async()
+
+    async def list_tools(self, effect: ListTools) -> Any:
+        return await (effect.runtime or self.runtime).source_tools_async()
+
+    async def close(self) -> None:
+        """The calls still running are cancelled, the steps closed, and the blocking
+        calls they left run in a thread."""
+        if self.batch is not None:
+            await self.batch.close()
+        for closing in self.closing():
+            with contextlib.suppress(RuntimeError):  # no thread left: the loop is closing
                 await off_loop_to_the_end(closing)
 
 
@@ -258,55 +372,6 @@ async def consume_async(
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _call_model(
-    client: ChatClient, effect: CallModel, run: _Driving
-) -> Generator[StreamDelta, None, ChatCompletion]:
-    """Perform a model call in the sync driver, yielding the deltas the caller sees."""
-    if not effect.stream:
-        return client.create(**effect.request)
-    with client.stream(**effect.request) as chat_stream:
-        for delta in chat_stream:
-            effect.yielded = True
-            if effect.emit:
-                yield delta
-            if (late := run.late(effect)) is not None:
-                raise late
-        return chat_stream.completion
-
-
-async def _callback(effect: Callback) -> Any:
-    """A callback in the async driver: a store's call in a thread, user code awaited."""
-    if effect.undo is not None:
-        return await off_loop_or_undo(effect.fn, effect.args, effect.undo)
-    if effect.through:
-        return await off_loop_to_the_end(effect.fn, *effect.args)
-    if effect.blocking:
-        return await off_loop(effect.fn, *effect.args)
-    return await _settle(effect.fn(*effect.args))
-
-
-async def _await_effect(
-    client: AsyncChatClient | None, effect: Effect, batch: AsyncBatch | None
-) -> Any:
-    """A plain model call or the next tool outcome, in the async driver."""
-    if isinstance(effect, CallModel):
-        assert client is not None
-        return await client.create(**effect.request)
-    assert batch is not None
-    return await batch.next()
-
-
-async def _next(chat_stream: AsyncIterator[StreamDelta], run: _Driving) -> StreamDelta | None:
-    """The stream's next delta (``None`` at its end), within the run's deadline."""
-    try:
-        if run.deadline is None:
-            return await anext(chat_stream)
-        async with _run_deadline(run.deadline, run.timeout):
-            return await anext(chat_stream)
-    except StopAsyncIteration:
-        return None
-
-
 @contextlib.asynccontextmanager
 async def _run_deadline(deadline: float, timeout: float | None) -> AsyncIterator[None]:
     """Bound an await by the run's deadline (a ``perf_counter`` value)."""
@@ -319,6 +384,11 @@ async def _run_deadline(deadline: float, timeout: float | None) -> AsyncIterator
         if scope.expired():
             raise run_timed_out(timeout) from None
         raise
+
+
+def _quietly(fn: Callable[[], object]) -> None:
+    with contextlib.suppress(Exception):
+        fn()
 
 
 async def _settle(value: Any) -> Any:
