@@ -26,10 +26,12 @@ from agentkit import (
     RunObserver,
     RunResult,
     SubAgentEvent,
+    Tool,
     ToolCallStarted,
     ToolResult,
     tool,
 )
+from agentkit._sources import ToolSource
 from agentkit.cli._console import Console, play
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
@@ -839,3 +841,30 @@ def test_the_cli_shows_a_handoff_inside_an_agent_tool_indented(
     assert lines[lines.index("      => tech takes over from triage") + 1] == (
         "      [tech] Line 7 is up."
     )
+
+
+class _Source(ToolSource):
+    """A tool source whose tools are set after the agents exist."""
+
+    def __init__(self) -> None:
+        self.found: list[Tool[..., Any]] = []
+
+    def tools(self) -> Sequence[Tool[..., Any]]:
+        return self.found
+
+    async def tools_async(self) -> Sequence[Tool[..., Any]]:
+        return self.found
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_targets_source_that_brings_a_cycle_of_agent_tools_is_refused_before_any_request(
+    server: ScriptedServer, driver: str
+) -> None:
+    # A handoff target may have tool sources; what they bring is checked like the entry's.
+    source = _Source()
+    billing = make(server, "billing", [source])
+    triage = make(server, "triage", handoffs=[billing])
+    source.found = [billing.as_tool(name="ask_billing")]
+    with pytest.raises(ConfigurationError, match="cycle: billing -> billing"):
+        drive(triage, driver, "hi")
+    assert not server.requests
