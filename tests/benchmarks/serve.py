@@ -68,10 +68,26 @@ def get_order(order_id: int) -> str:
     return f"order {order_id}: shipped"
 
 
+_SLOW_MODEL = """
+from agentkit.testing.models import tool_then_answer
+
+_rounds = tool_then_answer(("get_order", {{"order_id": 1042}}), answer="Shipped.")
+
+
+def handler(request):
+    return _rounds(request).with_(delay={latency!r})
+"""
+
+
 @contextmanager
-def _model() -> Iterator[str]:
+def _model(latency: float = 0.0) -> Iterator[str]:
+    """The scripted two-round model; ``latency``: seconds it waits before each answer."""
     command = [sys.executable, "-m", "agentkit.testing", "--model", "tool-then-answer"]
     command += ["--tool", "get_order", "--arguments", '{"order_id": 1042}', "--text", "Shipped."]
+    if latency:
+        script = Path(tempfile.mkdtemp(prefix="agentkit-bench-model-")) / "slow.py"
+        script.write_text(_SLOW_MODEL.format(latency=latency))
+        command = [sys.executable, "-m", "agentkit.testing", "--script", str(script)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None
@@ -439,6 +455,13 @@ def main(argv: list[str] | None = None) -> None:
         help="the servers the overhead is measured on (default: keyless)",
     )
     parser.add_argument("--only-overhead", action="store_true", help="skip throughput and memory")
+    parser.add_argument(
+        "--model-latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="the scripted model waits this long before each answer (default: none)",
+    )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.overhead = [VARIANTS[name] for name in args.overhead]
@@ -447,7 +470,7 @@ def main(argv: list[str] | None = None) -> None:
         _serve_bare()
         return
     bare: str | None = None
-    with _model() as model_url, ExitStack() as stack:
+    with _model(args.model_latency / 1e3) as model_url, ExitStack() as stack:
         for keyed, stored in args.overhead:
             bare = stack.enter_context(_bare()) if bare is None else bare
             key = "bench-key" if keyed else None
