@@ -218,3 +218,85 @@ def test_a_call_asked_inside_a_sub_agent_is_approved_over_http(
     digests = {pending["id"]: pending["arguments_digest"]}
     again = decide(url, "n1", {"decisions": {pending["id"]: True}, "digests": digests})
     assert again.status_code >= 400 and booked == ["SK 4411"]  # nothing runs twice
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_gated_and_ungated_calls_at_two_levels_are_decided_in_one_request(
+    model: ScriptedServer, scripts: Scripts, tmp_path: Path, stream: bool
+) -> None:
+    # One round of the planner: an agent tool (whose own round mixes an ungated lookup and
+    # a booking that needs approval), a booking of its own and an ungated note. One POST
+    # decides both waiting calls; nothing that ran runs again and no answer is lost.
+    done: list[str] = []
+
+    @tool(requires_approval=True)
+    def book(flight: str) -> str:
+        """Book a flight."""
+        done.append(f"book {flight}")
+        return f"booked {flight}"
+
+    @tool
+    def find(to: str) -> str:
+        """Find a flight."""
+        done.append(f"find {to}")
+        return f"SK1 to {to}"
+
+    @tool
+    def note(text: str) -> str:
+        """Take a note."""
+        done.append(f"note {text}")
+        return "noted"
+
+    flights = agent(model, "flights", [find, book])
+    top = agent(
+        model,
+        "planner",
+        [flights.as_tool(), book, note],
+        store=sessions.SQLiteStore(str(tmp_path / "mixed.db")),
+    )
+    scripts.add(
+        "planner",
+        Reply.tool_calls(
+            ("flights", {"request": "Oslo"}, "call_1"),
+            ("book", {"flight": "HOME"}, "call_2"),
+            ("note", {"text": "trip"}, "call_3"),
+        ),
+    )
+    scripts.add(
+        "flights",
+        Reply.tool_calls(("find", {"to": "Oslo"}, "call_1"), ("book", {"flight": "SK1"}, "call_2")),
+    )
+    with uvicorn_serving(create_app({"triage": top}, api_keys=[KEY])) as url:
+        _, extension, _ = ask(url, "Plan Oslo.", "m1", stream=stream)
+        assert extension["status"] == "paused"
+        pending = {call["id"]: call for call in extension["pending"]}
+        assert {key: call["path"] for key, call in pending.items()} == {
+            "call_2": ["planner"],
+            "call_1/call_2": ["planner", "flights"],
+        }
+        assert sorted(done) == ["find Oslo", "note trip"]
+        scripts.add("flights", Reply.text("SK1 not booked."))
+        scripts.add("planner", Reply.text("Home is booked; Oslo is not."))
+        decided = decide(
+            url,
+            "m1",
+            {
+                "decisions": {"call_2": True, "call_1/call_2": "too dear"},
+                "digests": {key: call["arguments_digest"] for key, call in pending.items()},
+                "stream": stream,
+            },
+        )
+        assert decided.status_code == 200, decided.text
+        text, extension, _ = answer_of(decided, stream)
+    assert text == "Home is booked; Oslo is not." and extension["status"] == "done"
+    assert sorted(done) == ["book HOME", "find Oslo", "note trip"]
+    below = scripts.seen["flights"][-1]["messages"]
+    answers = [(m["tool_call_id"], m["content"]) for m in below if m["role"] == "tool"]
+    assert answers[0] == ("call_1", "SK1 to Oslo")
+    assert answers[1][0] == "call_2" and "too dear" in answers[1][1] and len(answers) == 2
+    above = scripts.seen["planner"][-1]["messages"]
+    assert [(m["tool_call_id"], m["content"]) for m in above if m["role"] == "tool"] == [
+        ("call_1", "SK1 not booked."),
+        ("call_2", "booked HOME"),
+        ("call_3", "noted"),
+    ]
