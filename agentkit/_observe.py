@@ -17,11 +17,12 @@ run whose request is being retried: the run's events are pulled inside :func:`sc
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar, cast
 
 if TYPE_CHECKING:
     from ._calls import PlannedCall
@@ -316,40 +317,49 @@ class Observed(Protocol):
     observer: RunObserver | None
 
 
+class _Scope:
+    """The run's observer current while the run's code runs (``with scope:``), and what was
+    current before it in between: the part of :func:`scoped` both worlds share."""
+
+    __slots__ = ("outer", "run", "token")
+
+    def __init__(self, run: Observed) -> None:
+        self.run, self.outer = run, _current.get()
+
+    def __enter__(self) -> None:
+        observer = self.run.observer
+        self.token = _current.set(self.outer if observer is None else observer)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self.token)
+
+    def pull(self, events: Generator[_T, None, None]) -> Any:
+        """The next of ``events`` (``_END`` after the last), pulled in the scope."""
+        with self:
+            return next(events, _END)
+
+
+_END: Final = object()
+
+
 def scoped(events: Generator[_T, None, None], run: Observed) -> Generator[_T, None, None]:
     """``events``, with the run's observer (``run.observer``) current while each one is
     produced (never across a ``yield``, so nothing leaks into the consumer's code). Until
     the run has made its observer (its session loaded), or when it has none, the observer
     current where the run started stays current: a sub-agent's retries reach its caller's."""
-    outer = _current.get()
-    try:
-        while True:
-            observer = run.observer
-            token = _current.set(outer if observer is None else observer)
-            try:
-                item = next(events)
-            except StopIteration:
-                return
-            finally:
-                _current.reset(token)
-            yield item
-    finally:
-        events.close()
+    scope = _Scope(run)
+    with contextlib.closing(events):
+        while (item := scope.pull(events)) is not _END:
+            yield cast(_T, item)
 
 
 async def scoped_async(events: AsyncGenerator[_T, None], run: Observed) -> AsyncGenerator[_T, None]:
     """The asynchronous :func:`scoped`."""
-    outer = _current.get()
-    try:
+    scope = _Scope(run)
+    async with contextlib.aclosing(events):
         while True:
-            observer = run.observer
-            token = _current.set(outer if observer is None else observer)
-            try:
-                item = await anext(events)
-            except StopAsyncIteration:
+            with scope:
+                item = await anext(events, _END)
+            if item is _END:
                 return
-            finally:
-                _current.reset(token)
-            yield item
-    finally:
-        await events.aclose()
+            yield cast(_T, item)

@@ -219,3 +219,29 @@ def test_a_consumer_that_stops_at_the_final_event_leaves_the_run_finished(
         asyncio.run(main())
     assert _events_in_pairs()[-1] == "run_finished done"
     assert not [event for event, _ in log if event.startswith("run_failed")]
+
+
+@pytest.mark.parametrize("streamed", ["sync", "async"])
+def test_a_retry_after_the_first_events_reaches_the_observers(
+    server: ScriptedServer, streamed: str
+) -> None:
+    # The second round's request is retried after the caller has had events: the run's
+    # observer is made current again for each step, not only for the step that made it.
+    server.queue(
+        Reply.tool_calls(("get_order", {"order_id": 7})),
+        Reply.rate_limited(retry_after=0),
+        Reply.text("Shipped."),
+    )
+    with _agent(server, Watcher("first"), Watcher("second")) as agent:
+        if streamed == "sync":
+            events = list(agent.stream("where is order 7?"))
+        else:
+
+            async def collect() -> list[Any]:
+                return [event async for event in agent.stream_async("where is order 7?")]
+
+            events = asyncio.run(collect())
+    assert isinstance(events[-1], RunFinished) and events[-1].result.output == "Shipped."
+    seen = _events_in_pairs()
+    assert seen.index("tool_call_finished get_order") < seen.index("retrying 1")
+    assert seen.index("retrying 1") < seen.index("model_call_finished 2")
