@@ -347,6 +347,9 @@ def test_concurrency_is_bounded(server: ScriptedServer, client: ChatClient) -> N
     running = 0
     peak = 0
     lock = threading.Lock()
+    # Two calls meet here before either ends: two at once for certain, however loaded the
+    # machine (a sleep only made the overlap likely); with one at a time it breaks.
+    pair = threading.Barrier(2, timeout=WAIT)
 
     @tool
     def busy(n: int) -> str:
@@ -355,7 +358,7 @@ def test_concurrency_is_bounded(server: ScriptedServer, client: ChatClient) -> N
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.05)
+        pair.wait()
         with lock:
             running -= 1
         return "ok"

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-import time
 
 import pytest
-from _helpers import wait_until
+from _helpers import WAIT, wait_until
 
 from agentkit import Agent, ChatClient, RunLimits, tool
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
@@ -53,16 +52,17 @@ def test_threads_are_bounded_by_the_parallel_limit(server: ScriptedServer) -> No
     running = 0
     most = 0
     names: set[str] = set()
+    pair = threading.Barrier(2, timeout=WAIT)  # two calls at once for certain, not by timing
 
     @tool
     def step(n: int) -> str:
-        """Takes a moment."""
+        """Waits for a second call to run beside it."""
         nonlocal running, most
         with lock:
             running += 1
             most = max(most, running)
             names.add(threading.current_thread().name)
-        time.sleep(0.05)
+        pair.wait()
         with lock:
             running -= 1
         return f"step {n}"

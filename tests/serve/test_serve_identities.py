@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+from _helpers import refused_port
 
 from agentkit import Agent, PlannedCall, Principal, RunContext, RunObserver, tool
 from agentkit.serve import OIDC, StoredKeys, TrustedProxy, create_app
@@ -590,12 +591,7 @@ def test_unknown_key_ids_do_not_make_the_server_hammer_the_issuer(
 
 
 def test_an_unreachable_issuer_is_a_503_not_a_hang(model: ScriptedServer, tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    auth = OIDC(f"http://127.0.0.1:{port}", "clinic-desk", timeout=2.0)
+    auth = OIDC(f"http://127.0.0.1:{refused_port()}", "clinic-desk", timeout=2.0)
     store = sessions.SQLiteStore(tmp_path / "down.db")
     app = create_app({"desk": make_desk(model, store)}, auth=auth, deps=clinic_for)
     with uvicorn_serving(app) as url:
