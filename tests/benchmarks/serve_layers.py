@@ -210,9 +210,31 @@ def _layers(number: int, repeat: int, store: bool) -> dict[str, float]:
         out["store: one turn on SQLite (claim, load, append, release)"] = _best(
             turn, max(1, number // 100), repeat
         )
+        out["store: a new conversation's owner check (owner, exists, claim; one thread trip)"] = (
+            _owner_check(stored, loop, max(1, number // 100), repeat)
+        )
         stored.close()
     loop.close()
     return out
+
+
+def _owner_check(store: Any, loop: asyncio.AbstractEventLoop, number: int, repeat: int) -> float:
+    """What a stored conversation's first request asks of the store before its run starts,
+    on a keyless server: the conversation's owner, whether it exists, and its claim."""
+    from agentkit.serve._access import Access
+    from agentkit.serve._identity import ANONYMOUS, SharedKeys
+
+    desk = Agent("scripted", [], base_url="http://127.0.0.1:9/v1", api_key="bench", store=store)
+    access = Access(SharedKeys([]), {"desk": desk}, None, frozenset())
+    names = iter(range(10**9))
+
+    async def checks(times: int) -> None:
+        for _ in range(times):
+            await access.continue_(f"owned-{next(names)}", "desk", ANONYMOUS)
+
+    return (
+        min(_timed(lambda: loop.run_until_complete(checks(number))) for _ in range(repeat)) / number
+    )
 
 
 def _timed(work: Callable[[], object]) -> float:
