@@ -252,3 +252,34 @@ def test_a_session_follow_up_reaches_the_specialist_with_its_mcp_tools(
     assert done.agent == "billing" and done.output == "It is evening in Oslo."
     assert '"timezone": "Europe/Oslo"' in tool_messages(done.messages)[-1]
     assert len(scripts.seen["triage"]) == 1
+
+
+@pytest.mark.parametrize("driver", ["run", "run_async"])
+def test_an_agent_tool_whose_graph_hands_off_to_an_agent_with_an_mcp_server(
+    server: ScriptedServer, desk: Desk, scripts: Scripts, driver: str
+) -> None:
+    # The sub-run lists the sources of its whole graph too (in a tool thread and as a task).
+    planner = Agent(
+        "planner",
+        [desk.triage.as_tool(name="ask_desk", description="Ask the desk.")],
+        "You plan.",
+        name="planner",
+        base_url=server.base_url,
+        api_key=KEY,
+    )
+    scripts.add(
+        "planner",
+        Reply.tool_calls(("ask_desk", {"request": "Time in Lima?"})),
+        Reply.text("The desk told me."),
+    )
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add(
+        "billing",
+        Reply.tool_calls(("clock_get_current_time", {"timezone": "America/Lima"})),
+        Reply.text("Lima time found."),
+    )
+    result, _ = drive(planner, driver, "Ask the desk.")
+    assert result.output == "The desk told me."
+    assert tool_messages(result.messages) == ["Lima time found."]
+    asked = tool_messages(scripts.seen["billing"][-1]["messages"])
+    assert '"timezone": "America/Lima"' in asked[-1]
