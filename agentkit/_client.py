@@ -309,23 +309,25 @@ class ChatClient(_ClientBase[httpx.Client]):
                 retries the failure allows.
         """
         exchange = self._exchange(model, messages, params, stream=False)
-        while True:
-            try:
-                return self._attempt(exchange)
-            except Exception as exc:
-                delay = exchange.failed(exc)
-            self._protocol.retry.sleep(delay)
+        while not isinstance(outcome := self._attempt(exchange), ChatCompletion):
+            self._protocol.retry.sleep(outcome)
+        return outcome
 
-    def _attempt(self, exchange: Exchange) -> ChatCompletion:
-        timeout = exchange.timeout(self._timeout)
-        url, headers = self._url, self._headers
-        with self._http.stream(
-            "POST", url, content=exchange.body, headers=headers, timeout=timeout
-        ) as response:
-            exchange.begin(response.status_code, response.headers)
-            for piece in response.iter_bytes():
-                exchange.take(piece)
-        return exchange.completion()
+    def _attempt(self, exchange: Exchange) -> ChatCompletion | float:
+        """One try: the completion, or the seconds to wait before the next (the exchange
+        decides; a final failure raises)."""
+        try:
+            timeout = exchange.timeout(self._timeout)
+            url, headers = self._url, self._headers
+            with self._http.stream(
+                "POST", url, content=exchange.body, headers=headers, timeout=timeout
+            ) as response:
+                exchange.begin(response.status_code, response.headers)
+                for piece in response.iter_bytes():
+                    exchange.take(piece)
+            return exchange.completion()
+        except Exception as exc:
+            return exchange.failed(exc)
 
     def stream(self, *, model: str, messages: Messages, **params: Any) -> ChatStream:
         """Start a streamed request; iterate the returned :class:`ChatStream` for deltas.
@@ -503,26 +505,27 @@ class AsyncChatClient(_ClientBase[httpx.AsyncClient]):
         See :meth:`ChatClient.create`.
         """
         exchange = self._exchange(model, messages, params, stream=False)
-        while True:
-            try:
-                return await self._attempt(exchange)
-            except Exception as exc:
-                delay = exchange.failed(exc)
-            await self._protocol.retry.async_sleep(delay)
+        while not isinstance(outcome := await self._attempt(exchange), ChatCompletion):
+            await self._protocol.retry.async_sleep(outcome)
+        return outcome
 
-    async def _attempt(self, exchange: Exchange) -> ChatCompletion:
-        timeout = exchange.timeout(self._timeout)
-        url, headers = self._url, self._headers
-        async with (
-            self._slots,
-            self._http.stream(
-                "POST", url, content=exchange.body, headers=headers, timeout=timeout
-            ) as response,
-        ):
-            exchange.begin(response.status_code, response.headers)
-            async for piece in response.aiter_bytes():
-                exchange.take(piece)
-        return exchange.completion()
+    async def _attempt(self, exchange: Exchange) -> ChatCompletion | float:
+        """One try, as :meth:`ChatClient._attempt`; waits for a slot of the client's bound."""
+        try:
+            timeout = exchange.timeout(self._timeout)
+            url, headers = self._url, self._headers
+            async with (
+                self._slots,
+                self._http.stream(
+                    "POST", url, content=exchange.body, headers=headers, timeout=timeout
+                ) as response,
+            ):
+                exchange.begin(response.status_code, response.headers)
+                async for piece in response.aiter_bytes():
+                    exchange.take(piece)
+            return exchange.completion()
+        except Exception as exc:
+            return exchange.failed(exc)
 
     def stream(self, *, model: str, messages: Messages, **params: Any) -> AsyncChatStream:
         """Start a streamed request; ``async for`` over the returned :class:`AsyncChatStream`.
