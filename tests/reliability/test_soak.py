@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import os
 import random
 import sys
@@ -208,6 +209,10 @@ async def _soak(base_url: str) -> list[Any]:
 @pytest.mark.timeout(60 + 2 * RUN_BOUND)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts /proc/self/fd")
 def test_soak_concurrent_runs_with_random_faults() -> None:
+    # What earlier tests in this process left for the garbage collector (a store never
+    # closed) is closed now, not while the soak runs; a kind that shrinks during the soak is
+    # someone else's file closing, and only one that grows is left behind by the soak.
+    gc.collect()
     threads_before = threading.active_count()
     fds_before = _fd_kinds()
     with ScriptedServer(handler=_model) as server:
@@ -237,6 +242,6 @@ def test_soak_concurrent_runs_with_random_faults() -> None:
     assert _settle(lambda: threading.active_count() <= threads_before), (
         f"threads left: {[t.name for t in threading.enumerate()]}"
     )
-    assert _settle(lambda: _fd_kinds() == fds_before), (
+    assert _settle(lambda: _fd_kinds() <= fds_before), (
         f"file descriptors left: before {dict(fds_before)}, after {dict(_fd_kinds())}"
     )
