@@ -21,6 +21,8 @@ Why CPU time: on a shared machine the wall times carry everyone else's work. The
 of one conversation take turns (the client waits for the server, the server for the
 model), so on an idle machine a conversation's wall time is close to the CPU time all of
 them use for it, plus a few wake-ups. The CPU ratios are what an idle machine would show.
+The last lines set the served ratios against issue 19's targets (1.25x whole, 1.35x
+streamed) and the floors any server in front of the run starts from with this client.
 """
 
 from __future__ import annotations
@@ -247,6 +249,7 @@ CASES = (
     "nothing",
 )
 FLOORS = ("hop: httpx -> socket", "hop: httpx -> h11", "hop: httpx -> uvicorn")
+STREAMED_HOP = "hop, streamed: httpx -> uvicorn"
 
 
 async def _measure(
@@ -411,11 +414,26 @@ def _tables(
     rows += [(f"(run_async + {hop}) / run_async", "run_async", "run_async", hop) for hop in FLOORS]
     rows += [
         (f"(stream_async + {hop}) / stream_async", "stream_async", "stream_async", hop)
-        for hop in (FLOORS[0], "hop, streamed: httpx -> uvicorn")
+        for hop in (FLOORS[0], STREAMED_HOP)
     ]
     for label, top, bottom, plus in rows:
         w, c = ratio(top, bottom, plus)
         lines.append(f"| {label} | {w} | {c} |")
+    lines.append("")
+    for what, served, direct, hops, target in (
+        ("whole", "served", "run_async", FLOORS, 1.25),
+        ("streamed", "served, streamed", "stream_async", (FLOORS[0], STREAMED_HOP), 1.35),
+    ):
+        # issue 19's targets, in CPU: the served ratio against them, and the floors any
+        # server in front of the run starts from with this client
+        base = statistics.median(total[direct])
+        got = statistics.median(total[served]) / base
+        floors = ", ".join(
+            f"{hop.split(': ', 1)[1]} {(base + statistics.median(total[hop])) / base:.2f}x"
+            for hop in hops
+        )
+        verdict = "met" if got <= target else "not met"
+        lines.append(f"target {target:.2f}x ({what}): {got:.2f}x, {verdict}; floors: {floors}")
     return lines
 
 
