@@ -232,8 +232,12 @@ def test_uvicorn_builds_no_access_line_of_its_own_under_agentkit_serves_logging(
     ]
 
 
-def test_the_access_line_is_written_after_the_answer_has_left(model: ScriptedServer) -> None:
-    # The line's write is a system call; written first, it held the answer back.
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_the_access_line_is_written_after_the_answer_has_left(
+    model: ScriptedServer, stream: bool
+) -> None:
+    # The line's write is a system call; written first, it held the answer (or a stream's
+    # last chunk) back.
     import logging
 
     class Counting(_CountingWrites):
@@ -249,6 +253,7 @@ def test_the_access_line_is_written_after_the_answer_has_left(model: ScriptedSer
     access = logging.getLogger("uvicorn.access")
     model.respond_with(echo())
     app = create_app({"desk": make_desk(model)}, access_log=True)
+    body = json.dumps({**json.loads(BODY), "stream": stream}).encode()
     with uvicorn_serving(app, protocol=Counting) as url:
         level = access.level
         noting = Noting()
@@ -256,12 +261,19 @@ def test_the_access_line_is_written_after_the_answer_has_left(model: ScriptedSer
         access.addHandler(noting)
         try:
             with httpx.Client() as client:
+                response = client.post(url + "/v1/chat/completions", content=body, headers=JSON)
+                assert response.status_code == 200
+                # the client has the whole answer: every write of it has been made
+                answer_writes = len(Counting.writes)
                 for _ in range(50):  # a request's line is written as its handler ends
-                    response = client.post(url + "/v1/chat/completions", content=BODY, headers=JSON)
-                    assert response.status_code == 200
                     if sent_before_line:
                         break
+                    assert client.get(url + "/healthz").status_code == 200
         finally:
             access.removeHandler(noting)
             access.setLevel(level)
-    assert sent_before_line and sent_before_line[0] >= 1, sent_before_line
+    assert answer_writes >= 1
+    assert sent_before_line and sent_before_line[0] >= answer_writes, (
+        sent_before_line,
+        answer_writes,
+    )
