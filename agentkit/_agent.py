@@ -126,8 +126,8 @@ class Agent(Generic[OutputT]):
             "paused"``) and :meth:`resume` goes on with a person's decisions.
         run_timeout: seconds a whole run may take (default ``None``: no bound), then
             :class:`~agentkit.RunTimeoutError`. A sync tool still running is abandoned;
-            in ``run``/``stream`` a model call under way ends within the client's own
-            request deadline, and the run ends right after it.
+            a model call under way ends at the deadline too (in ``run``/``stream`` its
+            request's timeouts are capped by it).
         temperature, top_p, max_tokens, seed, stop, presence_penalty, tool_choice,
             parallel_tool_calls, extra_body: model parameters sent with every request
             (``None``: not sent). ``extra_body`` carries vendor extras such as Qwen's

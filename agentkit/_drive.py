@@ -31,14 +31,17 @@ from collections.abc import (
     Coroutine,
     Generator,
 )
+from contextvars import Token
 from functools import partial
 from typing import Any, ClassVar, TypeAlias
 
 from ._blocking import off_loop, off_loop_or_undo, off_loop_to_the_end
 from ._client import AsyncChatClient, AsyncChatStream, ChatClient
+from ._errors import DeadlineExceededError
 from ._events import AgentEvent, RunFinished, StreamDelta
 from ._loop import RunLoop
 from ._observe import scoped, scoped_async
+from ._protocol import RUN_ENDS
 from ._result import RunResult
 from ._runtime import Runtime
 from ._steps import (
@@ -220,20 +223,57 @@ class _Run(_Driving):
     def callback(self, effect: Callback) -> Any:
         return _settle_sync(effect.fn(*effect.args))
 
+    # A thread cannot be cancelled: the run's deadline bounds a model request itself (its
+    # timeouts, read on this thread while the request is made), so a hung model ends the
+    # run at its run_timeout (and a sub-agent's request by its call's deadline), not after
+    # the client's 600 s read timeout.
+
     def call_model(self, effect: CallModel) -> ChatCompletion:
         self.check()
-        return self.client.create(**effect.request)
+        ends = self._bounded()
+        try:
+            return self.client.create(**effect.request)
+        except DeadlineExceededError:
+            self._ran_out()
+            raise
+        finally:
+            if ends is not None:
+                RUN_ENDS.reset(ends)
 
     def stream_model(self, effect: CallModel) -> Generator[StreamDelta, None, ChatCompletion]:
         """A streamed model call, yielding the deltas the caller sees."""
         self.check()
-        with self.client.stream(**effect.request) as chat_stream:
-            for delta in chat_stream:
-                effect.yielded = True
-                if effect.emit:
-                    yield delta
-                self.check()
-            return chat_stream.completion
+        ends = self._bounded()
+        try:
+            chat_stream = self.client.stream(**effect.request)  # reads the run's end
+        finally:
+            if ends is not None:
+                RUN_ENDS.reset(ends)
+        try:
+            with chat_stream:
+                for delta in chat_stream:
+                    effect.yielded = True
+                    if effect.emit:
+                        yield delta
+                    self.check()
+                return chat_stream.completion
+        except DeadlineExceededError:
+            self._ran_out()
+            raise
+
+    def _bounded(self) -> Token[float | None] | None:
+        """Set the run's end (on the client's monotonic clock) for the request made now."""
+        deadline = self.deadline
+        if deadline is None:
+            return None
+        return RUN_ENDS.set(time.monotonic() + (deadline - time.perf_counter()))
+
+    def _ran_out(self) -> None:
+        """A request's deadline passed: the run's own (the two clocks may differ by a
+        tick) is a RunTimeoutError."""
+        deadline = self.deadline
+        if deadline is not None and time.perf_counter() >= deadline - 0.05:
+            raise run_timed_out(self.timeout) from None
 
     def start_calls(self, effect: StartCalls) -> None:
         self.check()

@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import httpx
@@ -76,6 +77,12 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("agentkit._client")
+
+# When the run that makes a request must end (a monotonic time), set by the sync driver
+# while it makes the request: a thread cannot be cancelled, so the run's deadline has to
+# bound the request's own timeouts (a hung model would hold a run, or a sub-agent's tool
+# thread, for the 600 s read timeout). Read once per request; None: no run deadline.
+RUN_ENDS: ContextVar[float | None] = ContextVar("agentkit_run_ends", default=None)
 _E = TypeVar("_E", bound=BaseException)
 
 WIRE_PARAMS = frozenset(
@@ -467,6 +474,7 @@ class Exchange:
         "_pieces",
         "_protocol",
         "_received",
+        "_run_ends",
         "attempt",
         "body",
         "headers",
@@ -478,6 +486,7 @@ class Exchange:
         self.body = body
         self.attempt = 0  # retries made so far
         self._ends_at: float | None = None  # the deadline on the monotonic clock
+        self._run_ends = RUN_ENDS.get()  # the run's, sooner when it is set
         self.status = 0
         self.headers: Mapping[str, str] | None = None
         self._pieces: list[bytes] = []
@@ -492,13 +501,19 @@ class Exchange:
         """
         self.status, self.headers = 0, None
         self._pieces, self._received = [], 0
-        deadline = self._protocol.deadline
-        if deadline is None:
+        deadline, run_ends = self._protocol.deadline, self._run_ends
+        if deadline is None and run_ends is None:
             return base
         now = time.monotonic()
-        if self._ends_at is None:
-            self._ends_at = now + deadline
-        left = self._ends_at - now
+        ends_at = self._ends_at
+        if ends_at is None:
+            if deadline is not None:
+                ends_at = now + deadline if run_ends is None else min(now + deadline, run_ends)
+            else:
+                assert run_ends is not None
+                ends_at = run_ends
+            self._ends_at = ends_at
+        left = ends_at - now
         if left <= 0:
             raise self._past_deadline(None)
         return httpx.Timeout(
@@ -590,8 +605,14 @@ class Exchange:
 
     def _past_deadline(self, cause: APIError | None) -> DeadlineExceededError:
         deadline = self._protocol.deadline
+        by_run = self._run_ends is not None and self._ends_at == self._run_ends
+        what = (
+            "its run's deadline"
+            if by_run or deadline is None
+            else f"its deadline of {deadline:g} s"
+        )
         error = DeadlineExceededError(
-            f"the request took longer than its deadline of {deadline:g} s "
+            f"the request took longer than {what} "
             f"(POST {self._protocol.url}, {self.attempt + 1} attempt(s))",
             deadline=deadline,
             status=self.status or None,

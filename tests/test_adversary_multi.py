@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from agentkit import Agent, RunResult, tool
+from agentkit import Agent, RunLimits, RunObserver, RunResult, RunTimeoutError, tool
 from agentkit._session import ResumeError
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
@@ -142,3 +143,51 @@ def test_approving_a_paused_call_whose_tool_is_gone_runs_nothing_and_says_so(
     scripts.add("tech", Reply.text("I did not reset it."))
     refused = changed.resume(paused, {call: False})
     assert refused.status == "done" and line.done == []
+
+
+def test_a_sub_agent_whose_model_hangs_ends_by_the_calls_deadline_in_a_tool_thread(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    """Under ``run`` a sub-agent runs in the call's tool thread. Its model never answers:
+    the caller is told the call timed out, and the sub-run's own request ends by the call's
+    deadline (its timeout and the half-second grace), closing its connection. The request
+    held the thread on the socket for the client's 600 s read timeout, so a few such calls
+    used up the agent's tool threads."""
+    ends = threading.Event()
+    errors: list[BaseException] = []
+
+    class Watch(RunObserver):
+        def run_failed(self, error: BaseException) -> None:
+            errors.append(error)
+            ends.set()
+
+    slow = make(server, "slow", observers=[lambda info: Watch()])
+    caller = make(server, "caller", [slow.as_tool()], limits=RunLimits(tool_timeout=0.3))
+    scripts.add("caller", Reply.tool_calls(("slow", {"request": "think"})), Reply.text("gave up"))
+    scripts.add("slow", Reply.hang())
+    result = caller.run("go")
+    assert result.output == "gave up"
+    assert ends.wait(30)  # the request left; only the deadline could end it
+    assert isinstance(errors[0], RunTimeoutError)
+    server.wait_for_requests(2)
+    deadline = time.monotonic() + 30
+    while server.open_connections > 1 and time.monotonic() < deadline:  # the caller's is idle
+        time.sleep(0.01)
+    assert server.open_connections <= 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_run_timeout_ends_a_hung_model_call_in_the_sync_driver(
+    server: ScriptedServer, scripts: Scripts, stream: bool
+) -> None:
+    """The same shape at the top: ``run``/``stream`` with ``run_timeout`` and a model that
+    never answers raise RunTimeoutError at the deadline, not after the client's read
+    timeout."""
+    agent = make(server, "hung", limits=RunLimits(run_timeout=0.5))
+    scripts.add("hung", Reply.hang())
+    with pytest.raises(RunTimeoutError) as raised:
+        if stream:
+            list(agent.stream("hello"))
+        else:
+            agent.run("hello")
+    assert raised.value.timeout == 0.5
