@@ -17,7 +17,7 @@ import pytest
 from _mcp_support import fake, tool_messages
 
 from agentkit import Agent, HandedOff, RunFinished, RunResult, SubAgentEvent, ToolResult, tool
-from agentkit.mcp import MCPStdio
+from agentkit.mcp import MCPConnectionError, MCPStdio
 from agentkit.sessions import SQLiteStore
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
@@ -283,3 +283,29 @@ def test_an_agent_tool_whose_graph_hands_off_to_an_agent_with_an_mcp_server(
     assert tool_messages(result.messages) == ["Lima time found."]
     asked = tool_messages(scripts.seen["billing"][-1]["messages"])
     assert '"timezone": "America/Lima"' in asked[-1]
+
+
+def test_a_targets_server_that_cannot_start_fails_the_run_before_any_request(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    missing = MCPStdio(str(tmp_path / "no-such-server"), prefix="gone")
+    billing = Agent(
+        "billing",
+        [check_invoice, missing],
+        "You bill.",
+        name="billing",
+        base_url=server.base_url,
+        api_key=KEY,
+    )
+    triage = Agent(
+        "triage",
+        [],
+        "Route.",
+        name="triage",
+        handoffs=[billing],
+        base_url=server.base_url,
+        api_key=KEY,
+    )
+    with pytest.raises(MCPConnectionError):
+        triage.run("hi")
+    assert server.request_count == 0
