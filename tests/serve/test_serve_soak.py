@@ -1,6 +1,7 @@
 """The serve soak: many clients with stored conversations on PostgreSQL, random disconnects
 (also while an approved call's answer streams), approvals bound to their digests, answers
-cut at ``max_stream_chars``, and a PostgreSQL restart in the middle.
+cut at ``max_stream_chars``, and a PostgreSQL restart in the middle; the same churn on
+SQLite (no restart there).
 
 It ends with no side effect doubled, no claim stuck, no untyped error and no 500. Bounded
 in count (``AGENTKIT_SERVE_SOAK_CLIENTS`` x ``AGENTKIT_SERVE_SOAK_TURNS``, default 10 x 6)
@@ -16,7 +17,8 @@ import os
 import random
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -87,9 +89,9 @@ def scripted(request: RecordedRequest) -> Reply:
 class Soak:
     """The clients' shared bookkeeping: every answer seen, and the restart in the middle."""
 
-    def __init__(self, url: str, postgres: PrivatePostgres) -> None:
+    def __init__(self, url: str, restart: Callable[[], None]) -> None:
         self.url = url
-        self.postgres = postgres
+        self.restart = restart
         self.statuses: collections.Counter[int] = collections.Counter()
         self.bad: list[str] = []
         self.done = 0
@@ -122,7 +124,7 @@ class Soak:
         if self.done == CLIENTS * TURNS // 2 and not self.restarted.is_set():
             self.restarted.set()
             # the server goes away and comes back while the other clients go on
-            await asyncio.to_thread(self.postgres.restart)
+            await asyncio.to_thread(self.restart)
 
 
 def stream_body(text: str) -> dict[str, Any] | None:
@@ -247,20 +249,32 @@ async def run_soak(soak: Soak) -> list[str]:
         return stuck
 
 
-@pytest.fixture
-def soak_store(private_postgres: PrivatePostgres) -> Iterator[Any]:
-    pytest.importorskip("psycopg")
-    from agentkit.sessions import PostgresStore
+@pytest.fixture(params=["postgres", "sqlite"])
+def soak_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Any, Callable[[], None]]]:
+    """The store, and how its server restarts (SQLite has none: nothing happens)."""
+    if request.param == "sqlite":
+        from agentkit.sessions import SQLiteStore
 
-    store = PostgresStore(private_postgres.dsn, schema="soak_" + secrets.token_hex(4), pool_size=4)
-    yield store
+        store: Any = SQLiteStore(tmp_path / "soak.db")
+        restart: Callable[[], None] = lambda: None  # noqa: E731
+    else:
+        pytest.importorskip("psycopg")
+        from agentkit.sessions import PostgresStore
+
+        postgres: PrivatePostgres = request.getfixturevalue("private_postgres")
+        store = PostgresStore(postgres.dsn, schema="soak_" + secrets.token_hex(4), pool_size=4)
+        restart = postgres.restart
+    yield store, restart
     store.close()
 
 
 @pytest.mark.timeout(600)
 def test_the_serve_soak_holds(
-    model: ScriptedServer, private_postgres: PrivatePostgres, soak_store: Any
+    model: ScriptedServer, soak_store: tuple[Any, Callable[[], None]]
 ) -> None:
+    store, restart = soak_store
     paid.clear()
     model.respond_with(scripted)
     desk = Agent(
@@ -269,11 +283,11 @@ def test_the_serve_soak_holds(
         "You run the desk.",
         base_url=model.base_url,
         api_key="sk-unused-0123456789",
-        store=soak_store,
+        store=store,
     )
     app = create_app({"desk": desk}, request_limits=RequestLimits(max_stream_chars=BOUND))
     with uvicorn_serving(app) as url:
-        soak = Soak(url, private_postgres)
+        soak = Soak(url, restart)
         stuck = asyncio.run(run_soak(soak))
     assert soak.restarted.is_set()
     assert not soak.bad, soak.bad[:10]
