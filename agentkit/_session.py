@@ -433,6 +433,9 @@ def settle_open_round(
                     session_id=session_id,
                 )
             sub = subs[call_id]
+            wanted = below.get(call_id, {})
+            agent = getattr(tool_, "agent", None)
+            _check_tools_below(where, session_id, agent, sub["messages"], sub["state"], wanted)
             below_decisions = DecisionsBy(below.get(call_id, {}), result.by, result.at or "")
             result.plan[call_id] = None
             result.nested[call_id] = NestedResume(
@@ -494,6 +497,39 @@ def settle_open_round(
         else:
             result.plan[call_id] = NOT_RUN
     return result
+
+
+def _check_tools_below(
+    where: str,
+    session_id: str | None,
+    agent: Any,
+    messages: Sequence[Mapping[str, Any]],
+    state: Mapping[str, Any],
+    decisions: Mapping[tuple[str, ...], Decision],
+) -> None:
+    """Refuse an approval of a call paused inside a sub-agent (``agent``, at any depth)
+    whose tool that agent no longer has. Checked before anything runs: inside the sub-run
+    the refusal would be the agent tool's failure, the pause already spent on it. An agent
+    with tool sources or handoffs is not checked (its tools are known only as it runs)."""
+    if agent._runtime.sources or agent.handoffs:
+        return
+    tools = agent._config.settings.tools
+    own = {str(c.get("id")): str(c.get("name", "")) for c in state.get("calls") or ()}
+    for address, decision in decisions.items():
+        name = own.get(address[0]) if len(address) == 1 else None
+        if decision is True and name is not None and name not in tools:
+            raise ResumeError(
+                f"{where}: the call {name!r} paused inside agent {agent.name!r}, which does "
+                "not have that tool now; nothing was run (resume with the agents that "
+                "paused, or refuse the call)",
+                session_id=session_id,
+            )
+    names = {str(c.get("id")): c.get("function", {}).get("name") for c in open_calls(messages)}
+    for call_id, sub in (state.get("nested") or {}).items():
+        deeper = {a[1:]: d for a, d in decisions.items() if len(a) > 1 and a[0] == call_id}
+        below = getattr(tools.get(str(names.get(call_id))), "agent", None)
+        if deeper and below is not None and isinstance(sub, Mapping):
+            _check_tools_below(where, session_id, below, sub["messages"], sub["state"], deeper)
 
 
 def _digest(call: PlannedCall) -> str:

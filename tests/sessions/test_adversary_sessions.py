@@ -133,3 +133,47 @@ def test_a_pause_in_a_specialist_the_graph_lost_is_refused_and_stays_paused(
     server.queue(Reply.text("Refunded."))
     done = triage.resume("c-2", {call: True})
     assert done.status == "done" and done.agent == "billing" and refunds == [40]
+
+
+def test_approving_a_call_paused_in_a_sub_agent_that_lost_its_tool_runs_nothing(
+    store: Any, server: ScriptedServer
+) -> None:
+    """The sibling one level down: flights (an agent tool of the planner) asked to book;
+    a new release gives flights no booking tool. Approving is a ResumeError before anything
+    runs and the session stays paused. The refusal came from inside the sub-run: the
+    planner's model was told the agent tool failed, the run finished, and the session went
+    idle with the person's approval spent on nothing."""
+    from agentkit import Agent, tool
+
+    booked: list[str] = []
+
+    @tool(requires_approval=True)
+    def book(flight: str) -> str:
+        """Book a flight."""
+        booked.append(flight)
+        return f"booked {flight}"
+
+    common: dict[str, Any] = {"base_url": server.base_url, "api_key": KEY}
+
+    def planner(tools: list[Any]) -> Agent[Any]:
+        flights = Agent("flights", tools, "You book flights.", name="flights", **common)
+        return Agent(
+            "planner", [flights.as_tool()], "You plan.", name="planner", store=store, **common
+        )
+
+    server.queue(
+        Reply.tool_calls(("flights", {"request": "Oslo"})),
+        Reply.tool_calls(("book", {"flight": "SK1"})),
+    )
+    paused = planner([book]).run("Book me to Oslo.", session="c-3")
+    [call] = paused.pending
+    assert call.path == ("planner", "flights")
+    asked = server.request_count
+    with pytest.raises(ResumeError, match=r"'book' paused inside agent 'flights'"):
+        planner([]).resume("c-3", {call: True})
+    assert store.load("c-3").status == "paused" and booked == []
+    assert server.request_count == asked
+
+    server.queue(Reply.text("Booked SK1."), Reply.text("You fly SK1."))
+    done = planner([book]).resume("c-3", {call: True})
+    assert done.output == "You fly SK1." and booked == ["SK1"]
