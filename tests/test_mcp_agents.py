@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -309,3 +310,45 @@ def test_a_targets_server_that_cannot_start_fails_the_run_before_any_request(
     with pytest.raises(MCPConnectionError):
         triage.run("hi")
     assert server.request_count == 0
+
+
+@pytest.mark.parametrize("driver", ["run", "run_async"])
+def test_a_pause_on_a_sub_agents_mcp_tool_resumes_in_a_fresh_graph(
+    server: ScriptedServer, sources: Sources, scripts: Scripts, driver: str
+) -> None:
+    def planner_of(desk: Desk) -> Agent[Any]:
+        return Agent(
+            "planner",
+            [desk.billing.as_tool(name="ask_billing", description="Ask billing.")],
+            "You plan.",
+            name="planner",
+            base_url=server.base_url,
+            api_key=KEY,
+        )
+
+    arguments = {"source_timezone": "UTC", "time": "09:00", "target_timezone": "Asia/Tokyo"}
+    scripts.add(
+        "planner",
+        Reply.tool_calls(("ask_billing", {"request": "9 UTC in Tokyo?"}, "p1")),
+        Reply.text("Billing says 18:00."),
+    )
+    scripts.add(
+        "billing",
+        Reply.tool_calls(("clock_convert_time", arguments, "b1")),
+        Reply.text("18:00 in Tokyo."),
+    )
+    paused = planner_of(Desk(server, sources)).run("When is 9 UTC in Tokyo?")
+    (call,) = paused.pending
+    assert (call.key, call.path) == ("p1/b1", ("planner", "billing"))
+    data = json.loads(json.dumps({"messages": paused.messages, "state": paused.resume_state}))
+    again = RunResult(
+        None, data["messages"], paused.usage, 0, status="paused", resume_state=data["state"]
+    )
+    fresh = planner_of(Desk(server, sources))  # another process would build the graph anew
+    if driver == "run":
+        done = fresh.resume(again, {"p1/b1": True})
+    else:
+        done = asyncio.run(fresh.resume_async(again, {"p1/b1": True}))
+    assert done.output == "Billing says 18:00."
+    converted = tool_messages(scripts.seen["billing"][-1]["messages"])[-1]
+    assert '"Asia/Tokyo"' in converted and "18:00" in converted
