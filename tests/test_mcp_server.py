@@ -39,7 +39,7 @@ SHOP_TOOLS = [shop.add, shop.shout, shop.delete_contact, shop.whose, shop.broken
 
 
 def _serve_args(*extra: str) -> list[str]:
-    return ["-m", "agentkit.cli", "mcp", "serve", SHOP, "--context", "make_context", *extra]
+    return ["-m", "agentkit.cli", "mcp", "serve", SHOP, "--deps", "make_deps", *extra]
 
 
 async def _sdk_session(server: Any, check: Any) -> Any:
@@ -178,7 +178,7 @@ def test_the_sdk_client_over_http_with_a_token() -> None:
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
-    app = asgi_app(SHOP_TOOLS, token=TOKEN, context=shop.make_context)
+    app = asgi_app(SHOP_TOOLS, token=TOKEN, deps=shop.make_deps)
     with uvicorn_serving(app) as base:
 
         async def main() -> dict[str, Any]:
@@ -263,7 +263,7 @@ def test_agentkit_serving_agentkit_over_stdio(server: ScriptedServer) -> None:
 
 
 def test_agentkit_serving_agentkit_over_http(server: ScriptedServer) -> None:
-    app = asgi_app(SHOP_TOOLS, token=TOKEN, context=shop.make_context)
+    app = asgi_app(SHOP_TOOLS, token=TOKEN, deps=shop.make_deps)
     with uvicorn_serving(app) as base:
         good = MCPHttp(f"{base}/mcp", headers={"Authorization": f"Bearer {TOKEN}"})
         server.queue(Reply.tool_calls(("shout", {"text": "hey"}), ("whose", {})), Reply.text("ok"))
@@ -318,3 +318,40 @@ def test_the_cli_serves_http_until_interrupted() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_context_is_the_old_name_of_deps_and_warns_once() -> None:
+    with pytest.warns(DeprecationWarning, match=r"mcp.build_server\(context=\) is renamed deps="):
+        server = build_server(SHOP_TOOLS, context=lambda: "an older caller")
+
+    async def whose(client: Any) -> str:
+        result = await client.call_tool("whose", {})
+        return "\n".join(block.text for block in result.content)
+
+    assert asyncio.run(_sdk_session(server, whose)) == "asked by an older caller"
+    with pytest.warns(DeprecationWarning, match=r"mcp.asgi_app\(context=\)") as caught:
+        asgi_app(SHOP_TOOLS, context=shop.make_deps)
+    assert len(caught) == 1 and caught[0].filename == __file__  # the caller's line, once
+    from agentkit.mcp import serve, serve_http
+
+    for made in (build_server, asgi_app, serve, serve_http):  # refused before serving
+        with pytest.raises(ConfigurationError, match=r"pass deps= \(context= is its old name\)"):
+            made(SHOP_TOOLS, deps=shop.make_deps, context=shop.make_deps)
+
+
+def test_the_cli_takes_deps_and_context_is_its_old_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # beyond loopback with no token: refused after the deps were found, before serving
+    assert (
+        main(["mcp", "serve", SHOP, "--context", "make_deps", "--host", "0.0.0.0", "--http"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "agentkit: warning: --context is renamed --deps" in err
+    assert "needs a bearer token" in err
+    assert main(["mcp", "serve", SHOP, "--deps", "make_deps", "--context", "make_deps"]) == 2
+    assert "pass --deps (--context is its old name), not both" in capsys.readouterr().err
+    assert main(["mcp", "serve", SHOP, "--deps", "nope"]) == 2
+    assert "--deps nope: no such function in" in capsys.readouterr().err
+    assert main(["mcp", "serve", SHOP, "--context", "nope"]) == 2
+    assert "--context nope: no such function in" in capsys.readouterr().err

@@ -47,11 +47,12 @@ def add_mcp_parser(commands: Any) -> None:
         "required when binding beyond 127.0.0.1",
     )
     serve.add_argument(
-        "--context",
+        "--deps",
         metavar="NAME",
         help="a function in the file whose result becomes RunContext.deps for tools that "
         "take a RunContext",
     )
+    serve.add_argument("--context", metavar="NAME", help=argparse.SUPPRESS)  # --deps' old name
     serve.add_argument(
         "--allow-approval",
         action="store_true",
@@ -93,16 +94,24 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
     tools = [value for value in vars(module).values() if isinstance(value, Tool)]
     if not tools:
         raise UsageError(f"{args.source}: defines no tools (decorate functions with @tool)")
-    context = None
+    deps = None
+    option, name = "--deps", args.deps
     if args.context:
-        context = getattr(module, args.context, None)
-        if not callable(context):
-            raise UsageError(f"--context {args.context}: no such function in {args.source}")
+        if args.deps:
+            raise UsageError("pass --deps (--context is its old name), not both")
+        err.write(
+            "agentkit: warning: --context is renamed --deps; the old name goes before 0.1.0\n"
+        )
+        option, name = "--context", args.context
+    if name:
+        deps = getattr(module, name, None)
+        if not callable(deps):
+            raise UsageError(f"{option} {name}: no such function in {args.source}")
     names = ", ".join(item.name for item in tools)
     if not args.http:
         err.write(f"agentkit: serving {len(tools)} tools over stdio: {names}\n")
         err.flush()
-        serve(tools, name=args.name, context=context, allow_approval=args.allow_approval)
+        serve(tools, name=args.name, deps=deps, allow_approval=args.allow_approval)
         return EXIT_OK
     token = args.token or os.environ.get(_TOKEN_ENV) or None
 
@@ -117,7 +126,7 @@ def _serve(args: argparse.Namespace, err: TextIO) -> int:
         port=args.port,
         token=token,
         name=args.name,
-        context=context,
+        deps=deps,
         allow_approval=args.allow_approval,
         on_ready=ready,
     )

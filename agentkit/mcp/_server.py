@@ -6,7 +6,7 @@ checked by agentkit's own validation, and the readable argument error goes back 
 timeout. MCP has no approval step agentkit could trust, so a ``requires_approval`` tool is
 refused unless the operator allows it (``allow_approval=True``, ``--allow-approval``); the
 listing says so in its description. A ``RunContext`` tool gets ``RunContext(deps=...)`` from
-the ``context`` factory (called once per call).
+the ``deps`` factory (called once per call; ``context=`` is its old name, which warns).
 
 HTTP binds 127.0.0.1 by default. Binding any other address needs a bearer token; a
 request without it gets 401. Request bodies are bounded (1 MiB by default).
@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import TYPE_CHECKING, Any
 
 from .._context import RunContext
+from .._deprecation import warn_deprecated
 from .._errors import ConfigurationError, ToolArgumentsError, ToolRetry
 from .._tool import Tool, render_tool_output, tool
 from ._errors import missing_sdk
@@ -61,20 +62,23 @@ def build_server(
     tools: Iterable[Tool[..., Any] | Callable[..., Any]],
     *,
     name: str = "agentkit",
-    context: Callable[[], Any] | None = None,
+    deps: Callable[[], Any] | None = None,
     allow_approval: bool = False,
+    context: Callable[[], Any] | None = None,
 ) -> Server[Any]:
     """An MCP ``Server`` (the SDK's low-level one) that lists and calls ``tools``.
 
     Args:
         tools: ``@tool`` functions (or plain functions, wrapped with ``@tool``).
         name: the server name shown to clients.
-        context: called for each call of a tool that takes a ``RunContext`` (it may be
+        deps: called for each call of a tool that takes a ``RunContext`` (it may be
             async); its result becomes ``RunContext.deps`` (return a ``RunContext`` to pass
             one as it is).
         allow_approval: run ``requires_approval`` tools anyway (the operator approves
             every call in advance); by default they are listed but refused.
+        context: the old name of ``deps`` (deprecated: it warns, and goes before 0.1.0).
     """
+    deps = _deps_factory(deps, context, "build_server")
     try:
         import mcp.types as types
         from mcp.server.lowlevel import Server
@@ -90,7 +94,7 @@ def build_server(
         return listing
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        return await _call(served, params.name, params.arguments, context, allow_approval)
+        return await _call(served, params.name, params.arguments, deps, allow_approval)
 
     from .._version import __version__
 
@@ -114,7 +118,7 @@ async def _call(
     served: Mapping[str, Tool[..., Any]],
     name: str,
     arguments: Mapping[str, Any] | None,
-    context: Callable[[], Any] | None,
+    make_deps: Callable[[], Any] | None,
     allow_approval: bool,
 ) -> CallToolResult:
     import anyio
@@ -135,7 +139,7 @@ async def _call(
     try:
         run_context = None
         if item.context_param is not None:
-            deps = context() if context is not None else None
+            deps = make_deps() if make_deps is not None else None
             if inspect.isawaitable(deps):
                 deps = await deps
             run_context = deps if isinstance(deps, RunContext) else RunContext(deps=deps)
@@ -200,8 +204,9 @@ def asgi_app(
     host: str = "127.0.0.1",
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     name: str = "agentkit",
-    context: Callable[[], Any] | None = None,
+    deps: Callable[[], Any] | None = None,
     allow_approval: bool = False,
+    context: Callable[[], Any] | None = None,
 ) -> ASGIApp:
     """An ASGI app serving ``tools`` over streamable HTTP at ``path``, to mount or run.
 
@@ -209,10 +214,13 @@ def asgi_app(
     ``host`` is the address it will be reached at: for a loopback one, requests naming
     another host are refused (DNS-rebinding protection). Bodies over ``max_request_bytes``
     are refused. The app's lifespan must run (uvicorn and Starlette mounts do that).
+    ``deps`` makes each call's ``RunContext.deps`` (as in :func:`build_server`; ``context``
+    is its old name, which warns).
     """
+    deps = _deps_factory(deps, context, "asgi_app")
     if token is not None and (not isinstance(token, str) or len(token) < 16):
         raise ConfigurationError("the token must be a string of at least 16 characters")
-    server = build_server(tools, name=name, context=context, allow_approval=allow_approval)
+    server = build_server(tools, name=name, deps=deps, allow_approval=allow_approval)
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=path,
         host=host,
@@ -272,18 +280,21 @@ def serve(
     tools: Iterable[Tool[..., Any] | Callable[..., Any]],
     *,
     name: str = "agentkit",
-    context: Callable[[], Any] | None = None,
+    deps: Callable[[], Any] | None = None,
     allow_approval: bool = False,
+    context: Callable[[], Any] | None = None,
 ) -> None:
     """Serve ``tools`` over this process's stdin and stdout until the client disconnects.
 
     While serving, stray writes to stdout (a tool's ``print``) go to stderr instead of
-    corrupting the protocol.
+    corrupting the protocol. ``deps`` makes each call's ``RunContext.deps`` (as in
+    :func:`build_server`; ``context`` is its old name, which warns).
     """
+    deps = _deps_factory(deps, context, "serve")
     import anyio
     from mcp.server.stdio import stdio_server
 
-    server = build_server(tools, name=name, context=context, allow_approval=allow_approval)
+    server = build_server(tools, name=name, deps=deps, allow_approval=allow_approval)
 
     async def main() -> None:
         async with stdio_server() as (read_stream, write_stream):
@@ -301,15 +312,19 @@ def serve_http(
     path: str = "/mcp",
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     name: str = "agentkit",
-    context: Callable[[], Any] | None = None,
+    deps: Callable[[], Any] | None = None,
     allow_approval: bool = False,
+    context: Callable[[], Any] | None = None,
     on_ready: Callable[[str], object] | None = None,
 ) -> None:
     """Serve ``tools`` over streamable HTTP with uvicorn until interrupted.
 
     A ``host`` other than loopback requires a ``token`` (``ConfigurationError`` otherwise).
-    ``on_ready`` is called with the endpoint URL once the socket listens.
+    ``on_ready`` is called with the endpoint URL once the socket listens. ``deps`` makes
+    each call's ``RunContext.deps`` (as in :func:`build_server`; ``context`` is its old name,
+    which warns).
     """
+    deps = _deps_factory(deps, context, "serve_http")
     check_binding(host, token)
     try:
         import uvicorn
@@ -322,7 +337,7 @@ def serve_http(
         host=host,
         max_request_bytes=max_request_bytes,
         name=name,
-        context=context,
+        deps=deps,
         allow_approval=allow_approval,
     )
     config = uvicorn.Config(
@@ -340,6 +355,21 @@ def serve_http(
 
         server.startup = announce  # type: ignore[method-assign]
     server.run()
+
+
+def _deps_factory(
+    deps: Callable[[], Any] | None, context: Callable[[], Any] | None, where: str
+) -> Callable[[], Any] | None:
+    """The deps factory given as ``deps=``, or as its old name ``context=`` (which warns)."""
+    if context is None:
+        return deps
+    if deps is not None:
+        raise ConfigurationError("pass deps= (context= is its old name), not both")
+    warn_deprecated(
+        f"agentkit.mcp.{where}(context=) is renamed deps= (the name a run and agentkit.serve "
+        "use); the old name goes before 0.1.0"
+    )
+    return context
 
 
 def check_binding(host: str, token: str | None) -> None:

@@ -50,6 +50,6 @@ def sleepy() -> str:
     return "late"
 
 
-def make_context() -> str:
+def make_deps() -> str:
     """The deps for RunContext tools."""
     return "the operator"
