@@ -41,6 +41,23 @@ def _no_server_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(variable, raising=False)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist (the dev extra), absent without it
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the README's command) starts two workers per core, at most 16.
+
+    Most of a worker's time is waiting, not CPU: run timeouts and tool timeouts that must
+    pass, processes starting, servers answering (PostgreSQL, Chromium, Ray, ``agentkit
+    serve``). With one worker per core both cores idled about half the run; a second worker
+    per core fills that time. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set.
+    """
+    del config
+    chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
+    if chosen.isdigit():
+        return int(chosen)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(2 * (cores or 1), 16)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _restore_ctrl_c()
     config.addinivalue_line(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import threading
 
 import pytest
-from conftest import _restore_ctrl_c
+from conftest import _restore_ctrl_c, pytest_xdist_auto_num_workers
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT dispositions are POSIX")
@@ -33,3 +34,14 @@ def test_ctrl_c_gets_its_handler_back_when_the_suite_starts_with_sigint_ignored(
             threading.Event().wait(5)  # woken by the KeyboardInterrupt
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_n_auto_starts_two_workers_per_core_unless_told(
+    monkeypatch: pytest.MonkeyPatch, pytestconfig: pytest.Config
+) -> None:
+    # the README's `pytest -n auto`: a worker waits about half its time, so two per core
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert pytest_xdist_auto_num_workers(pytestconfig) == min(2 * (cores or 1), 16)
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
+    assert pytest_xdist_auto_num_workers(pytestconfig) == 3
