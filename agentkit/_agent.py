@@ -50,7 +50,14 @@ from ._providers import Provider
 from ._records import ModelSettings, RunLimits
 from ._result import RunResult
 from ._runtime import Runtime
-from ._session import Decision, ResumeError, Summarizer, decisions_by, settle_open_round
+from ._session import (
+    Decision,
+    ResumeError,
+    Summarizer,
+    check_settler,
+    decisions_by,
+    settle_open_round,
+)
 from ._session_run import session_steps
 from ._sources import ToolSource
 from ._steps import LIST_TOOLS, Approver, Begin, Effect, RunPlan, run_steps
@@ -711,6 +718,7 @@ class Agent(Generic[OutputT]):
             settings = team.settings(agent)
         else:
             settings = config.settings_for(found if isinstance(found, list) else None)
+        check_settler(None, history, (agent if team is not None else self).name)
         round_ = settle_open_round(
             None, history, paused.resume_state, (), settings.tools, decisions
         )

@@ -43,6 +43,7 @@ __all__ = [
     "OpenRound",
     "ResumeError",
     "SessionJournal",
+    "check_settler",
     "estimate_tokens",
     "fit_budget",
     "settle_open_round",
@@ -497,6 +498,26 @@ def settle_open_round(
         else:
             result.plan[call_id] = NOT_RUN
     return result
+
+
+def check_settler(
+    session_id: str | None, history: Sequence[Mapping[str, Any]], name: str | None
+) -> None:
+    """Refuse a resume whose open round was asked by another agent than the one that would
+    settle it: an agent of the handoff graph renamed or dropped since the pause (the entry
+    agent would settle the round, and run its own tools of the asked names)."""
+    for message in reversed(history):
+        if message.get("role") == "assistant":
+            asker = message.get("name")
+            if isinstance(asker, str) and asker != name:
+                where = f"session {session_id!r}" if session_id else "this run"
+                raise ResumeError(
+                    f"{where}: the paused calls were asked by agent {asker!r}, which this "
+                    f"agent's handoff graph does not have now (it would go on as {name!r}); "
+                    "nothing was run (resume with the graph that paused)",
+                    session_id=session_id,
+                )
+            return
 
 
 def _check_tools_below(

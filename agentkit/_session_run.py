@@ -28,6 +28,7 @@ from ._session import (
     Decision,
     OpenRound,
     SessionJournal,
+    check_settler,
     fit_budget,
     settle_open_round,
     tool_messages,
@@ -59,6 +60,7 @@ class SessionPlan:
         decisions: Mapping[Any, Decision] | None,
         found: Found,
         team: Team | None = None,
+        name: str | None = None,
     ) -> None:
         self.session = record.session_id
         history = list(record.messages)
@@ -75,6 +77,8 @@ class SessionPlan:
         self._round: OpenRound | None = None
         self.in_doubt: tuple[PendingCall, ...] = ()
         if decisions is not None or open_calls(history):
+            if decisions is not None:
+                check_settler(self.session, history, agent.name if agent is not None else name)
             round_ = settle_open_round(
                 self.session, history, record.pending, record.calls, settings.tools, decisions
             )
@@ -179,6 +183,7 @@ def session_steps(
             decisions,
             found,
             team_of(agent, limits, deps, found),
+            agent.name,
         )
         if stored.closing:
             close_round = partial(store.append, close_round=True)

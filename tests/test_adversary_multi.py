@@ -191,3 +191,22 @@ def test_run_timeout_ends_a_hung_model_call_in_the_sync_driver(
         else:
             agent.run("hello")
     assert raised.value.timeout == 0.5
+
+
+def test_a_paused_result_asked_by_an_agent_the_graph_lost_is_refused(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    """A paused RunResult whose waiting call billing asked, resumed by a triage that no
+    longer hands off to billing but has a tool of the same name: a ResumeError naming
+    billing, and triage's tool does not run in its place (it did)."""
+    line.done.clear()
+    billing = make(server, "billing", [reset_line])
+    triage = make(server, "triage", [], handoffs=[billing])
+    scripts.add("triage", Reply.tool_calls(("transfer_to_billing", {})))
+    scripts.add("billing", Reply.tool_calls(("reset_line", {"number": "5"})))
+    paused = triage.run("Reset my line.")
+    [call] = paused.pending
+    alone = make(server, "triage", [reset_line])
+    with pytest.raises(ResumeError, match=r"asked by agent 'billing'"):
+        alone.resume(paused, {call: True})
+    assert line.done == []

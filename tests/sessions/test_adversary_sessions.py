@@ -100,9 +100,10 @@ def test_a_pause_in_a_specialist_the_graph_lost_is_refused_and_stays_paused(
     store: Any, server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """billing's refund waits for a person; a new release drops billing from triage's
-    handoffs. Approving is a ResumeError that names the tool and runs nothing, the session
-    stays paused, and the graph that has billing again resumes it (the refund runs once).
-    The approval was answered "Unknown tool 'issue_refund'" and the session went on with
+    handoffs. Approving is a ResumeError that names the agent that asked and runs nothing,
+    also when triage has a tool of the same name (it ran triage's); the session stays
+    paused, and the graph that has billing again resumes it (the refund runs once). The
+    approval was answered "Unknown tool 'issue_refund'" and the session went on with
     triage, done, as if the person's decision had been carried out."""
     from agentkit import Agent, tool
 
@@ -125,10 +126,18 @@ def test_a_pause_in_a_specialist_the_graph_lost_is_refused_and_stays_paused(
     assert paused.status == "paused" and paused.agent == "billing"
     [call] = paused.pending
 
-    without = Agent("triage", [], "Route.", name="triage", **common)
-    with pytest.raises(ResumeError, match=r"'issue_refund'.*nothing was run"):
-        without.resume("c-2", {call: True})
-    assert store.load("c-2").status == "paused" and refunds == []
+    @tool(requires_approval=True, name="issue_refund")
+    def store_credit(amount: int) -> str:
+        """Give the customer store credit."""
+        refunds.append(-amount)
+        return f"credit {amount} EUR"
+
+    # without billing; and with triage holding a tool of the same name, which would have run
+    for tools in ([], [store_credit]):
+        without = Agent("triage", tools, "Route.", name="triage", **common)
+        with pytest.raises(ResumeError, match=r"asked by agent 'billing'.*nothing was run"):
+            without.resume("c-2", {call: True})
+        assert store.load("c-2").status == "paused" and refunds == []
 
     server.queue(Reply.text("Refunded."))
     done = triage.resume("c-2", {call: True})
