@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agentkit.serve import create_app
@@ -92,12 +92,17 @@ FUZZ = settings(
 @pytest.mark.timeout(300)  # 40 requests through the app on a loaded machine
 @FUZZ
 @given(body=CHAT, conversation=st.none() | st.text(max_size=6))
+@example(body={}, conversation="\r").via("a control character")
+@example(body={}, conversation=" a").via("an edge space")
 def test_chat_completions_answer_json(
     fuzzed: str, http: httpx.Client, body: dict[str, Any], conversation: str | None
 ) -> None:
     headers = {"Content-Type": "application/json"}
     if conversation is not None:
-        if not conversation.isascii():
+        # A value an HTTP client cannot send (a control character, an edge space, non-ASCII)
+        # goes as its hex, which it can.
+        sendable = conversation.isascii() and conversation.isprintable()
+        if not sendable or conversation != conversation.strip():
             conversation = conversation.encode("utf-8", "surrogatepass").hex()
         headers["X-Agentkit-Conversation"] = conversation
     response = http.post(fuzzed + "/v1/chat/completions", content=encoded(body), headers=headers)
