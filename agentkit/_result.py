@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import unquote
 
 from ._deprecation import AgentKitDeprecationWarning
 from ._wire import Usage
@@ -12,6 +14,17 @@ from ._wire import Usage
 __all__ = ["PendingCall", "RunResult"]
 
 OutputT = TypeVar("OutputT")
+
+
+def call_key(address: Sequence[str]) -> str:
+    """The key text of the call at ``address`` (the ids of the agent-tool calls that lead
+    to it, then its own): the ids joined by ``/``, each ``%`` and ``/`` in them escaped."""
+    return "/".join(part.replace("%", "%25").replace("/", "%2F") for part in address)
+
+
+def key_address(key: str) -> tuple[str, ...]:
+    """The address a key text names (the inverse of :func:`call_key`)."""
+    return tuple(unquote(part) for part in key.split("/"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +61,10 @@ class PendingCall:
     def key(self) -> str:
         """The call's key in ``Agent.resume``'s decisions: ``call_id`` for the top agent's
         own call, else the ids of ``via`` and ``call_id`` joined by ``/``
-        (``"call_1/call_7"``). The ``PendingCall`` itself is a key too (and binds the
-        decision to the arguments shown)."""
-        return "/".join((*self.via, self.call_id))
+        (``"call_1/call_7"``). A ``/`` or ``%`` in an id is escaped (``%2F``, ``%25``), so
+        each key names one call whatever ids the model chose. The ``PendingCall`` itself
+        is a key too (and binds the decision to the arguments shown)."""
+        return call_key((*self.via, self.call_id))
 
     @property
     def id(self) -> str:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ._loop_text import clean_text
-from ._result import PendingCall
+from ._result import PendingCall, call_key, key_address
 from ._store import (
     CallRecord,
     Claim,
@@ -625,7 +625,7 @@ def _check_decisions(
     unknown = set(own) - {a[0] for a in waiting if len(a) == 1}
     asking = sorted(unknown & set((state or {}).get("nested") or {}))
     if asking:
-        inner = sorted("/".join(a) for a in waiting if a[0] == asking[0] and len(a) > 1)
+        inner = sorted(call_key(a) for a in waiting if a[0] == asking[0] and len(a) > 1)
         raise ResumeError(
             f"{where}: the call {asking[0]!r} ran an agent whose run paused; decide the "
             f"calls it waits on instead: {inner}",
@@ -634,7 +634,7 @@ def _check_decisions(
     open_ids = {wire["id"] for wire in open_}
     subs = (state or {}).get("nested") or {}
     started = sorted(
-        "/".join(address)
+        call_key(address)
         for address in chosen
         if address not in waiting
         and address[0] in open_ids
@@ -647,7 +647,7 @@ def _check_decisions(
             "({}) to settle it",
             session_id=session_id,
         )
-    lost = sorted("/".join(address) for address in chosen if address not in waiting)
+    lost = sorted(call_key(address) for address in chosen if address not in waiting)
     if lost:
         raise ResumeError(
             f"{where} has no paused call {lost[0]!r}; paused: "
@@ -655,7 +655,7 @@ def _check_decisions(
             session_id=session_id,
         )
     missing = sorted(
-        "/".join(address)
+        call_key(address)
         for address in waiting
         if address not in chosen and not (len(address) == 1 and address[0] in by_key)
     )
@@ -678,11 +678,12 @@ def _addressed(
     """The decisions keyed by each call's address (the ids of ``via`` and the call id).
 
     A key is a ``PendingCall`` (its digest must match the paused call's), its ``key`` text,
-    or an address tuple. A text naming two paused calls (an id that holds ``/``) is refused:
-    pass the ``PendingCall`` then."""
+    or an address tuple; a top call's own id is taken as it is too. A text naming two paused
+    calls (one's key, and another's id that holds ``/``) is refused: pass the
+    ``PendingCall`` then."""
     texts: dict[str, list[tuple[str, ...]]] = {}
     for known in waiting:
-        texts.setdefault("/".join(known), []).append(known)
+        texts.setdefault(call_key(known), []).append(known)
     chosen: dict[tuple[str, ...], Decision] = {}
     for key, decision in decisions.items():
         address: tuple[str, ...]
@@ -698,13 +699,15 @@ def _addressed(
             address = key
         elif isinstance(key, str):
             matches = texts.get(key, [])
+            if (key,) in waiting and (key,) not in matches:  # a top call's id as it is
+                matches = [*matches, (key,)]  # (the key of another call too: ambiguous)
             if len(matches) > 1:
                 raise ResumeError(
                     f"{where}: the key {key!r} names more than one paused call; use the "
                     "PendingCall from RunResult.pending as the key"
                 )
             # an unknown key is refused below; split, it names where it was meant to be
-            address = matches[0] if matches else tuple(key.split("/"))
+            address = matches[0] if matches else key_address(key)
         else:
             raise ResumeError(
                 f"{where}: a decision's key is a call's key (PendingCall.key), or the "
@@ -712,7 +715,7 @@ def _addressed(
             )
         if not isinstance(decision, bool | str):
             raise ResumeError(
-                f"{where}: the decision for {'/'.join(address)!r} must be True, False or a "
+                f"{where}: the decision for {call_key(address)!r} must be True, False or a "
                 "reason (str)"
             )
         chosen[address] = decision

@@ -470,3 +470,43 @@ def test_one_sub_agent_called_twice_in_a_round_pauses_twice_with_its_own_keys(
     answers = {m["tool_call_id"]: m["content"] for m in done.messages if m["role"] == "tool"}
     assert answers["call_0"] == "Oslo: booked to Oslo"
     assert answers["call_1"].startswith("Rome: Not run") and "Rome is full" in answers["call_1"]
+
+
+def test_call_ids_that_hold_a_slash_give_each_paused_call_its_own_key(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    # The model picks call ids: the planner's own call "a/b" and the call "b" inside its
+    # agent-tool call "a" would both be "a/b". The top call's "/" is escaped in its key
+    # ("a%2Fb"), so each key names one call; the bare text "a/b" (one's key, the other's
+    # id) is refused as ambiguous and runs nothing.
+    flights = make(server, "flights", [book_flight], name="flights")
+    planner = make(server, "planner", [flights.as_tool(), book_hotel], name="planner")
+    scripts.add(
+        "planner",
+        Reply.tool_calls(
+            ("flights", {"request": "Oslo"}, "a"), ("book_hotel", {"hotel": "Inn"}, "a/b")
+        ),
+        Reply.text("Done."),
+    )
+    scripts.add(
+        "flights",
+        Reply.tool_calls(("book_flight", {"flight": "SK4"}, "b")),
+        Reply.text("Flight refused."),
+    )
+    ledger = Ledger()
+    paused = planner.run("Trip", deps=ledger)
+    keys = {call.key: (call.via, call.call_id) for call in paused.pending}
+    assert keys == {"a%2Fb": ((), "a/b"), "a/b": (("a",), "b")}
+    with pytest.raises(ResumeError, match="names more than one paused call"):
+        planner.resume(paused, {"a/b": True, "a%2Fb": True}, deps=ledger)
+    assert ledger.done == []
+    below = next(call for call in paused.pending if call.via == ("a",))
+    decisions: dict[Any, bool | str] = {"a%2Fb": True, below: "no flights"}
+    done = planner.resume(through_json(paused), decisions, deps=ledger)
+    assert done.output == "Done." and ledger.done == ["hotel Inn"]
+    told = tool_messages_of(scripts.seen["flights"][-1]["messages"])
+    assert "no flights" in told[-1]
+
+
+def tool_messages_of(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["content"] for m in messages if m["role"] == "tool"]

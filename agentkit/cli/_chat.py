@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .._agent import Agent
     from .._calls import PlannedCall
     from .._client import ChatClient
-    from .._result import RunResult
+    from .._result import PendingCall, RunResult
     from .._tool import Tool
     from ._progress import Progress
 
@@ -212,17 +212,17 @@ def _settle_pauses(
     """A run paused for approval (an agent with no ``approve=``, e.g. ``--agent``): ask the
     person, as for any approval, and go on until the run is done."""
     while result.status == "paused":
-        decisions: dict[str, bool] = {}
+        decisions: dict[PendingCall, bool] = {}
         for call in result.pending:
             shown = f"{call.name}({compact_json(call.arguments)})"
             if len(call.path) > 1:  # asked inside an agent used as a tool: say which
                 shown = f"[{call.path[-1]}] {shown}"
-            # its key: a call inside an agent tool is named by the calls that lead to it
+            # the call itself is the key: it names where the call sits (inside agent tools)
             if args is not None and getattr(args, "approve_all", False):
-                decisions[call.key] = True
+                decisions[call] = True
             elif sys.stdin.isatty():
                 console.note(f"  ? {shown} needs your approval")
-                decisions[call.key] = input("    run it? [y/N] ").strip().lower() in (
+                decisions[call] = input("    run it? [y/N] ").strip().lower() in (
                     "y",
                     "yes",
                 )
@@ -231,7 +231,7 @@ def _settle_pauses(
                     f"  ? {shown} needs your approval, and stdin is not a terminal to ask on: "
                     "refused (--approve-all runs such tools)"
                 )
-                decisions[call.key] = False
+                decisions[call] = False
         result = agent.resume(session if session is not None else result, decisions)
         if result.status != "paused":  # paused again: the next calls are asked first
             console.text(str(result.output))

@@ -300,3 +300,54 @@ def test_gated_and_ungated_calls_at_two_levels_are_decided_in_one_request(
         ("call_2", "booked HOME"),
         ("call_3", "noted"),
     ]
+
+
+def test_a_served_pause_whose_call_ids_hold_a_slash_keeps_every_call_apart(
+    model: ScriptedServer, scripts: Scripts, tmp_path: Path
+) -> None:
+    # The model's ids make the planner's own call "a/b" and the sub-agent's call "b" under
+    # "a" look alike: each is listed under its own id (the top one escaped) and each
+    # decision reaches its call (both ids were "a/b": the digest check refused the pair).
+    done: list[str] = []
+
+    @tool(requires_approval=True)
+    def book(flight: str) -> str:
+        """Book a flight."""
+        done.append(flight)
+        return f"booked {flight}"
+
+    flights = agent(model, "flights", [book])
+    top = agent(
+        model,
+        "planner",
+        [flights.as_tool(), book],
+        store=sessions.SQLiteStore(str(tmp_path / "slash.db")),
+    )
+    scripts.add(
+        "planner",
+        Reply.tool_calls(
+            ("flights", {"request": "Oslo"}, "a"), ("book", {"flight": "HOME"}, "a/b")
+        ),
+    )
+    scripts.add("flights", Reply.tool_calls(("book", {"flight": "SK1"}, "b")))
+    with uvicorn_serving(create_app({"triage": top}, api_keys=[KEY])) as url:
+        _, extension, _ = ask(url, "Plan Oslo.", "s1", stream=False)
+        pending = {call["id"]: call for call in extension["pending"]}
+        assert {key: call["path"] for key, call in pending.items()} == {
+            "a%2Fb": ["planner"],
+            "a/b": ["planner", "flights"],
+        }
+        scripts.add("flights", Reply.text("SK1 not booked."))
+        scripts.add("planner", Reply.text("Home only."))
+        decided = decide(
+            url,
+            "s1",
+            {
+                "decisions": {"a%2Fb": True, "a/b": False},
+                "digests": {key: call["arguments_digest"] for key, call in pending.items()},
+            },
+        )
+        assert decided.status_code == 200, decided.text
+    assert decided.json()["agentkit"]["status"] == "done" and done == ["HOME"]
+    below = scripts.seen["flights"][-1]["messages"][-1]
+    assert below["tool_call_id"] == "b" and "did not approve" in below["content"]
