@@ -186,6 +186,17 @@ class Access:
                 param="digests",
                 code="approval_mismatch",
             )
+        missing = sorted(set(waiting) - set(decisions))
+        if waiting and set(decisions) <= set(waiting) and missing:
+            # the resume would refuse it; recorded, the refused decision would lock every
+            # other reviewer out of this pause ("already decided")
+            raise ServeError(
+                409,
+                f"no decision for the waiting call {missing[0][:100]!r}: every waiting call "
+                "needs true, false or a reason; nothing was recorded or run",
+                param="decisions",
+                code="approval_mismatch",
+            )
         if waiting and set(decisions) <= set(waiting):
             recorded = await self._owners[agent].run(
                 "record", conversation, dict(decisions), principal.id
