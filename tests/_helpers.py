@@ -80,9 +80,11 @@ def assert_resendable(messages: object) -> None:
         position += len(ids)
 
 
-WAIT = 5.0
-"""How long a wait gives a condition that is expected to hold soon. Generous: a shared
-machine can stall a thread for a second; a passing test never waits this long."""
+WAIT = 20.0
+"""How long a wait gives a condition that is expected to hold soon before it fails the test.
+A guard against a hang, never a measure: a loaded machine (the suite runs two workers per
+core, beside whatever else runs) can stall a thread for seconds, and a passing test never
+waits this long."""
 
 
 def wait_until(condition: Callable[[], object], timeout: float = WAIT) -> None:

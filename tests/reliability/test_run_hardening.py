@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from _helpers import assert_resendable, wait_until
+from _helpers import WAIT, assert_resendable, wait_until
 
 from agentkit import Agent, RunLimits, ToolThreadsExhaustedError, tool
 from agentkit.testing import RecordedRequest, Reply, ScriptedServer
@@ -35,7 +35,8 @@ ANSWER = "Done."
 
 
 def bounded(call: Callable[[], T], seconds: float) -> T:
-    """``call()`` on a daemon thread; fails the test if it takes longer than ``seconds``."""
+    """``call()`` on a daemon thread; fails the test if it takes longer than ``seconds`` (a
+    guard against a wedged run, never a measure: pass ``WAIT``)."""
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -97,16 +98,16 @@ def test_timed_out_sync_tools_do_not_starve_later_runs(
     )
     with agent:
         for _ in range(2):  # each run leaves two threads stuck; run 2 hung before
-            result = bounded(lambda: agent.run("go"), 10)
+            result = bounded(lambda: agent.run("go"), WAIT)
             told = tool_messages(result.messages)
             assert [m["content"] for m in told] == ["tool fetch timed out after 0.2 s"] * 2
         # The leak bound (2 x parallel_tool_calls_limit threads) is reached: refused, at once.
         with pytest.raises(ToolThreadsExhaustedError, match="4 of this agent's 4 tool threads"):
-            bounded(lambda: agent.run("go"), 10)
+            bounded(lambda: agent.run("go"), WAIT)
         release.set()  # the stuck calls return; their threads serve later runs
         runtime = agent._runtime
         wait_until(lambda: runtime.threads is not None and runtime.threads._stuck == 0)
-        result = bounded(lambda: asyncio.run(agent.run_async("go")), 10)
+        result = bounded(lambda: asyncio.run(agent.run_async("go")), WAIT)
         assert [m["content"] for m in tool_messages(result.messages)] == ["late", "late"]
         assert agent._runtime.threads is not None
         assert agent._runtime.threads._count == 4, "at most 2 x the limit, ever"
@@ -132,7 +133,7 @@ def test_a_queued_call_times_out_from_when_it_was_queued(
         api_key=KEY,
         limits=RunLimits(tool_timeout=0.3, parallel_tool_calls_limit=1),
     ) as agent:
-        result = bounded(lambda: agent.run("go"), 10)
+        result = bounded(lambda: agent.run("go"), WAIT)
     durations = [m["content"] for m in tool_messages(result.messages)]
     assert durations == ["tool fetch timed out after 0.3 s"] * 2
 
@@ -169,7 +170,7 @@ def test_a_tool_that_runs_its_own_agent_does_not_deadlock(server: ScriptedServer
         limits=RunLimits(tool_timeout=30, parallel_tool_calls_limit=1),
     ) as agent:
         holder["agent"] = agent
-        result = bounded(lambda: agent.run("outer"), 10)
+        result = bounded(lambda: agent.run("outer"), WAIT)
     assert tool_messages(result.messages)[0]["content"] == "inner answer"
 
 
@@ -206,7 +207,7 @@ def test_alternating_event_loops_keep_their_connection_pools(server: ScriptedSer
             for runner in (first, second):
                 assert runner.run(agent.run_async("hi")).output == "hello"
         assert server.connections_opened == 2, "one pool per live loop, reused by every run"
-    assert bounded(lambda: asyncio.run(agent.run_async("hi")), 10).output == "hello"
+    assert bounded(lambda: asyncio.run(agent.run_async("hi")), WAIT).output == "hello"
 
 
 # --- 5. lone surrogates ---------------------------------------------------------------------
@@ -292,7 +293,7 @@ def test_a_lazy_generator_is_refused_not_consumed(
         return itertools.count()
 
     server.queue(Reply.tool_calls(("slow_rows", {}), ("endless", {})), Reply.text(ANSWER))
-    result = bounded(lambda: run_with(driver, server.base_url, tools=(slow_rows, endless)), 10)
+    result = bounded(lambda: run_with(driver, server.base_url, tools=(slow_rows, endless)), WAIT)
     assert result.output == ANSWER
     told = [m["content"] for m in tool_messages(result.messages)]
     assert all("generator or iterator" in text for text in told), told
