@@ -298,7 +298,10 @@ class Agent(Generic[OutputT]):
         The tool's input is one ``request: str``, or the fields of ``input_type`` (a
         pydantic model; the request is then its JSON). Its output is this agent's answer.
         The sub-run shares the caller's ``deps``, principal, deadline and cancellation; its
-        usage is added to the caller's ``usage``; in a streamed run its events reach the
+        usage is added to the caller's ``usage``; its model calls and tool calls count
+        against the top-level run's ``max_turns`` and ``max_tool_calls`` (one budget for
+        every agent of the run, parallel and nested ones too) as well as its own agent's
+        limits, whichever runs out first; in a streamed run its events reach the
         caller's stream as :class:`~agentkit.SubAgentEvent` while the call runs. Several
         calls in one round run in parallel, and a sub-agent may use agents as tools too;
         a cycle is a ``ConfigurationError`` before the caller's first request.

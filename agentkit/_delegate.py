@@ -4,9 +4,12 @@ The tool is an async function of the caller's :class:`~agentkit.RunContext`. It 
 sub-agent through the same drivers and step generator as any run, on the caller's terms:
 the same ``deps`` and principal, the caller's deadline (the sooner of the two), its
 cancellation (in ``run_async``/``stream_async`` the sub-run is a task of the caller's
-round, cancelled with it), and its usage added to the caller's, whether the sub-run ends
-well or not. In a streamed run the sub-run streams too, and each of its events reaches the
-caller's stream as a :class:`~agentkit.SubAgentEvent` while the call runs.
+round, cancelled with it), its usage added to the caller's, whether the sub-run ends
+well or not, and its model calls and tool calls taken from the top-level run's
+``max_turns`` and ``max_tool_calls``, one budget for the whole tree (``_budget.py``), as
+well as bounded by its own agent's limits. In a streamed run the sub-run streams too, and
+each of its events reaches the caller's stream as a :class:`~agentkit.SubAgentEvent`
+while the call runs.
 
 A cycle (an agent that reaches itself through agent tools) is a ``ConfigurationError``
 before the caller's first request (:func:`check_agent_tools`).
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel
 
+from ._budget import budget_of
 from ._calls import PlannedCall, SubRunPaused
 from ._client import AsyncChatClient, ChatClient
 from ._context import RunContext
@@ -253,6 +257,8 @@ class _SubRun:
                 paused, resumed.decisions, ctx.deps, ctx.principal, limits, found or None
             )
         loop.agents = (*self.caller.agents, id(agent))
+        # its model calls and tool calls take from the run tree's budget as well
+        loop.budget = budget_of(self.caller)
         loop.caller = (self.caller.observer, ctx.call_id)
         # who asks: the agent, or after a handoff inside it the agent that has it now
         self.name = loop.settings.agent or self.name

@@ -67,6 +67,7 @@ from ._result import PendingCall, RunResult
 from ._wire import ChatCompletion, ChatMessage, ToolCall, Usage, message_to_dict
 
 if TYPE_CHECKING:
+    from ._budget import Budget
     from ._context import Principal, RunContext
     from ._handoff import Team
     from ._observe import RunObserver
@@ -110,6 +111,7 @@ class RunLoop:
         "_usage",
         "_view",
         "agents",
+        "budget",
         "call_key",
         "caller",
         "deadline",
@@ -185,6 +187,9 @@ class RunLoop:
         # (``None`` while the caller waits); the sync driver then performs no more effects
         self.given_up: Callable[[], BaseException | None] | None = None
         self.agents: tuple[int, ...] = ()
+        # the run tree's count limits, shared by its agents (_budget.py); None: this run
+        # has called no agent tool, and counts against its own limits only
+        self.budget: Budget | None = None
         # a sub-agent's run: the caller's observer and the id of the call running this one
         self.caller: tuple[RunObserver | None, str] | None = None
         self.path: tuple[str, ...] = ()
@@ -235,6 +240,10 @@ class RunLoop:
                 "without a final answer",
                 messages=self.messages,
             )
+        budget = self.budget
+        if budget is not None and not budget.take_turn():
+            self._state = "done"
+            raise MaxTurnsExceededError(budget.turns_text(), messages=self.messages)
         self.turns += 1
         request = dict(self.settings.base_request)
         view = self._view  # after a handoff: what the active agent is sent
@@ -598,8 +607,7 @@ class RunLoop:
             if self._limit_told:
                 self.interrupt(ToolOutcome.not_run(call) for call in calls)
                 raise ToolCallLimitExceededError(
-                    f"the model kept asking for tools after the run's limit of "
-                    f"{settings.max_tool_calls} tool calls",
+                    f"the model kept asking for tools after {self._tool_limit()}",
                     messages=self.messages,
                 )
             self._limit_told = True
@@ -623,6 +631,10 @@ class RunLoop:
                 f"Not run: this run reached its limit of {cap} tool calls. "
                 "Answer now with the information you have."
             )
+            return PlannedCall(index, call_id, name, arguments, tool_, ready=text, kind="limit")
+        budget = self.budget
+        if budget is not None and not budget.take_call():
+            text = budget.calls_text()
             return PlannedCall(index, call_id, name, arguments, tool_, ready=text, kind="limit")
         if tool_ is None:
             text = unknown_tool_text(name, settings.tools, settings.handoffs)
@@ -655,6 +667,13 @@ class RunLoop:
         return PlannedCall(
             index, call_id, name, arguments, tool_, kwargs, run_context, timeout=timeout, _key=key
         )
+
+    def _tool_limit(self) -> str:
+        """The tool-call limit this run reached: its own, or its tree's."""
+        cap, budget = self.settings.max_tool_calls, self.budget
+        if budget is not None and (cap is None or self._calls_made <= cap):
+            return f"the run's limit of {budget.max_tool_calls} tool calls, across its agents"
+        return f"the run's limit of {cap} tool calls"
 
     def _final_call(
         self, index: int, wire_calls: list[dict[str, Any]], round_: ModelRoundFinished

@@ -18,6 +18,7 @@ from agentkit import (
     Agent,
     ChatClient,
     ConfigurationError,
+    MaxTurnsExceededError,
     Principal,
     RunContext,
     RunFinished,
@@ -623,3 +624,147 @@ def test_a_sub_run_in_a_tool_thread_takes_no_step_once_its_caller_gave_up(
     (error,) = ends.errors
     assert error is not None  # stopped: no answer
     assert len(scripts.seen["worker"]) == 1
+
+
+# --- one budget of model calls and tool calls for the whole run tree -----------------------
+
+
+class Pings:
+    """A tool that counts its runs (from any thread)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+        @tool
+        def ping(n: int) -> str:
+            """Ping once."""
+            with self._lock:
+                self.count += 1
+            return f"pong {n}"
+
+        self.tool = ping
+
+
+def model_calls(scripts: Scripts) -> int:
+    return sum(len(seen) for seen in scripts.seen.values())
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_parallel_sub_agents_take_from_the_callers_limits(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    # The caller allows 2 model calls and 2 tool calls; its two sub-agents, each with the
+    # default limits, would go on for 10 rounds each. The tree stops at the caller's.
+    pings = Pings()
+    flights = make(server, "flights", [pings.tool], name="flights")
+    hotels = make(server, "hotels", [pings.tool], name="hotels")
+    boss = make(
+        server,
+        "boss",
+        [flights.as_tool(), hotels.as_tool()],
+        limits=RunLimits(max_turns=2, max_tool_calls=2),
+    )
+    scripts.add(
+        "boss",
+        Reply.tool_calls(("flights", {"request": "f"}), ("hotels", {"request": "h"})),
+        Reply.text("never asked"),
+    )
+    for model in ("flights", "hotels"):
+        scripts.add(model, *(Reply.tool_calls(("ping", {"n": i})) for i in range(10)))
+    with pytest.raises(MaxTurnsExceededError) as caught:
+        drive(boss, driver, "go")
+    assert model_calls(scripts) == 2  # the caller's one and one sub-agent's
+    assert pings.count == 0  # the caller's two agent-tool calls spent the tool calls
+    assert "across its agents" in str(caught.value)
+    # the transcript: the caller's model would be told both agent tools failed
+    messages = caught.value.messages
+    assert messages is not None
+    told = [m["content"] for m in messages if m["role"] == "tool"]
+    assert len(told) == 2
+    assert all("MaxTurnsExceededError" in text and "across its agents" in text for text in told)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_sequential_sub_agents_share_the_callers_tool_calls(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    pings = Pings()
+    flights = make(server, "flights", [pings.tool], name="flights")
+    hotels = make(server, "hotels", [pings.tool], name="hotels")
+    boss = make(
+        server, "boss", [flights.as_tool(), hotels.as_tool()], limits=RunLimits(max_tool_calls=3)
+    )
+    scripts.add(
+        "boss",
+        Reply.tool_calls(("flights", {"request": "f"})),  # tool call 1
+        Reply.tool_calls(("hotels", {"request": "h"})),  # past the budget: not run
+        Reply.text("Done with what I have."),
+    )
+    scripts.add(
+        "flights",
+        Reply.tool_calls(("ping", {"n": 1}), ("ping", {"n": 2})),  # tool calls 2 and 3
+        Reply.tool_calls(("ping", {"n": 3})),  # past the budget: not run, told
+        Reply.text("F"),
+    )
+    result, _ = drive(boss, driver, "go")
+    assert result.output == "Done with what I have."
+    assert pings.count == 2
+    assert "hotels" not in scripts.seen  # the second sub-agent never ran
+    told = scripts.seen["flights"][2]["messages"][-1]["content"]
+    assert told.startswith("Not run") and "limit of 3 tool calls, shared across its agents" in told
+    assert scripts.seen["boss"][1]["messages"][-1]["content"] == "F"
+    told = scripts.seen["boss"][2]["messages"][-1]["content"]
+    assert told.startswith("Not run") and "shared across its agents" in told
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_nested_sub_agents_take_from_the_top_runs_turns(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    pings = Pings()
+    hotels = make(server, "hotels", [pings.tool], name="hotels")
+    flights = make(server, "flights", [hotels.as_tool()], name="flights")
+    planner = make(server, "planner", [flights.as_tool()], limits=RunLimits(max_turns=3))
+    scripts.add("planner", Reply.tool_calls(("flights", {"request": "trip"})), Reply.text("no"))
+    scripts.add("flights", Reply.tool_calls(("hotels", {"request": "room"})), Reply.text("no"))
+    scripts.add("hotels", *(Reply.tool_calls(("ping", {"n": i})) for i in range(10)))
+    with pytest.raises(MaxTurnsExceededError) as caught:
+        drive(planner, driver, "go")
+    # planner, flights, hotels: one model call each, then the budget is spent at every level
+    assert {model: len(seen) for model, seen in scripts.seen.items()} == {
+        "planner": 1,
+        "flights": 1,
+        "hotels": 1,
+    }
+    assert pings.count == 1
+    assert "max_turns=3 is the run's, across its agents" in str(caught.value)
+    assert caught.value.messages is not None
+
+
+@pytest.mark.parametrize("driver", ["run", "stream_async"])
+def test_a_sub_agents_own_smaller_limit_holds_inside_the_budget(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    pings = Pings()
+    worker = make(server, "worker", [pings.tool], name="worker", limits=RunLimits(max_tool_calls=1))
+    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(max_tool_calls=4))
+    scripts.add(
+        "boss",
+        Reply.tool_calls(("worker", {"request": "a"})),  # tree: 1
+        Reply.tool_calls(("worker", {"request": "b"})),  # tree: 3
+        Reply.tool_calls(("worker", {"request": "c"})),  # tree: 5, past 4: not run
+        Reply.text("Done."),
+    )
+    for _ in range(2):  # its own limit: one ping a run, the second told
+        scripts.add(
+            "worker", Reply.tool_calls(("ping", {"n": 1}), ("ping", {"n": 2})), Reply.text("W")
+        )
+    result, _ = drive(boss, driver, "go")
+    assert result.output == "Done."
+    assert pings.count == 2
+    assert len(scripts.seen["worker"]) == 4
+    own = scripts.seen["worker"][1]["messages"][-1]["content"]
+    assert "this run reached its limit of 1 tool calls" in own
+    tree = scripts.seen["boss"][3]["messages"][-1]["content"]
+    assert "limit of 4 tool calls, shared across its agents" in tree
