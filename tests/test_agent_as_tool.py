@@ -768,3 +768,33 @@ def test_a_sub_agents_own_smaller_limit_holds_inside_the_budget(
     assert "this run reached its limit of 1 tool calls" in own
     tree = scripts.seen["boss"][3]["messages"][-1]["content"]
     assert "limit of 4 tool calls, shared across its agents" in tree
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_many_parallel_sub_agents_never_take_more_than_the_budget(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    # Six sub-agents at once, each asking for three tools a round: the budget is taken
+    # from six threads (or tasks) at a time and must never be overdrawn.
+    pings = Pings()
+    names = [f"helper{i}" for i in range(6)]
+    helpers = [make(server, name, [pings.tool], name=name) for name in names]
+    boss = make(
+        server,
+        "boss",
+        [helper.as_tool() for helper in helpers],
+        limits=RunLimits(max_turns=9, max_tool_calls=10),
+    )
+    scripts.add("boss", Reply.tool_calls(*((name, {"request": "go"}) for name in names)))
+    scripts.add("boss", *(Reply.text("fine") for _ in range(5)))
+    for name in names:
+        rounds = (
+            Reply.tool_calls(*(("ping", {"n": 3 * i + j}) for j in range(3))) for i in range(8)
+        )
+        scripts.add(name, *rounds, Reply.text("done"))
+    with pytest.raises(MaxTurnsExceededError) as caught:
+        drive(boss, driver, "go")
+    assert "across its agents" in str(caught.value) and caught.value.messages is not None
+    # every model call and tool call the budget allows was made, and not one more
+    assert model_calls(scripts) == 9
+    assert pings.count == 10 - 6  # the caller's six agent-tool calls took the rest
