@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError
@@ -149,12 +150,13 @@ class Access:
         principal: Principal,
         decisions: Mapping[str, bool | str],
         digests: Mapping[str, str] | None = None,
-    ) -> tuple[Principal, dict[str, PendingCall]]:
+    ) -> tuple[Principal, dict[str, PendingCall], Callable[[], Awaitable[bool]] | None]:
         """Check that ``principal`` may decide the conversation's waiting calls and record
-        who decided; the principal the run goes on for (the owner), and the waiting calls
-        by key (those asked inside agents used as tools too). 404 for a conversation that
-        does not exist or is not theirs to see, 403 for an owner when reviewers decide;
-        nothing is written before every check passed."""
+        who decided; the principal the run goes on for (the owner), the waiting calls by
+        key (those asked inside agents used as tools too), and what removes the record
+        again (``None`` when nothing was recorded) for a resume that fails before running
+        anything. 404 for a conversation that does not exist or is not theirs to see, 403
+        for an owner when reviewers decide; nothing is written before every check passed."""
         owner = await self._owner(conversation, agent)
         if owner is None and not (self.source.shared or self.is_reviewer(principal)):
             raise _not_found()
@@ -197,6 +199,7 @@ class Access:
                 param="decisions",
                 code="approval_mismatch",
             )
+        undo: Callable[[], Awaitable[bool]] | None = None
         if waiting and set(decisions) <= set(waiting):
             recorded = await self._owners[agent].run(
                 "record", conversation, dict(decisions), principal.id
@@ -209,7 +212,15 @@ class Access:
                     "these calls were already decided by someone else; show the conversation again",
                     code="already_decided",
                 )
-        return (owner if owner is not None else principal), calls
+            undo = partial(
+                self._owners[agent].run,
+                "unrecord",
+                conversation,
+                list(decisions),
+                principal.id,
+                recorded,
+            )
+        return (owner if owner is not None else principal), calls, undo
 
     async def decisions(self, conversation: str, agent: str) -> list[dict[str, Any]]:
         """The recorded decisions of a conversation (who decided which call, when)."""

@@ -222,7 +222,9 @@ def create_app(
             decisions = _decisions(body.get("decisions"))
             digests = _digests(decisions, body.get("digests"))
             streamed = body.get("stream", False) is True
-            owner, waiting = await access.decide(conversation, name, principal, decisions, digests)
+            owner, waiting, undo = await access.decide(
+                conversation, name, principal, decisions, digests
+            )
             # Each decision names its call by the digest the person saw: the resume runs
             # nothing if the waiting call's arguments differ (also a call asked inside an
             # agent used as a tool, found by its key).
@@ -230,8 +232,14 @@ def create_app(
                 _bound(key, waiting.get(key), digests[key]): decision
                 for key, decision in decisions.items()
             }
-            asked = RunSpec(agent, [], conversation, bound, decided_by=principal.id)
-            spec = await access.with_identity(asked, owner)
+            asked = RunSpec(agent, [], conversation, bound, decided_by=principal.id, undecide=undo)
+            try:
+                spec = await access.with_identity(asked, owner)
+            except Exception:
+                if undo is not None:  # nothing ran: the record must not lock others out
+                    with contextlib.suppress(Exception):
+                        await undo()
+                raise
         except ClientGone:
             return _nothing()
         except Exception as exc:

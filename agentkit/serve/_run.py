@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,9 @@ class RunSpec:
     """What to run: the agent, the prompt and, in a conversation, its stored id.
 
     ``decisions`` set means: resume the paused conversation with these decisions, made by
-    ``decided_by`` (the deciding principal's id, for the approval span event).
+    ``decided_by`` (the deciding principal's id, for the approval span event);
+    ``undecide`` removes their record when the resume fails before any decided call
+    started, so that another reviewer may decide them.
     """
 
     agent: Agent[Any]
@@ -49,6 +51,7 @@ class RunSpec:
     deps: Any = None
     principal: Principal | None = None
     decided_by: str | None = None
+    undecide: Callable[[], Awaitable[bool]] | None = None
 
 
 @dataclass(slots=True)
@@ -245,26 +248,37 @@ async def stream(spec: RunSpec) -> AsyncGenerator[str | dict[str, Any] | Ended, 
         )
     else:
         events = spec.agent.stream_async(spec.prompt, **_session_kwargs(spec))
-    async with contextlib.aclosing(events) as running:
-        async for event in running:
-            if isinstance(event, TextDelta):
-                yield event.text
-            elif isinstance(event, ToolCallStarted):
-                yield {
-                    "type": "tool_call",
-                    "id": event.call_id,
-                    "name": event.name,
-                    "arguments": event.arguments,
-                }
-            elif isinstance(event, ToolResult):
-                yield {
-                    "type": "tool_result",
-                    "id": event.call_id,
-                    "name": event.name,
-                    "output": event.output,
-                    "error": event.error,
-                }
-            elif isinstance(event, HandedOff):  # the answer goes on in the target's words
-                yield {"type": "handoff", "source": event.source, "target": event.target}
-            elif isinstance(event, RunFinished):
-                yield ending_of(event.result)
+    started = False  # a call started: from here a decision's record stands, whatever fails
+    try:
+        async with contextlib.aclosing(events) as running:
+            async for event in running:
+                if isinstance(event, TextDelta):
+                    yield event.text
+                elif isinstance(event, ToolCallStarted):
+                    started = True
+                    yield {
+                        "type": "tool_call",
+                        "id": event.call_id,
+                        "name": event.name,
+                        "arguments": event.arguments,
+                    }
+                elif isinstance(event, ToolResult):
+                    yield {
+                        "type": "tool_result",
+                        "id": event.call_id,
+                        "name": event.name,
+                        "output": event.output,
+                        "error": event.error,
+                    }
+                elif isinstance(event, HandedOff):  # the answer goes on in the target's words
+                    yield {"type": "handoff", "source": event.source, "target": event.target}
+                elif isinstance(event, RunFinished):
+                    yield ending_of(event.result)
+    except Exception:
+        if spec.undecide is not None and not started:
+            # The resume failed before any decided call started (a refusal, a busy or a
+            # failing store): its record would lock every other reviewer out of the pause.
+            # The run's own error is what the client is told.
+            with contextlib.suppress(Exception):
+                await spec.undecide()
+        raise

@@ -183,6 +183,47 @@ class Owners:
                 )
         return now
 
+    def unrecord(
+        self, session_id: str, call_ids: list[str], decided_by: str, decided_at: float
+    ) -> bool:
+        """Remove the decisions :meth:`record` wrote at ``decided_at``, when the resume they
+        were for failed before anything of it reached the store; whether they were removed.
+
+        A recorded decision locks every other reviewer out of the pause; one whose resume
+        was refused (the paused tool is gone, the store failed, the session was busy) ran
+        nothing and must not. The record stays once the session changed since the decision
+        (the resume stored a round) or a side-effect call was written ahead after it (it
+        may have run: a second decision must not run it again). One transaction holding
+        the session's row, as :meth:`record`, so a racing resume cannot slip between.
+        """
+        store = self._tables.store
+        self._tables.ensure()
+        with store._transaction(write=True) as cursor:
+            row = store._run(
+                cursor,
+                "SELECT updated_at, status FROM {p}agentkit_sessions WHERE id = ?"
+                + store._for_update,
+                (session_id,),
+            ).fetchone()
+            if row is None or row[1] != "paused" or row[0] > decided_at:
+                return False  # the resume stored something: the decision stands
+            started = store._run(
+                cursor,
+                "SELECT 1 FROM {p}agentkit_calls WHERE session_id = ? AND started_at >= ?",
+                (session_id, decided_at),
+            ).fetchone()
+            if started is not None:
+                return False  # a side-effect call may have run on this decision
+            removed = 0
+            for call_id in call_ids:
+                removed += store._run(
+                    cursor,
+                    "DELETE FROM {p}agentkit_decisions WHERE session_id = ? AND call_id = ?"
+                    " AND decided_by = ? AND decided_at = ?",
+                    (session_id, call_id, decided_by, decided_at),
+                ).rowcount
+        return removed > 0
+
     def decisions(self, session_id: str) -> list[Decision]:
         """Every recorded decision of the conversation, oldest first."""
         rows = self._tables.rows(

@@ -3,13 +3,29 @@ is a probe that broke, kept as its regression."""
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from agentkit import Agent, Principal
 from agentkit.serve import StoredKeys, create_app
 from agentkit.testing import Reply, ScriptedServer
 
-from .conftest import HTTP, sessions_or_skip, uvicorn_serving
-from .test_serve_identities import ask, bearer, booked, clinic_for, decide, make_desk
+from .conftest import HTTP, MODEL_KEY, sessions_or_skip, uvicorn_serving
+from .test_serve_identities import (
+    Clinic,
+    ask,
+    bearer,
+    booked,
+    clinic_for,
+    decide,
+    make_desk,
+    whoami,
+)
 
 sessions = sessions_or_skip()
 
@@ -48,3 +64,166 @@ def test_a_refused_partial_decision_does_not_lock_other_reviewers_out(
         ("ray", call["id"]) for call in (first, second)
     )
     store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A fresh store: a SQLite file, or a new schema on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        store: Any = sessions.SQLiteStore(tmp_path / "unlock.db")
+        yield store
+        store.close()
+        return
+    dsn = os.environ.get("AGENTKIT_TEST_POSTGRES", "")
+    if not dsn:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true and no PostgreSQL: AGENTKIT_TEST_POSTGRES is not set")
+        pytest.skip("no PostgreSQL (set AGENTKIT_TEST_POSTGRES to a DSN)")
+    psycopg = pytest.importorskip("psycopg")
+    schema = "unlock_" + secrets.token_hex(5)
+    store = sessions.PostgresStore(dsn, schema=schema, pool_size=4)
+    yield store
+    store.close()
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _reviewed(store: Any, desk: Agent[Any], **options: Any) -> Any:
+    return create_app({"desk": desk}, auth=StoredKeys(store), reviewers={"receptionist"}, **options)
+
+
+def _people(store: Any) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    rita, ray = (bearer(keys.add(name, ["receptionist"]).key) for name in ("rita", "ray"))
+    return dana, rita, ray
+
+
+def _shown(url: str, conversation: str, who: dict[str, str]) -> list[tuple[str, bool]]:
+    shown = HTTP.get(f"{url}/v1/sessions/{conversation}", headers=who).json()
+    return [(d["decided_by"], d["approved"]) for d in shown["decisions"]]
+
+
+def test_a_resume_refused_after_the_record_leaves_the_call_to_another_reviewer(
+    model: ScriptedServer, shared_store: Any
+) -> None:
+    """The paused tool is gone from the agent that rita's decision reaches (the graph
+    changed under the pause): her resume is refused and runs nothing. Ray, on a server whose
+    agent still has the tool, decides the call: that must run. Rita's refused decision stood
+    in the record, and ray was told "already decided by someone else" (409) until rita
+    decided again."""
+    dana, rita, ray = _people(shared_store)
+    full = _reviewed(shared_store, make_desk(model, shared_store), deps=clinic_for)
+    lost = Agent(
+        "scripted", [whoami], base_url=model.base_url, api_key=MODEL_KEY, store=shared_store
+    )
+    changed = _reviewed(shared_store, lost, deps=clinic_for)
+    booked.clear()
+    model.queue(Reply.tool_calls(("book", {"slot": "mon"})))
+    with uvicorn_serving(full) as url, uvicorn_serving(changed) as changed_url:
+        (call,) = ask(url, "book monday", "graph", dana).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        refused = decide(changed_url, "graph", {call["id"]: True}, rita, digests)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] != "already_decided"
+        assert booked == []
+        assert _shown(url, "graph", dana) == []  # the refused decision left no record
+        model.queue(Reply.text("Booked."))
+        approved = decide(url, "graph", {call["id"]: True}, ray, digests)
+        assert approved.status_code == 200, approved.text
+        assert [slot for _, slot, _ in booked] == ["mon"]
+        assert _shown(url, "graph", dana) == [("ray", True)]
+
+
+def test_a_resume_that_finds_its_session_busy_leaves_the_call_to_another_reviewer(
+    model: ScriptedServer, shared_store: Any
+) -> None:
+    """Another run holds the paused session (here the operator's own claim) when rita's
+    decision resumes it: the resume gives up (busy) before running anything. Once the
+    session is free, ray decides the call and it runs once; rita's record had locked ray
+    out."""
+    dana, rita, ray = _people(shared_store)
+    app = _reviewed(shared_store, make_desk(model, shared_store), deps=clinic_for)
+    booked.clear()
+    model.queue(Reply.tool_calls(("book", {"slot": "tue"})))
+    with uvicorn_serving(app) as url:
+        (call,) = ask(url, "book tuesday", "busy", dana).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        held = shared_store.claim("busy")
+        try:
+            busy = decide(url, "busy", {call["id"]: True}, rita, digests)
+        finally:
+            shared_store.release(held)
+        assert busy.status_code == 409, busy.text
+        assert busy.json()["error"]["code"] == "session_busy"
+        assert booked == []
+        model.queue(Reply.text("Booked."))
+        approved = decide(url, "busy", {call["id"]: True}, ray, digests)
+        assert approved.status_code == 200, approved.text
+        assert [slot for _, slot, _ in booked] == ["tue"]
+        assert _shown(url, "busy", dana) == [("ray", True)]
+
+
+def test_deps_that_fail_for_a_decision_leave_the_call_to_another_reviewer(
+    model: ScriptedServer, shared_store: Any
+) -> None:
+    """The deployment's deps fail once, after rita's decision was recorded and before the
+    resume: nothing ran, and ray may decide the call."""
+    dana, rita, ray = _people(shared_store)
+    failing = [False]
+
+    def clinic_or_fail(principal: Principal) -> Clinic:
+        if failing[0]:
+            failing[0] = False
+            raise RuntimeError("the clinic directory is down")
+        return clinic_for(principal)
+
+    app = _reviewed(shared_store, make_desk(model, shared_store), deps=clinic_or_fail)
+    booked.clear()
+    model.queue(Reply.tool_calls(("book", {"slot": "wed"})))
+    with uvicorn_serving(app) as url:
+        (call,) = ask(url, "book wednesday", "deps", dana).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        failing[0] = True
+        down = decide(url, "deps", {call["id"]: True}, rita, digests)
+        assert down.status_code == 500, down.text
+        assert booked == []
+        model.queue(Reply.text("Booked."))
+        approved = decide(url, "deps", {call["id"]: True}, ray, digests)
+        assert approved.status_code == 200, approved.text
+        assert [slot for _, slot, _ in booked] == ["wed"]
+        assert _shown(url, "deps", dana) == [("ray", True)]
+
+
+def test_a_store_that_fails_as_the_resume_loads_leaves_the_call_to_another_reviewer(
+    model: ScriptedServer, shared_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails (503 store_unavailable) as rita's resume loads the paused session:
+    nothing ran, so once the store is back ray may decide the call, and it runs once."""
+    dana, rita, ray = _people(shared_store)
+    app = _reviewed(shared_store, make_desk(model, shared_store), deps=clinic_for)
+    booked.clear()
+    model.queue(Reply.tool_calls(("book", {"slot": "thu"})))
+    loads = shared_store.load
+    down = [False]
+
+    def load_or_fail(session: Any) -> Any:
+        if down[0] and not isinstance(session, str):  # the resume's load, under its claim
+            down[0] = False
+            raise sessions.SessionError("the database went away", session_id="store")
+        return loads(session)
+
+    monkeypatch.setattr(shared_store, "load", load_or_fail)
+    with uvicorn_serving(app) as url:
+        (call,) = ask(url, "book thursday", "store", dana).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        down[0] = True
+        failed = decide(url, "store", {call["id"]: True}, rita, digests)
+        assert failed.status_code == 503, failed.text
+        assert failed.json()["error"]["code"] == "store_unavailable"
+        assert booked == []
+        model.queue(Reply.text("Booked."))
+        approved = decide(url, "store", {call["id"]: True}, ray, digests)
+        assert approved.status_code == 200, approved.text
+        assert [slot for _, slot, _ in booked] == ["thu"]
+        assert _shown(url, "store", dana) == [("ray", True)]
