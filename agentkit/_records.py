@@ -28,8 +28,11 @@ class RunLimits:
     work, and warn.
 
     Attributes:
-        max_turns: model calls per run before ``MaxTurnsExceededError``.
-        max_tool_calls: tool calls per run (``None``: no cap).
+        max_turns: model calls per run before ``MaxTurnsExceededError``; a top-level
+            run's bound its agents used as tools too (one budget for the run, see
+            :meth:`Agent.as_tool`).
+        max_tool_calls: tool calls per run (``None``: no cap), its sub-agents' included
+            in a top-level run's.
         tool_timeout: seconds a tool call may run (a tool's own ``timeout`` wins;
             ``None``: no limit).
         max_tool_output_chars: longest tool message sent back (``None``: no cap).
