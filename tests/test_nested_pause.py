@@ -15,9 +15,11 @@ import pytest
 
 from agentkit import (
     Agent,
+    MaxTurnsExceededError,
     PendingCall,
     RunContext,
     RunFinished,
+    RunLimits,
     RunResult,
     SubAgentEvent,
     ToolResult,
@@ -510,3 +512,37 @@ def test_call_ids_that_hold_a_slash_give_each_paused_call_its_own_key(
 
 def tool_messages_of(messages: list[dict[str, Any]]) -> list[str]:
     return [m["content"] for m in messages if m["role"] == "tool"]
+
+
+@pytest.mark.parametrize("driver", ["run", "stream_async"])
+def test_a_resumed_nested_run_takes_from_a_fresh_budget_of_the_callers_limits(
+    server: ScriptedServer, scripts: Scripts, driver: str
+) -> None:
+    # A paused run's counts are not stored (for one agent either), so a resume starts the
+    # run tree's budget afresh from the caller's limits, and the resumed sub-run takes
+    # from it: here four model calls, then the run ends typed.
+    flights = make(server, "flights", [search_flights, book_flight], name="flights")
+    planner = make(server, "planner", [flights.as_tool()], limits=RunLimits(max_turns=4))
+    scripts.add("planner", Reply.tool_calls(("flights", {"request": "book Oslo"}, "call_0")))
+    scripts.add(
+        "flights",
+        Reply.tool_calls(("search_flights", {"to": "Oslo"}, "call_0")),
+        Reply.tool_calls(("book_flight", {"flight": "SK4"}, "call_0")),
+        *(Reply.tool_calls(("search_flights", {"to": f"City{i}"}, "call_0")) for i in range(9)),
+    )
+    ledger = Ledger()
+    paused, _ = start(planner, driver, "Get me to Oslo", ledger)
+    assert paused.status == "paused"
+    assert {model: len(seen) for model, seen in scripts.seen.items()} == {
+        "planner": 1,
+        "flights": 2,
+    }
+    (call,) = paused.pending
+    with pytest.raises(MaxTurnsExceededError) as caught:
+        resume(planner, driver, through_json(paused), {call: True}, ledger)
+    assert "across its agents" in str(caught.value)
+    # the resume's four model calls were all the sub-agent's; the caller's next one was
+    # refused
+    assert len(scripts.seen["flights"]) == 2 + 4 and len(scripts.seen["planner"]) == 1
+    assert ledger.done[:2] == ["SK4 to Oslo", "booked SK4"]
+    assert ledger.done.count("booked SK4") == 1
