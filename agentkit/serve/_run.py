@@ -274,11 +274,11 @@ async def stream(spec: RunSpec) -> AsyncGenerator[str | dict[str, Any] | Ended, 
                     yield {"type": "handoff", "source": event.source, "target": event.target}
                 elif isinstance(event, RunFinished):
                     yield ending_of(event.result)
-    except Exception:
+    except (Exception, asyncio.CancelledError):
         if spec.undecide is not None and not started:
             # The resume failed before any decided call started (a refusal, a busy or a
-            # failing store): its record would lock every other reviewer out of the pause.
-            # The run's own error is what the client is told.
-            with contextlib.suppress(Exception):
+            # failing store, the run's time up, the client gone): its record would lock
+            # every other reviewer out of the pause. The run's own end is what counts.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await spec.undecide()
         raise

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agentkit import Agent, Principal
-from agentkit.serve import StoredKeys, create_app
+from agentkit.serve import RequestLimits, StoredKeys, create_app
 from agentkit.testing import Reply, ScriptedServer
 
 from .conftest import HTTP, MODEL_KEY, sessions_or_skip, uvicorn_serving
@@ -20,6 +20,7 @@ from .test_serve_identities import (
     Clinic,
     ask,
     bearer,
+    book,
     booked,
     clinic_for,
     decide,
@@ -227,3 +228,40 @@ def test_a_store_that_fails_as_the_resume_loads_leaves_the_call_to_another_revie
         assert approved.status_code == 200, approved.text
         assert [slot for _, slot, _ in booked] == ["thu"]
         assert _shown(url, "store", dana) == [("ray", True)]
+
+
+def test_a_resume_out_of_time_before_any_call_leaves_the_call_to_another_reviewer(
+    model: ScriptedServer, shared_store: Any
+) -> None:
+    """Rita's resume waits for its session (another run holds it) until the request's
+    run_timeout ends it (504): nothing ran, and ray may decide the call once the session is
+    free."""
+    dana, rita, ray = _people(shared_store)
+    desk = Agent(
+        "scripted",
+        [whoami, book],
+        base_url=model.base_url,
+        api_key=MODEL_KEY,
+        store=shared_store,
+        session_wait=60.0,
+    )
+    app = _reviewed(
+        shared_store, desk, deps=clinic_for, request_limits=RequestLimits(run_timeout=0.5)
+    )
+    booked.clear()
+    model.queue(Reply.tool_calls(("book", {"slot": "fri"})))
+    with uvicorn_serving(app) as url:
+        (call,) = ask(url, "book friday", "late", dana).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        held = shared_store.claim("late")
+        try:
+            timed_out = decide(url, "late", {call["id"]: True}, rita, digests)
+        finally:
+            shared_store.release(held)
+        assert timed_out.status_code == 504, timed_out.text
+        assert booked == []
+        model.queue(Reply.text("Booked."))
+        approved = decide(url, "late", {call["id"]: True}, ray, digests)
+        assert approved.status_code == 200, approved.text
+        assert [slot for _, slot, _ in booked] == ["fri"]
+        assert _shown(url, "late", dana) == [("ray", True)]
