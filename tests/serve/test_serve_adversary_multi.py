@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from _helpers import wait_until
 
 from agentkit import Agent, Principal
 from agentkit.serve import RequestLimits, StoredKeys, create_app
@@ -265,3 +267,73 @@ def test_a_resume_out_of_time_before_any_call_leaves_the_call_to_another_reviewe
         assert approved.status_code == 200, approved.text
         assert [slot for _, slot, _ in booked] == ["fri"]
         assert _shown(url, "late", dana) == [("ray", True)]
+
+
+def test_a_streamed_decision_refused_after_the_record_leaves_the_call_to_another_reviewer(
+    model: ScriptedServer, shared_store: Any
+) -> None:
+    """As the whole-answer case, with ``"stream": true``: the refusal arrives as an error
+    event, and the call stays decidable."""
+    dana, rita, ray = _people(shared_store)
+    full = _reviewed(shared_store, make_desk(model, shared_store), deps=clinic_for)
+    lost = Agent(
+        "scripted", [whoami], base_url=model.base_url, api_key=MODEL_KEY, store=shared_store
+    )
+    booked.clear()
+    model.queue(Reply.tool_calls(("book", {"slot": "sat"})))
+    with (
+        uvicorn_serving(full) as url,
+        uvicorn_serving(_reviewed(shared_store, lost, deps=clinic_for)) as other,
+    ):
+        (call,) = ask(url, "book saturday", "sse", dana).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        body = {"model": "desk", "decisions": {call["id"]: True}, "digests": digests}
+        refused = HTTP.post(
+            f"{other}/v1/sessions/sse/approvals",
+            json={**body, "stream": True},
+            headers=rita,
+            timeout=60,
+        )
+        assert '"error"' in refused.text and "[DONE]" not in refused.text, refused.text
+        assert booked == []
+        model.queue(Reply.text("Booked."))
+        approved = decide(url, "sse", {call["id"]: True}, ray, digests)
+        assert approved.status_code == 200, approved.text
+        assert [slot for _, slot, _ in booked] == ["sat"]
+        assert _shown(url, "sse", dana) == [("ray", True)]
+
+
+def test_a_reviewer_who_leaves_before_any_call_ran_leaves_the_call_to_another(
+    model: ScriptedServer, shared_store: Any
+) -> None:
+    """Rita's resume waits for its busy session and rita's client gives up: the run is
+    cancelled before anything ran, and her decision leaves the record."""
+    dana, rita, ray = _people(shared_store)
+    desk = Agent(
+        "scripted",
+        [whoami, book],
+        base_url=model.base_url,
+        api_key=MODEL_KEY,
+        store=shared_store,
+        session_wait=60.0,
+    )
+    app = _reviewed(shared_store, desk, deps=clinic_for)
+    booked.clear()
+    model.queue(Reply.tool_calls(("book", {"slot": "sun"})))
+    with uvicorn_serving(app) as url:
+        (call,) = ask(url, "book sunday", "left", dana).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        body = {"model": "desk", "decisions": {call["id"]: True}, "digests": digests}
+        held = shared_store.claim("left")
+        try:
+            with pytest.raises(httpx.ReadTimeout):
+                HTTP.post(f"{url}/v1/sessions/left/approvals", json=body, headers=rita, timeout=1)
+            wait_until(lambda: _shown(url, "left", dana) == [])
+        finally:
+            shared_store.release(held)
+        assert booked == []
+        model.queue(Reply.text("Booked."))
+        approved = decide(url, "left", {call["id"]: True}, ray, digests)
+        assert approved.status_code == 200, approved.text
+        assert [slot for _, slot, _ in booked] == ["sun"]
+        assert _shown(url, "left", dana) == [("ray", True)]
