@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
+
+from agentkit.testing import RecordedRequest, Reply, ScriptedServer
 
 _ROLES = {"system", "user", "assistant", "tool"}
 _refusing: socket.socket | None = None
@@ -101,3 +105,28 @@ async def wait_until_async(condition: Callable[[], object], timeout: float = WAI
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.005)
+
+
+class Scripts:
+    """One queue of replies per model name, and the requests each model received.
+
+    A bot made of several agents gives each its own model name, so each agent's replies
+    are scripted apart, whatever order parallel sub-runs (or a child process's runs: the
+    server runs in the test's process) ask in.
+    """
+
+    def __init__(self, server: ScriptedServer) -> None:
+        self.replies: dict[str, list[Reply]] = {}
+        self.seen: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        server.respond_with(self)
+
+    def add(self, model: str, *replies: Reply) -> None:
+        """Queue ``replies`` for the next requests to ``model``."""
+        self.replies.setdefault(model, []).extend(replies)
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        body = request.json()
+        with self._lock:
+            self.seen.setdefault(body["model"], []).append(body)
+            return self.replies[body["model"]].pop(0)

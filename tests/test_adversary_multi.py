@@ -12,31 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from _helpers import Scripts
 
 from agentkit import Agent, RunLimits, RunObserver, RunResult, RunTimeoutError, tool
 from agentkit._session import ResumeError
-from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-adversary-multi-0123456789"
-
-
-class Scripts:
-    """One queue of replies per model name; the requests each model received."""
-
-    def __init__(self, server: ScriptedServer) -> None:
-        self.replies: dict[str, list[Reply]] = {}
-        self.seen: dict[str, list[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-        server.respond_with(self)
-
-    def add(self, model: str, *replies: Reply) -> None:
-        self.replies.setdefault(model, []).extend(replies)
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        body = request.json()
-        with self._lock:
-            self.seen.setdefault(body["model"], []).append(body)
-            return self.replies[body["model"]].pop(0)
 
 
 @pytest.fixture

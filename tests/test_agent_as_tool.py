@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from _helpers import Scripts
 from pydantic import BaseModel
 
 from agentkit import (
@@ -35,7 +36,7 @@ from agentkit import (
 )
 from agentkit._sources import ToolSource
 from agentkit.cli._console import Console, play
-from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-as-tool-test-0123456789"
 DRIVERS = ["run", "run_async", "stream", "stream_async"]
@@ -47,26 +48,6 @@ def usage(prompt: int, completion: int) -> dict[str, int]:
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
-
-
-class Scripts:
-    """One queue of replies per model name; the requests each model received."""
-
-    def __init__(self, server: ScriptedServer) -> None:
-        self.replies: dict[str, list[Reply]] = {}
-        self.seen: dict[str, list[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-        server.respond_with(self)
-
-    def add(self, model: str, *replies: Reply) -> None:
-        self.replies.setdefault(model, []).extend(replies)
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        body = request.json()
-        model = body["model"]
-        with self._lock:
-            self.seen.setdefault(model, []).append(body)
-            return self.replies[model].pop(0)
 
 
 @pytest.fixture

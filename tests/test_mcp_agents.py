@@ -9,40 +9,21 @@ import asyncio
 import contextlib
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import Scripts
 from _mcp_support import fake, tool_messages
 
 from agentkit import Agent, HandedOff, RunFinished, RunResult, SubAgentEvent, ToolResult, tool
 from agentkit.mcp import MCPConnectionError, MCPStdio
 from agentkit.sessions import SQLiteStore
-from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-mcp-agents-test-0123456789"
 DRIVERS = ["run", "run_async", "stream", "stream_async"]
-
-
-class Scripts:
-    """One queue of replies per model name; the requests each model received."""
-
-    def __init__(self, server: ScriptedServer) -> None:
-        self.replies: dict[str, list[Reply]] = {}
-        self.seen: dict[str, list[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-        server.respond_with(self)
-
-    def add(self, model: str, *replies: Reply) -> None:
-        self.replies.setdefault(model, []).extend(replies)
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        body = request.json()
-        with self._lock:
-            self.seen.setdefault(body["model"], []).append(body)
-            return self.replies[body["model"]].pop(0)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,13 +14,14 @@ import pytest
 if os.environ.get("CI") != "true":
     pytest.importorskip("opentelemetry.sdk")
 
+from _helpers import Scripts
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 
 from agentkit import Agent, RunFinished, RunObserver, tool
-from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+from agentkit.testing import Reply, ScriptedServer
 from agentkit.tracing import Instrumentation
 
 KEY = "sk-tracing-agents-0123456789"
@@ -32,22 +32,6 @@ DRIVERS = ["run", "run_async", "stream", "stream_async"]
 def search_flights(to: str) -> str:
     """Search flights to a city."""
     return f"SAS flies to {to} at 9:00"
-
-
-class Scripts:
-    """One queue of replies per model name (parallel sub-runs get their own replies)."""
-
-    def __init__(self, server: ScriptedServer) -> None:
-        self.replies: dict[str, list[Reply]] = {}
-        self._lock = threading.Lock()
-        server.respond_with(self)
-
-    def add(self, model: str, *replies: Reply) -> None:
-        self.replies.setdefault(model, []).extend(replies)
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        with self._lock:
-            return self.replies[request.json()["model"]].pop(0)
 
 
 @pytest.fixture

@@ -7,36 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import Scripts
 
 from agentkit import RunFinished
-from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+from agentkit.testing import Reply, ScriptedServer
 
 from ._desk import make_desk, make_mixed_desk
 from ._support import HERE, StoreSpec, run_child
-
-
-class Scripts:
-    """One queue of replies per model name; the requests each model received."""
-
-    def __init__(self, server: ScriptedServer) -> None:
-        self.replies: dict[str, list[Reply]] = {}
-        self.seen: dict[str, list[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-        server.respond_with(self)
-
-    def add(self, model: str, *replies: Reply) -> None:
-        self.replies.setdefault(model, []).extend(replies)
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        body = request.json()
-        with self._lock:
-            self.seen.setdefault(body["model"], []).append(body)
-            return self.replies[body["model"]].pop(0)
 
 
 @pytest.fixture

@@ -12,36 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import wait_until, wait_until_async
+from _helpers import Scripts, wait_until, wait_until_async
 
 from agentkit import Agent, RunContext, RunFinished, RunResult, tool
 from agentkit._session import IN_DOUBT_BELOW, ResumeError
-from agentkit.testing import RecordedRequest, Reply, ScriptedServer
+from agentkit.testing import Reply, ScriptedServer
 
 from ._bot import make_planner
 from ._support import HERE, StoreSpec, last_json, run_child
 
 DRIVERS = ["run", "run_async", "stream", "stream_async"]
-
-
-class Scripts:
-    """One queue of replies per model name; the requests each model received (a child
-    process's requests too: the server runs in this process)."""
-
-    def __init__(self, server: ScriptedServer) -> None:
-        self.replies: dict[str, list[Reply]] = {}
-        self.seen: dict[str, list[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-        server.respond_with(self)
-
-    def add(self, model: str, *replies: Reply) -> None:
-        self.replies.setdefault(model, []).extend(replies)
-
-    def __call__(self, request: RecordedRequest) -> Reply:
-        body = request.json()
-        with self._lock:
-            self.seen.setdefault(body["model"], []).append(body)
-            return self.replies[body["model"]].pop(0)
 
 
 @pytest.fixture
