@@ -131,7 +131,8 @@ async def bare_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": _CANNED})
 
 
-def _serve_bare() -> None:
+def serve_asgi(app: Any, label: str) -> None:
+    """Serve ``app`` as ``agentkit serve`` would (GuardedH11, our bind and loop), no logs."""
     import uvicorn
 
     from agentkit.cli._serve import _bind
@@ -140,9 +141,9 @@ def _serve_bare() -> None:
 
     listener = _bind("127.0.0.1", 0)
     port = listener.getsockname()[1]
-    print(f"bare: serving on http://127.0.0.1:{port}/v1 ", file=sys.stderr, flush=True)
+    print(f"{label}: serving on http://127.0.0.1:{port}/v1 ", file=sys.stderr, flush=True)
     config = uvicorn.Config(
-        bare_app, http=GuardedH11, log_level="warning", lifespan="off", access_log=False
+        app, http=GuardedH11, log_level="warning", lifespan="off", access_log=False
     )
     _serve(config, listener)
 
@@ -467,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     args.overhead = [VARIANTS[name] for name in args.overhead]
 
     if args.bare_server:
-        _serve_bare()
+        serve_asgi(bare_app, "bare")
         return
     bare: str | None = None
     with _model(args.model_latency / 1e3) as model_url, ExitStack() as stack:

@@ -46,7 +46,7 @@ import httpx
 
 from agentkit import Agent, TextDelta
 
-from .serve import _CANNED, BODY, _pct, _served, bare_app, get_order
+from .serve import _CANNED, BODY, _pct, _served, bare_app, get_order, serve_asgi
 
 _HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(
     _CANNED
@@ -153,28 +153,12 @@ async def _uvicorn_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _serve_uvicorn() -> None:
-    import uvicorn
-
-    from agentkit.cli._serve import _bind
-    from agentkit.serve._connections import GuardedH11
-    from agentkit.serve._server import _serve
-
-    listener = _bind("127.0.0.1", 0)
-    port = listener.getsockname()[1]
-    print(f"uvicorn: serving on http://127.0.0.1:{port}/v1 ", file=sys.stderr, flush=True)
-    config = uvicorn.Config(
-        _uvicorn_app, http=GuardedH11, log_level="warning", lifespan="off", access_log=False
-    )
-    _serve(config, listener)
-
-
 _FRAMES = _frames()
 
 
 def _serve_protocol(kind: str) -> None:
     if kind == "uvicorn":
-        _serve_uvicorn()
+        serve_asgi(_uvicorn_app, "uvicorn")
         return
     factory: Callable[[], asyncio.Protocol] = _SocketBare if kind == "socket" else _H11Bare
 
