@@ -107,6 +107,33 @@ def _shown(url: str, conversation: str, who: dict[str, str]) -> list[tuple[str, 
     return [(d["decided_by"], d["approved"]) for d in shown["decisions"]]
 
 
+def _paused(
+    url: str, prompt: str, conversation: str, who: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The one call waiting after ``prompt``, and the digests a decision on it sends."""
+    (call,) = ask(url, prompt, conversation, who).json()["agentkit"]["pending"]
+    return call, {call["id"]: call["arguments_digest"]}
+
+
+def _another_decides(
+    model: ScriptedServer,
+    url: str,
+    conversation: str,
+    call: dict[str, Any],
+    digests: dict[str, str],
+    people: tuple[dict[str, str], dict[str, str], dict[str, str]],
+    slot: str,
+) -> None:
+    """Ray decides the call rita's failed decision left: it runs once, and the record
+    shows ray's decision alone."""
+    dana, _, ray = people
+    model.queue(Reply.text("Booked."))
+    approved = decide(url, conversation, {call["id"]: True}, ray, digests)
+    assert approved.status_code == 200, approved.text
+    assert [booked_slot for _, booked_slot, _ in booked] == [slot]
+    assert _shown(url, conversation, dana) == [("ray", True)]
+
+
 def test_a_resume_refused_after_the_record_leaves_the_call_to_another_reviewer(
     model: ScriptedServer, shared_store: Any
 ) -> None:
@@ -115,7 +142,7 @@ def test_a_resume_refused_after_the_record_leaves_the_call_to_another_reviewer(
     agent still has the tool, decides the call: that must run. Rita's refused decision stood
     in the record, and ray was told "already decided by someone else" (409) until rita
     decided again."""
-    dana, rita, ray = _people(shared_store)
+    people = dana, rita, _ = _people(shared_store)
     full = _reviewed(shared_store, make_desk(model, shared_store), deps=clinic_for)
     lost = Agent(
         "scripted", [whoami], base_url=model.base_url, api_key=MODEL_KEY, store=shared_store
@@ -124,18 +151,13 @@ def test_a_resume_refused_after_the_record_leaves_the_call_to_another_reviewer(
     booked.clear()
     model.queue(Reply.tool_calls(("book", {"slot": "mon"})))
     with uvicorn_serving(full) as url, uvicorn_serving(changed) as changed_url:
-        (call,) = ask(url, "book monday", "graph", dana).json()["agentkit"]["pending"]
-        digests = {call["id"]: call["arguments_digest"]}
+        call, digests = _paused(url, "book monday", "graph", dana)
         refused = decide(changed_url, "graph", {call["id"]: True}, rita, digests)
         assert refused.status_code == 409, refused.text
         assert refused.json()["error"]["code"] != "already_decided"
         assert booked == []
         assert _shown(url, "graph", dana) == []  # the refused decision left no record
-        model.queue(Reply.text("Booked."))
-        approved = decide(url, "graph", {call["id"]: True}, ray, digests)
-        assert approved.status_code == 200, approved.text
-        assert [slot for _, slot, _ in booked] == ["mon"]
-        assert _shown(url, "graph", dana) == [("ray", True)]
+        _another_decides(model, url, "graph", call, digests, people, "mon")
 
 
 def test_a_resume_that_finds_its_session_busy_leaves_the_call_to_another_reviewer(
@@ -145,13 +167,12 @@ def test_a_resume_that_finds_its_session_busy_leaves_the_call_to_another_reviewe
     decision resumes it: the resume gives up (busy) before running anything. Once the
     session is free, ray decides the call and it runs once; rita's record had locked ray
     out."""
-    dana, rita, ray = _people(shared_store)
+    people = dana, rita, _ = _people(shared_store)
     app = _reviewed(shared_store, make_desk(model, shared_store), deps=clinic_for)
     booked.clear()
     model.queue(Reply.tool_calls(("book", {"slot": "tue"})))
     with uvicorn_serving(app) as url:
-        (call,) = ask(url, "book tuesday", "busy", dana).json()["agentkit"]["pending"]
-        digests = {call["id"]: call["arguments_digest"]}
+        call, digests = _paused(url, "book tuesday", "busy", dana)
         held = shared_store.claim("busy")
         try:
             busy = decide(url, "busy", {call["id"]: True}, rita, digests)
@@ -160,11 +181,7 @@ def test_a_resume_that_finds_its_session_busy_leaves_the_call_to_another_reviewe
         assert busy.status_code == 409, busy.text
         assert busy.json()["error"]["code"] == "session_busy"
         assert booked == []
-        model.queue(Reply.text("Booked."))
-        approved = decide(url, "busy", {call["id"]: True}, ray, digests)
-        assert approved.status_code == 200, approved.text
-        assert [slot for _, slot, _ in booked] == ["tue"]
-        assert _shown(url, "busy", dana) == [("ray", True)]
+        _another_decides(model, url, "busy", call, digests, people, "tue")
 
 
 def test_deps_that_fail_for_a_decision_leave_the_call_to_another_reviewer(
@@ -172,7 +189,7 @@ def test_deps_that_fail_for_a_decision_leave_the_call_to_another_reviewer(
 ) -> None:
     """The deployment's deps fail once, after rita's decision was recorded and before the
     resume: nothing ran, and ray may decide the call."""
-    dana, rita, ray = _people(shared_store)
+    people = dana, rita, _ = _people(shared_store)
     failing = [False]
 
     def clinic_or_fail(principal: Principal) -> Clinic:
@@ -185,17 +202,12 @@ def test_deps_that_fail_for_a_decision_leave_the_call_to_another_reviewer(
     booked.clear()
     model.queue(Reply.tool_calls(("book", {"slot": "wed"})))
     with uvicorn_serving(app) as url:
-        (call,) = ask(url, "book wednesday", "deps", dana).json()["agentkit"]["pending"]
-        digests = {call["id"]: call["arguments_digest"]}
+        call, digests = _paused(url, "book wednesday", "deps", dana)
         failing[0] = True
         down = decide(url, "deps", {call["id"]: True}, rita, digests)
         assert down.status_code == 500, down.text
         assert booked == []
-        model.queue(Reply.text("Booked."))
-        approved = decide(url, "deps", {call["id"]: True}, ray, digests)
-        assert approved.status_code == 200, approved.text
-        assert [slot for _, slot, _ in booked] == ["wed"]
-        assert _shown(url, "deps", dana) == [("ray", True)]
+        _another_decides(model, url, "deps", call, digests, people, "wed")
 
 
 def test_a_store_that_fails_as_the_resume_loads_leaves_the_call_to_another_reviewer(
@@ -203,7 +215,7 @@ def test_a_store_that_fails_as_the_resume_loads_leaves_the_call_to_another_revie
 ) -> None:
     """The store fails (503 store_unavailable) as rita's resume loads the paused session:
     nothing ran, so once the store is back ray may decide the call, and it runs once."""
-    dana, rita, ray = _people(shared_store)
+    people = dana, rita, _ = _people(shared_store)
     app = _reviewed(shared_store, make_desk(model, shared_store), deps=clinic_for)
     booked.clear()
     model.queue(Reply.tool_calls(("book", {"slot": "thu"})))
@@ -218,18 +230,13 @@ def test_a_store_that_fails_as_the_resume_loads_leaves_the_call_to_another_revie
 
     monkeypatch.setattr(shared_store, "load", load_or_fail)
     with uvicorn_serving(app) as url:
-        (call,) = ask(url, "book thursday", "store", dana).json()["agentkit"]["pending"]
-        digests = {call["id"]: call["arguments_digest"]}
+        call, digests = _paused(url, "book thursday", "store", dana)
         down[0] = True
         failed = decide(url, "store", {call["id"]: True}, rita, digests)
         assert failed.status_code == 503, failed.text
         assert failed.json()["error"]["code"] == "store_unavailable"
         assert booked == []
-        model.queue(Reply.text("Booked."))
-        approved = decide(url, "store", {call["id"]: True}, ray, digests)
-        assert approved.status_code == 200, approved.text
-        assert [slot for _, slot, _ in booked] == ["thu"]
-        assert _shown(url, "store", dana) == [("ray", True)]
+        _another_decides(model, url, "store", call, digests, people, "thu")
 
 
 def test_a_resume_out_of_time_before_any_call_leaves_the_call_to_another_reviewer(
@@ -238,7 +245,7 @@ def test_a_resume_out_of_time_before_any_call_leaves_the_call_to_another_reviewe
     """Rita's resume waits for its session (another run holds it) until the request's
     run_timeout ends it (504): nothing ran, and ray may decide the call once the session is
     free."""
-    dana, rita, ray = _people(shared_store)
+    people = dana, rita, _ = _people(shared_store)
     desk = Agent(
         "scripted",
         [whoami, book],
@@ -253,8 +260,7 @@ def test_a_resume_out_of_time_before_any_call_leaves_the_call_to_another_reviewe
     booked.clear()
     model.queue(Reply.tool_calls(("book", {"slot": "fri"})))
     with uvicorn_serving(app) as url:
-        (call,) = ask(url, "book friday", "late", dana).json()["agentkit"]["pending"]
-        digests = {call["id"]: call["arguments_digest"]}
+        call, digests = _paused(url, "book friday", "late", dana)
         held = shared_store.claim("late")
         try:
             timed_out = decide(url, "late", {call["id"]: True}, rita, digests)
@@ -262,11 +268,7 @@ def test_a_resume_out_of_time_before_any_call_leaves_the_call_to_another_reviewe
             shared_store.release(held)
         assert timed_out.status_code == 504, timed_out.text
         assert booked == []
-        model.queue(Reply.text("Booked."))
-        approved = decide(url, "late", {call["id"]: True}, ray, digests)
-        assert approved.status_code == 200, approved.text
-        assert [slot for _, slot, _ in booked] == ["fri"]
-        assert _shown(url, "late", dana) == [("ray", True)]
+        _another_decides(model, url, "late", call, digests, people, "fri")
 
 
 def test_a_streamed_decision_refused_after_the_record_leaves_the_call_to_another_reviewer(
@@ -274,7 +276,7 @@ def test_a_streamed_decision_refused_after_the_record_leaves_the_call_to_another
 ) -> None:
     """As the whole-answer case, with ``"stream": true``: the refusal arrives as an error
     event, and the call stays decidable."""
-    dana, rita, ray = _people(shared_store)
+    people = dana, rita, _ = _people(shared_store)
     full = _reviewed(shared_store, make_desk(model, shared_store), deps=clinic_for)
     lost = Agent(
         "scripted", [whoami], base_url=model.base_url, api_key=MODEL_KEY, store=shared_store
@@ -285,8 +287,7 @@ def test_a_streamed_decision_refused_after_the_record_leaves_the_call_to_another
         uvicorn_serving(full) as url,
         uvicorn_serving(_reviewed(shared_store, lost, deps=clinic_for)) as other,
     ):
-        (call,) = ask(url, "book saturday", "sse", dana).json()["agentkit"]["pending"]
-        digests = {call["id"]: call["arguments_digest"]}
+        call, digests = _paused(url, "book saturday", "sse", dana)
         body = {"model": "desk", "decisions": {call["id"]: True}, "digests": digests}
         refused = HTTP.post(
             f"{other}/v1/sessions/sse/approvals",
@@ -296,11 +297,7 @@ def test_a_streamed_decision_refused_after_the_record_leaves_the_call_to_another
         )
         assert '"error"' in refused.text and "[DONE]" not in refused.text, refused.text
         assert booked == []
-        model.queue(Reply.text("Booked."))
-        approved = decide(url, "sse", {call["id"]: True}, ray, digests)
-        assert approved.status_code == 200, approved.text
-        assert [slot for _, slot, _ in booked] == ["sat"]
-        assert _shown(url, "sse", dana) == [("ray", True)]
+        _another_decides(model, url, "sse", call, digests, people, "sat")
 
 
 def test_a_reviewer_who_leaves_before_any_call_ran_leaves_the_call_to_another(
@@ -308,7 +305,7 @@ def test_a_reviewer_who_leaves_before_any_call_ran_leaves_the_call_to_another(
 ) -> None:
     """Rita's resume waits for its busy session and rita's client gives up: the run is
     cancelled before anything ran, and her decision leaves the record."""
-    dana, rita, ray = _people(shared_store)
+    people = dana, rita, _ = _people(shared_store)
     desk = Agent(
         "scripted",
         [whoami, book],
@@ -321,8 +318,7 @@ def test_a_reviewer_who_leaves_before_any_call_ran_leaves_the_call_to_another(
     booked.clear()
     model.queue(Reply.tool_calls(("book", {"slot": "sun"})))
     with uvicorn_serving(app) as url:
-        (call,) = ask(url, "book sunday", "left", dana).json()["agentkit"]["pending"]
-        digests = {call["id"]: call["arguments_digest"]}
+        call, digests = _paused(url, "book sunday", "left", dana)
         body = {"model": "desk", "decisions": {call["id"]: True}, "digests": digests}
         held = shared_store.claim("left")
         try:
@@ -332,8 +328,4 @@ def test_a_reviewer_who_leaves_before_any_call_ran_leaves_the_call_to_another(
         finally:
             shared_store.release(held)
         assert booked == []
-        model.queue(Reply.text("Booked."))
-        approved = decide(url, "left", {call["id"]: True}, ray, digests)
-        assert approved.status_code == 200, approved.text
-        assert [slot for _, slot, _ in booked] == ["sun"]
-        assert _shown(url, "left", dana) == [("ray", True)]
+        _another_decides(model, url, "left", call, digests, people, "sun")
