@@ -103,8 +103,7 @@ class PostgresStore(SQLStore):
         self._lock_timeout = f"{max(1, round(lock_timeout * 1000))}ms"
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # orders close() against a connection given back
         self._closed = False
 
     def __repr__(self) -> str:
@@ -130,11 +129,17 @@ class PostgresStore(SQLStore):
             raise SessionError(NOT_UTF8) from error
         finally:
             if connection is not None:
-                if connection.closed or connection.broken or self._closed:
-                    connection.close()
-                else:
-                    self._pool.put(connection)
+                self._give_back(connection)
             self._slots.release()
+
+    def _give_back(self, connection: Any) -> None:
+        # close() closes only idle connections (libpq frees a connection under the thread
+        # using it otherwise, and the process crashes): one in use at close() is closed here.
+        with self._lock:
+            if not (connection.closed or connection.broken or self._closed):
+                self._pool.put(connection)
+                return
+        connection.close()
 
     def _explain(self, error: BaseException) -> str:
         """What a psycopg error means for the caller, and what to do, in words."""
@@ -197,11 +202,7 @@ class PostgresStore(SQLStore):
     def _dropped(self, error: BaseException) -> ConnectionDropped:
         # The pooled connections idled through the same restart: drop them all, so that
         # the retry gets a new connection.
-        while True:
-            try:
-                self._pool.get_nowait().close()
-            except queue.Empty:
-                break
+        self._close_idle()
         return ConnectionDropped(
             f"the connection to PostgreSQL was lost ({_first_line(error)}): the server "
             "restarted or the network dropped; nothing was written. Retry once the server "
@@ -226,8 +227,6 @@ class PostgresStore(SQLStore):
             raise SessionError(
                 f"cannot set up a PostgreSQL connection: {_first_line(error)}"
             ) from None
-        with self._lock:
-            self._all.append(connection)
         return connection
 
     @contextmanager
@@ -292,13 +291,19 @@ class PostgresStore(SQLStore):
         return _CREATE_V1
 
     def close(self) -> None:
-        """Close every pooled connection, and the store's worker threads."""
+        """Close the store's idle connections and its worker threads; a connection that a
+        call is using is closed when that call ends, and later calls raise ``SessionError``."""
         super().close()
         with self._lock:
             self._closed = True
-            connections, self._all = self._all, []
-        for connection in connections:
-            connection.close()
+        self._close_idle()
+
+    def _close_idle(self) -> None:
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 @contextmanager

@@ -66,6 +66,7 @@ class SQLiteStore(SQLStore):
         self._synchronous = synchronous.upper()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._in_use: set[sqlite3.Connection] = set()
         self._connections_lock = threading.Lock()
         self._closed = False
         # SQLite has one writer at a time; threads of this process queue here instead of
@@ -111,6 +112,25 @@ class SQLiteStore(SQLStore):
             self._connections.append(connection)
         return connection
 
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        """This thread's connection, marked in use for the block: close() leaves it to this
+        thread, which closes it at the end (SQLite closing a connection under another
+        thread's statement crashes the process)."""
+        connection = self._connection()
+        with self._connections_lock:
+            if self._closed:
+                raise SessionError("this SQLiteStore is closed")
+            self._in_use.add(connection)
+        try:
+            yield
+        finally:
+            with self._connections_lock:
+                self._in_use.discard(connection)
+                closing = self._closed
+            if closing:
+                connection.close()
+
     def _file_identity(self) -> tuple[int, int] | None:
         try:
             stat = os.stat(self.path)
@@ -131,7 +151,7 @@ class SQLiteStore(SQLStore):
     @contextmanager
     def _transaction(self, *, write: bool, durable: bool = False) -> Iterator[Cursor]:
         try:
-            with self._transaction_on(write=write, durable=durable) as cursor:
+            with self._held(), self._transaction_on(write=write, durable=durable) as cursor:
                 yield cursor
         except sqlite3.Error as error:
             raise SessionError(_explain(error, str(self.path))) from error
@@ -184,12 +204,14 @@ class SQLiteStore(SQLStore):
         return _CREATE_V1
 
     def close(self) -> None:
-        """Close every connection the store opened, and its worker threads."""
+        """Close the store's idle connections and its worker threads; a connection that a
+        call is using is closed when that call ends, and later calls raise ``SessionError``."""
         super().close()
         with self._connections_lock:
             self._closed = True
-            connections, self._connections = self._connections, []
-        for connection in connections:
+            idle = [c for c in self._connections if c not in self._in_use]
+            self._connections = []
+        for connection in idle:
             connection.close()
 
 

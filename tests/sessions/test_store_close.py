@@ -1,0 +1,73 @@
+"""Closing a store while other threads still use it (a late tool result, a server shutting
+down under its requests): the calls in flight end, with their result or a typed
+``SessionError``, and the process lives. Closing a connection under another thread's
+statement freed it in C (libpq, SQLite) and killed the process with SIGSEGV."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from ._support import StoreSpec
+
+ROUNDS = 40  # the old close() crashed within a few rounds on each store
+
+
+def _opener(spec: StoreSpec, folder: Path) -> str:
+    if spec.kind == "sqlite":
+        return (
+            "from agentkit.sessions import SQLiteStore\n"
+            f"def opened(n): return SQLiteStore({str(folder)!r} + f'/s{{n}}.db')\n"
+        )
+    return (
+        "from agentkit.sessions import PostgresStore\n"
+        f"def opened(n): return PostgresStore({spec.where!r}, schema={spec.schema!r})\n"
+    )
+
+
+BODY = """
+import random, threading
+from agentkit import SessionError
+
+failures = set()
+
+def busy(store):
+    for i in range(200):
+        try:
+            store.load("big")  # a long read: the close lands inside it
+            store.delete(f"s{i}")
+        except SessionError:
+            return  # the store was closed under this call: a typed error, as documented
+        except BaseException as error:
+            failures.add(f"{type(error).__name__}: {error}")
+            return
+
+random.seed(7)
+for n in range(ROUNDS):
+    store = opened(n)
+    if n == 0 or store.list_sessions(prefix="big") == []:
+        claim = store.claim("big")
+        store.append(claim, [{"role": "user", "content": "x" * 200_000}] * 4, close_round=True)
+        store.release(claim)
+    threads = [threading.Thread(target=busy, args=(store,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    threading.Event().wait(random.random() * 0.01)
+    store.close()
+    for thread in threads:
+        thread.join()
+print(sorted(failures) or "clean")
+"""
+
+
+def test_closing_a_store_under_running_calls_ends_them_with_a_typed_error(
+    spec: StoreSpec, tmp_path: Path
+) -> None:
+    source = _opener(spec, tmp_path) + f"ROUNDS = {ROUNDS}\n" + textwrap.dedent(BODY)
+    child = subprocess.run(
+        [sys.executable, "-c", source], capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 0, f"the process died ({child.returncode}): {child.stderr[-2000:]}"
+    assert child.stdout.strip() == "clean"
