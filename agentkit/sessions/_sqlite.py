@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,28 @@ _CREATE_V1 = (
     " digest TEXT NOT NULL, state TEXT NOT NULL, result TEXT, started_at REAL NOT NULL,"
     " finished_at REAL, PRIMARY KEY (session_id, key))",
 )
+
+
+class _Slot:
+    """A thread's connection, in that thread's local storage alone: freed when the thread
+    ends, and its finalizer closes the connection then."""
+
+    __slots__ = ("__weakref__", "connection")
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+
+def _thread_ended(
+    lock: threading.Lock, connections: set[sqlite3.Connection], connection: sqlite3.Connection
+) -> None:
+    # Closed here only while the store still counts it: close() takes the store's idle
+    # connections out under the same lock, so no connection is closed twice at once.
+    with lock:
+        if connection not in connections:
+            return
+        connections.discard(connection)
+    connection.close()
 
 
 class SQLiteStore(SQLStore):
@@ -64,8 +87,10 @@ class SQLiteStore(SQLStore):
         self.path = Path(path)
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous.upper()
+        # Each thread's connection is closed when the thread ends (see _Slot): kept until
+        # close(), every thread that ever used the store held two open files.
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: set[sqlite3.Connection] = set()
         self._in_use: set[sqlite3.Connection] = set()
         self._connections_lock = threading.Lock()
         self._closed = False
@@ -80,9 +105,9 @@ class SQLiteStore(SQLStore):
         return f"SQLiteStore({str(self.path)!r})"
 
     def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is not None:
-            return connection
+        slot: _Slot | None = getattr(self._local, "slot", None)
+        if slot is not None:
+            return slot.connection
         if self._closed:
             raise SessionError("this SQLiteStore is closed")
         if self._identity is not None:
@@ -107,9 +132,14 @@ class SQLiteStore(SQLStore):
             ) from None
         if self._identity is None:
             self._identity = self._file_identity()
-        self._local.connection = connection
+        slot = _Slot(connection)
+        ended = weakref.finalize(
+            slot, _thread_ended, self._connections_lock, self._connections, connection
+        )
+        ended.atexit = False  # at exit a daemon thread may still be using it
         with self._connections_lock:
-            self._connections.append(connection)
+            self._connections.add(connection)
+        self._local.slot = slot
         return connection
 
     @contextmanager
@@ -210,7 +240,7 @@ class SQLiteStore(SQLStore):
         with self._connections_lock:
             self._closed = True
             idle = [c for c in self._connections if c not in self._in_use]
-            self._connections = []
+            self._connections.clear()
         for connection in idle:
             connection.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from ._support import StoreSpec
@@ -71,3 +72,40 @@ def test_closing_a_store_under_running_calls_ends_them_with_a_typed_error(
     )
     assert child.returncode == 0, f"the process died ({child.returncode}): {child.stderr[-2000:]}"
     assert child.stdout.strip() == "clean"
+
+
+def _open_files(path: Path) -> int:
+    """How many of this process's file descriptors are open on ``path`` (or its WAL)."""
+    names = {str(path), f"{path}-wal"}
+    found = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            found += str(fd.readlink()) in names
+        except OSError:
+            continue  # closed meanwhile, such as the descriptor iterdir itself used
+    return found
+
+
+def test_a_thread_that_ends_leaves_no_sqlite_connection_open(tmp_path: Path) -> None:
+    """Each thread gets its own SQLite connection; it closes when the thread ends. Kept
+    until close(), a server that ran its store calls in short-lived threads (a late
+    result's thread, a thread per request) held two more open files per thread, until
+    it could open no more."""
+    from agentkit.sessions import SQLiteStore
+
+    def in_threads(count: int) -> int:
+        for _ in range(count):
+            thread = threading.Thread(target=store.list_sessions)
+            thread.start()
+            thread.join()
+        return _open_files(tmp_path / "s.db")
+
+    store = SQLiteStore(tmp_path / "s.db")
+    store.list_sessions()
+    # SQLite keeps a closed connection's descriptor for reuse while another connection
+    # holds the file (POSIX locks are per process): one, whatever the number of threads
+    opened = in_threads(2)
+    assert opened >= 2
+    assert in_threads(50) == opened
+    store.close()
+    assert _open_files(tmp_path / "s.db") == 0
