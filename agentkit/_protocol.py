@@ -76,6 +76,10 @@ __all__ = [
     "should_retry",
 ]
 
+# What httpx says when a request meets a closed client ("Cannot send a request, as the
+# client has been closed."): a RuntimeError, told apart by its text.
+_POOL_CLOSED = "client has been closed"
+
 _logger = logging.getLogger("agentkit._client")
 
 # When the run that makes a request must end (a monotonic time), set by the sync driver
@@ -570,6 +574,15 @@ class Exchange:
             error: APIError = protocol.transport_error(exc)
         elif isinstance(exc, APIError):
             error = exc
+        elif isinstance(exc, RuntimeError) and _POOL_CLOSED in str(exc):
+            # httpx's closed client: the agent (or the client) was closed under this run.
+            # Final (a retry meets the same closed pool), and typed, with the transcript.
+            raise APIConnectionError(
+                f"the connection pool was closed while this request to {protocol.url} used "
+                "it (agent.close() or the client's close() during the run); nothing more "
+                "was sent",
+                code="client_closed",
+            ) from exc
         else:
             raise exc
         if isinstance(error, DeadlineExceededError):

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentkit import AsyncChatClient, ChatClient
+from agentkit import APIConnectionError, AsyncChatClient, ChatClient
 from agentkit._errors import ConfigurationError, RequestValidationError
 from agentkit._wire import ChatMessage, FunctionCall, ToolCall
 from agentkit.testing import Reply, ScriptedServer, echo
@@ -322,8 +322,10 @@ def test_one_pooled_connection_for_many_requests(server: ScriptedServer) -> None
 def test_close_and_context_manager(server: ScriptedServer) -> None:
     client = ChatClient(server.base_url)
     client.close()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(APIConnectionError) as caught:  # typed, not httpx's RuntimeError
         client.create(model="m", messages=USER)
+    assert caught.value.code == "client_closed"
+    assert server.requests == []
 
 
 def test_user_supplied_http_client_is_used_and_left_open(server: ScriptedServer) -> None:
