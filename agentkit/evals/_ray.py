@@ -17,7 +17,7 @@ import httpx
 
 from .._errors import QuotaExceededError
 from ._conversation import Attempt, converse
-from ._errors import SuiteError
+from ._errors import EvalError, SuiteError
 from ._limit import Buckets, LimitedTransport, RateLimit
 from ._local import collect, refuse_unroutable
 
@@ -73,14 +73,18 @@ class RayBackend:
         ray = _ray()
         if not ray.is_initialized():
             joining = self.address is not None or bool(os.environ.get("RAY_ADDRESS"))
-            ray.init(
+            options = {
                 # "local": a cluster of our own, never one another process left on this host
-                address=self.address if joining else "local",
-                num_cpus=None if joining else self.num_cpus,
-                include_dashboard=None if joining else False,
-                log_to_driver=False,
-                runtime_env={"env_vars": _worker_environment()},
-            )
+                "address": self.address if joining else "local",
+                "num_cpus": None if joining else self.num_cpus,
+                "include_dashboard": None if joining else False,
+                "log_to_driver": False,
+                "runtime_env": {"env_vars": _worker_environment()},
+            }
+            if joining:
+                ray.init(**options)
+            else:
+                start_local(ray, options)
         _pickle_by_value(suite)
         task = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(_conversation)
         limit = self.rate_limit
@@ -111,6 +115,48 @@ class RayBackend:
             for ref in refs:
                 with contextlib.suppress(Exception):  # finished already, or the cluster went
                     ray.cancel(ref)
+
+
+_LOCAL_STARTS = 2
+
+
+def start_local(ray: Any, options: dict[str, Any]) -> None:
+    """Start a local cluster; started again once if it timed out starting.
+
+    Ray waits a fixed 30 s for its raylet to register (not configurable): on a loaded
+    machine one start can pass that and fail with a bare ``Exception``. A second failure
+    is an ``EvalError`` that says so.
+    """
+    for attempt in range(1, _LOCAL_STARTS + 1):
+        try:
+            ray.init(**options)
+            return
+        except Exception as exc:
+            if "timed out" not in str(exc).lower():
+                raise
+            _stop_started(exc)
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            if attempt == _LOCAL_STARTS:
+                first = str(exc).split("\n", 1)[0]
+                raise EvalError(
+                    f"Ray's local cluster did not start, {_LOCAL_STARTS} times ({first}); "
+                    "the machine may be too busy: retry, or start Ray yourself (ray start "
+                    "--head) and pass RayBackend(address=...)"
+                ) from exc
+
+
+def _stop_started(exc: BaseException) -> None:
+    """End the processes a failed start left running (its GCS, its slow raylet): Ray's
+    ``Node`` raised in its constructor, so only the traceback still holds it."""
+    traceback = exc.__traceback__
+    while traceback is not None:
+        node: Any = traceback.tb_frame.f_locals.get("self")
+        if type(node).__name__ == "Node" and hasattr(node, "kill_all_processes"):
+            with contextlib.suppress(Exception):
+                node.kill_all_processes(check_alive=False, allow_graceful=False, wait=True)
+            return
+        traceback = traceback.tb_next
 
 
 def _conversation(parts: tuple[Any, ...], scenario: int, attempt: int) -> Attempt:
