@@ -40,6 +40,10 @@ from agentkit.testing import Reply, ScriptedServer
 
 KEY = "sk-as-tool-test-0123456789"
 DRIVERS = ["run", "run_async", "stream", "stream_async"]
+# The caller's tool_timeout where a sub-agent must reach its held tool first (one model
+# round trip): 1.5 s, since a loaded machine can take more than 0.2-0.3 s for that, and the
+# sub-run counted no request.
+WORKER_TIMEOUT = 1.5
 
 
 def usage(prompt: int, completion: int) -> dict[str, int]:
@@ -410,7 +414,7 @@ def test_a_streamed_sync_sub_run_stops_once_its_call_timed_out(
             ended.set()
 
     worker = make(server, "worker", [hold], name="worker", observers=[lambda info: Watch()])
-    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(tool_timeout=0.2))
+    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(tool_timeout=WORKER_TIMEOUT))
     scripts.add("boss", Reply.tool_calls(("worker", {"request": "work"})), Reply.text("gave up"))
     scripts.add("worker", Reply.tool_calls(("hold", {})), Reply.text("too late"))
     events = list(boss.stream("go"))
@@ -558,7 +562,7 @@ def test_the_callers_tool_timeout_stops_the_sub_run(
 
     ends = Ends()
     worker = make(server, "worker", [hold], name="worker", observers=[lambda info: ends])
-    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(tool_timeout=0.3))
+    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(tool_timeout=WORKER_TIMEOUT))
     scripts.add("boss", Reply.tool_calls(("worker", {"request": "work"})), Reply.text("gave up"))
     scripts.add("worker", Reply.tool_calls(("hold", {})), Reply.text("too late"))
     try:
@@ -593,7 +597,7 @@ def test_a_sub_run_in_a_tool_thread_takes_no_step_once_its_caller_gave_up(
         return "held"
 
     worker = make(server, "worker", [hold], name="worker", observers=[lambda info: ends])
-    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(tool_timeout=0.3))
+    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(tool_timeout=WORKER_TIMEOUT))
     scripts.add("boss", Reply.tool_calls(("worker", {"request": "work"})), Reply.text("gave up"))
     scripts.add("worker", Reply.tool_calls(("hold", {})), Reply.text("too late"))
     try:

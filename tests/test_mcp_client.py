@@ -348,7 +348,9 @@ def test_a_call_past_its_timeout_is_cancelled_and_the_server_stays_usable(
         Reply.tool_calls(("fake_echo", {"text": "still here"})),
         Reply.text("ok"),
     )
-    with agent_for(server, [fake(timeout=0.3)]) as agent:
+    # The source's timeout is the echo's too: 2 s, not 0.3, which a loaded machine can
+    # pass on a stdio round trip (the run's 0.3 s tool_timeout ended such an echo once).
+    with agent_for(server, [fake(timeout=2.0)]) as agent:
         result = agent.run("go")
     slow, echo = tool_messages(result.messages)
     assert "timed out" in slow
