@@ -536,7 +536,7 @@ class Agent(Generic[OutputT]):
     # -- a run, written once: the entry point only chooses its driver ---------------------
 
     def _result(self, result: RunResult[Any]) -> RunResult[OutputT]:
-        return cast(RunResult[OutputT], result)
+        return cast("RunResult[OutputT]", result)  # a string: no generic alias built per run
 
     def _start(
         self,

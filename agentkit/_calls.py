@@ -11,6 +11,7 @@ from ._events import ModelRoundFinished, ToolResult
 from ._result import PendingCall, RunResult
 from ._store import argument_digest
 from ._tool import render_tool_output
+from ._wire import Usage
 
 if TYPE_CHECKING:
     from ._context import RunContext
@@ -21,6 +22,7 @@ __all__ = [
     "Finished",
     "OutcomeStatus",
     "PlannedCall",
+    "Round",
     "RunTools",
     "Step",
     "SubRunPaused",
@@ -198,7 +200,24 @@ class ToolOutcome:
         return cls(call, "cancelled")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
+class Round:
+    """What one model call gave the run: its turn, usage, finish reason and assistant
+    message. The :class:`~agentkit.ModelRoundFinished` event is built from it only when
+    someone reads it (a streamed run): a run that is not streamed never needs it."""
+
+    turn: int
+    usage: Usage | None
+    finish_reason: str | None
+    message: dict[str, Any]
+
+    def event(self) -> ModelRoundFinished:
+        """The round as the event a stream yields."""
+        usage = self.usage if self.usage is not None else Usage()
+        return ModelRoundFinished(self.turn, usage, self.finish_reason, self.message)
+
+
+@dataclass(slots=True)
 class RunTools:
     """Step: run ``calls`` (possibly none), then hand the outcomes to ``on_tool_outcomes``.
 
@@ -207,15 +226,25 @@ class RunTools:
     """
 
     calls: list[PlannedCall]
-    round: ModelRoundFinished
+    made: Round
+
+    @property
+    def round(self) -> ModelRoundFinished:
+        """The model round that asked for the calls, as its event."""
+        return self.made.event()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finished:
     """Step: the run is over; ``result`` is the :class:`~agentkit.RunResult`."""
 
     result: RunResult[Any]
-    round: ModelRoundFinished
+    made: Round
+
+    @property
+    def round(self) -> ModelRoundFinished:
+        """The model round that ended the run, as its event."""
+        return self.made.event()
 
 
 Step: TypeAlias = RunTools | Finished

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._calls import Finished, PlannedCall, RunTools, Step, ToolOutcome
+from ._calls import Finished, PlannedCall, Round, RunTools, Step, ToolOutcome
 from ._errors import (
     AgentKitError,
     ConfigurationError,
@@ -43,7 +43,6 @@ from ._errors import (
     ToolFailureLimitExceededError,
 )
 from ._events import (
-    ModelRoundFinished,
     ReasoningDelta,
     StreamDelta,
     TextDelta,
@@ -290,12 +289,7 @@ class RunLoop:
         assistant = _assistant_turn(message)
         if self.settings.sign:  # an agent of a handoff graph: who wrote the turn
             assistant["name"] = self.settings.agent
-        round_ = ModelRoundFinished(
-            turn=self.turns,
-            usage=usage if usage is not None else Usage(),
-            finish_reason=choice.finish_reason,
-            message=assistant,
-        )
+        round_ = Round(self.turns, usage, choice.finish_reason, assistant)
         truncated = choice.finish_reason == "length"
         if truncated and (message.tool_calls or self.settings.on_truncated == "raise"):
             self._state = "done"
@@ -347,13 +341,8 @@ class RunLoop:
             failed = call.kind in _FAILURE_KINDS
         else:
             text = error = f"tool {call.name} was cancelled before it finished"
-        result = ToolResult(
-            call_id=call.call_id,
-            name=call.name,
-            output=cap(clean_text(text), self.settings.max_tool_output_chars),
-            error=error,
-            duration=outcome.duration,
-        )
+        output = cap(clean_text(text), self.settings.max_tool_output_chars)
+        result = ToolResult(call.call_id, call.name, output, error, outcome.duration)
         outcome._result = result
         outcome._failed = failed
         round_ = self._round
@@ -556,7 +545,7 @@ class RunLoop:
             {"role": "tool", "tool_call_id": call_id, "name": name, "content": content}
         )
 
-    def _plan(self, round_: ModelRoundFinished) -> Step:
+    def _plan(self, round_: Round) -> Step:
         settings = self.settings
         calls: list[PlannedCall] = []
         context: list[RunContext[Any]] = []  # built once per round, only if a tool wants it
@@ -591,7 +580,16 @@ class RunLoop:
             self.interrupt(ToolOutcome.not_run(call) for call in calls)
             refused[0].messages = self.messages
             raise refused[0]
-        for call in calls:
+        unusual = [call for call in calls if call.kind != "run"]
+        if unusual:
+            self._check_unusual(calls, unusual)
+        return RunTools(calls, round_)
+
+    def _check_unusual(self, calls: list[PlannedCall], unusual: list[PlannedCall]) -> None:
+        """Stop the run when a call repeats too often or the model keeps asking past the
+        tool-call limit (the round's calls all get their tool message first)."""
+        settings = self.settings
+        for call in unusual:
             if call.kind != "repeated":
                 continue
             streak = self._streaks[call.name][call._key]
@@ -603,7 +601,7 @@ class RunLoop:
                     f"(max_repeated_calls={settings.max_repeated_calls})",
                     messages=self.messages,
                 )
-        if any(call.kind == "limit" for call in calls):
+        if any(call.kind == "limit" for call in unusual):
             if self._limit_told:
                 self.interrupt(ToolOutcome.not_run(call) for call in calls)
                 raise ToolCallLimitExceededError(
@@ -611,7 +609,6 @@ class RunLoop:
                     messages=self.messages,
                 )
             self._limit_told = True
-        return RunTools(calls, round_)
 
     def _plan_call(
         self,
@@ -676,7 +673,7 @@ class RunLoop:
         return f"the run's limit of {cap} tool calls"
 
     def _final_call(
-        self, index: int, wire_calls: list[dict[str, Any]], round_: ModelRoundFinished
+        self, index: int, wire_calls: list[dict[str, Any]], round_: Round
     ) -> PlannedCall | Finished:
         output_type = self.settings.output_type
         assert output_type is not None
@@ -703,7 +700,7 @@ class RunLoop:
             )
         return self._finish(output, round_, truncated=False)
 
-    def _final_text(self, content: str, round_: ModelRoundFinished, truncated: bool) -> Step:
+    def _final_text(self, content: str, round_: Round, truncated: bool) -> Step:
         settings = self.settings
         if settings.output_type is None:
             return self._finish(content, round_, truncated)
@@ -738,7 +735,7 @@ class RunLoop:
             return self._correction_round(round_)
         return self._finish(output, round_, truncated)
 
-    def _correction_round(self, round_: ModelRoundFinished) -> RunTools:
+    def _correction_round(self, round_: Round) -> RunTools:
         """A round with nothing to run: a correction was appended for the model."""
         self._round = []
         self._settled = {}
@@ -758,7 +755,7 @@ class RunLoop:
             messages=self.messages,
         )
 
-    def _finish(self, output: Any, round_: ModelRoundFinished, truncated: bool) -> Finished:
+    def _finish(self, output: Any, round_: Round, truncated: bool) -> Finished:
         self._state = "done"
         result: RunResult[Any] = RunResult(
             output=output,

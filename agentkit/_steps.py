@@ -107,14 +107,14 @@ class Callback:
     through: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Emit:
     """Effect: hand ``event`` to the caller of ``stream``/``stream_async``."""
 
     event: AgentEvent
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartCalls:
     """Effect: start ``calls`` concurrently (sync tools in threads, async ones as tasks).
 
@@ -150,7 +150,7 @@ LIST_TOOLS: Final = ListTools()
 """Effect: ask each of the run's agent's tool sources for its tools."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Begin:
     """Effect: the run's loop is made (its session loaded, its observer made); the driver
     starts the run's deadline and gets its client."""
@@ -260,7 +260,7 @@ def _model_round(loop: RunLoop, plan: RunPlan) -> Generator[Effect, Any, RunResu
         closed = not isinstance(step, RunTools)
         yield Callback(partial(journal.step, closed=closed), (loop,), blocking=True)
     if plan.stream:
-        yield Emit(step.round)
+        yield Emit(step.made.event())
     if isinstance(step, RunTools):
         return (yield from _tool_round(loop, plan, step.calls))
     return step.result
