@@ -5,11 +5,15 @@ statement freed it in C (libpq, SQLite) and killed the process with SIGSEGV."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
 import threading
 from pathlib import Path
+
+from agentkit import Agent
+from agentkit.testing import ScriptedServer, echo
 
 from ._support import StoreSpec
 
@@ -109,3 +113,26 @@ def test_a_thread_that_ends_leaves_no_sqlite_connection_open(tmp_path: Path) -> 
     assert in_threads(50) == opened
     store.close()
     assert _open_files(tmp_path / "s.db") == 0
+
+
+def test_each_asyncio_run_of_a_stored_session_leaves_no_file_open(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """``asyncio.run(agent.run_async(..., session=...))`` in a loop (a script, a task
+    queue's worker): each run's store calls go to its loop's threads, which end with it;
+    each run left three more files open on the store before."""
+    from agentkit.sessions import SQLiteStore
+
+    server.respond_with(echo())
+    store = SQLiteStore(tmp_path / "s.db")
+    agent = Agent("m", [], "x", base_url=server.base_url, api_key="k", store=store)
+
+    def runs(count: int) -> int:
+        for _ in range(count):
+            asyncio.run(agent.run_async("hi", session="s1"))
+        return _open_files(tmp_path / "s.db")
+
+    opened = runs(2)
+    assert runs(10) == opened
+    agent.close()
+    store.close()
