@@ -20,7 +20,7 @@ start_postgres() {
     local port
     port="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     # fsync off: the data is thrown away at exit, and the tests commit often.
-    "${as[@]}" pg_ctl -D "$PG_DATA_DIR/db" -w -t 30 -l "$PG_DATA_DIR/db/server.log" \
+    "${as[@]}" pg_ctl -D "$PG_DATA_DIR/db" -w -t 120 -l "$PG_DATA_DIR/db/server.log" \
         -o "-h 127.0.0.1 -p $port -k $PG_DATA_DIR/db -F -c max_connections=300" start >/dev/null ||
         { cat "$PG_DATA_DIR/db/server.log" >&2; return 1; }
     export AGENTKIT_TEST_POSTGRES="postgresql://agentkit@127.0.0.1:$port/postgres"
