@@ -189,16 +189,17 @@ def test_an_async_tool_past_the_agent_timeout_is_cancelled(
 
 @pytest.mark.parametrize("driver", ["run", "run_async"])
 def test_the_timeout_counts_from_the_queue(server: ScriptedServer, driver: str) -> None:
-    @tool(timeout=0.9)
+    @tool(timeout=1.8)
     def steady(n: int) -> str:
-        """Takes 0.5 s."""
-        time.sleep(0.5)
+        """Takes 1 s."""
+        time.sleep(1.0)
         return f"done {n}"
 
     server.queue(Reply.tool_calls(("steady", {"n": 1}), ("steady", {"n": 2})), Reply.text("ok"))
-    # One worker: the second call waits 0.5 s in the queue, then would run 0.5 s: past its
-    # 0.9 s, which counts from when it was queued (no round outlives its timeouts). Counted
-    # from its start it would end in time. 0.4 s of slack either way for a loaded machine.
+    # One worker: the second call waits 1 s in the queue, then would run 1 s: past its
+    # 1.8 s, which counts from when it was queued (no round outlives its timeouts). Counted
+    # from its start it would end in time. 0.8 s of slack either way for a loaded machine
+    # (0.4 s was less than a loaded machine can stall a thread).
     agent = Agent(
         "m",
         [steady],
@@ -216,7 +217,7 @@ def test_the_timeout_counts_from_the_queue(server: ScriptedServer, driver: str) 
                 await agent.run_async("go")
 
         asyncio.run(main())
-    assert tool_messages(server.requests[1]) == ["done 1", "tool steady timed out after 0.9 s"]
+    assert tool_messages(server.requests[1]) == ["done 1", "tool steady timed out after 1.8 s"]
 
 
 def test_a_tool_raising_its_own_timeout_error_is_not_our_timeout(
