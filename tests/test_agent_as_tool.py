@@ -480,7 +480,8 @@ def test_the_callers_deadline_ends_the_sub_run_itself(
 
     ends = Ends()
     slow = make(server, "slow", [think], name="slow", observers=[lambda info: ends])
-    planner = make(server, "planner", [slow.as_tool()], limits=RunLimits(run_timeout=1.0))
+    # 2 s: two model round trips (the caller's, the sub-agent's) come first, even loaded
+    planner = make(server, "planner", [slow.as_tool()], limits=RunLimits(run_timeout=2.0))
     scripts.add("planner", Reply.tool_calls(("slow", {"request": "think"})), Reply.text("late"))
     scripts.add("slow", Reply.tool_calls(("think", {})), Reply.text("too late"))
     try:
