@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serve.test_serve_page import ARGS, CHROMIUM, HOSTILE, _browser_or_skip
+from serve.test_serve_page import ARGS, CHROMIUM, HOSTILE, WAIT_MS, _browser_or_skip, unhurried
 
 from agentkit.evals import Attempt, CheckResult, Report, ScenarioReport
 
@@ -18,7 +18,7 @@ from agentkit.evals import Attempt, CheckResult, Report, ScenarioReport
 def browser() -> Iterator[Any]:
     sync_playwright = _browser_or_skip()
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=WAIT_MS)
         try:
             yield chromium
         finally:
@@ -63,7 +63,7 @@ def test_the_html_report_renders_in_chromium_and_escapes_everything(
 ) -> None:
     path = tmp_path / "report.html"
     _report().save_html(path)
-    page = browser.new_page()
+    page = unhurried(browser.new_page())
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     page.goto(path.as_uri())

@@ -34,6 +34,9 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Playwright's own defaults (30 s to launch, to load, to wait for an element; 5 s for an
+# expect) are for a quiet machine: each is a bound on a hang here, so a generous one.
+WAIT_MS = 120_000
 HOSTILE = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
 
 
@@ -52,6 +55,15 @@ def _browser_or_skip() -> Any:
     return sync_playwright
 
 
+def unhurried(page: Any) -> Any:
+    """``page`` waiting up to ``WAIT_MS`` for what it waits for (and ``expect`` too)."""
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    return page
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless chromium (Debian's; Playwright downloads nothing), started once for the
@@ -59,7 +71,7 @@ def browser() -> Iterator[Any]:
     ``new_context`` make a fresh one: no cookie or storage is shared)."""
     sync_playwright = _browser_or_skip()
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=WAIT_MS)
         try:
             yield chromium
         finally:
@@ -75,7 +87,7 @@ def test_the_page_streams_the_answer_shows_tools_and_escapes_everything(
     )
     with uvicorn_serving(create_app({"desk": make_desk(model)}, title="Order desk")) as url:
         context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-        page = context.new_page()
+        page = unhurried(context.new_page())
         requested: list[str] = []
         page.on("request", lambda request: requested.append(request.url))
         page.goto(url + "/")
@@ -115,7 +127,7 @@ def test_the_page_approves_a_pending_call(
     model.queue(Reply.tool_calls(("refund", {"order_id": 1042})), Reply.text("Refunded 1042."))
     desk = make_desk(model, store=sessions.SQLiteStore(str(tmp_path / "desk.db")))
     with uvicorn_serving(create_app({"desk": desk})) as url:
-        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page = unhurried(browser.new_page(viewport={"width": 390, "height": 844}))
         requested: list[str] = []
         page.on("request", lambda request: requested.append(request.url))
         page.goto(url + "/")
@@ -184,7 +196,7 @@ def test_a_page_on_another_origin_cannot_run_the_bot(model: ScriptedServer, brow
         uvicorn_serving(create_app({"desk": make_desk(model)})) as url,
         another_origin(CROSS_SITE % url) as evil,
     ):
-        page = browser.new_page()
+        page = unhurried(browser.new_page())
         page.goto(evil)
         outcomes = page.evaluate("window.outcomes")
         page.close()
@@ -220,7 +232,7 @@ def test_a_patient_asks_a_receptionist_approves_from_the_queue_and_the_patient_s
         requested: list[str] = []
         pages = []
         for key in (patient, receptionist):
-            page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+            page = unhurried(browser.new_context(viewport={"width": 390, "height": 844}).new_page())
             page.on("request", lambda request: requested.append(request.url))
             page.goto(url + "/")
             page.locator("#keybox.shown").wait_for(timeout=60_000)  # a 401 asks for the key
