@@ -22,10 +22,12 @@ from agentkit.testing import ScriptedServer
 
 MODEL_KEY = "sk-model-secret-0123456789"
 
-HTTP = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+HTTP = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=60)
 """The tests' client for one-off requests, in place of ``httpx.get``/``httpx.post``, which
 build a client, and load the CA bundle, for every request (tens of milliseconds each). No
-connection is kept between requests, as with those: each opens its own, as before."""
+connection is kept between requests, as with those: each opens its own, as before. Its
+timeout bounds a hang (60 s, not httpx's 5 s: a loaded machine can take seconds to answer);
+a test that expects no answer gives its own."""
 
 
 @tool

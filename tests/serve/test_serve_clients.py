@@ -101,6 +101,7 @@ def test_raw_sse_follows_the_seed_format_with_tool_comments(
     response = httpx.post(
         served + "/v1/chat/completions",
         json={"model": "desk", "stream": True, "messages": [{"role": "user", "content": "?"}]},
+        timeout=60,
     )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -192,6 +193,7 @@ def test_a_run_that_fails_midstream_ends_with_an_error_event_and_no_done(
     response = httpx.post(
         served + "/v1/chat/completions",
         json={"model": "desk", "stream": True, "messages": [{"role": "user", "content": "?"}]},
+        timeout=60,
     )
     events = sse_events(response.text)
     assert "data: [DONE]" not in events
