@@ -743,7 +743,7 @@ class Terminal:
         self.seen = ""
         self.position = 0  # where the next expect() starts looking
 
-    def expect(self, text: str, timeout: float = 10) -> None:
+    def expect(self, text: str, timeout: float = 45) -> None:
         """Read the terminal until ``text`` shows after the last match, or fail."""
         deadline = time.monotonic() + timeout
         while text not in self.seen[self.position :]:
@@ -765,7 +765,7 @@ class Terminal:
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-        self.process.wait(10)
+        self.process.wait(45)
         os.close(self.master)
 
 
@@ -800,7 +800,7 @@ def test_interactive_chat_in_a_terminal_ctrl_c_and_ctrl_d(
     term.expect("Second answer.")
     term.expect("> ")
     term.type("\x04")  # Ctrl-D
-    assert term.process.wait(10) == 0
+    assert term.process.wait(45) == 0
     assert server.requests[1].messages == [{"role": "user", "content": "and now?"}]
 
 

@@ -168,7 +168,7 @@ class Terminal:
         self.seen = ""
         self.position = 0
 
-    def expect(self, text: str, timeout: float = 15) -> None:
+    def expect(self, text: str, timeout: float = 45) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.seen[self.position :]:
             left = deadline - time.monotonic()
@@ -199,7 +199,7 @@ class Terminal:
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-        self.process.wait(10)
+        self.process.wait(45)
         os.close(self.master)
 
 
@@ -223,7 +223,7 @@ def test_a_terminal_shows_a_spinner_while_waiting_then_erases_it(
     term = terminal("chat", "--base-url", server.base_url, "--no-tools", "Hi")
     term.expect("waiting for qwen-plus · ")  # a frame with the elapsed time
     term.expect("The answer.")
-    assert term.process.wait(15) == 0
+    assert term.process.wait(45) == 0
     term.drain()
     before_answer = term.seen[: term.seen.index("The answer.")]
     assert before_answer.rstrip(" ").endswith("\r\x1b[K")  # erased before the answer
@@ -238,11 +238,11 @@ def test_errors_are_red_on_a_terminal_and_plain_with_no_color(
     server.queue(Reply.invalid_api_key(), Reply.invalid_api_key())
     coloured = terminal("chat", "--base-url", server.base_url, "--no-tools", "Hi")
     coloured.expect("agentkit: hint:")
-    coloured.process.wait(15)
+    coloured.process.wait(45)
     assert "\x1b[31magentkit: error:" in coloured.seen
     plain = terminal("chat", "--base-url", server.base_url, "--no-tools", "Hi", colour=False)
     plain.expect("agentkit: hint:")
-    plain.process.wait(15)
+    plain.process.wait(45)
     assert "agentkit: error:" in plain.seen
     assert "\x1b[3" not in plain.seen and "\x1b[2m" not in plain.seen
 
@@ -271,7 +271,7 @@ def test_ctrl_c_before_any_text_is_not_glued_to_the_echoed_c(
     term.expect("> ")
     term.type("\x04")
     term.expect("\n")
-    assert term.process.wait(15) == 0, term.seen
+    assert term.process.wait(45) == 0, term.seen
 
 
 def test_chat_help_wraps_its_description() -> None:
@@ -315,4 +315,4 @@ def test_sigint_one_shot_still_exits_130(
     term = terminal("chat", "--base-url", server.base_url, "--no-tools", "Hi")
     term.expect("waiting for")
     os.kill(term.process.pid, signal.SIGINT)
-    assert term.process.wait(15) == 130
+    assert term.process.wait(45) == 130

@@ -452,7 +452,7 @@ def test_async_cancellation_closes_the_stream_and_leaves_the_client_usable(
                         first.set()
 
             task = asyncio.create_task(consume())
-            await asyncio.wait_for(first.wait(), 5)
+            await asyncio.wait_for(first.wait(), 30)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task

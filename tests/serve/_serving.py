@@ -51,4 +51,4 @@ def serving(
         yield url
     finally:
         process.terminate()
-        process.wait(15)
+        process.wait(60)
