@@ -236,11 +236,12 @@ class ScriptedServer:
         """How many client connections are open right now."""
         return len(self._writers)
 
-    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
+    def wait_for_requests(self, count: int, timeout: float = 30.0) -> list[RecordedRequest]:
         """Block until at least ``count`` requests have arrived; returns them.
 
-        Raises ``TimeoutError`` after ``timeout`` seconds. Lets a test wait for the server
-        instead of sleeping (for example before stopping a server with a hung reply).
+        Raises ``TimeoutError`` after ``timeout`` seconds (a bound on a hang: a client in a
+        process of its own starts slowly on a loaded machine). Lets a test wait for the
+        server instead of sleeping (for example before stopping a server with a hung reply).
         """
         with self._arrived:
             if not self._arrived.wait_for(lambda: len(self._requests) >= count, timeout):
