@@ -33,6 +33,18 @@ sessions = sessions_or_skip()
 
 SHARED_KEY = "desk-shared-key-0123456789"
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{8,}")
+# A name an error quotes ('c2', `nobody`): it must be one the client sent, one the API gave
+# it (a waiting call's id), or a field or header of the API itself.
+_QUOTED = re.compile(r"(?<!\w)'([^']*)'(?!\w)|`([^`]*)`")  # not the ' of "call's"
+API_WORDS = {
+    "messages",
+    "decisions",
+    "digests",
+    "stream",
+    "model",
+    "Authorization: Bearer <api key>",
+    "Content-Type: application/json",
+}
 
 
 @tool(requires_approval=True)
@@ -145,12 +157,20 @@ def leaks(body: str, sent: str, secret: set[str]) -> list[str]:
     return found
 
 
+def strangers(message: str, sent: str, given: set[str]) -> list[str]:
+    """The names ``message`` quotes that neither the client sent nor the API gave it."""
+    quoted = [a or b for a, b in _QUOTED.findall(message)]
+    return [name for name in quoted if name not in sent and name not in given | API_WORDS]
+
+
 def _named(word: str, text: str) -> bool:
     """Whether ``text`` holds ``word`` whole (``erin`` is not in ``answering``)."""
     return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is not None
 
 
-def check_every_error(served: Served) -> None:
+def check_every_error(served: Served, given: set[str]) -> None:
+    """Every answer was an error, a JSON one, with no internal id and no name the client
+    was not given (``given``: the ids of the waiting calls the API showed it)."""
     secret = internal_ids(served.path, served.keys)
     errors = [a for a in served.answers if a.response.status_code >= 400]
     # every case made a failing request; a case that now passes must be looked at
@@ -160,6 +180,7 @@ def check_every_error(served: Served) -> None:
         error = answer.response.json()["error"]  # a JSON error body, never plain text
         assert isinstance(error["message"], str) and error["message"], answer.what
         assert leaks(body, answer.sent, secret) == [], (answer.what, body)
+        assert strangers(error["message"], answer.sent, given) == [], (answer.what, body)
 
 
 def test_the_scan_finds_a_planted_id() -> None:
@@ -172,6 +193,9 @@ def test_the_scan_finds_a_planted_id() -> None:
     assert leaks('{"message": "held by dana"}', "", secret) == ["dana"]
     assert leaks('{"message": "held: tok_1234"}', "", secret) == ["tok_1234"]
     assert leaks('{"message": "no decision for \'dana-1\'"}', "/dana-1", {"dana"}) == []
+    assert strangers("no such session 'key:1a2b/c2'", "/c2", set()) == ["key:1a2b/c2"]
+    assert strangers("no call 'call_9'; paused: ['call_1']", "call_9", {"call_1"}) == []
+    assert strangers("each call's digest in 'digests'", "", set()) == []
     given = "0123abcd0123abcd"
     assert leaks(f'{{"message": "unknown call {given!r}"}}', given, secret) == []
 
@@ -275,7 +299,7 @@ def test_no_error_under_shared_keys_names_an_internal_id(
     model.respond_with(lambda request: Reply.error(400, f"upstream refused {MODEL_KEY}"))
     shared.ask("model fails", "hi", "c3", key)
     shared.send("reviewers only", "GET", "/v1/approvals?agent=desk", key=key)
-    check_every_error(shared)
+    check_every_error(shared, {call["id"]})
 
 
 def _digest(call: Mapping[str, Any]) -> dict[str, str]:
@@ -318,4 +342,4 @@ def test_no_error_under_stored_keys_names_an_internal_id_or_another_person(
     )
     assert decided.status_code == 200, decided.text
     stored.decide("decided again", "c2", rita, {call["id"]: False}, _digest(call))
-    check_every_error(stored)
+    check_every_error(stored, {call["id"]})
