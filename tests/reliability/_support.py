@@ -38,7 +38,10 @@ STREAMING: tuple[Driver, ...] = ("stream", "stream_async")
 
 # A fast backoff: retries are counted by the server, not waited for.
 FAST_RETRY: dict[str, Any] = {"max_retries": 2, "retry_base_delay": 0.01, "retry_max_delay": 0.05}
-_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+# A bound on a hang, for tests that set no timeouts of their own: a loaded machine can take
+# seconds to schedule the scripted server's thread, and a timeout there is retried and
+# counted as a request the test did not script.
+_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
 # --- tools the scripted model calls -------------------------------------------------------
