@@ -29,7 +29,7 @@ import asyncio
 import functools
 import math
 import ssl
-from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, Generic, Self, TypeVar, cast
 
 import httpx
@@ -38,6 +38,7 @@ from ._deprecation import warn_deprecated
 from ._errors import AgentKitError, ConfigurationError
 from ._events import StreamDelta
 from ._keepalive import body_end_async, body_end_sync
+from ._outcome import Outcome
 from ._protocol import ChatProtocol, Exchange, StreamState
 from ._providers import Provider, resolve_api_key, resolve_provider
 from ._retry import RetryPolicy
@@ -351,12 +352,34 @@ class ChatClient(_ClientBase[httpx.Client]):
 
 
 class _StreamBase:
-    """What both streams share: the stream state, the completion, the failure rule."""
+    """What both streams share: every decision of a stream, written once (sans I/O).
+
+    :meth:`_plan` decides what comes next: a delta for the caller, or the I/O the stream
+    needs first, named as a method of the stream (``_open``, ``_read``, ``_release``,
+    ``_pause``, ``_finish``), which blocks in :class:`ChatStream` and awaits in
+    :class:`AsyncChatStream`. Each stream's ``__next__``/``__anext__`` only performs that
+    I/O (``step()`` or ``await step()``) within :attr:`_outcome`, which hands the I/O's
+    failure back to the plan: a failure to send or read releases the connection, then is
+    retried or raised (:meth:`StreamState.recover`); an interrupt (Ctrl-C, a cancelled
+    task) closes the stream and is raised.
+    """
+
+    _stop: type[Exception]
+    """What ends the iteration: ``StopIteration``, or ``StopAsyncIteration``."""
+    # The I/O each stream writes in its world (each returns None, or an awaitable of it).
+    _open: Callable[[], Any]
+    _read: Callable[[], Any]
+    _pause: Callable[[float], Any]
+    _release: Callable[[], Any]
+    _finish: Callable[[], Any]
+    _pieces: Iterator[bytes] | AsyncGenerator[bytes, None] | None  # the body, once sent
 
     def __init__(self, client: _ClientBase[Any], exchange: Exchange) -> None:
         self._state: StreamState = client._protocol.new_stream(exchange)
         self._response: httpx.Response | None = None
         self._closed = False
+        self._outcome = Outcome()
+        self._steps = self._plan()
 
     @property
     def completion(self) -> ChatCompletion:
@@ -366,25 +389,41 @@ class _StreamBase:
             raise AgentKitError("the stream has not been read to the end yet")
         return completion
 
-    def _ready(self) -> StreamDelta | bool:
-        """The next delta the stream holds; ``True`` once it is over (whole, or closed),
-        ``False`` when more bytes are needed."""
-        delta = self._state.next_delta()
-        if delta is not None:
-            return delta
-        return self._state.completion is not None or self._closed
+    def _step(self) -> StreamDelta | Callable[[], Any]:
+        """The next delta, or the I/O to perform first; the last I/O's failure, if any,
+        goes to the plan, which decides. Raises :attr:`_stop` once the stream is over."""
+        try:
+            return self._outcome.resume(self._steps)
+        except StopIteration:
+            raise self._stop from None
+
+    def _plan(self) -> Generator[StreamDelta | Callable[[], Any], None, None]:
+        # The stream from its request to its end: each delta, each I/O it needs.
+        state = self._state
+        while True:
+            delta = state.next_delta()
+            if delta is not None:
+                yield delta
+            elif state.completion is not None or self._closed:  # whole, or closed
+                # Whole at [DONE]: the connection is kept only if its end is already here.
+                yield self._finish
+                return
+            else:
+                try:
+                    yield self._open if self._pieces is None else self._read
+                except Exception as exc:
+                    yield self._release
+                    if delay := state.recover(exc):  # or the final error, raised
+                        yield functools.partial(self._pause, delay)
+                except GeneratorExit:  # dropped while its I/O was under way
+                    raise
+                except BaseException:  # an interrupt: Ctrl-C, a cancelled task
+                    yield self._release
+                    raise
 
     def _take(self, piece: bytes | None) -> None:
         # The next piece of the body; None: the body ended.
         self._state.end() if piece is None else self._state.feed(piece)
-
-    def _recover(self, exc: Exception) -> float:
-        # Seconds to wait before sending again; a final error ends the stream.
-        try:
-            return self._state.recover(exc)
-        except BaseException:
-            self._closed = True
-            raise
 
     def _request(self, http: httpx.Client | httpx.AsyncClient, client: _ClientBase[Any]) -> Any:
         exchange = self._state.exchange
@@ -410,6 +449,8 @@ class ChatStream(_StreamBase):
     :class:`~agentkit._errors.IncompleteStreamError`; it never passes for a whole answer.
     """
 
+    _stop = StopIteration
+
     def __init__(self, client: ChatClient, exchange: Exchange) -> None:
         super().__init__(client, exchange)
         self._client = client
@@ -425,20 +466,10 @@ class ChatStream(_StreamBase):
         return self
 
     def __next__(self) -> StreamDelta:
-        while (delta := self._ready()) is False:
-            try:
-                self._open() if self._pieces is None else self._take(next(self._pieces, None))
-            except Exception as exc:
-                self._release()
-                if delay := self._recover(exc):
-                    self._client._protocol.retry.sleep(delay)
-            except BaseException:
-                self.close()
-                raise
-        if isinstance(delta, bool):
-            self._finish()
-            raise StopIteration
-        return delta
+        while callable(step := self._step()):  # an I/O the stream needs first
+            with self._outcome:
+                step()
+        return step
 
     def _open(self) -> None:
         http = self._client._http
@@ -450,8 +481,14 @@ class ChatStream(_StreamBase):
         else:
             self._pieces = response.iter_bytes()
 
+    def _read(self) -> None:
+        assert self._pieces is not None
+        self._take(next(self._pieces, None))
+
+    def _pause(self, delay: float) -> None:
+        self._client._protocol.retry.sleep(delay)
+
     def _finish(self) -> None:
-        # Whole at [DONE]: keep the connection only if its end is already here.
         response = self._response
         if response is not None and not response.is_closed:
             body_end_sync(response)
@@ -549,6 +586,8 @@ class AsyncChatClient(_ClientBase[httpx.AsyncClient]):
 class AsyncChatStream(_StreamBase):
     """The asynchronous twin of :class:`ChatStream`: ``async for`` and ``async with``."""
 
+    _stop = StopAsyncIteration
+
     def __init__(self, client: AsyncChatClient, exchange: Exchange) -> None:
         super().__init__(client, exchange)
         self._client = client
@@ -565,23 +604,10 @@ class AsyncChatStream(_StreamBase):
         return self
 
     async def __anext__(self) -> StreamDelta:
-        while (delta := self._ready()) is False:
-            try:
-                if self._pieces is None:
-                    await self._open()
-                else:
-                    self._take(await anext(self._pieces, None))
-            except Exception as exc:
-                await self._release()
-                if delay := self._recover(exc):
-                    await self._client._protocol.retry.async_sleep(delay)
-            except BaseException:
-                await self.aclose()
-                raise
-        if isinstance(delta, bool):
-            await self._finish()
-            raise StopAsyncIteration
-        return delta
+        while callable(step := self._step()):  # an I/O the stream needs first
+            with self._outcome:
+                await step()
+        return step
 
     async def _open(self) -> None:
         client = self._client
@@ -595,6 +621,13 @@ class AsyncChatStream(_StreamBase):
             self._pieces = _no_pieces()
         else:
             self._pieces = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+
+    async def _read(self) -> None:
+        assert self._pieces is not None
+        self._take(await anext(self._pieces, None))
+
+    async def _pause(self, delay: float) -> None:
+        await self._client._protocol.retry.async_sleep(delay)
 
     async def _finish(self) -> None:
         response = self._response

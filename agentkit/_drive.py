@@ -33,7 +33,7 @@ from collections.abc import (
 )
 from contextvars import Token
 from functools import partial
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, Self, TypeAlias
 
 from ._blocking import off_loop, off_loop_or_undo, off_loop_to_the_end
 from ._client import AsyncChatClient, AsyncChatStream, ChatClient
@@ -41,6 +41,7 @@ from ._errors import DeadlineExceededError
 from ._events import AgentEvent, RunFinished, StreamDelta
 from ._loop import RunLoop
 from ._observe import scoped, scoped_async
+from ._outcome import Outcome
 from ._protocol import RUN_ENDS
 from ._result import RunResult
 from ._runtime import Runtime
@@ -68,42 +69,38 @@ Steps: TypeAlias = Generator[Effect, Any, RunResult[Any]]
 def drive(runtime: Runtime, steps: Steps, plan: RunPlan) -> Generator[AgentEvent, None, None]:
     """Perform the run's effects on this thread; in an observed run (``plan.observed``),
     its observer is current while each event is produced (see :func:`~agentkit._observe.scoped`)."""
-    events = _drive(runtime, steps, plan)
+    events = _drive(_Run(runtime, steps, plan))
     return scoped(events, plan) if plan.observed else events
 
 
 def drive_async(runtime: Runtime, steps: Steps, plan: RunPlan) -> AsyncGenerator[AgentEvent, None]:
     """Perform the run's effects on this event loop (observed as in :func:`drive`)."""
-    events = _drive_async(runtime, steps, plan)
+    events = _drive_async(_AsyncRun(runtime, steps, plan))
     return scoped_async(events, plan) if plan.observed else events
 
 
-def _drive(runtime: Runtime, steps: Steps, plan: RunPlan) -> Generator[AgentEvent, None, None]:
-    run = _Run(runtime, steps, plan)
-    try:
+# The two drivers: what each keeps is what a sync and an async generator cannot share,
+# handing an event (or a streamed round's delta) to the caller, and blocking or awaiting.
+# A failure, whether performing an effect or thrown in by the caller at a yield, goes
+# back to the run, which decides (`run.outcome`); leaving, the run is closed (`with run`).
+
+
+def _drive(run: _Run) -> Generator[AgentEvent, None, None]:
+    with run:
         for effect in run:
-            try:
+            with run.outcome:
                 if isinstance(effect, Emit):
                     yield effect.event
                 elif isinstance(effect, CallModel) and effect.stream:
                     run.answer = yield from run.stream_model(effect)
                 else:
                     run.answer = run.perform(effect)
-            except GeneratorExit:
-                raise
-            except BaseException as exc:  # thrown into the run, which decides
-                run.failure = exc
-    finally:
-        run.close()
 
 
-async def _drive_async(
-    runtime: Runtime, steps: Steps, plan: RunPlan
-) -> AsyncGenerator[AgentEvent, None]:
-    run = _AsyncRun(runtime, steps, plan)
-    try:
+async def _drive_async(run: _AsyncRun) -> AsyncGenerator[AgentEvent, None]:
+    async with run:
         for effect in run:
-            try:
+            with run.outcome:
                 if isinstance(effect, Emit):
                     yield effect.event
                 elif isinstance(effect, CallModel) and effect.stream:
@@ -115,12 +112,6 @@ async def _drive_async(
                                 yield delta
                 else:
                     run.answer = await run.perform(effect)
-            except GeneratorExit:
-                raise
-            except BaseException as exc:  # thrown into the run, which decides
-                run.failure = exc
-    finally:
-        await run.close()
 
 
 # Which method of a driver's run performs each kind of effect (an event, and a streamed
@@ -137,18 +128,19 @@ _PERFORMERS: dict[type[Any], str] = {
 
 class _Driving:
     """What both drivers keep of a run: its steps, sent each answer (``answer``) or thrown
-    each failure (``failure``) as the effects are iterated; its clock, once it has begun;
-    its client and its round's tool calls. Each driver's subclass performs the effects
-    with the primitive of its world (blocking, or awaiting): :meth:`perform` picks the
-    method, written once for both."""
+    each failure (which ``outcome`` caught) as the effects are iterated; its clock, once
+    it has begun; its client and its round's tool calls. Each driver's subclass performs
+    the effects with the primitive of its world (blocking, or awaiting): :meth:`perform`
+    picks the method, written once for both; each is a context manager that closes the
+    run (:meth:`_Run.close`, :meth:`_AsyncRun.close`)."""
 
     __slots__ = (
         "answer",
         "batch",
         "client",
         "deadline",
-        "failure",
         "given_up",
+        "outcome",
         "plan",
         "runtime",
         "steps",
@@ -163,7 +155,7 @@ class _Driving:
     def __init__(self, runtime: Runtime, steps: Steps, plan: RunPlan) -> None:
         self.runtime, self.steps, self.plan = runtime, steps, plan
         self.answer: Any = None
-        self.failure: BaseException | None = None
+        self.outcome = Outcome()
         self.batch: SyncBatch | AsyncBatch | None = None
         self.timeout: float | None = None
         self.deadline: float | None = None
@@ -173,8 +165,8 @@ class _Driving:
         return self
 
     def __next__(self) -> Effect:
-        failure, answer, self.failure, self.answer = self.failure, self.answer, None, None
-        return self.steps.send(answer) if failure is None else self.steps.throw(failure)
+        answer, self.answer = self.answer, None
+        return self.outcome.resume(self.steps, answer)
 
     def perform(self, effect: Effect) -> Any:
         """Perform ``effect`` (the async driver awaits what this returns)."""
@@ -301,6 +293,12 @@ class _Run(_Driving):
         for closing in self.closing():
             closing()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 class _AsyncRun(_Driving):
     """A run driven on an event loop: each effect awaited, a store's call in a thread,
@@ -370,6 +368,12 @@ class _AsyncRun(_Driving):
         for closing in self.closing():
             with contextlib.suppress(RuntimeError):  # no thread left: the loop is closing
                 await off_loop_to_the_end(closing)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 def consume(

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from _helpers import WAIT, wait_until, wait_until_async
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentkit import AsyncChatClient, ChatClient
+from agentkit import AsyncChatClient, ChatClient, RetryPolicy
 from agentkit._errors import (
     AgentKitError,
     APIStatusError,
@@ -461,3 +463,118 @@ def test_async_cancellation_closes_the_stream_and_leaves_the_client_usable(
             return answer.choices[0].message.content, released
 
     assert asyncio.run(main()) == ("still here", True)
+
+
+# --- an interrupt in the middle of a stream's I/O --------------------------------------------
+
+
+class _InterruptedBody(httpx.SyncByteStream):
+    """A body whose first read is interrupted (Ctrl-C while its bytes are awaited)."""
+
+    def __init__(self, body: httpx.SyncByteStream) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise KeyboardInterrupt
+        yield b""  # makes this a generator  # pragma: no cover
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class _CtrlCOnRead(httpx.HTTPTransport):
+    """The real transport, whose answers are interrupted as their body is read."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_InterruptedBody(response.stream),
+            extensions=response.extensions,
+        )
+
+
+def test_ctrl_c_while_a_stream_reads_lets_its_connection_go(server: ScriptedServer) -> None:
+    # No `with` around the stream: the stream itself lets the connection go, and is over.
+    server.queue(Reply.text("one two three").with_(hang_after=1))
+    with (
+        httpx.Client(transport=_CtrlCOnRead()) as http,
+        ChatClient(server.base_url, http_client=http) as client,
+    ):
+        stream = client.stream(model="m", messages=USER)
+        with pytest.raises(KeyboardInterrupt):
+            next(stream)
+        wait_until(lambda: server.open_connections == 0)
+        assert list(stream) == []
+    assert len(server.requests) == 1
+
+
+def test_a_cancel_while_a_stream_reads_gives_back_its_connection_and_slot(
+    server: ScriptedServer,
+) -> None:
+    # The answer stalls: only the cancel ends the read. No `async with` around the stream,
+    # and a pool of one connection: the next request goes through only once the stream
+    # itself gave back its connection and its slot of the client's bound.
+    server.queue(Reply.text("one two three").with_(hang_after=2), Reply.text("still here"))
+
+    async def main() -> str | None:
+        one = httpx.Limits(max_connections=1)
+        async with AsyncChatClient(server.base_url, pool_limits=one) as client:
+            stream = client.stream(model="m", messages=USER)
+            first = asyncio.Event()
+
+            async def consume() -> None:
+                async for _ in stream:
+                    first.set()
+
+            task = asyncio.create_task(consume())
+            await asyncio.wait_for(first.wait(), WAIT)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await wait_until_async(lambda: server.open_connections == 0)
+            assert [delta async for delta in stream] == []
+            answer = await client.create(model="m", messages=USER)
+            return answer.choices[0].message.content
+
+    assert asyncio.run(main()) == "still here"
+    assert len(server.requests) == 2
+
+
+class _WaitFailed(Exception):
+    """The retry policy's wait itself failed."""
+
+
+def _failing_wait(delay: float) -> None:
+    raise _WaitFailed
+
+
+async def _failing_wait_async(delay: float) -> None:
+    raise _WaitFailed
+
+
+def test_a_failed_wait_before_a_retry_ends_the_stream_without_resending(
+    server: ScriptedServer,
+) -> None:
+    # The wait before a retry fails (an injected sleep, a signal handler raising): its own
+    # error reaches the caller as it is, and iterating again sends nothing (it re-sent the
+    # request, outside the retry count).
+    policy = RetryPolicy(sleep=_failing_wait, async_sleep=_failing_wait_async)
+    server.queue(Reply.error(503, "busy"), Reply.error(503, "busy"), Reply.text("unsent"))
+    with ChatClient(server.base_url, retry=policy) as client:
+        stream = client.stream(model="m", messages=USER)
+        with pytest.raises(_WaitFailed):
+            next(stream)
+        assert list(stream) == []
+
+    async def main() -> list[StreamDelta]:
+        async with AsyncChatClient(server.base_url, retry=policy) as client:
+            stream = client.stream(model="m", messages=USER)
+            with pytest.raises(_WaitFailed):
+                await anext(stream)
+            return [delta async for delta in stream]
+
+    assert asyncio.run(main()) == []
+    assert len(server.requests) == 2
