@@ -10,6 +10,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,8 @@ def uvicorn_serving(app: Any) -> Iterator[str]:
     thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
     thread.start()
     try:
-        for _ in range(1000):
-            if server.started or not thread.is_alive():
-                break
+        deadline = time.monotonic() + 60  # a bound on a hang: a loaded machine starts slowly
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
             threading.Event().wait(0.01)
         assert server.started, "uvicorn did not start"
         port = server.servers[0].sockets[0].getsockname()[1]
