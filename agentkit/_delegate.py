@@ -37,13 +37,13 @@ from ._budget import budget_of
 from ._calls import PlannedCall, SubRunPaused
 from ._client import AsyncChatClient, ChatClient
 from ._context import RunContext
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, RunTimeoutError
 from ._events import HandedOff, RunFinished, SubAgentEvent
 from ._handoff import sourced
 from ._records import RunLimits
 from ._result import RunResult
 from ._session import NestedResume
-from ._threads import this_call
+from ._threads import ToolTimedOut, this_call
 from ._tool import Tool
 from ._wire import Usage
 
@@ -195,6 +195,12 @@ def _sub_run_sync(agent: Agent[Any], ctx: RunContext[Any], prompt: str) -> Any:
                 if given_up():
                     raise _CallerLeft(f"the run that called agent {sub.name!r} ended")
                 sub.seen(event)
+    except RunTimeoutError:
+        if call is not None and call[0] is not None and time.perf_counter() >= call[0]:
+            # Its call's time ran out before the caller's driver said so (a loaded
+            # machine can wake it late): the call timed out, as the driver reports it.
+            raise ToolTimedOut from None
+        raise
     finally:
         caller.add_usage(loop.usage)
     return sub.output()

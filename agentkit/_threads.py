@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 from ._calls import PlannedCall, ToolOutcome
 from ._errors import RunTimeoutError, ToolThreadsExhaustedError
 
-__all__ = ["AsyncBatch", "SyncBatch", "ToolThreads", "run_timed_out", "this_call"]
+__all__ = ["AsyncBatch", "SyncBatch", "ToolThreads", "ToolTimedOut", "run_timed_out", "this_call"]
 
 _MAX_WAIT = 0.5  # seconds; the sync driver wakes at least this often (Ctrl-C everywhere)
 _ASYNC_GRACE = 0.5  # seconds an async tool's own loop has to cancel it (see _limit)
@@ -35,8 +35,9 @@ was cancelled or timed out while the call's thread ran): a side-effect call's la
 is recorded this way. It must not raise."""
 
 
-class _ToolTimedOut(Exception):
-    """The tool ran past its timeout (told apart from a TimeoutError the tool raised)."""
+class ToolTimedOut(Exception):
+    """The tool ran past its timeout (told apart from a TimeoutError the tool raised); an
+    agent tool whose sub-run ended by its call's deadline raises it too."""
 
 
 class _Job:
@@ -114,7 +115,7 @@ def _work(call: PlannedCall, job: _Job | None = None) -> _Ending:
             # An async tool in the sync driver runs on its own event loop in this thread.
             value = asyncio.run(_with_timeout(call.invoke(), call.timeout))
         return ToolOutcome.ok(call, value, time.perf_counter() - start)
-    except _ToolTimedOut:
+    except ToolTimedOut:
         return ToolOutcome.timed_out(call, call.timeout or 0.0)
     except (Exception, asyncio.CancelledError) as exc:
         # Nothing cancels a run from inside a tool thread: a CancelledError here is the
@@ -334,7 +335,7 @@ async def _with_timeout(awaitable: Awaitable[Any], timeout: float | None) -> Any
             return await awaitable
     except TimeoutError:
         if scope.expired():
-            raise _ToolTimedOut from None
+            raise ToolTimedOut from None
         raise
 
 
@@ -532,7 +533,7 @@ class AsyncBatch:
             start = time.perf_counter()
             try:
                 value = await _with_timeout(call.invoke(), call.timeout)
-            except _ToolTimedOut:
+            except ToolTimedOut:
                 return ToolOutcome.timed_out(call, call.timeout or 0.0)
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +35,10 @@ from agentkit import (
     ToolResult,
     tool,
 )
+from agentkit._calls import RunTools, ToolOutcome
 from agentkit._sources import ToolSource
+from agentkit._threads import _Job, _work
+from agentkit._wire import ChatCompletion
 from agentkit.cli._console import Console, play
 from agentkit.testing import Reply, ScriptedServer
 
@@ -579,6 +583,46 @@ def test_the_callers_tool_timeout_stops_the_sub_run(
     (error,) = ends.errors
     assert isinstance(error, RunTimeoutError | GeneratorExit | asyncio.CancelledError)
     assert len(scripts.seen["worker"]) == 1  # the sub-run did not go on after the timeout
+
+
+def test_a_sub_run_ended_by_its_calls_deadline_is_the_call_timing_out(
+    server: ScriptedServer, scripts: Scripts
+) -> None:
+    # In a tool thread the sub-run ends by its call's deadline (and a grace) on its own.
+    # When it got there before the caller's driver noticed the timeout (a loaded machine
+    # wakes the caller late), the model was told "tool worker failed: RunTimeoutError: the
+    # run went past its run_timeout of 1.99958 s" instead of "timed out". The call is
+    # handed to its tool thread's function here with its deadline already past, as the
+    # late caller would find it.
+    release = threading.Event()
+
+    @tool
+    def hold() -> str:
+        """Hold until released."""
+        release.wait(60)
+        return "held"
+
+    worker = make(server, "worker", [hold], name="worker")
+    boss = make(server, "boss", [worker.as_tool()], limits=RunLimits(tool_timeout=WORKER_TIMEOUT))
+    scripts.add("worker", Reply.tool_calls(("hold", {})), Reply.text("too late"))
+    loop = boss._new_loop("go", None, None, None)
+    loop.next_request()
+    function = {"name": "worker", "arguments": '{"request": "work"}'}
+    asked = {"id": "c1", "type": "function", "function": function}
+    message = {"role": "assistant", "content": None, "tool_calls": [asked]}
+    step = loop.on_response(ChatCompletion.model_validate({"choices": [{"message": message}]}))
+    assert isinstance(step, RunTools)
+    (call,) = step.calls
+    job = _Job(call, lambda item: None, time.perf_counter() - 2 * WORKER_TIMEOUT)
+    try:
+        outcome = _work(call, job)
+    finally:
+        release.set()
+        boss.close()
+        worker.close()
+    assert isinstance(outcome, ToolOutcome)
+    assert outcome.status == "timeout"
+    assert loop.settle(outcome).output == f"tool worker timed out after {WORKER_TIMEOUT:g} s"
 
 
 @pytest.mark.parametrize("driver", ["run", "stream"])
