@@ -160,7 +160,7 @@ def test_no_thread_or_connection_is_left_behind(server: ScriptedServer) -> None:
     async def main() -> None:
         agent = Agent("m", [blocking], base_url=server.base_url, api_key=KEY)
         task = asyncio.create_task(agent.run_async("go"))
-        await asyncio.to_thread(started.wait, 5)
+        await asyncio.to_thread(started.wait, 30)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

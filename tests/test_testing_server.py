@@ -696,8 +696,14 @@ def test_reset_sends_rst_and_close_sends_fin(server: ScriptedServer, client: htt
         post(client)
 
 
+def _started_since(before: set[threading.Thread]) -> list[str]:
+    """The threads alive now that were not in ``before`` (compared by identity: another
+    test's leftover thread ending meanwhile changes the count, not this)."""
+    return [t.name for t in threading.enumerate() if t not in before]
+
+
 def test_hang_then_stop_returns_promptly() -> None:
-    threads_before = threading.active_count()
+    threads_before = set(threading.enumerate())
     server = ScriptedServer().start()
     server.queue(Reply.hang())
     outcome: list[BaseException] = []
@@ -717,7 +723,7 @@ def test_hang_then_stop_returns_promptly() -> None:
     caller.join(5)
     assert not caller.is_alive()
     assert isinstance(outcome[0], httpx.RemoteProtocolError)  # the hung connection was closed
-    assert threading.active_count() == threads_before
+    assert _started_since(threads_before) == []
 
 
 def test_hang_fires_the_client_read_timeout(server: ScriptedServer) -> None:
@@ -878,15 +884,15 @@ def test_concurrent_delays_overlap(server: ScriptedServer) -> None:
 
 
 def test_no_thread_or_connection_left_after_stop() -> None:
-    threads_before = threading.active_count()
+    threads_before = set(threading.enumerate())
     for _ in range(3):
         with ScriptedServer() as server:
             server.respond_with(always(Reply.text("ok")))
             with httpx.Client(base_url=server.base_url) as client:
                 post(client)
-                assert threading.active_count() == threads_before + 1
+                assert _started_since(threads_before) == [f"ScriptedServer:{server.port}"]
         assert server.open_connections == 0
-    assert threading.active_count() == threads_before
+    assert _started_since(threads_before) == []
 
 
 def test_stop_is_idempotent_and_closes_idle_keep_alive_connections() -> None:

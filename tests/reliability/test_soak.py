@@ -254,7 +254,7 @@ def test_soak_concurrent_runs_with_random_faults() -> None:
     # closed) is closed now, not while the soak runs; a kind that shrinks during the soak is
     # someone else's file closing, and only one that grows is left behind by the soak.
     gc.collect()
-    threads_before = threading.active_count()
+    threads_before = set(threading.enumerate())
     fds_before = _fd_kinds()
     with ScriptedServer(handler=_model) as server:
         outcomes = asyncio.run(_soak(server.base_url))
@@ -281,8 +281,9 @@ def test_soak_concurrent_runs_with_random_faults() -> None:
         assert error.messages is not None, f"{type(error).__name__} carries no transcript"
         assert_resendable(error.messages)
 
-    assert _settle(lambda: threading.active_count() <= threads_before), (
-        f"threads left: {[t.name for t in threading.enumerate()]}"
+    # by identity: another test's leftover thread ending meanwhile is not a new one
+    assert _settle(lambda: set(threading.enumerate()) <= threads_before), (
+        f"threads left: {[t.name for t in threading.enumerate() if t not in threads_before]}"
     )
     assert _settle(lambda: _sockets_to(port) == 0), f"{_sockets_to(port)} sockets left open"
     assert _settle(lambda: _fd_kinds() <= fds_before), (
