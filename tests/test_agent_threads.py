@@ -35,7 +35,7 @@ def test_one_thread_serves_every_run_and_ends_with_the_agent(server: ScriptedSer
         seen.append(threading.current_thread())
         return "here"
 
-    before = len(agentkit_threads())
+    before = set(agentkit_threads())  # another test's stuck tool thread may end meanwhile
     with Agent("m", [where], base_url=server.base_url, api_key=KEY) as agent:
         for _ in range(3):
             server.queue(Reply.tool_calls(("where", {})), Reply.text("ok"))
@@ -44,7 +44,7 @@ def test_one_thread_serves_every_run_and_ends_with_the_agent(server: ScriptedSer
         assert seen[0] is not threading.current_thread()
         # A daemon: a tool still running when the program ends does not keep it alive.
         assert seen[0].daemon
-    wait_until(lambda: len(agentkit_threads()) == before)
+    wait_until(lambda: set(agentkit_threads()) <= before)
 
 
 def test_threads_are_bounded_by_the_parallel_limit(server: ScriptedServer) -> None:
