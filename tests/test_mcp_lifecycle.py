@@ -34,8 +34,9 @@ def double(n: int) -> int:
 
 
 def _settled(condition: Any) -> bool:
-    """Whether ``condition()`` holds within a few seconds (closing is asynchronous)."""
-    deadline = time.monotonic() + 10
+    """Whether ``condition()`` holds within 30 s (closing is asynchronous; the bound only
+    ends a wait for what never happens, on a loaded machine too)."""
+    deadline = time.monotonic() + 30
     while not condition():
         if time.monotonic() > deadline:
             return False
@@ -75,7 +76,7 @@ def test_stdio_and_http_sources_leave_no_process_fd_or_thread(
         processes, fds, threads = children(), open_fds(), set(threading.enumerate())
         for driver in ("run", "run_async", "run", "run_async"):
             one_round(driver)
-        assert _settled(lambda: children() == processes), "a server process was left"
+        assert _settled(lambda: children() <= processes), "a server process was left"
         assert _settled(lambda: open_fds() <= fds), f"fds: before {fds}, after {open_fds()}"
         # by identity: another test's leftover thread ending meanwhile is not a new one
         assert _settled(lambda: set(threading.enumerate()) <= threads), [
