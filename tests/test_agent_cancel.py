@@ -189,7 +189,7 @@ def test_ctrl_c_during_a_sync_run(server: ScriptedServer) -> None:
 
     def press_ctrl_c() -> None:
         # Ctrl-C with one call done and one still running.
-        if started.wait(5) and quick_done.wait(5):
+        if started.wait(30) and quick_done.wait(30):
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     def after_tool(call: PlannedCall, result: ToolResult) -> None:

@@ -129,11 +129,11 @@ def test_closing_the_agent_drops_a_queued_call_without_a_hang(server: ScriptedSe
     runner = threading.Thread(target=lambda: outcome.append(agent.run("go").output))
     runner.start()
     try:
-        assert started.wait(5)
+        assert started.wait(30)
         agent.close()  # the second call waits for the only thread: it never starts
     finally:
         release.set()
-        runner.join(5)
+        runner.join(30)
         client.close()
     assert not runner.is_alive()
     assert outcome == ["ok"]
