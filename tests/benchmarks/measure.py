@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -81,13 +82,16 @@ def interleaved_ms(
 ) -> dict[str, list[float]]:
     """Per contender, ``rounds`` samples of milliseconds per run.
 
-    Each round runs every contender for ``batch`` runs, in an order rotated by one each
-    round, so drift on the machine (other processes, CPU frequency) spreads evenly.
+    Each round runs every contender for ``batch`` runs, in a random order, so drift on the
+    machine (other processes, CPU frequency) spreads evenly, and no contender always
+    follows the same one: in a fixed rotation, whichever follows a heavy peer pays for
+    its cold caches every round (``Agent.run`` followed the LangChain loop).
     """
     samples: dict[str, list[float]] = {contender.name: [] for contender in contenders}
-    for index in range(rounds):
-        shift = index % len(contenders)
-        for contender in [*contenders[shift:], *contenders[:shift]]:
+    order = list(contenders)
+    for _ in range(rounds):
+        random.shuffle(order)
+        for contender in order:
             start = time.perf_counter_ns()
             call(contender, loop, batch)
             elapsed = time.perf_counter_ns() - start
