@@ -266,7 +266,7 @@ def test_async_errors_match(server: ScriptedServer) -> None:
 
     async def main() -> list[type[BaseException]]:
         seen: list[type[BaseException]] = []
-        async with AsyncChatClient(server.base_url, KEY, max_retries=0, read_timeout=0.2) as client:
+        async with AsyncChatClient(server.base_url, KEY, max_retries=0, read_timeout=1.0) as client:
             for _ in range(3):
                 try:
                     await client.create(model="m", messages=USER)

@@ -137,7 +137,8 @@ def test_connection_reset_then_success(server: ScriptedServer) -> None:
 
 def test_timeout_then_success(server: ScriptedServer) -> None:
     server.queue(Reply.hang(), Reply.text("ok"))
-    with _client(server, read_timeout=0.2) as client:
+    # 1 s: the read timeout also bounds the answer that must arrive (a loaded machine)
+    with _client(server, read_timeout=1.0) as client:
         assert client.create(model="m", messages=USER).choices[0].message.content == "ok"
     assert len(server.requests) == 2
 
@@ -395,7 +396,8 @@ def test_stream_stall_times_out_and_is_retried_when_nothing_was_shown(
     server: ScriptedServer,
 ) -> None:
     server.queue(Reply.text("a b").with_(hang_after=1), Reply.text("a b"))
-    with _client(server, read_timeout=0.2) as client, client.stream(model="m", messages=USER) as s:
+    # 1 s: the read timeout also bounds the retried stream, which must not time out
+    with _client(server, read_timeout=1.0) as client, client.stream(model="m", messages=USER) as s:
         assert s.until_done().choices[0].message.content == "a b"
     assert len(server.requests) == 2
 
