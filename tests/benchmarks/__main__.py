@@ -134,6 +134,11 @@ def _run_cost(server: ServerProcess, loop: asyncio.Runner, s: Settings, v: Verdi
         if row.samples and base.samples:
             own = measure.paired_ratio(row.samples, base.samples)
             row.note = f"{own:.2f}x {base.name}"
+    for driver, other in contenders.ALSO_AGAINST.items():
+        row, base = by_name[contenders.label(driver)], by_name[contenders.label(other)]
+        if row.samples and base.samples:
+            also = f"{measure.paired_ratio(row.samples, base.samples):.2f}x {base.name}"
+            row.note = f"{row.note}; {also}" if row.note else also
     print_table(
         "1. Two-round run (question, tool call, tool result, answer)",
         rows,

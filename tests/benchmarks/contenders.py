@@ -11,9 +11,11 @@ A factory raises :class:`Skip` when its package is not installed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -69,9 +71,22 @@ def _require(module: str, package: str) -> None:
 @_named("floor: httpx.Client loop")
 def floor_httpx(base_url: str) -> Contender:
     """The least a program can do: an ``httpx.Client`` loop over plain dicts."""
+    return _sync_floor(base_url, label(floor_httpx), in_thread=False)
+
+
+@_named("floor: httpx.Client loop, tool in a thread")
+def floor_httpx_thread(base_url: str) -> Contender:
+    """The sync floor handing the tool to a kept worker thread and waiting for it, the
+    least a loop that can time a tool out or let Ctrl-C stop the run while the tool
+    runs can cost; what ``run`` does, for comparison (no target)."""
+    return _sync_floor(base_url, label(floor_httpx_thread), in_thread=True)
+
+
+def _sync_floor(base_url: str, name: str, *, in_thread: bool) -> Contender:
     import httpx
 
     client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"})
+    worker = ThreadPoolExecutor(1)
 
     def run() -> str:
         messages: list[dict[str, Any]] = [{"role": "user", "content": scripted.QUESTION}]
@@ -89,21 +104,35 @@ def floor_httpx(base_url: str) -> Contender:
                 return answer
             for call in calls:
                 arguments = json.loads(call["function"]["arguments"])
-                messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": call["id"],
-                        "content": scripted.get_weather(**arguments),
-                    }
-                )
+                if in_thread:
+                    content = worker.submit(scripted.get_weather, **arguments).result()
+                else:
+                    content = scripted.get_weather(**arguments)
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
         raise RuntimeError("no final answer")
 
-    return Contender(label(floor_httpx), run, close=client.close)
+    def close() -> None:
+        client.close()
+        worker.shutdown()
+
+    return Contender(name, run, close=close)
 
 
 @_named("floor: httpx.AsyncClient loop")
 def floor_httpx_async(base_url: str) -> Contender:
     """The async floor: the same loop over ``httpx.AsyncClient`` (``run_async``'s floor)."""
+    return _async_floor(base_url, label(floor_httpx_async), in_thread=False)
+
+
+@_named("floor: httpx.AsyncClient loop, tool in a thread")
+def floor_httpx_async_thread(base_url: str) -> Contender:
+    """The async floor handing the sync tool to ``asyncio.to_thread``, as a program serving
+    others on its event loop must (a sync tool called inline blocks that loop); what
+    ``run_async`` does with a sync tool, for comparison (no target)."""
+    return _async_floor(base_url, label(floor_httpx_async_thread), in_thread=True)
+
+
+def _async_floor(base_url: str, name: str, *, in_thread: bool) -> Contender:
     import httpx
 
     client = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"})
@@ -124,16 +153,14 @@ def floor_httpx_async(base_url: str) -> Contender:
                 return answer
             for call in calls:
                 arguments = json.loads(call["function"]["arguments"])
-                messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": call["id"],
-                        "content": scripted.get_weather(**arguments),
-                    }
-                )
+                if in_thread:
+                    content = await asyncio.to_thread(scripted.get_weather, **arguments)
+                else:
+                    content = scripted.get_weather(**arguments)
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
         raise RuntimeError("no final answer")
 
-    return Contender(label(floor_httpx_async), run, is_async=True, close=client.aclose)
+    return Contender(name, run, is_async=True, close=client.aclose)
 
 
 @_named("floor: httpx.Client SSE loop")
@@ -391,6 +418,30 @@ def agentkit_run_async(base_url: str) -> Contender:
     return Contender(label(agentkit_run_async), run, is_async=True, close=_closer(agent))
 
 
+@_named("agentkit Agent.run_async, async tool")
+def agentkit_run_async_async_tool(base_url: str) -> Contender:
+    """``Agent.run_async`` with the tool written ``async def``: it runs as a task on the
+    run's loop, with no thread hop (for comparison; no target)."""
+    from agentkit import Agent, tool
+
+    @tool
+    async def get_weather(city: str) -> str:
+        """Get the current weather for a city.
+
+        Args:
+            city: The city name, for example Paris.
+        """
+        return scripted.get_weather(city)
+
+    agent = Agent(scripted.MODEL, tools=[get_weather], base_url=base_url, api_key=API_KEY)
+
+    async def run() -> str:
+        result = await agent.run_async(scripted.QUESTION)
+        return str(result.output)
+
+    return Contender(label(agentkit_run_async_async_tool), run, is_async=True, close=_closer(agent))
+
+
 @_named("agentkit Agent.stream")
 def agentkit_stream(base_url: str) -> Contender:
     """agentkit's sync ``Agent.stream``, consumed to its last event (both rounds streamed)."""
@@ -417,8 +468,14 @@ def _closer(agent: Any) -> Callable[[], Awaitable[None] | None]:
     return close
 
 
-AGENTKIT = (agentkit_run, agentkit_run_async, agentkit_stream)
-FLOORS = (floor_httpx, floor_httpx_async, floor_httpx_sse)
+AGENTKIT = (agentkit_run, agentkit_run_async, agentkit_run_async_async_tool, agentkit_stream)
+FLOORS = (
+    floor_httpx,
+    floor_httpx_thread,
+    floor_httpx_async,
+    floor_httpx_async_thread,
+    floor_httpx_sse,
+)
 ALL = (*FLOORS, *PEERS, *AGENTKIT)
 
 OWN_FLOOR = {
@@ -427,3 +484,12 @@ OWN_FLOOR = {
     agentkit_stream: floor_httpx_sse,
 }
 """The floor doing the same I/O as each agentkit driver (sync, async, streamed)."""
+
+ALSO_AGAINST = {
+    agentkit_run: floor_httpx_thread,
+    agentkit_run_async: floor_httpx_async_thread,
+    agentkit_run_async_async_tool: floor_httpx_async,
+}
+"""Comparisons shown beside the targets, held to none: ``run`` and ``run_async`` against
+a loop that also hands its sync tool to a thread, and ``run_async`` with the tool written
+``async def``."""
