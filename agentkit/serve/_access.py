@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,10 @@ class Access:
             raise ConfigurationError("deps= takes a function of the principal: deps(principal)")
         self.source = source
         self.deps = deps
+        self._deps_async = deps is not None and (
+            inspect.iscoroutinefunction(deps)
+            or inspect.iscoroutinefunction(type(deps).__call__)  # an object with async __call__
+        )
         self.reviewers = reviewers
         self._owners: dict[str, Owners] = {}
         for name, agent in agents.items():
@@ -74,7 +79,12 @@ class Access:
         """``spec`` with the principal and the deps made for them."""
         deps = spec.deps
         if self.deps is not None:
-            deps = self.deps(principal)
+            if self._deps_async:
+                deps = self.deps(principal)
+            else:
+                # A sync factory may do I/O (the clinic opens its database, which may wait
+                # on a lock): on the event loop it would stall every other request.
+                deps = await asyncio.to_thread(self.deps, principal)
             if asyncio.iscoroutine(deps):
                 deps = await deps
         return dataclasses.replace(spec, deps=deps, principal=principal)
@@ -171,6 +181,15 @@ class Access:
                         code="reviewer_required",
                     )
                 raise _not_found()
+            if owner is not None and owner.id == principal.id:
+                # a reviewer who asked is the person who asked: another reviewer decides
+                # (a receptionist does not approve their own booking)
+                raise ServeError(
+                    403,
+                    "on this server another reviewer decides your own waiting calls",
+                    type="permission_error",
+                    code="reviewer_required",
+                )
         elif not is_owner:
             raise _not_found()
         store = self._owners[agent]._tables.store

@@ -1,0 +1,90 @@
+"""An outside review of the clinic desk served to patients and receptionists: each test is a
+probe that broke, kept as its regression."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from agentkit import Principal
+from agentkit.serve import StoredKeys, create_app
+from agentkit.testing import Reply, ScriptedServer
+
+from .conftest import HTTP, sessions_or_skip, uvicorn_serving
+from .test_serve_identities import Clinic, ask, bearer, booked, clinic_for, decide, make_desk
+
+sessions = sessions_or_skip()
+
+
+def test_a_slow_sync_deps_factory_does_not_stall_the_other_requests(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    """The clinic's ``clinic_for`` opens its SQLite file (waiting up to 30 s on another
+    writer's lock). A sync factory was called on the event loop, so while one patient's
+    factory waited, no other request of the worker was answered, not even /healthz."""
+    store = sessions.SQLiteStore(tmp_path / "slow.db")
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    erin = bearer(keys.add("erin", ["patient"]).key)
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
+
+    def clinic_waiting_on_a_lock(principal: Principal) -> Clinic:
+        if principal.id == "dana":
+            entered.set()
+            release.wait(60)  # a bound on a hang: the test releases it
+            returned.set()
+        return Clinic(principal.id)
+
+    app = create_app(
+        {"desk": make_desk(model, store)}, auth=StoredKeys(store), deps=clinic_waiting_on_a_lock
+    )
+    model.queue(Reply.tool_calls(("whoami", {})), Reply.text("You are erin."))
+    with uvicorn_serving(app) as url:
+        slow = threading.Thread(target=ask, args=(url, "hi", "d1", dana))
+        slow.start()
+        try:
+            assert entered.wait(60)
+            assert HTTP.get(url + "/healthz").status_code == 200
+            answer = ask(url, "who am I?", "e1", erin)
+            assert answer.status_code == 200, answer.text
+            assert not returned.is_set()  # answered while dana's factory still waits
+            assert model.requests[1].messages[-1]["content"] == "patient erin"
+        finally:
+            model.queue(Reply.text("Hello dana."))
+            release.set()
+            slow.join(60)
+    store.close()
+
+
+def test_a_receptionist_cannot_approve_their_own_booking(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    """A receptionist who books for herself at the desk is the person who asked: with
+    reviewers, the owner's own decision is a 403 whatever her roles. She approved her own
+    booking (200, the slot booked); another receptionist must."""
+    store = sessions.SQLiteStore(tmp_path / "own.db")
+    keys = sessions.KeyTable(store)
+    rita = bearer(keys.add("rita", ["receptionist", "patient"]).key)
+    ray = bearer(keys.add("ray", ["receptionist"]).key)
+    app = create_app(
+        {"desk": make_desk(model, store)},
+        auth=StoredKeys(store),
+        deps=clinic_for,
+        reviewers={"receptionist"},
+    )
+    booked.clear()
+    model.queue(Reply.tool_calls(("book", {"slot": "mon"})))
+    with uvicorn_serving(app) as url:
+        (call,) = ask(url, "book mon for me", "r1", rita).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        own = decide(url, "r1", {call["id"]: True}, rita, digests)
+        assert own.status_code == 403, own.text
+        assert own.json()["error"]["code"] == "reviewer_required"
+        assert booked == []
+        shown = HTTP.get(f"{url}/v1/sessions/r1", headers=rita).json()
+        assert shown["decisions"] == []  # nothing recorded: another reviewer may decide
+        model.queue(Reply.text("Booked."))
+        other = decide(url, "r1", {call["id"]: True}, ray, digests)
+        assert other.status_code == 200, other.text
+        assert booked == [("rita", "mon", "rita")]
+    store.close()
