@@ -85,7 +85,7 @@ _positive_int.__name__ = "positive integer"
 
 def eval_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run the suite; print the summary; write the reports; apply the gates."""
-    from ..evals import Report, Suite
+    from ..evals import Report, Suite, SuiteError
 
     thresholds = _thresholds(args.fail_under, args.k)
     earlier = None
@@ -97,14 +97,19 @@ def eval_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     suite = _load_suite(args.target)
     if not isinstance(suite, Suite):
         raise UsageError(f"{args.target}: a {type(suite).__name__}, not an agentkit.evals.Suite")
-    report = suite.run(
-        args.k,
-        args.concurrency,
-        backend=_backend(args),
-        progress=Progress(
-            err, interactive=_is_terminal(err), names=[s.name for s in suite.scenarios]
-        ),
-    )
+    try:
+        report = suite.run(
+            args.k,
+            args.concurrency,
+            backend=_backend(args),
+            progress=Progress(
+                err, interactive=_is_terminal(err), names=[s.name for s in suite.scenarios]
+            ),
+        )
+    except SuiteError as exc:  # found before any request: the suite's to fix, not chat's
+        raise UsageError(
+            f"{args.target}: {exc}", hint="fix the suite (see docs/evals.md); nothing was sent"
+        ) from exc
     out.write(report.summary() + "\n")
     if args.html:
         report.save_html(args.html)

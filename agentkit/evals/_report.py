@@ -189,15 +189,15 @@ class Report:
 
     def compare(self, earlier: Report) -> list[Change]:
         """The scenarios (by name) whose pass^1 or pass^k is lower than in ``earlier``;
-        pass^k at the smaller k of the two reports."""
-        k = min(self.k, earlier.k)
+        pass^k at the smaller k of the two reports (and of the scenario's tries in each)."""
         before = {scenario.name: scenario for scenario in earlier.scenarios}
         worse = []
         for scenario in self.scenarios:
             old = before.get(scenario.name)
-            after, after_k = scenario.pass_hat(1), scenario.pass_hat(k)
-            if old is None:
+            if old is None or not old.attempts or not scenario.attempts:
                 continue
+            k = min(self.k, earlier.k, len(scenario.attempts), len(old.attempts))
+            after, after_k = scenario.pass_hat(1), scenario.pass_hat(k)
             then, then_k = old.pass_hat(1), old.pass_hat(k)
             if after < then - 1e-12 or after_k < then_k - 1e-12:
                 worse.append(Change(scenario.name, then, after, then_k, after_k))
@@ -256,6 +256,17 @@ class Report:
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> Report:
+        report = cls._read(data)
+        # checked here, not when compared: --compare reads the report before the suite runs
+        if report.k < 1:
+            raise ValueError(f"k is {report.k}, not a positive number of tries")
+        for scenario in report.scenarios:
+            if not scenario.attempts:
+                raise ValueError(f"scenario {scenario.name[:100]!r} has no tries")
+        return report
+
+    @classmethod
+    def _read(cls, data: dict[str, Any]) -> Report:
         return cls(
             k=int(data["k"]),
             scenarios=[

@@ -122,6 +122,35 @@ class Suite:
                     f"scenario {scenario.name!r} has a SimulatedUser but the suite has no "
                     "user= agent factory"
                 )
+        self._check_helpers(scenarios)
+
+    def _check_helpers(self, scenarios: Sequence[Scenario]) -> None:
+        # The customers' and judges' factories are built once here, as the bot's is: one
+        # that fails would otherwise stop the suite at its first conversation, after the
+        # requests of every conversation before it were paid for.
+        used: dict[int, tuple[str, Callable[..., Any]]] = {}
+        for scenario in scenarios:
+            if scenario.user is not None:
+                factory = scenario.user.agent or self.user
+                if factory is not None:
+                    used.setdefault(
+                        id(factory), (f"customer of scenario {scenario.name!r}", factory)
+                    )
+            for check in scenario.checks:
+                if isinstance(check, Judge):
+                    factory = check.agent or self.judge
+                    if factory is not None:
+                        used.setdefault(
+                            id(factory), (f"judge of scenario {scenario.name!r}", factory)
+                        )
+        for whose, factory in used.values():
+            try:
+                helper, _ = build_agent(factory, None)
+            except Exception as exc:
+                raise SuiteError(
+                    f"the agent factory of the {whose} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            helper.close()
 
     def factories(self) -> list[Callable[..., Any]]:
         """Every agent factory the suite uses: the bot's, the customers', the judges'."""

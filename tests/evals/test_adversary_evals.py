@@ -1,0 +1,132 @@
+"""An outside review of ``agentkit eval``: a suite whose helpers fail, a damaged report to
+compare with. Each test is a probe that broke, kept as its regression: a readable error
+before any request, never a suite stopped after paying for conversations."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from agentkit.cli import main
+from agentkit.evals import Attempt, CheckResult, Report, ScenarioReport
+from agentkit.testing import ScriptedServer, echo
+
+SUITES = """
+from agentkit import Agent
+from agentkit.evals import Scenario, SimulatedUser, Suite, judge
+
+
+def bot():
+    return Agent("scripted", [], "You are the desk.")
+
+
+def customer():
+    raise ValueError("the customer's model is not configured")
+
+
+def judge_agent():
+    raise ValueError("the judge's model is not configured")
+
+
+fixed = Scenario("hello", turns=["hi"])
+customer_fails = Suite(
+    agent=bot, user=customer, scenarios=[fixed, Scenario("goal", user=SimulatedUser("Book."))]
+)
+judge_fails = Suite(
+    agent=bot,
+    judge=judge_agent,
+    scenarios=[fixed, Scenario("judged", turns=["hi"], checks=[judge("polite")])],
+)
+no_agent = Suite(
+    agent=bot, user=lambda: None, scenarios=[fixed, Scenario("goal", user=SimulatedUser("Book."))]
+)
+plain = Suite(agent=bot, scenarios=[fixed])
+"""
+
+
+@pytest.fixture
+def suites(tmp_path: Path, server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    server.respond_with(echo())
+    monkeypatch.setenv("AGENTKIT_BASE_URL", server.base_url)
+    path = tmp_path / "suites.py"
+    path.write_text(SUITES)
+    return path
+
+
+def _eval(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["eval", *argv], stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("customer_fails", "customer of scenario 'goal' failed: ValueError: the customer's"),
+        ("judge_fails", "judge of scenario 'judged' failed: ValueError: the judge's"),
+        ("no_agent", "customer of scenario 'goal' failed: TypeError: the agent factory returned"),
+    ],
+)
+def test_a_customer_or_judge_factory_that_fails_is_refused_before_any_request(
+    suites: Path, server: ScriptedServer, name: str, said: str
+) -> None:
+    """The bot's factory was tried before any request; the customer's and the judge's
+    were first called in a conversation: the suite ran the scenarios before it (paying for
+    them), then stopped with the factory's bare ValueError and no report."""
+    code, _, err = _eval(f"{suites}:{name}", "-k", "2")
+    assert code == 2, err
+    assert said in err
+    assert "nothing was sent" in err
+    assert "agentkit chat --help" not in err  # an eval's error is the suite's to fix
+    assert "Traceback" not in err
+    assert server.requests == []
+
+
+def _report_file(path: Path, tries: int) -> Path:
+    """A report of k=2 whose one scenario keeps ``tries`` of its tries (edited by hand)."""
+    report = Report(
+        k=2,
+        scenarios=[
+            ScenarioReport(
+                "hello", [Attempt(0, n, True, [CheckResult("c", True)], []) for n in (0, 1)]
+            )
+        ],
+    )
+    report.save_json(path)
+    data = json.loads(path.read_text())
+    data["scenarios"][0]["attempts"] = data["scenarios"][0]["attempts"][:tries]
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_report_with_a_scenario_of_no_tries_is_refused_before_any_request(
+    suites: Path, server: ScriptedServer, tmp_path: Path
+) -> None:
+    """``--compare`` read the report before the suite ran but did not look inside it: a
+    scenario with no tries made the comparison raise a bare ValueError after every
+    conversation had been paid for, with no verdict."""
+    earlier = _report_file(tmp_path / "empty.json", 0)
+    code, _, err = _eval(f"{suites}:plain", "-k", "2", "--compare", str(earlier))
+    assert code == 2, err
+    assert "damaged agentkit eval report" in err and "'hello' has no tries" in err
+    assert server.requests == []
+    data = json.loads(earlier.read_text())
+    data["k"] = 0
+    earlier.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="k is 0"):
+        Report.load_json(earlier)
+
+
+def test_a_report_with_fewer_tries_than_its_k_is_compared_at_the_tries_it_has(
+    suites: Path, server: ScriptedServer, tmp_path: Path
+) -> None:
+    """A report cut by hand (k=2, one try kept) compared at pass^2 raised "pass^2 needs
+    1 <= k <= 1 tries" after the suite ran; it is compared at the tries it has."""
+    earlier = _report_file(tmp_path / "cut.json", 1)
+    code, out, err = _eval(f"{suites}:plain", "-k", "2", "--compare", str(earlier))
+    assert code == 0, err
+    assert f"nothing got worse than in {earlier}" in out
+    assert len(server.requests) == 2
