@@ -246,8 +246,9 @@ class Access:
         found = await self._owners[agent].run("decisions", conversation)
         return [decision.as_dict() for decision in found]
 
-    async def waiting(self, agent: str, principal: Principal) -> list[dict[str, Any]]:
-        """The agent's paused conversations, for a reviewer; a 403 for anyone else."""
+    async def waiting(self, agent: str, principal: Principal) -> tuple[list[dict[str, Any]], bool]:
+        """The agent's paused conversations, for a reviewer (at most a share of each
+        owner's), and whether some were left out; a 403 for anyone else."""
         if not self.is_reviewer(principal):
             raise ServeError(
                 403,
@@ -256,7 +257,7 @@ class Access:
                 type="permission_error",
                 code="reviewer_required",
             )
-        rows = await self._owners[agent].run("waiting", agent)
+        rows, more = await self._owners[agent].run("waiting", agent)
         return [
             {
                 "conversation": row.session_id,
@@ -265,4 +266,4 @@ class Access:
                 "waiting_since": row.since,
             }
             for row in rows
-        ]
+        ], more

@@ -269,10 +269,10 @@ def create_app(
             name = _model_field(request.query_params.get("agent"), served)
             agent = agent_named(name)
             store_of(agent, name)
-            data = await access.waiting(name, principal)
+            data, more = await access.waiting(name, principal)
         except Exception as exc:
             return failure(exc)
-        return fmt.json_response({"object": "list", "agent": name, "data": data})
+        return fmt.json_response({"object": "list", "agent": name, "data": data, "has_more": more})
 
     async def me(request: Request) -> Response:
         try:

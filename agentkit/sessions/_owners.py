@@ -233,16 +233,28 @@ class Owners:
         )
         return [Decision(r[0], json.loads(r[1]), r[2], r[3]) for r in rows]
 
-    def waiting(self, agent: str, limit: int = 200) -> list[Waiting]:
-        """The paused conversations of ``agent``, longest waiting first."""
+    def waiting(
+        self, agent: str, limit: int = 200, per_owner: int = 20
+    ) -> tuple[list[Waiting], bool]:
+        """The paused conversations of ``agent``, longest waiting first, at most
+        ``per_owner`` of each owner's, and whether some were left out.
+
+        Each owner's share is bounded so that one person who leaves many calls waiting
+        cannot push everyone else's out of the reviewers' view.
+        """
         rows = self._tables.rows(
-            "SELECT s.id, o.owner, s.updated_at, s.pending FROM {p}agentkit_sessions s"
-            " JOIN {p}agentkit_owners o ON o.session_id = s.id"
-            " WHERE s.status = 'paused' AND o.agent = ? ORDER BY s.updated_at, s.id LIMIT ?",
-            (agent, limit),
+            "SELECT id, owner, updated_at, pending, total FROM ("
+            " SELECT s.id AS id, o.owner AS owner, s.updated_at AS updated_at,"
+            " s.pending AS pending, COUNT(*) OVER () AS total,"
+            " ROW_NUMBER() OVER (PARTITION BY o.owner ORDER BY s.updated_at, s.id) AS place"
+            " FROM {p}agentkit_sessions s JOIN {p}agentkit_owners o ON o.session_id = s.id"
+            " WHERE s.status = 'paused' AND o.agent = ?"
+            ") ranked WHERE place <= ? ORDER BY updated_at, id LIMIT ?",
+            (agent, per_owner, limit),
         )
+        more = bool(rows) and int(rows[0][4]) > len(rows)
         out: list[Waiting] = []
-        for session_id, owner, since, pending in rows:
+        for session_id, owner, since, pending, _ in rows:
             try:
                 state = json.loads(pending) if pending else {}
             except ValueError:
@@ -258,7 +270,7 @@ class Owners:
                 for call in paused_calls(state if isinstance(state, dict) else None)
             ]
             out.append(Waiting(session_id, owner, since, calls))
-        return out
+        return out, more
 
     async def run(self, method: str, *args: Any) -> Any:
         """``self.<method>(*args)`` off the event loop."""

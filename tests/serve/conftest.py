@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -139,3 +142,27 @@ def served(desk: Agent[str]) -> Iterator[str]:
     """The desk served as ``desk`` on loopback, no keys; yields the root URL."""
     with uvicorn_serving(create_app({"desk": desk})) as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A fresh store: a SQLite file, or a new schema on the test PostgreSQL server."""
+    from agentkit import sessions
+
+    if request.param == "sqlite":
+        store: Any = sessions.SQLiteStore(tmp_path / "unlock.db")
+        yield store
+        store.close()
+        return
+    dsn = os.environ.get("AGENTKIT_TEST_POSTGRES", "")
+    if not dsn:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true and no PostgreSQL: AGENTKIT_TEST_POSTGRES is not set")
+        pytest.skip("no PostgreSQL (set AGENTKIT_TEST_POSTGRES to a DSN)")
+    psycopg = pytest.importorskip("psycopg")
+    schema = "unlock_" + secrets.token_hex(5)
+    store = sessions.PostgresStore(dsn, schema=schema, pool_size=4)
+    yield store
+    store.close()
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

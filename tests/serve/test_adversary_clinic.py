@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from agentkit import Principal
 from agentkit.serve import StoredKeys, create_app
@@ -88,3 +89,36 @@ def test_a_receptionist_cannot_approve_their_own_booking(
         assert other.status_code == 200, other.text
         assert booked == [("rita", "mon", "rita")]
     store.close()
+
+
+def test_one_patients_many_waiting_bookings_do_not_hide_the_others_from_the_queue(
+    model: ScriptedServer, shared_store: Any
+) -> None:
+    """The queue showed the 200 longest-waiting conversations and said nothing of the rest:
+    a patient who left 200 bookings waiting hid every later patient's booking from the
+    receptionists. Each person now has at most a share of the queue, and the answer says
+    when some were left out."""
+    from agentkit.sessions._owners import Owners
+
+    store = shared_store
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    rita = bearer(keys.add("rita", ["receptionist"]).key)
+    desk = make_desk(model, store)
+    erin = Principal("erin", frozenset({"patient"}))
+    owners = Owners(store)
+    model.respond_with(lambda request: Reply.tool_calls(("book", {"slot": "mon"})))
+    for number in range(201):
+        paused = desk.run("book mon", session=f"e{number}", deps=Clinic("erin"), principal=erin)
+        assert paused.status == "paused"
+        owners.claim(f"e{number}", "desk", erin)
+    app = create_app(
+        {"desk": desk}, auth=StoredKeys(store), deps=clinic_for, reviewers={"receptionist"}
+    )
+    with uvicorn_serving(app) as url:
+        assert ask(url, "book mon", "d1", dana).json()["agentkit"]["pending"]
+        queue = HTTP.get(url + "/v1/approvals?agent=desk", headers=rita).json()
+    shown = [item["conversation"] for item in queue["data"]]
+    assert "d1" in shown
+    assert queue["has_more"] is True
+    assert len(shown) == len(set(shown)) <= 200

@@ -3,9 +3,6 @@ is a probe that broke, kept as its regression."""
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,28 +64,6 @@ def test_a_refused_partial_decision_does_not_lock_other_reviewers_out(
         ("ray", call["id"]) for call in (first, second)
     )
     store.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """A fresh store: a SQLite file, or a new schema on the test PostgreSQL server."""
-    if request.param == "sqlite":
-        store: Any = sessions.SQLiteStore(tmp_path / "unlock.db")
-        yield store
-        store.close()
-        return
-    dsn = os.environ.get("AGENTKIT_TEST_POSTGRES", "")
-    if not dsn:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true and no PostgreSQL: AGENTKIT_TEST_POSTGRES is not set")
-        pytest.skip("no PostgreSQL (set AGENTKIT_TEST_POSTGRES to a DSN)")
-    psycopg = pytest.importorskip("psycopg")
-    schema = "unlock_" + secrets.token_hex(5)
-    store = sessions.PostgresStore(dsn, schema=schema, pool_size=4)
-    yield store
-    store.close()
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _reviewed(store: Any, desk: Agent[Any], **options: Any) -> Any:
