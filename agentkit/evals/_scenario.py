@@ -4,7 +4,7 @@ must hold afterwards."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +48,11 @@ class SimulatedUser:
     def __post_init__(self) -> None:
         if not isinstance(self.goal, str) or not self.goal.strip():
             raise SuiteError("SimulatedUser needs a goal: who the customer is and what they want")
-        if not isinstance(self.max_turns, int) or self.max_turns < 1:
+        if (
+            not isinstance(self.max_turns, int)
+            or isinstance(self.max_turns, bool)
+            or self.max_turns < 1
+        ):
             raise SuiteError("SimulatedUser's max_turns must be a positive number of messages")
 
     def opening(self) -> str:
@@ -83,9 +87,16 @@ class Scenario:
             raise SuiteError("a Scenario needs a name saying what it tests")
         if isinstance(self.turns, str):
             raise SuiteError(f"scenario {self.name!r}: turns is a list of messages, not one str")
-        object.__setattr__(self, "turns", tuple(self.turns))
-        object.__setattr__(self, "checks", tuple(self.checks))
-        object.__setattr__(self, "history", tuple(dict(m) for m in self.history))
+        object.__setattr__(self, "turns", self._listed("turns", "turns=['Hello']"))
+        object.__setattr__(self, "checks", self._listed("checks", "checks=[called('refund')]"))
+        history = self._listed("history", "history=[{'role': 'user', 'content': 'Hi'}]")
+        for index, message in enumerate(history):
+            if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+                raise SuiteError(
+                    f"scenario {self.name!r}: history[{index}] is not a message (a dict with "
+                    "a 'role', such as {'role': 'user', 'content': 'Hi'})"
+                )
+        object.__setattr__(self, "history", tuple(dict(m) for m in history))
         if bool(self.turns) == (self.user is not None):
             raise SuiteError(
                 f"scenario {self.name!r}: give either turns=[...] or user=SimulatedUser(...)"
@@ -101,6 +112,17 @@ class Scenario:
                     f"scenario {self.name!r}: check {index + 1} is a {type(check).__name__}, "
                     "not a callable"
                 )
+
+    def _listed(self, field_name: str, example: str) -> tuple[Any, ...]:
+        # one check (or one message) where a list belongs is the easy slip: say so, rather
+        # than "'ToolCheck' object is not iterable"
+        value = getattr(self, field_name)
+        if isinstance(value, str | Mapping) or callable(value) or not isinstance(value, Iterable):
+            raise SuiteError(
+                f"scenario {self.name!r}: {field_name} must be a list, e.g. {example} "
+                f"(got {type(value).__name__})"
+            )
+        return tuple(value)
 
     @classmethod
     def from_session(

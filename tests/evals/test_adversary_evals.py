@@ -6,12 +6,24 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agentkit.cli import main
-from agentkit.evals import Attempt, CheckResult, Report, ScenarioReport
+from agentkit.evals import (
+    Attempt,
+    CheckResult,
+    Report,
+    Scenario,
+    ScenarioReport,
+    SimulatedUser,
+    SuiteError,
+    called,
+    judge,
+)
 from agentkit.testing import ScriptedServer, echo
 
 SUITES = """
@@ -130,3 +142,31 @@ def test_a_report_with_fewer_tries_than_its_k_is_compared_at_the_tries_it_has(
     assert code == 0, err
     assert f"nothing got worse than in {earlier}" in out
     assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"checks": called("refund")}, "checks must be a list, e.g. checks=[called("),
+        ({"checks": judge("polite")}, "checks must be a list"),
+        ({"checks": lambda conversation: True}, "checks must be a list"),
+        ({"history": {"role": "user", "content": "Hi"}}, "history must be a list"),
+        ({"history": ["Hi"]}, "history[0] is not a message"),
+        ({"history": [{"content": "Hi"}]}, "history[0] is not a message"),
+        ({"turns": 5}, "turns must be a list"),
+    ],
+)
+def test_a_scenario_with_one_check_or_a_malformed_history_is_a_readable_suite_error(
+    options: dict[str, Any], said: str
+) -> None:
+    """One check where a list belongs was "TypeError: 'ToolCheck' object is not
+    iterable"; a history of texts "ValueError: dictionary update sequence element #0 has
+    length 1; 2 is required"; a history message without a role was accepted and failed
+    every conversation."""
+    with pytest.raises(SuiteError, match=re.escape(said)):
+        Scenario("refund", **{"turns": ["Refund order 5."], **options})
+
+
+def test_a_simulated_customers_turns_are_a_number_not_a_bool() -> None:
+    with pytest.raises(SuiteError, match="max_turns"):
+        SimulatedUser("You are Dana.", max_turns=True)
