@@ -192,3 +192,15 @@ def test_instrument_true_loads_the_tracing_ring_through_the_registry() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+MAX_LINES = 900  # issue 19: one job per module; a file past this has grown a second one
+
+
+def test_no_module_of_the_package_is_over_900_lines() -> None:
+    sizes = {
+        path.relative_to(PACKAGE).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    assert len(sizes) > 50  # the walk found the package, not an empty directory
+    assert {name: lines for name, lines in sizes.items() if lines > MAX_LINES} == {}
