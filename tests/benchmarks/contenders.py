@@ -82,11 +82,29 @@ def floor_httpx_thread(base_url: str) -> Contender:
     return _sync_floor(base_url, label(floor_httpx_thread), in_thread=True)
 
 
+Hop = Callable[[Callable[..., str], dict[str, Any]], str]
+"""How a floor hands its tool to a thread and waits: ``hop(tool, arguments)``."""
+
+
 def _sync_floor(base_url: str, name: str, *, in_thread: bool) -> Contender:
+    if not in_thread:
+        return sync_floor(base_url, name)
+    worker = ThreadPoolExecutor(1)
+    floor = sync_floor(base_url, name, hop=lambda fn, args: worker.submit(fn, **args).result())
+
+    def close() -> None:
+        floor.close()
+        worker.shutdown()
+
+    return Contender(name, floor.run, close=close)
+
+
+def sync_floor(base_url: str, name: str, hop: Hop | None = None) -> Contender:
+    """The sync floor's loop; its tool called in place, or through ``hop``
+    (tests/benchmarks/hop.py compares the ways of handing it to a thread)."""
     import httpx
 
     client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"})
-    worker = ThreadPoolExecutor(1)
 
     def run() -> str:
         messages: list[dict[str, Any]] = [{"role": "user", "content": scripted.QUESTION}]
@@ -104,18 +122,14 @@ def _sync_floor(base_url: str, name: str, *, in_thread: bool) -> Contender:
                 return answer
             for call in calls:
                 arguments = json.loads(call["function"]["arguments"])
-                if in_thread:
-                    content = worker.submit(scripted.get_weather, **arguments).result()
+                if hop is not None:
+                    content = hop(scripted.get_weather, arguments)
                 else:
                     content = scripted.get_weather(**arguments)
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
         raise RuntimeError("no final answer")
 
-    def close() -> None:
-        client.close()
-        worker.shutdown()
-
-    return Contender(name, run, close=close)
+    return Contender(name, run, close=client.close)
 
 
 @_named("floor: httpx.AsyncClient loop")

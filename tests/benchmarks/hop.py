@@ -16,32 +16,21 @@ because they are what a cheaper hop would take; agentkit does not pin its thread
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
-import json
 import os
 import queue
-import random
-import statistics
 import sys
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
-
-from . import scripted
-from .contenders import API_KEY
+from .contenders import Hop, sync_floor
+from .measure import call, interleaved_ms, median, paired_ratio
 from .server import ServerProcess
 
 Tool = Callable[..., str]
-Hop = Callable[[Tool, dict[str, Any]], str]
-
-
-def in_place(fn: Tool, arguments: dict[str, Any]) -> str:
-    """No hop: the floor."""
-    return fn(**arguments)
 
 
 class PoolHop:
@@ -114,33 +103,10 @@ class PipeHop:
         return self._result
 
 
-def floor_loop(base_url: str, hop: Hop) -> Callable[[], str]:
-    """The run section's ``httpx.Client`` floor, its tool called through ``hop``."""
-    client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"})
-
-    def run() -> str:
-        messages: list[dict[str, Any]] = [{"role": "user", "content": scripted.QUESTION}]
-        while True:
-            response = client.post(
-                "/chat/completions",
-                json={"model": scripted.MODEL, "messages": messages, "tools": scripted.TOOLS},
-            )
-            message = response.json()["choices"][0]["message"]
-            messages.append(message)
-            if not message.get("tool_calls"):
-                answer: str = message["content"]
-                return answer
-            for asked in message["tool_calls"]:
-                content = hop(scripted.get_weather, json.loads(asked["function"]["arguments"]))
-                messages.append({"role": "tool", "tool_call_id": asked["id"], "content": content})
-
-    return run
-
-
-def hops() -> dict[str, Hop]:
+def hops() -> dict[str, Hop | None]:
     """The hand-offs to compare, by name (the pinned ones only where they can run)."""
-    found: dict[str, Hop] = {
-        "tool in place (the floor)": in_place,
+    found: dict[str, Hop | None] = {
+        "tool in place (the floor)": None,
         "ThreadPoolExecutor": PoolHop(),
         "SimpleQueue each way (agentkit's)": QueueHop(),
         "pipe each way": PipeHop(),
@@ -156,26 +122,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=300)
     rounds = parser.parse_args().rounds
-    with ServerProcess() as server:
-        cases = {name: floor_loop(server.url, hop) for name, hop in hops().items()}
-        for run in cases.values():
-            for _ in range(50):  # warm up
-                run()
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        order = list(cases.items())
-        for _ in range(rounds):
-            random.shuffle(order)
-            for name, run in order:
-                start = time.perf_counter()
-                for _ in range(5):
-                    run()
-                samples[name].append((time.perf_counter() - start) / 5)
+    with ServerProcess() as server, asyncio.Runner() as loop:
+        contenders = [sync_floor(server.url, name, hop) for name, hop in hops().items()]
+        for contender in contenders:
+            call(contender, loop, 50)  # warm up
+        samples = interleaved_ms(contenders, loop, rounds=rounds, batch=5)
     base = samples["tool in place (the floor)"]
     print(f"load average {os.getloadavg()[0]:.1f}; {rounds} rounds of 5 runs each")
     print(f"{'ms/run':>8} {'x floor':>8}  hand-off")
     for name, values in samples.items():
-        ratio = statistics.median(a / b for a, b in zip(values, base, strict=True))
-        print(f"{statistics.median(values) * 1e3:8.3f} {ratio:8.3f}  {name}")
+        print(f"{median(values):8.3f} {paired_ratio(values, base):8.3f}  {name}")
 
 
 if __name__ == "__main__":
