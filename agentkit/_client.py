@@ -26,11 +26,12 @@ handed to the caller. A whole request (its retries and waits included) ends by i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import ssl
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, Generic, Self, TypeVar, cast
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 import httpx
 
@@ -354,32 +355,36 @@ class ChatClient(_ClientBase[httpx.Client]):
 class _StreamBase:
     """What both streams share: every decision of a stream, written once (sans I/O).
 
-    :meth:`_plan` decides what comes next: a delta for the caller, or the I/O the stream
-    needs first, named as a method of the stream (``_open``, ``_read``, ``_release``,
-    ``_pause``, ``_finish``), which blocks in :class:`ChatStream` and awaits in
-    :class:`AsyncChatStream`. Each stream's ``__next__``/``__anext__`` only performs that
-    I/O (``step()`` or ``await step()``) within :attr:`_outcome`, which hands the I/O's
-    failure back to the plan: a failure to send or read releases the connection, then is
-    retried or raised (:meth:`StreamState.recover`); an interrupt (Ctrl-C, a cancelled
+    :func:`_plan` decides what comes next: a delta for the caller, or the I/O the stream
+    needs first, named as a method of the stream's class (``_open``, ``_read``,
+    ``_release``, ``_pause``, ``_finish``), which blocks in :class:`ChatStream` and awaits
+    in :class:`AsyncChatStream`. Each stream's ``__next__``/``__anext__`` only performs that
+    I/O (``step(self)`` or ``await step(self)``) within :attr:`_outcome`, which hands the
+    I/O's failure back to the plan: a failure to send or read releases the connection, then
+    is retried or raised (:meth:`StreamState.recover`); an interrupt (Ctrl-C, a cancelled
     task) closes the stream and is raised.
+
+    The plan holds the stream's state and class, never the stream: a stream its caller
+    drops unclosed is freed (its connection with it) when its last reference goes, not
+    whenever the garbage collector gets to a cycle.
     """
 
     _stop: type[Exception]
     """What ends the iteration: ``StopIteration``, or ``StopAsyncIteration``."""
-    # The I/O each stream writes in its world (each returns None, or an awaitable of it).
-    _open: Callable[[], Any]
-    _read: Callable[[], Any]
-    _pause: Callable[[float], Any]
-    _release: Callable[[], Any]
-    _finish: Callable[[], Any]
+    # The I/O each stream writes in its world (each returns None, or an awaitable of it),
+    # called through the class: a function of the stream.
+    _open: ClassVar[Callable[[Any], Any]]
+    _read: ClassVar[Callable[[Any], Any]]
+    _pause: ClassVar[Callable[..., Any]]  # (stream, delay=seconds)
+    _release: ClassVar[Callable[[Any], Any]]
+    _finish: ClassVar[Callable[[Any], Any]]
     _pieces: Iterator[bytes] | AsyncGenerator[bytes, None] | None  # the body, once sent
 
     def __init__(self, client: _ClientBase[Any], exchange: Exchange) -> None:
         self._state: StreamState = client._protocol.new_stream(exchange)
         self._response: httpx.Response | None = None
-        self._closed = False
         self._outcome = Outcome()
-        self._steps = self._plan()
+        self._steps = _plan(type(self), self._state)
 
     @property
     def completion(self) -> ChatCompletion:
@@ -389,37 +394,13 @@ class _StreamBase:
             raise AgentKitError("the stream has not been read to the end yet")
         return completion
 
-    def _step(self) -> StreamDelta | Callable[[], Any]:
+    def _step(self) -> StreamDelta | Callable[[Any], Any]:
         """The next delta, or the I/O to perform first; the last I/O's failure, if any,
         goes to the plan, which decides. Raises :attr:`_stop` once the stream is over."""
         try:
             return self._outcome.resume(self._steps)
         except StopIteration:
             raise self._stop from None
-
-    def _plan(self) -> Generator[StreamDelta | Callable[[], Any], None, None]:
-        # The stream from its request to its end: each delta, each I/O it needs.
-        state = self._state
-        while True:
-            delta = state.next_delta()
-            if delta is not None:
-                yield delta
-            elif state.completion is not None or self._closed:  # whole, or closed
-                # Whole at [DONE]: the connection is kept only if its end is already here.
-                yield self._finish
-                return
-            else:
-                try:
-                    yield self._open if self._pieces is None else self._read
-                except Exception as exc:
-                    yield self._release
-                    if delay := state.recover(exc):  # or the final error, raised
-                        yield functools.partial(self._pause, delay)
-                except GeneratorExit:  # dropped while its I/O was under way
-                    raise
-                except BaseException:  # an interrupt: Ctrl-C, a cancelled task
-                    yield self._release
-                    raise
 
     def _take(self, piece: bytes | None) -> None:
         # The next piece of the body; None: the body ended.
@@ -435,6 +416,38 @@ class _StreamBase:
             headers=client._headers,
             timeout=exchange.timeout(client._timeout),
         )
+
+
+def _plan(
+    kind: type[_StreamBase], state: StreamState
+) -> Generator[StreamDelta | Callable[[Any], Any], None, None]:
+    # The stream from its request to its end: each delta, and each I/O it needs as a
+    # function of the stream's class, called with the stream. It holds no reference to the
+    # stream itself: the stream holds it, and a cycle would keep a dropped stream (and its
+    # connection) until the garbage collector runs.
+    opened = False  # a response is open, its body being read
+    while True:
+        delta = state.next_delta()
+        if delta is not None:
+            yield delta
+        elif state.completion is not None or state.closed:  # whole, or closed
+            # Whole at [DONE]: the connection is kept only if its end is already here.
+            yield kind._finish
+            return
+        else:
+            try:
+                yield kind._read if opened else kind._open
+                opened = True
+            except Exception as exc:
+                opened = False
+                yield kind._release
+                if delay := state.recover(exc):  # or the final error, raised
+                    yield functools.partial(kind._pause, delay=delay)
+            except GeneratorExit:  # dropped while its I/O was under way
+                raise
+            except BaseException:  # an interrupt: Ctrl-C, a cancelled task
+                yield kind._release
+                raise
 
 
 class ChatStream(_StreamBase):
@@ -468,7 +481,7 @@ class ChatStream(_StreamBase):
     def __next__(self) -> StreamDelta:
         while callable(step := self._step()):  # an I/O the stream needs first
             with self._outcome:
-                step()
+                step(self)
         return step
 
     def _open(self) -> None:
@@ -496,7 +509,7 @@ class ChatStream(_StreamBase):
 
     def close(self) -> None:
         """Release the connection; the stream ends here (further iteration stops)."""
-        self._closed = True
+        self._state.closed = True
         self._release()
 
     def _release(self) -> None:
@@ -587,12 +600,12 @@ class AsyncChatStream(_StreamBase):
     """The asynchronous twin of :class:`ChatStream`: ``async for`` and ``async with``."""
 
     _stop = StopAsyncIteration
+    _slot = False  # holds one of the client's slots (from send to release)
 
     def __init__(self, client: AsyncChatClient, exchange: Exchange) -> None:
         super().__init__(client, exchange)
         self._client = client
         self._pieces: AsyncGenerator[bytes, None] | None = None
-        self._slot = False  # holds one of the client's slots (from send to release)
 
     async def until_done(self) -> ChatCompletion:
         """Read the rest of the stream (its deltas unseen) and return the completion."""
@@ -606,7 +619,7 @@ class AsyncChatStream(_StreamBase):
     async def __anext__(self) -> StreamDelta:
         while callable(step := self._step()):  # an I/O the stream needs first
             with self._outcome:
-                await step()
+                await step(self)
         return step
 
     async def _open(self) -> None:
@@ -637,7 +650,7 @@ class AsyncChatStream(_StreamBase):
 
     async def aclose(self) -> None:
         """Release the connection; the stream ends here (further iteration stops)."""
-        self._closed = True
+        self._state.closed = True
         await self._release()
 
     async def _release(self) -> None:
@@ -658,6 +671,13 @@ class AsyncChatStream(_StreamBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    def __del__(self) -> None:
+        # Dropped unclosed: the event loop closes the body being read (asyncio finalises a
+        # dropped async generator), but nothing else would give the client's slot back.
+        if self._slot:
+            self._slot = False
+            self._client._slots.release_soon()
 
 
 class _Slots:
@@ -690,6 +710,14 @@ class _Slots:
         """Give a slot back."""
         if self._semaphore is not None:
             self._semaphore.release()
+
+    def release_soon(self) -> None:
+        """Give a slot back from a finaliser: it may run on any thread, or after the loop
+        has closed (its slots went with it)."""
+        loop, semaphore = self._loop, self._semaphore
+        if loop is not None and semaphore is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(semaphore.release)
 
     async def __aenter__(self) -> None:
         await self.acquire()

@@ -45,6 +45,7 @@ class StreamState:
         "_protocol",
         "_started",
         "_status",
+        "closed",
         "completion",
         "exchange",
         "yielded",
@@ -56,6 +57,7 @@ class StreamState:
         self.exchange = exchange
         self.yielded = False
         self.completion: ChatCompletion | None = None
+        self.closed = False  # by its caller: the stream does no more I/O
         self._reset()
 
     def _reset(self) -> None:
