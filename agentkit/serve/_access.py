@@ -49,6 +49,15 @@ class Access:
             )
         if deps is not None and not callable(deps):
             raise ConfigurationError("deps= takes a function of the principal: deps(principal)")
+        if reviewers and (source.shared or getattr(source, "roles_header", True) is None):
+            # nobody could ever hold the role: every waiting call would wait forever, the
+            # owner's own decision refused for want of a reviewer
+            raise ValueError(
+                f"reviewers={sorted(reviewers)} need people with roles: shared keys and a "
+                "proxy without a roles header sign in no one with a role; use StoredKeys, "
+                "OIDC or TrustedProxy(..., roles_header=...) (agentkit serve: --auth keys, "
+                "--auth oidc, or --proxy-roles-header)"
+            )
         self.source = source
         self.deps = deps
         self._deps_async = deps is not None and (

@@ -3,12 +3,16 @@ probe that broke, kept as its regression."""
 
 from __future__ import annotations
 
+import io
 import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agentkit import Principal
-from agentkit.serve import StoredKeys, create_app
+from agentkit.cli import main
+from agentkit.serve import StoredKeys, TrustedProxy, create_app
 from agentkit.testing import Reply, ScriptedServer
 
 from .conftest import HTTP, sessions_or_skip, uvicorn_serving
@@ -122,3 +126,47 @@ def test_one_patients_many_waiting_bookings_do_not_hide_the_others_from_the_queu
     assert "d1" in shown
     assert queue["has_more"] is True
     assert len(shown) == len(set(shown)) <= 200
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"api_keys": ["a-shared-key-0123456789"]},
+        {},
+        {"auth": TrustedProxy("X-Forwarded-User", ["127.0.0.1"])},
+    ],
+    ids=["shared-keys", "keyless", "proxy-without-roles"],
+)
+def test_reviewers_with_a_source_that_gives_no_roles_are_refused_when_the_app_is_made(
+    model: ScriptedServer, tmp_path: Path, auth: dict[str, Any]
+) -> None:
+    """Shared keys, a keyless server and a proxy with no roles header sign in no one with
+    a role. With reviewers set, the app started, every owner's decision was a 403 (a
+    reviewer decides) and no one was a reviewer: every waiting booking waited forever."""
+    store = sessions.SQLiteStore(tmp_path / "roles.db")
+    with pytest.raises(ValueError, match="need people with roles"):
+        create_app(
+            {"desk": make_desk(model, store)}, deps=clinic_for, reviewers={"receptionist"}, **auth
+        )
+    roles = TrustedProxy("X-Forwarded-User", ["127.0.0.1"], roles_header="X-Forwarded-Groups")
+    create_app(
+        {"desk": make_desk(model, store)}, deps=clinic_for, reviewers={"receptionist"}, auth=roles
+    )
+    store.close()
+
+
+def test_agentkit_serve_with_reviewers_and_a_shared_key_is_one_line_and_exit_2(
+    tmp_path: Path,
+) -> None:
+    bot = tmp_path / "bot.py"
+    bot.write_text(
+        "from agentkit import Agent\n"
+        "desk = Agent('scripted', [], base_url='http://127.0.0.1:9/v1', api_key='sk-x-1234')\n"
+    )
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["serve", f"{bot}:desk", "--port", "0", "--api-key", "a-shared-key-0123456789"]
+    code = main([*argv, "--reviewers", "receptionist"], stdout=out, stderr=err)
+    assert code == 2, err.getvalue()
+    assert err.getvalue().startswith("agentkit: error: ")
+    assert "need people with roles" in err.getvalue()
+    assert "Traceback" not in err.getvalue()
