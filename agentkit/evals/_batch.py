@@ -310,7 +310,25 @@ class _State:
                 f"the batch state file {str(path)!r} belongs to another suite or -k; remove "
                 "it (its batches are then not resumed) or pass another state path"
             )
-        return cls(path, fingerprint, dict(data["pending"]), dict(data["results"]))
+        pending, results = data.get("pending"), data.get("results")
+        if not (
+            isinstance(pending, dict)
+            and isinstance(results, dict)
+            and all(
+                isinstance(entry, dict)
+                and isinstance(entry.get("custom_ids"), list)
+                and all(isinstance(cid, str) for cid in entry["custom_ids"])
+                for entry in pending.values()
+            )
+            and all(isinstance(body, dict) for body in results.values())
+        ):
+            # checked here, before any request: a KeyError mid-run would say nothing useful
+            raise SuiteError(
+                f"the batch state file {str(path)!r} is damaged (its batches or answers are "
+                "not what agentkit wrote); remove it (its batches are then not resumed) or "
+                "pass another state path"
+            )
+        return cls(path, fingerprint, dict(pending), dict(results))
 
     def under_way(self) -> dict[str, str]:
         """custom_id -> the id of the batch it is in."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from agentkit import Agent
 from agentkit.cli import main
 from agentkit.evals import (
     Attempt,
@@ -20,6 +21,7 @@ from agentkit.evals import (
     Scenario,
     ScenarioReport,
     SimulatedUser,
+    Suite,
     SuiteError,
     called,
     judge,
@@ -170,3 +172,43 @@ def test_a_scenario_with_one_check_or_a_malformed_history_is_a_readable_suite_er
 def test_a_simulated_customers_turns_are_a_number_not_a_bool() -> None:
     with pytest.raises(SuiteError, match="max_turns"):
         SimulatedUser("You are Dana.", max_turns=True)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"pending": None},
+        {"pending": {"batch_1": {"input_file_id": "file_1"}}},
+        {"pending": {"batch_1": {"custom_ids": [1, 2]}}},
+        {"results": {"c0-r0": "not an answer"}},
+        {"results": []},
+    ],
+    ids=["no-pending", "batch-without-lines", "line-ids-not-text", "answer-not-object", "list"],
+)
+def test_a_damaged_batch_state_file_is_refused_before_any_request(
+    server: ScriptedServer, tmp_path: Path, damage: dict[str, Any]
+) -> None:
+    """A state file of the right format and suite whose batches or answers were damaged
+    (edited by hand, another tool's) ran into a bare KeyError ('pending', 'custom_ids')
+    mid-run, or replayed a text as a model's answer."""
+    from agentkit import AsyncChatClient
+    from agentkit.evals import BatchBackend
+    from agentkit.evals._batch import _fingerprint
+    from agentkit.evals._suite import Job
+
+    def bot(http_client: Any = None) -> Agent[str]:
+        client = AsyncChatClient(base_url=server.base_url, api_key="sk-x", http_client=http_client)
+        return Agent("scripted", [], "You are the desk.", client=client)
+
+    suite = Suite(agent=bot, scenarios=[Scenario("hello", turns=["hi"])])
+    state = tmp_path / "state.json"
+    written = {
+        "format": "agentkit.evals.batch/1",
+        "suite": _fingerprint(suite, [Job(0, 0)]),
+        "pending": {},
+        "results": {},
+    }
+    state.write_text(json.dumps({**written, **damage}))
+    with pytest.raises(SuiteError, match="is damaged"):
+        suite.run(backend=BatchBackend(server.base_url, state=state))
+    assert server.requests == []
