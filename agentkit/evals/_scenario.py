@@ -12,7 +12,7 @@ from ._errors import SuiteError
 
 if TYPE_CHECKING:
     from .._store import Store
-    from ._checks import Check
+    from ._checks import Check, Judge
 
 __all__ = ["Scenario", "SimulatedUser"]
 
@@ -79,7 +79,7 @@ class Scenario:
     name: str
     turns: Sequence[str] = ()
     user: SimulatedUser | None = None
-    checks: Sequence[Check] = field(default_factory=tuple)
+    checks: Sequence[Check | Judge] = field(default_factory=tuple)
     history: Sequence[dict[str, Any]] = ()
 
     def __post_init__(self) -> None:
@@ -130,7 +130,7 @@ class Scenario:
         store: Store,
         session_id: str,
         *,
-        checks: Sequence[Check] = (),
+        checks: Sequence[Check | Judge] = (),
         name: str | None = None,
     ) -> Scenario:
         """A regression scenario from a stored real conversation: the customer's messages

@@ -26,7 +26,7 @@ from agentkit.evals import (
     called,
     judge,
 )
-from agentkit.testing import ScriptedServer, echo
+from agentkit.testing import Reply, ScriptedServer, echo
 
 SUITES = """
 from agentkit import Agent
@@ -212,3 +212,50 @@ def test_a_damaged_batch_state_file_is_refused_before_any_request(
     with pytest.raises(SuiteError, match="is damaged"):
         suite.run(backend=BatchBackend(server.base_url, state=state))
     assert server.requests == []
+
+
+JUDGE_ANSWERS = {
+    "yes": False,
+    '{"passed": "true"}': False,
+    "[true]": False,
+    "": False,
+    '{"passed": true} and {"passed": false}': False,
+    "x" * 100_000: False,
+    'Sure. {"passed": true, "reason": "polite"} Done.': True,
+    '```json\n{"passed": false, "reason": "rude"}\n```': False,
+}
+
+
+def test_a_judge_answering_garbage_fails_its_check_with_what_it_said(tmp_path: Path) -> None:
+    """A judge's answer that is no verdict (text, a string "true", a list, nothing, two
+    verdicts, 100,000 characters) fails the check with a bounded quote of it; it never
+    passes and never stops the suite. A customer who never says it is done ends at
+    max_turns."""
+    answers = iter(JUDGE_ANSWERS)
+    with ScriptedServer() as bot, ScriptedServer() as referee, ScriptedServer() as customer:
+        bot.respond_with(echo())
+        referee.respond_with(lambda request: Reply.text(next(answers)))
+        customer.respond_with(lambda request: Reply.text("I still want more."))
+
+        def on(server: ScriptedServer) -> Any:
+            return lambda: Agent("scripted", [], "x", base_url=server.base_url, api_key="sk-x")
+
+        scenarios = [
+            Scenario(f"judged {n}", turns=["hi"], checks=[judge("polite")])
+            for n in range(len(JUDGE_ANSWERS))
+        ]
+        endless = Scenario("endless", user=SimulatedUser("You want more.", max_turns=3))
+        suite = Suite(
+            agent=on(bot), judge=on(referee), user=on(customer), scenarios=[*scenarios, endless]
+        )
+        report = suite.run(1, concurrency=1)
+    verdicts = [scenario.attempts[0] for scenario in report.scenarios[:-1]]
+    assert [attempt.passed for attempt in verdicts] == list(JUDGE_ANSWERS.values())
+    for attempt in verdicts:
+        (check,) = attempt.checks
+        assert attempt.error is None
+        assert len(check.detail) < 300
+    assert verdicts[0].checks[0].detail == "the judge gave no verdict: 'yes'"
+    assert verdicts[-1].checks[0].detail == "rude"
+    (talk,) = report.scenarios[-1].attempts
+    assert talk.passed and len(customer.requests) == 3
