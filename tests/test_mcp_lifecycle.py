@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
-import logging
+import gc
 import sys
 import threading
 import time
@@ -20,6 +20,7 @@ from _mcp_support import agent_for, children, fake, open_fds, tool_messages, uvi
 
 from agentkit import tool
 from agentkit.mcp import MCPHttp, asgi_app
+from agentkit.mcp import _runtime as mcp_runtime
 from agentkit.testing import Reply, ScriptedServer
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -44,11 +45,85 @@ def _settled(condition: Any) -> bool:
     return True
 
 
+class LoopReports:
+    """What asyncio reports about this test's own tasks, and nothing of another test's.
+
+    asyncio reports a task destroyed while pending, an exception never retrieved, or an
+    async generator that failed to close (anyio's "cancel scope" errors among them) to the
+    loop of the task, whichever thread the garbage collector finalised it on. This test's
+    tasks are those of the loops it ran (:attr:`loops`) and those the MCP client's loop
+    (one per process, shared with every other MCP test of the worker) started after this
+    test began. An earlier test's task, on its own loop or left on the MCP loop, may be
+    collected while this test runs: it is not this test's.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        gc.collect()  # what earlier tests left unreachable is reported now, before we listen
+        self.loops: set[asyncio.AbstractEventLoop] = set()
+        # by id, not held: a task held here could not be destroyed while this test runs
+        self._before = {id(task) for task in self._mcp_tasks()}
+        self._reports: list[tuple[asyncio.BaseEventLoop, dict[str, Any]]] = []
+        default = asyncio.BaseEventLoop.default_exception_handler
+
+        def report(loop: asyncio.BaseEventLoop, context: dict[str, Any]) -> None:
+            self._reports.append((loop, context))
+            default(loop, context)  # logged as ever
+
+        monkeypatch.setattr(asyncio.BaseEventLoop, "default_exception_handler", report)
+
+    @staticmethod
+    def _mcp_tasks() -> set[asyncio.Task[Any]]:
+        loop = mcp_runtime._loop
+        return asyncio.all_tasks(loop) if loop is not None else set()
+
+    def pending(self) -> list[asyncio.Task[Any]]:
+        """The MCP client's tasks started since this test began and not ended."""
+        return [task for task in self._mcp_tasks() if id(task) not in self._before]
+
+    def ours(self) -> list[str]:
+        """asyncio's reports about this test's tasks, each as one line."""
+        gc.collect()  # a task leaked in a reference cycle is destroyed, and reported, now
+        found = []
+        for loop, context in self._reports:
+            subject = context.get("task") or context.get("future")
+            mcp = loop is mcp_runtime._loop and id(subject) not in self._before
+            if loop in self.loops or mcp:
+                found.append(f"{context.get('message')} {subject!r} {context.get('exception')!r}")
+        return found
+
+
+def _stranger_tasks() -> list[asyncio.Task[Any]]:
+    """Tasks an earlier test left pending: one on a loop of its own, one on the MCP
+    client's loop. Each waits for an event nobody will set, in a reference cycle: dropped,
+    it is destroyed while pending when the garbage collector next runs."""
+
+    async def leave_one() -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(asyncio.Event().wait(), name="stranger")
+        await asyncio.sleep(0)  # its first step runs: it is waiting
+        return task
+
+    loop = asyncio.new_event_loop()
+    try:
+        return [loop.run_until_complete(leave_one()), mcp_runtime.call_sync(leave_one())]
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("stranger", [False, True], ids=["alone", "beside_a_strangers_leak"])
 def test_stdio_and_http_sources_leave_no_process_fd_or_thread(
-    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch, stranger: bool
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    app = asgi_app([double], token=TOKEN)
+    strangers = _stranger_tasks() if stranger else []
+    reports = LoopReports(monkeypatch)
+    if strangers:  # collected while this test runs: another test's, not a failure of this one
+        strangers.clear()
+        gc.collect()
+    mcp_app = asgi_app([double], token=TOKEN)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reports.loops.add(asyncio.get_running_loop())  # the server side is this test's too
+        await mcp_app(scope, receive, send)
+
     with uvicorn_serving(app) as base:
         url = f"{base}/mcp"
         headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -66,6 +141,7 @@ def test_stdio_and_http_sources_leave_no_process_fd_or_thread(
             else:
 
                 async def main() -> list[dict[str, Any]]:
+                    reports.loops.add(asyncio.get_running_loop())
                     async with agent:
                         return (await agent.run_async("go")).messages
 
@@ -82,9 +158,12 @@ def test_stdio_and_http_sources_leave_no_process_fd_or_thread(
         assert _settled(lambda: set(threading.enumerate()) <= threads), [
             t.name for t in threading.enumerate() if t not in threads
         ]
-    # no anyio scope left in the wrong task, no task dropped with its error or unfinished
+    # no task of this test dropped unfinished or with its error, no anyio scope left in the
+    # wrong task, no task of the MCP client's left running
+    found = reports.ours()
     for bad in ("cancel scope", "never retrieved", "destroyed but it is pending"):
-        assert bad not in caplog.text
+        assert not [report for report in found if bad in report]
+    assert _settled(lambda: not reports.pending()), reports.pending()
 
 
 def test_ctrl_c_while_a_sync_run_waits_on_a_call(server: ScriptedServer, tmp_path: Path) -> None:
