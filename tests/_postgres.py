@@ -32,32 +32,37 @@ from typing import Any
 
 import pytest
 
-__all__ = ["LostCommitRelay", "PrivatePostgres", "private_postgres"]
+__all__ = ["LostCommitRelay", "PrivatePostgres", "private_postgres", "require_postgres_programs"]
 
 _PORT = 5432  # only names the socket file (.s.PGSQL.5432) in the cluster's own folder
+
+
+def require_postgres_programs() -> None:
+    """Skip the test (fail it in CI) when PostgreSQL's programs cannot start a server here:
+    ``initdb``/``pg_ctl`` are not on the PATH, or this is root and there is no user
+    ``agentkit-pg`` to run the server as."""
+    for program in ("initdb", "pg_ctl"):
+        if shutil.which(program) is None:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"CI=true and {program} is not on the PATH")
+            pytest.skip(f"{program} is not on the PATH")
+    if (
+        os.geteuid() == 0
+        and subprocess.run(["id", "-u", "agentkit-pg"], capture_output=True, check=False).returncode
+        != 0
+    ):
+        reason = "running as root needs the user agentkit-pg (made by .ci/postgres.sh)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 class PrivatePostgres:
     """One throwaway PostgreSQL cluster, its data and its Unix socket in a temporary folder."""
 
     def __init__(self) -> None:
-        for program in ("initdb", "pg_ctl"):
-            if shutil.which(program) is None:
-                if os.environ.get("CI", "").lower() == "true":
-                    pytest.fail(f"CI=true and {program} is not on the PATH")
-                pytest.skip(f"{program} is not on the PATH")
+        require_postgres_programs()
         self._as: list[str] = []
-        if (
-            os.geteuid() == 0
-            and subprocess.run(
-                ["id", "-u", "agentkit-pg"], capture_output=True, check=False
-            ).returncode
-            != 0
-        ):
-            reason = "running as root needs the user agentkit-pg (made by .ci/postgres.sh)"
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(reason)
-            pytest.skip(reason)
         self.folder = Path(tempfile.mkdtemp(prefix="agentkit-pg-"))
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             self._as = ["runuser", "-u", "agentkit-pg", "--"]
