@@ -4,6 +4,7 @@ after a model response (:data:`Step`: run tools, or finished)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -249,3 +250,30 @@ class Finished:
 
 Step: TypeAlias = RunTools | Finished
 """What :meth:`RunLoop.on_response` decides."""
+
+
+def repeated_key_text(name: str, arguments: str) -> str | None:
+    """What the model is told when the arguments of a call a person must approve give one
+    key twice (``{"slot": 1, "slot": 4}``), else ``None``.
+
+    The person reads the arguments as the model wrote them, and the tool runs with the last
+    value of a repeated key: an approval shown for one value would run the other.
+    """
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        repeated.extend(key for index, key in enumerate(keys) if key in keys[:index])
+        return dict(items)
+
+    try:
+        json.loads(arguments or "{}", object_pairs_hook=pairs)
+    except (ValueError, RecursionError):  # the tool's own validation reports it
+        return None
+    if not repeated:
+        return None
+    return (
+        f"Invalid arguments for tool `{name}`: the key {repeated[0][:100]!r} is given twice. "
+        "A person reviews this call before it runs: give each argument once and call the "
+        "tool again."
+    )

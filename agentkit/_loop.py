@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._calls import Finished, PlannedCall, Round, RunTools, Step, ToolOutcome
+from ._calls import Finished, PlannedCall, Round, RunTools, Step, ToolOutcome, repeated_key_text
 from ._errors import (
     AgentKitError,
     ConfigurationError,
@@ -651,6 +651,11 @@ class RunLoop:
         except ToolArgumentsError as exc:
             return PlannedCall(
                 index, call_id, name, arguments, tool_, ready=str(exc), kind="invalid_arguments"
+            )
+        twice = repeated_key_text(name, arguments) if tool_.requires_approval else None
+        if twice is not None:  # a person would approve one value and the tool run another
+            return PlannedCall(
+                index, call_id, name, arguments, tool_, ready=twice, kind="invalid_arguments"
             )
         run_context = None
         if tool_.context_param is not None:

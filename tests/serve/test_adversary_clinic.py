@@ -170,3 +170,38 @@ def test_agentkit_serve_with_reviewers_and_a_shared_key_is_one_line_and_exit_2(
     assert err.getvalue().startswith("agentkit: error: ")
     assert "need people with roles" in err.getvalue()
     assert "Traceback" not in err.getvalue()
+
+
+def test_a_booking_whose_arguments_repeat_a_key_is_sent_back_not_shown_for_approval(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    """``{"slot": "mon 9:00", "slot": "fri 17:00"}``: the queue showed the arguments as
+    the model wrote them, a receptionist read Monday, and the approved tool booked Friday
+    (the last value wins). The model is told to give each argument once; only a call with
+    one value per key waits for a person."""
+    store = sessions.SQLiteStore(tmp_path / "twice.db")
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    rita = bearer(keys.add("rita", ["receptionist"]).key)
+    app = create_app(
+        {"desk": make_desk(model, store)},
+        auth=StoredKeys(store),
+        deps=clinic_for,
+        reviewers={"receptionist"},
+    )
+    booked.clear()
+    model.queue(
+        Reply.tool_calls(("book", '{"slot": "mon 9:00", "slot": "fri 17:00"}')),
+        Reply.tool_calls(("book", {"slot": "mon 9:00"})),
+    )
+    with uvicorn_serving(app) as url:
+        (call,) = ask(url, "book monday", "d1", dana).json()["agentkit"]["pending"]
+        told = model.requests[1].messages[-1]
+        assert told["role"] == "tool" and "'slot' is given twice" in told["content"]
+        (waiting,) = HTTP.get(url + "/v1/approvals?agent=desk", headers=rita).json()["data"]
+        assert [c["arguments"] for c in waiting["calls"]] == ['{"slot": "mon 9:00"}']
+        model.queue(Reply.text("Booked Monday."))
+        digests = {call["id"]: call["arguments_digest"]}
+        assert decide(url, "d1", {call["id"]: True}, rita, digests).status_code == 200
+    assert booked == [("dana", "mon 9:00", "dana")]
+    store.close()
