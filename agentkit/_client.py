@@ -600,7 +600,7 @@ class AsyncChatStream(_StreamBase):
     """The asynchronous twin of :class:`ChatStream`: ``async for`` and ``async with``."""
 
     _stop = StopAsyncIteration
-    _slot = False  # holds one of the client's slots (from send to release)
+    _slot: asyncio.Semaphore | None = None  # the bound it holds a slot of (send to release)
 
     def __init__(self, client: AsyncChatClient, exchange: Exchange) -> None:
         super().__init__(client, exchange)
@@ -625,8 +625,7 @@ class AsyncChatStream(_StreamBase):
     async def _open(self) -> None:
         client = self._client
         request = self._request(client._http, client)
-        await client._slots.acquire()
-        self._slot = True
+        self._slot = await client._slots.acquire()
         response = self._response = await client._http.send(request, stream=True)
         if self._state.wants_body(response.status_code, response.headers):
             await response.aread()
@@ -662,9 +661,9 @@ class AsyncChatStream(_StreamBase):
             if response is not None:
                 await response.aclose()
         finally:
-            if self._slot:
-                self._slot = False
-                self._client._slots.release()
+            slot, self._slot = self._slot, None
+            if slot is not None:
+                slot.release()
 
     async def __aenter__(self) -> Self:
         return self
@@ -675,9 +674,8 @@ class AsyncChatStream(_StreamBase):
     def __del__(self) -> None:
         # Dropped unclosed: the event loop closes the body being read (asyncio finalises a
         # dropped async generator), but nothing else would give the client's slot back.
-        if self._slot:
-            self._slot = False
-            self._client._slots.release_soon()
+        if self._slot is not None:
+            self._client._slots.release_soon(self._slot)
 
 
 class _Slots:
@@ -696,28 +694,32 @@ class _Slots:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
 
-    async def acquire(self) -> None:
-        """Wait for a slot (the bound belongs to the running event loop)."""
+    async def acquire(self) -> asyncio.Semaphore | None:
+        """Wait for a slot of the running event loop's bound; returns that bound, to give
+        the slot back to (``None``: no bound)."""
         if self._size is None:
-            return
+            return None
         running = asyncio.get_running_loop()
         if self._loop is not running:
             self._loop, self._semaphore = running, asyncio.Semaphore(self._size)
-        assert self._semaphore is not None
-        await self._semaphore.acquire()
+        semaphore = self._semaphore
+        assert semaphore is not None
+        await semaphore.acquire()
+        return semaphore
 
     def release(self) -> None:
         """Give a slot back."""
         if self._semaphore is not None:
             self._semaphore.release()
 
-    def release_soon(self) -> None:
-        """Give a slot back from a finaliser: it may run on any thread, or after the loop
-        has closed (its slots went with it)."""
-        loop, semaphore = self._loop, self._semaphore
-        if loop is not None and semaphore is not None:
+    def release_soon(self, bound: asyncio.Semaphore) -> None:
+        """Give a slot of ``bound`` back from a finaliser, which may run on any thread: on
+        the bound's loop, if it is still this client's (a loop that ended took its bound
+        with it, and another loop's must not grow)."""
+        loop = self._loop
+        if loop is not None and bound is self._semaphore:
             with contextlib.suppress(RuntimeError):  # the loop is closed
-                loop.call_soon_threadsafe(semaphore.release)
+                loop.call_soon_threadsafe(bound.release)
 
     async def __aenter__(self) -> None:
         await self.acquire()

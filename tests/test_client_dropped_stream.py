@@ -105,3 +105,33 @@ def test_a_dropped_async_stream_after_its_loop_closed_is_quiet(
     stream = asyncio.run(main())  # the loop closes with the stream half read
     del stream  # its slot went with the loop: nothing to give back, nothing printed
     assert no_collector == []
+
+
+def test_a_stream_dropped_after_its_loop_ended_leaves_the_next_loops_bound_whole(
+    server: ScriptedServer, no_collector: list[object]
+) -> None:
+    server.queue(Reply.text(WORDS), Reply.text(WORDS))
+    client = AsyncChatClient(server.base_url, pool_limits=ONE)
+
+    async def half_read() -> Any:
+        stream = client.stream(model="m", messages=USER)
+        await anext(stream)
+        return stream
+
+    async def next_loop(old: list[Any]) -> bool:
+        # The client's bound on this loop is its own: the old loop's stream, dropped now,
+        # held a slot of the old loop's, which is not given to this one.
+        stream = client.stream(model="m", messages=USER)
+        await anext(stream)
+        old.clear()
+        await asyncio.sleep(0)  # what a finaliser schedules runs
+        slots = client._slots._semaphore
+        assert slots is not None
+        full = slots.locked()  # the one slot is this loop's stream's
+        await stream.aclose()
+        await client.aclose()
+        return full
+
+    old = [asyncio.run(half_read())]  # its loop ends with the stream half read, its slot held
+    assert asyncio.run(next_loop(old))
+    assert no_collector == []
