@@ -4,6 +4,7 @@ probe that broke, kept as its regression."""
 from __future__ import annotations
 
 import io
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,66 @@ def test_a_booking_whose_arguments_repeat_a_key_is_sent_back_not_shown_for_appro
         assert decide(url, "d1", {call["id"]: True}, rita, digests).status_code == 200
     assert booked == [("dana", "mon 9:00", "dana")]
     store.close()
+
+
+def _decide_at_once(
+    urls: list[str], name: str, call_id: str, digests: dict[str, str], staff: list[dict[str, str]]
+) -> list[int]:
+    """Every receptionist decides the call at the same moment, each on ``urls[n % 2]``
+    (the first half approving, the rest denying); their answers' statuses."""
+    start = threading.Barrier(len(staff))
+    answers: list[int] = []
+
+    def go(url: str, who: dict[str, str], verdict: bool) -> None:
+        start.wait()
+        answers.append(decide(url, name, {call_id: verdict}, who, digests).status_code)
+
+    threads = [
+        threading.Thread(target=go, args=(urls[n % 2], who, n < len(staff) // 2))
+        for n, who in enumerate(staff)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_receptionists_on_two_workers_deciding_one_booking_at_once_book_it_once(
+    model: ScriptedServer, shared_store: Any
+) -> None:
+    """Four receptionists, two on each of two workers sharing one store (SQLite and
+    PostgreSQL), decide the same booking at the same moment, some approving and some
+    denying: one decision stands, it is the one that ran, and the slot is booked at most
+    once."""
+    store = shared_store
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    staff = [bearer(keys.add(f"rec{n}", ["receptionist"]).key) for n in range(4)]
+    if isinstance(store, sessions.SQLiteStore):
+        other: Any = sessions.SQLiteStore(store.path)
+    else:
+        dsn = os.environ["AGENTKIT_TEST_POSTGRES"]
+        other = sessions.PostgresStore(dsn, schema=store.schema, pool_size=4)
+
+    def worker(on: Any) -> Any:
+        desk = make_desk(model, on)
+        return create_app(
+            {"desk": desk}, auth=StoredKeys(on), deps=clinic_for, reviewers={"receptionist"}
+        )
+
+    booked.clear()
+    with uvicorn_serving(worker(store)) as first, uvicorn_serving(worker(other)) as second:
+        for round_ in range(3):  # a race: several rounds, so a broken record shows
+            name = f"race-{round_}"
+            model.queue(Reply.tool_calls(("book", {"slot": name})), Reply.text("Booked."))
+            (call,) = ask(first, "book", name, dana).json()["agentkit"]["pending"]
+            digests = {call["id"]: call["arguments_digest"]}
+            answers = _decide_at_once([first, second], name, call["id"], digests, staff)
+            assert answers.count(200) == 1, answers
+            assert set(answers) <= {200, 409}, answers
+            shown = HTTP.get(f"{second}/v1/sessions/{name}", headers=dana).json()
+            (decision,) = shown["decisions"]
+            ran = [slot for _, slot, _ in booked if slot == name]
+            assert decision["approved"] is bool(ran) and len(ran) <= 1
+    other.close()
