@@ -155,7 +155,7 @@ def test_no_thread_or_connection_is_left_behind(server: ScriptedServer) -> None:
 
     returned = threading.Event()
     server.queue(Reply.tool_calls(("blocking", {"n": 1}), ("blocking", {"n": 2})), Reply.text("ok"))
-    baseline = threading.active_count()
+    before = set(threading.enumerate())  # by identity: another test's thread may end meanwhile
 
     async def main() -> None:
         agent = Agent("m", [blocking], base_url=server.base_url, api_key=KEY)
@@ -170,7 +170,7 @@ def test_no_thread_or_connection_is_left_behind(server: ScriptedServer) -> None:
         await agent.aclose()
 
     asyncio.run(main())
-    wait_until(lambda: threading.active_count() <= baseline)
+    wait_until(lambda: set(threading.enumerate()) <= before)
     wait_until(lambda: server.open_connections == 0)
 
 

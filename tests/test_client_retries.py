@@ -320,7 +320,9 @@ def test_retries_are_logged_without_headers(
     server.queue(Reply.error(503), Reply.text("ok"))
     with _client(server) as client:
         client.create(model="m", messages=USER)
-    [record] = [r for r in caplog.records if r.name == "agentkit._client"]
+    # this test's server only: another test's leftover thread may retry meanwhile
+    url = f"{server.base_url}/chat/completions"
+    [record] = [r for r in caplog.records if r.name == "agentkit._client" and url in r.getMessage()]
     line = record.getMessage()
     assert record.levelno == logging.INFO
     assert "POST" in line and f"{server.base_url}/chat/completions" in line
