@@ -4,7 +4,9 @@ exit 1 when a threshold or a comparison fails (a CI gate)."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._arguments import PROG
@@ -88,6 +90,8 @@ def eval_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ..evals import Report, Suite, SuiteError
 
     thresholds = _thresholds(args.fail_under, args.k)
+    for option, path in (("--html", args.html), ("--json", args.json)):
+        _check_writable(option, path)
     earlier = None
     if args.compare:
         try:
@@ -149,6 +153,22 @@ def _thresholds(given: list[str], k: int) -> dict[str, float]:
             )
         thresholds[key] = number
     return thresholds
+
+
+def _check_writable(option: str, path: str | None) -> None:
+    """Refuse a report path that cannot be written before the suite runs: found after it,
+    the conversations were paid for and no report was written."""
+    if path is None:
+        return
+    where = Path(path)
+    folder = where.parent
+    if where.is_dir():
+        example = where / ("report.html" if option == "--html" else "report.json")
+        raise UsageError(f"{option} {path}: is a folder; give a file name, e.g. {example}")
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: the folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK) or (where.exists() and not os.access(where, os.W_OK)):
+        raise UsageError(f"{option} {path}: cannot be written (permission denied)")
 
 
 def _load_suite(target: str) -> Suite:

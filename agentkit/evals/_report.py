@@ -242,9 +242,15 @@ class Report:
     def load_json(cls, path: str | Path) -> Report:
         """Read a report :meth:`save_json` wrote; ``ValueError`` for any other file."""
         try:
-            data = json.loads(Path(path).read_text("utf-8"))
+            text = Path(path).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"cannot read the report {str(path)!r}: {exc}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:  # "Expecting value: line 1 column 1" alone names nothing
+            raise ValueError(
+                f"{str(path)!r} is not an agentkit eval report (JSON): {exc}"
+            ) from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{str(path)!r} is not an agentkit eval report (JSON)")
         try:

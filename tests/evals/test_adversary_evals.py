@@ -259,3 +259,34 @@ def test_a_judge_answering_garbage_fails_its_check_with_what_it_said(tmp_path: P
     assert verdicts[-1].checks[0].detail == "rude"
     (talk,) = report.scenarios[-1].attempts
     assert talk.passed and len(customer.requests) == 3
+
+
+def test_a_report_path_that_cannot_be_written_is_refused_before_any_request(
+    suites: Path, server: ScriptedServer, tmp_path: Path
+) -> None:
+    """``--html`` into a folder that does not exist, or ``--json`` naming a folder: the
+    suite ran, was paid for, then failed writing with a bare FileNotFoundError (or
+    IsADirectoryError), and the other report, whose path was fine, was not written."""
+    fine = tmp_path / "report.json"
+    missing = tmp_path / "no-such-folder" / "report.html"
+    code, _, err = _eval(f"{suites}:plain", "--html", str(missing), "--json", str(fine))
+    assert code == 2, err
+    assert f"--html {missing}: the folder" in err and "does not exist" in err
+    code, _, err = _eval(f"{suites}:plain", "--json", str(tmp_path))
+    assert code == 2, err
+    assert "is a folder; give a file name, e.g." in err and "report.json" in err
+    assert server.requests == []
+    assert not fine.exists()
+    code, _, err = _eval(f"{suites}:plain", "--html", str(tmp_path / "r.html"), "--json", str(fine))
+    assert code == 0, err
+    assert fine.exists() and (tmp_path / "r.html").exists()
+
+
+def test_compare_with_a_file_that_is_not_json_names_the_file(
+    suites: Path, server: ScriptedServer
+) -> None:
+    """It said only "--compare: Expecting value: line 1 column 1 (char 0)"."""
+    code, _, err = _eval(f"{suites}:plain", "--compare", str(suites))
+    assert code == 2, err
+    assert f"--compare: {str(suites)!r} is not an agentkit eval report (JSON)" in err
+    assert server.requests == []
