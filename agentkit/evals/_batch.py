@@ -298,6 +298,13 @@ class _State:
     @classmethod
     def load(cls, path: Path, fingerprint: str) -> _State:
         if not path.exists():
+            # first written once a batch is created (paid for): a state that cannot be
+            # kept then would make the next try create the same batch again
+            if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+                raise SuiteError(
+                    f"the batch state file {str(path)!r} cannot be written: its folder "
+                    f"{str(path.parent)!r} does not exist or is not writable"
+                )
             return cls(path, fingerprint)
         try:
             data = json.loads(path.read_text("utf-8"))

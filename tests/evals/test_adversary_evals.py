@@ -290,3 +290,24 @@ def test_compare_with_a_file_that_is_not_json_names_the_file(
     assert code == 2, err
     assert f"--compare: {str(suites)!r} is not an agentkit eval report (JSON)" in err
     assert server.requests == []
+
+
+@pytest.mark.parametrize("where", ["no-such-folder/state.json", "."], ids=["missing", "folder"])
+def test_a_batch_state_path_that_cannot_be_written_is_refused_before_any_request(
+    server: ScriptedServer, tmp_path: Path, where: str
+) -> None:
+    """The state file was first written after the first batch was created (paid for): a
+    missing folder failed there with a bare FileNotFoundError and no state was kept, so
+    the next try created the same batch again."""
+    from agentkit import AsyncChatClient
+    from agentkit.evals import BatchBackend
+
+    def bot(http_client: Any = None) -> Agent[str]:
+        client = AsyncChatClient(base_url=server.base_url, api_key="sk-x", http_client=http_client)
+        return Agent("scripted", [], "You are the desk.", client=client)
+
+    suite = Suite(agent=bot, scenarios=[Scenario("hello", turns=["hi"])])
+    state = tmp_path / where
+    with pytest.raises(SuiteError, match="batch state file"):
+        suite.run(backend=BatchBackend(server.base_url, state=state))
+    assert server.requests == []
