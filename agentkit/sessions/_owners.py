@@ -15,6 +15,7 @@ from typing import Any
 
 from .._context import Principal
 from .._store import paused_calls
+from ._sql import _expired
 from ._tables import SideTables
 
 __all__ = ["Decision", "Owner", "Owners", "Waiting"]
@@ -151,19 +152,25 @@ class Owners:
         with store._transaction(write=True) as cursor:
             row = store._run(
                 cursor,
-                "SELECT updated_at, status, pending FROM {p}agentkit_sessions WHERE id = ?"
-                + store._for_update,
+                "SELECT updated_at, status, pending, owner, lease_until, owner_host, owner_pid"
+                " FROM {p}agentkit_sessions WHERE id = ?" + store._for_update,
                 (session_id,),
             ).fetchone()
             if row is None or row[1] != "paused" or not set(decisions) <= _waiting_ids(row[2]):
                 return None  # a resume ran meanwhile: the calls are no longer waiting
             since = row[0]
+            # Another person's decision of this pause stands while its resume may still
+            # come: for the store's lease, or while someone holds the conversation. One
+            # older than that, unheld, had its worker die between the record and the resume
+            # (nothing ran, nothing took it back): it must not lock the call for good.
+            held = row[3] is not None and not _expired(row[4], row[5], row[6], now)
+            stale = -1.0 if held else now - store._lease
             for call_id in decisions:
                 taken = store._run(
                     cursor,
                     "SELECT 1 FROM {p}agentkit_decisions WHERE session_id = ? AND call_id = ?"
-                    " AND decided_at >= ? AND decided_by <> ?",
-                    (session_id, call_id, since, decided_by),
+                    " AND decided_at >= ? AND decided_at > ? AND decided_by <> ?",
+                    (session_id, call_id, since, stale, decided_by),
                 ).fetchone()
                 if taken is not None:
                     return None

@@ -269,3 +269,48 @@ def test_receptionists_on_two_workers_deciding_one_booking_at_once_book_it_once(
             ran = [slot for _, slot, _ in booked if slot == name]
             assert decision["approved"] is bool(ran) and len(ran) <= 1
     other.close()
+
+
+def test_a_decision_whose_worker_died_before_its_resume_does_not_lock_the_call_for_good(
+    model: ScriptedServer, shared_store: Any
+) -> None:
+    """Rita's decision was recorded, then her worker died before its resume claimed the
+    conversation (nothing ran, nothing could take the record back). Every other
+    receptionist was told "already decided by someone else" (409) for good; only Rita
+    could ever decide the booking. Once the store's lease has passed with nobody holding
+    the conversation, the record no longer stands in the way; a fresh one still does."""
+    from agentkit.sessions._owners import Owners
+
+    store = shared_store
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    ray = bearer(keys.add("ray", ["receptionist"]).key)
+    app = create_app(
+        {"desk": make_desk(model, store)},
+        auth=StoredKeys(store),
+        deps=clinic_for,
+        reviewers={"receptionist"},
+    )
+    booked.clear()
+    model.queue(Reply.tool_calls(("book", {"slot": "mon"})))
+    with uvicorn_serving(app) as url:
+        (call,) = ask(url, "book mon", "d1", dana).json()["agentkit"]["pending"]
+        digests = {call["id"]: call["arguments_digest"]}
+        # the dead worker's one act: the record (Access.decide), no resume after it
+        assert Owners(store).record("d1", {call["id"]: True}, "rita") is not None
+        fresh = decide(url, "d1", {call["id"]: True}, ray, digests)
+        assert fresh.status_code == 409 and fresh.json()["error"]["code"] == "already_decided"
+        # an hour later (the lease is 600 s): the pause and the record, moved back in time
+        with store._transaction(write=True) as cursor:
+            for table, column in (("sessions", "updated_at"), ("decisions", "decided_at")):
+                store._run(
+                    cursor,
+                    f"UPDATE {{p}}agentkit_{table} SET {column} = {column} - 3600",
+                    (),
+                )
+        model.queue(Reply.text("Booked."))
+        later = decide(url, "d1", {call["id"]: True}, ray, digests)
+        assert later.status_code == 200, later.text
+        shown = HTTP.get(f"{url}/v1/sessions/d1", headers=dana).json()
+    assert booked == [("dana", "mon", "dana")]
+    assert [(d["decided_by"], d["approved"]) for d in shown["decisions"]] == [("ray", True)]
