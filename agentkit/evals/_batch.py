@@ -308,7 +308,7 @@ class _State:
             return cls(path, fingerprint)
         try:
             data = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise SuiteError(f"cannot read the batch state file {str(path)!r}: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
             raise SuiteError(f"{str(path)!r} is not an agentkit batch state file")

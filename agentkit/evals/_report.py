@@ -247,7 +247,7 @@ class Report:
             raise ValueError(f"cannot read the report {str(path)!r}: {exc}") from None
         try:
             data = json.loads(text)
-        except ValueError as exc:  # "Expecting value: line 1 column 1" alone names nothing
+        except (ValueError, RecursionError) as exc:  # "Expecting value: line 1 column 1"
             raise ValueError(
                 f"{str(path)!r} is not an agentkit eval report (JSON): {exc}"
             ) from None

@@ -182,11 +182,19 @@ def test_a_simulated_customers_turns_are_a_number_not_a_bool() -> None:
         {"pending": {"batch_1": {"custom_ids": [1, 2]}}},
         {"results": {"c0-r0": "not an answer"}},
         {"results": []},
+        None,
     ],
-    ids=["no-pending", "batch-without-lines", "line-ids-not-text", "answer-not-object", "list"],
+    ids=[
+        "no-pending",
+        "batch-without-lines",
+        "line-ids-not-text",
+        "answer-not-object",
+        "list",
+        "nested-too-deep",
+    ],
 )
 def test_a_damaged_batch_state_file_is_refused_before_any_request(
-    server: ScriptedServer, tmp_path: Path, damage: dict[str, Any]
+    server: ScriptedServer, tmp_path: Path, damage: dict[str, Any] | None
 ) -> None:
     """A state file of the right format and suite whose batches or answers were damaged
     (edited by hand, another tool's) ran into a bare KeyError ('pending', 'custom_ids')
@@ -208,8 +216,8 @@ def test_a_damaged_batch_state_file_is_refused_before_any_request(
         "pending": {},
         "results": {},
     }
-    state.write_text(json.dumps({**written, **damage}))
-    with pytest.raises(SuiteError, match="is damaged"):
+    state.write_text("[" * 100_000 if damage is None else json.dumps({**written, **damage}))
+    with pytest.raises(SuiteError, match=r"is damaged|cannot read the batch state file"):
         suite.run(backend=BatchBackend(server.base_url, state=state))
     assert server.requests == []
 
@@ -283,12 +291,16 @@ def test_a_report_path_that_cannot_be_written_is_refused_before_any_request(
 
 
 def test_compare_with_a_file_that_is_not_json_names_the_file(
-    suites: Path, server: ScriptedServer
+    suites: Path, server: ScriptedServer, tmp_path: Path
 ) -> None:
-    """It said only "--compare: Expecting value: line 1 column 1 (char 0)"."""
-    code, _, err = _eval(f"{suites}:plain", "--compare", str(suites))
-    assert code == 2, err
-    assert f"--compare: {str(suites)!r} is not an agentkit eval report (JSON)" in err
+    """It said only "--compare: Expecting value: line 1 column 1 (char 0)"; JSON nested
+    100,000 levels deep was a bare RecursionError."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    for path in (suites, deep):
+        code, _, err = _eval(f"{suites}:plain", "--compare", str(path))
+        assert code == 2, err
+        assert f"--compare: {str(path)!r} is not an agentkit eval report (JSON)" in err
     assert server.requests == []
 
 
