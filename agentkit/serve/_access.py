@@ -275,4 +275,5 @@ class Access:
                 "waiting_since": row.since,
             }
             for row in rows
+            if row.owner != principal.id  # their own calls are another reviewer's to decide
         ], more

@@ -89,6 +89,9 @@ def test_a_receptionist_cannot_approve_their_own_booking(
         assert booked == []
         shown = HTTP.get(f"{url}/v1/sessions/r1", headers=rita).json()
         assert shown["decisions"] == []  # nothing recorded: another reviewer may decide
+        # her queue lists what she may decide: not her own booking; Ray's lists it
+        queues = [HTTP.get(url + "/v1/approvals?agent=desk", headers=who) for who in (rita, ray)]
+        assert [[i["conversation"] for i in q.json()["data"]] for q in queues] == [[], ["r1"]]
         model.queue(Reply.text("Booked."))
         other = decide(url, "r1", {call["id"]: True}, ray, digests)
         assert other.status_code == 200, other.text
