@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +318,56 @@ def test_a_decision_whose_worker_died_before_its_resume_does_not_lock_the_call_f
         shown = HTTP.get(f"{url}/v1/sessions/d1", headers=dana).json()
     assert booked == [("dana", "mon", "dana")]
     assert [(d["decided_by"], d["approved"]) for d in shown["decisions"]] == [("ray", True)]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """A headless chromium, as ``test_serve_page`` starts it (skipped without one)."""
+    from .test_serve_page import ARGS, CHROMIUM, WAIT_MS, _browser_or_skip
+
+    with _browser_or_skip()() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=WAIT_MS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.mark.timeout(300)
+def test_the_queue_writes_out_characters_that_would_disguise_what_is_approved(
+    model: ScriptedServer, chromium: Any, tmp_path: Path
+) -> None:
+    """A right-to-left override in an argument reversed the rest of the queue's line:
+    ``book({"slot": "<U+202E>00:90 noM"})`` read "Mon 09:00" on the page, though the tool
+    got the reversed text. The page writes such characters out as ``\\u202e``."""
+    from playwright.sync_api import expect
+
+    from .test_serve_page import unhurried
+
+    store = sessions.SQLiteStore(tmp_path / "bidi.db")
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    rita = keys.add("rita", ["receptionist"]).key
+    app = create_app(
+        {"desk": make_desk(model, store)},
+        auth=StoredKeys(store),
+        deps=clinic_for,
+        reviewers={"receptionist"},
+    )
+    model.queue(Reply.tool_calls(("book", '{"slot": "\u202e00:90 noM\u200b"}')))
+    with uvicorn_serving(app) as url:
+        assert ask(url, "book", "d1", dana).json()["agentkit"]["pending"]
+        page = unhurried(chromium.new_context().new_page())
+        page.goto(url + "/")
+        page.locator("#keybox.shown").wait_for()
+        page.fill("#key", rita)
+        page.click("#savekey")
+        expect(page.locator("#agent")).to_have_value("desk")
+        item = page.locator("#queue .item").filter(has_text="book(")
+        item.wait_for()
+        shown = item.inner_text()
+        page.close()
+    assert 'book({"slot": "\\u202e00:90 noM\\u200b"})' in shown
+    assert "dana · d1" in shown
+    assert "\u202e" not in shown and "\u200b" not in shown
+    store.close()
