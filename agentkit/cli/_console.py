@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -211,11 +212,23 @@ def usage_text(usage: Any) -> str:
 
 
 def compact_json(text: str) -> str:
-    """Argument JSON on one line, as the model wrote it when it is not JSON."""
+    """Argument JSON on one line, as the model wrote it when it is not JSON (either with
+    its disguising characters written out: see :func:`visible`)."""
     try:
-        return json.dumps(json.loads(text or "{}"), ensure_ascii=False, separators=(", ", ": "))
+        shown = json.dumps(json.loads(text or "{}"), ensure_ascii=False, separators=(", ", ": "))
     except ValueError:
-        return text
+        shown = text
+    return visible(shown)
+
+
+# Invisible and direction-changing characters: a right-to-left override in a call's
+# arguments would show a person something other than what runs (5000 as 0005).
+_DISGUISING = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def visible(text: str) -> str:
+    """``text`` with its invisible and direction-changing characters written out (``\\u202e``)."""
+    return _DISGUISING.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def _short(text: str, limit: int, verbose: bool) -> str:

@@ -15,6 +15,7 @@ import getpass
 import inspect
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._console import visible
 from ._errors import EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def decide(
     operator = _operator()
     for call in decisions:
         word = "approved" if approve else "denied"
-        err.write(f"{word} {call.key} {call.name}({call.arguments}) as {operator}\n")
+        err.write(f"{word} {call.key} {call.name}({visible(call.arguments)}) as {operator}\n")
     identity = _for_owner(store, args)
     if identity.get("owners") is not None:  # recorded as a served decision is: who, when
         identity.pop("owners").record(args.name, {c.key: v for c, v in decisions.items()}, operator)
@@ -73,7 +74,8 @@ def decide(
     if result.status == "paused":
         for call in result.pending:
             err.write(
-                f"waiting for approval: {args.name} {call.key} {call.name}({call.arguments})\n"
+                f"waiting for approval: {args.name} {call.key} {call.name}"
+                f"({visible(call.arguments)})\n"
             )
         return EXIT_OK
     output = result.output

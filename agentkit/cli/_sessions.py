@@ -205,7 +205,9 @@ def _show(record: SessionRecord, args: argparse.Namespace, out: TextIO) -> int:
 
 def _call_text(call: PendingCall) -> str:
     where = f"[{' > '.join(call.path)}] " if len(call.path) > 1 else ""
-    return f"{where}{call.name}({_short(call.arguments, 120)})"
+    from ._console import visible
+
+    return f"{where}{call.name}({visible(_short(call.arguments, 120))})"
 
 
 def _info_dict(info: SessionInfo) -> dict[str, Any]:
