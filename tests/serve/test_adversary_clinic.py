@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from agentkit import Principal
+from agentkit import Agent, Principal, RunContext, tool
 from agentkit.cli import main
 from agentkit.serve import StoredKeys, TrustedProxy, create_app
 from agentkit.testing import Reply, ScriptedServer
 
-from .conftest import HTTP, sessions_or_skip, uvicorn_serving
+from .conftest import HTTP, MODEL_KEY, sessions_or_skip, uvicorn_serving
 from .test_serve_identities import Clinic, ask, bearer, booked, clinic_for, decide, make_desk
 
 sessions = sessions_or_skip()
@@ -370,4 +370,54 @@ def test_the_queue_writes_out_characters_that_would_disguise_what_is_approved(
     assert 'book({"slot": "\\u202e00:90 noM\\u200b"})' in shown
     assert "dana · d1" in shown
     assert "\u202e" not in shown and "\u200b" not in shown
+    store.close()
+
+
+both_inside = threading.Barrier(2, timeout=60)
+
+
+@tool
+def who_is_here(ctx: RunContext[Clinic]) -> str:
+    """Say which patient the desk is serving (two patients' calls meet here at once)."""
+    both_inside.wait()
+    return f"patient {ctx.deps.patient}, signed in as {ctx.principal.id if ctx.principal else ''}"
+
+
+def test_two_patients_at_once_on_one_worker_each_get_their_own_deps(
+    model: ScriptedServer, tmp_path: Path
+) -> None:
+    """Dana's and Erin's tool calls run at the same moment on one worker (a barrier holds
+    each until the other is inside): each sees the deps made for its own principal."""
+
+    def answer(request: Any) -> Reply:
+        last = request.messages[-1]
+        if last["role"] == "tool":
+            return Reply.text(last["content"])
+        return Reply.tool_calls(("who_is_here", {}))
+
+    both_inside.reset()
+    model.respond_with(answer)
+    store = sessions.SQLiteStore(tmp_path / "two.db")
+    keys = sessions.KeyTable(store)
+    people = {name: bearer(keys.add(name, ["patient"]).key) for name in ("dana", "erin")}
+    desk = Agent(
+        "scripted", [who_is_here], "x", base_url=model.base_url, api_key=MODEL_KEY, store=store
+    )
+    app = create_app({"desk": desk}, auth=StoredKeys(store), deps=clinic_for)
+    said: dict[str, str] = {}
+    with uvicorn_serving(app) as url:
+
+        def talk(name: str) -> None:
+            reply = ask(url, "who am I?", f"{name}-1", people[name]).json()
+            said[name] = reply["choices"][0]["message"]["content"]
+
+        threads = [threading.Thread(target=talk, args=(name,)) for name in people]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert said == {
+        "dana": "patient dana, signed in as dana",
+        "erin": "patient erin, signed in as erin",
+    }
     store.close()
