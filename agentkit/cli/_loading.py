@@ -107,6 +107,19 @@ def load_function(target: str, *, option: str) -> Any:
 
 
 def _import_source(source: str, given: str) -> ModuleType:
+    try:
+        return _import_file_or_module(source, given)
+    except SystemExit as exc:
+        # A file that exits while imported (a script's sys.exit(main()) not under
+        # `if __name__ == "__main__":`) ended the command with its code: `agentkit eval`
+        # exited 0, a CI gate passed, and nothing had run.
+        raise UsageError(
+            f"{given}: the file exited while it was imported (SystemExit({exc.code!r}))",
+            hint='put the part that runs it as a script under `if __name__ == "__main__":`',
+        ) from None
+
+
+def _import_file_or_module(source: str, given: str) -> ModuleType:
     import importlib
     import importlib.util
 

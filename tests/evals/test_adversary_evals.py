@@ -323,3 +323,18 @@ def test_a_batch_state_path_that_cannot_be_written_is_refused_before_any_request
     with pytest.raises(SuiteError, match="batch state file"):
         suite.run(backend=BatchBackend(server.base_url, state=state))
     assert server.requests == []
+
+
+@pytest.mark.parametrize("code", ["0", "1", "'done'"])
+def test_a_suite_file_that_exits_while_imported_fails_the_gate(tmp_path: Path, code: str) -> None:
+    """A suite file ending with a script's ``sys.exit(...)`` outside ``if __name__ ==
+    "__main__":`` ended ``agentkit eval`` with the file's own code: ``sys.exit(0)`` made it
+    exit 0 with no output, a CI gate passed, and no scenario had run."""
+    path = tmp_path / "script_suite.py"
+    path.write_text(f"import sys\nsuite = None\nsys.exit({code})\n")
+    for argv in (["eval", f"{path}:suite", "--fail-under", "pass^1=1"], ["tools", str(path)]):
+        out, err = io.StringIO(), io.StringIO()
+        exit_code = main(argv, stdout=out, stderr=err)
+        assert exit_code == 2, err.getvalue()
+        assert "the file exited while it was imported" in err.getvalue()
+        assert 'under `if __name__ == "__main__":`' in err.getvalue()
