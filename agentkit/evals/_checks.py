@@ -262,7 +262,7 @@ async def evaluate(check: Check, index: int, conversation: Conversation) -> Chec
         value = check(conversation)
         if inspect.isawaitable(value):
             value = await value
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit(0) in a check must not pass the gate
         return CheckResult(name, False, f"{type(exc).__name__}: {exc}")
     if isinstance(value, CheckResult):
         return value

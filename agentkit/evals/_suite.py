@@ -94,7 +94,7 @@ class Suite:
             again, _ = build_agent(self.agent, None)
         except SuiteError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # an exit would end `agentkit eval` with 0
             raise SuiteError(f"the agent factory failed: {type(exc).__name__}: {exc}") from exc
         self._model = bot.model
         # a factory handing out one shared agent: conversations must not close it
@@ -146,7 +146,7 @@ class Suite:
         for whose, factory in used.values():
             try:
                 helper, _ = build_agent(factory, None)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 raise SuiteError(
                     f"the agent factory of the {whose} failed: {type(exc).__name__}: {exc}"
                 ) from exc

@@ -338,3 +338,32 @@ def test_a_suite_file_that_exits_while_imported_fails_the_gate(tmp_path: Path, c
         assert exit_code == 2, err.getvalue()
         assert "the file exited while it was imported" in err.getvalue()
         assert 'under `if __name__ == "__main__":`' in err.getvalue()
+
+
+def test_a_check_or_a_factory_that_exits_fails_instead_of_ending_the_eval_with_0(
+    server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check calling ``sys.exit(0)`` (a final-state check borrowed from a script) left
+    ``agentkit eval`` by SystemExit: exit 0, no summary, the gate passed. So did an agent
+    factory exiting while the suite was checked."""
+    server.respond_with(echo())
+    monkeypatch.setenv("AGENTKIT_BASE_URL", server.base_url)
+    path = tmp_path / "exiting.py"
+    path.write_text(
+        "import sys\n"
+        "from agentkit import Agent\n"
+        "from agentkit.evals import Scenario, Suite\n"
+        "def bot():\n"
+        "    return Agent('scripted', [], 'x')\n"
+        "def leaving():\n"
+        "    sys.exit(0)\n"
+        "check = Suite(agent=bot, scenarios=[Scenario('a', turns=['hi'],"
+        " checks=[lambda run: sys.exit(0)])])\n"
+        "factory = Suite(agent=leaving, scenarios=[Scenario('a', turns=['hi'])])\n"
+    )
+    code, out, err = _eval(f"{path}:check", "--fail-under", "pass^1=1")
+    assert code == 1, err
+    assert "FAIL a (0/1): check 1: SystemExit: 0" in out
+    code, _, err = _eval(f"{path}:factory")
+    assert code == 2, err
+    assert "the agent factory failed: SystemExit: 0" in err
