@@ -96,6 +96,13 @@ class Access:
                 deps = await asyncio.to_thread(self.deps, principal)
             if asyncio.iscoroutine(deps):
                 deps = await deps
+            if deps is None and spec.agent.needs_deps:
+                # the run would blame its caller for passing no deps=: name the factory
+                name = getattr(self.deps, "__name__", type(self.deps).__name__)
+                raise ConfigurationError(
+                    f"the deps= factory {name} returned None for {principal.id!r}; the tools "
+                    f"{list(spec.agent.needs_deps)} need a value"
+                )
         return dataclasses.replace(spec, deps=deps, principal=principal)
 
     async def _owner(self, conversation: str, agent: str) -> Principal | None:

@@ -421,3 +421,34 @@ def test_two_patients_at_once_on_one_worker_each_get_their_own_deps(
         "erin": "patient erin, signed in as erin",
     }
     store.close()
+
+
+def test_a_deps_factory_returning_none_is_named_in_the_log_and_reaches_no_model(
+    model: ScriptedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log said the run's tools "declare a RunContext[T] ... and this run has none:
+    pass it, e.g. agent.run(prompt, deps=...)", blaming a deps= the operator had given;
+    a streamed request answered 200 and then an error event. It names the factory and
+    the person, and every request is a plain 500 before anything streams."""
+
+    def clinic_or_none(principal: Principal) -> Clinic | None:
+        return None
+
+    store = sessions.SQLiteStore(tmp_path / "none.db")
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    app = create_app({"desk": make_desk(model, store)}, auth=StoredKeys(store), deps=clinic_or_none)
+    body = {"model": "desk", "messages": [{"role": "user", "content": "hi"}]}
+    with caplog.at_level("ERROR", logger="agentkit.serve"), uvicorn_serving(app) as url:
+        for streamed in (False, True):
+            answer = HTTP.post(
+                url + "/v1/chat/completions",
+                json={**body, "stream": streamed},
+                headers={**dana, "X-Agentkit-Conversation": f"d-{streamed}"},
+            )
+            assert answer.status_code == 500, answer.text
+            assert answer.json()["error"]["code"] == "internal_error"
+    assert model.requests == []
+    said = [record.getMessage() for record in caplog.records]
+    assert any("the deps= factory clinic_or_none returned None for 'dana'" in s for s in said)
+    store.close()
