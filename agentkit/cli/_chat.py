@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._console import Console, ask, compact_json
+from ._console import Console, ask, compact_json, visible
 from ._errors import EXIT_OK, UsageError, report_error
 from ._loading import builtin_tools, load_tools
 
@@ -102,7 +102,7 @@ def _approve_all(call: PlannedCall) -> bool:
 
 def _ask_approval(console: Console, stdin: TextIO, call: PlannedCall) -> bool:
     """Ask on the terminal whether a ``requires_approval`` tool call may run."""
-    console.note(f"  ? {call.name}({compact_json(call.arguments)}) needs your approval")
+    console.note(f"  ? {visible(call.name)}({compact_json(call.arguments)}) needs your approval")
     console.err.write("    run it? [y/N] ")
     console.err.flush()
     answer = stdin.readline()
@@ -112,7 +112,8 @@ def _ask_approval(console: Console, stdin: TextIO, call: PlannedCall) -> bool:
 def _refuse_unasked(console: Console, call: PlannedCall) -> bool:
     """Refuse a ``requires_approval`` call when stdin is not a terminal, and say so."""
     console.note(
-        f"  ? {call.name}({compact_json(call.arguments)}) needs your approval, and stdin is "
+        f"  ? {visible(call.name)}({compact_json(call.arguments)}) needs your approval, and "
+        "stdin is "
         "not a terminal to ask on: refused (--approve-all runs such tools)"
     )
     return False
@@ -214,9 +215,9 @@ def _settle_pauses(
     while result.status == "paused":
         decisions: dict[PendingCall, bool] = {}
         for call in result.pending:
-            shown = f"{call.name}({compact_json(call.arguments)})"
+            shown = f"{visible(call.name)}({compact_json(call.arguments)})"
             if len(call.path) > 1:  # asked inside an agent used as a tool: say which
-                shown = f"[{call.path[-1]}] {shown}"
+                shown = f"[{visible(call.path[-1])}] {shown}"
             # the call itself is the key: it names where the call sits (inside agent tools)
             if args is not None and getattr(args, "approve_all", False):
                 decisions[call] = True
@@ -339,7 +340,8 @@ def repl(
                 console.note("(history cleared)")
             elif command == "/tools":
                 for item in agent.tools:
-                    console.note(f"{item.name}: {_first_line(item.description)}")
+                    # a tool's description may come from a server (MCP): written out
+                    console.note(f"{visible(item.name)}: {visible(_first_line(item.description))}")
                 if not agent.tools:
                     console.note("(no tools)")
             elif command == "/help":
@@ -369,7 +371,7 @@ def _first_line(text: str) -> str:
 
 
 def _tool_names(tools: Iterable[Tool[..., Any]]) -> str:
-    return ", ".join(t.name for t in tools)
+    return visible(", ".join(t.name for t in tools))
 
 
 def _enable_line_editing() -> None:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
+
+from .._visible import visible
 
 if TYPE_CHECKING:
     from .._agent import Agent
     from .._result import RunResult
     from ._progress import Progress
 
-__all__ = ["Console", "ask", "compact_json", "play", "use_colour"]
+__all__ = ["Console", "ask", "compact_json", "play", "use_colour", "visible"]
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -47,6 +48,9 @@ class Console:
         self.verbose = verbose
         self.show_text = show_text
         self.label = label  # written to ``err`` before each answer, e.g. "qwen › "
+        # on a terminal the answer's control characters are written out (a model's ESC
+        # sequence would move the cursor or retitle the window); a file gets it as it is
+        self._escape_answer = _is_terminal(out)
         self._open_line = False  # the answer on ``out`` does not end with a newline yet
         self._answering = False  # text of the current answer was written
         self._reasoning = False
@@ -70,6 +74,8 @@ class Console:
             self.err.write(self.label)
             self.err.flush()
         self._answering = True
+        if self._escape_answer:
+            text = visible(text.replace("\r\n", "\n"), lines=True)
         self.out.write(text)
         self.out.flush()
         self._open_line = not text.endswith("\n")
@@ -79,7 +85,7 @@ class Console:
         if self.verbose and text:
             if self.progress is not None:
                 self.progress.answering()
-            self.err.write(f"{self._dim}{text}{self._reset}")
+            self.err.write(f"{self._dim}{visible(text, lines=True)}{self._reset}")
             self.err.flush()
             self._reasoning = True
 
@@ -125,13 +131,14 @@ class Console:
     def tool_started(self, name: str, arguments: str, *, indent: str = "  ") -> None:
         """A tool call is about to run."""
         shown = _short(compact_json(arguments), 400, self.verbose)
-        self.note(f"{indent}{self._call} {name}({shown})")
+        self.note(f"{indent}{self._call} {visible(name)}({shown})")
 
     def tool_result(
         self, name: str, output: str, error: str | None, duration: float, *, indent: str = "  "
     ) -> None:
         """A tool call ended."""
         took = f"{duration * 1000:.0f} ms"
+        name = visible(name)
         if error is not None:
             shown = _short(output or error, 200, self.verbose)
             self.note(
@@ -143,12 +150,12 @@ class Console:
     def tool_not_run(self, name: str, message: str, *, indent: str = "  ") -> None:
         """A tool call the loop answered without running it (refused, repeated, invalid)."""
         shown = _short(message, 200, self.verbose)
-        self.note(f"{indent}{self._skip} {name} not run: {self._red}{shown}{self._dim}")
+        self.note(f"{indent}{self._skip} {visible(name)} not run: {self._red}{shown}{self._dim}")
 
-    def handoff(self, source: str, target: str) -> None:
+    def handoff(self, source: str, target: str, *, indent: str = "  ") -> None:
         """The conversation passed to another agent (``Agent(handoffs=)``): the answer
         after this line is ``target``'s."""
-        self.note(f"  {self._over} {target} takes over from {source}")
+        self.note(f"{indent}{self._over} {visible(target)} takes over from {visible(source)}")
 
     def sub_agent(self, path: tuple[str, ...], event: Any) -> None:
         """An event of a sub-agent (an agent used as a tool), indented by its depth: its
@@ -156,7 +163,7 @@ class Console:
         from .._events import HandedOff, RunFinished, ToolCallStarted, ToolResult
 
         indent = "    " * len(path) + "  "
-        label = f"[{path[-1]}] "
+        label = f"[{visible(path[-1])}] "
         if isinstance(event, ToolCallStarted):
             self.tool_started(label + event.name, event.arguments, indent=indent)
         elif isinstance(event, ToolResult):
@@ -164,9 +171,9 @@ class Console:
                 label + event.name, event.output, event.error, event.duration, indent=indent
             )
         elif isinstance(event, HandedOff):
-            self.note(f"{indent}{self._over} {event.target} takes over from {event.source}")
+            self.handoff(event.source, event.target, indent=indent)
         elif isinstance(event, RunFinished) and event.result.status == "paused":
-            waiting = ", ".join(call.name for call in event.result.pending)
+            waiting = visible(", ".join(call.name for call in event.result.pending))
             self.note(f"{indent}{label}waiting for approval: {waiting}")
         elif isinstance(event, RunFinished):
             answer = _short(str(event.result.output), 200, self.verbose)
@@ -221,21 +228,20 @@ def compact_json(text: str) -> str:
     return visible(shown)
 
 
-# Invisible and direction-changing characters: a right-to-left override in a call's
-# arguments would show a person something other than what runs (5000 as 0005).
-_DISGUISING = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
-
-
-def visible(text: str) -> str:
-    """``text`` with its invisible and direction-changing characters written out (``\\u202e``)."""
-    return _DISGUISING.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _short(text: str, limit: int, verbose: bool) -> str:
+    """Model, tool or agent text on one line (cut at ``limit`` unless ``verbose``), its
+    control and invisible characters written out."""
     text = " ".join(text.split())
-    if verbose or len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
+    if not verbose and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return visible(text)
 
 
 def play(

@@ -15,7 +15,7 @@ import getpass
 import inspect
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._console import visible
+from ._console import _is_terminal, visible
 from ._errors import EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
@@ -64,7 +64,10 @@ def decide(
     operator = _operator()
     for call in decisions:
         word = "approved" if approve else "denied"
-        err.write(f"{word} {call.key} {call.name}({visible(call.arguments)}) as {operator}\n")
+        err.write(
+            f"{word} {visible(call.key)} {visible(call.name)}({visible(call.arguments)}) "
+            f"as {operator}\n"
+        )
     identity = _for_owner(store, args)
     if identity.get("owners") is not None:  # recorded as a served decision is: who, when
         identity.pop("owners").record(args.name, {c.key: v for c, v in decisions.items()}, operator)
@@ -74,12 +77,16 @@ def decide(
     if result.status == "paused":
         for call in result.pending:
             err.write(
-                f"waiting for approval: {args.name} {call.key} {call.name}"
+                f"waiting for approval: {visible(args.name)} {visible(call.key)} "
+                f"{visible(call.name)}"
                 f"({visible(call.arguments)})\n"
             )
         return EXIT_OK
     output = result.output
-    out.write((output if isinstance(output, str) else _as_json(output)) + "\n")
+    answer = output if isinstance(output, str) else _as_json(output)
+    if _is_terminal(out):  # the model's answer: a file gets it as it is (see Console.text)
+        answer = visible(answer.replace("\r\n", "\n"), lines=True)
+    out.write(answer + "\n")
     return EXIT_OK
 
 

@@ -184,15 +184,19 @@ def report_error(exc: BaseException, err: TextIO, args: argparse.Namespace | Non
 
     On a terminal the error is red and the hint dim, unless ``NO_COLOR`` is set.
     """
+    from .._visible import visible
     from ._console import use_colour
 
     red, dim, reset = ("\033[31m", "\033[2m", "\033[0m") if use_colour(err) else ("", "", "")
+    # an error's text may quote a server, a model, a tool or a suite file: one line each,
+    # its control characters written out
     if isinstance(exc, UsageError):
-        err.write(f"{red}{PROG}: error: {exc}{reset}\n")
+        err.write(f"{red}{PROG}: error: {visible(str(exc))}{reset}\n")
         if exc.hint:
-            err.write(f"{dim}{PROG}: hint: {exc.hint}{reset}\n")
+            err.write(f"{dim}{PROG}: hint: {visible(exc.hint)}{reset}\n")
         return EXIT_USAGE
     line, hint = describe_error(exc, args)
+    line, hint = visible(line), visible(hint)
     err.write(f"{red}{PROG}: error: {line}{reset}\n{dim}{PROG}: hint: {hint}{reset}\n")
     err.flush()
     return _exit_code(exc)

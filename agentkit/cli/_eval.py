@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .._visible import visible
 from ._arguments import PROG
 from ._errors import EXIT_ERROR, EXIT_OK, UsageError
 from ._loading import _import_source
@@ -126,7 +127,7 @@ def eval_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if earlier is not None:
         worse = report.compare(earlier)
         for change in worse:
-            out.write(f"worse: {change}\n")
+            out.write(f"worse: {visible(str(change))}\n")
         if worse:
             failed = True
         else:
@@ -243,7 +244,9 @@ class Progress:
         if not self._interactive:
             mark = "pass" if attempt.passed else "FAIL"
             index = attempt.scenario
-            name = self._names[index] if index < len(self._names) else f"scenario {index + 1}"
+            name = (
+                visible(self._names[index]) if index < len(self._names) else f"scenario {index + 1}"
+            )
             self._stream.write(f"[{finished}/{total}] {mark} {name} (try {attempt.attempt + 1})\n")
             self._stream.flush()
             return

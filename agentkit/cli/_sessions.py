@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .._visible import visible
 from ._errors import EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def sessions_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         return _sessions(args, out, err)
     except (SessionError, ValueError) as error:  # one line, no traceback
-        err.write(f"agentkit: error: {error}\n")
+        err.write(f"agentkit: error: {visible(str(error))}\n")
         return EXIT_ERROR
 
 
@@ -182,7 +183,7 @@ def _pending(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -
         return EXIT_OK
     for info, call in waiting:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.updated_at))
-        out.write(f"{info.session_id}\t{call.key}\t{_call_text(call)}\t{when}\n")
+        out.write(f"{visible(info.session_id)}\t{visible(call.key)}\t{_call_text(call)}\t{when}\n")
     if not waiting:
         err.write("(no calls waiting for approval)\n")
     return EXIT_OK
@@ -199,15 +200,13 @@ def _show(record: SessionRecord, args: argparse.Namespace, out: TextIO) -> int:
     for message in record.messages:
         out.write(_message_line(message) + "\n")
     for call in record.pending_calls:
-        out.write(f"  (waiting for approval) {call.key}: {_call_text(call)}\n")
+        out.write(f"  (waiting for approval) {visible(call.key)}: {_call_text(call)}\n")
     return EXIT_OK
 
 
 def _call_text(call: PendingCall) -> str:
-    where = f"[{' > '.join(call.path)}] " if len(call.path) > 1 else ""
-    from ._console import visible
-
-    return f"{where}{call.name}({visible(_short(call.arguments, 120))})"
+    where = f"[{visible(' > '.join(call.path))}] " if len(call.path) > 1 else ""
+    return f"{where}{visible(call.name)}({_short(call.arguments, 120)})"
 
 
 def _info_dict(info: SessionInfo) -> dict[str, Any]:
@@ -223,22 +222,23 @@ def _info_dict(info: SessionInfo) -> dict[str, Any]:
 def _info_line(info: SessionInfo) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.updated_at))
     status = "  paused" if info.status == "paused" else ""
-    return f"{info.session_id}\t{info.length} messages\t{when}{status}"
+    return f"{visible(info.session_id)}\t{info.length} messages\t{when}{status}"
 
 
 def _message_line(message: dict[str, Any]) -> str:
     role = message.get("role")
     if role == "tool":
-        return f"  tool {message.get('name') or ''}: {_short(message.get('content'))}"
+        return f"  tool {_short(message.get('name') or '')}: {_short(message.get('content'))}"
     calls = message.get("tool_calls") or []
     text = _short(message.get("content"))
     called = ", ".join(
-        f"{c['function']['name']}({_short(c['function'].get('arguments'), 80)})" for c in calls
+        f"{_short(c['function']['name'])}({_short(c['function'].get('arguments'), 80)})"
+        for c in calls
     )
-    return f"{role}: {text}" + (f" [calls {called}]" if called else "")
+    return f"{visible(str(role))}: {text}" + (f" [calls {called}]" if called else "")
 
 
 def _short(value: Any, limit: int = 200) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return visible(text if len(text) <= limit else text[: limit - 1] + "…")

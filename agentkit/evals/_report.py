@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._visible import visible
 from ._conversation import Attempt
 
 if TYPE_CHECKING:
@@ -145,7 +146,9 @@ class Report:
         return times[min(len(times) - 1, max(0, math.ceil(quantile * len(times)) - 1))]
 
     def summary(self) -> str:
-        """A few lines for a terminal: pass^1 ... pass^k, tokens, cost, latency."""
+        """A few lines for a terminal: pass^1 ... pass^k, tokens, cost, latency, and each
+        failing scenario's first failure, on one line with its control and invisible
+        characters written out (``\\x1b``)."""
         curve = "  ".join(f"pass^{j} {value:.3f}" for j, value in enumerate(self.curve, 1))
         cost = self.cost()
         price = (
@@ -163,8 +166,11 @@ class Report:
                 why = attempt.error or "; ".join(
                     f"{c.name}: {c.detail}" if c.detail else c.name for c in attempt.failed_checks
                 )
+                # a judge's reason or a model's error, read on a terminal or a CI log: one
+                # line, its control characters written out (ESC would move the cursor)
                 lines.append(
-                    f"FAIL {scenario.name} ({scenario.passes}/{len(scenario.attempts)}): {why}"
+                    f"FAIL {visible(scenario.name)} "
+                    f"({scenario.passes}/{len(scenario.attempts)}): {visible(why)}"
                 )
         return "\n".join(lines)
 
