@@ -5,31 +5,44 @@ written out as escapes (``\\x1b``, ``\\u202e``)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 
 __all__ = ["visible"]
 
 # Controls: a terminal obeys an escape sequence (ESC, or the C1 CSI), so a model's text
 # could move the cursor, clear the screen or retitle the window of whoever reads it; a
-# newline or carriage return inside one line would forge another. Invisible and
-# direction-changing characters: a right-to-left override in a call's arguments shows a
-# person something other than what runs (5000 as 0005).
-_FORMAT = "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+# newline or carriage return inside one line would forge another. Format characters
+# (Unicode's Cf), line and paragraph separators and lone surrogates: a right-to-left
+# override in a call's arguments shows a person something other than what runs (5000 as
+# 0005), a zero-width space or a tag character hides text. tests/test_visible.py checks
+# this list against the running Python's Unicode tables.
+_FORMAT = (
+    "\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f\ud800-\udfff"
+)
 _HIDDEN = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMAT}]")
 _HIDDEN_IN_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}]")  # keeps \t and \n
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_JOINERS = "\u200c\u200d"
 
 
 def visible(text: str, *, lines: bool = False) -> str:
     """``text`` with its control, invisible and direction-changing characters written out
     as Python writes them in a string (``\\x1b``, ``\\n``, ``\\u202e``), so that what a
-    person reads is what was sent. ``lines=True`` keeps newlines and tabs (an answer of
-    several lines); otherwise the text is shown as one line."""
+    person reads is what was sent. A zero-width joiner or non-joiner between two letters
+    or symbols outside ASCII is left as written: it joins an emoji sequence (a family) or
+    the letters of a Persian, Arabic or Indic word. ``lines=True`` keeps newlines and
+    tabs (an answer of several lines); otherwise the text is shown as one line."""
     pattern = _HIDDEN_IN_LINES if lines else _HIDDEN
     return pattern.sub(_written_out, text)
 
 
 def _written_out(found: re.Match[str]) -> str:
     char = found.group()
+    if char in _JOINERS and _joins(found.string, found.start()):
+        return char
     code = ord(char)
     if char in _SHORT:
         return _SHORT[char]
@@ -38,3 +51,15 @@ def _written_out(found: re.Match[str]) -> str:
     if code < 0x10000:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def _joins(text: str, at: int) -> bool:
+    """Whether the joiner at ``at`` stands between two characters it can join."""
+    return 0 < at < len(text) - 1 and _joinable(text[at - 1]) and _joinable(text[at + 1])
+
+
+def _joinable(char: str) -> bool:
+    # letters and marks (a virama, an emoji's variation selector), emoji and their skin
+    # tones; not ASCII, not digits or punctuation, where a joiner only hides itself
+    category = unicodedata.category(char)
+    return ord(char) > 0x7F and (category[0] in "LM" or category in ("So", "Sk"))

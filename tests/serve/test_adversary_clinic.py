@@ -4,6 +4,7 @@ probe that broke, kept as its regression."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -370,6 +371,52 @@ def test_the_queue_writes_out_characters_that_would_disguise_what_is_approved(
     assert 'book({"slot": "\\u202e00:90 noM\\u200b"})' in shown
     assert "dana · d1" in shown
     assert "\u202e" not in shown and "\u200b" not in shown
+    store.close()
+
+
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # man ZWJ woman ZWJ girl
+PERSIAN = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # "I want", with a ZWNJ
+
+
+@pytest.mark.timeout(300)
+def test_the_queue_shows_joined_emoji_and_persian_as_written_and_an_override_escaped(
+    model: ScriptedServer, chromium: Any, tmp_path: Path
+) -> None:
+    """The page wrote every zero-width joiner and non-joiner out, so an emoji family read
+    ``👨\\u200d👩\\u200d👧`` and a Persian word with a ZWNJ was broken in two; a joiner
+    that joins two letters or emoji is now shown as written, a right-to-left override and
+    a zero-width space beside it still as ``\\u202e`` and ``\\u200b``."""
+    from playwright.sync_api import expect
+
+    from .test_serve_page import unhurried
+
+    store = sessions.SQLiteStore(tmp_path / "joined.db")
+    keys = sessions.KeyTable(store)
+    dana = bearer(keys.add("dana", ["patient"]).key)
+    rita = keys.add("rita", ["receptionist"]).key
+    app = create_app(
+        {"desk": make_desk(model, store)},
+        auth=StoredKeys(store),
+        deps=clinic_for,
+        reviewers={"receptionist"},
+    )
+    slot = f"{FAMILY} {PERSIAN} \u202e00:90 noM\u200b \x1b[2J"
+    model.queue(Reply.tool_calls(("book", json.dumps({"slot": slot}, ensure_ascii=False))))
+    with uvicorn_serving(app) as url:
+        assert ask(url, "book", "d1", dana).json()["agentkit"]["pending"]
+        page = unhurried(chromium.new_context().new_page())
+        page.goto(url + "/")
+        page.locator("#keybox.shown").wait_for()
+        page.fill("#key", rita)
+        page.click("#savekey")
+        expect(page.locator("#agent")).to_have_value("desk")
+        item = page.locator("#queue .item").filter(has_text="book(")
+        item.wait_for()
+        shown = item.inner_text()
+        page.close()
+    # JSON writes the ESC out itself (\u001b); the page leaves that as the model wrote it
+    assert f'book({{"slot": "{FAMILY} {PERSIAN} \\u202e00:90 noM\\u200b \\u001b[2J"}})' in shown
+    assert "\u202e" not in shown and "\u200b" not in shown and "\x1b" not in shown
     store.close()
 
 

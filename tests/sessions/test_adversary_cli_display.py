@@ -69,3 +69,27 @@ def test_pending_and_approve_write_out_characters_that_would_disguise_a_call(
     assert 'approved call_1 book({"slot": "\\u202e00:90 noM\\u200b"})' in err
     for shown in (out, err):
         assert "\u202e" not in shown and "\u200b" not in shown
+
+
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # man ZWJ woman ZWJ girl
+PERSIAN = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # "I want", with a ZWNJ
+
+
+def test_pending_shows_joined_emoji_and_persian_as_written_and_an_override_escaped(
+    bot: str, server: ScriptedServer
+) -> None:
+    """624dff7 wrote every zero-width joiner and non-joiner out: an emoji family read
+    ``👨\\u200d👩\\u200d👧`` and a Persian word was broken in two. A joiner that joins
+    two letters or emoji is shown as written; the override beside them still is not."""
+    arguments = f'{{"slot": "{FAMILY} {PERSIAN} \u202e00:90 noM"}}'
+    server.queue(Reply.tool_calls(("book", arguments, "call_1")))
+    _, agent = load_agent(bot)
+    with agent:
+        assert agent.run("book monday", session="c1").status == "paused"
+    code, out, err = _cli("sessions", "pending", "--agent", bot)
+    assert code == 0, err
+    assert f'book({{"slot": "{FAMILY} {PERSIAN} \\u202e00:90 noM"}})' in out
+    assert "\u202e" not in out
+    code, out, err = _cli("sessions", "show", "c1", "--agent", bot)
+    assert code == 0, err
+    assert f"{FAMILY} {PERSIAN} \\u202e00:90 noM" in out and "\u202e" not in out
