@@ -16,10 +16,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from .._context import Principal
+from ..sessions._keys import reserved_id
 from ._auth import is_loopback
 from ._errors import ServeError
 
-__all__ = ["AuthSource", "SharedKeys", "StoredKeys", "TrustedProxy", "bearer_token", "unauthorized"]
+__all__ = [
+    "AuthSource",
+    "SharedKeys",
+    "StoredKeys",
+    "TrustedProxy",
+    "bearer_token",
+    "person",
+    "unauthorized",
+]
 
 ANONYMOUS = Principal("local")
 """The principal of a keyless loopback server's clients (the person at the machine)."""
@@ -44,6 +53,20 @@ class AuthSource(Protocol):
 def unauthorized(message: str, code: str = "invalid_api_key") -> ServeError:
     """A 401 that asks for a bearer credential."""
     return ServeError(401, message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def person(principal: Principal, source: str) -> Principal:
+    """``principal`` as ``source`` (an identity provider, a proxy, a stored key) named
+    them, or a 401 when its id is one agentkit gives on its own (``cli:root``,
+    ``key:1a2b3c4d``, ``local``): a decision recorded under it would read as made at the
+    command line or with a shared key, and it would own their conversations."""
+    if reserved_id(principal.id):
+        raise unauthorized(
+            f"{source} named {principal.id[:100]!r}, an id agentkit gives on its own "
+            "(cli:..., key:..., local); rename the user there",
+            code="reserved_identity",
+        )
+    return principal
 
 
 def bearer_token(headers: Mapping[str, str], what: str = "API key") -> str:
@@ -123,7 +146,7 @@ class StoredKeys:
         principal = await self.table.principal_for_async(bearer_token(headers))
         if principal is None:
             raise unauthorized("Incorrect API key provided (unknown or revoked).")
-        return principal
+        return person(principal, "the key")
 
 
 class TrustedProxy:
@@ -183,7 +206,7 @@ class TrustedProxy:
         if self.roles_header:
             text = _single(headers, self.roles_header)
             roles = frozenset(part.strip() for part in text.split(",") if part.strip())
-        return Principal(user, roles)
+        return person(Principal(user, roles), "the proxy")
 
 
 def _single(headers: Mapping[str, str], name: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .._context import Principal
 from ._errors import ServeError
-from ._identity import bearer_token, unauthorized
+from ._identity import bearer_token, person, unauthorized
 
 __all__ = ["OIDC"]
 
@@ -135,14 +135,14 @@ class OIDC:
             raise unauthorized(
                 f"the token was refused ({type(exc).__name__})", code="invalid_token"
             ) from None
-        person = _claim(claims, self.id_claim)
-        if not isinstance(person, str) or not person:
+        subject = _claim(claims, self.id_claim)
+        if not isinstance(subject, str) or not subject:
             raise unauthorized(f"the token has no {self.id_claim!r} claim", code="invalid_token")
         roles = _claim(claims, self.roles_claim)
         if isinstance(roles, str):
             roles = roles.split()
         kept = frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else ()
-        return Principal(person, frozenset(kept), claims)
+        return person(Principal(subject, frozenset(kept), claims), "the token")
 
     async def _key(self, kid: Any) -> Any:
         known = self._keys.get(kid)

@@ -47,6 +47,20 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+RESERVED = ("cli:", "key:", "cli", "local")
+"""The ids agentkit gives on its own: ``cli:<user>`` for a decision made with ``agentkit
+sessions approve``, ``key:<digest>`` for a shared key, ``local`` for a keyless loopback
+client. A person an identity source names may not take one: the audit of decisions (and a
+conversation's owner) would read as the command line's or a shared key's."""
+
+
+def reserved_id(identity: str) -> bool:
+    """Whether ``identity`` is one agentkit gives on its own (see :data:`RESERVED`), in any
+    case and with any surrounding space."""
+    folded = identity.strip().casefold()
+    return folded in ("cli", "local") or folded.startswith(("cli:", "key:"))
+
+
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     """One key as listed: never the key itself.
@@ -89,6 +103,12 @@ class KeyTable:
     def add(self, principal: str, roles: Iterable[str] = ()) -> NewKey:
         """Make a key for ``principal`` with ``roles``; the key is in the result only."""
         check_name(principal, "the user")
+        if reserved_id(principal):
+            raise ConfigurationError(
+                f"the user {principal!r} takes an id agentkit gives on its own (cli:..., "
+                "key:..., local): decisions under it would read as the command line's or a "
+                "shared key's; choose another name"
+            )
         kept = sorted({check_name(role, "the role") for role in roles})
         key = _PREFIX + secrets.token_urlsafe(32)
         key_id = secrets.token_hex(6)

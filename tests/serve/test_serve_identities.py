@@ -743,3 +743,48 @@ def test_people_racing_for_one_new_conversation_name_leave_it_to_exactly_one(
     assert shown["owner"] == winner
     assert [m["content"] for m in shown["messages"]] == ["mine", "mine"]
     store.close()
+
+
+RESERVED_IDS = ["cli:root", "CLI:root", " cli:rita", "key:1a2b3c4d", "Key:ABCD1234", "local", "cli"]
+
+
+def test_an_identity_source_may_not_name_someone_with_an_id_agentkit_gives(
+    model: ScriptedServer, issuer: Issuer, oidc_desk: str, tmp_path: Path
+) -> None:
+    """A token's ``sub`` or a proxy's user ``cli:root`` decided as ``cli:root``: in the
+    audit of decisions it read as made at the command line (``agentkit sessions
+    approve``), ``key:1a2b3c4d`` as made with a shared key, and ``local`` was the keyless
+    server's person, owner of its conversations. Such an id is refused with a 401
+    (``reserved_identity``) before any run; a name that only starts alike is not."""
+    for identity in RESERVED_IDS:
+        response = ask(oidc_desk, "hi", "r1", bearer(issuer.token(sub=identity)))
+        assert response.status_code == 401, identity
+        assert response.json()["error"]["code"] == "reserved_identity", identity
+    store = sessions.SQLiteStore(tmp_path / "proxy.db")
+    proxy = TrustedProxy("X-Forwarded-User", ["127.0.0.1"], roles_header="X-Forwarded-Groups")
+    app = create_app({"desk": make_desk(model, store)}, auth=proxy, deps=clinic_for)
+    with uvicorn_serving(app) as url:
+        for identity in [i.strip() for i in RESERVED_IDS]:  # a header's value is stripped
+            named = {"X-Forwarded-User": identity, "X-Forwarded-Groups": "receptionist"}
+            response = ask(url, "hi", "r2", named)
+            assert response.status_code == 401, identity
+            assert response.json()["error"]["code"] == "reserved_identity", identity
+            assert HTTP.get(url + "/v1/me", headers=named).status_code == 401
+        model.queue(Reply.text("ok"))
+        alike = {"X-Forwarded-User": "client:cli", "X-Forwarded-Groups": "patient"}
+        assert ask(url, "hi", "r3", alike).status_code == 200
+    assert len(model.requests) == 1
+    store.close()
+
+
+def test_a_key_cannot_be_made_for_an_id_agentkit_gives(tmp_path: Path) -> None:
+    from agentkit import ConfigurationError
+
+    store = sessions.SQLiteStore(tmp_path / "keys.db")
+    keys = sessions.KeyTable(store)
+    for identity in ("cli:root", "key:1a2b3c4d", "local", "LOCAL"):
+        with pytest.raises(ConfigurationError, match="an id agentkit gives on its own"):
+            keys.add(identity, ["receptionist"])
+    assert keys.list() == []
+    assert keys.add("clinic:dana", ["patient"]).info.principal == "clinic:dana"
+    store.close()
