@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["visible"]
+__all__ = ["visible", "visible_json"]
 
 # Controls: a terminal obeys an escape sequence (ESC, or the C1 CSI), so a model's text
 # could move the cursor, clear the screen or retitle the window of whoever reads it; a
@@ -24,6 +24,9 @@ _FORMAT = (
 )
 _HIDDEN = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMAT}]")
 _HIDDEN_IN_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}]")  # keeps \t and \n
+# JSON writes the C0 controls out itself, and its newlines and spaces between values are
+# its own: only the rest is escaped in JSON text
+_HIDDEN_IN_JSON = re.compile(f"[\x7f-\x9f{_FORMAT}]")
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _JOINERS = "\u200c\u200d"
 
@@ -37,6 +40,26 @@ def visible(text: str, *, lines: bool = False) -> str:
     tabs (an answer of several lines); otherwise the text is shown as one line."""
     pattern = _HIDDEN_IN_LINES if lines else _HIDDEN
     return pattern.sub(_written_out, text)
+
+
+def visible_json(text: str) -> str:
+    """JSON text (``json.dumps(..., ensure_ascii=False)``, which writes out only the C0
+    controls) with the other characters :func:`visible` writes out as JSON escapes
+    (``\\u009b``, ``\\u202e``, a surrogate pair above U+FFFF): the same data to a parser,
+    nothing a terminal obeys or a reader cannot see. Such characters appear only inside
+    JSON strings, where an escape means the character itself."""
+    return _HIDDEN_IN_JSON.sub(_json_escape, text)
+
+
+def _json_escape(found: re.Match[str]) -> str:
+    char = found.group()
+    if char in _JOINERS and _joins(found.string, found.start()):
+        return char
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _written_out(found: re.Match[str]) -> str:

@@ -176,3 +176,22 @@ def test_visible_leaves_no_control_character_and_hides_nothing(text: str) -> Non
     # nothing but the escapes was changed: ASCII text comes back from them
     if text.isascii() and "\\" not in text:
         assert shown.encode().decode("unicode_escape") == text
+
+
+def test_sessions_json_writes_out_what_a_terminal_would_obey_as_json_escapes(
+    tmp_path: Path,
+) -> None:
+    """``agentkit sessions show --json`` wrote a C1 control sequence and a right-to-left
+    override raw (JSON writes out only ESC and the other C0 controls); they are JSON
+    escapes now, the same data to a parser."""
+    store = SQLiteStore(tmp_path / "s.db")
+    said = f"hello {CSI} \u202e00:90 noM"
+    claim = store.claim("c1")
+    store.append(claim, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": said}])
+    store.release(claim)
+    store.close()
+    code, out, err = _cli("sessions", "show", "c1", "--json", "--store", str(tmp_path / "s.db"))
+    assert code == 0, err
+    assert "\x9b" not in out and "\u202e" not in out
+    assert "\\u009b31m \\u202e00:90 noM" in out
+    assert json.loads(out)["messages"][-1]["content"] == said

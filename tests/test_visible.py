@@ -70,3 +70,18 @@ def test_what_is_shown_has_no_hidden_character_but_joining_joiners(text: str) ->
         if category in ("Cc", "Cf", "Zl", "Zp", "Cs"):
             assert char in "\u200c\u200d", (text, shown)
             assert 0 < at < len(shown) - 1 and not shown[at - 1].isascii()
+
+
+@given(st.recursive(st.text() | st.integers(), lambda inner: st.lists(inner, max_size=3)))
+def test_visible_json_is_the_same_data_and_hides_nothing(data: object) -> None:
+    import json
+
+    from agentkit._visible import visible_json
+
+    for indent in (None, 2):
+        text = json.dumps(data, ensure_ascii=False, indent=indent)
+        shown = visible_json(text)
+        assert json.loads(shown) == data
+        for at, char in enumerate(shown):
+            if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+                assert char in "\n" or (char in "\u200c\u200d" and not shown[at - 1].isascii())

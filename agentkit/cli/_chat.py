@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .._visible import visible_json
 from ._console import Console, ask, compact_json, visible
 from ._errors import EXIT_OK, UsageError, report_error
 from ._loading import builtin_tools, load_tools
@@ -199,7 +200,8 @@ def _talk(
         result = ask(agent, prompt, console, stream=not args.no_stream, session=session)
         result = _settle_pauses(agent, result, console, args, session)
         if args.json:
-            out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
+            shown = json.dumps(result.to_dict(), ensure_ascii=False, indent=2)
+            out.write(visible_json(shown) + "\n")
         return EXIT_OK
 
 

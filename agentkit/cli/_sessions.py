@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .._visible import visible
+from .._visible import visible, visible_json
 from ._errors import EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
@@ -146,7 +146,8 @@ def _sessions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _list(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     found = store.list_sessions(limit=args.limit, prefix=args.prefix or "")
     if args.json:
-        out.write(json.dumps([_info_dict(s) for s in found], ensure_ascii=False) + "\n")
+        out.write(visible_json(json.dumps([_info_dict(s) for s in found], ensure_ascii=False)))
+        out.write("\n")
     for info in [] if args.json else found:
         out.write(_info_line(info) + "\n")
     if not found and not args.json:
@@ -179,7 +180,7 @@ def _pending(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -
             }
             for info, call in waiting
         ]
-        out.write(json.dumps(rows, ensure_ascii=False) + "\n")
+        out.write(visible_json(json.dumps(rows, ensure_ascii=False)) + "\n")
         return EXIT_OK
     for info, call in waiting:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.updated_at))
@@ -194,7 +195,7 @@ def _show(record: SessionRecord, args: argparse.Namespace, out: TextIO) -> int:
         data = {**_info_dict(record.info), "messages": record.messages}
         if record.pending is not None:
             data["pending"] = [call.to_dict() for call in record.pending_calls]
-        out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        out.write(visible_json(json.dumps(data, ensure_ascii=False, indent=2)) + "\n")
         return EXIT_OK
     out.write(_info_line(record.info) + "\n")
     for message in record.messages:
