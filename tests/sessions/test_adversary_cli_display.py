@@ -93,3 +93,32 @@ def test_pending_shows_joined_emoji_and_persian_as_written_and_an_override_escap
     code, out, err = _cli("sessions", "show", "c1", "--agent", bot)
     assert code == 0, err
     assert f"{FAMILY} {PERSIAN} \\u202e00:90 noM" in out and "\u202e" not in out
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_approve_writes_the_answers_control_characters_out_on_a_terminal(
+    bot: str, server: ScriptedServer
+) -> None:
+    """The answer after ``agentkit sessions approve`` is the model's text: on a terminal its
+    escape sequences are written out (``\\x1b``) and its lines kept, as ``agentkit chat``
+    writes its answer; piped, it is as the model wrote it."""
+    for name, out in (("c1", Terminal()), ("c2", io.StringIO())):
+        server.queue(Reply.tool_calls(("book", '{"slot": "Mon 09:00"}', "call_1")))
+        _, agent = load_agent(bot)
+        with agent:
+            assert agent.run("book monday", session=name).status == "paused"
+        server.queue(Reply.text("Booked \x1b]0;owned\x07\nsee you"))
+        err = io.StringIO()
+        argv = ["sessions", "approve", name, "call_1", "--agent", bot]
+        assert main(argv, stdin=io.StringIO(), stdout=out, stderr=err) == 0, err.getvalue()
+        shown = out.getvalue()
+        if isinstance(out, Terminal):
+            assert shown == "Booked \\x1b]0;owned\\x07\nsee you\n"
+        else:
+            assert shown == "Booked \x1b]0;owned\x07\nsee you\n"
