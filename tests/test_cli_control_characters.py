@@ -195,3 +195,17 @@ def test_sessions_json_writes_out_what_a_terminal_would_obey_as_json_escapes(
     assert "\x9b" not in out and "\u202e" not in out
     assert "\\u009b31m \\u202e00:90 noM" in out
     assert json.loads(out)["messages"][-1]["content"] == said
+
+
+def test_tools_writes_a_descriptions_hidden_characters_as_json_escapes(tmp_path: Path) -> None:
+    """``agentkit tools FILE`` printed a tool's description with its C1 controls and
+    right-to-left overrides raw."""
+    tools = tmp_path / "tools.py"
+    tools.write_text(
+        "from agentkit import tool\n\n@tool\ndef book(slot: str) -> str:\n"
+        '    """Book a slot \\u202eyadnoM\\x9b2J."""\n    return slot\n'
+    )
+    code, out, err = _cli("tools", str(tools))
+    assert code == 0, err
+    assert "\u202e" not in out and "\x9b" not in out
+    assert "Book a slot \\u202eyadnoM\\u009b2J." in out

@@ -160,6 +160,8 @@ def builtin_tools() -> list[Tool[..., Any]]:
 
 def list_tools(args: argparse.Namespace, out: TextIO) -> int:
     """``agentkit tools``: each tool's name and the JSON it sends, ``to_openai()``."""
+    from .._visible import visible_json
+
     tools = load_tools(args.sources, option="") if args.sources else builtin_tools()
     for index, item in enumerate(tools):
         if args.names:
@@ -177,5 +179,8 @@ def list_tools(args: argparse.Namespace, out: TextIO) -> int:
             if on
         ]
         out.write(f"# {item.name}" + (f"  ({', '.join(flags)})" if flags else "") + "\n")
-        out.write(json.dumps(item.to_openai(), indent=2, ensure_ascii=False) + "\n")
+        # a description may come from elsewhere (a shared module): what a terminal would
+        # obey or a reader not see is written as JSON escapes
+        out.write(visible_json(json.dumps(item.to_openai(), indent=2, ensure_ascii=False)))
+        out.write("\n")
     return EXIT_OK
