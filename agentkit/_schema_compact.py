@@ -168,7 +168,10 @@ def _merged_nullable(schema: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(options, list) or len(options) != 2 or options[1] != {"type": "null"}:
         return None
     member = options[0]
-    if not isinstance(member, dict) or member.get("type") not in _SCALAR_TYPES:
+    # a member merged already (a nullable of a nullable) has a list for its type
+    if not isinstance(member, dict) or not isinstance(member.get("type"), str):
+        return None
+    if member["type"] not in _SCALAR_TYPES:
         return None
     rest = {key: value for key, value in schema.items() if key != "anyOf"}
     if rest.keys() & member.keys():

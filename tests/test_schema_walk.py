@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from agentkit import ToolDefinitionError
@@ -127,6 +127,12 @@ schemas = st.recursive(json_leaf, objects, max_leaves=12)
 
 
 @given(schemas)
+@example(  # a nullable of a nullable: the inner one merged first (it raised a TypeError)
+    {
+        "type": "array",
+        "items": {"anyOf": [{"anyOf": [{"type": "string"}, {"type": "null"}]}, {"type": "null"}]},
+    }
+)
 def test_the_jobs_never_change_their_input_and_give_json(schema: dict[str, Any]) -> None:
     top = {"type": "object", "properties": {"p": schema}, "required": ["p"]}
     before = json.dumps(top)
