@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from hypothesis import example, given
@@ -145,3 +145,18 @@ def test_the_jobs_never_change_their_input_and_give_json(schema: dict[str, Any])
     for node in nodes(compact):
         node["mutated"] = True
     assert json.dumps(top) == before
+
+
+def test_a_parameter_nesting_one_optional_in_another_makes_a_tool() -> None:
+    from pydantic import Field
+
+    from agentkit import tool
+
+    def name_all(names: list[Annotated[str | None, Field(description="a name")] | None]) -> str:
+        """Name them."""
+        return ""
+
+    items = tool(name_all).to_openai()["function"]["parameters"]["properties"]["names"]["items"]
+    assert items == {
+        "anyOf": [{"type": ["string", "null"], "description": "a name"}, {"type": "null"}]
+    }
