@@ -19,7 +19,16 @@ from agentkit.serve import StoredKeys, TrustedProxy, create_app
 from agentkit.testing import Reply, ScriptedServer
 
 from .conftest import HTTP, MODEL_KEY, sessions_or_skip, uvicorn_serving
-from .test_serve_identities import Clinic, ask, bearer, booked, clinic_for, decide, make_desk
+from .test_serve_identities import (
+    Clinic,
+    ask,
+    bearer,
+    booked,
+    clinic_for,
+    decide,
+    make_desk,
+    reviewed_desk,
+)
 
 sessions = sessions_or_skip()
 
@@ -74,12 +83,7 @@ def test_a_receptionist_cannot_approve_their_own_booking(
     keys = sessions.KeyTable(store)
     rita = bearer(keys.add("rita", ["receptionist", "patient"]).key)
     ray = bearer(keys.add("ray", ["receptionist"]).key)
-    app = create_app(
-        {"desk": make_desk(model, store)},
-        auth=StoredKeys(store),
-        deps=clinic_for,
-        reviewers={"receptionist"},
-    )
+    app = reviewed_desk(model, store)
     booked.clear()
     model.queue(Reply.tool_calls(("book", {"slot": "mon"})))
     with uvicorn_serving(app) as url:
@@ -189,12 +193,7 @@ def test_a_booking_whose_arguments_repeat_a_key_is_sent_back_not_shown_for_appro
     keys = sessions.KeyTable(store)
     dana = bearer(keys.add("dana", ["patient"]).key)
     rita = bearer(keys.add("rita", ["receptionist"]).key)
-    app = create_app(
-        {"desk": make_desk(model, store)},
-        auth=StoredKeys(store),
-        deps=clinic_for,
-        reviewers={"receptionist"},
-    )
+    app = reviewed_desk(model, store)
     booked.clear()
     model.queue(
         Reply.tool_calls(("book", '{"slot": "mon 9:00", "slot": "fri 17:00"}')),
@@ -290,12 +289,7 @@ def test_a_decision_whose_worker_died_before_its_resume_does_not_lock_the_call_f
     keys = sessions.KeyTable(store)
     dana = bearer(keys.add("dana", ["patient"]).key)
     ray = bearer(keys.add("ray", ["receptionist"]).key)
-    app = create_app(
-        {"desk": make_desk(model, store)},
-        auth=StoredKeys(store),
-        deps=clinic_for,
-        reviewers={"receptionist"},
-    )
+    app = reviewed_desk(model, store)
     booked.clear()
     model.queue(Reply.tool_calls(("book", {"slot": "mon"})))
     with uvicorn_serving(app) as url:
@@ -349,12 +343,7 @@ def test_the_queue_writes_out_characters_that_would_disguise_what_is_approved(
     keys = sessions.KeyTable(store)
     dana = bearer(keys.add("dana", ["patient"]).key)
     rita = keys.add("rita", ["receptionist"]).key
-    app = create_app(
-        {"desk": make_desk(model, store)},
-        auth=StoredKeys(store),
-        deps=clinic_for,
-        reviewers={"receptionist"},
-    )
+    app = reviewed_desk(model, store)
     model.queue(Reply.tool_calls(("book", '{"slot": "\u202e00:90 noM\u200b"}')))
     with uvicorn_serving(app) as url:
         assert ask(url, "book", "d1", dana).json()["agentkit"]["pending"]
@@ -394,12 +383,7 @@ def test_the_queue_shows_joined_emoji_and_persian_as_written_and_an_override_esc
     keys = sessions.KeyTable(store)
     dana = bearer(keys.add("dana", ["patient"]).key)
     rita = keys.add("rita", ["receptionist"]).key
-    app = create_app(
-        {"desk": make_desk(model, store)},
-        auth=StoredKeys(store),
-        deps=clinic_for,
-        reviewers={"receptionist"},
-    )
+    app = reviewed_desk(model, store)
     slot = f"{FAMILY} {PERSIAN} \u202e00:90 noM\u200b \x1b[2J"
     model.queue(Reply.tool_calls(("book", json.dumps({"slot": slot}, ensure_ascii=False))))
     with uvicorn_serving(app) as url:

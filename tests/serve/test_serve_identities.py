@@ -76,6 +76,17 @@ def make_desk(model: ScriptedServer, store: Any) -> Agent[str]:
     )
 
 
+def reviewed_desk(model: ScriptedServer, store: Any) -> Any:
+    """The desk served with the store's keys, a clinic per person, and receptionists as
+    the reviewers of its bookings."""
+    return create_app(
+        {"desk": make_desk(model, store)},
+        auth=StoredKeys(store),
+        deps=clinic_for,
+        reviewers={"receptionist"},
+    )
+
+
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
@@ -130,12 +141,7 @@ def clinic(model: ScriptedServer, tmp_path: Path) -> Iterator[Clinicians]:
     dana = keys.add("dana", ["patient"]).key
     erin = keys.add("erin", ["patient"]).key
     rita = keys.add("rita", ["receptionist"]).key
-    app = create_app(
-        {"desk": make_desk(model, store)},
-        auth=StoredKeys(store),
-        deps=clinic_for,
-        reviewers={"receptionist"},
-    )
+    app = reviewed_desk(model, store)
     booked.clear()
     with uvicorn_serving(app) as url:
         yield Clinicians(url, path, bearer(dana), bearer(erin), bearer(rita), keys)
