@@ -82,6 +82,8 @@ def browser() -> Iterator[Any]:
 def test_the_page_streams_the_answer_shows_tools_and_escapes_everything(
     model: ScriptedServer, browser: Any
 ) -> None:
+    from playwright.sync_api import expect
+
     model.respond_with(
         tool_then_answer(("get_order", {"order_id": 1042}), answer=f"Shipped. {HOSTILE}")
     )
@@ -96,7 +98,7 @@ def test_the_page_streams_the_answer_shows_tools_and_escapes_everything(
         page.press("#input", "Enter")
         answer = page.locator(".msg.assistant .text").last
         answer.filter(has_text="Shipped.").wait_for(timeout=120_000)
-        page.wait_for_function("!document.getElementById('send').disabled")
+        expect(page.locator("#send")).to_be_enabled()  # a locator: the page's CSP forbids eval
         assert answer.inner_text() == f"Shipped. {HOSTILE}"  # shown as text
         tools = page.locator(".msg.assistant details")
         assert tools.locator("summary").inner_text() == "Tool activity (1 call)"
@@ -122,6 +124,8 @@ def test_the_page_approves_a_pending_call(
     model: ScriptedServer, browser: Any, tmp_path: Path
 ) -> None:
     sessions = sessions_or_skip()
+    from playwright.sync_api import expect
+
     from agentkit.testing import Reply
 
     model.queue(Reply.tool_calls(("refund", {"order_id": 1042})), Reply.text("Refunded 1042."))
@@ -131,7 +135,7 @@ def test_the_page_approves_a_pending_call(
         requested: list[str] = []
         page.on("request", lambda request: requested.append(request.url))
         page.goto(url + "/")
-        page.wait_for_function("document.querySelector('#agent').value === 'desk'")
+        expect(page.locator("#agent")).to_have_value("desk")
         page.fill("#input", "Refund order 1042, please.")
         page.press("#input", "Enter")
         pending = page.locator(".pending")
