@@ -328,24 +328,21 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.mark.timeout(300)
-def test_the_queue_writes_out_characters_that_would_disguise_what_is_approved(
-    model: ScriptedServer, chromium: Any, tmp_path: Path
-) -> None:
-    """A right-to-left override in an argument reversed the rest of the queue's line:
-    ``book({"slot": "<U+202E>00:90 noM"})`` read "Mon 09:00" on the page, though the tool
-    got the reversed text. The page writes such characters out as ``\\u202e``."""
+def queue_item_as_shown(
+    model: ScriptedServer, chromium: Any, tmp_path: Path, arguments: str
+) -> str:
+    """The text of a patient's booking, asked with ``arguments``, in a receptionist's
+    queue on the chat page."""
     from playwright.sync_api import expect
 
     from .test_serve_page import unhurried
 
-    store = sessions.SQLiteStore(tmp_path / "bidi.db")
+    store = sessions.SQLiteStore(tmp_path / "queue.db")
     keys = sessions.KeyTable(store)
     dana = bearer(keys.add("dana", ["patient"]).key)
     rita = keys.add("rita", ["receptionist"]).key
-    app = reviewed_desk(model, store)
-    model.queue(Reply.tool_calls(("book", '{"slot": "\u202e00:90 noM\u200b"}')))
-    with uvicorn_serving(app) as url:
+    model.queue(Reply.tool_calls(("book", arguments)))
+    with uvicorn_serving(reviewed_desk(model, store)) as url:
         assert ask(url, "book", "d1", dana).json()["agentkit"]["pending"]
         page = unhurried(chromium.new_context().new_page())
         page.goto(url + "/")
@@ -355,12 +352,23 @@ def test_the_queue_writes_out_characters_that_would_disguise_what_is_approved(
         expect(page.locator("#agent")).to_have_value("desk")
         item = page.locator("#queue .item").filter(has_text="book(")
         item.wait_for()
-        shown = item.inner_text()
+        shown: str = item.inner_text()
         page.close()
+    store.close()
+    return shown
+
+
+@pytest.mark.timeout(300)
+def test_the_queue_writes_out_characters_that_would_disguise_what_is_approved(
+    model: ScriptedServer, chromium: Any, tmp_path: Path
+) -> None:
+    """A right-to-left override in an argument reversed the rest of the queue's line:
+    ``book({"slot": "<U+202E>00:90 noM"})`` read "Mon 09:00" on the page, though the tool
+    got the reversed text. The page writes such characters out as ``\\u202e``."""
+    shown = queue_item_as_shown(model, chromium, tmp_path, '{"slot": "\u202e00:90 noM\u200b"}')
     assert 'book({"slot": "\\u202e00:90 noM\\u200b"})' in shown
     assert "dana · d1" in shown
     assert "\u202e" not in shown and "\u200b" not in shown
-    store.close()
 
 
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # man ZWJ woman ZWJ girl
@@ -375,33 +383,12 @@ def test_the_queue_shows_joined_emoji_and_persian_as_written_and_an_override_esc
     ``👨\\u200d👩\\u200d👧`` and a Persian word with a ZWNJ was broken in two; a joiner
     that joins two letters or emoji is now shown as written, a right-to-left override and
     a zero-width space beside it still as ``\\u202e`` and ``\\u200b``."""
-    from playwright.sync_api import expect
-
-    from .test_serve_page import unhurried
-
-    store = sessions.SQLiteStore(tmp_path / "joined.db")
-    keys = sessions.KeyTable(store)
-    dana = bearer(keys.add("dana", ["patient"]).key)
-    rita = keys.add("rita", ["receptionist"]).key
-    app = reviewed_desk(model, store)
     slot = f"{FAMILY} {PERSIAN} \u202e00:90 noM\u200b \x1b[2J"
-    model.queue(Reply.tool_calls(("book", json.dumps({"slot": slot}, ensure_ascii=False))))
-    with uvicorn_serving(app) as url:
-        assert ask(url, "book", "d1", dana).json()["agentkit"]["pending"]
-        page = unhurried(chromium.new_context().new_page())
-        page.goto(url + "/")
-        page.locator("#keybox.shown").wait_for()
-        page.fill("#key", rita)
-        page.click("#savekey")
-        expect(page.locator("#agent")).to_have_value("desk")
-        item = page.locator("#queue .item").filter(has_text="book(")
-        item.wait_for()
-        shown = item.inner_text()
-        page.close()
+    arguments = json.dumps({"slot": slot}, ensure_ascii=False)
+    shown = queue_item_as_shown(model, chromium, tmp_path, arguments)
     # JSON writes the ESC out itself (\u001b); the page leaves that as the model wrote it
     assert f'book({{"slot": "{FAMILY} {PERSIAN} \\u202e00:90 noM\\u200b \\u001b[2J"}})' in shown
     assert "\u202e" not in shown and "\u200b" not in shown and "\x1b" not in shown
-    store.close()
 
 
 both_inside = threading.Barrier(2, timeout=60)
